@@ -1,0 +1,4 @@
+//! sdss: the Simple Delay Sync Service.
+#![warn(missing_docs)]
+
+pub mod protocol;

@@ -1,0 +1,326 @@
+//! The discovery datagram: `<ID> ON <PORT>`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+/// Datagrams longer than this are rejected unread: a real announcement is under 30 bytes.
+pub const MAX_DATAGRAM_LEN: usize = 512;
+
+/// A node's identity on the wire; new at every start, so a restarted node is a new peer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+/// Why a string cannot be a node ID.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NodeIdError {
+    /// An empty ID would make `<ID> ON <PORT>` unparseable.
+    #[error("node ID is empty")]
+    Empty,
+    /// Whitespace or control characters would split or corrupt the datagram.
+    #[error("node ID {0:?} contains whitespace or control characters")]
+    BadCharacter(String),
+}
+
+impl NodeId {
+    /// A fresh ID as the assignment's skeleton makes it: the first 8 hex digits of a UUIDv4.
+    pub fn random() -> Self {
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        NodeId(uuid[..8].to_owned())
+    }
+
+    /// Whether the ID has the 8 characters every skeleton-based peer produces.
+    pub fn is_canonical(&self) -> bool {
+        self.0.chars().count() == 8
+    }
+
+    /// The ID as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = NodeIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.is_empty() {
+            return Err(NodeIdError::Empty);
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(NodeIdError::BadCharacter(text.to_owned()));
+        }
+        Ok(NodeId(text.to_owned()))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One discovery datagram: who the sender is and where its timestamp server listens.
+///
+/// The sender's IP is deliberately absent: it is the datagram's source address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The sender's ID.
+    pub id: NodeId,
+    /// The sender's TCP timestamp server port.
+    pub port: u16,
+}
+
+/// Why a datagram is not an announcement. Each variant is a kind of malformed
+/// input seen from real peers, counted separately by the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AnnounceError {
+    /// Larger than [`MAX_DATAGRAM_LEN`].
+    #[error("datagram of {0} bytes exceeds the {MAX_DATAGRAM_LEN}-byte limit")]
+    Oversized(usize),
+    /// The assignment requires UTF-8.
+    #[error("datagram is not valid UTF-8")]
+    NotUtf8,
+    /// Not exactly `<ID> ON <PORT>`.
+    #[error("expected 3 tokens `<ID> ON <PORT>`, found {0}")]
+    TokenCount(usize),
+    /// The middle token is not `ON` (the assignment insists on upper case).
+    #[error("expected the keyword `ON`, found {0:?}")]
+    Keyword(String),
+    /// The port is not a decimal number in 1..=65535.
+    #[error("port {0:?} is not a number in 1..=65535")]
+    Port(String),
+    /// The ID is empty or holds characters that cannot be in an ID.
+    #[error(transparent)]
+    Id(#[from] NodeIdError),
+}
+
+impl AnnounceError {
+    /// A stable short name for counting rejections by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnnounceError::Oversized(_) => "oversized",
+            AnnounceError::NotUtf8 => "not_utf8",
+            AnnounceError::TokenCount(_) => "token_count",
+            AnnounceError::Keyword(_) => "keyword",
+            AnnounceError::Port(_) => "port",
+            AnnounceError::Id(_) => "id",
+        }
+    }
+}
+
+/// What real peers append to a datagram and what we therefore tolerate.
+fn is_trailing_junk(c: char) -> bool {
+    matches!(c, '\n' | '\r' | ' ' | '\0' | '\t')
+}
+
+impl Announcement {
+    /// The datagram exactly as the assignment specifies: tokens separated by one space, no newline.
+    pub fn encode(&self) -> Vec<u8> {
+        format!("{} ON {}", self.id, self.port).into_bytes()
+    }
+
+    /// Parses a received datagram, tolerating the trailing newline, spaces and NULs
+    /// that real peers send, and rejecting everything else.
+    pub fn decode(datagram: &[u8]) -> Result<Self, AnnounceError> {
+        if datagram.len() > MAX_DATAGRAM_LEN {
+            return Err(AnnounceError::Oversized(datagram.len()));
+        }
+        let text = std::str::from_utf8(datagram).map_err(|_| AnnounceError::NotUtf8)?;
+        let text = text.trim_end_matches(is_trailing_junk);
+        let tokens: Vec<&str> = text.split(' ').collect();
+        let [id, keyword, port] = tokens[..] else {
+            let found = if text.is_empty() { 0 } else { tokens.len() };
+            return Err(AnnounceError::TokenCount(found));
+        };
+        if keyword != "ON" {
+            return Err(AnnounceError::Keyword(keyword.to_owned()));
+        }
+        let port = parse_port(port)?;
+        let id = id.parse()?;
+        Ok(Announcement { id, port })
+    }
+}
+
+fn parse_port(token: &str) -> Result<u16, AnnounceError> {
+    let bad = || AnnounceError::Port(token.to_owned());
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match token.parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(port) => Ok(port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announce(id: &str, port: u16) -> Announcement {
+        Announcement {
+            id: id.parse().unwrap(),
+            port,
+        }
+    }
+
+    #[test]
+    fn encodes_exactly_the_assignment_format() {
+        assert_eq!(announce("cc89e682", 6758).encode(), b"cc89e682 ON 6758");
+    }
+
+    #[test]
+    fn decodes_what_it_encodes() {
+        let a = announce("1ad640cb", 8768);
+        assert_eq!(Announcement::decode(&a.encode()), Ok(a));
+    }
+
+    #[test]
+    fn tolerates_trailing_newline_cr_spaces_and_nuls() {
+        for datagram in [
+            &b"cc89e682 ON 6758\n"[..],
+            b"cc89e682 ON 6758\r\n",
+            b"cc89e682 ON 6758   ",
+            b"cc89e682 ON 6758\0\0\0\0",
+            b"cc89e682 ON 6758 \r\n\0",
+        ] {
+            assert_eq!(
+                Announcement::decode(datagram),
+                Ok(announce("cc89e682", 6758)),
+                "{datagram:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_oversized_datagrams_before_reading_them() {
+        let mut datagram = b"cc89e682 ON 6758".to_vec();
+        datagram.resize(MAX_DATAGRAM_LEN + 1, b' ');
+        assert_eq!(
+            Announcement::decode(&datagram),
+            Err(AnnounceError::Oversized(MAX_DATAGRAM_LEN + 1))
+        );
+        datagram.truncate(MAX_DATAGRAM_LEN);
+        assert!(Announcement::decode(&datagram).is_ok());
+    }
+
+    #[test]
+    fn rejects_non_utf8() {
+        assert_eq!(
+            Announcement::decode(b"cc89\xffe682 ON 6758"),
+            Err(AnnounceError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_token_counts() {
+        for datagram in [
+            &b""[..],
+            b"cc89e682",
+            b"cc89e682 ON",
+            b"cc89e682 ON 6758 extra",
+            b"cc89e682  ON 6758",
+            b" cc89e682 ON 6758",
+        ] {
+            assert!(
+                matches!(
+                    Announcement::decode(datagram),
+                    Err(AnnounceError::TokenCount(_)) | Err(AnnounceError::Id(_))
+                ),
+                "{datagram:?} gave {:?}",
+                Announcement::decode(datagram)
+            );
+        }
+        assert_eq!(
+            Announcement::decode(b"a b c d"),
+            Err(AnnounceError::TokenCount(4))
+        );
+    }
+
+    #[test]
+    fn rejects_keyword_in_another_case() {
+        for keyword in ["on", "On", "oN", "AT"] {
+            let datagram = format!("cc89e682 {keyword} 6758");
+            assert_eq!(
+                Announcement::decode(datagram.as_bytes()),
+                Err(AnnounceError::Keyword(keyword.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_port_zero_out_of_range_and_non_numeric() {
+        for port in ["0", "65536", "99999999999", "-1", "+80", "80a", "0x50", "６７"] {
+            let datagram = format!("cc89e682 ON {port}");
+            assert_eq!(
+                Announcement::decode(datagram.as_bytes()),
+                Err(AnnounceError::Port(port.to_owned())),
+                "{port}"
+            );
+        }
+        assert_eq!(
+            Announcement::decode(b"cc89e682 ON 65535"),
+            Ok(announce("cc89e682", 65535))
+        );
+        assert_eq!(
+            Announcement::decode(b"cc89e682 ON 00080"),
+            Ok(announce("cc89e682", 80))
+        );
+    }
+
+    #[test]
+    fn rejects_ids_with_control_characters() {
+        assert_eq!(
+            Announcement::decode(b"cc89\x07e682 ON 6758"),
+            Err(AnnounceError::Id(NodeIdError::BadCharacter(
+                "cc89\u{7}e682".into()
+            )))
+        );
+    }
+
+    #[test]
+    fn node_id_rejects_empty_and_whitespace() {
+        assert_eq!("".parse::<NodeId>(), Err(NodeIdError::Empty));
+        assert!(matches!(
+            "ab cd".parse::<NodeId>(),
+            Err(NodeIdError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            "ab\tcd".parse::<NodeId>(),
+            Err(NodeIdError::BadCharacter(_))
+        ));
+    }
+
+    #[test]
+    fn random_ids_are_eight_hex_digits_and_differ() {
+        let a = NodeId::random();
+        let b = NodeId::random();
+        assert!(a.is_canonical());
+        assert!(a.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn non_canonical_ids_are_accepted_but_flagged() {
+        let a = Announcement::decode(b"node-one ON 1").unwrap();
+        assert!(a.id.is_canonical());
+        let b = Announcement::decode(b"n1 ON 1").unwrap();
+        assert!(!b.id.is_canonical());
+    }
+
+    #[test]
+    fn error_kinds_are_distinct() {
+        let kinds = [
+            AnnounceError::Oversized(1).kind(),
+            AnnounceError::NotUtf8.kind(),
+            AnnounceError::TokenCount(1).kind(),
+            AnnounceError::Keyword(String::new()).kind(),
+            AnnounceError::Port(String::new()).kind(),
+            AnnounceError::Id(NodeIdError::Empty).kind(),
+        ];
+        let unique: std::collections::HashSet<_> = kinds.iter().collect();
+        assert_eq!(unique.len(), kinds.len());
+    }
+}

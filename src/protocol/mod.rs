@@ -1,0 +1,17 @@
+//! The SDSS wire formats as pure functions over bytes: no sockets, no clocks.
+//!
+//! Everything that crosses the network is parsed and produced here, so the node
+//! runtime and the lab grader agree on one reading of what peers send
+//! (`../shared/PROTOCOL.md`, sections 1 and 2).
+
+mod announcement;
+mod timestamp;
+
+pub use announcement::{AnnounceError, Announcement, NodeId, NodeIdError, MAX_DATAGRAM_LEN};
+pub use timestamp::{
+    decode_timestamp, encode_timestamp, time_zone_offset_hours, DecodedTimestamp, Dialect,
+    TimestampError, PLAUSIBLE_WINDOW_SECS,
+};
+
+/// The one constant of the assignment: every node broadcasts to this UDP port.
+pub const DEFAULT_BROADCAST_PORT: u16 = 35498;
