@@ -1,4 +1,15 @@
 //! sdss: the Simple Delay Sync Service.
+//!
+//! * [`protocol`]: the wire formats, pure functions over bytes.
+//! * [`node`]: a node's runtime (discovery, timestamp server and client, neighbor table).
+//! * [`output`]: how a node's events are shown to people and to programs.
+//! * [`lab`]: network-namespace labs that inject delays and verify what nodes measure.
+//! * [`cli`]: the command line, which only wires the above together.
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod lab;
+pub mod node;
+pub mod output;
 pub mod protocol;
+pub mod units;

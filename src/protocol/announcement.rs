@@ -13,6 +13,13 @@ pub const MAX_DATAGRAM_LEN: usize = 512;
 #[serde(transparent)]
 pub struct NodeId(String);
 
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a string cannot be a node ID.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NodeIdError {
@@ -252,7 +259,16 @@ mod tests {
 
     #[test]
     fn rejects_port_zero_out_of_range_and_non_numeric() {
-        for port in ["0", "65536", "99999999999", "-1", "+80", "80a", "0x50", "６７"] {
+        for port in [
+            "0",
+            "65536",
+            "99999999999",
+            "-1",
+            "+80",
+            "80a",
+            "0x50",
+            "６７",
+        ] {
             let datagram = format!("cc89e682 ON {port}");
             assert_eq!(
                 Announcement::decode(datagram.as_bytes()),

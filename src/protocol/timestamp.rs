@@ -78,7 +78,9 @@ pub enum TimestampError {
         resolution_secs: f64,
     },
     /// No encoding yields a time within a day of the local clock.
-    #[error("{len} bytes ({preview}) are no time within a day of the local clock in any known encoding")]
+    #[error(
+        "{len} bytes ({preview}) are no time within a day of the local clock in any known encoding"
+    )]
     Unrecognised {
         /// How many bytes arrived.
         len: usize,
@@ -113,9 +115,8 @@ pub fn decode_timestamp(bytes: &[u8], local_now: f64) -> Result<DecodedTimestamp
     if bytes.is_empty() {
         return Err(TimestampError::Empty);
     }
-    let plausible = |seconds: f64| {
-        seconds.is_finite() && (seconds - local_now).abs() <= PLAUSIBLE_WINDOW_SECS
-    };
+    let plausible =
+        |seconds: f64| seconds.is_finite() && (seconds - local_now).abs() <= PLAUSIBLE_WINDOW_SECS;
     for dialect in Dialect::ALL {
         let Some(seconds) = read_as(bytes, dialect) else {
             continue;
@@ -204,24 +205,44 @@ mod tests {
 
     #[test]
     fn ascii_whole_seconds_keep_python_trailing_zero() {
-        assert_eq!(encode_timestamp(1732473600.0, Dialect::Ascii), b"1732473600.0");
+        assert_eq!(
+            encode_timestamp(1732473600.0, Dialect::Ascii),
+            b"1732473600.0"
+        );
     }
 
     #[test]
     fn decodes_big_endian_double() {
         let got = decode_timestamp(&PACK_BE_DOUBLE, T + 0.5).unwrap();
-        assert_eq!(got, DecodedTimestamp { seconds: T, dialect: Dialect::BinaryBe });
+        assert_eq!(
+            got,
+            DecodedTimestamp {
+                seconds: T,
+                dialect: Dialect::BinaryBe
+            }
+        );
     }
 
     #[test]
     fn decodes_little_endian_double() {
         let got = decode_timestamp(&PACK_LE_DOUBLE, T - 3.0).unwrap();
-        assert_eq!(got, DecodedTimestamp { seconds: T, dialect: Dialect::BinaryLe });
+        assert_eq!(
+            got,
+            DecodedTimestamp {
+                seconds: T,
+                dialect: Dialect::BinaryLe
+            }
+        );
     }
 
     #[test]
     fn decodes_ascii_with_trailing_newline_and_nuls() {
-        for bytes in [&PYTHON_STR[..], b"1732473600.123456\n", b" 1732473600.123456\0\0", b"1.732473600123456e9"] {
+        for bytes in [
+            &PYTHON_STR[..],
+            b"1732473600.123456\n",
+            b" 1732473600.123456\0\0",
+            b"1.732473600123456e9",
+        ] {
             let got = decode_timestamp(bytes, T).unwrap();
             assert_eq!(got.dialect, Dialect::Ascii, "{bytes:?}");
             assert!((got.seconds - T).abs() < 1e-6, "{bytes:?}");
@@ -231,7 +252,10 @@ mod tests {
     #[test]
     fn rejects_float32_naming_its_resolution() {
         match decode_timestamp(&PACK_BE_FLOAT, T) {
-            Err(TimestampError::Float32 { seconds, resolution_secs }) => {
+            Err(TimestampError::Float32 {
+                seconds,
+                resolution_secs,
+            }) => {
                 assert_eq!(seconds, 1732473600.0);
                 assert_eq!(resolution_secs, 128.0);
             }
@@ -239,7 +263,10 @@ mod tests {
         }
         let mut le = PACK_BE_FLOAT;
         le.reverse();
-        assert!(matches!(decode_timestamp(&le, T), Err(TimestampError::Float32 { .. })));
+        assert!(matches!(
+            decode_timestamp(&le, T),
+            Err(TimestampError::Float32 { .. })
+        ));
     }
 
     #[test]
@@ -262,15 +289,27 @@ mod tests {
             decode_timestamp(b"hello, world", T),
             Err(TimestampError::Unrecognised { len: 12, .. })
         ));
-        assert!(matches!(decode_timestamp(b"nan", T), Err(TimestampError::Unrecognised { .. })));
-        assert!(matches!(decode_timestamp(b"inf", T), Err(TimestampError::Unrecognised { .. })));
+        assert!(matches!(
+            decode_timestamp(b"nan", T),
+            Err(TimestampError::Unrecognised { .. })
+        ));
+        assert!(matches!(
+            decode_timestamp(b"inf", T),
+            Err(TimestampError::Unrecognised { .. })
+        ));
     }
 
     #[test]
     fn every_dialect_round_trips_except_float32() {
         for dialect in [Dialect::BinaryBe, Dialect::BinaryLe, Dialect::Ascii] {
             let got = decode_timestamp(&encode_timestamp(T, dialect), T).unwrap();
-            assert_eq!(got, DecodedTimestamp { seconds: T, dialect });
+            assert_eq!(
+                got,
+                DecodedTimestamp {
+                    seconds: T,
+                    dialect
+                }
+            );
         }
     }
 
@@ -288,6 +327,9 @@ mod tests {
     fn dialect_names_are_stable() {
         let names: Vec<_> = Dialect::ALL.iter().map(|d| d.name()).collect();
         assert_eq!(names, ["binary_be", "binary_le", "ascii", "float32"]);
-        assert_eq!(serde_json::to_string(&Dialect::BinaryLe).unwrap(), "\"binary_le\"");
+        assert_eq!(
+            serde_json::to_string(&Dialect::BinaryLe).unwrap(),
+            "\"binary_le\""
+        );
     }
 }

@@ -1,0 +1,165 @@
+//! What a node reports about itself: the contract between the runtime, its
+//! human and JSON renderers, and the lab that reads a node's `--json` stream.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Dialect, NodeId};
+
+/// One thing that happened in a node. Serialized as one JSON object per line,
+/// tagged by `"event"`; see README.md for the schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// The node is bound and about to announce itself.
+    Started {
+        /// This node's ID.
+        id: NodeId,
+        /// The TCP timestamp server's port, as announced.
+        tcp_port: u16,
+        /// The UDP port broadcasts go to and are heard on.
+        broadcast_port: u16,
+        /// Where announcements go, as `interface -> address:port` or `address:port`.
+        destinations: Vec<String>,
+        /// Announcement period in milliseconds.
+        interval_ms: u64,
+        /// Broadcasts between two measurements of a peer.
+        refresh_every: u32,
+    },
+    /// A datagram from a peer (only with `--verbose`).
+    Heard {
+        /// The peer's ID.
+        id: NodeId,
+        /// Source address of the datagram.
+        ip: IpAddr,
+        /// The TCP port it announced.
+        port: u16,
+    },
+    /// A peer was seen for the first time; an exchange with it starts now.
+    Discovered {
+        /// The peer's ID.
+        id: NodeId,
+        /// Source address of its datagram.
+        ip: IpAddr,
+        /// The TCP port it announced.
+        port: u16,
+    },
+    /// An exchange with a peer succeeded: its latest measurement and running statistics.
+    Neighbor(NeighborReport),
+    /// A peer left the table.
+    Removed {
+        /// The peer's ID.
+        id: NodeId,
+        /// Its last known address.
+        ip: IpAddr,
+        /// Machine-readable cause: `refused`, `timeout`, `unreachable`, `reset`, `protocol`, `silent`.
+        cause: String,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// A timestamp client was served (only with `--verbose`).
+    Served {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The dialect the answer was written in.
+        dialect: Dialect,
+        /// The dialect of what the client sent, if it sent anything readable.
+        client_dialect: Option<Dialect>,
+    },
+    /// Something worth a human's attention that changes no state: malformed input,
+    /// a peer with a broken clock or encoding, a full table.
+    Warning {
+        /// Stable short name, e.g. `malformed_datagram`, `float32_timestamp`, `time_zone`.
+        kind: String,
+        /// What happened, for a human.
+        message: String,
+        /// The peer concerned, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<NodeId>,
+        /// Its address, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<IpAddr>,
+    },
+    /// The node shut down cleanly.
+    Stopped,
+}
+
+/// A neighbor's measurements after a successful exchange (PROTOCOL.md section 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighborReport {
+    /// The peer's ID.
+    pub id: NodeId,
+    /// Its address.
+    pub ip: IpAddr,
+    /// Its timestamp server port.
+    pub port: u16,
+    /// The seed's quantity: our clock when its time arrived minus its time (B -> A).
+    pub delay_ms: f64,
+    /// TCP handshake time, monotonic.
+    pub rtt_ms: f64,
+    /// Estimated offset of its clock against ours, assuming a symmetric path.
+    pub offset_ms: f64,
+    /// Smallest delay seen.
+    pub min_ms: f64,
+    /// Mean delay over all samples.
+    pub mean_ms: f64,
+    /// Mean absolute difference between consecutive delays (RFC 3550 style, unsmoothed).
+    pub jitter_ms: f64,
+    /// Successful exchanges so far.
+    pub samples: u64,
+    /// Failed exchanges so far.
+    pub failures: u64,
+    /// The encoding the peer's time came in.
+    pub dialect: Dialect,
+}
+
+impl NodeEvent {
+    /// A warning about a peer.
+    pub fn warning(kind: &str, message: String, peer: Option<NodeId>, ip: Option<IpAddr>) -> Self {
+        NodeEvent::Warning {
+            kind: kind.to_owned(),
+            message,
+            peer,
+            ip,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_an_event_tag_and_parse_back() {
+        let events = [
+            NodeEvent::Discovered {
+                id: "cc89e682".parse().unwrap(),
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 6758,
+            },
+            NodeEvent::Neighbor(NeighborReport {
+                id: "cc89e682".parse().unwrap(),
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 6758,
+                delay_ms: 10.25,
+                rtt_ms: 20.5,
+                offset_ms: 0.01,
+                min_ms: 10.0,
+                mean_ms: 10.2,
+                jitter_ms: 0.1,
+                samples: 3,
+                failures: 0,
+                dialect: Dialect::BinaryBe,
+            }),
+            NodeEvent::Stopped,
+        ];
+        for event in events {
+            let line = serde_json::to_string(&event).unwrap();
+            assert!(line.starts_with("{\"event\":"), "{line}");
+            assert_eq!(serde_json::from_str::<NodeEvent>(&line).unwrap(), event);
+        }
+        let line = serde_json::to_string(&NodeEvent::Stopped).unwrap();
+        assert_eq!(line, r#"{"event":"stopped"}"#);
+    }
+}

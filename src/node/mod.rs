@@ -1,0 +1,3 @@
+//! A node's runtime: discovery, timestamp server, timestamp client, neighbor table.
+
+pub mod event;

@@ -1,0 +1,1 @@
+//! How a node's events are shown: coloured lines for people, JSON lines for programs.

@@ -1,0 +1,145 @@
+//! Durations as people write them (`1s`, `250ms`, `2.5ms`, `40us`), shared by the
+//! command line and lab files so both accept the same spellings.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Why a duration string was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DurationError {
+    /// Missing number or unit, or something that is neither.
+    #[error("{0:?} is not a duration: write a number and a unit, e.g. 10ms, 1.5s, 250us")]
+    Syntax(String),
+    /// A unit outside `ns`, `us`, `ms`, `s`, `m`.
+    #[error("{unit:?} in {text:?} is not a unit: use ns, us, ms, s or m")]
+    Unit {
+        /// The whole input.
+        text: String,
+        /// The unknown unit.
+        unit: String,
+    },
+    /// Negative, not finite or too large.
+    #[error("{0:?} is out of range")]
+    Range(String),
+}
+
+/// Parses `<number><unit>` with an optional decimal fraction; `0` alone is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let trimmed = text.trim();
+    if trimmed == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| DurationError::Syntax(text.to_owned()))?;
+    let (number, unit) = trimmed.split_at(split);
+    if number.is_empty() || number.chars().filter(|c| *c == '.').count() > 1 {
+        return Err(DurationError::Syntax(text.to_owned()));
+    }
+    let value: f64 = number
+        .parse()
+        .map_err(|_| DurationError::Syntax(text.to_owned()))?;
+    let seconds_per_unit = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        other => {
+            return Err(DurationError::Unit {
+                text: text.to_owned(),
+                unit: other.to_owned(),
+            })
+        }
+    };
+    Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| DurationError::Range(text.to_owned()))
+}
+
+/// Prints a duration in the unit people would write it in (`1s`, `2.5ms`, `40us`).
+pub fn format_duration(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    let (value, unit) = match nanos {
+        0 => return "0".to_owned(),
+        n if n % 1_000_000_000 == 0 => (n as f64 / 1e9, "s"),
+        n if n >= 1_000_000 => (n as f64 / 1e6, "ms"),
+        n if n >= 1_000 => (n as f64 / 1e3, "us"),
+        n => (n as f64, "ns"),
+    };
+    format!("{value}{unit}")
+}
+
+/// Serde adapter for `Duration` fields written as strings like `"10ms"`.
+pub mod serde_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Reads `"10ms"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// Writes `"10ms"`.
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit_and_fractions() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2.5ms"), Ok(Duration::from_micros(2500)));
+        assert_eq!(parse_duration("40us"), Ok(Duration::from_micros(40)));
+        assert_eq!(parse_duration("40µs"), Ok(Duration::from_micros(40)));
+        assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 0 "), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn rejects_missing_units_unknown_units_and_garbage() {
+        assert!(matches!(
+            parse_duration("10"),
+            Err(DurationError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_duration("ms"),
+            Err(DurationError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_duration("1.2.3ms"),
+            Err(DurationError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_duration("-1ms"),
+            Err(DurationError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_duration("10 parsecs"),
+            Err(DurationError::Unit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("10h"),
+            Err(DurationError::Unit { .. })
+        ));
+    }
+
+    #[test]
+    fn formats_in_the_natural_unit_and_round_trips() {
+        for text in ["1s", "2.5ms", "40us", "7ns", "120s", "0"] {
+            let duration = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+        assert_eq!(format_duration(Duration::from_micros(2500)), "2.5ms");
+        assert_eq!(format_duration(Duration::from_secs(1)), "1s");
+    }
+}
