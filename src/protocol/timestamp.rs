@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn decodes_ascii_with_trailing_newline_and_nuls() {
         for bytes in [
-            &PYTHON_STR[..],
+            PYTHON_STR,
             b"1732473600.123456\n",
             b" 1732473600.123456\0\0",
             b"1.732473600123456e9",
