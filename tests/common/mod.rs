@@ -202,3 +202,18 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Whether a root-only test may run: `true` as root; otherwise prints why it
+/// skips and returns `false`, unless CI demands root tests
+/// (`SDSS_REQUIRE_ROOT_TESTS=1`), where a skip would hide a test that did not run.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SDSS_REQUIRE_ROOT_TESTS").is_none(),
+        "{test} needs root and SDSS_REQUIRE_ROOT_TESTS is set"
+    );
+    eprintln!("SKIPPED {test}: needs root (network namespaces and devices)");
+    false
+}
