@@ -119,6 +119,8 @@ impl Proc {
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
+        // SAFETY: as in `drop`.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -146,6 +148,8 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group we created has no memory-safety preconditions.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
