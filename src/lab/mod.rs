@@ -2,3 +2,6 @@
 //! verification of what the nodes measure against what was injected.
 
 pub mod impairment;
+pub mod plan;
+pub mod topology;
+pub mod verify;
