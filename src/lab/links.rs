@@ -42,7 +42,7 @@ pub enum LinkError {
         /// The namespace.
         netns: String,
         /// What the kernel said.
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// A link that should exist does not.
     #[error("link {link} not found in namespace {netns}")]
@@ -92,7 +92,7 @@ impl Netlink {
             action,
             link,
             netns,
-            source,
+            source: Box::new(source),
         }
     }
 

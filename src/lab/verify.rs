@@ -132,33 +132,24 @@ pub fn grade(plan: &Plan, observations: &HashMap<String, Observations>) -> Grade
     let mut views: HashMap<(&str, &str), PeerView> = HashMap::new();
     for (observer, seen) in observations {
         for event in &seen.events {
-            let (ip, update): (IpAddr, Box<dyn Fn(&mut PeerView)>) = match event {
-                NodeEvent::Discovered { ip, .. } => {
-                    (*ip, Box::new(|v: &mut PeerView| v.discovered = true))
-                }
-                NodeEvent::Neighbor(report) => {
-                    let delay = report.delay_ms;
-                    (
-                        report.ip,
-                        Box::new(move |v: &mut PeerView| {
-                            v.discovered = true;
-                            v.delays.push(delay);
-                        }),
-                    )
-                }
-                NodeEvent::Removed {
-                    ip, cause, reason, ..
-                } => {
-                    let removal = (cause.clone(), reason.clone());
-                    (
-                        *ip,
-                        Box::new(move |v: &mut PeerView| v.last_removal = Some(removal.clone())),
-                    )
-                }
+            let ip = match event {
+                NodeEvent::Discovered { ip, .. } | NodeEvent::Removed { ip, .. } => *ip,
+                NodeEvent::Neighbor(report) => report.ip,
                 _ => continue,
             };
-            if let Some(peer) = by_ip.get(&ip) {
-                update(views.entry((peer, observer.as_str())).or_default());
+            let Some(peer) = by_ip.get(&ip) else {
+                continue;
+            };
+            let view = views.entry((peer, observer.as_str())).or_default();
+            match event {
+                NodeEvent::Neighbor(report) => {
+                    view.discovered = true;
+                    view.delays.push(report.delay_ms);
+                }
+                NodeEvent::Removed { cause, reason, .. } => {
+                    view.last_removal = Some((cause.clone(), reason.clone()));
+                }
+                _ => view.discovered = true,
             }
         }
     }
