@@ -41,10 +41,12 @@ impl fmt::Display for BackendKind {
 /// What the user asked for on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// netem if the lab has delays and the kernel has netem, none if it has no delays.
+    /// none if the lab has no delays; otherwise netem where the kernel has it, else the emulator.
     Auto,
     /// Kernel netem; an error where the kernel lacks it.
     Netem,
+    /// The userspace link emulator (TAP devices and a switch process).
+    Emulator,
     /// Inject nothing and expect zero delay everywhere (the file's delays are ignored).
     None,
 }
@@ -178,13 +180,20 @@ pub enum DelayError {
     /// tc failed.
     #[error(transparent)]
     Tc(#[from] TcError),
+    /// The emulator daemon failed to start.
+    #[error("the link emulator did not start: {0}")]
+    Emulator(String),
 }
 
 /// Puts a plan's impairments onto the links of a lab whose namespaces and links exist.
 pub trait DelayBackend {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
-    /// Applies every impairment of the plan.
+    /// Whether the backend makes the nodes' `eth0` itself (no bridge, no veth).
+    fn provides_links(&self) -> bool {
+        false
+    }
+    /// Applies every impairment of the plan to links that exist.
     fn apply(&self, plan: &Plan) -> Result<(), DelayError>;
 }
 
@@ -200,6 +209,51 @@ impl DelayBackend for NoDelay {
     fn apply(&self, _plan: &Plan) -> Result<(), DelayError> {
         Ok(())
     }
+}
+
+/// The userspace link emulator (`src/lab/emulator/`), run as the daemon
+/// `sdss lab-emulator SPEC` in the switch namespace: it creates each node's `eth0`
+/// as a TAP device and forwards frames with each ordered pair's impairment.
+/// Started by the lifecycle (it is a process to record), so `apply` has nothing to do.
+#[derive(Debug, Default)]
+pub struct Emulator;
+
+impl DelayBackend for Emulator {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Emulator
+    }
+
+    fn provides_links(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, _plan: &Plan) -> Result<(), DelayError> {
+        Ok(())
+    }
+}
+
+/// The emulator's spec for a plan (the JSON schema of `lab::emulator::EmulatorSpec`):
+/// one port per node (its namespace's `eth0`) and every ordered pair's expected impairment.
+pub fn emulator_spec(plan: &Plan) -> serde_json::Value {
+    let index = |name: &str| plan.nodes.iter().position(|n| n.name == name);
+    let ports: Vec<_> = plan
+        .nodes
+        .iter()
+        .map(|n| serde_json::json!({ "netns": n.netns, "ifname": NODE_IFNAME }))
+        .collect();
+    let impairments: Vec<_> = plan
+        .expected
+        .iter()
+        .filter(|p| !p.impairment.is_none())
+        .filter_map(|p| {
+            Some(serde_json::json!({
+                "from": index(&p.from)?,
+                "to": index(&p.to)?,
+                "impairment": p.impairment,
+            }))
+        })
+        .collect();
+    serde_json::json!({ "ports": ports, "impairments": impairments })
 }
 
 /// Kernel netem via `tc`.
@@ -435,6 +489,19 @@ mod tests {
             }),
             ["netem", "loss", "50%"]
         );
+    }
+
+    #[test]
+    fn emulator_spec_lists_ports_and_impaired_pairs() {
+        let plan =
+            plan("name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n");
+        let spec = emulator_spec(&plan);
+        assert_eq!(spec["ports"][1]["netns"], "sdss-t-b");
+        assert_eq!(spec["ports"][1]["ifname"], "eth0");
+        assert_eq!(spec["impairments"][0]["from"], 0);
+        assert_eq!(spec["impairments"][0]["to"], 1);
+        assert_eq!(spec["impairments"][0]["impairment"]["delay"], "5ms");
+        assert_eq!(spec["impairments"].as_array().unwrap().len(), 2);
     }
 
     #[test]

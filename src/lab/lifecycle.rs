@@ -18,7 +18,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::delay::{
-    BackendChoice, BackendKind, DelayBackend, DelayError, Netem, NetemSupport, NoDelay, Tc,
+    emulator_spec, BackendChoice, BackendKind, DelayBackend, DelayError, Emulator, Netem,
+    NetemSupport, NoDelay, Tc,
 };
 use super::launch::{self, LaunchError, Output};
 use super::links::{self, LinkError, Netlink};
@@ -252,7 +253,9 @@ async fn build(
     let backend: Box<dyn DelayBackend> = match options.backend {
         BackendChoice::None => Box::new(NoDelay),
         BackendChoice::Auto if plan.is_unimpaired() => Box::new(NoDelay),
-        BackendChoice::Auto | BackendChoice::Netem => {
+        BackendChoice::Auto if netem == NetemSupport::Available => Box::new(Netem::default()),
+        BackendChoice::Auto | BackendChoice::Emulator => Box::new(Emulator),
+        BackendChoice::Netem => {
             if netem != NetemSupport::Available {
                 return Err(DelayError::NoNetem.into());
             }
@@ -265,46 +268,30 @@ async fn build(
         plan
     };
     progress.line(&format!("delay backend {}; netem {netem}", backend.kind()));
+    let emulated = backend.provides_links();
     dir.record(|s| {
         s.netem = Some(netem);
         s.backend = Some(backend.kind());
         s.plan = plan.clone();
-        for node in &plan.nodes {
-            s.links.push(LinkRecord {
-                netns: plan.switch_netns.clone(),
-                name: node.bridge_port.clone(),
-                kind: "veth (bridge port)".to_owned(),
-            });
-            s.links.push(LinkRecord {
-                netns: node.netns.clone(),
-                name: super::plan::NODE_IFNAME.to_owned(),
-                kind: "veth (node end)".to_owned(),
-            });
-        }
-        s.links.insert(
-            0,
-            LinkRecord {
-                netns: plan.switch_netns.clone(),
-                name: super::plan::BRIDGE_IFNAME.to_owned(),
-                kind: "bridge".to_owned(),
-            },
-        );
+        s.links = planned_links(&plan, emulated);
     })?;
 
-    progress.step("creating links", plan.nodes.len() as u64);
-    links::build_switch(&switch, &plan, node_files, |_, _, _| progress.inc()).await?;
+    let node_link: Vec<String> = if emulated {
+        progress.step("starting the link emulator", 1);
+        start_emulator(&mut dir, &plan, switch_file, options, cancel)?;
+        progress.inc();
+        vec![super::plan::NODE_IFNAME.to_owned(); plan.nodes.len()]
+    } else {
+        progress.step("creating links", plan.nodes.len() as u64);
+        links::build_switch(&switch, &plan, node_files, |_, _, _| progress.inc()).await?;
+        (0..plan.nodes.len()).map(links::node_end).collect()
+    };
     check(cancel)?;
     progress.step("configuring node namespaces", plan.nodes.len() as u64);
-    for (index, (node, file)) in plan.nodes.iter().zip(node_files).enumerate() {
+    for ((node, file), link) in plan.nodes.iter().zip(node_files).zip(&node_link) {
         check(cancel)?;
         let netlink = Netlink::connect(file, &node.netns)?;
-        links::configure_node(
-            &netlink,
-            &links::node_end(index),
-            node.address,
-            plan.subnet.prefix,
-        )
-        .await?;
+        links::configure_node(&netlink, link, node.address, plan.subnet.prefix).await?;
         progress.inc();
     }
     drop(switch);
@@ -342,6 +329,104 @@ async fn build(
         children,
         launched_at,
     })
+}
+
+/// The links a lab will have, recorded before any is created (they live in the
+/// lab's namespaces, or are the emulator's TAPs, and go with them).
+fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
+    let link = |netns: &str, name: &str, kind: &str| LinkRecord {
+        netns: netns.to_owned(),
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+    };
+    let mut links = Vec::new();
+    if !emulated {
+        links.push(link(
+            &plan.switch_netns,
+            super::plan::BRIDGE_IFNAME,
+            "bridge",
+        ));
+    }
+    for node in &plan.nodes {
+        if emulated {
+            links.push(link(
+                &node.netns,
+                super::plan::NODE_IFNAME,
+                "tap (emulator)",
+            ));
+        } else {
+            links.push(link(
+                &plan.switch_netns,
+                &node.bridge_port,
+                "veth (bridge port)",
+            ));
+            links.push(link(
+                &node.netns,
+                super::plan::NODE_IFNAME,
+                "veth (node end)",
+            ));
+        }
+    }
+    links
+}
+
+/// How long the emulator gets to report `ready`.
+const EMULATOR_START: Duration = Duration::from_secs(15);
+
+/// Starts `sdss lab-emulator SPEC` in the switch namespace, records it, and waits
+/// until it says `ready` (every TAP exists and is up).
+fn start_emulator(
+    dir: &mut LabDir,
+    plan: &Plan,
+    switch: &File,
+    options: &UpOptions,
+    cancel: &CancellationToken,
+) -> Result<(), LabError> {
+    let spec_path = dir.path().join("emulator.json");
+    let spec = serde_json::to_vec_pretty(&emulator_spec(plan)).map_err(io::Error::other);
+    spec.and_then(|bytes| std::fs::write(&spec_path, bytes))
+        .map_err(|source| LabError::Log {
+            path: spec_path.clone(),
+            source,
+        })?;
+    let stdout = dir.path().join("emulator.out");
+    let stderr = dir.path().join("emulator.err");
+    let argv = vec![
+        options.sdss.display().to_string(),
+        "lab-emulator".to_owned(),
+        spec_path.display().to_string(),
+    ];
+    let mut child = launch::spawn_node(
+        switch,
+        &plan.switch_netns,
+        &argv,
+        &[],
+        Output::Files {
+            stdout: &stdout,
+            stderr: &stderr,
+        },
+    )?;
+    let record = ProcessRecord::of(child.id() as i32, None);
+    dir.record(|s| s.processes.extend(record))?;
+    let deadline = Instant::now() + EMULATOR_START;
+    loop {
+        if std::fs::read_to_string(&stdout).is_ok_and(|t| t.lines().any(|l| l.trim() == "ready")) {
+            return Ok(());
+        }
+        let failure = if let Ok(Some(status)) = child.try_wait() {
+            Some(format!("it exited ({status})"))
+        } else if Instant::now() >= deadline {
+            Some(format!("no `ready` within {} s", EMULATOR_START.as_secs()))
+        } else {
+            None
+        };
+        if let Some(failure) = failure {
+            let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+            return Err(DelayError::Emulator(format!("{failure}: {}", said.trim())).into());
+        }
+        check(cancel)?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Follows a node's stdout as it grows, keeping the events read so far.
