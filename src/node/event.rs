@@ -86,6 +86,9 @@ pub enum NodeEvent {
 }
 
 /// A neighbor's measurements after a successful exchange (PROTOCOL.md section 3).
+///
+/// Delay figures are `null` when the peer answered in a form that carries no
+/// usable time (a 4-byte float): it is reachable, so it stays a neighbor with its RTT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NeighborReport {
     /// The peer's ID.
@@ -95,19 +98,21 @@ pub struct NeighborReport {
     /// Its timestamp server port.
     pub port: u16,
     /// The seed's quantity: our clock when its time arrived minus its time (B -> A).
-    pub delay_ms: f64,
+    pub delay_ms: Option<f64>,
     /// TCP handshake time, monotonic.
     pub rtt_ms: f64,
     /// Estimated offset of its clock against ours, assuming a symmetric path.
-    pub offset_ms: f64,
+    pub offset_ms: Option<f64>,
     /// Smallest delay seen.
-    pub min_ms: f64,
+    pub min_ms: Option<f64>,
     /// Mean delay over all samples.
-    pub mean_ms: f64,
-    /// Mean absolute difference between consecutive delays (RFC 3550 style, unsmoothed).
-    pub jitter_ms: f64,
-    /// Successful exchanges so far.
+    pub mean_ms: Option<f64>,
+    /// Mean absolute difference between consecutive delays.
+    pub jitter_ms: Option<f64>,
+    /// Delay samples so far.
     pub samples: u64,
+    /// Successful exchanges so far (with or without a readable time).
+    pub successes: u64,
     /// Failed exchanges so far.
     pub failures: u64,
     /// The encoding the peer's time came in.
@@ -142,13 +147,14 @@ mod tests {
                 id: "cc89e682".parse().unwrap(),
                 ip: "10.0.0.2".parse().unwrap(),
                 port: 6758,
-                delay_ms: 10.25,
+                delay_ms: Some(10.25),
                 rtt_ms: 20.5,
-                offset_ms: 0.01,
-                min_ms: 10.0,
-                mean_ms: 10.2,
-                jitter_ms: 0.1,
+                offset_ms: Some(0.01),
+                min_ms: Some(10.0),
+                mean_ms: Some(10.2),
+                jitter_ms: None,
                 samples: 3,
+                successes: 3,
                 failures: 0,
                 dialect: Dialect::BinaryBe,
             }),
@@ -161,5 +167,42 @@ mod tests {
         }
         let line = serde_json::to_string(&NodeEvent::Stopped).unwrap();
         assert_eq!(line, r#"{"event":"stopped"}"#);
+    }
+}
+
+/// An event with the wall-clock time it was reported: one line of `--json` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StampedEvent {
+    /// When the event was rendered, UTC.
+    pub ts: chrono::DateTime<chrono::Utc>,
+    /// The event, its fields inline.
+    #[serde(flatten)]
+    pub event: NodeEvent,
+}
+
+#[cfg(test)]
+mod stamped_tests {
+    use super::*;
+
+    #[test]
+    fn stamped_events_are_flat_json_lines_that_parse_back() {
+        let stamped = StampedEvent {
+            ts: "2026-11-24T19:30:00.123456Z".parse().unwrap(),
+            event: NodeEvent::Removed {
+                id: "cc89e682".parse().unwrap(),
+                ip: "10.0.0.2".parse().unwrap(),
+                cause: "refused".into(),
+                reason: "refresh failed: connection refused".into(),
+            },
+        };
+        let line = serde_json::to_string(&stamped).unwrap();
+        assert_eq!(
+            line,
+            r#"{"ts":"2026-11-24T19:30:00.123456Z","event":"removed","id":"cc89e682","ip":"10.0.0.2","cause":"refused","reason":"refresh failed: connection refused"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<StampedEvent>(&line).unwrap(),
+            stamped
+        );
     }
 }

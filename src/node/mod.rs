@@ -1,3 +1,527 @@
-//! A node's runtime: discovery, timestamp server, timestamp client, neighbor table.
+//! A node's runtime: discovery, timestamp server, timestamp client, neighbor
+//! table. It reports what happens as [`event::NodeEvent`]s and never prints:
+//! rendering is [`crate::output`]'s job.
 
+pub mod client;
+pub mod clock;
+pub mod discovery;
 pub mod event;
+pub mod server;
+pub mod table;
+
+mod warnings;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::protocol::{
+    time_zone_offset_hours, Announcement, Dialect, NodeId, TimestampError, MAX_DATAGRAM_LEN,
+};
+
+use client::ExchangeError;
+use discovery::{Announcer, Destinations, DiscoveryError, Target};
+use event::NodeEvent;
+use table::{ExchangeOrder, ExchangeReason, Heard, NeighborTable, Sample, TableConfig};
+use warnings::WarningLimiter;
+
+/// Where a node's events go.
+pub type EventSender = mpsc::UnboundedSender<NodeEvent>;
+
+/// Most exchanges in flight at once: a flood of new IDs costs bounded sockets.
+const MAX_CONCURRENT_EXCHANGES: usize = 64;
+/// Most clients served at once; more are dropped on accept.
+const MAX_CONCURRENT_CLIENTS: usize = 256;
+
+/// Everything a node can be told; the command line fills it.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's ID.
+    pub id: NodeId,
+    /// UDP port of announcements.
+    pub broadcast_port: u16,
+    /// Time between announcements.
+    pub interval: Duration,
+    /// Broadcasts from a peer between two exchanges.
+    pub refresh_every: u32,
+    /// Where announcements go.
+    pub destinations: Destinations,
+    /// Bound on each exchange (connect + answer).
+    pub exchange_timeout: Duration,
+    /// Most peers tracked.
+    pub max_neighbors: usize,
+    /// Address of the timestamp server (its port is always chosen by the OS).
+    pub listen_ip: IpAddr,
+    /// Report every heard broadcast and served client.
+    pub verbose: bool,
+}
+
+impl NodeConfig {
+    /// Defaults of the assignment, for `id`, announcing to `destinations`.
+    pub fn new(id: NodeId, destinations: Destinations) -> Self {
+        NodeConfig {
+            id,
+            broadcast_port: crate::protocol::DEFAULT_BROADCAST_PORT,
+            interval: Duration::from_secs(1),
+            refresh_every: 10,
+            destinations,
+            exchange_timeout: Duration::from_secs(2),
+            max_neighbors: 4096,
+            listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            verbose: false,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The discovery sockets.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The timestamp server's socket.
+    #[error("cannot open the timestamp server on {ip}")]
+    Listen {
+        /// The address asked for.
+        ip: IpAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A node with its sockets bound, ready to run.
+pub struct Node {
+    config: NodeConfig,
+    receiver: UdpSocket,
+    listener: TcpListener,
+    tcp_port: u16,
+}
+
+impl Node {
+    /// Binds the timestamp server (port 0) and the broadcast receiver.
+    pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
+        let listen_error = |source| NodeError::Listen {
+            ip: config.listen_ip,
+            source,
+        };
+        let listener = TcpListener::bind((config.listen_ip, 0))
+            .await
+            .map_err(listen_error)?;
+        let tcp_port = listener.local_addr().map_err(listen_error)?.port();
+        let receiver = discovery::listen(config.broadcast_port)?;
+        Ok(Node {
+            config,
+            receiver,
+            listener,
+            tcp_port,
+        })
+    }
+
+    /// The port announced for the timestamp server.
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port
+    }
+
+    /// Runs until `cancel` fires; every task ends with it. The last event is `Stopped`.
+    pub async fn run(self, events: EventSender, cancel: CancellationToken) {
+        let Node {
+            config,
+            receiver,
+            listener,
+            tcp_port,
+        } = self;
+        let table = NeighborTable::new(TableConfig {
+            refresh_every: config.refresh_every,
+            silence_after: config.interval * config.refresh_every.max(1),
+            capacity: config.max_neighbors,
+        });
+        let shared = Arc::new(Shared {
+            config,
+            tcp_port,
+            table: Mutex::new(table),
+            warnings: Mutex::new(WarningLimiter::new(Duration::from_secs(10))),
+            events,
+            exchanges: Arc::new(Semaphore::new(MAX_CONCURRENT_EXCHANGES)),
+            clients: Arc::new(Semaphore::new(MAX_CONCURRENT_CLIENTS)),
+            tracker: TaskTracker::new(),
+            cancel,
+        });
+        let announcer = Announcer::new(
+            shared.config.destinations.clone(),
+            shared.config.broadcast_port,
+        );
+        let first_targets = announcer.targets().unwrap_or_default();
+        shared.emit(NodeEvent::Started {
+            id: shared.config.id.clone(),
+            tcp_port,
+            broadcast_port: shared.config.broadcast_port,
+            destinations: first_targets
+                .iter()
+                .map(|target| target.label.clone())
+                .collect(),
+            interval_ms: shared.config.interval.as_millis() as u64,
+            refresh_every: shared.config.refresh_every,
+        });
+        let tasks = [
+            tokio::spawn(announce(shared.clone(), announcer, first_targets)),
+            tokio::spawn(receive(shared.clone(), receiver)),
+            tokio::spawn(accept(shared.clone(), listener)),
+            tokio::spawn(probe(shared.clone())),
+        ];
+        for task in tasks {
+            let _ = task.await;
+        }
+        shared.tracker.close();
+        shared.tracker.wait().await;
+        shared.emit(NodeEvent::Stopped);
+    }
+}
+
+/// State every task of a node sees.
+struct Shared {
+    config: NodeConfig,
+    tcp_port: u16,
+    table: Mutex<NeighborTable>,
+    warnings: Mutex<WarningLimiter>,
+    events: EventSender,
+    exchanges: Arc<Semaphore>,
+    clients: Arc<Semaphore>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Shared {
+    fn emit(&self, event: NodeEvent) {
+        // The output may be gone at shutdown; the node does not need it to run.
+        let _ = self.events.send(event);
+    }
+
+    fn table(&self) -> MutexGuard<'_, NeighborTable> {
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Emits a warning unless one of the same key was emitted recently;
+    /// repeats are counted and reported with the next one.
+    fn warn(&self, key: String, event: impl FnOnce(u64) -> NodeEvent) {
+        let suppressed = {
+            let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+            warnings.admit(key, std::time::Instant::now())
+        };
+        if let Some(suppressed) = suppressed {
+            self.emit(event(suppressed));
+        }
+    }
+
+    /// Starts an exchange the table ordered, in its own task.
+    fn start_exchange(self: &Arc<Self>, order: ExchangeOrder) {
+        let shared = self.clone();
+        self.tracker.spawn(async move {
+            let Ok(_slot) = shared.exchanges.clone().acquire_owned().await else {
+                return;
+            };
+            let outcome = tokio::select! {
+                outcome = client::exchange(order.addr, order.dialect, shared.config.exchange_timeout) => outcome,
+                () = shared.cancel.cancelled() => return,
+            };
+            shared.record(order, outcome);
+        });
+    }
+
+    /// Turns an exchange's outcome into table state and events.
+    fn record(&self, order: ExchangeOrder, outcome: Result<client::Exchange, ExchangeError>) {
+        let exchange = match outcome {
+            Ok(exchange) => exchange,
+            Err(error) => return self.record_failure(&order, &error),
+        };
+        let dialect = match &exchange.answer {
+            Ok(decoded) => decoded.dialect,
+            Err(TimestampError::Float32 { .. }) => Dialect::Float32,
+            Err(_) => exchange.spoke,
+        };
+        if let Err(error) = &exchange.answer {
+            let kind = match error {
+                TimestampError::Float32 { .. } => "float32_timestamp",
+                _ => "bad_timestamp",
+            };
+            self.warn(format!("{kind}/{}", order.id), |_| {
+                NodeEvent::warning(
+                    kind,
+                    format!(
+                        "peer {} at {}: {error}; keeping its RTT only",
+                        order.id, order.addr
+                    ),
+                    Some(order.id.clone()),
+                    Some(order.addr.ip()),
+                )
+            });
+        }
+        let sample = Sample {
+            delay: exchange.delay(),
+            rtt: exchange.rtt.as_secs_f64(),
+            offset: exchange.offset(),
+            dialect,
+        };
+        if let Some(hours) = sample.offset.and_then(time_zone_offset_hours) {
+            self.warn(format!("time_zone/{}", order.id), |_| {
+                NodeEvent::warning(
+                    "time_zone",
+                    format!(
+                        "peer {} at {}: its clock is {hours:+} h off ours, a whole number of hours: \
+                         it sends local time instead of UTC",
+                        order.id, order.addr
+                    ),
+                    Some(order.id.clone()),
+                    Some(order.addr.ip()),
+                )
+            });
+        }
+        if let Some(report) = self.table().exchange_succeeded(&order.id, sample) {
+            self.emit(NodeEvent::Neighbor(report));
+        }
+    }
+
+    fn record_failure(&self, order: &ExchangeOrder, error: &ExchangeError) {
+        let departure = self.table().exchange_failed(&order.id);
+        match departure {
+            Some(departure) => {
+                let why = match order.reason {
+                    ExchangeReason::Probe => "silent, then",
+                    ExchangeReason::New | ExchangeReason::Refresh => "refresh failed:",
+                };
+                self.emit(NodeEvent::Removed {
+                    id: departure.id,
+                    ip: departure.ip,
+                    cause: error.cause().to_owned(),
+                    reason: format!("{why} {error}"),
+                })
+            }
+            None => self.warn(format!("exchange/{}", order.id), |_| {
+                NodeEvent::warning(
+                    "exchange_failed",
+                    format!("peer {} at {}: {error}", order.id, order.addr),
+                    Some(order.id.clone()),
+                    Some(order.addr.ip()),
+                )
+            }),
+        }
+    }
+}
+
+/// Announces this node every interval, the first time at once.
+async fn announce(shared: Arc<Shared>, mut announcer: Announcer, first_targets: Vec<Target>) {
+    let datagram = Announcement {
+        id: shared.config.id.clone(),
+        port: shared.tcp_port,
+    }
+    .encode();
+    let mut ticks = tokio::time::interval(shared.config.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut targets = Some(first_targets);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shared.cancel.cancelled() => return,
+        }
+        let targets = match targets.take().map_or_else(|| announcer.targets(), Ok) {
+            Ok(targets) => targets,
+            Err(error) => {
+                shared.warn("interfaces".into(), |_| {
+                    NodeEvent::warning("send_failed", error.to_string(), None, None)
+                });
+                continue;
+            }
+        };
+        if targets.is_empty() {
+            shared.warn("no_destination".into(), |_| {
+                NodeEvent::warning(
+                    "no_destination",
+                    "no up, broadcast-capable IPv4 interface to announce on; give --destination"
+                        .into(),
+                    None,
+                    None,
+                )
+            });
+        }
+        for target in &targets {
+            if let Err(error) = announcer.send(target, &datagram).await {
+                let message = format!("announcing to {}: {}", target.label, error_chain(&error));
+                shared.warn(format!("send/{}", target.label), |suppressed| {
+                    NodeEvent::warning("send_failed", with_repeats(message, suppressed), None, None)
+                });
+            }
+        }
+    }
+}
+
+/// Hears broadcasts and feeds the table; starts exchanges it orders.
+async fn receive(shared: Arc<Shared>, socket: UdpSocket) {
+    // One byte more than the limit, so an oversized datagram shows as such.
+    let mut buffer = vec![0u8; MAX_DATAGRAM_LEN + 1];
+    loop {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buffer) => received,
+            () = shared.cancel.cancelled() => return,
+        };
+        let (len, source) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                shared.warn("recv".into(), |_| {
+                    NodeEvent::warning("receive_failed", error.to_string(), None, None)
+                });
+                continue;
+            }
+        };
+        let announcement = match Announcement::decode(&buffer[..len]) {
+            Ok(announcement) => announcement,
+            Err(error) => {
+                let key = format!("malformed/{}/{}", error.kind(), source.ip());
+                shared.warn(key, |suppressed| {
+                    NodeEvent::warning(
+                        "malformed_datagram",
+                        with_repeats(
+                            format!("ignored a datagram from {source}: {error}"),
+                            suppressed,
+                        ),
+                        None,
+                        Some(source.ip()),
+                    )
+                });
+                continue;
+            }
+        };
+        if announcement.id == shared.config.id {
+            continue;
+        }
+        if shared.config.verbose {
+            shared.emit(NodeEvent::Heard {
+                id: announcement.id.clone(),
+                ip: source.ip(),
+                port: announcement.port,
+            });
+        }
+        let server = SocketAddr::new(source.ip(), announcement.port);
+        let heard = shared
+            .table()
+            .heard(&announcement.id, server, std::time::Instant::now());
+        match heard {
+            Heard::New(order) => {
+                shared.emit(NodeEvent::Discovered {
+                    id: order.id.clone(),
+                    ip: server.ip(),
+                    port: server.port(),
+                });
+                shared.start_exchange(order);
+            }
+            Heard::Known(Some(order)) => shared.start_exchange(order),
+            Heard::Known(None) => {}
+            Heard::TableFull => shared.warn("table_full".into(), |suppressed| {
+                NodeEvent::warning(
+                    "table_full",
+                    with_repeats(
+                        format!(
+                            "neighbor table full ({} peers): ignored new peer {}",
+                            shared.config.max_neighbors, announcement.id
+                        ),
+                        suppressed,
+                    ),
+                    Some(announcement.id.clone()),
+                    Some(source.ip()),
+                )
+            }),
+        }
+    }
+}
+
+/// Accepts timestamp clients and serves each in its own task.
+async fn accept(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shared.cancel.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                shared.warn("accept".into(), |_| {
+                    NodeEvent::warning("accept_failed", error.to_string(), None, None)
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = shared.clients.clone().try_acquire_owned() else {
+            continue; // Too many clients at once: dropping this one closes it.
+        };
+        let shared_for_client = shared.clone();
+        shared.tracker.spawn(async move {
+            let _slot = slot;
+            let known = shared_for_client.table().dialect_at(peer.ip());
+            let served = tokio::select! {
+                served = server::serve(stream, peer, known) => served,
+                () = shared_for_client.cancel.cancelled() => return,
+            };
+            if let (None, Some(dialect)) = (known, served.client_dialect) {
+                shared_for_client
+                    .table()
+                    .learn_dialect_at(peer.ip(), dialect);
+            }
+            if shared_for_client.config.verbose {
+                shared_for_client.emit(NodeEvent::Served {
+                    peer: served.peer,
+                    dialect: served.answered,
+                    client_dialect: served.client_dialect,
+                });
+            }
+        });
+    }
+}
+
+/// Probes peers that went silent, so a dead node leaves the table in bounded time.
+async fn probe(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval_at(
+        Instant::now() + shared.config.interval,
+        shared.config.interval,
+    );
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shared.cancel.cancelled() => return,
+        }
+        let orders = shared.table().probe_silent(std::time::Instant::now());
+        for order in orders {
+            shared.start_exchange(order);
+        }
+    }
+}
+
+fn with_repeats(message: String, suppressed: u64) -> String {
+    if suppressed == 0 {
+        message
+    } else {
+        format!("{message} (and {suppressed} more like it)")
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

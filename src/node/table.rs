@@ -1,0 +1,581 @@
+//! The neighbor table (the seed's `NeighborInfo` hashtable) as plain state:
+//! every operation takes `now`, so refresh, removal, expiry and the bound are
+//! tested without sleeping. The runtime turns what it returns into I/O.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{Dialect, NodeId};
+
+use super::event::NeighborReport;
+
+/// When to measure and when to forget.
+#[derive(Debug, Clone, Copy)]
+pub struct TableConfig {
+    /// Broadcasts from a peer between two exchanges with it (the seed's 10).
+    pub refresh_every: u32,
+    /// How long a peer may stay silent before it is probed, and dropped if unreachable:
+    /// the time `refresh_every` broadcasts take.
+    pub silence_after: Duration,
+    /// Most peers tracked at once, so a flood of fake IDs cannot exhaust memory.
+    pub capacity: usize,
+}
+
+/// Why an exchange is started; shown in events and used to word removals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeReason {
+    /// First broadcast from a new ID.
+    New,
+    /// `refresh_every` broadcasts since the last exchange.
+    Refresh,
+    /// The peer went silent: is it still there?
+    Probe,
+}
+
+/// An exchange the runtime must run now; the table has marked it in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeOrder {
+    /// The peer.
+    pub id: NodeId,
+    /// Its timestamp server.
+    pub addr: SocketAddr,
+    /// The dialect it answered in last time, if any.
+    pub dialect: Option<Dialect>,
+    /// Why now.
+    pub reason: ExchangeReason,
+}
+
+/// What hearing a broadcast did to the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A new ID: it is tracked and must be measured now.
+    New(ExchangeOrder),
+    /// A known peer; an exchange is due when `Some`.
+    Known(Option<ExchangeOrder>),
+    /// The table is full of peers that cannot be evicted; the broadcast is ignored.
+    TableFull,
+}
+
+/// One successful exchange (PROTOCOL.md section 3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// `t2 - T_B` in seconds; `None` when the peer's time could not be read.
+    pub delay: Option<f64>,
+    /// TCP handshake duration in seconds.
+    pub rtt: f64,
+    /// `T_B - (t2 - rtt/2)` in seconds, when the time could be read.
+    pub offset: Option<f64>,
+    /// The encoding of the peer's answer.
+    pub dialect: Dialect,
+}
+
+/// Running statistics over a peer's delay samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct DelayStats {
+    count: u64,
+    sum: f64,
+    min: f64,
+    jitter_sum: f64,
+    last: Option<f64>,
+}
+
+impl DelayStats {
+    fn add(&mut self, delay: f64) {
+        if let Some(previous) = self.last {
+            self.jitter_sum += (delay - previous).abs();
+        }
+        self.min = if self.count == 0 {
+            delay
+        } else {
+            self.min.min(delay)
+        };
+        self.count += 1;
+        self.sum += delay;
+        self.last = Some(delay);
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
+    fn jitter(&self) -> Option<f64> {
+        (self.count > 1).then(|| self.jitter_sum / (self.count - 1) as f64)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    addr: SocketAddr,
+    broadcasts_since_exchange: u32,
+    last_heard: Instant,
+    last_exchange: Option<Instant>,
+    in_flight: bool,
+    /// `Some` while the peer is a neighbor: its last exchange succeeded.
+    last_sample: Option<Sample>,
+    delays: DelayStats,
+    successes: u64,
+    failures: u64,
+    dialect: Option<Dialect>,
+}
+
+impl Peer {
+    fn is_neighbor(&self) -> bool {
+        self.last_sample.is_some()
+    }
+
+    fn order(&mut self, id: &NodeId, reason: ExchangeReason, now: Instant) -> ExchangeOrder {
+        self.in_flight = true;
+        self.broadcasts_since_exchange = 0;
+        self.last_exchange = Some(now);
+        ExchangeOrder {
+            id: id.clone(),
+            addr: self.addr,
+            dialect: self.dialect,
+            reason,
+        }
+    }
+
+    fn report(&self, id: &NodeId) -> Option<NeighborReport> {
+        let sample = self.last_sample?;
+        let ms = |seconds: f64| seconds * 1e3;
+        Some(NeighborReport {
+            id: id.clone(),
+            ip: self.addr.ip(),
+            port: self.addr.port(),
+            delay_ms: sample.delay.map(ms),
+            rtt_ms: ms(sample.rtt),
+            offset_ms: sample.offset.map(ms),
+            min_ms: (self.delays.count > 0).then(|| ms(self.delays.min)),
+            mean_ms: self.delays.mean().map(ms),
+            jitter_ms: self.delays.jitter().map(ms),
+            samples: self.delays.count,
+            successes: self.successes,
+            failures: self.failures,
+            dialect: sample.dialect,
+        })
+    }
+}
+
+/// A peer that left the neighbor table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// The peer.
+    pub id: NodeId,
+    /// Its last address.
+    pub ip: IpAddr,
+}
+
+/// Every peer heard, keyed by ID. Peers whose exchange failed stay tracked (but
+/// are not neighbors) so that they are retried every `refresh_every` broadcasts
+/// rather than on every broadcast.
+#[derive(Debug)]
+pub struct NeighborTable {
+    config: TableConfig,
+    peers: HashMap<NodeId, Peer>,
+}
+
+impl NeighborTable {
+    /// An empty table.
+    pub fn new(config: TableConfig) -> Self {
+        NeighborTable {
+            config,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// Records a broadcast from `id`, whose timestamp server is at `addr`.
+    pub fn heard(&mut self, id: &NodeId, addr: SocketAddr, now: Instant) -> Heard {
+        let refresh_every = self.config.refresh_every.max(1);
+        if let Some(peer) = self.peers.get_mut(id) {
+            peer.addr = addr;
+            peer.last_heard = now;
+            peer.broadcasts_since_exchange = peer.broadcasts_since_exchange.saturating_add(1);
+            let due = !peer.in_flight && peer.broadcasts_since_exchange >= refresh_every;
+            return Heard::Known(due.then(|| peer.order(id, ExchangeReason::Refresh, now)));
+        }
+        if self.peers.len() >= self.config.capacity && !self.evict_one() {
+            return Heard::TableFull;
+        }
+        let mut peer = Peer {
+            addr,
+            broadcasts_since_exchange: 0,
+            last_heard: now,
+            last_exchange: None,
+            in_flight: false,
+            last_sample: None,
+            delays: DelayStats::default(),
+            successes: 0,
+            failures: 0,
+            dialect: None,
+        };
+        let order = peer.order(id, ExchangeReason::New, now);
+        self.peers.insert(id.clone(), peer);
+        Heard::New(order)
+    }
+
+    /// Makes room by forgetting the longest-silent peer that is neither a
+    /// neighbor nor being measured: real neighbors are never evicted by a flood.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| !peer.is_neighbor() && !peer.in_flight)
+            .min_by_key(|(_, peer)| peer.last_heard)
+            .map(|(id, _)| id.clone());
+        victim.is_some_and(|id| self.peers.remove(&id).is_some())
+    }
+
+    /// Records a successful exchange; returns the neighbor's new report.
+    pub fn exchange_succeeded(&mut self, id: &NodeId, sample: Sample) -> Option<NeighborReport> {
+        let peer = self.peers.get_mut(id)?;
+        peer.in_flight = false;
+        peer.successes += 1;
+        peer.dialect = Some(sample.dialect);
+        if let Some(delay) = sample.delay {
+            peer.delays.add(delay);
+        }
+        peer.last_sample = Some(sample);
+        peer.report(id)
+    }
+
+    /// Records a failed exchange. Returns the departure when the peer was a
+    /// neighbor until now (the seed removes the unreachable).
+    pub fn exchange_failed(&mut self, id: &NodeId) -> Option<Departure> {
+        let peer = self.peers.get_mut(id)?;
+        peer.in_flight = false;
+        peer.failures += 1;
+        let was_neighbor = peer.last_sample.take().is_some();
+        peer.delays = DelayStats::default();
+        was_neighbor.then(|| Departure {
+            id: id.clone(),
+            ip: peer.addr.ip(),
+        })
+    }
+
+    /// Exchanges due because peers went silent, and forgets silent peers that
+    /// are not neighbors. Call about once per broadcast interval.
+    pub fn probe_silent(&mut self, now: Instant) -> Vec<ExchangeOrder> {
+        let silence = self.config.silence_after;
+        let silent_for = |instant: Instant| now.saturating_duration_since(instant) >= silence;
+        self.peers
+            .retain(|_, peer| peer.is_neighbor() || peer.in_flight || !silent_for(peer.last_heard));
+        self.peers
+            .iter_mut()
+            .filter(|(_, peer)| {
+                !peer.in_flight
+                    && silent_for(peer.last_heard)
+                    && peer.last_exchange.is_none_or(silent_for)
+            })
+            .map(|(id, peer)| peer.order(id, ExchangeReason::Probe, now))
+            .collect()
+    }
+
+    /// The dialect to answer a client at `ip` in, when the peers at that address agree on one.
+    pub fn dialect_at(&self, ip: IpAddr) -> Option<Dialect> {
+        let mut dialects = self
+            .peers
+            .values()
+            .filter(|peer| peer.addr.ip() == ip)
+            .filter_map(|peer| peer.dialect);
+        let first = dialects.next()?;
+        dialects.all(|d| d == first).then_some(first)
+    }
+
+    /// Remembers the dialect a client at `ip` wrote in, when only one peer lives there.
+    pub fn learn_dialect_at(&mut self, ip: IpAddr, dialect: Dialect) {
+        let mut at_ip = self.peers.values_mut().filter(|peer| peer.addr.ip() == ip);
+        if let (Some(peer), None) = (at_ip.next(), at_ip.next()) {
+            peer.dialect = Some(dialect);
+        }
+    }
+
+    /// Current neighbors (peers whose last exchange succeeded), sorted by ID.
+    pub fn neighbors(&self) -> Vec<NeighborReport> {
+        let mut reports: Vec<_> = self
+            .peers
+            .iter()
+            .filter_map(|(id, peer)| peer.report(id))
+            .collect();
+        reports.sort_by(|a, b| a.id.cmp(&b.id));
+        reports
+    }
+
+    /// How many peers are tracked, neighbors or not.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn table() -> NeighborTable {
+        NeighborTable::new(TableConfig {
+            refresh_every: 10,
+            silence_after: 10 * SECOND,
+            capacity: 4,
+        })
+    }
+
+    fn id(text: &str) -> NodeId {
+        text.parse().unwrap()
+    }
+
+    fn addr(last_octet: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last_octet], port))
+    }
+
+    fn sample(delay_ms: f64) -> Sample {
+        Sample {
+            delay: Some(delay_ms / 1e3),
+            rtt: 2.0 * delay_ms / 1e3,
+            offset: Some(0.0),
+            dialect: Dialect::BinaryBe,
+        }
+    }
+
+    /// Hears a peer `count` times, one second apart, from `start`; returns the orders issued.
+    fn hear_n(
+        table: &mut NeighborTable,
+        peer: &NodeId,
+        start: Instant,
+        count: u32,
+    ) -> Vec<(u32, ExchangeOrder)> {
+        (1..=count)
+            .filter_map(
+                |i| match table.heard(peer, addr(2, 7000), start + i * SECOND) {
+                    Heard::Known(Some(order)) | Heard::New(order) => Some((i, order)),
+                    Heard::Known(None) => None,
+                    Heard::TableFull => panic!("table full"),
+                },
+            )
+            .collect()
+    }
+
+    #[test]
+    fn a_new_id_is_measured_at_once() {
+        let mut table = table();
+        let now = Instant::now();
+        let heard = table.heard(&id("aaaaaaaa"), addr(2, 7000), now);
+        assert_eq!(
+            heard,
+            Heard::New(ExchangeOrder {
+                id: id("aaaaaaaa"),
+                addr: addr(2, 7000),
+                dialect: None,
+                reason: ExchangeReason::New,
+            })
+        );
+    }
+
+    #[test]
+    fn broadcasts_during_an_exchange_never_start_another() {
+        let mut table = table();
+        let now = Instant::now();
+        table.heard(&id("aaaaaaaa"), addr(2, 7000), now);
+        // The first exchange never completes: 30 more broadcasts trigger nothing.
+        assert!(hear_n(&mut table, &id("aaaaaaaa"), now, 30).is_empty());
+    }
+
+    #[test]
+    fn refreshes_on_every_tenth_broadcast_after_an_exchange() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        let now = Instant::now();
+        table.heard(&peer, addr(2, 7000), now);
+        table.exchange_succeeded(&peer, sample(5.0));
+        let orders = hear_n(&mut table, &peer, now, 9);
+        assert!(orders.is_empty(), "no refresh before the 10th broadcast");
+        let orders = hear_n(&mut table, &peer, now + 9 * SECOND, 1);
+        assert_eq!(orders.len(), 1);
+        assert_eq!(orders[0].1.reason, ExchangeReason::Refresh);
+        assert_eq!(orders[0].1.dialect, Some(Dialect::BinaryBe));
+    }
+
+    #[test]
+    fn a_successful_refresh_replaces_the_delay_and_keeps_statistics() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        let now = Instant::now();
+        table.heard(&peer, addr(2, 7000), now);
+        table.exchange_succeeded(&peer, sample(5.0));
+        table.exchange_succeeded(&peer, sample(7.0));
+        let report = table.exchange_succeeded(&peer, sample(6.0)).unwrap();
+        assert_eq!(report.delay_ms, Some(6.0));
+        assert_eq!(report.min_ms, Some(5.0));
+        assert!((report.mean_ms.unwrap() - 6.0).abs() < 1e-9);
+        assert!((report.jitter_ms.unwrap() - 1.5).abs() < 1e-9);
+        assert_eq!(
+            (report.samples, report.successes, report.failures),
+            (3, 3, 0)
+        );
+    }
+
+    #[test]
+    fn a_sample_without_a_readable_time_keeps_the_rtt_and_the_neighbor() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        table.heard(&peer, addr(2, 7000), Instant::now());
+        let report = table
+            .exchange_succeeded(
+                &peer,
+                Sample {
+                    delay: None,
+                    rtt: 0.004,
+                    offset: None,
+                    dialect: Dialect::Float32,
+                },
+            )
+            .unwrap();
+        assert_eq!(report.delay_ms, None);
+        assert_eq!(report.rtt_ms, 4.0);
+        assert_eq!(report.samples, 0);
+        assert_eq!(table.neighbors().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_refresh_removes_the_neighbor() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        let now = Instant::now();
+        table.heard(&peer, addr(2, 7000), now);
+        table.exchange_succeeded(&peer, sample(5.0));
+        hear_n(&mut table, &peer, now, 10);
+        assert_eq!(
+            table.exchange_failed(&peer),
+            Some(Departure {
+                id: peer.clone(),
+                ip: addr(2, 7000).ip()
+            })
+        );
+        assert!(table.neighbors().is_empty());
+        // A second failure is no second departure.
+        assert_eq!(table.exchange_failed(&peer), None);
+    }
+
+    #[test]
+    fn an_unreachable_peer_is_retried_every_ten_broadcasts_not_every_one() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        let now = Instant::now();
+        table.heard(&peer, addr(2, 7000), now);
+        assert_eq!(table.exchange_failed(&peer), None, "never a neighbor");
+        let orders = hear_n(&mut table, &peer, now, 25);
+        let at: Vec<u32> = orders.iter().map(|(i, _)| *i).collect();
+        assert_eq!(at, [10], "the retry is in flight until it resolves");
+        table.exchange_failed(&peer);
+        let orders = hear_n(&mut table, &peer, now + 25 * SECOND, 10);
+        assert_eq!(orders.len(), 1);
+    }
+
+    #[test]
+    fn a_silent_neighbor_is_probed_once_the_refresh_period_passed() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        let now = Instant::now();
+        table.heard(&peer, addr(2, 7000), now);
+        table.exchange_succeeded(&peer, sample(5.0));
+        assert!(table.probe_silent(now + 9 * SECOND).is_empty());
+        let probes = table.probe_silent(now + 10 * SECOND);
+        assert_eq!(probes.len(), 1);
+        assert_eq!(probes[0].reason, ExchangeReason::Probe);
+        assert!(
+            table.probe_silent(now + 11 * SECOND).is_empty(),
+            "one probe in flight"
+        );
+        assert!(table.exchange_failed(&peer).is_some());
+        assert!(table.neighbors().is_empty());
+        assert!(table.probe_silent(now + 12 * SECOND).is_empty());
+        assert!(table.is_empty(), "a silent non-neighbor is forgotten");
+    }
+
+    #[test]
+    fn a_silent_but_reachable_neighbor_stays_and_is_probed_each_period() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        let now = Instant::now();
+        table.heard(&peer, addr(2, 7000), now);
+        table.exchange_succeeded(&peer, sample(5.0));
+        assert_eq!(table.probe_silent(now + 10 * SECOND).len(), 1);
+        table.exchange_succeeded(&peer, sample(5.0));
+        assert!(table.probe_silent(now + 15 * SECOND).is_empty());
+        assert_eq!(table.probe_silent(now + 20 * SECOND).len(), 1);
+        assert_eq!(table.neighbors().len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_ids_is_bounded_and_never_evicts_neighbors() {
+        let mut table = table();
+        let now = Instant::now();
+        let real = id("realpeer");
+        table.heard(&real, addr(2, 7000), now);
+        table.exchange_succeeded(&real, sample(1.0));
+        let mut full = 0;
+        for i in 0..1000u32 {
+            let fake = id(&format!("{i:08x}"));
+            match table.heard(&fake, addr(66, 1), now + Duration::from_millis(i.into())) {
+                Heard::New(_) => {
+                    table.exchange_failed(&fake);
+                }
+                Heard::TableFull => full += 1,
+                Heard::Known(_) => panic!("fake IDs are all new"),
+            }
+            assert!(table.len() <= 4);
+        }
+        assert_eq!(full, 0, "failed fakes are evictable");
+        assert_eq!(table.neighbors().len(), 1);
+        assert_eq!(table.neighbors()[0].id, real);
+    }
+
+    #[test]
+    fn a_table_full_of_busy_peers_rejects_newcomers() {
+        let mut table = table();
+        let now = Instant::now();
+        for i in 0..4u8 {
+            table.heard(&id(&format!("peer{i:04}")), addr(i, 1), now);
+        }
+        assert_eq!(
+            table.heard(&id("newcomer"), addr(9, 1), now),
+            Heard::TableFull
+        );
+    }
+
+    #[test]
+    fn dialects_are_remembered_per_address_when_unambiguous() {
+        let mut table = table();
+        let now = Instant::now();
+        let (a, b) = (id("aaaaaaaa"), id("bbbbbbbb"));
+        table.heard(&a, addr(2, 7000), now);
+        assert_eq!(table.dialect_at(addr(2, 0).ip()), None);
+        table.learn_dialect_at(addr(2, 0).ip(), Dialect::Ascii);
+        assert_eq!(table.dialect_at(addr(2, 0).ip()), Some(Dialect::Ascii));
+        table.heard(&b, addr(2, 7001), now);
+        table.learn_dialect_at(addr(2, 0).ip(), Dialect::BinaryLe);
+        assert_eq!(
+            table.dialect_at(addr(2, 0).ip()),
+            Some(Dialect::Ascii),
+            "two peers: not learnt"
+        );
+        table.exchange_succeeded(
+            &b,
+            Sample {
+                dialect: Dialect::BinaryLe,
+                ..sample(1.0)
+            },
+        );
+        assert_eq!(
+            table.dialect_at(addr(2, 0).ip()),
+            None,
+            "two peers disagree"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Event lines and the neighbor table for a terminal.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+
+use crate::node::event::{NeighborReport, NodeEvent};
+use crate::protocol::NodeId;
+
+const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const BLUE: &str = "\x1b[34m";
+const CYAN: &str = "\x1b[36m";
+
+/// Renders events for people; keeps the latest report per neighbor for the table.
+#[derive(Debug)]
+pub struct Human {
+    color: bool,
+    verbose: bool,
+    neighbors: BTreeMap<NodeId, NeighborReport>,
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"))
+}
+
+impl Human {
+    /// A renderer; `color` adds ANSI colours, `verbose` shows heard and served lines.
+    pub fn new(color: bool, verbose: bool) -> Self {
+        Human {
+            color,
+            verbose,
+            neighbors: BTreeMap::new(),
+        }
+    }
+
+    fn paint(&self, color: &str, text: &str) -> String {
+        if self.color {
+            format!("{color}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// The line for `event` (empty when the event is not shown), ending in a newline.
+    pub fn event(&mut self, event: &NodeEvent, now: DateTime<Utc>) -> String {
+        let body = match event {
+            NodeEvent::Started {
+                id,
+                tcp_port,
+                broadcast_port,
+                destinations,
+                interval_ms,
+                refresh_every,
+            } => format!(
+                "{} node {} serving timestamps on TCP {tcp_port}; announcing every {interval_ms} ms on UDP {broadcast_port} to {}; refresh every {refresh_every} broadcasts",
+                self.paint(BOLD, "started"),
+                self.paint(BOLD, id.as_str()),
+                if destinations.is_empty() { "nothing yet".to_owned() } else { destinations.join(", ") },
+            ),
+            NodeEvent::Heard { id, ip, port } if self.verbose => {
+                self.paint(DIM, &format!("heard {id} from {ip} (TCP {port})"))
+            }
+            NodeEvent::Served { peer, dialect, client_dialect } if self.verbose => self.paint(
+                DIM,
+                &format!(
+                    "served {peer} in {dialect}{}",
+                    client_dialect.map(|d| format!(" (it spoke {d})")).unwrap_or_default()
+                ),
+            ),
+            NodeEvent::Heard { .. } | NodeEvent::Served { .. } => return String::new(),
+            NodeEvent::Discovered { id, ip, port } => {
+                format!("{} {id} at {ip}:{port}", self.paint(CYAN, "discovered"))
+            }
+            NodeEvent::Neighbor(report) => {
+                let line = format!(
+                    "{} {} delay {} ms  rtt {:.3} ms  offset {} ms  ({} samples, {})",
+                    self.paint(GREEN, "measured"),
+                    report.id,
+                    ms(report.delay_ms),
+                    report.rtt_ms,
+                    ms(report.offset_ms),
+                    report.samples,
+                    report.dialect
+                );
+                self.neighbors.insert(report.id.clone(), report.clone());
+                line
+            }
+            NodeEvent::Removed { id, ip, reason, .. } => {
+                self.neighbors.remove(id);
+                format!("{} {id} ({ip}): {reason}", self.paint(RED, "removed"))
+            }
+            NodeEvent::Warning { message, .. } => format!("{} {message}", self.paint(YELLOW, "warning")),
+            NodeEvent::Stopped => self.paint(BOLD, "stopped"),
+        };
+        format!(
+            "{} {body}\n",
+            self.paint(BLUE, &now.format("%H:%M:%S%.3f").to_string())
+        )
+    }
+
+    /// The neighbor table, or nothing when there are no neighbors.
+    pub fn table(&self) -> String {
+        if self.neighbors.is_empty() {
+            return String::new();
+        }
+        let mut text = format!(
+            "{}\n",
+            self.paint(
+                BOLD,
+                &format!(
+                    "  {:<10} {:<21} {:>9} {:>9} {:>9} {:>8} {:>9} {:>7}  {}",
+                    "NEIGHBOR",
+                    "TIMESTAMP SERVER",
+                    "DELAY ms",
+                    "MIN",
+                    "MEAN",
+                    "JITTER",
+                    "RTT ms",
+                    "SAMPLES",
+                    "DIALECT"
+                )
+            )
+        );
+        for report in self.neighbors.values() {
+            let _ = writeln!(
+                text,
+                "  {:<10} {:<21} {:>9} {:>9} {:>9} {:>8} {:>9.3} {:>7}  {}",
+                report.id.as_str(),
+                format!("{}:{}", report.ip, report.port),
+                ms(report.delay_ms),
+                ms(report.min_ms),
+                ms(report.mean_ms),
+                ms(report.jitter_ms),
+                report.rtt_ms,
+                report.samples,
+                report.dialect
+            );
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Dialect;
+
+    fn report(id: &str, delay_ms: f64) -> NeighborReport {
+        NeighborReport {
+            id: id.parse().unwrap(),
+            ip: "10.0.0.2".parse().unwrap(),
+            port: 6758,
+            delay_ms: Some(delay_ms),
+            rtt_ms: 2.0 * delay_ms,
+            offset_ms: Some(0.0),
+            min_ms: Some(delay_ms),
+            mean_ms: Some(delay_ms),
+            jitter_ms: None,
+            samples: 1,
+            successes: 1,
+            failures: 0,
+            dialect: Dialect::BinaryBe,
+        }
+    }
+
+    #[test]
+    fn the_table_follows_measurements_and_removals() {
+        let mut human = Human::new(false, false);
+        let now = Utc::now();
+        assert_eq!(human.table(), "");
+        human.event(&NodeEvent::Neighbor(report("aaaaaaaa", 1.5)), now);
+        human.event(&NodeEvent::Neighbor(report("bbbbbbbb", 2.5)), now);
+        let table = human.table();
+        assert!(
+            table.contains("aaaaaaaa") && table.contains("bbbbbbbb"),
+            "{table}"
+        );
+        assert!(table.contains("1.500"), "{table}");
+        human.event(
+            &NodeEvent::Removed {
+                id: "aaaaaaaa".parse().unwrap(),
+                ip: "10.0.0.2".parse().unwrap(),
+                cause: "refused".into(),
+                reason: "refresh failed: connection refused".into(),
+            },
+            now,
+        );
+        assert!(!human.table().contains("aaaaaaaa"));
+    }
+
+    #[test]
+    fn heard_lines_only_when_verbose_and_no_colour_codes_when_off() {
+        let heard = NodeEvent::Heard {
+            id: "aaaaaaaa".parse().unwrap(),
+            ip: "10.0.0.2".parse().unwrap(),
+            port: 1,
+        };
+        assert_eq!(Human::new(false, false).event(&heard, Utc::now()), "");
+        let line = Human::new(false, true).event(&heard, Utc::now());
+        assert!(
+            line.contains("heard aaaaaaaa from 10.0.0.2") && !line.contains('\x1b'),
+            "{line}"
+        );
+        let line = Human::new(true, true).event(&heard, Utc::now());
+        assert!(line.contains('\x1b'));
+    }
+}

@@ -1,0 +1,204 @@
+//! Shared harness for integration tests: real processes, their JSON lines
+//! collected as they come, and guards that kill them whatever happens.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Loopback broadcast: reaches every socket bound to the port on this host
+/// (or in this test's network namespace) and nothing beyond.
+pub const LOOPBACK_BROADCAST: &str = "127.255.255.255";
+
+/// A UDP port no other test of this run uses (the OS picks it), so parallel
+/// tests never hear each other.
+pub fn unique_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    socket.local_addr().expect("local address").port()
+}
+
+/// A child process whose stdout JSON lines are collected; killed on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Proc {
+    /// Starts `command` with stdout captured line by line.
+    pub fn spawn(name: &str, mut command: Command) -> Proc {
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let label = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(value) => sink.lock().unwrap().push(value),
+                    Err(_) => eprintln!("[{label}] non-JSON line: {line}"),
+                }
+            }
+        });
+        Proc {
+            name: name.to_owned(),
+            child,
+            lines,
+        }
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Lines whose `event` field is `event`.
+    pub fn events(&self, event: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|line| line["event"] == event)
+            .collect()
+    }
+
+    /// Waits until some line satisfies `predicate`; panics with the transcript after `limit`.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|line| predicate(line)) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: no {what} within {limit:?}; it printed:\n{}",
+                    self.name,
+                    self.transcript()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `started` event's `id`.
+    pub fn id(&self) -> String {
+        let started = self.wait_for("started event", Duration::from_secs(10), |line| {
+            line["event"] == "started"
+        });
+        started["id"]
+            .as_str()
+            .expect("started carries an id")
+            .to_owned()
+    }
+
+    pub fn transcript(&self) -> String {
+        self.lines()
+            .iter()
+            .map(|line| format!("  {line}\n"))
+            .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` and waits for the exit status, failing after `limit`.
+    pub fn signal_and_wait(&mut self, signal: i32, limit: Duration) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for child") {
+                std::thread::sleep(Duration::from_millis(50)); // let the reader drain stdout
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {limit:?} after signal {signal}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sdss node` on loopback with short timings, announcing on `port`.
+pub fn sdss_node(name: &str, port: u16, extra: &[&str]) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sdss"));
+    command.args([
+        "node",
+        "--json",
+        "--destination",
+        LOOPBACK_BROADCAST,
+        "--broadcast-port",
+        &port.to_string(),
+        "--interval",
+        "200ms",
+        "--refresh-every",
+        "3",
+        "--exchange-timeout",
+        "1s",
+    ]);
+    command.args(extra);
+    Proc::spawn(name, command)
+}
+
+/// A Python fixture from `tests/interop/` on loopback with short timings.
+pub fn python_fixture(script: &str, id: &str, port: u16, duration_secs: u32) -> Proc {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let mut command = Command::new("python3");
+    command.arg(path).args([
+        "--destination",
+        LOOPBACK_BROADCAST,
+        "--port",
+        &port.to_string(),
+        "--interval",
+        "0.2",
+        "--refresh",
+        "3",
+        "--duration",
+        &duration_secs.to_string(),
+        "--timeout",
+        "1",
+        "--id",
+        id,
+    ]);
+    Proc::spawn(script, command)
+}
+
+/// Whether this process may create namespaces and network devices.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
