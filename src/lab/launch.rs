@@ -68,6 +68,12 @@ pub fn command_in(
     let (program, args) = argv.split_first().ok_or(LaunchError::Empty)?;
     let mut command = Command::new(program);
     command.args(args);
+    // The caller's own SDSS_* settings (e.g. SDSS_DESTINATIONS) are not the lab's.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SDSS_") {
+            command.env_remove(key);
+        }
+    }
     command.envs(env.iter().map(|(k, v)| (k, v)));
     let fd = ns.as_raw_fd();
     // SAFETY: between fork and exec only async-signal-safe calls happen: setns(2)

@@ -162,6 +162,7 @@ pub async fn up(
         created_at: chrono::Utc::now().to_rfc3339(),
         nodes_started_at: None,
         backend: None,
+        backend_note: None,
         netem: None,
         namespaces: Vec::new(),
         links: Vec::new(),
@@ -262,6 +263,8 @@ async fn build(
             Box::new(Netem::default())
         }
     };
+    let backend_note = (backend.kind() == BackendKind::None && !plan.is_unimpaired())
+        .then(|| "zero delay: the delays in the lab file were not injected".to_owned());
     let plan = if backend.kind() == BackendKind::None {
         plan.zero_delay()
     } else {
@@ -272,6 +275,7 @@ async fn build(
     dir.record(|s| {
         s.netem = Some(netem);
         s.backend = Some(backend.kind());
+        s.backend_note = backend_note;
         s.plan = plan.clone();
         s.links = planned_links(&plan, emulated);
     })?;
@@ -511,6 +515,7 @@ async fn converge(
                 &plan,
                 state.backend.unwrap_or(BackendKind::None),
                 state.netem.clone(),
+                state.backend_note.clone(),
                 grades,
                 built.launched_at.elapsed().as_secs_f64(),
             ));
@@ -560,6 +565,7 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         &state.plan,
         state.backend.unwrap_or(BackendKind::None),
         state.netem.clone(),
+        state.backend_note.clone(),
         grades,
         elapsed,
     ))

@@ -47,11 +47,10 @@ impl Report {
         plan: &Plan,
         backend: BackendKind,
         netem: Option<NetemSupport>,
+        backend_note: Option<String>,
         grades: Grades,
         elapsed_s: f64,
     ) -> Report {
-        let backend_note = (backend == BackendKind::None && !plan.is_unimpaired())
-            .then(|| "zero delay: the delays in the lab file were not injected".to_owned());
         Report {
             lab: plan.lab.clone(),
             backend,

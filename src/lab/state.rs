@@ -145,6 +145,9 @@ pub struct LabState {
     pub nodes_started_at: Option<f64>,
     /// The delay backend, once chosen.
     pub backend: Option<BackendKind>,
+    /// Why the backend differs from the file's intent (a zero-delay run of a delayed lab).
+    #[serde(default)]
+    pub backend_note: Option<String>,
     /// Whether the kernel has netem, once probed.
     pub netem: Option<NetemSupport>,
     /// Namespaces, in creation order.
@@ -373,6 +376,7 @@ mod tests {
             created_at: "now".to_owned(),
             nodes_started_at: None,
             backend: None,
+            backend_note: None,
             netem: None,
             namespaces: Vec::new(),
             links: Vec::new(),

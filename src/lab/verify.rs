@@ -119,6 +119,8 @@ impl Grades {
 struct PeerView {
     discovered: bool,
     delays: Vec<f64>,
+    /// Exchanges that succeeded without a usable time (a 4-byte float answer).
+    timeless: usize,
     last_removal: Option<(String, String)>,
 }
 
@@ -144,7 +146,10 @@ pub fn grade(plan: &Plan, observations: &HashMap<String, Observations>) -> Grade
             match event {
                 NodeEvent::Neighbor(report) => {
                     view.discovered = true;
-                    view.delays.push(report.delay_ms);
+                    match report.delay_ms {
+                        Some(delay) => view.delays.push(delay),
+                        None => view.timeless += 1,
+                    }
                 }
                 NodeEvent::Removed { cause, reason, .. } => {
                     view.last_removal = Some((cause.clone(), reason.clone()));
@@ -216,6 +221,10 @@ pub fn grade(plan: &Plan, observations: &HashMap<String, Observations>) -> Grade
                 (Some((cause, reason)), 0) => {
                     format!("not measured: {} ({reason})", describe_cause(cause))
                 }
+                (_, 0) if view.timeless > 0 => format!(
+                    "not measured: {} exchange(s) succeeded but the peer's time was unusable (see the observer's warnings)",
+                    view.timeless
+                ),
                 (_, 0) => "not measured: discovered, but no exchange completed".to_owned(),
                 (_, n) => format!("not measured: only {n} warm-up sample(s), none graded"),
             });
@@ -313,7 +322,7 @@ mod tests {
 
     fn neighbor(id: &str, ip: &str, delay: f64) -> String {
         format!(
-            r#"{{"event":"neighbor","id":"{id}","ip":"{ip}","port":7,"delay_ms":{delay},"rtt_ms":1.0,"offset_ms":0.0,"min_ms":0.0,"mean_ms":0.0,"jitter_ms":0.0,"samples":1,"failures":0,"dialect":"binary_be","ts":"x"}}"#
+            r#"{{"event":"neighbor","id":"{id}","ip":"{ip}","port":7,"delay_ms":{delay},"rtt_ms":1.0,"offset_ms":0.0,"min_ms":0.0,"mean_ms":0.0,"jitter_ms":0.0,"samples":1,"successes":1,"failures":0,"dialect":"binary_be","ts":"x"}}"#
         )
     }
 
