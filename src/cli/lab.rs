@@ -1,6 +1,19 @@
 //! `sdss lab`: bring labs up and down and grade what their nodes measure.
+//! Parses and dispatches; the work is in [`crate::lab`].
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::lab::delay::BackendChoice;
+use crate::lab::lifecycle::{self, LabError, UpOptions};
+use crate::lab::plan::Plan;
+use crate::lab::progress::Progress;
+use crate::lab::report::{render_plan, Report};
+use crate::lab::state::StateRoot;
+use crate::lab::topology::Topology;
 
 /// Arguments of `sdss lab`.
 #[derive(Debug, clap::Args)]
@@ -9,18 +22,298 @@ pub struct LabArgs {
     command: LabCommand,
 }
 
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// The lab file (see labs/README.md).
+    file: PathBuf,
+    /// Print the plan and the expected delay matrix; touch nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Delay backend: `none` injects nothing and expects zero delay everywhere.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, env = "SDSS_LAB_BACKEND")]
+    backend: BackendChoice,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum LabCommand {
-    /// Create a lab from a TOML file, start its nodes and verify their delays.
+    /// Create a lab, start its nodes, verify their delays, and leave it running.
+    /// Exit code 0 when every pair passes, 1 when one fails, 2 on error.
     Up {
-        /// The lab file.
-        file: std::path::PathBuf,
+        #[command(flatten)]
+        args: UpArgs,
+        /// Do not wait for measurements: create the lab and start the nodes only.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Up, verify, down. Exit code 0 when every pair passes, 1 when one fails, 2 on error.
+    Run {
+        #[command(flatten)]
+        args: UpArgs,
+    },
+    /// Stop a lab's nodes and remove everything it created (idempotent).
+    Down {
+        /// The lab's name, or its file.
+        lab: String,
+    },
+    /// List running labs.
+    Status {
+        /// Only this lab.
+        lab: Option<String>,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grade a running lab again, from everything its nodes reported so far.
+    Verify {
+        /// The lab's name, or its file.
+        lab: String,
+        /// Print the report as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a node's namespace.
+    Exec {
+        /// The lab's name.
+        lab: String,
+        /// The node.
+        node: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print a node's output (its JSON events; `--stderr` for its diagnostics).
+    Logs {
+        /// The lab's name.
+        lab: String,
+        /// The node.
+        node: String,
+        /// Print the node's stderr instead of its stdout.
+        #[arg(long)]
+        stderr: bool,
     },
 }
 
 /// Runs a lab subcommand.
 pub fn run(args: LabArgs) -> ExitCode {
-    let LabCommand::Up { file } = args.command;
-    eprintln!("sdss: lab support is not built yet ({})", file.display());
-    ExitCode::from(2)
+    match dispatch(args.command) {
+        Ok(code) => code,
+        Err(error) => {
+            super::report_error(&error);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(command: LabCommand) -> Result<ExitCode> {
+    let dry_run =
+        matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args } if args.dry_run);
+    if !dry_run && !nix::unistd::geteuid().is_root() {
+        bail!("sdss lab needs root (it creates network namespaces and links): run it with sudo");
+    }
+    let root = StateRoot::from_env();
+    match command {
+        LabCommand::Up { args, no_verify } => up(args, !no_verify, false, &root),
+        LabCommand::Run { args } => up(args, true, true, &root),
+        LabCommand::Down { lab } => {
+            let lab = lab_name(&lab)?;
+            let outcome =
+                lifecycle::down(&root, &lab).with_context(|| format!("taking lab {lab} down"))?;
+            if !outcome.found {
+                eprintln!("sdss lab {lab}: not up, nothing to remove");
+            } else {
+                eprintln!(
+                    "sdss lab {lab}: down ({} processes stopped, {} namespaces removed)",
+                    outcome.stopped,
+                    outcome.removed.len()
+                );
+            }
+            if !outcome.foreign.is_empty() {
+                eprintln!(
+                    "sdss lab {lab}: left alone (not created by this lab): {}",
+                    outcome.foreign.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Status { lab, json } => {
+            let labs = lifecycle::status(&root, lab.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&labs)?);
+            } else if labs.is_empty() {
+                println!("no lab is up");
+            } else {
+                println!(
+                    "{:<20}  {:<12}  {:>7}  {:<8}  {:<26}  FILE",
+                    "LAB", "PHASE", "NODES", "BACKEND", "SINCE"
+                );
+                for s in labs {
+                    println!(
+                        "{:<20}  {:<12}  {:>7}  {:<8}  {:<26}  {}",
+                        s.lab,
+                        s.phase,
+                        format!("{}/{}", s.nodes_running, s.nodes),
+                        s.backend.map_or("-".to_owned(), |b| b.to_string()),
+                        s.created_at,
+                        s.source.display()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Verify { lab, json } => {
+            let lab = lab_name(&lab)?;
+            let report =
+                lifecycle::verify(&root, &lab).with_context(|| format!("verifying lab {lab}"))?;
+            print_report(&report, json)?;
+            Ok(verdict(&report))
+        }
+        LabCommand::Exec { lab, node, command } => {
+            let sdss = std::env::current_exe().context("locating the sdss executable")?;
+            let code = lifecycle::exec(&root, &lab, &node, &command, &sdss).with_context(|| {
+                format!("running {:?} in lab {lab} node {node}", command.join(" "))
+            })?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        LabCommand::Logs { lab, node, stderr } => {
+            let (dir, _) = lifecycle::open_node(&root, &lab, &node)?;
+            let path = if stderr {
+                dir.stderr_log(&node)
+            } else {
+                dir.stdout_log(&node)
+            };
+            let text =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            use std::io::Write;
+            std::io::stdout().write_all(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A lab name, or the name inside a lab file.
+fn lab_name(arg: &str) -> Result<String> {
+    let path = Path::new(arg);
+    if arg.ends_with(".toml") || path.is_file() {
+        let topology = Topology::load(path)?;
+        return Ok(topology.name.get_ref().clone());
+    }
+    Ok(arg.to_owned())
+}
+
+fn print_report(report: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+fn verdict(report: &Report) -> ExitCode {
+    if report.summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<ExitCode> {
+    let topology = Topology::load(&args.file)?;
+    let plan = Plan::new(&topology, &args.file);
+    let sdss = std::env::current_exe().context("locating the sdss executable")?;
+    if args.dry_run {
+        let shown = if args.backend == BackendChoice::None {
+            plan.zero_delay()
+        } else {
+            plan
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        } else {
+            print!("{}", render_plan(&shown, &sdss));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let lab = plan.lab.clone();
+    let options = UpOptions {
+        backend: args.backend,
+        sdss,
+        verify,
+    };
+    let outcome = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            eprintln!("sdss lab: interrupted, tearing the lab down");
+            on_signal.cancel();
+        });
+        let progress = Progress::new(&lab, false);
+        let result = lifecycle::up(plan, &options, root, &cancel, &progress).await;
+        progress.finish();
+        result
+    });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(LabError::Cancelled) => {
+            eprintln!("sdss lab {lab}: interrupted; everything it created was removed");
+            return Ok(ExitCode::from(130));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("bringing lab {lab} up"))),
+    };
+    eprintln!(
+        "sdss lab {lab}: up in {:.2} s (namespaces, links, delays, nodes){}",
+        outcome.build_time.as_secs_f64(),
+        outcome
+            .report
+            .as_ref()
+            .map(|_| format!(
+                "; graded {:.1} s after the nodes started",
+                outcome.converge_time.as_secs_f64()
+            ))
+            .unwrap_or_default()
+    );
+    // Shut the runtime down so its netlink sockets release the lab's namespaces.
+    drop(runtime);
+    let code = match &outcome.report {
+        Some(report) => {
+            print_report(report, args.json)?;
+            verdict(report)
+        }
+        None => ExitCode::SUCCESS,
+    };
+    if then_down {
+        let result =
+            lifecycle::down(root, &lab).with_context(|| format!("taking lab {lab} down"))?;
+        eprintln!(
+            "sdss lab {lab}: down ({} processes stopped, {} namespaces removed)",
+            result.stopped,
+            result.removed.len()
+        );
+    } else if !then_down {
+        eprintln!("sdss lab {lab}: left running; `sdss lab down {lab}` removes it");
+    }
+    Ok(code)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -1,0 +1,552 @@
+//! How delay gets onto the lab's links: a [`DelayBackend`] with a zero-delay
+//! implementation, a netem one (where the kernel has `sch_netem`), and room for
+//! the userspace link emulator (`src/lab/emulator/`), which this machine needs.
+//!
+//! netem is driven by `tc` through one typed wrapper ([`Tc`]): netlink-packet-route
+//! has no netem option type, and `tc` is the tool every reader knows.
+
+use std::fmt;
+use std::io;
+use std::process::Command;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::impairment::Impairment;
+use super::plan::{Plan, NODE_IFNAME};
+
+/// Which backend put the delays on a lab's links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Nothing injected; every pair is expected at zero delay.
+    None,
+    /// Kernel netem qdiscs on the veth ends.
+    Netem,
+    /// The userspace link emulator.
+    Emulator,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::None => "none",
+            BackendKind::Netem => "netem",
+            BackendKind::Emulator => "emulator",
+        })
+    }
+}
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// none if the lab has no delays; otherwise netem where the kernel has it, else the emulator.
+    Auto,
+    /// Kernel netem; an error where the kernel lacks it.
+    Netem,
+    /// The userspace link emulator (TAP devices and a switch process).
+    Emulator,
+    /// Inject nothing and expect zero delay everywhere (the file's delays are ignored).
+    None,
+}
+
+/// Whether the kernel can do netem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum NetemSupport {
+    /// `sch_netem` is there.
+    Available,
+    /// "Specified qdisc kind is unknown": the module is absent.
+    Missing,
+    /// `tc` is not installed.
+    NoTc,
+    /// The probe failed for another reason.
+    Unknown(String),
+}
+
+impl fmt::Display for NetemSupport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetemSupport::Available => f.write_str("available"),
+            NetemSupport::Missing => f.write_str("unavailable (the kernel has no sch_netem)"),
+            NetemSupport::NoTc => f.write_str("unknown (tc is not installed)"),
+            NetemSupport::Unknown(why) => write!(f, "unknown ({why})"),
+        }
+    }
+}
+
+/// Failures of `tc`.
+#[derive(Debug, Error)]
+pub enum TcError {
+    /// The `tc` program is not installed.
+    #[error("tc is not installed (Debian package iproute2)")]
+    NotFound,
+    /// The kernel does not know the qdisc (netem absent).
+    #[error("the kernel does not know qdisc {kind:?} (tc {args})")]
+    QdiscUnknown {
+        /// The qdisc kind.
+        kind: String,
+        /// The command's arguments.
+        args: String,
+    },
+    /// Any other failure.
+    #[error("tc {args} failed ({status}): {stderr}")]
+    Failed {
+        /// The command's arguments.
+        args: String,
+        /// Exit status.
+        status: String,
+        /// What tc said.
+        stderr: String,
+    },
+    /// Running tc failed.
+    #[error("running tc {args}: {source}")]
+    Io {
+        /// The command's arguments.
+        args: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// The one way sdss runs `tc`: `tc -n NETNS ARGS...`, with typed failures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tc;
+
+impl Tc {
+    /// Runs `tc -n netns args...`.
+    pub fn run(&self, netns: &str, args: &[String]) -> Result<(), TcError> {
+        let shown = format!("-n {netns} {}", args.join(" "));
+        let output = Command::new("tc")
+            .arg("-n")
+            .arg(netns)
+            .args(args)
+            .output()
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => TcError::NotFound,
+                _ => TcError::Io {
+                    args: shown.clone(),
+                    source,
+                },
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        if stderr.contains("Specified qdisc kind is unknown") || stderr.contains("Unknown qdisc") {
+            let kind = args
+                .iter()
+                .skip_while(|a| *a != "root" && !a.starts_with("parent"))
+                .find(|a| ["netem", "htb"].contains(&a.as_str()))
+                .cloned()
+                .unwrap_or_else(|| "?".to_owned());
+            return Err(TcError::QdiscUnknown { kind, args: shown });
+        }
+        Err(TcError::Failed {
+            args: shown,
+            status: output.status.to_string(),
+            stderr,
+        })
+    }
+
+    /// Probes netem in a namespace of the lab by adding and removing a netem
+    /// qdisc on its loopback: touches nothing outside the lab.
+    pub fn probe_netem(&self, netns: &str) -> NetemSupport {
+        let add: Vec<String> = ["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
+            .map(str::to_owned)
+            .to_vec();
+        match self.run(netns, &add) {
+            Ok(()) => {
+                let del = ["qdisc", "del", "dev", "lo", "root"]
+                    .map(str::to_owned)
+                    .to_vec();
+                let _ = self.run(netns, &del);
+                NetemSupport::Available
+            }
+            Err(TcError::QdiscUnknown { .. }) => NetemSupport::Missing,
+            Err(TcError::NotFound) => NetemSupport::NoTc,
+            Err(e) => NetemSupport::Unknown(e.to_string()),
+        }
+    }
+}
+
+/// Failures of a delay backend.
+#[derive(Debug, Error)]
+pub enum DelayError {
+    /// The kernel cannot do what the backend needs.
+    #[error("the netem backend cannot run here: the kernel has no sch_netem; use `--backend none` for a zero-delay lab, or the userspace emulator backend")]
+    NoNetem,
+    /// tc failed.
+    #[error(transparent)]
+    Tc(#[from] TcError),
+    /// The emulator daemon failed to start.
+    #[error("the link emulator did not start: {0}")]
+    Emulator(String),
+}
+
+/// Puts a plan's impairments onto the links of a lab whose namespaces and links exist.
+pub trait DelayBackend {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+    /// Whether the backend makes the nodes' `eth0` itself (no bridge, no veth).
+    fn provides_links(&self) -> bool {
+        false
+    }
+    /// Applies every impairment of the plan to links that exist.
+    fn apply(&self, plan: &Plan) -> Result<(), DelayError>;
+}
+
+/// Injects nothing: for labs without delays, and zero-delay runs of any lab.
+#[derive(Debug, Default)]
+pub struct NoDelay;
+
+impl DelayBackend for NoDelay {
+    fn kind(&self) -> BackendKind {
+        BackendKind::None
+    }
+
+    fn apply(&self, _plan: &Plan) -> Result<(), DelayError> {
+        Ok(())
+    }
+}
+
+/// The userspace link emulator (`src/lab/emulator/`), run as the daemon
+/// `sdss lab-emulator SPEC` in the switch namespace: it creates each node's `eth0`
+/// as a TAP device and forwards frames with each ordered pair's impairment.
+/// Started by the lifecycle (it is a process to record), so `apply` has nothing to do.
+#[derive(Debug, Default)]
+pub struct Emulator;
+
+impl DelayBackend for Emulator {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Emulator
+    }
+
+    fn provides_links(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, _plan: &Plan) -> Result<(), DelayError> {
+        Ok(())
+    }
+}
+
+/// The emulator's spec for a plan (the JSON schema of `lab::emulator::EmulatorSpec`):
+/// one port per node (its namespace's `eth0`) and every ordered pair's expected impairment.
+pub fn emulator_spec(plan: &Plan) -> serde_json::Value {
+    let index = |name: &str| plan.nodes.iter().position(|n| n.name == name);
+    let ports: Vec<_> = plan
+        .nodes
+        .iter()
+        .map(|n| serde_json::json!({ "netns": n.netns, "ifname": NODE_IFNAME }))
+        .collect();
+    let impairments: Vec<_> = plan
+        .expected
+        .iter()
+        .filter(|p| !p.impairment.is_none())
+        .filter_map(|p| {
+            Some(serde_json::json!({
+                "from": index(&p.from)?,
+                "to": index(&p.to)?,
+                "impairment": p.impairment,
+            }))
+        })
+        .collect();
+    serde_json::json!({ "ports": ports, "impairments": impairments })
+}
+
+/// Kernel netem via `tc`.
+#[derive(Debug, Default)]
+pub struct Netem {
+    tc: Tc,
+}
+
+impl DelayBackend for Netem {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Netem
+    }
+
+    fn apply(&self, plan: &Plan) -> Result<(), DelayError> {
+        for command in netem_commands(plan) {
+            match self.tc.run(&command.netns, &command.args) {
+                Err(TcError::QdiscUnknown { kind, .. }) if kind == "netem" => {
+                    return Err(DelayError::NoNetem)
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `tc -n NETNS ARGS...` invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcCommand {
+    /// The namespace.
+    pub netns: String,
+    /// The arguments after `-n NETNS`.
+    pub args: Vec<String>,
+}
+
+impl fmt::Display for TcCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tc -n {} {}", self.netns, self.args.join(" "))
+    }
+}
+
+/// `netem delay D J loss L%` arguments, in microseconds so nothing is rounded.
+pub fn netem_args(impairment: &Impairment) -> Vec<String> {
+    let mut args = vec!["netem".to_owned()];
+    let us = |d: Duration| format!("{}us", d.as_micros());
+    if !impairment.delay.is_zero() || !impairment.jitter.is_zero() {
+        args.push("delay".to_owned());
+        args.push(us(impairment.delay));
+        if !impairment.jitter.is_zero() {
+            args.push(us(impairment.jitter));
+        }
+    }
+    if impairment.loss > 0.0 {
+        args.push("loss".to_owned());
+        args.push(format!("{}%", impairment.loss * 100.0));
+    }
+    args
+}
+
+/// The tc commands that give a plan's impairments, following the egress model.
+///
+/// Per-node links: one root netem on the node's `eth0` and one on its bridge
+/// port, each with the node's link impairment, so B -> A crosses d_B then d_A.
+/// With `[[pair]]` overrides: each node's `eth0` gets an htb with one class per
+/// destination (u32 match on the destination address) whose netem leaf carries
+/// that ordered pair's whole expected impairment, and the bridge ports get
+/// nothing; unmatched traffic (ARP, broadcasts) takes the node's own link.
+pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
+    let strs = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let mut commands = Vec::new();
+    if !plan.per_pair {
+        for node in &plan.nodes {
+            if node.link.is_none() {
+                continue;
+            }
+            for (netns, dev) in [
+                (&node.netns, NODE_IFNAME),
+                (&plan.switch_netns, node.bridge_port.as_str()),
+            ] {
+                let mut args = strs(&["qdisc", "replace", "dev", dev, "root"]);
+                args.extend(netem_args(&node.link));
+                commands.push(TcCommand {
+                    netns: netns.clone(),
+                    args,
+                });
+            }
+        }
+        return commands;
+    }
+    for from in &plan.nodes {
+        let push = |commands: &mut Vec<TcCommand>, args: Vec<String>| {
+            commands.push(TcCommand {
+                netns: from.netns.clone(),
+                args,
+            })
+        };
+        push(
+            &mut commands,
+            strs(&[
+                "qdisc",
+                "replace",
+                "dev",
+                NODE_IFNAME,
+                "root",
+                "handle",
+                "1:",
+                "htb",
+                "default",
+                "1",
+            ]),
+        );
+        push(
+            &mut commands,
+            strs(&[
+                "class",
+                "add",
+                "dev",
+                NODE_IFNAME,
+                "parent",
+                "1:",
+                "classid",
+                "1:1",
+                "htb",
+                "rate",
+                "10gbit",
+            ]),
+        );
+        if !from.link.is_none() {
+            let mut args = strs(&[
+                "qdisc",
+                "add",
+                "dev",
+                NODE_IFNAME,
+                "parent",
+                "1:1",
+                "handle",
+                "2:",
+            ]);
+            args.extend(netem_args(&from.link));
+            push(&mut commands, args);
+        }
+        for (index, to) in plan.nodes.iter().enumerate() {
+            let Some(pair) = plan.expected(&from.name, &to.name) else {
+                continue;
+            };
+            let minor = format!("{:x}", index + 16);
+            let class = format!("1:{minor}");
+            push(
+                &mut commands,
+                strs(&[
+                    "class",
+                    "add",
+                    "dev",
+                    NODE_IFNAME,
+                    "parent",
+                    "1:",
+                    "classid",
+                    &class,
+                    "htb",
+                    "rate",
+                    "10gbit",
+                ]),
+            );
+            if !pair.impairment.is_none() {
+                let handle = format!("{minor}:");
+                let mut args = strs(&[
+                    "qdisc",
+                    "add",
+                    "dev",
+                    NODE_IFNAME,
+                    "parent",
+                    &class,
+                    "handle",
+                    &handle,
+                ]);
+                args.extend(netem_args(&pair.impairment));
+                push(&mut commands, args);
+            }
+            let dst = format!("{}/32", to.address);
+            push(
+                &mut commands,
+                strs(&[
+                    "filter",
+                    "add",
+                    "dev",
+                    NODE_IFNAME,
+                    "parent",
+                    "1:",
+                    "protocol",
+                    "ip",
+                    "prio",
+                    "1",
+                    "u32",
+                    "match",
+                    "ip",
+                    "dst",
+                    &dst,
+                    "flowid",
+                    &class,
+                ]),
+            );
+        }
+    }
+    commands
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::lab::topology::Topology;
+
+    fn plan(text: &str) -> Plan {
+        Plan::new(
+            &Topology::parse(Path::new("x.toml"), text).unwrap(),
+            Path::new("x.toml"),
+        )
+    }
+
+    #[test]
+    fn netem_arguments_in_microseconds() {
+        let args = netem_args(&Impairment {
+            delay: Duration::from_micros(2500),
+            jitter: Duration::from_millis(1),
+            loss: 0.01,
+        });
+        assert_eq!(args, ["netem", "delay", "2500us", "1000us", "loss", "1%"]);
+        assert_eq!(
+            netem_args(&Impairment {
+                loss: 0.5,
+                ..Default::default()
+            }),
+            ["netem", "loss", "50%"]
+        );
+    }
+
+    #[test]
+    fn emulator_spec_lists_ports_and_impaired_pairs() {
+        let plan =
+            plan("name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n");
+        let spec = emulator_spec(&plan);
+        assert_eq!(spec["ports"][1]["netns"], "sdss-t-b");
+        assert_eq!(spec["ports"][1]["ifname"], "eth0");
+        assert_eq!(spec["impairments"][0]["from"], 0);
+        assert_eq!(spec["impairments"][0]["to"], 1);
+        assert_eq!(spec["impairments"][0]["impairment"]["delay"], "5ms");
+        assert_eq!(spec["impairments"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn per_node_links_get_netem_on_both_egresses() {
+        let plan =
+            plan("name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n");
+        let commands: Vec<String> = netem_commands(&plan)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                "tc -n sdss-t-a qdisc replace dev eth0 root netem delay 5000us",
+                "tc -n sdss-t qdisc replace dev p0 root netem delay 5000us",
+            ]
+        );
+    }
+
+    #[test]
+    fn per_pair_labs_classify_by_destination() {
+        let plan = plan(
+            "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"7ms\"\n",
+        );
+        let commands: Vec<String> = netem_commands(&plan)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(commands.contains(
+            &"tc -n sdss-t-a qdisc replace dev eth0 root handle 1: htb default 1".to_owned()
+        ));
+        assert!(
+            commands.contains(
+                &"tc -n sdss-t-a qdisc add dev eth0 parent 1:11 handle 11: netem delay 7000us"
+                    .to_owned()
+            ),
+            "{commands:#?}"
+        );
+        assert!(commands.contains(
+            &"tc -n sdss-t-a filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst 10.0.0.2/32 flowid 1:11".to_owned()
+        ));
+        // b -> a is unimpaired: a class and a filter, no netem leaf.
+        assert!(!commands
+            .iter()
+            .any(|c| c.starts_with("tc -n sdss-t-b") && c.contains("netem")));
+        assert!(!commands.iter().any(|c| c.contains("sdss-t ")));
+    }
+}

@@ -1,0 +1,168 @@
+//! Starting processes inside a lab namespace, and stopping the ones a lab owns.
+//!
+//! A node runs in its namespace (`setns` in `pre_exec`, between fork and exec,
+//! where only the child is affected), in a session of its own (so a Ctrl-C at
+//! the terminal reaches `sdss lab up`, which then tears the lab down in order,
+//! not the nodes directly), with its output in the lab's state directory. It
+//! outlives `lab up`: the lab is left running until `lab down`.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use thiserror::Error;
+
+/// Failures to start a process in a namespace.
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    /// The program could not be started.
+    #[error("starting {program} in namespace {netns}: {source}")]
+    Spawn {
+        /// argv[0].
+        program: String,
+        /// The namespace.
+        netns: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A log file could not be opened.
+    #[error("opening log {path}: {source}")]
+    Log {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Nothing to run.
+    #[error("empty command line")]
+    Empty,
+}
+
+/// Where a started process's output goes.
+pub enum Output<'a> {
+    /// Into these files (a lab's node logs), appended.
+    Files {
+        /// stdout.
+        stdout: &'a Path,
+        /// stderr.
+        stderr: &'a Path,
+    },
+    /// Inherited from sdss (`lab exec`).
+    Inherit,
+}
+
+/// Builds the command that runs `argv` inside the namespace `ns`.
+/// `detach` puts it in a session of its own.
+pub fn command_in(
+    ns: &File,
+    argv: &[String],
+    env: &[(String, String)],
+    detach: bool,
+) -> Result<Command, LaunchError> {
+    let (program, args) = argv.split_first().ok_or(LaunchError::Empty)?;
+    let mut command = Command::new(program);
+    command.args(args);
+    // The caller's own SDSS_* settings (e.g. SDSS_DESTINATIONS) are not the lab's.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SDSS_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let fd = ns.as_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls happen: setns(2)
+    // and setsid(2) are plain system calls; the fd stays open in the parent until
+    // spawn returns.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if detach && libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
+}
+
+/// Starts `argv` in the namespace `ns` (named `netns`), detached, output to files.
+pub fn spawn_node(
+    ns: &File,
+    netns: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    output: Output<'_>,
+) -> Result<Child, LaunchError> {
+    let mut command = command_in(ns, argv, env, true)?;
+    command.stdin(Stdio::null());
+    if let Output::Files { stdout, stderr } = output {
+        let open = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| LaunchError::Log {
+                    path: path.display().to_string(),
+                    source,
+                })
+        };
+        command.stdout(open(stdout)?);
+        command.stderr(open(stderr)?);
+    }
+    command.spawn().map_err(|source| LaunchError::Spawn {
+        program: argv.first().cloned().unwrap_or_default(),
+        netns: netns.to_owned(),
+        source,
+    })
+}
+
+/// Stops processes: SIGTERM (to the whole process group when the process leads
+/// one, so a node's pipeline stops with it), up to `grace` to exit, then SIGKILL.
+/// `alive` says whether a PID is still the process that was meant.
+pub fn stop(pids: &[i32], grace: Duration, alive: impl Fn(i32) -> bool) {
+    let signal = |pid: i32, sig: Signal| {
+        let target = Pid::from_raw(pid);
+        if nix::unistd::getpgid(Some(target)).is_ok_and(|g| g == target) {
+            let _ = killpg(target, sig);
+        }
+        let _ = kill(target, sig);
+    };
+    let live: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    for pid in &live {
+        signal(*pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        reap();
+        let remaining: Vec<i32> = live.iter().copied().filter(|p| alive(*p)).collect();
+        if remaining.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            for pid in remaining {
+                signal(pid, Signal::SIGKILL);
+            }
+            reap();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Collects any exited children of ours, so they do not linger as zombies.
+fn reap() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Named network namespaces, made the way `ip netns add` makes them so that
+//! `ip netns list`, `ip netns exec` and `tc -n` see them.
+//!
+//! sdss is a multi-threaded tokio process: `unshare` and `setns` change only the
+//! calling thread, so every namespace switch happens on a dedicated OS thread
+//! that is thrown away afterwards, never on a runtime worker (LAB-NOTES.md).
+//! A namespace is identified by the device and inode of its nsfs file: that
+//! identity, recorded before the name exists, is how `down` proves a namespace
+//! is the one sdss made and not a look-alike.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Where named namespaces live (iproute2's convention).
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// The identity of a network namespace: its nsfs device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsId {
+    /// `st_dev` of the nsfs file.
+    pub dev: u64,
+    /// `st_ino` of the nsfs file (what `/proc/PID/ns/net` shows as `net:[INODE]`).
+    pub ino: u64,
+}
+
+/// Failures of namespace operations, each naming the namespace.
+#[derive(Debug, Error)]
+pub enum NetnsError {
+    /// A system call failed.
+    #[error("{action} for namespace {name}: {source}")]
+    Sys {
+        /// What was being done.
+        action: &'static str,
+        /// The namespace.
+        name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Something already has the name.
+    #[error("namespace {0} already exists and was not created by this lab: refusing to touch it")]
+    Exists(String),
+    /// The caller's recording step failed, so nothing was created.
+    #[error("could not record namespace {name} before creating it: {source}")]
+    Record {
+        /// The namespace.
+        name: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+fn sys<'a>(
+    action: &'static str,
+    name: &'a str,
+) -> impl FnOnce(nix::errno::Errno) -> NetnsError + 'a {
+    move |errno| NetnsError::Sys {
+        action,
+        name: name.to_owned(),
+        source: io::Error::from(errno),
+    }
+}
+
+/// The file that names a namespace.
+pub fn path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}
+
+/// Makes sure `/run/netns` exists and is a shared mount point, as `ip netns add`
+/// does, so namespaces mounted there stay visible to other mount namespaces.
+pub fn prepare_run_dir() -> Result<(), NetnsError> {
+    let dir = Path::new(NETNS_RUN_DIR);
+    std::fs::create_dir_all(dir).map_err(|source| NetnsError::Sys {
+        action: "creating /run/netns",
+        name: String::new(),
+        source,
+    })?;
+    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+    match mount(None::<&str>, dir, Some("none"), shared, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) => {
+            // Not a mount point yet: bind it onto itself, then share it.
+            mount(
+                Some(dir),
+                dir,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys("bind-mounting /run/netns", ""))?;
+            mount(None::<&str>, dir, Some("none"), shared, None::<&str>)
+                .map_err(sys("sharing /run/netns", ""))
+        }
+        Err(e) => Err(sys("sharing /run/netns", "")(e)),
+    }
+}
+
+/// Creates the named namespace `name`. `record` runs on the caller's thread
+/// with the new namespace's identity before the name exists on disk; if it
+/// fails, the namespace vanishes with its thread and nothing is left.
+pub fn create(name: &str, record: impl FnOnce(NsId) -> io::Result<()>) -> Result<NsId, NetnsError> {
+    let target = path(name);
+    if target.symlink_metadata().is_ok() {
+        return Err(NetnsError::Exists(name.to_owned()));
+    }
+    let (id_tx, id_rx) = mpsc::channel::<Result<NsId, NetnsError>>();
+    let (go_tx, go_rx) = mpsc::channel::<bool>();
+    let thread_name = name.to_owned();
+    let worker = std::thread::Builder::new()
+        .name(format!("netns-{name}"))
+        .spawn(move || -> Result<(), NetnsError> {
+            let name = thread_name.as_str();
+            let identity = (|| {
+                unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare", name))?;
+                let meta = std::fs::metadata("/proc/thread-self/ns/net").map_err(|source| {
+                    NetnsError::Sys {
+                        action: "stat of the new namespace",
+                        name: name.to_owned(),
+                        source,
+                    }
+                })?;
+                Ok(NsId {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                })
+            })();
+            let failed = identity.is_err();
+            let _ = id_tx.send(identity);
+            if failed || go_rx.recv() != Ok(true) {
+                return Ok(());
+            }
+            let target = path(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&target)
+                .map_err(|source| match source.kind() {
+                    io::ErrorKind::AlreadyExists => NetnsError::Exists(name.to_owned()),
+                    _ => NetnsError::Sys {
+                        action: "creating the name",
+                        name: name.to_owned(),
+                        source,
+                    },
+                })?;
+            if let Err(e) = mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                Some("none"),
+                MsFlags::MS_BIND,
+                None::<&str>,
+            ) {
+                let _ = std::fs::remove_file(&target);
+                return Err(sys("bind-mounting", name)(e));
+            }
+            Ok(())
+        })
+        .map_err(|source| NetnsError::Sys {
+            action: "starting a thread",
+            name: name.to_owned(),
+            source,
+        })?;
+    let identity = match id_rx.recv() {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => {
+            let _ = worker.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = worker.join();
+            return Err(NetnsError::Sys {
+                action: "creating",
+                name: name.to_owned(),
+                source: io::Error::other("namespace thread died"),
+            });
+        }
+    };
+    if let Err(source) = record(identity) {
+        let _ = go_tx.send(false);
+        let _ = worker.join();
+        return Err(NetnsError::Record {
+            name: name.to_owned(),
+            source,
+        });
+    }
+    let _ = go_tx.send(true);
+    match worker.join() {
+        Ok(result) => result.map(|()| identity),
+        Err(_) => Err(NetnsError::Sys {
+            action: "creating",
+            name: name.to_owned(),
+            source: io::Error::other("namespace thread panicked"),
+        }),
+    }
+}
+
+/// What is at a namespace's name now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Nothing.
+    Absent,
+    /// A mounted namespace with this identity.
+    Mounted(NsId),
+    /// A plain file (an unfinished creation): its change time, seconds since the epoch.
+    Unmounted {
+        /// `st_ctime`.
+        ctime: i64,
+    },
+}
+
+/// Looks at a namespace's name without following or changing anything.
+pub fn presence(name: &str) -> io::Result<Presence> {
+    let target = path(name);
+    let meta = match std::fs::symlink_metadata(&target) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Presence::Absent),
+        Err(e) => return Err(e),
+    };
+    let dir = std::fs::metadata(NETNS_RUN_DIR)?;
+    if meta.dev() == dir.dev() {
+        Ok(Presence::Unmounted {
+            ctime: meta.ctime(),
+        })
+    } else {
+        Ok(Presence::Mounted(NsId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }))
+    }
+}
+
+/// Removes a namespace's name: detach the mount (if any), then unlink.
+/// The namespace itself disappears once no process or socket uses it.
+pub fn remove(name: &str) -> Result<(), NetnsError> {
+    let target = path(name);
+    match umount2(&target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(sys("unmounting", name)(e)),
+    }
+    match std::fs::remove_file(&target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(NetnsError::Sys {
+            action: "removing the name",
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Opens a namespace by name, checking it is the expected one.
+pub fn open(name: &str, expected: Option<NsId>) -> Result<File, NetnsError> {
+    let file = File::open(path(name)).map_err(|source| NetnsError::Sys {
+        action: "opening",
+        name: name.to_owned(),
+        source,
+    })?;
+    if let Some(expected) = expected {
+        let meta = file.metadata().map_err(|source| NetnsError::Sys {
+            action: "stat",
+            name: name.to_owned(),
+            source,
+        })?;
+        if meta.dev() != expected.dev || meta.ino() != expected.ino {
+            return Err(NetnsError::Exists(name.to_owned()));
+        }
+    }
+    Ok(file)
+}
+
+/// Runs `f` on a fresh OS thread that has entered the namespace `ns`, and returns
+/// its result. Sockets opened there stay bound to that namespace.
+pub fn run_in<T: Send + 'static>(
+    ns: &File,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NetnsError> {
+    let ns = ns.try_clone().map_err(|source| NetnsError::Sys {
+        action: "duplicating the handle",
+        name: name.to_owned(),
+        source,
+    })?;
+    let label = name.to_owned();
+    std::thread::Builder::new()
+        .name(format!("in-{name}"))
+        .spawn(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(sys("entering", &label))?;
+            Ok(f())
+        })
+        .map_err(|source| NetnsError::Sys {
+            action: "starting a thread",
+            name: name.to_owned(),
+            source,
+        })?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(NetnsError::Sys {
+                action: "running in",
+                name: name.to_owned(),
+                source: io::Error::other("thread panicked"),
+            })
+        })
+}
+
+/// Every process whose network namespace has inode `ino`, read from `/proc`.
+pub fn processes_in(ino: u64) -> Vec<i32> {
+    let wanted = format!("net:[{ino}]");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|link| link.as_os_str() == wanted.as_str())
+        })
+        .collect()
+}

@@ -1,0 +1,548 @@
+//! What a lab will be, computed from its file without touching the kernel.
+//!
+//! The plan powers `--dry-run`, drives `up`, is stored with the lab's state so
+//! that `verify` and `down` work without the file, and fixes the expected delay of
+//! every ordered pair. The expected matrix follows netem's egress model
+//! (LAB-NOTES.md): a frame from B to A leaves B's `eth0` (B's link delay) and
+//! then the bridge port toward A (A's link delay), so B -> A = d_B + d_A unless a
+//! `[[pair]]` sets that ordered pair outright.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::impairment::Impairment;
+use super::topology::{Ipv4Net, Topology};
+
+/// Prefix of every kernel object name sdss creates.
+pub const PREFIX: &str = "sdss-";
+
+/// Name of a node's lab interface inside its namespace.
+pub const NODE_IFNAME: &str = "eth0";
+
+/// Name of the bridge inside the switch namespace.
+pub const BRIDGE_IFNAME: &str = "br0";
+
+/// Defaults for `[defaults]` and `[verify]` (documented in `labs/README.md`).
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Announcement period of lab nodes: short, so labs converge in seconds.
+    pub const INTERVAL: Duration = Duration::from_millis(250);
+    /// Broadcasts between two measurements of a peer: one sample per second.
+    pub const REFRESH_EVERY: u32 = 4;
+    /// Absolute tolerance floor.
+    pub const TOLERANCE: Duration = Duration::from_micros(500);
+    /// Relative tolerance, in percent.
+    pub const TOLERANCE_PERCENT: f64 = 5.0;
+    /// Samples whose median is graded.
+    pub const SAMPLES: u32 = 5;
+    /// Samples discarded first.
+    pub const WARMUP: u32 = 1;
+    /// How long `up` waits for convergence.
+    pub const TIME_LIMIT: Duration = Duration::from_secs(60);
+}
+
+/// A lab, ready to be created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The lab's name.
+    pub lab: String,
+    /// The file it came from (absolute when it could be resolved).
+    pub source: PathBuf,
+    /// The lab's subnet.
+    pub subnet: Ipv4Net,
+    /// The namespace holding the bridge (or, later, the emulator).
+    pub switch_netns: String,
+    /// Nodes in file order.
+    pub nodes: Vec<NodePlan>,
+    /// Whether some `[[pair]]` overrides the link model (netem then needs
+    /// per-destination classes instead of one qdisc per link end).
+    pub per_pair: bool,
+    /// Expected impairment of every ordered pair of distinct nodes.
+    pub expected: Vec<ExpectedPair>,
+    /// How the nodes run.
+    pub node_settings: NodeSettings,
+    /// How measurements are graded.
+    pub verify: VerifySettings,
+}
+
+/// One node of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePlan {
+    /// Its name in the file.
+    pub name: String,
+    /// Its namespace, `sdss-<lab>-<node>`.
+    pub netns: String,
+    /// Its address on the lab link.
+    pub address: Ipv4Addr,
+    /// Its link's impairment (each of the link's two egresses gets it).
+    pub link: Impairment,
+    /// Its port on the bridge, in the switch namespace.
+    pub bridge_port: String,
+    /// What runs in its namespace.
+    pub program: Program,
+    /// Whether its stdout is sdss's JSON event stream, so it can be graded as observer.
+    pub graded: bool,
+}
+
+/// What a node namespace runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Program {
+    /// `sdss node --json ...` plus these arguments.
+    Sdss {
+        /// Extra arguments.
+        args: Vec<String>,
+    },
+    /// A third-party implementation: argv with placeholders (see [`NodePlan::argv`]).
+    Command {
+        /// Program and arguments, placeholders unexpanded.
+        argv: Vec<String>,
+    },
+}
+
+/// The expected impairment of one ordered pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedPair {
+    /// Sender of the timestamp (the measured peer).
+    pub from: String,
+    /// Receiver (the node whose measurement is graded).
+    pub to: String,
+    /// What the path does to frames from `from` to `to`.
+    pub impairment: Impairment,
+    /// Whether a `[[pair]]` set it (otherwise it is the sum of the two links).
+    pub overridden: bool,
+}
+
+/// Settings passed to every `sdss node`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSettings {
+    /// `--interval`.
+    #[serde(with = "crate::units::serde_duration")]
+    pub interval: Duration,
+    /// `--refresh-every`.
+    pub refresh_every: u32,
+    /// `--exchange-timeout`, when set.
+    pub exchange_timeout: Option<String>,
+    /// Extra arguments for every sdss node.
+    pub args: Vec<String>,
+}
+
+/// How a measured delay is graded.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VerifySettings {
+    /// Absolute tolerance floor.
+    #[serde(with = "crate::units::serde_duration")]
+    pub tolerance: Duration,
+    /// Relative tolerance in percent of the expected delay.
+    pub tolerance_percent: f64,
+    /// Samples whose median is graded.
+    pub samples: u32,
+    /// Samples discarded first.
+    pub warmup: u32,
+    /// How long to wait for enough samples.
+    #[serde(with = "crate::units::serde_duration")]
+    pub time_limit: Duration,
+}
+
+impl VerifySettings {
+    /// The tolerance for a given expected delay: `max(floor, percent of expected)`.
+    pub fn tolerance_for(&self, expected: Duration) -> Duration {
+        let relative = expected.mul_f64(self.tolerance_percent / 100.0);
+        relative.max(self.tolerance)
+    }
+}
+
+/// The namespace name of a lab's switch.
+pub fn switch_netns(lab: &str) -> String {
+    format!("{PREFIX}{lab}")
+}
+
+/// The namespace name of a lab's node.
+pub fn node_netns(lab: &str, node: &str) -> String {
+    format!("{PREFIX}{lab}-{node}")
+}
+
+/// Combines two impairments crossed one after the other.
+pub fn in_series(first: &Impairment, second: &Impairment) -> Impairment {
+    Impairment {
+        delay: first.delay + second.delay,
+        jitter: first.jitter + second.jitter,
+        loss: 1.0 - (1.0 - first.loss) * (1.0 - second.loss),
+    }
+}
+
+impl Plan {
+    /// Computes the plan of a validated topology. `source` is where it was read from.
+    pub fn new(topology: &Topology, source: &Path) -> Plan {
+        let lab = topology.name.get_ref().clone();
+        let subnet = topology.subnet();
+        let defaults = &topology.defaults;
+        let default_link = Impairment {
+            delay: defaults.delay.map_or(Duration::ZERO, |d| d.0),
+            jitter: defaults.jitter.map_or(Duration::ZERO, |d| d.0),
+            loss: defaults.loss.as_ref().map_or(0.0, |l| *l.get_ref()),
+        };
+
+        // Fixed addresses first, then the lowest free host addresses in file order.
+        let taken: Vec<Ipv4Addr> = topology
+            .nodes
+            .iter()
+            .filter_map(|n| n.address.as_ref().and_then(|a| a.get_ref().parse().ok()))
+            .collect();
+        let mut next_host = 1u64;
+        let mut nodes = Vec::with_capacity(topology.nodes.len());
+        for (index, node) in topology.nodes.iter().enumerate() {
+            let address = match node.address.as_ref().and_then(|a| a.get_ref().parse().ok()) {
+                Some(ip) => ip,
+                None => loop {
+                    let ip = subnet.host(next_host).unwrap_or(subnet.addr);
+                    next_host += 1;
+                    if !taken.contains(&ip) {
+                        break ip;
+                    }
+                },
+            };
+            let link = Impairment {
+                delay: node.delay.map_or(default_link.delay, |d| d.0),
+                jitter: node.jitter.map_or(default_link.jitter, |d| d.0),
+                loss: node
+                    .loss
+                    .as_ref()
+                    .map_or(default_link.loss, |l| *l.get_ref()),
+            };
+            let (program, graded) = match &node.command {
+                None => (
+                    Program::Sdss {
+                        args: node.args.clone(),
+                    },
+                    node.json.unwrap_or(true),
+                ),
+                Some(command) => {
+                    let mut argv = command.get_ref().clone();
+                    argv.extend(node.args.iter().cloned());
+                    (Program::Command { argv }, node.json.unwrap_or(false))
+                }
+            };
+            let name = node.name.get_ref().clone();
+            nodes.push(NodePlan {
+                netns: node_netns(&lab, &name),
+                name,
+                address,
+                link,
+                bridge_port: format!("p{index}"),
+                program,
+                graded,
+            });
+        }
+
+        let mut overrides: HashMap<(&str, &str), Impairment> = HashMap::new();
+        for pair in &topology.pairs {
+            let impairment = Impairment {
+                delay: pair.delay.map_or(Duration::ZERO, |d| d.0),
+                jitter: pair.jitter.map_or(Duration::ZERO, |d| d.0),
+                loss: pair.loss.as_ref().map_or(0.0, |l| *l.get_ref()),
+            };
+            overrides.insert((pair.from.get_ref(), pair.to.get_ref()), impairment);
+            if pair.symmetric {
+                overrides.insert((pair.to.get_ref(), pair.from.get_ref()), impairment);
+            }
+        }
+        let mut expected = Vec::new();
+        for from in &nodes {
+            for to in &nodes {
+                if from.name == to.name {
+                    continue;
+                }
+                let key = (from.name.as_str(), to.name.as_str());
+                let (impairment, overridden) = match overrides.get(&key) {
+                    Some(i) => (*i, true),
+                    None => (in_series(&from.link, &to.link), false),
+                };
+                expected.push(ExpectedPair {
+                    from: from.name.clone(),
+                    to: to.name.clone(),
+                    impairment,
+                    overridden,
+                });
+            }
+        }
+
+        let verify = &topology.verify;
+        Plan {
+            switch_netns: switch_netns(&lab),
+            lab,
+            source: std::path::absolute(source).unwrap_or_else(|_| source.to_owned()),
+            subnet,
+            nodes,
+            per_pair: !overrides.is_empty(),
+            expected,
+            node_settings: NodeSettings {
+                interval: defaults.interval.map_or(defaults::INTERVAL, |d| d.0),
+                refresh_every: defaults
+                    .refresh_every
+                    .as_ref()
+                    .map_or(defaults::REFRESH_EVERY, |r| *r.get_ref()),
+                exchange_timeout: defaults
+                    .exchange_timeout
+                    .map(|d| crate::units::format_duration(d.0)),
+                args: defaults.args.clone(),
+            },
+            verify: VerifySettings {
+                tolerance: verify.tolerance.map_or(defaults::TOLERANCE, |d| d.0),
+                tolerance_percent: verify
+                    .tolerance_percent
+                    .as_ref()
+                    .map_or(defaults::TOLERANCE_PERCENT, |p| *p.get_ref()),
+                samples: verify
+                    .samples
+                    .as_ref()
+                    .map_or(defaults::SAMPLES, |s| *s.get_ref()),
+                warmup: verify.warmup.unwrap_or(defaults::WARMUP),
+                time_limit: verify.time_limit.map_or(defaults::TIME_LIMIT, |d| d.0),
+            },
+        }
+    }
+
+    /// The same lab with every impairment removed: what the zero-delay backend
+    /// injects, and therefore what it expects.
+    pub fn zero_delay(&self) -> Plan {
+        let mut plan = self.clone();
+        for node in &mut plan.nodes {
+            node.link = Impairment::default();
+        }
+        for pair in &mut plan.expected {
+            pair.impairment = Impairment::default();
+        }
+        plan
+    }
+
+    /// Whether nothing in the lab is impaired.
+    pub fn is_unimpaired(&self) -> bool {
+        self.nodes.iter().all(|n| n.link.is_none())
+            && self.expected.iter().all(|p| p.impairment.is_none())
+    }
+
+    /// A node by name.
+    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The expected impairment from one node to another.
+    pub fn expected(&self, from: &str, to: &str) -> Option<&ExpectedPair> {
+        self.expected.iter().find(|p| p.from == from && p.to == to)
+    }
+
+    /// Every namespace of the lab, switch first.
+    pub fn namespaces(&self) -> Vec<String> {
+        std::iter::once(self.switch_netns.clone())
+            .chain(self.nodes.iter().map(|n| n.netns.clone()))
+            .collect()
+    }
+}
+
+impl NodePlan {
+    /// The command line that runs in the node's namespace. `sdss` is the path of
+    /// the sdss executable. Placeholders in a custom command: `{lab}`, `{node}`,
+    /// `{netns}`, `{address}`, `{prefix}`, `{subnet}`, `{broadcast}`, `{ifname}`, `{sdss}`.
+    pub fn argv(&self, plan: &Plan, sdss: &Path) -> Vec<String> {
+        match &self.program {
+            Program::Sdss { args } => {
+                let settings = &plan.node_settings;
+                let mut argv = vec![
+                    sdss.display().to_string(),
+                    "node".to_owned(),
+                    "--json".to_owned(),
+                    "--interval".to_owned(),
+                    crate::units::format_duration(settings.interval),
+                    "--refresh-every".to_owned(),
+                    settings.refresh_every.to_string(),
+                ];
+                if let Some(timeout) = &settings.exchange_timeout {
+                    argv.push("--exchange-timeout".to_owned());
+                    argv.push(timeout.clone());
+                }
+                argv.extend(settings.args.iter().cloned());
+                argv.extend(args.iter().cloned());
+                argv
+            }
+            Program::Command { argv } => argv.iter().map(|a| self.expand(a, plan, sdss)).collect(),
+        }
+    }
+
+    /// Environment variables every node process gets, so a third-party
+    /// implementation can find its namespace and address without placeholders.
+    pub fn env(&self, plan: &Plan, sdss: &Path) -> Vec<(String, String)> {
+        vec![
+            ("SDSS_LAB".to_owned(), plan.lab.clone()),
+            ("SDSS_NODE".to_owned(), self.name.clone()),
+            ("SDSS_NETNS".to_owned(), self.netns.clone()),
+            ("SDSS_ADDRESS".to_owned(), self.address.to_string()),
+            ("SDSS_PREFIX".to_owned(), plan.subnet.prefix.to_string()),
+            (
+                "SDSS_BROADCAST".to_owned(),
+                plan.subnet.broadcast().to_string(),
+            ),
+            ("SDSS_IFNAME".to_owned(), NODE_IFNAME.to_owned()),
+            ("SDSS_EXE".to_owned(), sdss.display().to_string()),
+        ]
+    }
+
+    fn expand(&self, arg: &str, plan: &Plan, sdss: &Path) -> String {
+        arg.replace("{lab}", &plan.lab)
+            .replace("{node}", &self.name)
+            .replace("{netns}", &self.netns)
+            .replace("{address}", &self.address.to_string())
+            .replace("{prefix}", &plan.subnet.prefix.to_string())
+            .replace("{subnet}", &plan.subnet.to_string())
+            .replace("{broadcast}", &plan.subnet.broadcast().to_string())
+            .replace("{ifname}", NODE_IFNAME)
+            .replace("{sdss}", &sdss.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Plan {
+        let topology = Topology::parse(Path::new("/labs/x.toml"), text).unwrap();
+        Plan::new(&topology, Path::new("/labs/x.toml"))
+    }
+
+    const THREE: &str = r#"
+name = "t"
+subnet = "10.9.0.0/24"
+[defaults]
+delay = "1ms"
+[[node]]
+name = "a"
+delay = "5ms"
+loss = 0.1
+[[node]]
+name = "b"
+delay = "10ms"
+jitter = "1ms"
+loss = 0.2
+[[node]]
+name = "c"
+address = "10.9.0.1"
+"#;
+
+    #[test]
+    fn names_addresses_and_ports() {
+        let plan = plan(THREE);
+        assert_eq!(plan.switch_netns, "sdss-t");
+        let names: Vec<_> = plan.nodes.iter().map(|n| n.netns.as_str()).collect();
+        assert_eq!(names, ["sdss-t-a", "sdss-t-b", "sdss-t-c"]);
+        let addresses: Vec<_> = plan.nodes.iter().map(|n| n.address.to_string()).collect();
+        // c asked for .1, so a and b take the next free ones.
+        assert_eq!(addresses, ["10.9.0.2", "10.9.0.3", "10.9.0.1"]);
+        assert_eq!(plan.nodes[2].bridge_port, "p2");
+        assert_eq!(
+            plan.namespaces(),
+            ["sdss-t", "sdss-t-a", "sdss-t-b", "sdss-t-c"]
+        );
+    }
+
+    #[test]
+    fn expected_delay_is_the_sum_of_both_egresses() {
+        let plan = plan(THREE);
+        assert_eq!(plan.expected.len(), 6);
+        let ab = &plan.expected("a", "b").unwrap().impairment;
+        assert_eq!(ab.delay, Duration::from_millis(15));
+        assert_eq!(ab.jitter, Duration::from_millis(1));
+        assert!((ab.loss - (1.0 - 0.9 * 0.8)).abs() < 1e-12);
+        // c inherits the default 1ms link.
+        assert_eq!(
+            plan.expected("c", "a").unwrap().impairment.delay,
+            Duration::from_millis(6)
+        );
+        assert_eq!(
+            plan.expected("b", "a").unwrap().impairment.delay,
+            Duration::from_millis(15)
+        );
+        assert!(!plan.per_pair);
+    }
+
+    #[test]
+    fn pairs_override_one_direction_or_both() {
+        let plan = plan(&format!(
+            "{THREE}[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"30ms\"\n[[pair]]\nfrom = \"a\"\nto = \"c\"\ndelay = \"2ms\"\nsymmetric = true\n"
+        ));
+        assert!(plan.per_pair);
+        let ab = plan.expected("a", "b").unwrap();
+        assert_eq!(ab.impairment.delay, Duration::from_millis(30));
+        assert!(ab.overridden);
+        assert_eq!(ab.impairment.loss, 0.0);
+        assert_eq!(
+            plan.expected("b", "a").unwrap().impairment.delay,
+            Duration::from_millis(15)
+        );
+        assert_eq!(
+            plan.expected("c", "a").unwrap().impairment.delay,
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            plan.expected("a", "c").unwrap().impairment.delay,
+            Duration::from_millis(2)
+        );
+    }
+
+    #[test]
+    fn zero_delay_clears_every_impairment() {
+        let plan = plan(THREE).zero_delay();
+        assert!(plan.is_unimpaired());
+    }
+
+    #[test]
+    fn argv_of_sdss_and_custom_nodes() {
+        let plan = plan(
+            "name = \"t\"\n[defaults]\ninterval = \"200ms\"\nrefresh_every = 3\n[[node]]\nname = \"a\"\nargs = [\"--verbose\"]\n[[node]]\nname = \"b\"\ncommand = [\"peer\", \"--ns\", \"{netns}\", \"--addr={address}/{prefix}\"]\n",
+        );
+        let sdss = Path::new("/bin/sdss");
+        assert_eq!(
+            plan.nodes[0].argv(&plan, sdss),
+            [
+                "/bin/sdss",
+                "node",
+                "--json",
+                "--interval",
+                "200ms",
+                "--refresh-every",
+                "3",
+                "--verbose"
+            ]
+        );
+        assert_eq!(
+            plan.nodes[1].argv(&plan, sdss),
+            ["peer", "--ns", "sdss-t-b", "--addr=198.18.0.2/24"]
+        );
+        assert!(plan.nodes[0].graded);
+        assert!(!plan.nodes[1].graded);
+    }
+
+    #[test]
+    fn tolerance_is_the_larger_of_floor_and_percentage() {
+        let verify = plan(THREE).verify;
+        assert_eq!(
+            verify.tolerance_for(Duration::ZERO),
+            Duration::from_micros(500)
+        );
+        assert_eq!(
+            verify.tolerance_for(Duration::from_millis(40)),
+            Duration::from_millis(2)
+        );
+    }
+
+    #[test]
+    fn plans_round_trip_through_json_for_the_state_file() {
+        let plan = plan(THREE);
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+}

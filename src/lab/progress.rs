@@ -1,0 +1,82 @@
+//! Progress of a long lab operation: an indicatif bar on a terminal, plain
+//! lines otherwise (CI logs, pipes), always on stderr so stdout stays the report.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Reports the steps of `up` and `down`.
+pub struct Progress {
+    lab: String,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// A reporter for a lab: a bar when stderr is a terminal, unless `quiet`.
+    pub fn new(lab: &str, quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} lab {prefix}: {msg} {pos}/{len} [{elapsed}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(lab.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress {
+            lab: lab.to_owned(),
+            bar,
+        }
+    }
+
+    /// A new step of `total` units.
+    pub fn step(&self, message: &str, total: u64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(message.to_owned());
+                bar.set_length(total);
+                bar.set_position(0);
+            }
+            None => eprintln!("sdss lab {}: {message} ({total})", self.lab),
+        }
+    }
+
+    /// One unit of the current step done.
+    pub fn inc(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    /// Sets how far the current step is.
+    pub fn set(&self, position: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+        }
+    }
+
+    /// A line that stays (above the bar on a terminal).
+    pub fn line(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("lab {}: {message}", self.lab)),
+            None => eprintln!("sdss lab {}: {message}", self.lab),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,278 @@
+//! What `lab up`, `lab verify` and `lab run` print: the plan (for `--dry-run`)
+//! and the verification report, as a table for people or one JSON document.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::delay::{BackendKind, NetemSupport};
+use super::plan::{Plan, Program};
+use super::verify::{Grades, PairResult, Summary, Verdict};
+use crate::units::format_duration;
+
+/// The verification report of a lab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The lab.
+    pub lab: String,
+    /// The backend that injected the delays.
+    pub backend: BackendKind,
+    /// Why this backend, when it was not the file's intent (e.g. a zero-delay run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_note: Option<String>,
+    /// Whether the kernel has netem.
+    pub netem: Option<NetemSupport>,
+    /// Absolute tolerance floor, ms.
+    pub tolerance_ms: f64,
+    /// Relative tolerance, percent.
+    pub tolerance_percent: f64,
+    /// Samples graded per pair.
+    pub samples: u32,
+    /// Samples discarded first.
+    pub warmup: u32,
+    /// Seconds from node start to this grade.
+    pub elapsed_s: f64,
+    /// Whether every pair got its samples before the time limit.
+    pub converged: bool,
+    /// One row per ordered pair.
+    pub pairs: Vec<PairResult>,
+    /// Counts.
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Builds a report from grades.
+    pub fn new(
+        plan: &Plan,
+        backend: BackendKind,
+        netem: Option<NetemSupport>,
+        backend_note: Option<String>,
+        grades: Grades,
+        elapsed_s: f64,
+    ) -> Report {
+        Report {
+            lab: plan.lab.clone(),
+            backend,
+            backend_note,
+            netem,
+            tolerance_ms: plan.verify.tolerance.as_secs_f64() * 1000.0,
+            tolerance_percent: plan.verify.tolerance_percent,
+            samples: plan.verify.samples,
+            warmup: plan.verify.warmup,
+            elapsed_s: (elapsed_s * 10.0).round() / 10.0,
+            converged: grades.converged(),
+            pairs: grades.pairs,
+            summary: grades.summary,
+        }
+    }
+
+    /// The report as a table with a summary line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let netem = self
+            .netem
+            .as_ref()
+            .map_or("not probed".to_owned(), ToString::to_string);
+        let _ = writeln!(
+            out,
+            "lab {}: delay backend {}; netem {}",
+            self.lab, self.backend, netem
+        );
+        if let Some(note) = &self.backend_note {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        let _ = writeln!(
+            out,
+            "graded: median of the last {} samples after {} warm-up, tolerance max({} ms, {}%), after {:.1} s{}",
+            self.samples,
+            self.warmup,
+            self.tolerance_ms,
+            self.tolerance_percent,
+            self.elapsed_s,
+            if self.converged { "" } else { " (time limit reached)" }
+        );
+        let width = self
+            .pairs
+            .iter()
+            .map(|p| p.from.len().max(p.to.len()))
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<width$}  {:>9}  {:>9}  {:>8}  {:>7}  {:>7}  RESULT",
+            "FROM", "TO", "EXPECTED", "MEASURED", "ERROR", "TOL", "SAMPLES"
+        );
+        let num = |v: Option<f64>, signed: bool| match v {
+            Some(v) if signed => format!("{v:+.3}"),
+            Some(v) => format!("{v:.3}"),
+            None => "-".to_owned(),
+        };
+        for pair in &self.pairs {
+            let verdict = match pair.verdict {
+                Verdict::Pass => "pass".to_owned(),
+                Verdict::Fail => "FAIL".to_owned(),
+                Verdict::Skipped => "skipped".to_owned(),
+            };
+            let reason = pair
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:<width$}  {:>9}  {:>9}  {:>8}  {:>7}  {:>7}  {verdict}{reason}",
+                pair.from,
+                pair.to,
+                format!("{:.3}", pair.expected_ms),
+                num(pair.measured_ms, false),
+                num(pair.error_ms, true),
+                format!("{:.3}", pair.tolerance_ms),
+                format!("{}/{}", pair.samples, pair.total_samples),
+            );
+        }
+        let s = &self.summary;
+        let _ = writeln!(
+            out,
+            "{}: {} pairs, {} pass, {} fail{}",
+            if s.ok() { "PASS" } else { "FAIL" },
+            s.pairs,
+            s.passed,
+            s.failed,
+            if s.skipped > 0 {
+                format!(", {} skipped", s.skipped)
+            } else {
+                String::new()
+            }
+        );
+        out
+    }
+}
+
+/// The plan as `--dry-run` prints it: namespaces, addresses, programs and the
+/// expected one-way delay matrix (rows: sender, columns: receiver).
+pub fn render_plan(plan: &Plan, sdss: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab {} from {}: {} nodes on {}, switch namespace {} (bridge br0); nothing is created in the host's namespace",
+        plan.lab,
+        plan.source.display(),
+        plan.nodes.len(),
+        plan.subnet,
+        plan.switch_netns
+    );
+    let name_w = plan
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let ns_w = plan
+        .nodes
+        .iter()
+        .map(|n| n.netns.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let _ = writeln!(
+        out,
+        "  {:<name_w$}  {:<ns_w$}  {:<18}  {:<5}  {:<22}  RUNS",
+        "NODE", "NAMESPACE", "ADDRESS (eth0)", "PORT", "LINK delay/jitter/loss"
+    );
+    for node in &plan.nodes {
+        let link = format!(
+            "{}/{}/{}%",
+            format_duration(node.link.delay),
+            format_duration(node.link.jitter),
+            node.link.loss * 100.0
+        );
+        let runs = match &node.program {
+            Program::Sdss { .. } => node.argv(plan, sdss).join(" "),
+            Program::Command { .. } => format!(
+                "{}{}",
+                node.argv(plan, sdss).join(" "),
+                if node.graded { "" } else { " (not graded)" }
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<name_w$}  {:<ns_w$}  {:<18}  {:<5}  {:<22}  {runs}",
+            node.name,
+            node.netns,
+            format!("{}/{}", node.address, plan.subnet.prefix),
+            node.bridge_port,
+            link
+        );
+    }
+    let _ = writeln!(
+        out,
+        "expected one-way delay in ms, {} (row: sender B, column: receiver A; A measures B -> A){}:",
+        if plan.per_pair { "per-pair entries marked *" } else { "egress model d_B + d_A" },
+        if plan.expected.iter().any(|p| !p.impairment.jitter.is_zero() || p.impairment.loss > 0.0) {
+            ", jitter ±ms and loss % after"
+        } else {
+            ""
+        }
+    );
+    let cell_w = plan
+        .expected
+        .iter()
+        .map(|p| cell(p.impairment.delay, p.overridden).len())
+        .chain(plan.nodes.iter().map(|n| n.name.len()))
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = write!(out, "  {:<name_w$}", "B \\ A");
+    for to in &plan.nodes {
+        let _ = write!(out, "  {:>cell_w$}", to.name);
+    }
+    let _ = writeln!(out);
+    for from in &plan.nodes {
+        let _ = write!(out, "  {:<name_w$}", from.name);
+        for to in &plan.nodes {
+            let text = plan
+                .expected(&from.name, &to.name)
+                .map_or("-".to_owned(), |p| cell(p.impairment.delay, p.overridden));
+            let _ = write!(out, "  {text:>cell_w$}");
+        }
+        let _ = writeln!(out);
+    }
+    for pair in plan
+        .expected
+        .iter()
+        .filter(|p| !p.impairment.jitter.is_zero() || p.impairment.loss > 0.0)
+    {
+        let _ = writeln!(
+            out,
+            "  {} -> {}: jitter ±{:.3} ms, loss {:.2}%",
+            pair.from,
+            pair.to,
+            pair.impairment.jitter.as_secs_f64() * 1000.0,
+            pair.impairment.loss * 100.0
+        );
+    }
+    let v = &plan.verify;
+    let _ = writeln!(
+        out,
+        "verify: median of {} samples after {} warm-up, tolerance max({}, {}%), time limit {}; nodes announce every {}, measure every {} announcements",
+        v.samples,
+        v.warmup,
+        format_duration(v.tolerance),
+        v.tolerance_percent,
+        format_duration(v.time_limit),
+        format_duration(plan.node_settings.interval),
+        plan.node_settings.refresh_every
+    );
+    out
+}
+
+fn cell(delay: std::time::Duration, overridden: bool) -> String {
+    format!(
+        "{:.3}{}",
+        delay.as_secs_f64() * 1000.0,
+        if overridden { "*" } else { "" }
+    )
+}

@@ -1,0 +1,700 @@
+//! The lab file: what a person writes, parsed strictly.
+//!
+//! Every mistake (unknown key, bad duration, duplicate name, overlapping or
+//! too small subnet, impossible loss) is reported with the file, line and column
+//! and what was expected there, because a lab that silently ignores a typo
+//! (`dealy = "5ms"`) would verify the wrong thing. The format is documented in
+//! `labs/README.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use thiserror::Error;
+use toml::Spanned;
+
+/// The subnet a lab gets when its file names none: part of 198.18.0.0/15, which
+/// RFC 2544 reserves for benchmarking, so it is unlikely to be anyone's network.
+pub const DEFAULT_SUBNET: Ipv4Net = Ipv4Net {
+    addr: Ipv4Addr::new(198, 18, 0, 0),
+    prefix: 24,
+};
+
+/// Longest lab or node name: namespace names stay short and readable.
+pub const MAX_NAME_LEN: usize = 24;
+
+/// Why a lab file was rejected.
+#[derive(Debug, Error)]
+pub enum TopologyError {
+    /// The file could not be read at all.
+    #[error("cannot read lab file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file was read but says something wrong, at a known place.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in characters).
+        column: usize,
+        /// What is wrong and what is expected instead.
+        message: String,
+    },
+}
+
+/// An IPv4 network in CIDR form (`198.18.0.0/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Net {
+    /// The network address (host bits zero).
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    /// Netmask as an integer.
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
+    }
+
+    /// Whether `ip` is inside the network.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr)
+    }
+
+    /// Whether the two networks share any address.
+    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+        let mask = self.mask() & other.mask();
+        u32::from(self.addr) & mask == u32::from(other.addr) & mask
+    }
+
+    /// The directed broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+
+    /// Number of usable host addresses (network and broadcast excluded).
+    pub fn host_count(&self) -> u64 {
+        match self.prefix {
+            32 => 0,
+            31 => 0,
+            p => (1u64 << (32 - u32::from(p))) - 2,
+        }
+    }
+
+    /// The `n`-th host address (1-based), if it exists.
+    pub fn host(&self, n: u64) -> Option<Ipv4Addr> {
+        (n >= 1 && n <= self.host_count()).then(|| Ipv4Addr::from(u32::from(self.addr) + n as u32))
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected =
+            || format!("{text:?} is not a subnet: expected an IPv4 network like 198.18.0.0/24");
+        let (addr, prefix) = text.split_once('/').ok_or_else(expected)?;
+        let addr: Ipv4Addr = addr.trim().parse().map_err(|_| expected())?;
+        let prefix: u8 = prefix.trim().parse().map_err(|_| expected())?;
+        if prefix > 32 {
+            return Err(expected());
+        }
+        let net = Ipv4Net { addr, prefix };
+        let network = Ipv4Addr::from(u32::from(addr) & net.mask());
+        if network != addr {
+            return Err(format!(
+                "{text:?} has host bits set: expected the network address, {network}/{prefix}"
+            ));
+        }
+        Ok(net)
+    }
+}
+
+/// Ranges a lab subnet must stay out of: addresses that mean something special
+/// to the kernel or to every host, where a lab would break routing or discovery.
+const RESERVED: [(Ipv4Net, &str); 5] = [
+    (
+        Ipv4Net {
+            addr: Ipv4Addr::new(0, 0, 0, 0),
+            prefix: 8,
+        },
+        "\"this network\" (0.0.0.0/8)",
+    ),
+    (
+        Ipv4Net {
+            addr: Ipv4Addr::new(127, 0, 0, 0),
+            prefix: 8,
+        },
+        "loopback (127.0.0.0/8)",
+    ),
+    (
+        Ipv4Net {
+            addr: Ipv4Addr::new(169, 254, 0, 0),
+            prefix: 16,
+        },
+        "link-local (169.254.0.0/16)",
+    ),
+    (
+        Ipv4Net {
+            addr: Ipv4Addr::new(224, 0, 0, 0),
+            prefix: 4,
+        },
+        "multicast (224.0.0.0/4)",
+    ),
+    (
+        Ipv4Net {
+            addr: Ipv4Addr::new(240, 0, 0, 0),
+            prefix: 4,
+        },
+        "reserved/limited broadcast (240.0.0.0/4)",
+    ),
+];
+
+/// A duration written as text in the file (`"5ms"`), parsed with [`crate::units`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        crate::units::parse_duration(&text)
+            .map(DurationValue)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A lab file as written. Validated by [`Topology::parse`]; see `labs/README.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Lab name: part of every namespace name (`sdss-<lab>-<node>`).
+    pub name: Spanned<String>,
+    /// The lab's IPv4 subnet; [`DEFAULT_SUBNET`] when absent.
+    #[serde(default)]
+    pub subnet: Option<Spanned<String>>,
+    /// Settings shared by every node.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// How measurements are graded.
+    #[serde(default)]
+    pub verify: VerifySection,
+    /// The nodes, in order (addresses are assigned in this order).
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeSection>,
+    /// Per ordered pair delays that replace the per-node link model.
+    #[serde(default, rename = "pair")]
+    pub pairs: Vec<PairSection>,
+}
+
+/// `[defaults]`: what every node gets unless it says otherwise.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Link delay of a node that names none.
+    pub delay: Option<DurationValue>,
+    /// Link jitter of a node that names none.
+    pub jitter: Option<DurationValue>,
+    /// Link loss of a node that names none.
+    pub loss: Option<Spanned<f64>>,
+    /// `sdss node --interval`.
+    pub interval: Option<DurationValue>,
+    /// `sdss node --refresh-every`.
+    pub refresh_every: Option<Spanned<u32>>,
+    /// `sdss node --exchange-timeout`.
+    pub exchange_timeout: Option<DurationValue>,
+    /// Extra arguments for every `sdss node`.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[verify]`: how measured delays are graded.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// Absolute tolerance floor.
+    pub tolerance: Option<DurationValue>,
+    /// Relative tolerance in percent of the expected delay.
+    pub tolerance_percent: Option<Spanned<f64>>,
+    /// Samples whose median is graded.
+    pub samples: Option<Spanned<u32>>,
+    /// Samples discarded first (ARP and connection setup pay extra).
+    pub warmup: Option<u32>,
+    /// How long `up` waits for every pair to have enough samples.
+    pub time_limit: Option<DurationValue>,
+}
+
+/// One `[[node]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Node name: the last part of its namespace name.
+    pub name: Spanned<String>,
+    /// One-way delay of the node's link, applied on each of its two egresses.
+    pub delay: Option<DurationValue>,
+    /// Jitter of the node's link (`delay ± jitter`).
+    pub jitter: Option<DurationValue>,
+    /// Loss probability of the node's link, per direction.
+    pub loss: Option<Spanned<f64>>,
+    /// A fixed address inside the subnet; otherwise one is assigned.
+    pub address: Option<Spanned<String>>,
+    /// A program to run instead of `sdss node` (argv, with placeholders).
+    pub command: Option<Spanned<Vec<String>>>,
+    /// Whether the node prints sdss's JSON event stream on stdout (default: only
+    /// when it is `sdss node`); only such nodes are graded as observers.
+    pub json: Option<bool>,
+    /// Extra arguments appended to `sdss node` (or to `command`).
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// One `[[pair]]`: the impairment from one node to another, overriding the link model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSection {
+    /// Sender.
+    pub from: Spanned<String>,
+    /// Receiver.
+    pub to: Spanned<String>,
+    /// One-way delay from `from` to `to`.
+    pub delay: Option<DurationValue>,
+    /// Jitter of that direction.
+    pub jitter: Option<DurationValue>,
+    /// Loss of that direction.
+    pub loss: Option<Spanned<f64>>,
+    /// Also set the reverse direction to the same values.
+    #[serde(default)]
+    pub symmetric: bool,
+}
+
+/// Turns byte offsets into line and column, and wraps messages into errors.
+pub(crate) struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Locator<'a> {
+    pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
+        Locator { path, text }
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..self.text.floor_char_boundary_compat(offset)];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    pub(crate) fn error(
+        &self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> TopologyError {
+        let (line, column) = span.map_or((1, 1), |s| self.line_column(s.start));
+        TopologyError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+trait FloorCharBoundary {
+    fn floor_char_boundary_compat(&self, index: usize) -> usize;
+}
+
+impl FloorCharBoundary for str {
+    fn floor_char_boundary_compat(&self, mut index: usize) -> usize {
+        while index > 0 && !self.is_char_boundary(index) {
+            index -= 1;
+        }
+        index
+    }
+}
+
+impl Topology {
+    /// Reads and validates a lab file.
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Topology::parse(path, &text)
+    }
+
+    /// Parses and validates a lab file's text; `path` only names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Topology, TopologyError> {
+        let at = Locator::new(path, text);
+        let topology: Topology =
+            toml::from_str(text).map_err(|e| at.error(e.span(), e.message().to_owned()))?;
+        topology.validate(&at)?;
+        Ok(topology)
+    }
+
+    /// The subnet, parsed (validated by [`Topology::parse`]).
+    pub fn subnet(&self) -> Ipv4Net {
+        self.subnet
+            .as_ref()
+            .and_then(|s| s.get_ref().parse().ok())
+            .unwrap_or(DEFAULT_SUBNET)
+    }
+
+    fn validate(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
+        check_name(at, &self.name, "lab")?;
+        let subnet = match &self.subnet {
+            None => DEFAULT_SUBNET,
+            Some(text) => {
+                let net: Ipv4Net = text
+                    .get_ref()
+                    .parse()
+                    .map_err(|message: String| at.error(Some(text.span()), message))?;
+                if let Some((_, what)) = RESERVED.iter().find(|(r, _)| r.overlaps(&net)) {
+                    return Err(at.error(
+                        Some(text.span()),
+                        format!(
+                            "subnet {net} overlaps {what}: expected a private or benchmarking range such as {DEFAULT_SUBNET}"
+                        ),
+                    ));
+                }
+                net
+            }
+        };
+        if self.nodes.is_empty() {
+            return Err(at.error(
+                Some(self.name.span()),
+                "a lab needs nodes: expected at least one [[node]] table with a name",
+            ));
+        }
+        if self.nodes.len() as u64 > subnet.host_count() {
+            let span = self.subnet.as_ref().map_or(self.name.span(), |s| s.span());
+            return Err(at.error(
+                Some(span),
+                format!(
+                    "subnet {subnet} has {} host addresses for {} nodes: expected a larger subnet (smaller prefix)",
+                    subnet.host_count(),
+                    self.nodes.len()
+                ),
+            ));
+        }
+        check_loss(at, self.defaults.loss.as_ref())?;
+        if let Some(every) = &self.defaults.refresh_every {
+            if *every.get_ref() == 0 {
+                return Err(at.error(Some(every.span()), "refresh_every must be at least 1"));
+            }
+        }
+        if let Some(percent) = &self.verify.tolerance_percent {
+            let p = *percent.get_ref();
+            if !(0.0..=100.0).contains(&p) {
+                return Err(at.error(
+                    Some(percent.span()),
+                    format!("tolerance_percent {p} is out of range: expected a percentage between 0 and 100"),
+                ));
+            }
+        }
+        if let Some(samples) = &self.verify.samples {
+            if *samples.get_ref() == 0 {
+                return Err(at.error(Some(samples.span()), "samples must be at least 1"));
+            }
+        }
+
+        let mut names: HashMap<&str, Range<usize>> = HashMap::new();
+        let mut addresses: HashMap<Ipv4Addr, Range<usize>> = HashMap::new();
+        for node in &self.nodes {
+            check_name(at, &node.name, "node")?;
+            if let Some(first) = names.insert(node.name.get_ref(), node.name.span()) {
+                let (line, _) = at.line_column(first.start);
+                return Err(at.error(
+                    Some(node.name.span()),
+                    format!(
+                        "duplicate node name {:?} (first defined on line {line}): expected every node name to be unique",
+                        node.name.get_ref()
+                    ),
+                ));
+            }
+            check_loss(at, node.loss.as_ref())?;
+            if let Some(command) = &node.command {
+                if command.get_ref().is_empty() {
+                    return Err(at.error(
+                        Some(command.span()),
+                        "command is empty: expected a program and its arguments, e.g. [\"python3\", \"node.py\"]",
+                    ));
+                }
+            }
+            if let Some(text) = &node.address {
+                let ip: Ipv4Addr = text.get_ref().parse().map_err(|_| {
+                    at.error(
+                        Some(text.span()),
+                        format!(
+                            "{:?} is not an IPv4 address: expected e.g. {}",
+                            text.get_ref(),
+                            subnet.host(1).unwrap_or(subnet.addr)
+                        ),
+                    )
+                })?;
+                if !subnet.contains(ip) || ip == subnet.addr || ip == subnet.broadcast() {
+                    return Err(at.error(
+                        Some(text.span()),
+                        format!("address {ip} is not a host address of the lab subnet {subnet}"),
+                    ));
+                }
+                if let Some(first) = addresses.insert(ip, text.span()) {
+                    let (line, _) = at.line_column(first.start);
+                    return Err(at.error(
+                        Some(text.span()),
+                        format!("address {ip} is already used on line {line}: expected a unique address per node"),
+                    ));
+                }
+            }
+        }
+
+        let mut pairs: HashMap<(&str, &str), Range<usize>> = HashMap::new();
+        for pair in &self.pairs {
+            for end in [&pair.from, &pair.to] {
+                if !names.contains_key(end.get_ref().as_str()) {
+                    return Err(at.error(
+                        Some(end.span()),
+                        format!(
+                            "no node is named {:?}: expected one of {}",
+                            end.get_ref(),
+                            self.nodes
+                                .iter()
+                                .map(|n| n.name.get_ref().as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            if pair.from.get_ref() == pair.to.get_ref() {
+                return Err(at.error(
+                    Some(pair.to.span()),
+                    "a pair needs two different nodes: expected `to` to differ from `from`",
+                ));
+            }
+            check_loss(at, pair.loss.as_ref())?;
+            let mut directions = vec![(pair.from.get_ref().as_str(), pair.to.get_ref().as_str())];
+            if pair.symmetric {
+                directions.push((pair.to.get_ref().as_str(), pair.from.get_ref().as_str()));
+            }
+            for direction in directions {
+                if let Some(first) = pairs.insert(direction, pair.from.span()) {
+                    let (line, _) = at.line_column(first.start);
+                    return Err(at.error(
+                        Some(pair.from.span()),
+                        format!(
+                            "the pair {} -> {} is already set on line {line}: expected each ordered pair at most once",
+                            direction.0, direction.1
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_name(at: &Locator<'_>, name: &Spanned<String>, what: &str) -> Result<(), TopologyError> {
+    let text = name.get_ref();
+    let ok = !text.is_empty()
+        && text.len() <= MAX_NAME_LEN
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(at.error(
+            Some(name.span()),
+            format!(
+                "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} letters, digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
+            ),
+        ))
+    }
+}
+
+fn check_loss(at: &Locator<'_>, loss: Option<&Spanned<f64>>) -> Result<(), TopologyError> {
+    if let Some(loss) = loss {
+        let value = *loss.get_ref();
+        if !(0.0..1.0).contains(&value) {
+            return Err(at.error(
+                Some(loss.span()),
+                format!("loss {value} is out of range: expected a probability from 0 up to (not including) 1, e.g. 0.01 for 1%"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Topology, TopologyError> {
+        Topology::parse(Path::new("lab.toml"), text)
+    }
+
+    fn error(text: &str) -> (usize, usize, String) {
+        match parse(text) {
+            Err(TopologyError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => (line, column, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    const TWO: &str = r#"
+name = "two"
+[[node]]
+name = "a"
+delay = "5ms"
+[[node]]
+name = "b"
+"#;
+
+    #[test]
+    fn parses_a_minimal_lab_with_defaults() {
+        let topology = parse(TWO).unwrap();
+        assert_eq!(topology.name.get_ref(), "two");
+        assert_eq!(topology.subnet(), DEFAULT_SUBNET);
+        assert_eq!(topology.nodes.len(), 2);
+        assert_eq!(
+            topology.nodes[0].delay,
+            Some(DurationValue(Duration::from_millis(5)))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_line_column_and_what_is_expected() {
+        let (line, column, message) =
+            error("name = \"x\"\n[[node]]\nname = \"a\"\ndealy = \"5ms\"\n");
+        assert_eq!((line, column), (4, 1), "{message}");
+        assert!(message.contains("unknown field `dealy`"), "{message}");
+        assert!(message.contains("delay"), "{message}");
+    }
+
+    #[test]
+    fn bad_durations_are_located() {
+        let (line, column, message) =
+            error("name = \"x\"\n[[node]]\nname = \"a\"\ndelay = \"5 parsecs\"\n");
+        assert_eq!((line, column), (4, 9), "{message}");
+        assert!(message.contains("not a unit"), "{message}");
+        let (line, _, message) = error("name = \"x\"\n[[node]]\nname = \"a\"\ndelay = \"5\"\n");
+        assert_eq!(line, 4);
+        assert!(message.contains("number and a unit"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_names_point_at_the_second_and_mention_the_first() {
+        let (line, column, message) =
+            error("name = \"x\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"a\"\n");
+        assert_eq!((line, column), (5, 8));
+        assert!(message.contains("first defined on line 3"), "{message}");
+    }
+
+    #[test]
+    fn subnets_must_be_networks_large_enough_and_not_reserved() {
+        let (line, _, message) =
+            error("name = \"x\"\nsubnet = \"127.0.0.0/24\"\n[[node]]\nname = \"a\"\n");
+        assert_eq!(line, 2);
+        assert!(message.contains("overlaps loopback"), "{message}");
+        let (_, _, message) =
+            error("name = \"x\"\nsubnet = \"10.0.0.1/24\"\n[[node]]\nname = \"a\"\n");
+        assert!(
+            message.contains("expected the network address, 10.0.0.0/24"),
+            "{message}"
+        );
+        let (_, _, message) = error(
+            "name = \"x\"\nsubnet = \"10.0.0.0/30\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n",
+        );
+        assert!(
+            message.contains("2 host addresses for 3 nodes"),
+            "{message}"
+        );
+        let (_, _, message) =
+            error("name = \"x\"\nsubnet = \"10.0.0.0\"\n[[node]]\nname = \"a\"\n");
+        assert!(message.contains("expected an IPv4 network"), "{message}");
+    }
+
+    #[test]
+    fn loss_must_be_a_probability() {
+        let (line, column, message) = error("name = \"x\"\n[[node]]\nname = \"a\"\nloss = 5.0\n");
+        assert_eq!((line, column), (4, 8));
+        assert!(message.contains("probability"), "{message}");
+    }
+
+    #[test]
+    fn pairs_name_existing_distinct_nodes_once() {
+        let base = "name = \"x\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
+        let (line, _, message) = error(&format!(
+            "{base}[[pair]]\nfrom = \"a\"\nto = \"c\"\ndelay = \"1ms\"\n"
+        ));
+        assert_eq!(line, 8);
+        assert!(message.contains("expected one of a, b"), "{message}");
+        let (_, _, message) = error(&format!(
+            "{base}[[pair]]\nfrom = \"a\"\nto = \"b\"\nsymmetric = true\n[[pair]]\nfrom = \"b\"\nto = \"a\"\n"
+        ));
+        assert!(message.contains("already set on line 7"), "{message}");
+    }
+
+    #[test]
+    fn names_cannot_contain_dashes_or_be_empty() {
+        let (_, _, message) = error("name = \"my-lab\"\n[[node]]\nname = \"a\"\n");
+        assert!(message.contains("not a valid lab name"), "{message}");
+        let (_, _, message) = error("name = \"x\"\n[[node]]\nname = \"\"\n");
+        assert!(message.contains("not a valid node name"), "{message}");
+    }
+
+    #[test]
+    fn addresses_must_be_unique_hosts_of_the_subnet() {
+        let (_, _, message) = error(
+            "name = \"x\"\nsubnet = \"10.1.0.0/24\"\n[[node]]\nname = \"a\"\naddress = \"10.2.0.1\"\n",
+        );
+        assert!(message.contains("not a host address"), "{message}");
+        let (line, _, message) = error(
+            "name = \"x\"\nsubnet = \"10.1.0.0/24\"\n[[node]]\nname = \"a\"\naddress = \"10.1.0.9\"\n[[node]]\nname = \"b\"\naddress = \"10.1.0.9\"\n",
+        );
+        assert_eq!(line, 8);
+        assert!(message.contains("already used on line 5"), "{message}");
+    }
+
+    #[test]
+    fn ipv4_net_arithmetic() {
+        let net: Ipv4Net = "10.0.0.0/24".parse().unwrap();
+        assert_eq!(net.broadcast(), Ipv4Addr::new(10, 0, 0, 255));
+        assert_eq!(net.host_count(), 254);
+        assert_eq!(net.host(1), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(net.host(255), None);
+        assert!(net.overlaps(&"10.0.0.128/25".parse().unwrap()));
+        assert!(net.overlaps(&"10.0.0.0/8".parse().unwrap()));
+        assert!(!net.overlaps(&"10.0.1.0/24".parse().unwrap()));
+    }
+}

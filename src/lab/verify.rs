@@ -1,0 +1,491 @@
+//! Grading: what the nodes reported against what the plan injected. Pure: events
+//! in, report out, so every verdict (and every reason a pair was not measured) is
+//! unit-tested without a kernel.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::Plan;
+use crate::node::event::NodeEvent;
+
+/// What one graded node said, read from its JSON stream.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    /// Events in the order the node printed them.
+    pub events: Vec<NodeEvent>,
+    /// Lines that were not events (counted, so a broken stream is visible).
+    pub unreadable_lines: usize,
+    /// Why the node is no longer running, if it is not.
+    pub exited: Option<String>,
+}
+
+impl Observations {
+    /// Parses a node's stdout: one JSON event per line; other lines are counted.
+    pub fn parse(text: &str) -> Observations {
+        let mut observations = Observations::default();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match serde_json::from_str::<NodeEvent>(line) {
+                Ok(event) => observations.events.push(event),
+                Err(_) => observations.unreadable_lines += 1,
+            }
+        }
+        observations
+    }
+}
+
+/// The verdict on one ordered pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Measured within tolerance.
+    Pass,
+    /// Measured outside tolerance, or not measured.
+    Fail,
+    /// Not gradable: the observer's output is not sdss JSON.
+    Skipped,
+}
+
+/// One row of the report: the delay `to` measured for `from` (B -> A = from -> to).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    /// The measured peer (sender of the timestamp).
+    pub from: String,
+    /// The measuring node.
+    pub to: String,
+    /// Expected one-way delay, ms.
+    pub expected_ms: f64,
+    /// Median of the graded samples, ms.
+    pub measured_ms: Option<f64>,
+    /// `measured - expected`, ms.
+    pub error_ms: Option<f64>,
+    /// Allowed absolute error, ms.
+    pub tolerance_ms: f64,
+    /// Samples the median was taken over.
+    pub samples: usize,
+    /// All samples received, warm-up included.
+    pub total_samples: usize,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Counts over all pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Rows.
+    pub pairs: usize,
+    /// Passed.
+    pub passed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Skipped.
+    pub skipped: usize,
+}
+
+impl Summary {
+    /// Whether the lab passes: nothing failed.
+    pub fn ok(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+/// The grades of every ordered pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grades {
+    /// One row per ordered pair, in plan order.
+    pub pairs: Vec<PairResult>,
+    /// Counts.
+    pub summary: Summary,
+    /// Samples each pair needs to be graded (`[verify] samples`).
+    pub samples_wanted: usize,
+}
+
+impl Grades {
+    /// Whether every gradable pair has enough samples: waiting longer changes
+    /// nothing but the figures.
+    pub fn converged(&self) -> bool {
+        self.pairs
+            .iter()
+            .all(|p| p.verdict == Verdict::Skipped || p.samples >= self.samples_wanted)
+    }
+}
+
+#[derive(Default)]
+struct PeerView {
+    discovered: bool,
+    delays: Vec<f64>,
+    /// Exchanges that succeeded without a usable time (a 4-byte float answer).
+    timeless: usize,
+    last_removal: Option<(String, String)>,
+}
+
+/// Grades every ordered pair of the plan from the nodes' observations (keyed by node name).
+pub fn grade(plan: &Plan, observations: &HashMap<String, Observations>) -> Grades {
+    let by_ip: HashMap<IpAddr, &str> = plan
+        .nodes
+        .iter()
+        .map(|n| (IpAddr::V4(n.address), n.name.as_str()))
+        .collect();
+    let mut views: HashMap<(&str, &str), PeerView> = HashMap::new();
+    for (observer, seen) in observations {
+        for event in &seen.events {
+            let ip = match event {
+                NodeEvent::Discovered { ip, .. } | NodeEvent::Removed { ip, .. } => *ip,
+                NodeEvent::Neighbor(report) => report.ip,
+                _ => continue,
+            };
+            let Some(peer) = by_ip.get(&ip) else {
+                continue;
+            };
+            let view = views.entry((peer, observer.as_str())).or_default();
+            match event {
+                NodeEvent::Neighbor(report) => {
+                    view.discovered = true;
+                    match report.delay_ms {
+                        Some(delay) => view.delays.push(delay),
+                        None => view.timeless += 1,
+                    }
+                }
+                NodeEvent::Removed { cause, reason, .. } => {
+                    view.last_removal = Some((cause.clone(), reason.clone()));
+                }
+                _ => view.discovered = true,
+            }
+        }
+    }
+
+    let verify = &plan.verify;
+    let mut pairs = Vec::with_capacity(plan.expected.len());
+    for pair in &plan.expected {
+        let expected = pair.impairment.delay;
+        let tolerance = verify.tolerance_for(expected);
+        let mut row = PairResult {
+            from: pair.from.clone(),
+            to: pair.to.clone(),
+            expected_ms: ms(expected),
+            measured_ms: None,
+            error_ms: None,
+            tolerance_ms: ms(tolerance),
+            samples: 0,
+            total_samples: 0,
+            verdict: Verdict::Fail,
+            reason: None,
+        };
+        let observer = plan.node(&pair.to);
+        if observer.is_some_and(|n| !n.graded) {
+            row.verdict = Verdict::Skipped;
+            row.reason = Some(format!(
+                "{} runs a custom command whose output is not sdss JSON (set json = true to grade it)",
+                pair.to
+            ));
+            pairs.push(row);
+            continue;
+        }
+        let seen = observations.get(&pair.to);
+        let started = seen.is_some_and(|s| {
+            s.events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::Started { .. }))
+        });
+        let view = views.get(&(pair.from.as_str(), pair.to.as_str()));
+        row.total_samples = view.map_or(0, |v| v.delays.len());
+        if !started {
+            let exited = seen.and_then(|s| s.exited.clone());
+            row.reason = Some(match exited {
+                Some(how) => format!("not measured: {} never started ({how})", pair.to),
+                None => format!("not measured: {} printed no started event", pair.to),
+            });
+            pairs.push(row);
+            continue;
+        }
+        let Some(view) = view.filter(|v| v.discovered) else {
+            row.reason = Some(format!(
+                "not discovered: {} never heard {}'s announcements",
+                pair.to, pair.from
+            ));
+            pairs.push(row);
+            continue;
+        };
+        let warmup = verify.warmup as usize;
+        let wanted = verify.samples as usize;
+        let graded: Vec<f64> = view.delays.iter().skip(warmup).copied().collect::<Vec<_>>();
+        let graded = &graded[graded.len().saturating_sub(wanted)..];
+        row.samples = graded.len();
+        if graded.is_empty() {
+            row.reason = Some(match (&view.last_removal, view.delays.len()) {
+                (Some((cause, reason)), 0) => {
+                    format!("not measured: {} ({reason})", describe_cause(cause))
+                }
+                (_, 0) if view.timeless > 0 => format!(
+                    "not measured: {} exchange(s) succeeded but the peer's time was unusable (see the observer's warnings)",
+                    view.timeless
+                ),
+                (_, 0) => "not measured: discovered, but no exchange completed".to_owned(),
+                (_, n) => format!("not measured: only {n} warm-up sample(s), none graded"),
+            });
+            pairs.push(row);
+            continue;
+        }
+        let measured = median(graded);
+        let error = measured - row.expected_ms;
+        row.measured_ms = Some(round3(measured));
+        row.error_ms = Some(round3(error));
+        if graded.len() < wanted {
+            row.reason = Some(format!(
+                "too few samples: {} of {wanted} after {warmup} warm-up",
+                graded.len()
+            ));
+        } else if error.abs() <= row.tolerance_ms {
+            row.verdict = Verdict::Pass;
+        } else {
+            row.reason = Some(format!(
+                "off by {:+.3} ms, more than the {:.3} ms tolerance",
+                error, row.tolerance_ms
+            ));
+        }
+        pairs.push(row);
+    }
+    let summary = Summary {
+        pairs: pairs.len(),
+        passed: pairs.iter().filter(|p| p.verdict == Verdict::Pass).count(),
+        failed: pairs.iter().filter(|p| p.verdict == Verdict::Fail).count(),
+        skipped: pairs
+            .iter()
+            .filter(|p| p.verdict == Verdict::Skipped)
+            .count(),
+    };
+    Grades {
+        pairs,
+        summary,
+        samples_wanted: verify.samples as usize,
+    }
+}
+
+fn describe_cause(cause: &str) -> &'static str {
+    match cause {
+        "refused" => "refused: the exchange's connection was refused",
+        "timeout" => "timed out: the exchange did not complete in time",
+        "unreachable" => "unreachable: no route or no ARP answer",
+        "reset" => "reset by the peer",
+        "protocol" => "the peer's answer was not a timestamp",
+        "silent" => "the peer went silent",
+        _ => "removed",
+    }
+}
+
+/// Median of a non-empty slice (mean of the two middle values for even lengths).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::lab::topology::Topology;
+
+    fn plan(text: &str) -> Plan {
+        Plan::new(
+            &Topology::parse(Path::new("x.toml"), text).unwrap(),
+            Path::new("x.toml"),
+        )
+    }
+
+    const TWO: &str = "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[verify]\nsamples = 3\nwarmup = 1\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\ndelay = \"10ms\"\n";
+
+    fn started(id: &str) -> String {
+        format!(
+            r#"{{"event":"started","id":"{id}","tcp_port":1,"broadcast_port":35498,"destinations":[],"interval_ms":200,"refresh_every":3,"ts":"2026-01-01T00:00:00Z"}}"#
+        )
+    }
+
+    fn neighbor(id: &str, ip: &str, delay: f64) -> String {
+        format!(
+            r#"{{"event":"neighbor","id":"{id}","ip":"{ip}","port":7,"delay_ms":{delay},"rtt_ms":1.0,"offset_ms":0.0,"min_ms":0.0,"mean_ms":0.0,"jitter_ms":0.0,"samples":1,"successes":1,"failures":0,"dialect":"binary_be","ts":"x"}}"#
+        )
+    }
+
+    fn observed(lines: &[String]) -> Observations {
+        Observations::parse(&lines.join("\n"))
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn passes_within_tolerance_after_warm_up_and_fails_outside() {
+        let plan = plan(TWO);
+        let mut obs = HashMap::new();
+        // a measures b (b -> a, expected 15 ms); the 80 ms warm-up sample is ignored.
+        obs.insert(
+            "a".to_owned(),
+            observed(&[
+                started("aaaaaaaa"),
+                neighbor("bbbbbbbb", "10.0.0.2", 80.0),
+                neighbor("bbbbbbbb", "10.0.0.2", 15.1),
+                neighbor("bbbbbbbb", "10.0.0.2", 14.9),
+                neighbor("bbbbbbbb", "10.0.0.2", 15.2),
+            ]),
+        );
+        // b misreports a by 10 ms.
+        obs.insert(
+            "b".to_owned(),
+            observed(&[
+                started("bbbbbbbb"),
+                neighbor("aaaaaaaa", "10.0.0.1", 0.0),
+                neighbor("aaaaaaaa", "10.0.0.1", 25.0),
+                neighbor("aaaaaaaa", "10.0.0.1", 25.0),
+                neighbor("aaaaaaaa", "10.0.0.1", 25.0),
+            ]),
+        );
+        let grades = grade(&plan, &obs);
+        let ba = &grades.pairs[1];
+        assert_eq!((ba.from.as_str(), ba.to.as_str()), ("b", "a"));
+        assert_eq!(ba.verdict, Verdict::Pass, "{ba:?}");
+        assert_eq!(ba.measured_ms, Some(15.1));
+        assert_eq!(ba.samples, 3);
+        assert_eq!(ba.total_samples, 4);
+        let ab = &grades.pairs[0];
+        assert_eq!(ab.verdict, Verdict::Fail);
+        assert_eq!(ab.error_ms, Some(10.0));
+        assert!(
+            ab.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("off by +10.000 ms"),
+            "{ab:?}"
+        );
+        assert_eq!(
+            grades.summary,
+            Summary {
+                pairs: 2,
+                passed: 1,
+                failed: 1,
+                skipped: 0
+            }
+        );
+        assert!(!grades.summary.ok());
+        assert!(grades.converged());
+    }
+
+    #[test]
+    fn unmeasured_pairs_are_failures_with_reasons() {
+        let plan = plan(TWO);
+        let mut obs = HashMap::new();
+        obs.insert("a".to_owned(), observed(&[started("aaaaaaaa")]));
+        obs.insert(
+            "b".to_owned(),
+            observed(&[
+                started("bbbbbbbb"),
+                r#"{"event":"discovered","id":"aaaaaaaa","ip":"10.0.0.1","port":7}"#.to_owned(),
+                r#"{"event":"removed","id":"aaaaaaaa","ip":"10.0.0.1","cause":"refused","reason":"connection refused"}"#.to_owned(),
+                "not json".to_owned(),
+            ]),
+        );
+        let grades = grade(&plan, &obs);
+        assert_eq!(grades.summary.failed, 2);
+        assert!(
+            grades.pairs[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("refused"),
+            "{:?}",
+            grades.pairs[0]
+        );
+        assert!(
+            grades.pairs[1]
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("not discovered"),
+            "{:?}",
+            grades.pairs[1]
+        );
+        assert!(!grades.converged());
+        assert_eq!(obs["b"].unreadable_lines, 1);
+    }
+
+    #[test]
+    fn a_node_that_never_started_and_too_few_samples() {
+        let plan = plan(TWO);
+        let mut obs = HashMap::new();
+        obs.insert(
+            "a".to_owned(),
+            Observations {
+                exited: Some("exit status 2".to_owned()),
+                ..Default::default()
+            },
+        );
+        obs.insert(
+            "b".to_owned(),
+            observed(&[
+                started("bbbbbbbb"),
+                neighbor("a", "10.0.0.1", 15.0),
+                neighbor("a", "10.0.0.1", 15.0),
+            ]),
+        );
+        let grades = grade(&plan, &obs);
+        assert!(grades.pairs[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("never started (exit status 2)"));
+        let ab = &grades.pairs[0];
+        assert_eq!(ab.verdict, Verdict::Fail);
+        assert_eq!(ab.measured_ms, Some(15.0));
+        assert!(
+            ab.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("too few samples: 1 of 3"),
+            "{ab:?}"
+        );
+    }
+
+    #[test]
+    fn custom_observers_are_skipped_not_failed() {
+        let plan = plan(
+            "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\ncommand = [\"peer\"]\n",
+        );
+        let mut obs = HashMap::new();
+        obs.insert(
+            "a".to_owned(),
+            observed(&[
+                started("aaaaaaaa"),
+                neighbor("x", "198.18.0.2", 0.1),
+                neighbor("x", "198.18.0.2", 0.1),
+            ]),
+        );
+        let mut plan = plan;
+        plan.verify.samples = 1;
+        let grades = grade(&plan, &obs);
+        assert_eq!(grades.pairs[0].verdict, Verdict::Skipped);
+        assert_eq!(grades.pairs[1].verdict, Verdict::Pass);
+        assert!(grades.summary.ok());
+    }
+}

@@ -1,0 +1,76 @@
+//! Lab files and `--dry-run`: no kernel, no root.
+
+mod lab_support;
+
+use lab_support::*;
+
+#[test]
+fn every_shipped_lab_plans_and_the_five_node_matrix_follows_the_egress_model() {
+    for lab in ["two-nodes", "five-nodes", "matrix", "lossy"] {
+        let path = format!("{}/labs/{lab}.toml", env!("CARGO_MANIFEST_DIR"));
+        let output = run(&["lab", "run", "--dry-run", &path]);
+        assert!(output.status.success(), "{lab}: {}", text(&output));
+    }
+    let path = format!("{}/labs/five-nodes.toml", env!("CARGO_MANIFEST_DIR"));
+    let output = run(&["lab", "up", "--dry-run", &path]);
+    let plan = String::from_utf8_lossy(&output.stdout);
+    // Row e (40 ms link) to column d (20 ms link): 60 ms; a -> b: 1 + 5.
+    assert!(
+        plan.contains("  e     41.000  45.000  50.000  60.000       -"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("  a          -   6.000  11.000  21.000  41.000"),
+        "{plan}"
+    );
+    assert!(plan.contains("sdss-five-e  198.18.5.5/24"), "{plan}");
+}
+
+#[test]
+fn dry_run_json_is_the_plan() {
+    let path = format!("{}/labs/matrix.toml", env!("CARGO_MANIFEST_DIR"));
+    let output = run(&["lab", "up", "--dry-run", "--json", &path]);
+    assert!(output.status.success(), "{}", text(&output));
+    let plan: sdss::lab::plan::Plan = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan.lab, "matrix");
+    let xy = plan.expected("x", "y").unwrap();
+    assert_eq!(xy.impairment.delay, std::time::Duration::from_millis(30));
+    assert!(xy.overridden);
+}
+
+#[test]
+fn errors_name_file_line_column_and_exit_2() {
+    let scratch = Scratch::new("errors");
+    let cases = [
+        (
+            "name = \"x\"\n[[node]]\nname = \"a\"\ndealy = \"5ms\"\n",
+            ":4:1: unknown field `dealy`",
+        ),
+        (
+            "name = \"x\"\n[[node]]\nname = \"a\"\ndelay = \"5\"\n",
+            ":4:9: ",
+        ),
+        (
+            "name = \"x\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"a\"\n",
+            ":5:8: duplicate node name",
+        ),
+        (
+            "name = \"x\"\nsubnet = \"224.0.0.0/24\"\n[[node]]\nname = \"a\"\n",
+            ":2:10: subnet 224.0.0.0/24 overlaps multicast",
+        ),
+        (
+            "name = \"x\"\n[[node]]\nname = \"a\"\nloss = 1.5\n",
+            ":4:8: loss 1.5 is out of range",
+        ),
+    ];
+    for (index, (body, expected)) in cases.iter().enumerate() {
+        let file = scratch.lab(&format!("bad{index}.toml"), body);
+        let output = run(&["lab", "up", "--dry-run", file.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("bad{index}.toml{expected}")),
+            "{stderr}"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Helpers shared by the lab integration tests: run the built `sdss`, write lab
+//! files, and check that nothing of a lab is left.
+//!
+//! Every test that touches the kernel runs only inside `scripts/test.sh`'s
+//! private network and mount namespace (recognised by its tmpfs on /run/netns),
+//! and as root; otherwise it prints why and skips.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The sdss binary under test.
+pub fn sdss() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sdss"))
+}
+
+/// Whether kernel-touching tests may run here; prints the reason when not.
+/// Under CI (`SDSS_REQUIRE_ROOT_TESTS`) a skip is a failure: it would hide a test.
+pub fn sandboxed(test: &str) -> bool {
+    let skip = |why: &str| {
+        assert!(
+            std::env::var_os("SDSS_REQUIRE_ROOT_TESTS").is_none(),
+            "{test} {why} and SDSS_REQUIRE_ROOT_TESTS is set"
+        );
+        eprintln!("skipping {test}: {why}");
+        false
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return skip("needs root (run scripts/test.sh as root)");
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let isolated = mounts
+        .lines()
+        .any(|l| l.contains(" /run/netns ") && l.contains("sdss-test-netns"));
+    if !isolated {
+        return skip("must run inside scripts/test.sh's private namespaces");
+    }
+    true
+}
+
+/// A lab name unique to this test run.
+pub fn unique(stem: &str) -> String {
+    format!("{stem}{}", std::process::id())
+}
+
+/// A scratch directory for lab files, removed by the caller.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A fresh directory.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("sdss-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes a lab file.
+    pub fn lab(&self, file: &str, text: &str) -> PathBuf {
+        let path = self.0.join(file);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs sdss with arguments and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    sdss().args(args).output().expect("running sdss")
+}
+
+/// Output as text, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Namespaces under /run/netns whose name starts with `prefix`.
+pub fn namespaces(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// PIDs of processes whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Asserts that nothing of lab `lab` is left: namespaces, state, processes with `marker`.
+pub fn assert_clean(lab: &str, marker: Option<&str>) {
+    let prefix = format!("sdss-{lab}");
+    let left: Vec<String> = namespaces(&prefix)
+        .into_iter()
+        .filter(|n| *n == prefix || n.starts_with(&format!("{prefix}-")))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    let state = Path::new("/run/sdss/labs").join(lab);
+    assert!(!state.exists(), "state left behind: {}", state.display());
+    if let Some(marker) = marker {
+        // Killed processes may take a moment to be reaped by init.
+        for _ in 0..50 {
+            if processes_with(marker).is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("processes left behind: {:?}", processes_with(marker));
+    }
+}
