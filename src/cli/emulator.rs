@@ -46,6 +46,9 @@ fn serve(args: &EmulatorArgs) -> anyhow::Result<emulator::Counters> {
 
     let spec = emulator::load_spec(&args.spec)?;
     let handle = emulator::spawn(&spec).context("emulator did not start")?;
+    if let emulator::Priority::Normal(Some(reason)) = handle.priority() {
+        eprintln!("sdss lab-emulator: no real-time priority ({reason}); a busy machine may make frames late");
+    }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ready")
         .and_then(|()| stdout.flush())

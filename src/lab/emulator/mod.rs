@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use thiserror::Error;
 pub mod link;
 pub mod queue;
 pub mod spec;
+pub mod stamp;
 pub mod switch;
 pub mod tap;
 
@@ -35,6 +36,7 @@ pub use tap::TapError;
 
 use link::{Forwarder, Verdict};
 use queue::TimedQueue;
+use stamp::ArrivalStamps;
 
 /// How long before a frame's due time the scheduler stops sleeping and spins: more
 /// than a timer wake-up takes on a busy VM, little enough to cost almost no CPU.
@@ -46,6 +48,16 @@ const READ_BATCH: usize = 64;
 
 /// Largest frame a TAP hands over (its MTU could be raised up to 64 KiB).
 const FRAME_BUFFER: usize = 65_536;
+
+/// SCHED_FIFO priority of the scheduler: the lowest, enough to run before every
+/// normal thread; its spinning is bounded by [`SPIN_WINDOW`] per frame.
+const REALTIME_PRIORITY: libc::c_int = 1;
+
+/// Lateness beyond which a written frame counts as late.
+pub const LATE: Duration = Duration::from_micros(50);
+
+/// A kernel stamp older than this is not believed (the wall clock jumped).
+const MAX_STAMP_AGE: Duration = Duration::from_secs(1);
 
 /// Why the emulator did not start. Nothing it created survives the error.
 #[derive(Debug, Error)]
@@ -107,6 +119,12 @@ pub struct PortCounters {
     pub rejected: u64,
     /// Failed reads from or writes to this port's TAP.
     pub errors: u64,
+    /// Frames from this port timed from when they were read, for want of a kernel
+    /// stamp: a precision diagnostic, normally zero.
+    pub unstamped: u64,
+    /// Frames written to this port more than [`LATE`] after their due time: the
+    /// machine was too busy to keep time. A precision diagnostic, normally zero.
+    pub late: u64,
 }
 
 /// Counters of every port, in port order.
@@ -128,6 +146,8 @@ impl Counters {
                 overflowed: sum.overflowed + port.overflowed,
                 rejected: sum.rejected + port.rejected,
                 errors: sum.errors + port.errors,
+                unstamped: sum.unstamped + port.unstamped,
+                late: sum.late + port.late,
             })
     }
 }
@@ -137,8 +157,8 @@ impl fmt::Display for Counters {
         let line = |f: &mut fmt::Formatter<'_>, name: &str, c: &PortCounters| {
             writeln!(
                 f,
-                "{name}: received {}, forwarded {}, dropped by loss {}, dropped by full queue {}, rejected {}, errors {}",
-                c.received, c.forwarded, c.lost, c.overflowed, c.rejected, c.errors
+                "{name}: received {}, forwarded {}, dropped by loss {}, dropped by full queue {}, rejected {}, errors {}, unstamped {}, late {}",
+                c.received, c.forwarded, c.lost, c.overflowed, c.rejected, c.errors, c.unstamped, c.late
             )
         };
         for (index, port) in self.ports.iter().enumerate() {
@@ -156,6 +176,8 @@ struct PortCells {
     overflowed: AtomicU64,
     rejected: AtomicU64,
     errors: AtomicU64,
+    unstamped: AtomicU64,
+    late: AtomicU64,
 }
 
 fn bump(cell: &AtomicU64) {
@@ -165,6 +187,7 @@ fn bump(cell: &AtomicU64) {
 /// What the reader and the scheduler share.
 struct Shared {
     taps: Vec<OwnedFd>,
+    captures: Vec<OwnedFd>,
     queue: Mutex<TimedQueue<Arc<[u8]>>>,
     earlier_due: Condvar,
     stop: AtomicBool,
@@ -185,6 +208,16 @@ pub struct EmulatorHandle {
     shared: Arc<Shared>,
     macs: Vec<Mac>,
     threads: Vec<JoinHandle<()>>,
+    priority: Priority,
+}
+
+/// How the scheduler thread is scheduled by the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Priority {
+    /// SCHED_FIFO: busy neighbours cannot delay a due frame.
+    Realtime,
+    /// The default policy; with the reason real time was refused, if it was asked for.
+    Normal(Option<String>),
 }
 
 impl fmt::Debug for EmulatorHandle {
@@ -200,6 +233,7 @@ impl fmt::Debug for EmulatorHandle {
 pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     spec.validate()?;
     let mut taps = Vec::with_capacity(spec.ports.len());
+    let mut captures = Vec::with_capacity(spec.ports.len());
     let mut macs = Vec::with_capacity(spec.ports.len());
     for (index, port) in spec.ports.iter().enumerate() {
         let tap = tap::create(port).map_err(|source| EmulatorError::Tap {
@@ -209,6 +243,7 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
             source,
         })?;
         taps.push(tap.fd);
+        captures.push(tap.capture);
         macs.push(tap.mac);
     }
     // SAFETY: plain eventfd(2); the result is checked before it is owned.
@@ -224,6 +259,7 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     let ports = taps.len();
     let shared = Arc::new(Shared {
         taps,
+        captures,
         queue: Mutex::new(TimedQueue::new(ports, spec.queue_limit)),
         earlier_due: Condvar::new(),
         stop: AtomicBool::new(false),
@@ -239,16 +275,23 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
         shared,
         macs,
         threads: Vec::new(),
+        priority: Priority::Normal(None),
     };
     let shared = Arc::clone(&handle.shared);
+    let (started, priority) = mpsc::sync_channel(1);
+    let realtime = spec.realtime;
     let scheduler = std::thread::Builder::new()
         .name("sdss-emu-sched".to_owned())
-        .spawn(move || schedule(&shared))
+        .spawn(move || schedule(&shared, realtime, started))
         .map_err(|source| EmulatorError::Start {
             what: "scheduler thread",
             source,
         })?;
     handle.threads.push(scheduler);
+    handle.priority = priority.recv().map_err(|_| EmulatorError::Start {
+        what: "scheduler thread",
+        source: io::Error::other("it died while starting"),
+    })?;
     let shared = Arc::clone(&handle.shared);
     let reader = std::thread::Builder::new()
         .name("sdss-emu-read".to_owned())
@@ -262,6 +305,11 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
 }
 
 impl EmulatorHandle {
+    /// How the scheduler runs: real time unless the spec opted out or it was refused.
+    pub fn priority(&self) -> &Priority {
+        &self.priority
+    }
+
     /// The MAC address of each port's TAP, in port order.
     pub fn macs(&self) -> &[Mac] {
         &self.macs
@@ -282,6 +330,8 @@ impl EmulatorHandle {
                     overflowed: load(&c.overflowed),
                     rejected: load(&c.rejected),
                     errors: load(&c.errors),
+                    unstamped: load(&c.unstamped),
+                    late: load(&c.late),
                 })
                 .collect(),
         }
@@ -326,8 +376,14 @@ fn random_seed() -> u64 {
 /// The reader: waits on every TAP at once, stamps frames as they are read.
 fn read_frames(shared: &Shared, mut forwarder: Forwarder) {
     let mut buffer = vec![0u8; FRAME_BUFFER];
+    let mut captured = vec![0u8; FRAME_BUFFER];
     let mut verdicts = Vec::new();
     let mut alive = vec![true; shared.taps.len()];
+    let mut stamps: Vec<ArrivalStamps> = shared
+        .taps
+        .iter()
+        .map(|_| ArrivalStamps::default())
+        .collect();
     loop {
         let watched: Vec<usize> = (0..alive.len()).filter(|port| alive[*port]).collect();
         let mut fds: Vec<libc::pollfd> = std::iter::once(&shared.wake)
@@ -365,8 +421,19 @@ fn read_frames(shared: &Shared, mut forwarder: Forwarder) {
             for _ in 0..READ_BATCH {
                 match nix::unistd::read(&shared.taps[port], &mut buffer) {
                     Ok(len) => {
-                        let arrival = Instant::now();
+                        let read_at = Instant::now();
                         let frame = &buffer[..len];
+                        let stamps = &mut stamps[port];
+                        // The capture saw the frame before the TAP queued it, so
+                        // one drain finds its stamp if the previous did not.
+                        let arrival = stamps.take(frame).or_else(|| {
+                            drain_capture(&shared.captures[port], &mut captured, stamps);
+                            stamps.take(frame)
+                        });
+                        let arrival = arrival.unwrap_or_else(|| {
+                            bump(&shared.counters[port].unstamped);
+                            read_at
+                        });
                         forward(shared, &mut forwarder, &mut verdicts, port, frame, arrival);
                     }
                     Err(Errno::EAGAIN) => break,
@@ -379,6 +446,29 @@ fn read_frames(shared: &Shared, mut forwarder: Forwarder) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Moves every waiting kernel stamp of one port into `stamps`.
+fn drain_capture(capture: &OwnedFd, buffer: &mut [u8], stamps: &mut ArrivalStamps) {
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    loop {
+        match tap::receive_captured(capture, buffer) {
+            Ok((len, stamp)) => {
+                let at = stamp
+                    .and_then(|stamp| wall.checked_sub(stamp))
+                    .filter(|age| *age <= MAX_STAMP_AGE)
+                    .and_then(|age| now.checked_sub(age))
+                    .unwrap_or(now);
+                stamps.push(len, &buffer[..len.min(buffer.len())], at);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            // WouldBlock, or a failed capture: frames then keep their read time.
+            Err(_) => return,
         }
     }
 }
@@ -398,11 +488,18 @@ fn forward(
         return;
     }
     let frame: Arc<[u8]> = Arc::from(frame);
+    let mut now_due = Vec::new();
     let mut queue = shared.lock();
     let earliest = queue.next_due();
+    let now = Instant::now();
     for verdict in verdicts.iter() {
         match *verdict {
             Verdict::Lost { to } => bump(&shared.counters[to].lost),
+            // Already due, and nothing ahead of it on its link: waking the
+            // scheduler would only make it late.
+            Verdict::Deliver { to, due } if due <= now && queue.link_len(from, to) == 0 => {
+                now_due.push((to, due));
+            }
             Verdict::Deliver { to, due } => {
                 if queue.push(from, to, due, Arc::clone(&frame)).is_err() {
                     bump(&shared.counters[to].overflowed);
@@ -415,13 +512,43 @@ fn forward(
     if changed {
         shared.earlier_due.notify_one();
     }
+    for (to, due) in now_due {
+        write_frame(shared, to, due, &frame);
+    }
+}
+
+fn write_frame(shared: &Shared, to: usize, due: Instant, frame: &[u8]) {
+    let counters = &shared.counters[to];
+    // Measured before writing: the write itself runs the receiver's stack.
+    if due.elapsed() > LATE {
+        bump(&counters.late);
+    }
+    match nix::unistd::write(&shared.taps[to], frame) {
+        Ok(_) => bump(&counters.forwarded),
+        Err(_) => bump(&counters.errors),
+    }
 }
 
 /// The scheduler: writes each frame to its destination TAP at its due time.
-fn schedule(shared: &Shared) {
+fn schedule(shared: &Shared, realtime: bool, started: mpsc::SyncSender<Priority>) {
     // Timed sleeps otherwise overrun by the default 50 us slack. Best effort: without
     // it the spin window still absorbs most of the overrun.
     let _ = nix::sys::prctl::set_timerslack(1);
+    let priority = if realtime {
+        let param = libc::sched_param {
+            sched_priority: REALTIME_PRIORITY,
+        };
+        // SAFETY: sched_setscheduler(2) on the calling thread with a valid param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+            Priority::Realtime
+        } else {
+            Priority::Normal(Some(io::Error::last_os_error().to_string()))
+        }
+    } else {
+        Priority::Normal(None)
+    };
+    // The receiver waits for this before `spawn` returns.
+    let _ = started.send(priority);
     let mut queue = shared.lock();
     loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -453,11 +580,8 @@ fn schedule(shared: &Shared) {
         while Instant::now() < pending.due {
             std::hint::spin_loop();
         }
-        let counters = &shared.counters[pending.to];
-        match nix::unistd::write(&shared.taps[pending.to], &pending.item) {
-            Ok(_) => bump(&counters.forwarded),
-            Err(_) => bump(&counters.errors),
-        }
+        write_frame(shared, pending.to, pending.due, &pending.item);
         queue = shared.lock();
+        queue.done(pending.from, pending.to);
     }
 }

@@ -90,14 +90,19 @@ impl<T> TimedQueue<T> {
         self.heap.peek().map(|pending| pending.due)
     }
 
-    /// Takes the earliest frame out, due or not.
+    /// Takes the earliest frame out, due or not. It still counts against its link
+    /// until [`TimedQueue::done`], so nobody overtakes it while it is being written.
     pub fn pop(&mut self) -> Option<Pending<T>> {
-        let pending = self.heap.pop()?;
-        self.per_link[pending.from * self.ports + pending.to] -= 1;
-        Some(pending)
+        self.heap.pop()
     }
 
-    /// Frames held on `from -> to`.
+    /// Records that a popped frame of `from -> to` has left.
+    pub fn done(&mut self, from: usize, to: usize) {
+        let count = &mut self.per_link[from * self.ports + to];
+        *count = count.saturating_sub(1);
+    }
+
+    /// Frames on `from -> to` not yet written (queued or popped).
     pub fn link_len(&self, from: usize, to: usize) -> usize {
         self.per_link[from * self.ports + to]
     }
@@ -131,6 +136,7 @@ mod tests {
         queue.push(0, 2, t0 + 3 * MS, "tie-2").unwrap();
         assert_eq!(queue.next_due(), Some(t0 + MS));
         let order: Vec<_> = std::iter::from_fn(|| queue.pop()).map(|p| p.item).collect();
+        assert_eq!(queue.link_len(0, 2), 2);
         assert_eq!(order, ["early", "tie-1", "tie-2", "late"]);
         assert!(queue.is_empty());
         assert_eq!(queue.next_due(), None);
@@ -147,6 +153,8 @@ mod tests {
         assert_eq!(queue.link_len(0, 1), 2);
         assert_eq!(queue.len(), 3);
         assert_eq!(queue.pop().map(|p| p.item), Some(1));
+        assert_eq!(queue.push(0, 1, t0, 5), Err(Full(5)));
+        queue.done(0, 1);
         queue.push(0, 1, t0, 5).unwrap();
         assert_eq!(queue.link_len(0, 1), 2);
     }

@@ -33,6 +33,10 @@ pub struct EmulatorSpec {
     /// Frames one link may hold; beyond it new frames are dropped and counted.
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
+    /// Run the scheduler thread SCHED_FIFO (best effort), so that a busy machine
+    /// does not make frames late.
+    #[serde(default = "default_realtime")]
+    pub realtime: bool,
     /// Seed of the jitter and loss generator, for reproducible runs; random if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -40,6 +44,10 @@ pub struct EmulatorSpec {
 
 fn default_queue_limit() -> usize {
     DEFAULT_QUEUE_LIMIT
+}
+
+fn default_realtime() -> bool {
+    true
 }
 
 fn default_ifname() -> String {
@@ -276,6 +284,7 @@ mod tests {
         assert_eq!(spec.ports[1].ifname, "eth0");
         assert_eq!(spec.queue_limit, DEFAULT_QUEUE_LIMIT);
         assert!(!spec.reorder);
+        assert!(spec.realtime);
         let matrix = spec.matrix();
         assert_eq!(matrix[0][1].delay, Duration::from_millis(25));
         assert_eq!(matrix[1][0].delay, Duration::from_millis(1));
