@@ -180,6 +180,12 @@ fn round_trips(netns: &Netns, server: &str, count: usize) -> Vec<Duration> {
         let warm =
             (0..20).any(|_| socket.send(b"warm-up").is_ok() && socket.recv(&mut buffer).is_ok());
         if !warm {
+            // The kernel's ARP table is shared by every namespace: a big lab running
+            // beside this test can fill it (see dmesg: "neighbor table overflow").
+            let arp = std::fs::read_to_string("/proc/net/stat/arp_cache").unwrap_or_default();
+            let entries = arp.lines().nth(1).and_then(|l| l.split_whitespace().next());
+            let limit = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3");
+            eprintln!("ARP entries (all namespaces): {entries:?} of gc_thresh3 {limit:?}");
             // What the client's namespace looked like, for the failure report.
             for args in [&["-s", "addr"][..], &["neigh"][..]] {
                 if let Ok(out) = Command::new("ip").args(args).output() {
