@@ -9,8 +9,12 @@
 #     kernel on receipt (SO_TIMESTAMPNS; every namespace shares the host clock), so
 #     only the emulator's error is measured. Warm-up probes (ARP) are not graded.
 #     Targets over all samples: median |error| <= 50 us, p95 <= 250 us.
-#     (Once `sdss lab` lands, the example labs' per-pair figures come from the lab
-#     run on the emulator backend; this part measures the emulator alone.)
+#     This part measures the emulator alone.
+#  3. The example labs (`sdss lab run --json --delay-backend emulator`): per ordered
+#     pair, the injected one-way delay against the median the sdss nodes measured,
+#     and over all pairs the median and p95 of the absolute error, against the same
+#     targets. These figures include what the nodes' own TCP stacks and wake-ups add;
+#     a zero-delay run over veth (`--delay-backend none`) prints that baseline.
 #
 #   scripts/bench-accuracy.sh [--pings N] [--probes N]
 # Needs root, iputils-ping (apt-get install -y iputils-ping) and python3.
@@ -39,7 +43,9 @@ if [[ $inside -eq 0 ]]; then
 fi
 
 mkdir -p /run/netns
+mkdir -p /run/sdss
 mount -t tmpfs -o mode=0755 sdss-bench-netns /run/netns
+mount -t tmpfs -o mode=0700 sdss-bench-state /run/sdss
 ip link set lo up
 work=$(mktemp -d /tmp/sdss-bench.XXXXXX)
 bin=$PWD/target/release/sdss
@@ -199,4 +205,53 @@ absolute = [abs(e) for e in every]
 median, p95 = statistics.median(absolute), pct(absolute, 0.95)
 print("    over all %d samples: median |error| %.1f us (target <= 50): %s; p95 |error| %.1f us (target <= 250): %s"
       % (len(every), median, "PASS" if median <= 50 else "FAIL", p95, "PASS" if p95 <= 250 else "FAIL"))
+EOF
+
+# ------------------------------------------------------ 3. the example labs, end to end
+echo
+echo "== Example labs on the emulator: injected vs measured by the sdss nodes"
+reports=()
+for lab in five-nodes matrix two-nodes; do
+  "$bin" lab run --json --delay-backend emulator "labs/$lab.toml" >"$work/lab-$lab.json" 2>"$work/lab-$lab.err" || true
+  reports+=("$work/lab-$lab.json")
+done
+"$bin" lab run --json --delay-backend none labs/five-nodes.toml >"$work/baseline.json" 2>"$work/baseline.err" || true
+python3 - "$work/baseline.json" "${reports[@]}" <<'EOF'
+import json, statistics, sys
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        print("    %s: no report (%s)" % (path, e)); return None
+baseline = load(sys.argv[1])
+errors = []
+print("    %-8s %-5s %-5s %13s %13s %10s  %s" % ("lab", "from", "to", "injected ms", "measured ms", "error us", "verdict"))
+for path in sys.argv[2:]:
+    report = load(path)
+    if report is None:
+        continue
+    for p in report["pairs"]:
+        if p["measured_ms"] is None:
+            print("    %-8s %-5s %-5s %13.3f %13s %10s  %s" % (report["lab"], p["from"], p["to"], p["expected_ms"], "-", "-", p.get("reason", "")))
+            continue
+        error_us = (p["measured_ms"] - p["expected_ms"]) * 1000
+        errors.append(abs(error_us))
+        print("    %-8s %-5s %-5s %13.3f %13.3f %+10.1f  %s" % (report["lab"], p["from"], p["to"], p["expected_ms"], p["measured_ms"], error_us, p["verdict"]))
+if errors:
+    median, p95 = statistics.median(errors), pct(errors, 0.95)
+    print("    over all %d pairs: median |error| %.1f us (target <= 50): %s; p95 |error| %.1f us (target <= 250): %s"
+          % (len(errors), median, "PASS" if median <= 50 else "FAIL", p95, "PASS" if p95 <= 250 else "FAIL"))
+if baseline is not None:
+    base = [p["measured_ms"] * 1000 for p in baseline["pairs"] if p["measured_ms"] is not None]
+    if base:
+        print("    baseline, five-nodes at zero delay over veth (no emulator): median %.1f us, p95 %.1f us over %d pairs"
+              % (statistics.median(base), pct(base, 0.95), len(base)))
+        if errors:
+            beyond = [abs(e - statistics.median(base)) for e in errors]
+            print("    beyond that baseline (what the emulator adds): median |error| %.1f us (target <= 50): %s; p95 %.1f us (target <= 250): %s"
+                  % (statistics.median(beyond), "PASS" if statistics.median(beyond) <= 50 else "FAIL", pct(beyond, 0.95), "PASS" if pct(beyond, 0.95) <= 250 else "FAIL"))
 EOF

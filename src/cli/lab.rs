@@ -32,9 +32,20 @@ struct UpArgs {
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     json: bool,
-    /// Delay backend: `none` injects nothing and expects zero delay everywhere.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, env = "SDSS_LAB_BACKEND")]
+    /// Delay backend: `auto` takes netem where the kernel has it, else the
+    /// userspace emulator; `none` injects nothing and expects zero delay everywhere.
+    #[arg(
+        long = "delay-backend",
+        alias = "backend",
+        value_enum,
+        default_value_t = BackendChoice::Auto,
+        env = "SDSS_LAB_DELAY_BACKEND"
+    )]
     backend: BackendChoice,
+    /// Testing aid: inject the delays of this other lab file (same nodes) while
+    /// grading against FILE's, to prove that verification catches wrong links.
+    #[arg(long, hide = true, value_name = "OTHER")]
+    inject_from: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -242,10 +253,21 @@ fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<E
         .build()
         .context("starting the async runtime")?;
     let lab = plan.lab.clone();
+    let injected = match &args.inject_from {
+        Some(other) => {
+            let other = Plan::new(&Topology::load(other)?, other);
+            Some(
+                plan.with_impairments_of(&other)
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => None,
+    };
     let options = UpOptions {
         backend: args.backend,
         sdss,
         verify,
+        injected,
     };
     let outcome = runtime.block_on(async {
         let cancel = CancellationToken::new();

@@ -88,6 +88,10 @@ pub struct UpOptions {
     pub sdss: PathBuf,
     /// Wait for convergence and grade (off for a bare `up --no-verify`).
     pub verify: bool,
+    /// What the delay backend is told to inject instead of the lab's own
+    /// impairments (the lab's plan with another file's delays): lets a test prove
+    /// that verification fails when the links do not match the lab file.
+    pub injected: Option<Plan>,
 }
 
 /// What `up` produced.
@@ -271,6 +275,13 @@ async fn build(
         plan
     };
     progress.line(&format!("delay backend {}; netem {netem}", backend.kind()));
+    let told = match &options.injected {
+        Some(injected) if backend.kind() != BackendKind::None => {
+            progress.line("injecting the delays of another lab file (--inject-from)");
+            injected.clone()
+        }
+        _ => plan.clone(),
+    };
     let emulated = backend.provides_links();
     dir.record(|s| {
         s.netem = Some(netem);
@@ -282,7 +293,7 @@ async fn build(
 
     let node_link: Vec<String> = if emulated {
         progress.step("starting the link emulator", 1);
-        start_emulator(&mut dir, &plan, switch_file, options, cancel)?;
+        start_emulator(&mut dir, &told, switch_file, options, cancel)?;
         progress.inc();
         vec![super::plan::NODE_IFNAME.to_owned(); plan.nodes.len()]
     } else {
@@ -312,7 +323,7 @@ async fn build(
     drop(switch);
 
     progress.step(&format!("applying delays ({})", backend.kind()), 1);
-    backend.apply(&plan)?;
+    backend.apply(&told)?;
     progress.inc();
 
     progress.step("starting nodes", plan.nodes.len() as u64);

@@ -321,6 +321,34 @@ impl Plan {
         plan
     }
 
+    /// This lab's nodes with another lab file's impairments: what a backend is
+    /// told to inject when a test (`--inject-from`) checks that verification
+    /// catches a link that does not do what the lab file claims.
+    pub fn with_impairments_of(&self, other: &Plan) -> Result<Plan, String> {
+        let names = |plan: &Plan| {
+            plan.nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect::<Vec<_>>()
+        };
+        if names(self) != names(other) {
+            return Err(format!(
+                "{} has nodes [{}], {} has [{}]: the injected lab must have the same nodes in the same order",
+                self.source.display(),
+                names(self).join(", "),
+                other.source.display(),
+                names(other).join(", ")
+            ));
+        }
+        let mut told = self.clone();
+        for (node, theirs) in told.nodes.iter_mut().zip(&other.nodes) {
+            node.link = theirs.link;
+        }
+        told.per_pair = other.per_pair;
+        told.expected.clone_from(&other.expected);
+        Ok(told)
+    }
+
     /// Whether nothing in the lab is impaired.
     pub fn is_unimpaired(&self) -> bool {
         self.nodes.iter().all(|n| n.link.is_none())
@@ -432,6 +460,35 @@ loss = 0.2
 name = "c"
 address = "10.9.0.1"
 "#;
+
+    #[test]
+    fn injected_impairments_come_from_the_other_file_and_nodes_stay() {
+        let claimed = plan(THREE);
+        let other = plan(
+            &THREE
+                .replace("\"5ms\"", "\"30ms\"")
+                .replace("name = \"t\"", "name = \"u\""),
+        );
+        let told = claimed.with_impairments_of(&other).unwrap();
+        assert_eq!(told.nodes[0].netns, "sdss-t-a");
+        assert_eq!(told.nodes[0].link.delay, Duration::from_millis(30));
+        assert_eq!(
+            told.expected("b", "a").unwrap().impairment.delay,
+            Duration::from_millis(40)
+        );
+        assert_eq!(
+            claimed.expected("b", "a").unwrap().impairment.delay,
+            Duration::from_millis(15)
+        );
+    }
+
+    #[test]
+    fn injected_impairments_need_the_same_nodes() {
+        let error = plan(THREE)
+            .with_impairments_of(&plan("name = \"t\"\n[[node]]\nname = \"a\"\n"))
+            .unwrap_err();
+        assert!(error.contains("same nodes"), "{error}");
+    }
 
     #[test]
     fn names_addresses_and_ports() {

@@ -1,0 +1,112 @@
+//! The shipped delayed labs run verified on the userspace link emulator (this
+//! machine's and CI's kernels have no netem), and verification fails when the
+//! emulator injects other delays than the lab file claims.
+
+mod lab_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use lab_support::*;
+use sdss::lab::report::Report;
+use sdss::lab::verify::Verdict;
+
+/// One emulated lab at a time: each emulator spins a core near every frame's due
+/// time, and two of them beside a dozen nodes on a 2-core machine would grade the
+/// machine's load rather than the emulator.
+static ONE_EMULATED_LAB: Mutex<()> = Mutex::new(());
+
+/// A shipped lab file under a name unique to this run.
+fn shipped(scratch: &Scratch, file: &str, lab: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("labs")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let name_line = text
+        .lines()
+        .find(|l| l.starts_with("name = "))
+        .unwrap_or_else(|| panic!("{} has no name line", path.display()));
+    scratch.lab(
+        file,
+        &text.replacen(name_line, &format!("name = \"{lab}\""), 1),
+    )
+}
+
+fn run_on_emulator(file: &Path, extra: &[&str]) -> (std::process::Output, Report) {
+    let mut args = vec![
+        "lab",
+        "run",
+        "--json",
+        "--delay-backend",
+        "emulator",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = run(&args);
+    let report: Report =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    (output, report)
+}
+
+fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
+    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new(stem);
+    let lab = unique(stem);
+    let (output, report) = run_on_emulator(&shipped(&scratch, file, &lab), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", report.render());
+    assert_eq!(report.backend.to_string(), "emulator");
+    assert_eq!(report.summary.pairs, pairs);
+    assert_eq!(report.summary.passed, pairs, "{}", report.render());
+    for pair in &report.pairs {
+        assert!(pair.expected_ms >= 2.0, "{pair:?}: the lab injects delay");
+        assert_eq!(pair.verdict, Verdict::Pass, "{pair:?}");
+    }
+    assert_clean(&lab, Some("lab-emulator"));
+}
+
+#[test]
+fn the_five_node_lab_passes_on_the_emulator() {
+    if sandboxed("the_five_node_lab_passes_on_the_emulator") {
+        assert_every_pair_passes("five-nodes.toml", "emufive", 20);
+    }
+}
+
+#[test]
+fn the_per_pair_matrix_lab_passes_on_the_emulator() {
+    if sandboxed("the_per_pair_matrix_lab_passes_on_the_emulator") {
+        assert_every_pair_passes("matrix.toml", "emumatrix", 6);
+    }
+}
+
+#[test]
+fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
+    if !sandboxed("an_emulator_told_other_delays_than_the_file_claims_fails_verification") {
+        return;
+    }
+    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("emulie");
+    let lab = unique("emulie");
+    let claimed = shipped(&scratch, "five-nodes.toml", &lab);
+    // Node e's link really has 20 ms, not the 40 ms the file claims.
+    let told_text = std::fs::read_to_string(&claimed)
+        .unwrap()
+        .replace("delay = \"40ms\"", "delay = \"20ms\"");
+    let told = scratch.lab("told.toml", &told_text);
+    let (output, report) = run_on_emulator(&claimed, &["--inject-from", told.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", report.render());
+    assert_eq!(report.summary.failed, 8, "{}", report.render());
+    for pair in &report.pairs {
+        let touches_e = pair.from == "e" || pair.to == "e";
+        let expected = if touches_e {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        };
+        assert_eq!(pair.verdict, expected, "{pair:?}");
+        if touches_e {
+            let error = pair.measured_ms.unwrap() - pair.expected_ms;
+            assert!((error + 20.0).abs() < 1.0, "{pair:?}: 20 ms short");
+        }
+    }
+    assert_clean(&lab, Some("lab-emulator"));
+}
