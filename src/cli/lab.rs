@@ -244,7 +244,7 @@ fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<E
         if args.json {
             println!("{}", serde_json::to_string_pretty(&shown)?);
         } else {
-            print!("{}", render_plan(&shown, &sdss));
+            print!("{}", render_plan(&shown, &sdss, args.backend));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::delay::{BackendKind, NetemSupport};
+use super::delay::{BackendChoice, BackendKind, NetemSupport};
 use super::plan::{Plan, Program};
 use super::verify::{Grades, PairResult, Summary, Verdict};
 use crate::units::format_duration;
@@ -152,17 +152,29 @@ impl Report {
 
 /// The plan as `--dry-run` prints it: namespaces, addresses, programs and the
 /// expected one-way delay matrix (rows: sender, columns: receiver).
-pub fn render_plan(plan: &Plan, sdss: &Path) -> String {
+pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "lab {} from {}: {} nodes on {}, switch namespace {} (bridge br0); nothing is created in the host's namespace",
+        "lab {} from {}: {} nodes on {}, switch namespace {}; nothing is created in the host's namespace",
         plan.lab,
         plan.source.display(),
         plan.nodes.len(),
         plan.subnet,
         plan.switch_netns
     );
+    let backend = match backend {
+        BackendChoice::None => "none: veth links on a bridge, the file's delays not injected",
+        _ if plan.is_unimpaired() => {
+            "none (nothing to inject): veth links on a bridge in the switch namespace"
+        }
+        BackendChoice::Auto => {
+            "auto: netem on veth links and a bridge where the kernel has sch_netem, else the userspace emulator (a TAP eth0 per node)"
+        }
+        BackendChoice::Netem => "netem on veth links and a bridge (an error where the kernel lacks sch_netem)",
+        BackendChoice::Emulator => "the userspace emulator: a TAP eth0 per node, switched and delayed by sdss lab-emulator",
+    };
+    let _ = writeln!(out, "delay backend {backend}");
     let name_w = plan
         .nodes
         .iter()
