@@ -159,19 +159,7 @@ pub async fn up(
 ) -> Result<UpOutcome, LabError> {
     let started = Instant::now();
     let lab_name = plan.lab.clone();
-    let dir = root.create(LabState {
-        plan: plan.clone(),
-        phase: Phase::Creating,
-        owner: ProcessRecord::of(std::process::id() as i32, None),
-        created_at: chrono::Utc::now().to_rfc3339(),
-        nodes_started_at: None,
-        backend: None,
-        backend_note: None,
-        netem: None,
-        namespaces: Vec::new(),
-        links: Vec::new(),
-        processes: Vec::new(),
-    })?;
+    let dir = root.create(LabState::creating(plan.clone()))?;
     let mut guard = TeardownGuard {
         root,
         lab: lab_name,

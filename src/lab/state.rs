@@ -166,6 +166,26 @@ pub struct LabDir {
     pub state: LabState,
 }
 
+impl LabState {
+    /// The first state of a lab `up` is about to build, owned by this process:
+    /// written before anything exists, so a killed `up` always leaves a record.
+    pub fn creating(plan: Plan) -> LabState {
+        LabState {
+            plan,
+            phase: Phase::Creating,
+            owner: ProcessRecord::of(std::process::id() as i32, None),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            nodes_started_at: None,
+            backend: None,
+            backend_note: None,
+            netem: None,
+            namespaces: Vec::new(),
+            links: Vec::new(),
+            processes: Vec::new(),
+        }
+    }
+}
+
 impl Default for StateRoot {
     fn default() -> Self {
         Self::from_env()
@@ -208,14 +228,6 @@ impl StateRoot {
     /// Claims the lab's name and writes its first state. Fails if the lab has
     /// state already (up, or left by a killed run).
     pub fn create(&self, state: LabState) -> Result<LabDir, StateError> {
-        let io = |action, path: &Path| {
-            let path = path.to_owned();
-            move |source| StateError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -283,6 +295,16 @@ impl StateRoot {
     }
 }
 
+/// Wraps an OS error with what was being done to which file.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
+    let path = path.to_owned();
+    move |source| StateError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 fn restrict(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
@@ -314,14 +336,6 @@ impl LabDir {
     fn save(&self) -> Result<(), StateError> {
         let file = self.dir.join(STATE_FILE);
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let io = |action, path: &Path| {
-            let path = path.to_owned();
-            move |source| StateError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         let json = serde_json::to_vec_pretty(&self.state).map_err(|e| StateError::Io {
             action: "encoding",
             path: file.clone(),
@@ -369,19 +383,7 @@ mod tests {
             &Topology::parse(Path::new("x.toml"), &text).unwrap(),
             Path::new("x.toml"),
         );
-        LabState {
-            plan,
-            phase: Phase::Creating,
-            owner: ProcessRecord::of(std::process::id() as i32, None),
-            created_at: "now".to_owned(),
-            nodes_started_at: None,
-            backend: None,
-            backend_note: None,
-            netem: None,
-            namespaces: Vec::new(),
-            links: Vec::new(),
-            processes: Vec::new(),
-        }
+        LabState::creating(plan)
     }
 
     #[test]
