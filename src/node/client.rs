@@ -4,8 +4,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+use nix::sys::time::TimeSpec;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -147,6 +149,9 @@ async fn exchange_once(
         .map_err(ExchangeError::from_io)?;
     let rtt = started.elapsed();
     let _ = stream.set_nodelay(true);
+    // The kernel stamps each segment as it arrives: `t2` then excludes how long
+    // this task took to wake up, which is most of a LAN measurement's error.
+    let _ = setsockopt(&stream, sockopt::ReceiveTimestampns, &true);
     // Speak first: some servers read before they write. A server that already
     // answered and closed may reset us here; its answer is still readable.
     let greeting = encode_timestamp(wall_now(), dialect);
@@ -159,6 +164,41 @@ async fn exchange_once(
         answer: decode_timestamp(&answer, received_at),
         spoke: dialect,
     })
+}
+
+/// Reads what has arrived, with the kernel's arrival stamp (UTC seconds) of
+/// the last segment read when the socket gives one.
+async fn read_stamped(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<(usize, Option<f64>)> {
+    loop {
+        stream.readable().await?;
+        let received = stream.try_io(Interest::READABLE, || {
+            let mut space = nix::cmsg_space!(TimeSpec);
+            let mut iov = [io::IoSliceMut::new(buffer)];
+            let message = recvmsg::<()>(
+                std::os::fd::AsRawFd::as_raw_fd(stream),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+                cmsgs.find_map(|cmsg| match cmsg {
+                    ControlMessageOwned::ScmTimestampns(at) => {
+                        Some(at.tv_sec() as f64 + at.tv_nsec() as f64 * 1e-9)
+                    }
+                    _ => None,
+                })
+            });
+            // A stamp from another clock epoch (never seen, but cheap to refuse)
+            // would corrupt every delay: keep only one from the last second.
+            let stamp = stamp.filter(|at| (0.0..1.0).contains(&(wall_now() - at)));
+            Ok((message.bytes, stamp))
+        });
+        match received {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Reads until EOF, a complete 8-byte time, or a pause after the first bytes.
@@ -176,11 +216,11 @@ async fn read_answer(
         } else {
             deadline.min(Instant::now() + TAIL_WAIT)
         };
-        match timeout_at(wait_until, stream.read(&mut chunk)).await {
+        match timeout_at(wait_until, read_stamped(stream, &mut chunk)).await {
             Err(_) if answer.is_empty() => return Err(ExchangeError::TimedOut(Phase::Answer)),
-            Err(_) | Ok(Ok(0)) => break,
-            Ok(Ok(n)) => {
-                received_at = wall_now();
+            Err(_) | Ok(Ok((0, _))) => break,
+            Ok(Ok((n, stamp))) => {
+                received_at = stamp.unwrap_or_else(wall_now);
                 answer.extend_from_slice(&chunk[..n]);
                 let binary_complete =
                     answer.len() == 8 && decode_timestamp(&answer, received_at).is_ok();
