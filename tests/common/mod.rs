@@ -119,6 +119,8 @@ impl Proc {
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
+        // SAFETY: as in `drop`.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -146,6 +148,8 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group we created has no memory-safety preconditions.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -201,4 +205,19 @@ pub fn python_fixture(script: &str, id: &str, port: u16, duration_secs: u32) -> 
 pub fn is_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether a root-only test may run: `true` as root; otherwise prints why it
+/// skips and returns `false`, unless CI demands root tests
+/// (`SDSS_REQUIRE_ROOT_TESTS=1`), where a skip would hide a test that did not run.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SDSS_REQUIRE_ROOT_TESTS").is_none(),
+        "{test} needs root and SDSS_REQUIRE_ROOT_TESTS is set"
+    );
+    eprintln!("SKIPPED {test}: needs root (network namespaces and devices)");
+    false
 }
