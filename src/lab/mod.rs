@@ -13,3 +13,4 @@ pub mod report;
 pub mod state;
 pub mod topology;
 pub mod verify;
+pub mod grade;
