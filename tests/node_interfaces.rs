@@ -36,13 +36,28 @@ fn nodes_announce_on_each_interface_without_a_default_route() {
     let started = nodes.wait_for("node a started", Duration::from_secs(5), |line| {
         line["event"] == "started" && line["id"] == "aaaaaaaa"
     });
-    assert_eq!(started["destinations"][0], format!("sdss-t-a -> 255.255.255.255:{port}"));
+    assert_eq!(
+        started["destinations"][0],
+        format!("sdss-t-a -> 255.255.255.255:{port}")
+    );
     for (observer, peer) in [("aaaaaaaa", "bbbbbbbb"), ("bbbbbbbb", "aaaaaaaa")] {
         // Both nodes print to one stream: the observer is told apart by the peer it measures.
-        let line = nodes.wait_for(&format!("{observer} measuring {peer}"), Duration::from_secs(5), |line| {
-            line["event"] == "neighbor" && line["id"] == peer
-        });
-        assert!(line["ip"].as_str().unwrap().starts_with("10.77.0."), "{line}");
+        let line = nodes.wait_for(
+            &format!("{observer} measuring {peer}"),
+            Duration::from_secs(5),
+            |line| line["event"] == "neighbor" && line["id"] == peer,
+        );
+        assert!(
+            line["ip"].as_str().unwrap().starts_with("10.77.0."),
+            "{line}"
+        );
     }
-    assert!(nodes.events("warning").iter().all(|w| w["kind"] != "send_failed"), "{}", nodes.transcript());
+    assert!(
+        nodes
+            .events("warning")
+            .iter()
+            .all(|w| w["kind"] != "send_failed"),
+        "{}",
+        nodes.transcript()
+    );
 }

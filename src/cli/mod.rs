@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod emulator;
 pub mod lab;
 pub mod node;
 
@@ -21,6 +22,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Network-namespace labs that inject delays and verify what nodes measure.
     Lab(lab::LabArgs),
+    #[command(hide = true, name = "lab-emulator")]
+    LabEmulator(emulator::EmulatorArgs),
 }
 
 /// Runs the command the user asked for and turns its outcome into an exit code.
@@ -28,6 +31,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::LabEmulator(args) => emulator::run(args),
     }
 }
 

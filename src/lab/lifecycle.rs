@@ -292,12 +292,23 @@ async fn build(
     };
     check(cancel)?;
     progress.step("configuring node namespaces", plan.nodes.len() as u64);
+    let mut configured = Vec::with_capacity(plan.nodes.len());
     for ((node, file), link) in plan.nodes.iter().zip(node_files).zip(&node_link) {
         check(cancel)?;
         let netlink = Netlink::connect(file, &node.netns)?;
-        links::configure_node(&netlink, link, node.address, plan.subnet.prefix).await?;
+        let index = links::configure_node(&netlink, link, node.address, plan.subnet.prefix).await?;
+        let mac = netlink.mac(index, super::plan::NODE_IFNAME).await?;
+        configured.push(links::NodeLink {
+            netlink,
+            index,
+            address: node.address,
+            mac,
+        });
         progress.inc();
     }
+    progress.step("adding static neighbour entries", plan.nodes.len() as u64);
+    links::add_static_neighbours(&configured, || progress.inc()).await?;
+    drop(configured);
     drop(switch);
 
     progress.step(&format!("applying delays ({})", backend.kind()), 1);

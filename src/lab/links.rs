@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
+use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::neighbour::NeighbourState;
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use thiserror::Error;
@@ -119,6 +121,41 @@ impl Netlink {
             link: name.to_owned(),
             netns: self.netns.clone(),
         }
+    }
+
+    /// The hardware address of a link.
+    pub async fn mac(&self, index: u32, name: &str) -> Result<Vec<u8>, LinkError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(self.failed("reading", name))?
+            .ok_or_else(|| self.missing(name))?;
+        link.attributes
+            .into_iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(mac) => Some(mac),
+                _ => None,
+            })
+            .ok_or_else(|| self.missing(name))
+    }
+
+    /// Adds a permanent neighbour (ARP) entry.
+    pub async fn add_static_neighbour(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        mac: &[u8],
+    ) -> Result<(), LinkError> {
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(ip))
+            .link_layer_address(mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(self.failed("adding a neighbour entry on", NODE_IFNAME))
     }
 
     /// Creates a bridge and brings it up.
@@ -260,12 +297,13 @@ pub async fn build_switch(
 
 /// Configures a node's namespace once its lab link is in it (named `link`):
 /// renamed to `eth0`, address, up, loopback up, default route on the lab link.
+/// Returns the index of `eth0`.
 pub async fn configure_node(
     node: &Netlink,
     link: &str,
     address: Ipv4Addr,
     prefix: u8,
-) -> Result<(), LinkError> {
+) -> Result<u32, LinkError> {
     let index = if link == NODE_IFNAME {
         node.index(link).await?
     } else {
@@ -276,7 +314,43 @@ pub async fn configure_node(
     node.up(index, NODE_IFNAME).await?;
     let lo = node.index("lo").await?;
     node.up(lo, "lo").await?;
-    node.add_default_route(index, NODE_IFNAME).await
+    node.add_default_route(index, NODE_IFNAME).await?;
+    Ok(index)
+}
+
+/// A configured node namespace: its netlink connection, `eth0`'s index and MAC.
+pub struct NodeLink {
+    /// Netlink inside the node's namespace.
+    pub netlink: Netlink,
+    /// Index of its `eth0`.
+    pub index: u32,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// `eth0`'s hardware address.
+    pub mac: Vec<u8>,
+}
+
+/// Gives every node a permanent ARP entry for every other node.
+///
+/// Why: the kernel's neighbour table is one for all namespaces, and dynamic
+/// entries are capped by `net.ipv4.neigh.default.gc_thresh3` (1024 by default)
+/// summed over the whole machine. A lab of n nodes talking to each other needs
+/// n(n-1) entries: past ~32 nodes new entries fail ("neighbor table overflow"),
+/// and announcements are silently dropped with ENOBUFS. Permanent entries are
+/// exempt from that cap, and they also take ARP out of the measured exchanges.
+pub async fn add_static_neighbours(
+    nodes: &[NodeLink],
+    mut on_node: impl FnMut(),
+) -> Result<(), LinkError> {
+    for node in nodes {
+        for peer in nodes.iter().filter(|p| p.address != node.address) {
+            node.netlink
+                .add_static_neighbour(node.index, peer.address, &peer.mac)
+                .await?;
+        }
+        on_node();
+    }
+    Ok(())
 }
 
 /// Brings loopback up in a namespace (the switch's, which has no address).

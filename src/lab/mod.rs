@@ -2,6 +2,7 @@
 //! verification of what the nodes measure against what was injected.
 
 pub mod delay;
+pub mod emulator;
 pub mod impairment;
 pub mod launch;
 pub mod lifecycle;

@@ -297,6 +297,14 @@ mod tests {
     }
 
     #[test]
+    fn rejects_empty_ids() {
+        assert_eq!(
+            Announcement::decode(b" ON 6758"),
+            Err(AnnounceError::Id(NodeIdError::Empty))
+        );
+    }
+
+    #[test]
     fn node_id_rejects_empty_and_whitespace() {
         assert_eq!("".parse::<NodeId>(), Err(NodeIdError::Empty));
         assert!(matches!(

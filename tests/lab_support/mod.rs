@@ -15,18 +15,25 @@ pub fn sdss() -> Command {
 }
 
 /// Whether kernel-touching tests may run here; prints the reason when not.
+/// Under CI (`SDSS_REQUIRE_ROOT_TESTS`) a skip is a failure: it would hide a test.
 pub fn sandboxed(test: &str) -> bool {
+    let skip = |why: &str| {
+        assert!(
+            std::env::var_os("SDSS_REQUIRE_ROOT_TESTS").is_none(),
+            "{test} {why} and SDSS_REQUIRE_ROOT_TESTS is set"
+        );
+        eprintln!("skipping {test}: {why}");
+        false
+    };
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root (run scripts/test.sh as root)");
-        return false;
+        return skip("needs root (run scripts/test.sh as root)");
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let isolated = mounts
         .lines()
         .any(|l| l.contains(" /run/netns ") && l.contains("sdss-test-netns"));
     if !isolated {
-        eprintln!("skipping {test}: not inside scripts/test.sh's private namespaces");
-        return false;
+        return skip("must run inside scripts/test.sh's private namespaces");
     }
     true
 }

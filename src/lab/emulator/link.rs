@@ -1,0 +1,329 @@
+//! What a frame's trip through the emulator will be: through which links it goes,
+//! whether each copy is lost, and when each copy is due. Pure: time and randomness
+//! come in as arguments, so the timing rules are tested without a clock.
+
+use std::time::{Duration, Instant};
+
+use super::switch::{Destination, Mac, MacTable};
+use crate::lab::impairment::Impairment;
+
+/// Bytes of the Ethernet header the switch needs (destination, source, type).
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
+/// A small, fast, seedable generator (xorshift64*): jitter and loss need uniform
+/// numbers, not cryptography, and a seed makes a lab run reproducible.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator for `seed`; zero, the one state xorshift cannot leave, is remapped.
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0.0..1.0`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One direction between two ports: its impairment and the due time of the last
+/// frame it accepted, which keeps it FIFO under jitter.
+#[derive(Debug, Clone)]
+pub struct Link {
+    impairment: Impairment,
+    reorder: bool,
+    last_due: Option<Instant>,
+}
+
+impl Link {
+    /// A link that has carried nothing yet.
+    pub fn new(impairment: Impairment, reorder: bool) -> Self {
+        Self {
+            impairment,
+            reorder,
+            last_due: None,
+        }
+    }
+
+    /// Whether a frame entering now is lost.
+    pub fn loses(&self, rng: &mut XorShift) -> bool {
+        let loss = self.impairment.loss;
+        loss > 0.0 && (loss >= 1.0 || rng.next_f64() < loss)
+    }
+
+    /// The delay of one frame: `delay ± jitter`, uniform like netem without a
+    /// distribution table, never negative.
+    pub fn sample_delay(&self, rng: &mut XorShift) -> Duration {
+        let Impairment { delay, jitter, .. } = self.impairment;
+        if jitter.is_zero() {
+            return delay;
+        }
+        let offset = (rng.next_f64() * 2.0 - 1.0) * jitter.as_secs_f64();
+        Duration::try_from_secs_f64((delay.as_secs_f64() + offset).max(0.0)).unwrap_or(delay)
+    }
+
+    /// When a frame that arrived at `arrival` leaves the link. Without reordering no
+    /// frame leaves before one that entered earlier.
+    pub fn due(&mut self, arrival: Instant, rng: &mut XorShift) -> Instant {
+        let mut due = arrival + self.sample_delay(rng);
+        if !self.reorder {
+            if let Some(last) = self.last_due {
+                due = due.max(last);
+            }
+            self.last_due = Some(due);
+        }
+        due
+    }
+}
+
+/// What happens to one copy of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Write it to port `to` at `due`.
+    Deliver {
+        /// Destination port.
+        to: usize,
+        /// When to write it.
+        due: Instant,
+    },
+    /// Dropped by the link's loss.
+    Lost {
+        /// Destination port.
+        to: usize,
+    },
+}
+
+/// Why a frame was not forwarded at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Its destination is on the port it came from.
+    Filtered,
+}
+
+/// The switch and every link between its ports.
+#[derive(Debug)]
+pub struct Forwarder {
+    ports: usize,
+    links: Vec<Link>,
+    table: MacTable,
+    rng: XorShift,
+}
+
+impl Forwarder {
+    /// A switch whose links follow `matrix` (row `from`, column `to`).
+    pub fn new(matrix: &[Vec<Impairment>], reorder: bool, seed: u64) -> Self {
+        let ports = matrix.len();
+        let links = matrix
+            .iter()
+            .flat_map(|row| row.iter().map(|imp| Link::new(*imp, reorder)))
+            .collect();
+        Self {
+            ports,
+            links,
+            table: MacTable::default(),
+            rng: XorShift::new(seed),
+        }
+    }
+
+    /// Decides the fate of `frame`, which arrived on port `from` at `arrival`; the
+    /// copies' verdicts are appended to `out` (one per destination port).
+    pub fn route(
+        &mut self,
+        from: usize,
+        frame: &[u8],
+        arrival: Instant,
+        out: &mut Vec<Verdict>,
+    ) -> Result<(), Rejected> {
+        if frame.len() < ETHERNET_HEADER_LEN {
+            return Err(Rejected::Runt);
+        }
+        let (Some(dst), Some(src)) = (mac_at(frame, 0), mac_at(frame, 6)) else {
+            return Err(Rejected::Runt);
+        };
+        match self.table.forward(from, dst, src, arrival) {
+            Destination::Filter => return Err(Rejected::Filtered),
+            Destination::Port(to) => out.push(self.verdict(from, to, arrival)),
+            Destination::Flood => {
+                for to in (0..self.ports).filter(|to| *to != from) {
+                    out.push(self.verdict(from, to, arrival));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn verdict(&mut self, from: usize, to: usize, arrival: Instant) -> Verdict {
+        let link = &mut self.links[from * self.ports + to];
+        if link.loses(&mut self.rng) {
+            Verdict::Lost { to }
+        } else {
+            Verdict::Deliver {
+                to,
+                due: link.due(arrival, &mut self.rng),
+            }
+        }
+    }
+}
+
+fn mac_at(frame: &[u8], offset: usize) -> Option<Mac> {
+    frame.get(offset..offset + 6)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn impairment(delay_ms: u32, jitter_ms: u32, loss: f64) -> Impairment {
+        Impairment {
+            delay: delay_ms * MS,
+            jitter: jitter_ms * MS,
+            loss,
+        }
+    }
+
+    fn frame(dst: Mac, src: Mac) -> Vec<u8> {
+        let mut frame = Vec::from(dst);
+        frame.extend_from_slice(&src);
+        frame.extend_from_slice(&[0x08, 0x00, 0, 0]);
+        frame
+    }
+
+    #[test]
+    fn seeded_generator_is_reproducible_and_uniform() {
+        let mut a = XorShift::new(42);
+        let mut b = XorShift::new(42);
+        let draws: Vec<f64> = (0..10_000).map(|_| a.next_f64()).collect();
+        assert!(draws
+            .iter()
+            .all(|x| *x == b.next_f64() && (0.0..1.0).contains(x)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
+        assert_ne!(XorShift::new(0).next_u64(), 0);
+    }
+
+    #[test]
+    fn loss_follows_its_probability() {
+        let mut rng = XorShift::new(7);
+        let never = Link::new(impairment(0, 0, 0.0), false);
+        let always = Link::new(impairment(0, 0, 1.0), false);
+        let half = Link::new(impairment(0, 0, 0.3), false);
+        assert!((0..1000).all(|_| !never.loses(&mut rng)));
+        assert!((0..1000).all(|_| always.loses(&mut rng)));
+        let lost = (0..100_000).filter(|_| half.loses(&mut rng)).count();
+        assert!((29_000..31_000).contains(&lost), "lost {lost}");
+    }
+
+    #[test]
+    fn fixed_delay_is_exact() {
+        let mut rng = XorShift::new(1);
+        let mut link = Link::new(impairment(25, 0, 0.0), false);
+        let t0 = Instant::now();
+        assert_eq!(link.due(t0, &mut rng), t0 + 25 * MS);
+        assert_eq!(link.due(t0 + MS, &mut rng), t0 + 26 * MS);
+    }
+
+    #[test]
+    fn jitter_stays_in_bounds_and_never_goes_negative() {
+        let mut rng = XorShift::new(3);
+        let link = Link::new(impairment(10, 2, 0.0), true);
+        let samples: Vec<Duration> = (0..10_000).map(|_| link.sample_delay(&mut rng)).collect();
+        assert!(samples.iter().all(|d| (8 * MS..=12 * MS).contains(d)));
+        assert!(samples.iter().any(|d| *d < 9 * MS) && samples.iter().any(|d| *d > 11 * MS));
+        let wild = Link::new(impairment(1, 5, 0.0), true);
+        assert!((0..1000).all(|_| wild.sample_delay(&mut rng) <= 6 * MS));
+    }
+
+    #[test]
+    fn jitter_keeps_fifo_unless_reordering_is_asked_for() {
+        let t0 = Instant::now();
+        let step = Duration::from_micros(100);
+        let run = |reorder: bool| {
+            let mut rng = XorShift::new(11);
+            let mut link = Link::new(impairment(10, 5, 0.0), reorder);
+            (0..1000u32)
+                .map(|i| link.due(t0 + step * i, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let fifo = run(false);
+        assert!(fifo.windows(2).all(|w| w[0] <= w[1]));
+        let reordered = run(true);
+        assert!(reordered.windows(2).any(|w| w[0] > w[1]));
+    }
+
+    #[test]
+    fn routes_with_each_pairs_delay_and_floods_one_copy_per_port() {
+        let a = [0x02, 0, 0, 0, 0, 0xa];
+        let b = [0x02, 0, 0, 0, 0, 0xb];
+        let matrix = vec![
+            vec![
+                impairment(0, 0, 0.0),
+                impairment(5, 0, 0.0),
+                impairment(7, 0, 1.0),
+            ],
+            vec![
+                impairment(3, 0, 0.0),
+                impairment(0, 0, 0.0),
+                impairment(0, 0, 0.0),
+            ],
+            vec![
+                impairment(0, 0, 0.0),
+                impairment(0, 0, 0.0),
+                impairment(0, 0, 0.0),
+            ],
+        ];
+        let mut forwarder = Forwarder::new(&matrix, false, 5);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        forwarder
+            .route(0, &frame([0xff; 6], a), t0, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Verdict::Deliver {
+                    to: 1,
+                    due: t0 + 5 * MS
+                },
+                Verdict::Lost { to: 2 }
+            ]
+        );
+        out.clear();
+        forwarder.route(1, &frame(a, b), t0, &mut out).unwrap();
+        assert_eq!(
+            out,
+            vec![Verdict::Deliver {
+                to: 0,
+                due: t0 + 3 * MS
+            }]
+        );
+        out.clear();
+        assert_eq!(
+            forwarder.route(1, &frame(b, a), t0, &mut out),
+            Err(Rejected::Filtered)
+        );
+        assert_eq!(
+            forwarder.route(0, &[0; 13], t0, &mut out),
+            Err(Rejected::Runt)
+        );
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,304 @@
+//! TAP devices inside other namespaces. A TAP is created in the namespace of the
+//! thread that opens `/dev/net/tun`, so each is made by a short-lived thread that
+//! entered the namespace first; the fd keeps working from any thread afterwards,
+//! and closing it deletes the device.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use thiserror::Error;
+
+use super::spec::PortSpec;
+use super::switch::Mac;
+
+/// A TAP device owned by the emulator: the device lives as long as `fd`.
+#[derive(Debug)]
+pub struct Tap {
+    /// Non-blocking, close-on-exec; Ethernet frames without a packet-info header.
+    pub fd: OwnedFd,
+    /// A packet socket on the TAP that receives, with kernel timestamps, the frames
+    /// the node sends (see [`super::stamp`]).
+    pub capture: OwnedFd,
+    /// The device's MAC address (the node's own address on the lab network).
+    pub mac: Mac,
+}
+
+/// Why a TAP could not be made.
+#[derive(Debug, Error)]
+pub enum TapError {
+    /// The namespace file is missing or unreadable.
+    #[error("cannot open namespace {}", path.display())]
+    OpenNetns {
+        /// The namespace file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// `setns` refused (not a network namespace, or no privilege).
+    #[error("cannot enter namespace {}", path.display())]
+    EnterNetns {
+        /// The namespace file.
+        path: PathBuf,
+        /// The cause.
+        source: Errno,
+    },
+    /// No TUN/TAP support or no privilege.
+    #[error("cannot open /dev/net/tun (TUN/TAP missing or no privilege)")]
+    OpenTun(#[source] io::Error),
+    /// Something already has the name in that namespace.
+    #[error("an interface with that name already exists")]
+    Exists,
+    /// `TUNSETIFF` failed.
+    #[error("cannot create the TAP device")]
+    Create(#[source] io::Error),
+    /// Reading or setting its flags or address failed.
+    #[error("cannot {what} the TAP device")]
+    Configure {
+        /// What was attempted.
+        what: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The helper thread could not start or died.
+    #[error("namespace helper thread failed")]
+    Thread(#[source] io::Error),
+}
+
+/// Creates the TAP of `port` inside its namespace and brings it up.
+pub fn create(port: &PortSpec) -> Result<Tap, TapError> {
+    let path = port.netns_path();
+    let ifname = port.ifname.clone();
+    // Open the namespace here, so a missing one is reported before any thread exists.
+    let netns = File::open(&path).map_err(|source| TapError::OpenNetns {
+        path: path.clone(),
+        source,
+    })?;
+    std::thread::Builder::new()
+        .name("sdss-emu-tap".to_owned())
+        .spawn(move || {
+            // This thread dies right after, so its namespace change is never seen
+            // by anything else.
+            nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET)
+                .map_err(|source| TapError::EnterNetns { path, source })?;
+            create_here(&ifname)
+        })
+        .map_err(TapError::Thread)?
+        .join()
+        .map_err(|_| TapError::Thread(io::Error::other("panicked")))?
+}
+
+/// Creates, in the calling thread's namespace, a TAP named `ifname`, and sets it up.
+fn create_here(ifname: &str) -> Result<Tap, TapError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(TapError::OpenTun)?;
+    let fd = OwnedFd::from(file);
+
+    let mut request = ifreq(ifname);
+    // EXCL: never attach to a persistent TAP someone else left under that name.
+    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_TUN_EXCL) as _;
+    // SAFETY: TUNSETIFF reads and writes one `ifreq`, which lives across the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) } < 0 {
+        let error = io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::EBUSY) | Some(libc::EEXIST) => TapError::Exists,
+            _ => TapError::Create(error),
+        });
+    }
+
+    // Interface flags are set through any socket of the namespace.
+    // SAFETY: plain socket(2); the result is checked before it is owned.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(configure(
+            "open a socket to configure",
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+
+    let mut request = ifreq(ifname);
+    socket_ioctl(&socket, libc::SIOCGIFFLAGS, &mut request)
+        .map_err(|e| configure("read flags of", e))?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    socket_ioctl(&socket, libc::SIOCSIFFLAGS, &mut request)
+        .map_err(|e| configure("bring up", e))?;
+
+    let mut request = ifreq(ifname);
+    socket_ioctl(&socket, libc::SIOCGIFHWADDR, &mut request)
+        .map_err(|e| configure("read the address of", e))?;
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
+    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (byte, value) in mac.iter_mut().zip(data.iter()) {
+        *byte = *value as u8;
+    }
+
+    let mut request = ifreq(ifname);
+    socket_ioctl(&socket, libc::SIOCGIFINDEX, &mut request)
+        .map_err(|e| configure("find the index of", e))?;
+    // SAFETY: SIOCGIFINDEX filled the ifindex member.
+    let ifindex = unsafe { request.ifr_ifru.ifru_ifindex };
+    let capture = open_capture(ifindex).map_err(|e| configure("capture frames of", e))?;
+    Ok(Tap { fd, capture, mac })
+}
+
+/// A packet socket that receives, stamped by the kernel, only the frames leaving
+/// through interface `ifindex` (the node's transmissions), not those we write.
+fn open_capture(ifindex: libc::c_int) -> io::Result<OwnedFd> {
+    // Protocol 0 receives nothing until `bind`, after the filter is in place.
+    // SAFETY: plain socket(2); the result is checked before it is owned.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    // Classic BPF, as `tcpdump -dd outbound`: keep outgoing frames whole, drop the rest.
+    let mut program = [
+        bpf(0x28, 0, 0, (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32),
+        bpf(0x15, 0, 1, u32::from(libc::PACKET_OUTGOING)),
+        bpf(0x06, 0, 0, 0x0004_0000),
+        bpf(0x06, 0, 0, 0),
+    ];
+    let filter = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    set_option(&socket, libc::SO_ATTACH_FILTER, &filter)?;
+    set_option(&socket, libc::SO_TIMESTAMPNS, &(1 as libc::c_int))?;
+    // Room for a flood's worth of frames; FORCE needs CAP_NET_ADMIN, which making
+    // the TAP already required, and the plain option is the fallback.
+    let buffer: libc::c_int = 4 << 20;
+    set_option(&socket, libc::SO_RCVBUFFORCE, &buffer)
+        .or_else(|_| set_option(&socket, libc::SO_RCVBUF, &buffer))?;
+    // SAFETY: sockaddr_ll is plain data for which all zeroes is valid.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as libc::c_ushort;
+    address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    address.sll_ifindex = ifindex;
+    // SAFETY: `address` is a valid sockaddr_ll of the length given.
+    let bound = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if bound < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+fn set_option<T>(socket: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the size given.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if done < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Receives one captured frame into `buffer`: its length and the kernel's
+/// CLOCK_REALTIME stamp of its transmission. `WouldBlock` when none is waiting.
+pub fn receive_captured(
+    capture: &OwnedFd,
+    buffer: &mut [u8],
+) -> io::Result<(usize, Option<std::time::Duration>)> {
+    let mut iov = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    // Aligned room for one timespec control message and then some.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data for which all zeroes is valid.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `message` refers to a live buffer of the length given.
+    let received = unsafe { libc::recvmsg(capture.as_raw_fd(), &mut message, 0) };
+    if received < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the kernel filled `message.msg_control` with well-formed headers
+    // within `msg_controllen`, which the CMSG macros walk without leaving it.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&message);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET
+                && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let time: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
+                stamp = u32::try_from(time.tv_nsec).ok().and_then(|nanos| {
+                    Some(std::time::Duration::new(
+                        u64::try_from(time.tv_sec).ok()?,
+                        nanos,
+                    ))
+                });
+            }
+            header = libc::CMSG_NXTHDR(&message, header);
+        }
+    }
+    Ok((received as usize, stamp))
+}
+
+fn configure(what: &'static str, source: io::Error) -> TapError {
+    TapError::Configure { what, source }
+}
+
+fn ifreq(ifname: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain data for which all zeroes is valid.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    // The spec is validated to 15 bytes; the last byte stays NUL regardless.
+    for (slot, byte) in request
+        .ifr_name
+        .iter_mut()
+        .take(libc::IFNAMSIZ - 1)
+        .zip(ifname.bytes())
+    {
+        *slot = byte as libc::c_char;
+    }
+    request
+}
+
+fn socket_ioctl(socket: &OwnedFd, request: libc::Ioctl, ifreq: &mut libc::ifreq) -> io::Result<()> {
+    // SAFETY: these requests read and write one `ifreq`, which lives across the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), request, ifreq as *mut libc::ifreq) } < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

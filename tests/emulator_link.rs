@@ -1,0 +1,424 @@
+//! The link emulator between two real namespaces: a 25 ms/way link must give a
+//! 50 ms round trip, a flood must be survived with its drops counted, and a failed
+//! start must leave nothing behind.
+//!
+//! Root only, and only inside `scripts/test.sh`'s private network namespace: each
+//! test skips with a printed reason otherwise.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sdss::lab::emulator::{self, EmulatorSpec, PortSpec};
+use sdss::lab::impairment::Impairment;
+
+const ONE_WAY: Duration = Duration::from_millis(25);
+const ECHO_PORT: u16 = 7777;
+
+/// Why this test cannot run here, if it cannot.
+fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root".to_owned());
+    }
+    // Outside the sandbox the host's own interfaces are visible: refuse to run there.
+    let links = Command::new("ip").args(["-o", "link", "show"]).output();
+    match links {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let others: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.split(':').nth(1).map(str::trim))
+                .filter(|name| *name != "lo")
+                .collect();
+            if others.is_empty() {
+                None
+            } else {
+                Some(format!(
+                    "this network namespace has {others:?}: run through scripts/test.sh"
+                ))
+            }
+        }
+        Err(error) => Some(format!("cannot run `ip`: {error}")),
+    }
+}
+
+macro_rules! skip_unless_sandboxed {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A named namespace, deleted on drop even if the test fails.
+struct Netns(String);
+
+impl Netns {
+    fn new(test: &str, suffix: &str) -> Self {
+        let name = format!("sdss-emutest-{}-{test}-{suffix}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let netns = Self(name);
+        ip(&["-n", &netns.0, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    fn port(&self) -> PortSpec {
+        PortSpec {
+            netns: self.0.clone(),
+            ifname: "eth0".to_owned(),
+        }
+    }
+
+    fn address(&self, cidr: &str) {
+        ip(&["-n", &self.0, "addr", "add", cidr, "dev", "eth0"]);
+    }
+
+    fn has_eth0(&self) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.0, "link", "show", "eth0"])
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Runs `f` on a thread of its own inside `netns`.
+fn in_netns<T: Send + 'static>(
+    netns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let path = netns.path();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+}
+
+/// A UDP echo server inside a namespace, stopped on drop.
+struct Echo {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(netns: &Netns, address: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let bind: SocketAddr = format!("{address}:{ECHO_PORT}").parse().unwrap();
+        let (ready, is_ready) = mpsc::channel();
+        let thread = in_netns(netns, move || {
+            let socket = UdpSocket::bind(bind).expect("bind echo");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            ready.send(()).unwrap();
+            let mut buffer = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((len, peer)) = socket.recv_from(&mut buffer) {
+                    let _ = socket.send_to(&buffer[..len], peer);
+                }
+            }
+        });
+        is_ready
+            .recv_timeout(Duration::from_secs(5))
+            .expect("echo server ready");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Round trips to `server` from inside `netns`, after a warm-up that lets ARP cross
+/// the delayed link first (its first exchange pays for it).
+fn round_trips(netns: &Netns, server: &str, count: usize) -> Vec<Duration> {
+    let server: SocketAddr = format!("{server}:{ECHO_PORT}").parse().unwrap();
+    in_netns(netns, move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").expect("bind client");
+        socket.connect(server).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buffer = [0u8; 64];
+        let warm =
+            (0..20).any(|_| socket.send(b"warm-up").is_ok() && socket.recv(&mut buffer).is_ok());
+        if !warm {
+            // The kernel's ARP table is shared by every namespace: a big lab running
+            // beside this test can fill it (see dmesg: "neighbor table overflow").
+            let arp = std::fs::read_to_string("/proc/net/stat/arp_cache").unwrap_or_default();
+            let entries = arp.lines().nth(1).and_then(|l| l.split_whitespace().next());
+            let limit = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3");
+            eprintln!("ARP entries (all namespaces): {entries:?} of gc_thresh3 {limit:?}");
+            // What the client's namespace looked like, for the failure report.
+            for args in [&["-s", "addr"][..], &["neigh"][..]] {
+                if let Ok(out) = Command::new("ip").args(args).output() {
+                    eprintln!(
+                        "ip {}:\n{}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stdout)
+                    );
+                }
+            }
+        }
+        assert!(warm, "no echo through the emulator");
+        let mut samples = Vec::new();
+        for seq in 0..count as u32 {
+            let probe = seq.to_be_bytes();
+            let sent = Instant::now();
+            socket.send(&probe).unwrap();
+            loop {
+                let len = socket.recv(&mut buffer).expect("echo reply");
+                if buffer[..len] == probe {
+                    break;
+                }
+            }
+            samples.push(sent.elapsed());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples
+    })
+    .join()
+    .expect("client thread")
+}
+
+fn summary(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
+    samples.sort();
+    (
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1],
+    )
+}
+
+fn link_spec(a: &Netns, b: &Netns, queue_limit: usize) -> EmulatorSpec {
+    EmulatorSpec {
+        ports: vec![a.port(), b.port()],
+        impairments: Vec::new(),
+        default: Impairment {
+            delay: ONE_WAY,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        },
+        reorder: false,
+        queue_limit,
+        realtime: true,
+        seed: Some(1),
+    }
+}
+
+/// The daemon, stopped on drop if the test did not stop it, its counters shown.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            terminate(&self.0);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = self.0.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            eprint!("emulator daemon's last words:\n{stderr}");
+        }
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}
+
+fn spec_file(name: &str, spec: &EmulatorSpec) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("sdss-emutest-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_string_pretty(spec).unwrap()).unwrap();
+    path
+}
+
+fn start_daemon(spec: &Path) -> Daemon {
+    let child = Command::new(env!("CARGO_BIN_EXE_sdss"))
+        .arg("lab-emulator")
+        .arg(spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sdss lab-emulator");
+    Daemon(child)
+}
+
+#[test]
+fn daemon_gives_a_50ms_round_trip_over_25ms_each_way_and_cleans_up() {
+    skip_unless_sandboxed!();
+    let a = Netns::new("rtt", "a");
+    let b = Netns::new("rtt", "b");
+    let spec = spec_file("rtt", &link_spec(&a, &b, 1024));
+    let mut daemon = start_daemon(&spec);
+
+    let stdout = daemon.0.stdout.take().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let line = line_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("daemon said nothing");
+    assert_eq!(line, "ready\n");
+    assert!(a.has_eth0() && b.has_eth0());
+
+    a.address("10.200.0.1/24");
+    b.address("10.200.0.2/24");
+    let _echo = Echo::start(&b, "10.200.0.2");
+    let mut samples = round_trips(&a, "10.200.0.2", 30);
+    let (min, median, max) = summary(&mut samples);
+    eprintln!("RTT over 25 ms/way: min {min:?} median {median:?} max {max:?}");
+    assert!(min >= 2 * ONE_WAY, "a frame left early: {min:?}");
+    assert!(
+        median <= 2 * ONE_WAY + Duration::from_micros(500),
+        "median RTT {median:?}"
+    );
+
+    terminate(&daemon.0);
+    let status = daemon.0.wait().unwrap();
+    let mut stderr = String::new();
+    daemon
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    eprint!("{stderr}");
+    assert!(status.success(), "daemon exit: {status}");
+    assert!(stderr.contains("port 0: received"), "no counters: {stderr}");
+    assert!(!a.has_eth0() && !b.has_eth0(), "TAPs outlived the daemon");
+    let _ = std::fs::remove_file(spec);
+}
+
+#[test]
+fn survives_a_flood_with_drops_counted() {
+    skip_unless_sandboxed!();
+    let a = Netns::new("flood", "a");
+    let b = Netns::new("flood", "b");
+    let handle = emulator::spawn(&link_spec(&a, &b, 64)).expect("spawn emulator");
+    a.address("10.201.0.1/24");
+    b.address("10.201.0.2/24");
+    let _echo = Echo::start(&b, "10.201.0.2");
+    // Warms ARP up, so the flood is unicast.
+    round_trips(&a, "10.201.0.2", 1);
+
+    let flooded = in_netns(&a, || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let payload = [0u8; 200];
+        let until = Instant::now() + Duration::from_millis(300);
+        let mut sent = 0u64;
+        while Instant::now() < until {
+            if socket.send_to(&payload, "10.201.0.2:9").is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    })
+    .join()
+    .unwrap();
+    let counters = handle.counters();
+    eprintln!("flood: {flooded} datagrams sent\n{counters}");
+    assert!(counters.ports[1].overflowed > 0, "no drop counted");
+    assert!(counters.ports[1].forwarded > 0);
+
+    // Still a precise link once the flood has drained.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut samples = round_trips(&a, "10.201.0.2", 10);
+    let (min, median, _) = summary(&mut samples);
+    eprintln!("RTT after the flood: min {min:?} median {median:?}");
+    assert!(min >= 2 * ONE_WAY);
+    assert!(median <= 2 * ONE_WAY + Duration::from_micros(500));
+
+    let counters = handle.stop();
+    assert!(counters.total().forwarded > 0);
+    assert!(!a.has_eth0() && !b.has_eth0(), "TAPs outlived the emulator");
+}
+
+#[test]
+fn a_failed_start_leaves_nothing() {
+    skip_unless_sandboxed!();
+    let a = Netns::new("fail", "a");
+    let spec = EmulatorSpec {
+        ports: vec![
+            a.port(),
+            PortSpec {
+                netns: format!("sdss-emutest-{}-missing", std::process::id()),
+                ifname: "eth0".to_owned(),
+            },
+        ],
+        ..link_spec(&a, &a, 8)
+    };
+    let error = emulator::spawn(&spec).expect_err("a missing namespace must fail");
+    assert!(matches!(
+        error,
+        emulator::EmulatorError::Tap { index: 1, .. }
+    ));
+    assert!(!a.has_eth0(), "port 0's TAP survived the failure");
+
+    let path = spec_file("fail", &spec);
+    let out = Command::new(env!("CARGO_BIN_EXE_sdss"))
+        .arg("lab-emulator")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "said ready: {:?}", out.stdout);
+    assert!(
+        stderr.contains("port 1") && stderr.contains("missing"),
+        "{stderr}"
+    );
+    assert!(!a.has_eth0());
+    let _ = std::fs::remove_file(path);
+}
