@@ -3,6 +3,7 @@
 
 pub mod delay;
 pub mod emulator;
+pub mod grade;
 pub mod impairment;
 pub mod launch;
 pub mod lifecycle;
@@ -14,4 +15,3 @@ pub mod report;
 pub mod state;
 pub mod topology;
 pub mod verify;
-pub mod grade;

@@ -375,7 +375,11 @@ fn probe_text(p: &Probe) -> String {
             p.port,
             p.bytes.len(),
             escaped(&p.bytes, 24),
-            if p.closed { ", then closed" } else { ", left open" }
+            if p.closed {
+                ", then closed"
+            } else {
+                ", left open"
+            }
         ),
     }
 }
@@ -383,30 +387,36 @@ fn probe_text(p: &Probe) -> String {
 fn reachable(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
     const ID: &str = "server.reachable";
     const TITLE: &str = "its timestamp server is reachable on the announced port";
-    let Some(first) = seen.probes.first() else {
+    if announced.is_empty() {
         return check(
             ID,
             TITLE,
             Verdict::Fail,
-            "not measured: the lab found no port to connect to".to_owned(),
+            "not measured: no announcement reached the lab, so no peer knows a port to connect to"
+                .to_owned(),
         );
-    };
-    let connected = seen
+    }
+    let tried: Vec<&Probe> = seen
         .probes
         .iter()
-        .filter(|p| p.connect_error.is_none())
-        .count();
-    let note = if announced.is_empty() {
-        " (no announcement arrived: the lab probed the port it listens on)"
-    } else {
-        ""
+        .filter(|p| announced.contains_key(&p.port))
+        .collect();
+    let Some(first) = tried.first() else {
+        return check(
+            ID,
+            TITLE,
+            Verdict::Fail,
+            "not measured: the lab made no connection to the announced port".to_owned(),
+        );
     };
+    let connected: Vec<&&Probe> = tried.iter().filter(|p| p.connect_error.is_none()).collect();
     let evidence = format!(
-        "{connected} of {} lab connections succeeded, first: {}{note}",
-        seen.probes.len(),
-        probe_text(first)
+        "{} of {} lab connections to the announced port succeeded, e.g. {}",
+        connected.len(),
+        tried.len(),
+        probe_text(connected.first().copied().copied().unwrap_or(first))
     );
-    let verdict = if connected == 0 {
+    let verdict = if connected.is_empty() {
         Verdict::Fail
     } else {
         Verdict::Pass
@@ -418,23 +428,30 @@ fn port_zero(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
     const ID: &str = "server.port_zero";
     const TITLE: &str = "its TCP server binds port 0 (the OS chooses the port)";
     let (lo, hi) = seen.port_range;
-    let ports: Vec<u16> = if announced.is_empty() {
-        seen.listening.iter().copied().collect()
+    let (ports, what): (Vec<u16>, &str) = if seen.listening.is_empty() {
+        (announced.keys().copied().collect(), "announced")
     } else {
-        announced.keys().copied().collect()
+        (seen.listening.iter().copied().collect(), "listening")
     };
     if ports.is_empty() {
         return check(
             ID,
             TITLE,
             Verdict::Fail,
-            "not measured: no announced or listening port".to_owned(),
+            "not measured: no listening or announced port".to_owned(),
         );
     }
-    let outside: Vec<String> = ports
+    let list = |ports: &[u16]| {
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let outside: Vec<u16> = ports
         .iter()
-        .filter(|p| !(lo..=hi).contains(*p))
-        .map(u16::to_string)
+        .copied()
+        .filter(|p| !(lo..=hi).contains(p))
         .collect();
     if outside.is_empty() {
         check(
@@ -442,8 +459,8 @@ fn port_zero(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
             TITLE,
             Verdict::Pass,
             format!(
-                "port {} is inside the range {lo}-{hi} the lab gave its namespace for the OS to choose from",
-                ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+                "{what} port {} is inside the range {lo}-{hi} the lab gave its namespace for the OS to choose from",
+                list(&ports)
             ),
         )
     } else {
@@ -452,8 +469,8 @@ fn port_zero(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
             TITLE,
             Verdict::Fail,
             format!(
-                "port {} is outside the range {lo}-{hi} the lab gave its namespace for the OS to choose from: the port is hard-coded",
-                outside.join(", ")
+                "{what} port {} is outside the range {lo}-{hi} the lab gave its namespace for the OS to choose from: the port is hard-coded",
+                list(&outside)
             ),
         )
     }
@@ -705,7 +722,8 @@ fn prompt(seen: &Observed) -> Check {
 
 fn refresh(seen: &Observed) -> Check {
     const ID: &str = "client.refresh";
-    const TITLE: &str = "then about once per 10 of that node's broadcasts, never on every broadcast";
+    const TITLE: &str =
+        "then about once per 10 of that node's broadcasts, never on every broadcast";
     let mut lines = Vec::new();
     let (mut broadcasts, mut refreshes) = (0usize, 0usize);
     let mut lowest = f64::INFINITY;
@@ -720,7 +738,11 @@ fn refresh(seen: &Observed) -> Check {
             .filter(|t| **t > *first && **t <= end)
             .count();
         let r = o.connections.len() - 1;
-        lines.push(format!("{}: {} connections, {b} broadcasts after the first", o.name, r + 1));
+        lines.push(format!(
+            "{}: {} connections, {b} broadcasts after the first",
+            o.name,
+            r + 1
+        ));
         if b >= 10 {
             broadcasts += b;
             refreshes += r;
@@ -854,7 +876,12 @@ fn survives(seen: &Observed, id: &str, title: &str, event: Option<(String, f64)>
     }
     let since = format!("after {what} at {}", secs(at, seen));
     if broken.is_empty() {
-        check(id, title, Verdict::Pass, format!("{since}: {}", fine.join(", ")))
+        check(
+            id,
+            title,
+            Verdict::Pass,
+            format!("{since}: {}", fine.join(", ")),
+        )
     } else {
         check(
             id,
@@ -894,15 +921,26 @@ fn cpu(seen: &Observed) -> Check {
     const ID: &str = "process.cpu";
     const TITLE: &str = "it does not busy-loop (CPU over the run)";
     let (Some(first), Some(last)) = (seen.samples.first(), seen.samples.last()) else {
-        return check(ID, TITLE, Verdict::Fail, "not measured: no sample".to_owned());
+        return check(
+            ID,
+            TITLE,
+            Verdict::Fail,
+            "not measured: no sample".to_owned(),
+        );
     };
     let wall = last.at - first.at;
     if wall <= 0.0 || seen.samples.len() < 3 {
-        return check(ID, TITLE, Verdict::Fail, "not measured: too few samples".to_owned());
+        return check(
+            ID,
+            TITLE,
+            Verdict::Fail,
+            "not measured: too few samples".to_owned(),
+        );
     }
     let percent = (last.cpu_secs - first.cpu_secs) / wall * 100.0;
-    let runnable =
-        seen.samples.iter().filter(|s| s.runnable).count() as f64 / seen.samples.len() as f64 * 100.0;
+    let runnable = seen.samples.iter().filter(|s| s.runnable).count() as f64
+        / seen.samples.len() as f64
+        * 100.0;
     let evidence = format!(
         "{percent:.1}% of a CPU over {wall:.0} s; runnable in {runnable:.0}% of {} samples",
         seen.samples.len()
@@ -910,7 +948,12 @@ fn cpu(seen: &Observed) -> Check {
     if percent >= 50.0 || runnable >= 60.0 {
         check(ID, TITLE, Verdict::Fail, format!("{evidence}: a busy loop"))
     } else if percent >= 20.0 || runnable >= 25.0 {
-        check(ID, TITLE, Verdict::Warn, format!("{evidence}: busier than a node that sleeps between broadcasts"))
+        check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            format!("{evidence}: busier than a node that sleeps between broadcasts"),
+        )
     } else {
         check(ID, TITLE, Verdict::Pass, evidence)
     }
@@ -920,7 +963,12 @@ fn memory(seen: &Observed) -> Check {
     const ID: &str = "process.memory";
     const TITLE: &str = "its memory stays bounded";
     let Some(peak) = seen.samples.iter().map(|s| s.rss_kb).max() else {
-        return check(ID, TITLE, Verdict::Fail, "not measured: no sample".to_owned());
+        return check(
+            ID,
+            TITLE,
+            Verdict::Fail,
+            "not measured: no sample".to_owned(),
+        );
     };
     let first = seen.samples.first().map_or(0, |s| s.rss_kb);
     let processes = seen.samples.iter().map(|s| s.processes).max().unwrap_or(0);
