@@ -636,6 +636,40 @@ address = "10.9.0.1"
     }
 
     #[test]
+    fn graded_labs_get_a_probe_node_a_scenario_and_verbose_observers() {
+        let plan = plan(
+            "name = \"g\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"s\"\ncommand = [\"python3\", \"s.py\"]\ngrade = true\n",
+        );
+        let grading = plan.grading.as_ref().expect("a grading scenario");
+        assert_eq!(grading.duration, GradeSettings::DEFAULT_DURATION);
+        assert_eq!(grading.kill.as_deref(), Some("b"));
+        assert!(grading.silent_at < grading.joined_at && grading.burst_at < grading.kill_at);
+        assert!(grading.kill_at < grading.duration);
+        let (low, high) = grading.port_range;
+        assert!(low >= 33_000 && high == low + 999 && high < 60_000);
+        let probe = plan.node("grader").expect("the probe node");
+        assert_eq!(probe.program, Program::Probe);
+        assert_eq!(probe.address.to_string(), "198.18.0.4");
+        assert!(probe.argv(&plan, Path::new("/bin/sdss")).is_empty());
+        assert!(plan.node("s").unwrap().grade);
+        // The probe is no party to the delay matrix.
+        assert_eq!(plan.expected.len(), 6);
+        assert!(plan
+            .expected
+            .iter()
+            .all(|p| p.from != "grader" && p.to != "grader"));
+        assert!(plan.nodes[0]
+            .argv(&plan, Path::new("/bin/sdss"))
+            .contains(&"--verbose".to_owned()));
+        // Labs without graded nodes are unchanged.
+        assert!(plan_of_three().grading.is_none());
+    }
+
+    fn plan_of_three() -> Plan {
+        plan(THREE)
+    }
+
+    #[test]
     fn tolerance_is_the_larger_of_floor_and_percentage() {
         let verify = plan(THREE).verify;
         assert_eq!(

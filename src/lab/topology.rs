@@ -658,6 +658,29 @@ name = "b"
 "#;
 
     #[test]
+    fn graded_labs_reserve_the_probe_name_and_check_the_killed_node() {
+        let graded = "name = \"g\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"s\"\ncommand = [\"python3\", \"s.py\"]\ngrade = true\n";
+        let topology = parse(graded).unwrap();
+        assert!(topology.grades());
+        let (line, _, message) = error(&format!("{graded}[[node]]\nname = \"grader\"\n"));
+        assert_eq!(line, 9, "{message}");
+        assert!(message.contains("reserved"), "{message}");
+        let (_, _, message) = error(&format!("{graded}[grade]\nkill = \"s\"\n"));
+        assert!(
+            message.contains("an sdss node that is not graded"),
+            "{message}"
+        );
+        let (_, _, message) = error(&format!("{graded}[grade]\nduration = \"5s\"\n"));
+        assert!(message.contains("too short"), "{message}");
+        let (_, _, message) = error(&format!("{graded}[grade]\nlength = \"30s\"\n"));
+        assert!(message.contains("unknown field `length`"), "{message}");
+        assert!(parse(&format!(
+            "{graded}[grade]\nkill = \"a\"\nduration = \"30s\"\n"
+        ))
+        .is_ok());
+    }
+
+    #[test]
     fn parses_a_minimal_lab_with_defaults() {
         let topology = parse(TWO).unwrap();
         assert_eq!(topology.name.get_ref(), "two");

@@ -962,7 +962,7 @@ fn cpu(seen: &Observed) -> Check {
 fn memory(seen: &Observed) -> Check {
     const ID: &str = "process.memory";
     const TITLE: &str = "its memory stays bounded";
-    let Some(peak) = seen.samples.iter().map(|s| s.rss_kb).max() else {
+    let (Some(first), Some(last)) = (seen.samples.first(), seen.samples.last()) else {
         return check(
             ID,
             TITLE,
@@ -970,12 +970,14 @@ fn memory(seen: &Observed) -> Check {
             "not measured: no sample".to_owned(),
         );
     };
-    let first = seen.samples.first().map_or(0, |s| s.rss_kb);
-    let processes = seen.samples.iter().map(|s| s.processes).max().unwrap_or(0);
+    let peak = seen.samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
+    let mb = |kb: u64| kb as f64 / 1024.0;
     let evidence = format!(
-        "resident {:.1} MB at first, {:.1} MB at most ({processes} process(es))",
-        first as f64 / 1024.0,
-        peak as f64 / 1024.0
+        "resident {:.1} MB at first, {:.1} MB at most, {:.1} MB at the end ({} process(es) at the end)",
+        mb(first.rss_kb),
+        mb(peak),
+        mb(last.rss_kb),
+        last.processes
     );
     if peak > 512 * 1024 {
         check(ID, TITLE, Verdict::Fail, evidence)
@@ -983,5 +985,322 @@ fn memory(seen: &Observed) -> Check {
         check(ID, TITLE, Verdict::Warn, evidence)
     } else {
         check(ID, TITLE, Verdict::Pass, evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::grade::observe::{Datagram, ProcessSample, Timeline};
+    use crate::protocol::{encode_timestamp, Dialect};
+
+    const T0: f64 = 1_800_000_000.0;
+    const PORT: u16 = 52_483;
+
+    fn datagram(at: f64, text: &str) -> Datagram {
+        Datagram {
+            at,
+            destination: Destination::Limited,
+            payload: text.as_bytes().to_vec(),
+        }
+    }
+
+    fn answer(at: f64, spoke_first: bool, bytes: Vec<u8>) -> Probe {
+        Probe {
+            at,
+            port: PORT,
+            spoke_first,
+            connect_error: None,
+            bytes,
+            answered_at: Some(at + 0.001),
+            closed: true,
+        }
+    }
+
+    fn observer(name: &str, every: f64, refresh: usize, killed: Option<f64>) -> Observer {
+        let end = killed.unwrap_or(T0 + 24.0);
+        let broadcasts: Vec<f64> = (0..)
+            .map(|i| T0 + i as f64 * every)
+            .take_while(|t| *t < end)
+            .collect();
+        let connections = broadcasts
+            .iter()
+            .step_by(refresh)
+            .map(|t| t + 0.3)
+            .collect();
+        Observer {
+            name: name.into(),
+            started_at: Some(T0),
+            killed_at: killed,
+            broadcasts,
+            connections,
+            heard_graded: 24,
+        }
+    }
+
+    /// What the lab sees of a correct node over a 24 s run.
+    fn correct() -> Observed {
+        let probes = (0..14)
+            .map(|i| {
+                let at = T0 + 1.5 * (i + 1) as f64;
+                answer(at, i % 2 == 1, encode_timestamp(at, Dialect::BinaryBe))
+            })
+            .collect();
+        Observed {
+            node: "s".into(),
+            command: vec!["python3".into(), "s.py".into()],
+            address: Some("198.18.0.4".parse().unwrap()),
+            port_range: (52_000, 52_999),
+            datagrams: (0..24)
+                .map(|i| datagram(T0 + i as f64, &format!("bf19618f ON {PORT}")))
+                .collect(),
+            observers: vec![
+                observer("a", 0.25, 10, None),
+                observer("b", 0.25, 10, None),
+                observer("c", 0.25, 10, Some(T0 + 12.0)),
+                Observer {
+                    started_at: Some(T0 + 8.0),
+                    ..observer("joiner", 1.0, 10, None)
+                },
+            ],
+            probes,
+            listening: [PORT].into(),
+            self_connections: 0,
+            silent_peer_connections: 4,
+            samples: (0..96)
+                .map(|i| ProcessSample {
+                    at: T0 + i as f64 * 0.25,
+                    cpu_secs: 0.1 + i as f64 * 0.001,
+                    rss_kb: 15_000,
+                    runnable: i % 50 == 0,
+                    processes: 1,
+                })
+                .collect(),
+            exited: None,
+            timeline: Timeline {
+                started_at: T0,
+                ended_at: T0 + 24.0,
+                joined: Some(("joiner".into(), T0 + 8.0)),
+                killed: Some(("c".into(), T0 + 12.0)),
+                silent_at: Some(T0 + 6.0),
+                burst_at: Some(T0 + 10.0),
+            },
+        }
+    }
+
+    fn failing(seen: &Observed) -> Vec<String> {
+        grade(seen)
+            .checks
+            .iter()
+            .filter(|c| c.verdict != Verdict::Pass)
+            .map(|c| format!("{} {:?}", c.id, c.verdict))
+            .collect()
+    }
+
+    #[test]
+    fn a_correct_node_passes_every_check() {
+        let list = grade(&correct());
+        assert_eq!(list.checks.len(), 20);
+        assert!(
+            list.checks.iter().all(|c| c.verdict == Verdict::Pass),
+            "{}",
+            list.render()
+        );
+        assert_eq!(list.score, 100.0);
+    }
+
+    #[test]
+    fn a_four_byte_float_fails_the_encoding_only_and_states_the_resolution() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at, Dialect::Float32);
+        }
+        assert_eq!(failing(&seen), ["server.encoding Fail"]);
+        let list = grade(&seen);
+        let evidence = &list.check("server.encoding").unwrap().evidence;
+        assert!(evidence.contains("resolution is 128 s"), "{evidence}");
+    }
+
+    #[test]
+    fn text_and_little_endian_are_warned() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at, Dialect::Ascii);
+        }
+        assert_eq!(failing(&seen), ["server.encoding Warn"]);
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at, Dialect::BinaryLe);
+        }
+        assert_eq!(failing(&seen), ["server.encoding Warn"]);
+    }
+
+    #[test]
+    fn local_time_fails_utc_with_the_hours() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at - 7.0 * 3600.0, Dialect::BinaryBe);
+        }
+        assert_eq!(failing(&seen), ["server.utc Fail"]);
+        let list = grade(&seen);
+        assert!(list.check("server.utc").unwrap().evidence.contains("-7 h"));
+    }
+
+    #[test]
+    fn a_connection_on_every_broadcast_fails_the_refresh() {
+        let mut seen = correct();
+        seen.observers = vec![observer("a", 0.25, 1, None), observer("b", 0.25, 1, None)];
+        seen.timeline.killed = None;
+        seen.timeline.joined = None;
+        let result = failing(&seen);
+        assert!(
+            result.contains(&"client.refresh Fail".to_owned()),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_port_outside_the_ephemeral_range_is_hard_coded() {
+        let mut seen = correct();
+        seen.listening = [5000].into();
+        for d in &mut seen.datagrams {
+            d.payload = b"bf19618f ON 5000".to_vec();
+        }
+        for p in &mut seen.probes {
+            p.port = 5000;
+        }
+        assert_eq!(failing(&seen), ["server.port_zero Fail"]);
+    }
+
+    #[test]
+    fn announcing_a_port_it_does_not_listen_on_fails_port_and_reachability() {
+        let mut seen = correct();
+        for d in &mut seen.datagrams {
+            d.payload = format!("bf19618f ON {}", PORT + 1).into_bytes();
+        }
+        let mut refused = seen.probes.clone();
+        for p in &mut refused {
+            p.port = PORT + 1;
+            p.connect_error = Some("refused".into());
+            p.bytes.clear();
+        }
+        seen.probes.extend(refused);
+        assert_eq!(
+            failing(&seen),
+            ["announce.port Fail", "server.reachable Fail"]
+        );
+    }
+
+    #[test]
+    fn a_server_that_waits_for_the_client_fails_speaks_first() {
+        let mut seen = correct();
+        for p in seen.probes.iter_mut().filter(|p| !p.spoke_first) {
+            p.bytes.clear();
+            p.answered_at = None;
+            p.closed = false;
+        }
+        assert_eq!(failing(&seen), ["server.speaks_first Fail"]);
+        let list = grade(&seen);
+        let evidence = &list.check("server.speaks_first").unwrap().evidence;
+        assert!(
+            evidence.contains("only after the client spoke"),
+            "{evidence}"
+        );
+    }
+
+    #[test]
+    fn a_busy_loop_fails_cpu() {
+        let mut seen = correct();
+        for (i, s) in seen.samples.iter_mut().enumerate() {
+            s.cpu_secs = i as f64 * 0.25 * 0.95;
+            s.runnable = true;
+        }
+        assert_eq!(failing(&seen), ["process.cpu Fail"]);
+    }
+
+    #[test]
+    fn a_node_nobody_hears_fails_what_depends_on_hearing_it() {
+        let mut seen = correct();
+        seen.datagrams.clear();
+        for o in &mut seen.observers {
+            o.heard_graded = 0;
+        }
+        assert_eq!(
+            failing(&seen),
+            [
+                "announce.format Fail",
+                "announce.port Fail",
+                "announce.cadence Fail",
+                "announce.heard Fail",
+                "server.reachable Fail"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_directed_broadcasts_are_a_warning() {
+        let mut seen = correct();
+        for d in &mut seen.datagrams {
+            d.destination = Destination::Directed;
+        }
+        assert_eq!(failing(&seen), ["announce.heard Warn"]);
+    }
+
+    #[test]
+    fn malformed_announcements_and_trailing_bytes() {
+        let mut seen = correct();
+        seen.datagrams[3].payload = b"bf19618f ON 52483\n".to_vec();
+        assert_eq!(failing(&seen), ["announce.format Warn"]);
+        seen.datagrams[4].payload = b"bf19618f on 52483".to_vec();
+        assert_eq!(failing(&seen), ["announce.format Fail"]);
+    }
+
+    #[test]
+    fn a_slow_cadence_fails() {
+        let mut seen = correct();
+        for (i, d) in seen.datagrams.iter_mut().enumerate() {
+            d.at = T0 + i as f64 * 3.0;
+        }
+        seen.datagrams.truncate(8);
+        let list = grade(&seen);
+        assert_eq!(
+            list.check("announce.cadence").unwrap().verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn dying_after_the_burst_fails_the_malformed_step_and_alive() {
+        let mut seen = correct();
+        let burst = T0 + 10.0;
+        seen.datagrams.retain(|d| d.at < burst);
+        seen.probes.retain(|p| p.at < burst);
+        for o in &mut seen.observers {
+            o.connections.retain(|t| *t < burst);
+        }
+        seen.exited = Some("it exited: exit status: 1".into());
+        let result = failing(&seen);
+        for id in ["client.malformed", "client.killed", "process.alive"] {
+            assert!(result.contains(&format!("{id} Fail")), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn connecting_to_itself_fails_own() {
+        let mut seen = correct();
+        seen.self_connections = 3;
+        assert_eq!(failing(&seen), ["announce.own Fail"]);
+    }
+
+    #[test]
+    fn never_connecting_to_the_joiner_fails_joined() {
+        let mut seen = correct();
+        if let Some(j) = seen.observers.iter_mut().find(|o| o.name == "joiner") {
+            j.connections.clear();
+        }
+        let result = failing(&seen);
+        assert!(
+            result.contains(&"client.joined Fail".to_owned()),
+            "{result:?}"
+        );
     }
 }
