@@ -1,7 +1,8 @@
 //! Grading real implementations: the Python fixtures in `tests/grade/` (one
 //! correct node written from the assignment, one fixture per fault) run in one
-//! lab together, and each one's checklist is asserted check by check; then
-//! `sdss lab grade -- CMD` grades the correct one in its default lab.
+//! lab together (with an sdss node graded the same way), and each one's
+//! checklist is asserted check by check; then `sdss lab grade -- CMD` grades
+//! the correct one in its default lab.
 
 mod lab_support;
 
@@ -111,6 +112,8 @@ fn every_fixture_fails_exactly_its_checks() {
     let mut toml = format!(
         "name = \"{lab}\"\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n[grade]\nduration = \"24s\"\nkill = \"c\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n"
     );
+    // sdss itself, graded like a submission: it must pass its own grader.
+    toml.push_str("[[node]]\nname = \"itself\"\ngrade = true\n");
     for (name, file, _) in FIXTURES {
         toml.push_str(&format!(
             "[[node]]\nname = \"{name}\"\ncommand = [\"python3\", \"{}\", \"{{lab}}\"]\ngrade = true\n",
@@ -123,7 +126,14 @@ fn every_fixture_fails_exactly_its_checks() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let report: Report =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
-    assert_eq!(report.grading.len(), FIXTURES.len(), "{}", report.render());
+    assert_eq!(
+        report.grading.len(),
+        FIXTURES.len() + 1,
+        "{}",
+        report.render()
+    );
+    let itself = report.grading.iter().find(|l| l.node == "itself").unwrap();
+    assert_grade(itself, &[]);
     for (name, _, failing) in FIXTURES {
         let list = report
             .grading

@@ -649,6 +649,9 @@ async fn converge(
                             lab.exited
                                 .insert(node.name.clone(), format!("it exited: {status}"));
                         }
+                        if let Some(line) = last_line(&built.dir.stderr_log(&node.name)) {
+                            lab.last_words.insert(node.name.clone(), line);
+                        }
                     }
                 }
                 for node in plan
@@ -679,6 +682,15 @@ async fn converge(
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// The last line a node wrote on stderr (a Python traceback's verdict), for a
+/// checklist that says why it died.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(line.trim().chars().take(200).collect())
 }
 
 /// Kills one node of the lab (a step of the grading scenario).

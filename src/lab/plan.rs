@@ -461,14 +461,20 @@ impl NodePlan {
         match &self.program {
             Program::Sdss { args } => {
                 let settings = &plan.node_settings;
+                // A graded sdss node runs with the assignment's cadence, which it is graded on.
+                let (interval, refresh_every) = if self.grade {
+                    (Duration::from_secs(1), 10)
+                } else {
+                    (settings.interval, settings.refresh_every)
+                };
                 let mut argv = vec![
                     sdss.display().to_string(),
                     "node".to_owned(),
                     "--json".to_owned(),
                     "--interval".to_owned(),
-                    crate::units::format_duration(settings.interval),
+                    crate::units::format_duration(interval),
                     "--refresh-every".to_owned(),
-                    settings.refresh_every.to_string(),
+                    refresh_every.to_string(),
                 ];
                 if let Some(timeout) = &settings.exchange_timeout {
                     argv.push("--exchange-timeout".to_owned());

@@ -755,7 +755,11 @@ fn refresh(seen: &Observed) -> Check {
             ID,
             TITLE,
             Verdict::Fail,
-            format!("not measured: it connected to no sdss node long enough ({detail})"),
+            if detail.is_empty() {
+                "not measured: it never connected to any sdss node".to_owned()
+            } else {
+                format!("not measured: it connected to no sdss node long enough ({detail})")
+            },
         );
     }
     if refreshes == 0 {

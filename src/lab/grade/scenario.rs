@@ -92,6 +92,8 @@ pub struct LabSide {
     pub events: HashMap<String, Vec<(f64, NodeEvent)>>,
     /// Graded nodes that exited before the end, and how.
     pub exited: HashMap<String, String>,
+    /// The last line each graded node wrote on stderr.
+    pub last_words: HashMap<String, String>,
 }
 
 /// Name under which the probe's joining peer appears among the observers.
@@ -168,11 +170,16 @@ pub fn assemble(plan: &Plan, log: &ProbeLog, lab: &LabSide) -> Vec<Observed> {
                 heard_graded: 0,
             });
         }
-        let exited = lab.exited.get(&node.name).cloned().or_else(|| {
-            log.gone
-                .get(&node.name)
-                .map(|t| format!("it exited at t={:.1}s", t - lab.started_at))
-        });
+        let gone = log
+            .gone
+            .get(&node.name)
+            .map(|t| format!("it exited at t={:.1}s", t - lab.started_at));
+        let exited = gone
+            .or_else(|| lab.exited.get(&node.name).cloned())
+            .map(|how| match lab.last_words.get(&node.name) {
+                Some(line) => format!("{how}; its last line on stderr: {line:?}"),
+                None => how,
+            });
         all.push(Observed {
             node: node.name.clone(),
             command: node.argv(plan, std::path::Path::new("sdss")),
