@@ -348,12 +348,10 @@ async fn connect_once(address: SocketAddrV4, spoke_first: bool) -> Probe {
                 probe.bytes.extend_from_slice(&buffer[..n.min(room)]);
             }
             Ok(Err(e)) => {
-                // A reset after the answer is a close (PROTOCOL.md section 2).
-                probe.closed = true;
-                if probe.bytes.is_empty() {
-                    probe.connect_error = None;
-                    probe.closed = e.kind() == io::ErrorKind::ConnectionReset;
-                }
+                // A reset is a close, after the answer or instead of one
+                // (PROTOCOL.md section 2); other errors end the wait.
+                probe.closed =
+                    !probe.bytes.is_empty() || e.kind() == io::ErrorKind::ConnectionReset;
                 break;
             }
         }
