@@ -485,49 +485,74 @@ fn first_pair(seen: &Observed) -> (Option<&Probe>, Option<&Probe>) {
     (connected(false), connected(true))
 }
 
+/// A silent client's answer later than this means the server waited for it first.
+const SLOW_ANSWER_SECS: f64 = 0.25;
+
 fn speaks_first(seen: &Observed) -> Check {
     const ID: &str = "server.speaks_first";
     const TITLE: &str = "it answers without waiting for the client";
-    let silent_answered = seen
+    let silent: Vec<&Probe> = seen
         .probes
         .iter()
-        .filter(|p| !p.spoke_first && p.connect_error.is_none());
-    let (answered, mute): (Vec<&Probe>, Vec<&Probe>) = silent_answered.partition(|p| p.answered());
-    match (answered.first(), mute.first(), first_pair(seen).1) {
-        (Some(p), _, _) if mute.is_empty() => check(
-            ID,
-            TITLE,
-            Verdict::Pass,
-            format!(
-                "a client that sends nothing got its time {} (every one of {} such connections)",
-                p.answered_at
-                    .map(|t| format!("{:.1} ms after connecting", (t - p.at) * 1000.0))
-                    .unwrap_or_default(),
-                answered.len()
-            ),
-        ),
-        (_, Some(m), spoke) if spoke.is_some_and(Probe::answered) => check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            format!(
-                "only after the client spoke: {}; but {}: it waits for the client (client-first), so clients that wait to be spoken to hang",
-                probe_text(spoke.unwrap_or(m)),
-                probe_text(m)
-            ),
-        ),
-        (_, Some(m), _) => check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            format!("{}: it never answered a client", probe_text(m)),
-        ),
-        _ => check(
+        .filter(|p| !p.spoke_first && p.connect_error.is_none())
+        .collect();
+    let (answered, mute): (Vec<&Probe>, Vec<&Probe>) =
+        silent.iter().copied().partition(|p| p.answered());
+    let latency = |p: &Probe| p.answered_at.map_or(0.0, |t| t - p.at);
+    let spoke = first_pair(seen).1;
+    if silent.is_empty() {
+        return check(
             ID,
             TITLE,
             Verdict::Fail,
             "not measured: no lab connection succeeded (see server.reachable)".to_owned(),
-        ),
+        );
+    }
+    if let Some(m) = mute.first() {
+        let evidence = format!(
+            "{} of {} connections that sent nothing got no answer, e.g. {}",
+            mute.len(),
+            silent.len(),
+            probe_text(m)
+        );
+        return match spoke.filter(|p| p.answered()) {
+            Some(p) => check(
+                ID,
+                TITLE,
+                Verdict::Fail,
+                format!(
+                    "only after the client spoke: {evidence}; but {}: it waits for the client (client-first), so clients that wait to be spoken to hang",
+                    probe_text(p)
+                ),
+            ),
+            None => check(
+                ID,
+                TITLE,
+                Verdict::Fail,
+                format!("{evidence}; nor did a client that spoke first: it never answers"),
+            ),
+        };
+    }
+    let slowest = answered
+        .iter()
+        .copied()
+        .max_by(|a, b| latency(a).total_cmp(&latency(b)));
+    let slowest_ms = slowest.map_or(0.0, |p| latency(p) * 1000.0);
+    let evidence = format!(
+        "every one of {} clients that sent nothing got its time, at most {slowest_ms:.1} ms after connecting",
+        answered.len()
+    );
+    if slowest_ms > SLOW_ANSWER_SECS * 1000.0 {
+        check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            format!(
+                "{evidence}: it waits for the client before answering (a read with a timeout?)"
+            ),
+        )
+    } else {
+        check(ID, TITLE, Verdict::Pass, evidence)
     }
 }
 
@@ -1209,6 +1234,33 @@ mod tests {
             evidence.contains("only after the client spoke"),
             "{evidence}"
         );
+    }
+
+    #[test]
+    fn a_server_that_waits_a_while_before_answering_is_warned() {
+        let mut seen = correct();
+        for p in seen.probes.iter_mut().filter(|p| !p.spoke_first) {
+            p.answered_at = Some(p.at + 0.5);
+        }
+        assert_eq!(failing(&seen), ["server.speaks_first Warn"]);
+    }
+
+    #[test]
+    fn a_server_that_never_answers_fails_everything_it_serves() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes.clear();
+            p.answered_at = None;
+        }
+        let result = failing(&seen);
+        for id in [
+            "server.speaks_first",
+            "server.closes",
+            "server.encoding",
+            "server.utc",
+        ] {
+            assert!(result.contains(&format!("{id} Fail")), "{result:?}");
+        }
     }
 
     #[test]
