@@ -98,6 +98,18 @@ impl Netns {
             .is_ok_and(|status| status.success())
     }
 
+    /// Whether `eth0` disappears within `limit` (polled).
+    fn eth0_gone_within(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.has_eth0() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.0)
     }
@@ -404,7 +416,11 @@ fn a_failed_start_leaves_nothing() {
         error,
         emulator::EmulatorError::Tap { index: 1, .. }
     ));
-    assert!(!a.has_eth0(), "port 0's TAP survived the failure");
+    // The kernel unregisters a closed TAP asynchronously: give it a moment.
+    assert!(
+        a.eth0_gone_within(Duration::from_secs(2)),
+        "port 0's TAP survived the failure"
+    );
 
     let path = spec_file("fail", &spec);
     let out = Command::new(env!("CARGO_BIN_EXE_sdss"))

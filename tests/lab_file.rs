@@ -6,7 +6,7 @@ use lab_support::*;
 
 #[test]
 fn every_shipped_lab_plans_and_the_five_node_matrix_follows_the_egress_model() {
-    for lab in ["two-nodes", "five-nodes", "matrix", "lossy"] {
+    for lab in ["two-nodes", "five-nodes", "matrix", "lossy", "grade"] {
         let path = format!("{}/labs/{lab}.toml", env!("CARGO_MANIFEST_DIR"));
         let output = run(&["lab", "run", "--dry-run", &path]);
         assert!(output.status.success(), "{lab}: {}", text(&output));

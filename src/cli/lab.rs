@@ -95,6 +95,23 @@ enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Grade one SDSS implementation against the assignment: run it in a default
+    /// lab (three sdss nodes and the grading probe) and print its checklist.
+    /// Exit code 0 when every check passes (warnings allowed), 1 when one fails, 2 on error.
+    Grade {
+        /// Print the report, checklist included, as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// The lab's name (namespaces `sdss-<name>-*`).
+        #[arg(long, default_value_t = format!("grade{}", std::process::id()))]
+        name: String,
+        /// How long the program is watched (at least 12s).
+        #[arg(long, default_value = "24s")]
+        duration: String,
+        /// The program and its arguments (after `--`), run in its lab namespace.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Print a node's output (its JSON events; `--stderr` for its diagnostics).
     Logs {
         /// The lab's name.
@@ -128,6 +145,28 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
     match command {
         LabCommand::Up { args, no_verify } => up(args, !no_verify, false, &root),
         LabCommand::Run { args } => up(args, true, true, &root),
+        LabCommand::Grade {
+            json,
+            name,
+            duration,
+            command,
+        } => {
+            let path = std::env::current_dir()
+                .unwrap_or_default()
+                .join("(sdss lab grade)");
+            let text = grade_lab(&name, &duration, &command);
+            let topology = Topology::parse(&path, &text)
+                .with_context(|| format!("building the default grading lab:\n{text}"))?;
+            let plan = Plan::new(&topology, &path);
+            let run = LabRun {
+                backend: BackendChoice::None,
+                injected: None,
+                json,
+                verify: true,
+                then_down: true,
+            };
+            run_plan(plan, run, &root)
+        }
         LabCommand::Down { lab } => {
             let lab = lab_name(&lab)?;
             let outcome =
@@ -224,18 +263,35 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
 }
 
 fn verdict(report: &Report) -> ExitCode {
-    if report.summary.ok() {
+    if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
 }
 
+/// The lab `sdss lab grade` builds around a program: three sdss nodes (one is
+/// killed half-way), the program graded, measurements short enough for the run.
+fn grade_lab(name: &str, duration: &str, command: &[String]) -> String {
+    let quoted: Vec<String> = command
+        .iter()
+        .map(|a| toml::Value::String(a.clone()).to_string())
+        .collect();
+    format!(
+        "name = {}\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n[grade]\nduration = {}\n\
+         [[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n\
+         [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n",
+        toml::Value::String(name.to_owned()),
+        toml::Value::String(duration.to_owned()),
+        quoted.join(", ")
+    )
+}
+
 fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<ExitCode> {
     let topology = Topology::load(&args.file)?;
     let plan = Plan::new(&topology, &args.file);
-    let sdss = std::env::current_exe().context("locating the sdss executable")?;
     if args.dry_run {
+        let sdss = std::env::current_exe().context("locating the sdss executable")?;
         let shown = if args.backend == BackendChoice::None {
             plan.zero_delay()
         } else {
@@ -248,11 +304,6 @@ fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<E
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let lab = plan.lab.clone();
     let injected = match &args.inject_from {
         Some(other) => {
             let other = Plan::new(&Topology::load(other)?, other);
@@ -263,8 +314,42 @@ fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<E
         }
         None => None,
     };
-    let options = UpOptions {
+    let options = LabRun {
         backend: args.backend,
+        injected,
+        json: args.json,
+        verify,
+        then_down,
+    };
+    run_plan(plan, options, root)
+}
+
+/// How `run_plan` brings a lab up and what it does after.
+struct LabRun {
+    backend: BackendChoice,
+    injected: Option<Plan>,
+    json: bool,
+    verify: bool,
+    then_down: bool,
+}
+
+/// Brings a planned lab up, prints its report, and takes it down with `then_down`.
+fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
+    let LabRun {
+        backend,
+        injected,
+        json,
+        verify,
+        then_down,
+    } = run;
+    let sdss = std::env::current_exe().context("locating the sdss executable")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let lab = plan.lab.clone();
+    let options = UpOptions {
+        backend,
         sdss,
         verify,
         injected,
@@ -306,7 +391,7 @@ fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<E
     drop(runtime);
     let code = match &outcome.report {
         Some(report) => {
-            print_report(report, args.json)?;
+            print_report(report, json)?;
             verdict(report)
         }
         None => ExitCode::SUCCESS,

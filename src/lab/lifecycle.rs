@@ -21,9 +21,13 @@ use super::delay::{
     emulator_spec, BackendChoice, BackendKind, DelayBackend, DelayError, Emulator, Netem,
     NetemSupport, NoDelay, Tc,
 };
+use super::grade::probe::{ProbeSpec, Target};
+use super::grade::scenario::{assemble, parse_stamped, set_port_range, LabSide, RunningProbe};
+use super::grade::{self};
 use super::launch::{self, LaunchError, Output};
 use super::links::{self, LinkError, Netlink};
 use super::netns::{self, NetnsError, Presence};
+use super::plan::Program;
 use super::plan::{Plan, PREFIX};
 use super::progress::Progress;
 use super::report::Report;
@@ -69,6 +73,9 @@ pub enum LabError {
         /// The names it has.
         known: String,
     },
+    /// The grading probe failed.
+    #[error("grading probe: {0}")]
+    Probe(String),
     /// A log could not be read.
     #[error("reading {path}: {source}")]
     Log {
@@ -173,7 +180,29 @@ pub async fn up(
             "waiting for every pair to be measured",
             built.dir.state.plan.expected.len() as u64,
         );
-        Some(converge(&mut built, cancel, progress).await?)
+        let probe = match (&built.dir.state.plan.grading, &built.probe_ns) {
+            (Some(_), Some(ns)) => Some(start_probe(&built, ns)?),
+            _ => None,
+        };
+        let converged = converge(&mut built, cancel, progress, probe.as_ref()).await;
+        let log = match probe {
+            Some(probe) => {
+                if converged.is_err() {
+                    probe.cancel();
+                }
+                Some(probe.finish().map_err(|e| LabError::Probe(e.to_string()))?)
+            }
+            None => None,
+        };
+        let (mut report, lab_side) = converged?;
+        if let Some(log) = log {
+            for error in &log.errors {
+                progress.line(&format!("grading probe: {error}"));
+            }
+            let observed = assemble(&built.dir.state.plan, &log, &lab_side);
+            report.grading = observed.iter().map(grade::checks::grade).collect();
+        }
+        Some(report)
     } else {
         None
     };
@@ -189,6 +218,46 @@ struct Built {
     dir: LabDir,
     children: HashMap<String, Child>,
     launched_at: Instant,
+    /// The grading probe's namespace, in labs with graded nodes.
+    probe_ns: Option<File>,
+}
+
+/// Starts the grading probe for the lab's graded nodes.
+fn start_probe(built: &Built, ns: &File) -> Result<RunningProbe, LabError> {
+    let state = &built.dir.state;
+    let plan = &state.plan;
+    let grading = plan
+        .grading
+        .as_ref()
+        .ok_or_else(|| LabError::Probe("no grading settings".to_owned()))?;
+    let own = plan
+        .node(&grading.probe)
+        .map(|n| n.address)
+        .ok_or_else(|| LabError::Probe("no probe node".to_owned()))?;
+    let targets = plan
+        .nodes
+        .iter()
+        .filter(|n| n.grade)
+        .filter_map(|n| {
+            built.children.get(&n.name).map(|child| Target {
+                name: n.name.clone(),
+                address: n.address,
+                pid: child.id() as i32,
+            })
+        })
+        .collect();
+    let spec = ProbeSpec {
+        broadcast_port: crate::protocol::DEFAULT_BROADCAST_PORT,
+        directed: plan.subnet.broadcast(),
+        own,
+        targets,
+        duration: grading.duration,
+        silent_at: grading.silent_at,
+        joined_at: grading.joined_at,
+        burst_at: grading.burst_at,
+    };
+    let start = state.nodes_started_at.unwrap_or_else(now_unix_f64);
+    RunningProbe::start(ns, spec, start).map_err(|e| LabError::Probe(e.to_string()))
 }
 
 fn check(cancel: &CancellationToken) -> Result<(), LabError> {
@@ -314,12 +383,33 @@ async fn build(
     backend.apply(&told)?;
     progress.inc();
 
+    let mut probe_ns = None;
+    if let Some(grading) = &plan.grading {
+        for (node, file) in plan.nodes.iter().zip(node_files) {
+            if node.grade {
+                set_port_range(file, grading.port_range).map_err(|e| {
+                    LabError::Probe(format!("setting the port range of {}: {e}", node.netns))
+                })?;
+            }
+            if node.program == Program::Probe {
+                probe_ns = Some(
+                    file.try_clone()
+                        .map_err(|e| LabError::Probe(e.to_string()))?,
+                );
+            }
+        }
+    }
+
     progress.step("starting nodes", plan.nodes.len() as u64);
     let mut children = HashMap::new();
     dir.record(|s| s.nodes_started_at = Some(now_unix_f64()))?;
     let launched_at = Instant::now();
     for (node, file) in plan.nodes.iter().zip(node_files) {
         check(cancel)?;
+        if node.program == Program::Probe {
+            progress.inc();
+            continue;
+        }
         let stdout = dir.stdout_log(&node.name);
         let stderr = dir.stderr_log(&node.name);
         let child = launch::spawn_node(
@@ -342,6 +432,7 @@ async fn build(
         dir,
         children,
         launched_at,
+        probe_ns,
     })
 }
 
@@ -495,7 +586,8 @@ async fn converge(
     built: &mut Built,
     cancel: &CancellationToken,
     progress: &Progress,
-) -> Result<Report, LabError> {
+    probe: Option<&RunningProbe>,
+) -> Result<(Report, LabSide), LabError> {
     let plan = built.dir.state.plan.clone();
     let mut tails: HashMap<String, LogTail> = plan
         .nodes
@@ -503,8 +595,35 @@ async fn converge(
         .filter(|n| n.graded)
         .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
         .collect();
-    let deadline = built.launched_at + plan.verify.time_limit;
+    let grading = plan.grading.as_ref().filter(|_| probe.is_some());
+    let mut deadline = built.launched_at + plan.verify.time_limit;
+    let mut lab = LabSide {
+        started_at: built
+            .dir
+            .state
+            .nodes_started_at
+            .unwrap_or_else(now_unix_f64),
+        ..LabSide::default()
+    };
+    let mut kill = None;
+    if let Some(g) = grading {
+        // A graded lab is watched for exactly its grading run: the delay
+        // report is cut there, pairs short of samples say so.
+        deadline = built.launched_at + g.duration;
+        kill = g
+            .kill
+            .clone()
+            .map(|name| (name, built.launched_at + g.kill_at));
+    }
     loop {
+        if let Some((name, at)) = kill.take() {
+            if Instant::now() >= at {
+                kill_node(built, &name);
+                lab.killed = Some((name, now_unix_f64()));
+            } else {
+                kill = Some((name, at));
+            }
+        }
         for (name, tail) in &mut tails {
             tail.poll()?;
             if let Some(child) = built.children.get_mut(name) {
@@ -519,21 +638,69 @@ async fn converge(
             .collect();
         let grades = grade(&plan, &observations);
         progress.set(count_complete(&grades) as u64);
-        if grades.converged() || Instant::now() >= deadline {
+        let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration);
+        if (grades.converged() && watched) || Instant::now() >= deadline {
+            if grading.is_some() {
+                lab.ended_at = now_unix_f64();
+                for node in plan.nodes.iter().filter(|n| n.grade) {
+                    if let Some(child) = built.children.get_mut(&node.name) {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            lab.exited
+                                .insert(node.name.clone(), format!("it exited: {status}"));
+                        }
+                        if let Some(line) = last_line(&built.dir.stderr_log(&node.name)) {
+                            lab.last_words.insert(node.name.clone(), line);
+                        }
+                    }
+                }
+                for node in plan
+                    .nodes
+                    .iter()
+                    .filter(|n| matches!(n.program, Program::Sdss { .. }))
+                {
+                    let text = std::fs::read(built.dir.stdout_log(&node.name)).unwrap_or_default();
+                    lab.events.insert(
+                        node.name.clone(),
+                        parse_stamped(&String::from_utf8_lossy(&text)),
+                    );
+                }
+            }
             let state = &built.dir.state;
-            return Ok(Report::new(
+            let report = Report::new(
                 &plan,
                 state.backend.unwrap_or(BackendKind::None),
                 state.netem.clone(),
                 state.backend_note.clone(),
                 grades,
                 built.launched_at.elapsed().as_secs_f64(),
-            ));
+            );
+            return Ok((report, lab));
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(LabError::Cancelled),
             _ = tokio::time::sleep(POLL) => {}
         }
+    }
+}
+
+/// The last line a node wrote on stderr (a Python traceback's verdict), for a
+/// checklist that says why it died.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(line.trim().chars().take(200).collect())
+}
+
+/// Kills one node of the lab (a step of the grading scenario).
+fn kill_node(built: &mut Built, name: &str) {
+    if let Some(child) = built.children.get_mut(name) {
+        let pid = child.id() as i32;
+        let record = ProcessRecord::of(pid, Some(name.to_owned()));
+        launch::stop(&[pid], Duration::from_secs(1), |_| {
+            record.as_ref().is_some_and(ProcessRecord::alive)
+        });
+        let _ = child.try_wait();
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod delay;
 pub mod emulator;
+pub mod grade;
 pub mod impairment;
 pub mod launch;
 pub mod lifecycle;

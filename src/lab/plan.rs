@@ -68,6 +68,60 @@ pub struct Plan {
     pub node_settings: NodeSettings,
     /// How measurements are graded.
     pub verify: VerifySettings,
+    /// The scenario played around graded nodes, when the lab has some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grading: Option<GradeSettings>,
+}
+
+/// The grading scenario: when each step happens, counted from the nodes' start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradeSettings {
+    /// How long graded nodes are watched.
+    #[serde(with = "crate::units::serde_duration")]
+    pub duration: Duration,
+    /// When the probe's peer that accepts and never answers starts announcing.
+    #[serde(with = "crate::units::serde_duration")]
+    pub silent_at: Duration,
+    /// When the probe's peer that answers like a correct node starts announcing.
+    #[serde(with = "crate::units::serde_duration")]
+    pub joined_at: Duration,
+    /// When the burst of malformed datagrams is sent.
+    #[serde(with = "crate::units::serde_duration")]
+    pub burst_at: Duration,
+    /// When `kill` is killed.
+    #[serde(with = "crate::units::serde_duration")]
+    pub kill_at: Duration,
+    /// The sdss node killed during the run, if any.
+    pub kill: Option<String>,
+    /// The probe node's name.
+    pub probe: String,
+    /// The ephemeral port range set in graded nodes' namespaces: a port chosen
+    /// by the OS for `bind(port 0)` falls inside it, a hard-coded one rarely does.
+    pub port_range: (u16, u16),
+}
+
+impl GradeSettings {
+    /// Default length of a grading run: long enough for two refreshes per peer.
+    pub const DEFAULT_DURATION: Duration = Duration::from_secs(24);
+
+    /// The scenario for a lab, its steps spread over `duration`.
+    pub fn new(lab: &str, duration: Duration, kill: Option<String>) -> GradeSettings {
+        // A per-lab range, so that no fixed port is inside every lab's range.
+        let hash = lab
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let low = 33_000 + (hash % 26) as u16 * 1000;
+        GradeSettings {
+            duration,
+            silent_at: duration.mul_f64(0.25),
+            joined_at: duration.mul_f64(0.33),
+            burst_at: duration.mul_f64(0.42),
+            kill_at: duration.mul_f64(0.5),
+            kill,
+            probe: super::topology::PROBE_NODE.to_owned(),
+            port_range: (low, low + 999),
+        }
+    }
 }
 
 /// One node of the plan.
@@ -87,6 +141,9 @@ pub struct NodePlan {
     pub program: Program,
     /// Whether its stdout is sdss's JSON event stream, so it can be graded as observer.
     pub graded: bool,
+    /// Whether it is graded against the assignment (`grade = true`).
+    #[serde(default)]
+    pub grade: bool,
 }
 
 /// What a node namespace runs.
@@ -103,6 +160,8 @@ pub enum Program {
         /// Program and arguments, placeholders unexpanded.
         argv: Vec<String>,
     },
+    /// The grading probe: no process; `lab run` works in this namespace itself.
+    Probe,
 }
 
 /// The expected impairment of one ordered pair.
@@ -237,6 +296,48 @@ impl Plan {
                 bridge_port: format!("p{index}"),
                 program,
                 graded,
+                grade: node.grade,
+            });
+        }
+        let grading = topology.grades().then(|| {
+            let sdss_nodes: Vec<&NodePlan> = nodes
+                .iter()
+                .filter(|n| matches!(n.program, Program::Sdss { .. }) && !n.grade)
+                .collect();
+            let kill = match topology.grade.kill.as_ref().map(|k| k.get_ref().clone()) {
+                Some(name) if name.is_empty() => None,
+                Some(name) => Some(name),
+                None if sdss_nodes.len() >= 2 => sdss_nodes.last().map(|n| n.name.clone()),
+                None => None,
+            };
+            GradeSettings::new(
+                &lab,
+                topology
+                    .grade
+                    .duration
+                    .map_or(GradeSettings::DEFAULT_DURATION, |d| d.0),
+                kill,
+            )
+        });
+        if let Some(grading) = &grading {
+            let taken: Vec<Ipv4Addr> = nodes.iter().map(|n| n.address).collect();
+            let address = loop {
+                let ip = subnet.host(next_host).unwrap_or(subnet.addr);
+                next_host += 1;
+                if !taken.contains(&ip) {
+                    break ip;
+                }
+            };
+            let index = nodes.len();
+            nodes.push(NodePlan {
+                netns: node_netns(&lab, &grading.probe),
+                name: grading.probe.clone(),
+                address,
+                link: default_link,
+                bridge_port: format!("p{index}"),
+                program: Program::Probe,
+                graded: false,
+                grade: false,
             });
         }
 
@@ -253,8 +354,9 @@ impl Plan {
             }
         }
         let mut expected = Vec::new();
-        for from in &nodes {
-            for to in &nodes {
+        let measured = || nodes.iter().filter(|n| n.program != Program::Probe);
+        for from in measured() {
+            for to in measured() {
                 if from.name == to.name {
                     continue;
                 }
@@ -273,6 +375,11 @@ impl Plan {
         }
 
         let verify = &topology.verify;
+        let mut args = defaults.args.clone();
+        if grading.is_some() {
+            // The observers report every datagram heard and client served.
+            args.push("--verbose".to_owned());
+        }
         Plan {
             switch_netns: switch_netns(&lab),
             lab,
@@ -290,7 +397,7 @@ impl Plan {
                 exchange_timeout: defaults
                     .exchange_timeout
                     .map(|d| crate::units::format_duration(d.0)),
-                args: defaults.args.clone(),
+                args,
             },
             verify: VerifySettings {
                 tolerance: verify.tolerance.map_or(defaults::TOLERANCE, |d| d.0),
@@ -305,6 +412,7 @@ impl Plan {
                 warmup: verify.warmup.unwrap_or(defaults::WARMUP),
                 time_limit: verify.time_limit.map_or(defaults::TIME_LIMIT, |d| d.0),
             },
+            grading,
         }
     }
 
@@ -381,14 +489,20 @@ impl NodePlan {
         match &self.program {
             Program::Sdss { args } => {
                 let settings = &plan.node_settings;
+                // A graded sdss node runs with the assignment's cadence, which it is graded on.
+                let (interval, refresh_every) = if self.grade {
+                    (Duration::from_secs(1), 10)
+                } else {
+                    (settings.interval, settings.refresh_every)
+                };
                 let mut argv = vec![
                     sdss.display().to_string(),
                     "node".to_owned(),
                     "--json".to_owned(),
                     "--interval".to_owned(),
-                    crate::units::format_duration(settings.interval),
+                    crate::units::format_duration(interval),
                     "--refresh-every".to_owned(),
-                    settings.refresh_every.to_string(),
+                    refresh_every.to_string(),
                 ];
                 if let Some(timeout) = &settings.exchange_timeout {
                     argv.push("--exchange-timeout".to_owned());
@@ -399,6 +513,7 @@ impl NodePlan {
                 argv
             }
             Program::Command { argv } => argv.iter().map(|a| self.expand(a, plan, sdss)).collect(),
+            Program::Probe => Vec::new(),
         }
     }
 
@@ -581,6 +696,40 @@ address = "10.9.0.1"
         );
         assert!(plan.nodes[0].graded);
         assert!(!plan.nodes[1].graded);
+    }
+
+    #[test]
+    fn graded_labs_get_a_probe_node_a_scenario_and_verbose_observers() {
+        let plan = plan(
+            "name = \"g\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"s\"\ncommand = [\"python3\", \"s.py\"]\ngrade = true\n",
+        );
+        let grading = plan.grading.as_ref().expect("a grading scenario");
+        assert_eq!(grading.duration, GradeSettings::DEFAULT_DURATION);
+        assert_eq!(grading.kill.as_deref(), Some("b"));
+        assert!(grading.silent_at < grading.joined_at && grading.burst_at < grading.kill_at);
+        assert!(grading.kill_at < grading.duration);
+        let (low, high) = grading.port_range;
+        assert!(low >= 33_000 && high == low + 999 && high < 60_000);
+        let probe = plan.node("grader").expect("the probe node");
+        assert_eq!(probe.program, Program::Probe);
+        assert_eq!(probe.address.to_string(), "198.18.0.4");
+        assert!(probe.argv(&plan, Path::new("/bin/sdss")).is_empty());
+        assert!(plan.node("s").unwrap().grade);
+        // The probe is no party to the delay matrix.
+        assert_eq!(plan.expected.len(), 6);
+        assert!(plan
+            .expected
+            .iter()
+            .all(|p| p.from != "grader" && p.to != "grader"));
+        assert!(plan.nodes[0]
+            .argv(&plan, Path::new("/bin/sdss"))
+            .contains(&"--verbose".to_owned()));
+        // Labs without graded nodes are unchanged.
+        assert!(plan_of_three().grading.is_none());
+    }
+
+    fn plan_of_three() -> Plan {
+        plan(THREE)
     }
 
     #[test]

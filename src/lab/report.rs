@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::delay::{BackendChoice, BackendKind, NetemSupport};
+use super::grade::Checklist;
 use super::plan::{Plan, Program};
 use super::verify::{Grades, PairResult, Summary, Verdict};
 use crate::units::format_duration;
@@ -39,6 +40,9 @@ pub struct Report {
     pub pairs: Vec<PairResult>,
     /// Counts.
     pub summary: Summary,
+    /// One checklist per node graded against the assignment (`grade = true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grading: Vec<Checklist>,
 }
 
 impl Report {
@@ -64,6 +68,18 @@ impl Report {
             converged: grades.converged(),
             pairs: grades.pairs,
             summary: grades.summary,
+            grading: Vec::new(),
+        }
+    }
+
+    /// Whether the lab passes: every pair passes, or, in a lab with graded
+    /// nodes, every graded node's checklist (the delay pairs are then context:
+    /// a faulty node cannot be measured, and the killed node stops measuring).
+    pub fn ok(&self) -> bool {
+        if self.grading.is_empty() {
+            self.summary.ok()
+        } else {
+            self.grading.iter().all(Checklist::ok)
         }
     }
 
@@ -146,6 +162,10 @@ impl Report {
                 String::new()
             }
         );
+        for checklist in &self.grading {
+            let _ = writeln!(out);
+            out.push_str(&checklist.render());
+        }
         out
     }
 }
@@ -206,8 +226,15 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             Program::Command { .. } => format!(
                 "{}{}",
                 node.argv(plan, sdss).join(" "),
-                if node.graded { "" } else { " (not graded)" }
+                if node.grade {
+                    " (graded against the assignment)"
+                } else if node.graded {
+                    ""
+                } else {
+                    " (not graded)"
+                }
             ),
+            Program::Probe => "(the grading probe: no process)".to_owned(),
         };
         let _ = writeln!(
             out,
@@ -237,14 +264,19 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         .max()
         .unwrap_or(6)
         .max(6);
+    let measured: Vec<&super::plan::NodePlan> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.program != Program::Probe)
+        .collect();
     let _ = write!(out, "  {:<name_w$}", "B \\ A");
-    for to in &plan.nodes {
+    for to in &measured {
         let _ = write!(out, "  {:>cell_w$}", to.name);
     }
     let _ = writeln!(out);
-    for from in &plan.nodes {
+    for from in &measured {
         let _ = write!(out, "  {:<name_w$}", from.name);
-        for to in &plan.nodes {
+        for to in &measured {
             let text = plan
                 .expected(&from.name, &to.name)
                 .map_or("-".to_owned(), |p| cell(p.impairment.delay, p.overridden));
@@ -264,6 +296,27 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             pair.to,
             pair.impairment.jitter.as_secs_f64() * 1000.0,
             pair.impairment.loss * 100.0
+        );
+    }
+    if let Some(g) = &plan.grading {
+        let graded: Vec<&str> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.grade)
+            .map(|n| n.name.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "grading {} for {}: silent peer at {}, {} joins at {}, malformed burst at {}, {}; ephemeral ports {}-{}",
+            graded.join(", "),
+            format_duration(g.duration),
+            format_duration(g.silent_at),
+            super::grade::scenario::JOINER,
+            format_duration(g.joined_at),
+            format_duration(g.burst_at),
+            g.kill.as_ref().map_or("no node killed".to_owned(), |k| format!("{k} killed at {}", format_duration(g.kill_at))),
+            g.port_range.0,
+            g.port_range.1
         );
     }
     let v = &plan.verify;

@@ -206,6 +206,20 @@ pub struct Topology {
     /// Per ordered pair delays that replace the per-node link model.
     #[serde(default, rename = "pair")]
     pub pairs: Vec<PairSection>,
+    /// How nodes marked `grade = true` are graded against the assignment.
+    #[serde(default)]
+    pub grade: GradeSection,
+}
+
+/// `[grade]`: the scenario played around graded nodes (see `labs/README.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradeSection {
+    /// How long graded nodes are watched; the scenario's steps are placed in it.
+    pub duration: Option<DurationValue>,
+    /// The sdss node killed half-way through (default: the last sdss node, when
+    /// there are at least two); `""` kills none.
+    pub kill: Option<Spanned<String>>,
 }
 
 /// `[defaults]`: what every node gets unless it says otherwise.
@@ -267,7 +281,16 @@ pub struct NodeSection {
     /// Extra arguments appended to `sdss node` (or to `command`).
     #[serde(default)]
     pub args: Vec<String>,
+    /// Grade this node against the assignment (`lab run` prints its checklist).
+    #[serde(default)]
+    pub grade: bool,
 }
+
+/// Name of the lab's grading probe node, added to labs with graded nodes.
+pub const PROBE_NODE: &str = "grader";
+
+/// Shortest `[grade] duration`: the scenario's steps need room.
+pub const MIN_GRADE_DURATION: Duration = Duration::from_secs(12);
 
 /// One `[[pair]]`: the impairment from one node to another, overriding the link model.
 #[derive(Debug, Clone, Deserialize)]
@@ -471,6 +494,8 @@ impl Topology {
             }
         }
 
+        self.validate_grade(at)?;
+
         let mut pairs: HashMap<(&str, &str), Range<usize>> = HashMap::new();
         for pair in &self.pairs {
             for end in [&pair.from, &pair.to] {
@@ -511,6 +536,58 @@ impl Topology {
                         ),
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Topology {
+    /// Whether some node is graded against the assignment.
+    pub fn grades(&self) -> bool {
+        self.nodes.iter().any(|n| n.grade)
+    }
+
+    fn validate_grade(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
+        if !self.grades() {
+            return Ok(());
+        }
+        if let Some(node) = self.nodes.iter().find(|n| n.name.get_ref() == PROBE_NODE) {
+            return Err(at.error(
+                Some(node.name.span()),
+                format!("the node name {PROBE_NODE:?} is reserved for the grading probe in labs with graded nodes: expected another name"),
+            ));
+        }
+        if self.nodes.len() as u64 + 1 > self.subnet().host_count() {
+            return Err(at.error(
+                Some(self.name.span()),
+                "graded labs need one more host address (for the grading probe): expected a larger subnet",
+            ));
+        }
+        if let Some(duration) = self.grade.duration {
+            if duration.0 < MIN_GRADE_DURATION {
+                return Err(at.error(
+                    None,
+                    format!(
+                        "[grade] duration {} is too short: expected at least {} s",
+                        crate::units::format_duration(duration.0),
+                        MIN_GRADE_DURATION.as_secs()
+                    ),
+                ));
+            }
+        }
+        if let Some(kill) = &self.grade.kill {
+            let name = kill.get_ref();
+            let ok = name.is_empty()
+                || self
+                    .nodes
+                    .iter()
+                    .any(|n| n.name.get_ref() == name && n.command.is_none() && !n.grade);
+            if !ok {
+                return Err(at.error(
+                    Some(kill.span()),
+                    format!("[grade] kill = {name:?}: expected the name of an sdss node that is not graded (or \"\" for none)"),
+                ));
             }
         }
         Ok(())
@@ -579,6 +656,29 @@ delay = "5ms"
 [[node]]
 name = "b"
 "#;
+
+    #[test]
+    fn graded_labs_reserve_the_probe_name_and_check_the_killed_node() {
+        let graded = "name = \"g\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"s\"\ncommand = [\"python3\", \"s.py\"]\ngrade = true\n";
+        let topology = parse(graded).unwrap();
+        assert!(topology.grades());
+        let (line, _, message) = error(&format!("{graded}[[node]]\nname = \"grader\"\n"));
+        assert_eq!(line, 9, "{message}");
+        assert!(message.contains("reserved"), "{message}");
+        let (_, _, message) = error(&format!("{graded}[grade]\nkill = \"s\"\n"));
+        assert!(
+            message.contains("an sdss node that is not graded"),
+            "{message}"
+        );
+        let (_, _, message) = error(&format!("{graded}[grade]\nduration = \"5s\"\n"));
+        assert!(message.contains("too short"), "{message}");
+        let (_, _, message) = error(&format!("{graded}[grade]\nlength = \"30s\"\n"));
+        assert!(message.contains("unknown field `length`"), "{message}");
+        assert!(parse(&format!(
+            "{graded}[grade]\nkill = \"a\"\nduration = \"30s\"\n"
+        ))
+        .is_ok());
+    }
 
     #[test]
     fn parses_a_minimal_lab_with_defaults() {

@@ -1,0 +1,699 @@
+//! The grading probe: what the lab does on the lab link, from a namespace of its
+//! own, while graded nodes run. It listens to every datagram (one socket bound
+//! to each broadcast address, so it knows where each was sent), connects to the
+//! graded nodes' timestamp servers, plays two extra peers (one that answers like
+//! a correct node and joins late, one that accepts and never answers), sends a
+//! burst of malformed datagrams, and reads the graded processes in `/proc`.
+//!
+//! Everything runs on a current-thread runtime in one OS thread that entered
+//! the probe's namespace (sockets opened there stay in it); see
+//! [`super::scenario`]. The output is plain data: [`ProbeLog`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use super::observe::{Destination, Probe, ProcessSample};
+use crate::protocol::{encode_timestamp, Announcement, Dialect, NodeId};
+
+/// How long a connection to a graded server may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the probe waits for a server's first bytes (then for its close).
+const ANSWER_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Time between two rounds of connections to the graded servers.
+const PROBE_EVERY: Duration = Duration::from_millis(1500);
+/// Time between two readings of `/proc`.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// Most connections the silent peer holds open at once.
+const SILENT_HOLD: usize = 64;
+
+/// A graded node, as the probe knows it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name in the lab.
+    pub name: String,
+    /// Its address on the lab link.
+    pub address: Ipv4Addr,
+    /// Its process (a session leader: its children share its session).
+    pub pid: i32,
+}
+
+/// What the probe is told to do.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    /// The announcement port.
+    pub broadcast_port: u16,
+    /// The lab subnet's directed broadcast address.
+    pub directed: Ipv4Addr,
+    /// The probe's own address (its datagrams are not recorded).
+    pub own: Ipv4Addr,
+    /// The graded nodes.
+    pub targets: Vec<Target>,
+    /// How long to run.
+    pub duration: Duration,
+    /// When the silent peer starts announcing.
+    pub silent_at: Duration,
+    /// When the joining peer starts announcing.
+    pub joined_at: Duration,
+    /// When the malformed burst is sent.
+    pub burst_at: Duration,
+}
+
+/// One datagram heard on the lab link.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    /// Arrival, Unix seconds.
+    pub at: f64,
+    /// Sender.
+    pub source: Ipv4Addr,
+    /// Where it was sent.
+    pub destination: Destination,
+    /// Its bytes (at most 600).
+    pub payload: Vec<u8>,
+}
+
+/// Which of the probe's peers a connection reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakePeer {
+    /// The peer that joins late and answers correctly.
+    Joiner,
+    /// The peer that accepts and never answers.
+    Silent,
+}
+
+/// What the probe saw.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeLog {
+    /// Every datagram heard, except the probe's own.
+    pub heard: Vec<Heard>,
+    /// Connections to graded servers, by target name.
+    pub probes: HashMap<String, Vec<Probe>>,
+    /// Connections accepted by the probe's peers: which peer, from where, when.
+    pub accepted: Vec<(FakePeer, Ipv4Addr, f64)>,
+    /// When the joining peer announced itself.
+    pub joiner_broadcasts: Vec<f64>,
+    /// Readings of each target's processes.
+    pub samples: HashMap<String, Vec<ProcessSample>>,
+    /// Ports each target was seen listening on.
+    pub listening: HashMap<String, BTreeSet<u16>>,
+    /// Client ports of connections a target made to its own server.
+    pub self_connections: HashMap<String, BTreeSet<u16>>,
+    /// When a target's process was found gone (or a zombie).
+    pub gone: HashMap<String, f64>,
+    /// When each step was played.
+    pub silent_at: Option<f64>,
+    /// When the joining peer started.
+    pub joined_at: Option<f64>,
+    /// When the burst was sent.
+    pub burst_at: Option<f64>,
+    /// What went wrong in the probe itself.
+    pub errors: Vec<String>,
+}
+
+/// Wall clock, Unix seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+type Shared = Arc<Mutex<ProbeLog>>;
+
+fn lock(log: &Shared) -> MutexGuard<'_, ProbeLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs the probe until `spec.duration` has passed since `start` (Unix
+/// seconds) or `cancel` fires. Must run inside the probe's namespace.
+pub async fn run(spec: ProbeSpec, start: f64, cancel: CancellationToken) -> ProbeLog {
+    let log: Shared = Arc::default();
+    let end = start + spec.duration.as_secs_f64();
+    let stop = cancel.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (address, destination) in [
+        (Ipv4Addr::BROADCAST, Destination::Limited),
+        (spec.directed, Destination::Directed),
+    ] {
+        match listen(address, spec.broadcast_port) {
+            Ok(socket) => {
+                tasks.spawn(receive(
+                    socket,
+                    destination,
+                    spec.own,
+                    log.clone(),
+                    stop.clone(),
+                ));
+            }
+            Err(e) => lock(&log).errors.push(format!(
+                "listening on {address}:{}: {e}",
+                spec.broadcast_port
+            )),
+        }
+    }
+    tasks.spawn(sample(spec.targets.clone(), log.clone(), stop.clone()));
+    tasks.spawn(probe_servers(
+        spec.clone(),
+        start,
+        log.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(fake_peer(
+        FakePeer::Silent,
+        spec.clone(),
+        start + spec.silent_at.as_secs_f64(),
+        log.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(fake_peer(
+        FakePeer::Joiner,
+        spec.clone(),
+        start + spec.joined_at.as_secs_f64(),
+        log.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(burst(
+        spec.clone(),
+        start + spec.burst_at.as_secs_f64(),
+        log.clone(),
+        stop.clone(),
+    ));
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(until(end)) => {}
+    }
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    let log = lock(&log).clone();
+    log
+}
+
+/// The time left until `at` (Unix seconds), zero if past.
+fn until(at: f64) -> Duration {
+    Duration::from_secs_f64((at - now()).max(0.0))
+}
+
+/// Sleeps until `at`; false when cancelled first.
+async fn sleep_until(at: f64, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(until(at)) => true,
+    }
+}
+
+fn listen(address: Ipv4Addr, port: u16) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_broadcast(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from((address, port)).into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+async fn receive(
+    socket: UdpSocket,
+    destination: Destination,
+    own: Ipv4Addr,
+    log: Shared,
+    stop: CancellationToken,
+) {
+    let mut buffer = vec![0u8; 2048];
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = socket.recv_from(&mut buffer) => r,
+        };
+        let Ok((len, SocketAddr::V4(from))) = received else {
+            continue;
+        };
+        if *from.ip() == own {
+            continue;
+        }
+        lock(&log).heard.push(Heard {
+            at: now(),
+            source: *from.ip(),
+            destination,
+            payload: buffer[..len.min(600)].to_vec(),
+        });
+    }
+}
+
+/// The port to probe on a target: the last one it announced, else one it listens on.
+fn ports_for(target: &Target, log: &Shared) -> (Option<u16>, Option<u16>) {
+    let log = lock(log);
+    let announced = log
+        .heard
+        .iter()
+        .rev()
+        .filter(|h| h.source == target.address)
+        .find_map(|h| Announcement::decode(&h.payload).ok())
+        .map(|a| a.port);
+    let listening = log
+        .listening
+        .get(&target.name)
+        .and_then(|ports| ports.iter().next().copied());
+    (announced, listening)
+}
+
+async fn probe_servers(spec: ProbeSpec, start: f64, log: Shared, stop: CancellationToken) {
+    let mut round = 0u32;
+    let mut next = start + PROBE_EVERY.as_secs_f64();
+    while sleep_until(next, &stop).await {
+        next += PROBE_EVERY.as_secs_f64();
+        // Silent and speaking connections alternate.
+        let spoke_first = round % 2 == 1;
+        round += 1;
+        for target in &spec.targets {
+            let (announced, listening) = ports_for(target, &log);
+            let mut ports: Vec<u16> = announced.into_iter().collect();
+            if let Some(port) = listening.filter(|p| Some(*p) != announced) {
+                ports.push(port);
+            }
+            for port in ports {
+                let probe = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    p = connect_once(SocketAddrV4::new(target.address, port), spoke_first) => p,
+                };
+                let failed_announced = Some(port) == announced && probe.connect_error.is_some();
+                lock(&log)
+                    .probes
+                    .entry(target.name.clone())
+                    .or_default()
+                    .push(probe);
+                // The listening port is tried only when the announced one fails.
+                if !failed_announced {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One connection to a timestamp server: connect, maybe speak first, read what
+/// comes until the server closes or the wait ends.
+async fn connect_once(address: SocketAddrV4, spoke_first: bool) -> Probe {
+    let at = now();
+    let mut probe = Probe {
+        at,
+        port: address.port(),
+        spoke_first,
+        connect_error: None,
+        bytes: Vec::new(),
+        answered_at: None,
+        closed: false,
+    };
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await
+    {
+        Err(_) => {
+            probe.connect_error = Some("timeout".to_owned());
+            return probe;
+        }
+        Ok(Err(e)) => {
+            probe.connect_error = Some(match e.kind() {
+                io::ErrorKind::ConnectionRefused => "refused".to_owned(),
+                _ => e.to_string(),
+            });
+            return probe;
+        }
+        Ok(Ok(stream)) => stream,
+    };
+    if spoke_first {
+        let _ = stream
+            .write_all(&encode_timestamp(now(), Dialect::BinaryBe))
+            .await;
+    }
+    let mut deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+    let mut buffer = [0u8; 64];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => {
+                probe.closed = true;
+                break;
+            }
+            Ok(Ok(n)) => {
+                if probe.answered_at.is_none() {
+                    probe.answered_at = Some(now());
+                    // Once it answered, it gets the same time again to close.
+                    deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+                }
+                let room = 64usize.saturating_sub(probe.bytes.len());
+                probe.bytes.extend_from_slice(&buffer[..n.min(room)]);
+            }
+            Ok(Err(e)) => {
+                // A reset is a close, after the answer or instead of one
+                // (PROTOCOL.md section 2); other errors end the wait.
+                probe.closed =
+                    !probe.bytes.is_empty() || e.kind() == io::ErrorKind::ConnectionReset;
+                break;
+            }
+        }
+    }
+    probe
+}
+
+/// One of the probe's own peers: from `at`, announces itself every second and
+/// serves (the joiner) or holds (the silent peer) every connection.
+async fn fake_peer(kind: FakePeer, spec: ProbeSpec, at: f64, log: Shared, stop: CancellationToken) {
+    if !sleep_until(at, &stop).await {
+        return;
+    }
+    let setup = async {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
+        let port = listener.local_addr()?.port();
+        let sender = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        sender.set_broadcast(true)?;
+        sender.set_nonblocking(true)?;
+        io::Result::Ok((listener, port, UdpSocket::from_std(sender.into())?))
+    };
+    let (listener, port, sender) = match setup.await {
+        Ok(parts) => parts,
+        Err(e) => {
+            lock(&log).errors.push(format!("{kind:?} peer: {e}"));
+            return;
+        }
+    };
+    {
+        let mut log = lock(&log);
+        match kind {
+            FakePeer::Silent => log.silent_at = Some(now()),
+            FakePeer::Joiner => log.joined_at = Some(now()),
+        }
+    }
+    let message = Announcement {
+        id: NodeId::random(),
+        port,
+    }
+    .encode();
+    let destination = SocketAddrV4::new(Ipv4Addr::BROADCAST, spec.broadcast_port);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut held = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = sender.send_to(&message, destination).await {
+                    lock(&log).errors.push(format!("{kind:?} peer announcing: {e}"));
+                } else if kind == FakePeer::Joiner {
+                    lock(&log).joiner_broadcasts.push(now());
+                }
+            }
+            accepted = listener.accept() => {
+                let Ok((mut stream, SocketAddr::V4(from))) = accepted else { continue };
+                lock(&log).accepted.push((kind, *from.ip(), now()));
+                match kind {
+                    FakePeer::Silent => {
+                        if held.len() < SILENT_HOLD {
+                            held.push(stream);
+                        }
+                    }
+                    FakePeer::Joiner => {
+                        tokio::spawn(async move {
+                            let _ = stream.write_all(&encode_timestamp(now(), Dialect::BinaryBe)).await;
+                            let mut sink = [0u8; 64];
+                            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Datagrams real peers send by mistake or that break naive parsers.
+pub fn malformed_datagrams() -> Vec<Vec<u8>> {
+    let mut list: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"hello".to_vec(),
+        b"abcdefgh ON".to_vec(),
+        b"abcdefgh ON port".to_vec(),
+        b"abcdefgh ON 0".to_vec(),
+        b"abcdefgh ON 99999".to_vec(),
+        b"abcdefgh ON -1".to_vec(),
+        b"abcdefgh on 4000".to_vec(),
+        b"abcdefgh ON 4000 extra".to_vec(),
+        b"ON ON ON".to_vec(),
+        b"\xff\xfe\xfd\xfc ON 4000".to_vec(),
+        b"\x00\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+        b"abcdefgh  ON  4000".to_vec(),
+    ];
+    list.push(vec![b'A'; 1400]);
+    list
+}
+
+async fn burst(spec: ProbeSpec, at: f64, log: Shared, stop: CancellationToken) {
+    if !sleep_until(at, &stop).await {
+        return;
+    }
+    let sender = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).and_then(|s| {
+        s.set_broadcast(true)?;
+        s.set_nonblocking(true)?;
+        UdpSocket::from_std(s.into())
+    });
+    let sender = match sender {
+        Ok(s) => s,
+        Err(e) => {
+            lock(&log).errors.push(format!("malformed burst: {e}"));
+            return;
+        }
+    };
+    lock(&log).burst_at = Some(now());
+    for _ in 0..3 {
+        for datagram in malformed_datagrams() {
+            for address in [Ipv4Addr::BROADCAST, spec.directed] {
+                let to = SocketAddrV4::new(address, spec.broadcast_port);
+                if let Err(e) = sender.send_to(&datagram, to).await {
+                    lock(&log)
+                        .errors
+                        .push(format!("malformed burst to {to}: {e}"));
+                }
+            }
+        }
+    }
+}
+
+async fn sample(targets: Vec<Target>, log: Shared, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let at = now();
+        let leaders: Vec<i32> = targets.iter().map(|t| t.pid).collect();
+        let readings = procfs::sessions(&leaders);
+        for target in &targets {
+            let reading = readings.get(&target.pid);
+            let (listening, connections) = procfs::sockets(target.pid, target.address);
+            let mut log = lock(&log);
+            match reading {
+                Some(s) if !s.zombie => {
+                    log.samples
+                        .entry(target.name.clone())
+                        .or_default()
+                        .push(ProcessSample {
+                            at,
+                            cpu_secs: s.cpu_secs,
+                            rss_kb: s.rss_kb,
+                            runnable: s.runnable,
+                            processes: s.processes,
+                        })
+                }
+                _ => {
+                    log.gone.entry(target.name.clone()).or_insert(at);
+                }
+            }
+            let ports = log.listening.entry(target.name.clone()).or_default();
+            ports.extend(listening.iter().copied());
+            let selfish: Vec<u16> = connections
+                .iter()
+                .filter(|(local, _)| listening.contains(local))
+                .map(|(_, remote)| *remote)
+                .collect();
+            log.self_connections
+                .entry(target.name.clone())
+                .or_default()
+                .extend(selfish);
+        }
+    }
+}
+
+/// Reading processes and sockets from `/proc`.
+pub mod procfs {
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
+    /// One reading of a session's processes.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct SessionReading {
+        /// User + system CPU seconds, all processes.
+        pub cpu_secs: f64,
+        /// Resident memory, all processes, kB.
+        pub rss_kb: u64,
+        /// Whether a thread was running or runnable.
+        pub runnable: bool,
+        /// How many processes.
+        pub processes: usize,
+        /// Whether the leader is a zombie (exited, not reaped).
+        pub zombie: bool,
+    }
+
+    /// The fields after the command name of a `/proc/.../stat` line.
+    fn stat_fields(text: &str) -> Option<Vec<&str>> {
+        let rest = &text[text.rfind(')')? + 1..];
+        Some(rest.split_whitespace().collect())
+    }
+
+    /// Every process of the sessions led by `leaders`, in one pass over
+    /// `/proc`; a leader that is gone has no entry.
+    pub fn sessions(leaders: &[i32]) -> HashMap<i32, SessionReading> {
+        let mut readings = HashMap::new();
+        for leader in leaders {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{leader}/stat")) else {
+                continue;
+            };
+            let zombie = stat_fields(&stat).is_some_and(|f| f.first() == Some(&"Z"));
+            readings.insert(
+                *leader,
+                SessionReading {
+                    cpu_secs: 0.0,
+                    rss_kb: 0,
+                    runnable: false,
+                    processes: 0,
+                    zombie,
+                },
+            );
+        }
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        // SAFETY: as above.
+        let page_kb = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return readings;
+        };
+        for pid in entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(fields) = stat_fields(&text) else {
+                continue;
+            };
+            // After the name: state(0) ppid pgrp session(3) ... utime(11) stime(12) ... rss(21).
+            let Some(reading) = fields
+                .get(3)
+                .and_then(|s| s.parse::<i32>().ok())
+                .and_then(|sid| readings.get_mut(&sid))
+            else {
+                continue;
+            };
+            let number = |i: usize| fields.get(i).and_then(|s| s.parse::<u64>().ok());
+            reading.processes += 1;
+            reading.cpu_secs += (number(11).unwrap_or(0) + number(12).unwrap_or(0)) as f64 / ticks;
+            reading.rss_kb += number(21).unwrap_or(0) * page_kb;
+            if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                for task in tasks.filter_map(Result::ok) {
+                    let path = task.path().join("stat");
+                    if let Ok(text) = std::fs::read_to_string(path) {
+                        if stat_fields(&text).and_then(|f| f.first().copied()) == Some("R") {
+                            reading.runnable = true;
+                        }
+                    }
+                }
+            }
+        }
+        readings
+    }
+
+    /// Parses `ADDR:PORT` as in `/proc/net/tcp` (address in host byte order hex).
+    fn endpoint(text: &str) -> Option<(Ipv4Addr, u16)> {
+        let (address, port) = text.split_once(':')?;
+        let address = u32::from_str_radix(address, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some((Ipv4Addr::from(address.to_le_bytes()), port))
+    }
+
+    /// Parses a `/proc/net/tcp` table: listening ports, and (local port, remote
+    /// port) of connections from `own` to `own`.
+    pub fn parse_tcp(text: &str, own: Ipv4Addr) -> (Vec<u16>, Vec<(u16, u16)>) {
+        let mut listening = Vec::new();
+        let mut selfish = Vec::new();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state)) = (
+                fields.get(1).and_then(|f| endpoint(f)),
+                fields.get(2).and_then(|f| endpoint(f)),
+                fields.get(3),
+            ) else {
+                continue;
+            };
+            if *state == "0A" {
+                listening.push(local.1);
+            } else if local.0 == own && remote.0 == own {
+                selfish.push((local.1, remote.1));
+            }
+        }
+        (listening, selfish)
+    }
+
+    /// The listening TCP ports in the namespace of `pid`, and its connections to itself.
+    pub fn sockets(pid: i32, own: Ipv4Addr) -> (Vec<u16>, Vec<(u16, u16)>) {
+        let mut listening = Vec::new();
+        let mut selfish = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")) {
+            let (l, s) = parse_tcp(&text, own);
+            listening.extend(l);
+            selfish.extend(s);
+        }
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp6")) {
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.get(3) == Some(&"0A") {
+                    if let Some(port) = fields
+                        .get(1)
+                        .and_then(|f| f.rsplit_once(':'))
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    {
+                        listening.push(port);
+                    }
+                }
+            }
+        }
+        listening.sort_unstable();
+        listening.dedup();
+        (listening, selfish)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn proc_net_tcp_lines_give_listening_ports_and_self_connections() {
+            let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:A0D2 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n   1: 020012C6:A0D2 020012C6:9C40 06 00000000:00000000 00:00000000 00000000     0        0 0\n   2: 020012C6:A0D2 030012C6:9C41 01 00000000:00000000 00:00000000 00000000     0        0 2\n";
+            let own = Ipv4Addr::new(198, 18, 0, 2);
+            let (listening, selfish) = parse_tcp(text, own);
+            assert_eq!(listening, [0xA0D2]);
+            assert_eq!(selfish, [(0xA0D2, 0x9C40)]);
+        }
+
+        #[test]
+        fn our_own_session_is_readable() {
+            // SAFETY: getsid has no preconditions.
+            let sid = unsafe { libc::getsid(0) };
+            let readings = sessions(&[sid]);
+            let reading = readings.get(&sid).expect("our session");
+            assert!(reading.processes >= 1);
+            assert!(reading.rss_kb > 0);
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The grading run's I/O around the pure checks: the probe's thread in its
+//! namespace, the ephemeral port range of graded namespaces, and the assembly
+//! of everything seen (probe log, sdss nodes' JSON streams, the lab's own
+//! steps) into one [`Observed`] per graded node.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::thread::JoinHandle;
+
+use nix::sched::{setns, CloneFlags};
+use tokio_util::sync::CancellationToken;
+
+use super::observe::{Datagram, Observed, Observer, Timeline};
+use super::probe::{self, FakePeer, ProbeLog, ProbeSpec};
+use crate::lab::plan::{Plan, Program};
+use crate::node::event::{NodeEvent, StampedEvent};
+
+/// Sets the ephemeral port range of the namespace `ns`, from a thread that
+/// entered it (`/proc/sys/net` is the namespace of the thread that opens it).
+pub fn set_port_range(ns: &File, (low, high): (u16, u16)) -> io::Result<()> {
+    let ns = ns.try_clone()?;
+    std::thread::spawn(move || {
+        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        std::fs::write(
+            "/proc/sys/net/ipv4/ip_local_port_range",
+            format!("{low} {high}"),
+        )
+    })
+    .join()
+    .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))
+}
+
+/// The probe, running in its namespace on a thread of its own.
+pub struct RunningProbe {
+    thread: JoinHandle<io::Result<ProbeLog>>,
+    cancel: CancellationToken,
+}
+
+impl RunningProbe {
+    /// Starts the probe in the namespace `ns`; it stops by itself after
+    /// `spec.duration` from `start` (Unix seconds).
+    pub fn start(ns: &File, spec: ProbeSpec, start: f64) -> io::Result<RunningProbe> {
+        let ns = ns.try_clone()?;
+        let cancel = CancellationToken::new();
+        let token = cancel.clone();
+        let thread = std::thread::Builder::new()
+            .name("grading-probe".to_owned())
+            .spawn(move || {
+                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                Ok(runtime.block_on(probe::run(spec, start, token)))
+            })?;
+        Ok(RunningProbe { thread, cancel })
+    }
+
+    /// Stops it now (on cancellation of the lab).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for its end and returns what it saw.
+    pub fn finish(self) -> io::Result<ProbeLog> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the grading probe panicked")))
+    }
+}
+
+/// Reads an sdss node's `--json` stream with each event's time.
+pub fn parse_stamped(text: &str) -> Vec<(f64, NodeEvent)> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<StampedEvent>(l.trim()).ok())
+        .map(|e| (e.ts.timestamp_micros() as f64 / 1e6, e.event))
+        .collect()
+}
+
+/// What the lab itself did and saw, beside the probe.
+#[derive(Debug, Clone, Default)]
+pub struct LabSide {
+    /// When the nodes were started, Unix seconds.
+    pub started_at: f64,
+    /// When the lab stopped watching.
+    pub ended_at: f64,
+    /// The sdss node killed, and when.
+    pub killed: Option<(String, f64)>,
+    /// Each sdss node's stamped events, by node name.
+    pub events: HashMap<String, Vec<(f64, NodeEvent)>>,
+    /// Graded nodes that exited before the end, and how.
+    pub exited: HashMap<String, String>,
+    /// The last line each graded node wrote on stderr.
+    pub last_words: HashMap<String, String>,
+}
+
+/// Name under which the probe's joining peer appears among the observers.
+pub const JOINER: &str = "joiner";
+
+/// One [`Observed`] per graded node, from the probe's log and the lab's side.
+pub fn assemble(plan: &Plan, log: &ProbeLog, lab: &LabSide) -> Vec<Observed> {
+    let Some(grading) = &plan.grading else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for node in plan.nodes.iter().filter(|n| n.grade) {
+        let me = node.address;
+        let datagrams = log
+            .heard
+            .iter()
+            .filter(|h| h.source == me)
+            .map(|h| Datagram {
+                at: h.at,
+                destination: h.destination,
+                payload: h.payload.clone(),
+            })
+            .collect();
+        let mut observers = Vec::new();
+        for other in plan
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.program, Program::Sdss { .. }) && n.name != node.name)
+        {
+            let events = lab.events.get(&other.name).map_or(&[][..], Vec::as_slice);
+            let from_me = |ip: &IpAddr| *ip == IpAddr::V4(me);
+            observers.push(Observer {
+                name: other.name.clone(),
+                started_at: events
+                    .iter()
+                    .find(|(_, e)| matches!(e, NodeEvent::Started { .. }))
+                    .map(|(t, _)| *t),
+                killed_at: lab
+                    .killed
+                    .as_ref()
+                    .filter(|(n, _)| *n == other.name)
+                    .map(|(_, t)| *t),
+                broadcasts: log
+                    .heard
+                    .iter()
+                    .filter(|h| h.source == other.address)
+                    .map(|h| h.at)
+                    .collect(),
+                connections: events
+                    .iter()
+                    .filter(
+                        |(_, e)| matches!(e, NodeEvent::Served { peer, .. } if from_me(&peer.ip())),
+                    )
+                    .map(|(t, _)| *t)
+                    .collect(),
+                heard_graded: events
+                    .iter()
+                    .filter(|(_, e)| matches!(e, NodeEvent::Heard { ip, .. } if from_me(ip)))
+                    .count(),
+            });
+        }
+        if let Some(joined) = log.joined_at {
+            observers.push(Observer {
+                name: JOINER.to_owned(),
+                started_at: Some(joined),
+                killed_at: None,
+                broadcasts: log.joiner_broadcasts.clone(),
+                connections: log
+                    .accepted
+                    .iter()
+                    .filter(|(k, from, _)| *k == FakePeer::Joiner && *from == me)
+                    .map(|(_, _, t)| *t)
+                    .collect(),
+                heard_graded: 0,
+            });
+        }
+        let gone = log
+            .gone
+            .get(&node.name)
+            .map(|t| format!("it exited at t={:.1}s", t - lab.started_at));
+        let exited = gone
+            .or_else(|| lab.exited.get(&node.name).cloned())
+            .map(|how| match lab.last_words.get(&node.name) {
+                Some(line) => format!("{how}; its last line on stderr: {line:?}"),
+                None => how,
+            });
+        all.push(Observed {
+            node: node.name.clone(),
+            command: node.argv(plan, std::path::Path::new("sdss")),
+            address: Some(me),
+            port_range: grading.port_range,
+            datagrams,
+            observers,
+            probes: log.probes.get(&node.name).cloned().unwrap_or_default(),
+            listening: log.listening.get(&node.name).cloned().unwrap_or_default(),
+            self_connections: log.self_connections.get(&node.name).map_or(0, |s| s.len()),
+            silent_peer_connections: log
+                .accepted
+                .iter()
+                .filter(|(k, from, _)| *k == FakePeer::Silent && *from == me)
+                .count(),
+            samples: log.samples.get(&node.name).cloned().unwrap_or_default(),
+            exited,
+            timeline: Timeline {
+                started_at: lab.started_at,
+                ended_at: lab.ended_at,
+                joined: log.joined_at.map(|t| (JOINER.to_owned(), t)),
+                killed: lab.killed.clone(),
+                silent_at: log.silent_at,
+                burst_at: log.burst_at,
+            },
+        });
+    }
+    all
+}

@@ -1,0 +1,172 @@
+//! Grading real implementations: the Python fixtures in `tests/grade/` (one
+//! correct node written from the assignment, one fixture per fault) run in one
+//! lab together (with an sdss node graded the same way), and each one's
+//! checklist is asserted check by check; then `sdss lab grade -- CMD` grades
+//! the correct one in its default lab.
+
+mod lab_support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use lab_support::*;
+use sdss::lab::grade::{Checklist, Verdict};
+use sdss::lab::report::Report;
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/grade")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Every check the grader makes, in order.
+const ALL_CHECKS: [&str; 20] = [
+    "announce.format",
+    "announce.port",
+    "announce.cadence",
+    "announce.own",
+    "announce.heard",
+    "server.reachable",
+    "server.port_zero",
+    "server.speaks_first",
+    "server.closes",
+    "server.encoding",
+    "server.utc",
+    "client.prompt",
+    "client.refresh",
+    "client.joined",
+    "client.killed",
+    "client.silent_peer",
+    "client.malformed",
+    "process.alive",
+    "process.cpu",
+    "process.memory",
+];
+
+/// Each fixture, its node name, and the checks its fault must fail (all
+/// others must pass). A node nobody hears cannot have its announcements
+/// judged, nor be reached through them.
+const FIXTURES: [(&str, &str, &[&str]); 9] = [
+    ("correct", "correct.py", &[]),
+    ("float32", "fault_float32.py", &["server.encoding"]),
+    ("localtime", "fault_local_time.py", &["server.utc"]),
+    ("every", "fault_every_broadcast.py", &["client.refresh"]),
+    ("fixedport", "fault_fixed_port.py", &["server.port_zero"]),
+    (
+        "wrongport",
+        "fault_wrong_port.py",
+        &["announce.port", "server.reachable"],
+    ),
+    (
+        "clientfirst",
+        "fault_client_first.py",
+        &["server.speaks_first"],
+    ),
+    ("busy", "fault_busy_loop.py", &["process.cpu"]),
+    (
+        "dest",
+        "fault_destination.py",
+        &[
+            "announce.format",
+            "announce.port",
+            "announce.cadence",
+            "announce.heard",
+            "server.reachable",
+        ],
+    ),
+];
+
+fn assert_grade(list: &Checklist, failing: &[&str]) {
+    let ids: Vec<&str> = list.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ALL_CHECKS, "{}", list.render());
+    let expected: BTreeSet<&str> = failing.iter().copied().collect();
+    for check in &list.checks {
+        let want = if expected.contains(check.id.as_str()) {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        };
+        assert_eq!(
+            check.verdict,
+            want,
+            "node {} check {}: {}\n{}",
+            list.node,
+            check.id,
+            check.evidence,
+            list.render()
+        );
+        assert!(!check.evidence.is_empty(), "{}", list.render());
+    }
+    assert_eq!(list.ok(), failing.is_empty());
+}
+
+#[test]
+fn every_fixture_fails_exactly_its_checks() {
+    if !sandboxed("every_fixture_fails_exactly_its_checks") {
+        return;
+    }
+    let scratch = Scratch::new("grade");
+    let lab = unique("gall");
+    let mut toml = format!(
+        "name = \"{lab}\"\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n[grade]\nduration = \"24s\"\nkill = \"c\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n"
+    );
+    // sdss itself, graded like a submission: it must pass its own grader.
+    toml.push_str("[[node]]\nname = \"itself\"\ngrade = true\n");
+    for (name, file, _) in FIXTURES {
+        toml.push_str(&format!(
+            "[[node]]\nname = \"{name}\"\ncommand = [\"python3\", \"{}\", \"{{lab}}\"]\ngrade = true\n",
+            fixture(file)
+        ));
+    }
+    let file = scratch.lab("grade.toml", &toml);
+    let output = run(&["lab", "run", "--json", file.to_str().unwrap()]);
+    // Some fixtures fail, so the lab does.
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report: Report =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    assert_eq!(
+        report.grading.len(),
+        FIXTURES.len() + 1,
+        "{}",
+        report.render()
+    );
+    let itself = report.grading.iter().find(|l| l.node == "itself").unwrap();
+    assert_grade(itself, &[]);
+    for (name, _, failing) in FIXTURES {
+        let list = report
+            .grading
+            .iter()
+            .find(|l| l.node == name)
+            .unwrap_or_else(|| panic!("no checklist for {name}: {}", report.render()));
+        assert_grade(list, failing);
+    }
+    // The text report carries the same checklists.
+    let rendered = report.render();
+    assert!(rendered.contains("score correct: 100.0%"), "{rendered}");
+    // The fixtures carry the lab's name as an argument, to be found here.
+    assert_clean(&lab, Some(&format!(".py {lab}")));
+}
+
+#[test]
+fn lab_grade_grades_one_program_in_a_default_lab() {
+    if !sandboxed("lab_grade_grades_one_program_in_a_default_lab") {
+        return;
+    }
+    let lab = unique("gone");
+    let correct = fixture("correct.py");
+    let output = run(&[
+        "lab", "grade", "--json", "--name", &lab, "--", "python3", &correct, &lab,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report: Report =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    assert_eq!(report.grading.len(), 1);
+    assert_grade(&report.grading[0], &[]);
+    assert_eq!(
+        report.grading[0].command,
+        ["python3", correct.as_str(), lab.as_str()]
+    );
+    assert_clean(&lab, Some(&format!(".py {lab}")));
+}
