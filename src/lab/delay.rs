@@ -322,78 +322,49 @@ pub fn netem_args(impairment: &Impairment) -> Vec<String> {
 /// that ordered pair's whole expected impairment, and the bridge ports get
 /// nothing; unmatched traffic (ARP, broadcasts) takes the node's own link.
 pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
-    let strs = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let mut commands = Vec::new();
+    let mut push = |netns: &str, line: String, netem: Option<&Impairment>| {
+        let mut args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        args.extend(netem.map(netem_args).unwrap_or_default());
+        commands.push(TcCommand {
+            netns: netns.to_owned(),
+            args,
+        });
+    };
     if !plan.per_pair {
-        for node in &plan.nodes {
-            if node.link.is_none() {
-                continue;
-            }
+        for node in plan.nodes.iter().filter(|n| !n.link.is_none()) {
             for (netns, dev) in [
                 (&node.netns, NODE_IFNAME),
                 (&plan.switch_netns, node.bridge_port.as_str()),
             ] {
-                let mut args = strs(&["qdisc", "replace", "dev", dev, "root"]);
-                args.extend(netem_args(&node.link));
-                commands.push(TcCommand {
-                    netns: netns.clone(),
-                    args,
-                });
+                push(
+                    netns,
+                    format!("qdisc replace dev {dev} root"),
+                    Some(&node.link),
+                );
             }
         }
         return commands;
     }
+    let dev = NODE_IFNAME;
     for from in &plan.nodes {
-        let push = |commands: &mut Vec<TcCommand>, args: Vec<String>| {
-            commands.push(TcCommand {
-                netns: from.netns.clone(),
-                args,
-            })
-        };
+        let netns = from.netns.as_str();
         push(
-            &mut commands,
-            strs(&[
-                "qdisc",
-                "replace",
-                "dev",
-                NODE_IFNAME,
-                "root",
-                "handle",
-                "1:",
-                "htb",
-                "default",
-                "1",
-            ]),
+            netns,
+            format!("qdisc replace dev {dev} root handle 1: htb default 1"),
+            None,
         );
         push(
-            &mut commands,
-            strs(&[
-                "class",
-                "add",
-                "dev",
-                NODE_IFNAME,
-                "parent",
-                "1:",
-                "classid",
-                "1:1",
-                "htb",
-                "rate",
-                "10gbit",
-            ]),
+            netns,
+            format!("class add dev {dev} parent 1: classid 1:1 htb rate 10gbit"),
+            None,
         );
         if !from.link.is_none() {
-            let mut args = strs(&[
-                "qdisc",
-                "add",
-                "dev",
-                NODE_IFNAME,
-                "parent",
-                "1:1",
-                "handle",
-                "2:",
-            ]);
-            args.extend(netem_args(&from.link));
-            push(&mut commands, args);
+            push(
+                netns,
+                format!("qdisc add dev {dev} parent 1:1 handle 2:"),
+                Some(&from.link),
+            );
         }
         for (index, to) in plan.nodes.iter().enumerate() {
             let Some(pair) = plan.expected(&from.name, &to.name) else {
@@ -402,58 +373,24 @@ pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
             let minor = format!("{:x}", index + 16);
             let class = format!("1:{minor}");
             push(
-                &mut commands,
-                strs(&[
-                    "class",
-                    "add",
-                    "dev",
-                    NODE_IFNAME,
-                    "parent",
-                    "1:",
-                    "classid",
-                    &class,
-                    "htb",
-                    "rate",
-                    "10gbit",
-                ]),
+                netns,
+                format!("class add dev {dev} parent 1: classid {class} htb rate 10gbit"),
+                None,
             );
             if !pair.impairment.is_none() {
-                let handle = format!("{minor}:");
-                let mut args = strs(&[
-                    "qdisc",
-                    "add",
-                    "dev",
-                    NODE_IFNAME,
-                    "parent",
-                    &class,
-                    "handle",
-                    &handle,
-                ]);
-                args.extend(netem_args(&pair.impairment));
-                push(&mut commands, args);
+                push(
+                    netns,
+                    format!("qdisc add dev {dev} parent {class} handle {minor}:"),
+                    Some(&pair.impairment),
+                );
             }
-            let dst = format!("{}/32", to.address);
             push(
-                &mut commands,
-                strs(&[
-                    "filter",
-                    "add",
-                    "dev",
-                    NODE_IFNAME,
-                    "parent",
-                    "1:",
-                    "protocol",
-                    "ip",
-                    "prio",
-                    "1",
-                    "u32",
-                    "match",
-                    "ip",
-                    "dst",
-                    &dst,
-                    "flowid",
-                    &class,
-                ]),
+                netns,
+                format!(
+                    "filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip dst {}/32 flowid {class}",
+                    to.address
+                ),
+                None,
             );
         }
     }

@@ -335,9 +335,9 @@ async fn build(
     let told = match &options.injected {
         Some(injected) if backend.kind() != BackendKind::None => {
             progress.line("injecting the delays of another lab file (--inject-from)");
-            injected.clone()
+            injected
         }
-        _ => plan.clone(),
+        _ => &plan,
     };
     let emulated = backend.provides_links();
     dir.record(|s| {
@@ -350,7 +350,7 @@ async fn build(
 
     let node_link: Vec<String> = if emulated {
         progress.step("starting the link emulator", 1);
-        start_emulator(&mut dir, &told, switch_file, options, cancel)?;
+        start_emulator(&mut dir, told, switch_file, options, cancel)?;
         progress.inc();
         vec![super::plan::NODE_IFNAME.to_owned(); plan.nodes.len()]
     } else {
@@ -380,7 +380,7 @@ async fn build(
     drop(switch);
 
     progress.step(&format!("applying delays ({})", backend.kind()), 1);
-    backend.apply(&told)?;
+    backend.apply(told)?;
     progress.inc();
 
     let mut probe_ns = None;

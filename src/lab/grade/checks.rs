@@ -73,6 +73,11 @@ pub fn grade(seen: &Observed) -> Checklist {
     Checklist::new(seen.node.clone(), seen.command.clone(), checks)
 }
 
+/// A failed check whose evidence could not be gathered, and why.
+fn not_measured(id: &str, title: &str, why: &str) -> Check {
+    check(id, title, Verdict::Fail, format!("not measured: {why}"))
+}
+
 fn check(id: &str, title: &str, verdict: Verdict, evidence: String) -> Check {
     Check {
         id: id.to_owned(),
@@ -388,12 +393,10 @@ fn reachable(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
     const ID: &str = "server.reachable";
     const TITLE: &str = "its timestamp server is reachable on the announced port";
     if announced.is_empty() {
-        return check(
+        return not_measured(
             ID,
             TITLE,
-            Verdict::Fail,
-            "not measured: no announcement reached the lab, so no peer knows a port to connect to"
-                .to_owned(),
+            "no announcement reached the lab, so no peer knows a port to connect to",
         );
     }
     let tried: Vec<&Probe> = seen
@@ -402,11 +405,10 @@ fn reachable(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
         .filter(|p| announced.contains_key(&p.port))
         .collect();
     let Some(first) = tried.first() else {
-        return check(
+        return not_measured(
             ID,
             TITLE,
-            Verdict::Fail,
-            "not measured: the lab made no connection to the announced port".to_owned(),
+            "the lab made no connection to the announced port",
         );
     };
     let connected: Vec<&&Probe> = tried.iter().filter(|p| p.connect_error.is_none()).collect();
@@ -434,12 +436,7 @@ fn port_zero(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
         (seen.listening.iter().copied().collect(), "listening")
     };
     if ports.is_empty() {
-        return check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: no listening or announced port".to_owned(),
-        );
+        return not_measured(ID, TITLE, "no listening or announced port");
     }
     let list = |ports: &[u16]| {
         ports
@@ -501,11 +498,10 @@ fn speaks_first(seen: &Observed) -> Check {
     let latency = |p: &Probe| p.answered_at.map_or(0.0, |t| t - p.at);
     let spoke = first_pair(seen).1;
     if silent.is_empty() {
-        return check(
+        return not_measured(
             ID,
             TITLE,
-            Verdict::Fail,
-            "not measured: no lab connection succeeded (see server.reachable)".to_owned(),
+            "no lab connection succeeded (see server.reachable)",
         );
     }
     if let Some(m) = mute.first() {
@@ -561,12 +557,7 @@ fn closes(seen: &Observed) -> Check {
     const TITLE: &str = "it closes the connection after answering";
     let answered: Vec<&Probe> = seen.probes.iter().filter(|p| p.answered()).collect();
     if answered.is_empty() {
-        return check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: it never answered the lab".to_owned(),
-        );
+        return not_measured(ID, TITLE, "it never answered the lab");
     }
     let open: Vec<&&Probe> = answered.iter().filter(|p| !p.closed).collect();
     match open.first() {
@@ -599,12 +590,7 @@ fn encoding(seen: &Observed) -> Check {
     const ID: &str = "server.encoding";
     const TITLE: &str = "its time is an 8-byte big-endian double (struct.pack(\"!d\", t))";
     let Some(p) = first_answer(seen) else {
-        return check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: it never answered the lab".to_owned(),
-        );
+        return not_measured(ID, TITLE, "it never answered the lab");
     };
     let at = p.answered_at.unwrap_or(p.at);
     let bytes = format!("{} bytes \"{}\"", p.bytes.len(), escaped(&p.bytes, 24));
@@ -645,12 +631,7 @@ fn utc(seen: &Observed) -> Check {
     const ID: &str = "server.utc";
     const TITLE: &str = "its time is UTC";
     let Some(p) = first_answer(seen) else {
-        return check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: it never answered the lab".to_owned(),
-        );
+        return not_measured(ID, TITLE, "it never answered the lab");
     };
     let at = p.answered_at.unwrap_or(p.at);
     let (seconds, resolution) = match decode_timestamp(&p.bytes, at) {
@@ -659,14 +640,7 @@ fn utc(seen: &Observed) -> Check {
             seconds,
             resolution_secs,
         }) => (seconds, resolution_secs),
-        Err(e) => {
-            return check(
-                ID,
-                TITLE,
-                Verdict::Fail,
-                format!("not measured: its answer is no time ({e})"),
-            )
-        }
+        Err(e) => return not_measured(ID, TITLE, &format!("its answer is no time ({e})")),
     };
     let offset = seconds - at;
     if let Some(hours) = time_zone_offset_hours(offset).filter(|_| offset.abs() > resolution) {
@@ -733,12 +707,7 @@ fn prompt(seen: &Observed) -> Check {
     }
     let evidence = format!("first connection to each sdss node: {}", lines.join(", "));
     match worst {
-        None => check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: no sdss node ran long enough".to_owned(),
-        ),
+        None => not_measured(ID, TITLE, "no sdss node ran long enough"),
         Some((w, _)) if w <= 3.0 => check(ID, TITLE, Verdict::Pass, evidence),
         Some((w, _)) if w <= 10.0 => check(ID, TITLE, Verdict::Warn, evidence + ": slow"),
         Some(_) => check(ID, TITLE, Verdict::Fail, evidence),
@@ -950,21 +919,11 @@ fn cpu(seen: &Observed) -> Check {
     const ID: &str = "process.cpu";
     const TITLE: &str = "it does not busy-loop (CPU over the run)";
     let (Some(first), Some(last)) = (seen.samples.first(), seen.samples.last()) else {
-        return check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: no sample".to_owned(),
-        );
+        return not_measured(ID, TITLE, "no sample");
     };
     let wall = last.at - first.at;
     if wall <= 0.0 || seen.samples.len() < 3 {
-        return check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: too few samples".to_owned(),
-        );
+        return not_measured(ID, TITLE, "too few samples");
     }
     let percent = (last.cpu_secs - first.cpu_secs) / wall * 100.0;
     let runnable = seen.samples.iter().filter(|s| s.runnable).count() as f64
@@ -992,12 +951,7 @@ fn memory(seen: &Observed) -> Check {
     const ID: &str = "process.memory";
     const TITLE: &str = "its memory stays bounded";
     let (Some(first), Some(last)) = (seen.samples.first(), seen.samples.last()) else {
-        return check(
-            ID,
-            TITLE,
-            Verdict::Fail,
-            "not measured: no sample".to_owned(),
-        );
+        return not_measured(ID, TITLE, "no sample");
     };
     let peak = seen.samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
     let mb = |kb: u64| kb as f64 / 1024.0;
