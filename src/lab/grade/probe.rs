@@ -687,13 +687,45 @@ pub mod procfs {
         }
 
         #[test]
-        fn our_own_session_is_readable() {
-            // SAFETY: getsid has no preconditions.
-            let sid = unsafe { libc::getsid(0) };
-            let readings = sessions(&[sid]);
-            let reading = readings.get(&sid).expect("our session");
-            assert!(reading.processes >= 1);
+        fn a_session_we_start_is_readable() {
+            // A session of our own making: the test's own session leader may sit
+            // in a parent PID namespace (CI containers), invisible in /proc.
+            use std::io::BufRead;
+            use std::os::unix::process::CommandExt;
+            use std::process::Stdio;
+            // It says "ready" once running, then waits for its stdin to close.
+            let mut command = std::process::Command::new("sh");
+            command
+                .args(["-c", "echo ready; read line"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+            // SAFETY: setsid is async-signal-safe and touches no parent state.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::setsid() < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let mut child = command.spawn().expect("spawn sleep");
+            let leader = child.id() as i32;
+            let mut ready = String::new();
+            let stdout = child.stdout.take().expect("piped stdout");
+            std::io::BufReader::new(stdout)
+                .read_line(&mut ready)
+                .expect("read ready");
+            let readings = sessions(&[leader]);
+            drop(child.stdin.take());
+            let _ = child.wait();
+            let reading = readings.get(&leader).expect("the session we started");
+            assert_eq!(reading.processes, 1);
             assert!(reading.rss_kb > 0);
+            assert!(!reading.zombie);
+            assert!(
+                sessions(&[leader]).is_empty(),
+                "a reaped leader has no entry"
+            );
         }
     }
 }
