@@ -224,9 +224,24 @@ impl Shared {
     }
 
     /// Starts an exchange the table ordered, in its own task.
+    ///
+    /// A refresh first waits a random part of one interval: every node that
+    /// heard the same broadcast counts it, so without the pause all of them
+    /// connect to its sender in the same millisecond, and the answers queue
+    /// behind each other and inflate the delays they measure.
     fn start_exchange(self: &Arc<Self>, order: ExchangeOrder) {
         let shared = self.clone();
+        let pause = match order.reason {
+            ExchangeReason::Refresh => random_fraction_of(self.config.interval),
+            ExchangeReason::New | ExchangeReason::Probe => Duration::ZERO,
+        };
         self.tracker.spawn(async move {
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shared.cancel.cancelled() => return,
+                }
+            }
             let Ok(_slot) = shared.exchanges.clone().acquire_owned().await else {
                 return;
             };
@@ -316,6 +331,12 @@ impl Shared {
             }),
         }
     }
+}
+
+/// A uniformly random duration in `[0, span)`.
+fn random_fraction_of(span: Duration) -> Duration {
+    let (random, _) = uuid::Uuid::new_v4().as_u64_pair();
+    span.mul_f64(random as f64 / (u64::MAX as f64 + 1.0))
 }
 
 /// Announces this node every interval, the first time at once.
@@ -524,4 +545,25 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_pauses_are_spread_over_the_whole_interval() {
+        let interval = Duration::from_millis(250);
+        let pauses: Vec<Duration> = (0..2000).map(|_| random_fraction_of(interval)).collect();
+        assert!(pauses.iter().all(|pause| *pause < interval));
+        // Each quarter of the interval gets about a quarter of the pauses.
+        for quarter in 0..4u32 {
+            let (low, high) = (interval * quarter / 4, interval * (quarter + 1) / 4);
+            let count = pauses.iter().filter(|p| **p >= low && **p < high).count();
+            assert!(
+                (350..650).contains(&count),
+                "quarter {quarter}: {count} of 2000"
+            );
+        }
+    }
 }
