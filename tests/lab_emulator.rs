@@ -61,6 +61,17 @@ fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
         assert!(pair.expected_ms >= 2.0, "{pair:?}: the lab injects delay");
         assert_eq!(pair.verdict, Verdict::Pass, "{pair:?}");
     }
+    // The report carries what the emulator did: it delivered the lab's frames.
+    let frames = report
+        .emulator
+        .expect("the emulator's counters in the report");
+    assert!(frames.forwarded > 0 && frames.received > 0, "{frames:?}");
+    assert_eq!(frames.errors, 0, "{frames:?}");
+    assert!(
+        report.render().contains("emulator: "),
+        "{}",
+        report.render()
+    );
     assert_clean(&lab, Some("lab-emulator"));
 }
 

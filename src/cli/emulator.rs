@@ -2,14 +2,18 @@
 //! of its own, started by `sdss lab up` and stopped by `sdss lab down`.
 //!
 //! Protocol with the lab: `ready` on stdout once every TAP is up; SIGTERM or SIGINT
-//! stops it, and the counters go to stderr; any failure exits non-zero with
-//! nothing left behind (the TAPs die with the process).
+//! stops it, and the counters go to stderr; with `--counters FILE` they are also
+//! kept in FILE, rewritten every second, for the lab's report. Any failure exits
+//! non-zero with nothing left behind (the TAPs die with the process).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use anyhow::Context;
+use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
 use crate::lab::emulator;
@@ -19,6 +23,10 @@ use crate::lab::emulator;
 pub struct EmulatorArgs {
     /// The JSON spec the lab wrote: ports (namespace, interface) and per-pair impairments.
     spec: PathBuf,
+    /// Where to keep the counters (JSON, rewritten every second and at the end),
+    /// for the lab's report.
+    #[arg(long)]
+    counters: Option<PathBuf>,
 }
 
 /// Runs the emulator until SIGTERM or SIGINT.
@@ -54,9 +62,41 @@ fn serve(args: &EmulatorArgs) -> anyhow::Result<emulator::Counters> {
         .and_then(|()| stdout.flush())
         .context("cannot tell the lab the emulator is ready")?;
     drop(stdout);
-    let signal = signals
-        .wait()
-        .context("cannot wait for SIGTERM or SIGINT")?;
+    let signal = loop {
+        if let Some(path) = &args.counters {
+            // Best effort: the counters are a diagnostic, forwarding goes on without them.
+            let _ = handle.counters().write_to(path);
+        }
+        match wait_for(&signals, COUNTERS_PERIOD) {
+            Ok(Some(signal)) => break signal,
+            Ok(None) => {}
+            Err(errno) => {
+                return Err(errno).context("cannot wait for SIGTERM or SIGINT");
+            }
+        }
+    };
     eprintln!("sdss lab-emulator: {signal}, stopping");
-    Ok(handle.stop())
+    let counters = handle.stop();
+    if let Some(path) = &args.counters {
+        let _ = counters.write_to(path);
+    }
+    Ok(counters)
+}
+
+/// How often the counters file is rewritten.
+const COUNTERS_PERIOD: Duration = Duration::from_secs(1);
+
+/// Waits up to `timeout` for one of the blocked `signals`.
+fn wait_for(signals: &SigSet, timeout: Duration) -> Result<Option<Signal>, Errno> {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: sigtimedwait(2) with a valid set, a null info pointer and a valid timeout.
+    let number = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
+    match Errno::result(number) {
+        Ok(number) => Signal::try_from(number).map(Some),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(None),
+        Err(errno) => Err(errno),
+    }
 }

@@ -21,6 +21,7 @@ use super::delay::{
     emulator_spec, BackendChoice, BackendKind, DelayBackend, DelayError, Emulator, Netem,
     NetemSupport, NoDelay, Tc,
 };
+use super::emulator::{Counters, PortCounters};
 use super::grade::probe::{ProbeSpec, Target};
 use super::grade::scenario::{assemble, parse_stamped, set_port_range, LabSide, RunningProbe};
 use super::grade::{self};
@@ -487,19 +488,21 @@ fn start_emulator(
     options: &UpOptions,
     cancel: &CancellationToken,
 ) -> Result<(), LabError> {
-    let spec_path = dir.path().join("emulator.json");
+    let spec_path = dir.emulator_file("spec.json");
     let spec = serde_json::to_vec_pretty(&emulator_spec(plan)).map_err(io::Error::other);
     spec.and_then(|bytes| std::fs::write(&spec_path, bytes))
         .map_err(|source| LabError::Log {
             path: spec_path.clone(),
             source,
         })?;
-    let stdout = dir.path().join("emulator.out");
-    let stderr = dir.path().join("emulator.err");
+    let stdout = dir.emulator_file("out");
+    let stderr = dir.emulator_file("err");
     let argv = vec![
         options.sdss.display().to_string(),
         "lab-emulator".to_owned(),
         spec_path.display().to_string(),
+        "--counters".to_owned(),
+        dir.emulator_file("counters.json").display().to_string(),
     ];
     let mut child = launch::spawn_node(
         switch,
@@ -673,7 +676,8 @@ async fn converge(
                 state.backend_note.clone(),
                 grades,
                 built.launched_at.elapsed().as_secs_f64(),
-            );
+            )
+            .with_emulator(emulator_totals(&built.dir));
             return Ok((report, lab));
         }
         tokio::select! {
@@ -745,7 +749,16 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         state.backend_note.clone(),
         grades,
         elapsed,
-    ))
+    )
+    .with_emulator(emulator_totals(&dir)))
+}
+
+/// The emulator's counters as it last wrote them, when it carries the lab.
+fn emulator_totals(dir: &LabDir) -> Option<PortCounters> {
+    if dir.state.backend != Some(BackendKind::Emulator) {
+        return None;
+    }
+    Counters::read_from(&dir.emulator_file("counters.json")).map(|c| c.total())
 }
 
 /// Takes a lab down: stops its processes, removes its namespaces (which takes

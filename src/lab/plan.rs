@@ -30,8 +30,20 @@ pub const BRIDGE_IFNAME: &str = "br0";
 pub mod defaults {
     use std::time::Duration;
 
-    /// Announcement period of lab nodes: short, so labs converge in seconds.
+    /// Announcement period of small labs: short, so they converge in seconds.
     pub const INTERVAL: Duration = Duration::from_millis(250);
+    /// What each node beyond ten adds to the default interval: every node hears
+    /// and measures every other, so a lab's work grows with the square of its
+    /// size (50 nodes on two cores: 250 ms passed 2 runs of 5, 1 s all 3).
+    pub const INTERVAL_PER_NODE: Duration = Duration::from_millis(25);
+    /// The ceiling of the size-scaled default: the assignment's own cadence.
+    pub const INTERVAL_CEILING: Duration = Duration::from_secs(1);
+
+    /// The default announcement period of a lab of `nodes` nodes.
+    pub fn interval_for(nodes: usize) -> Duration {
+        let scaled = INTERVAL_PER_NODE.saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
+        scaled.clamp(INTERVAL, INTERVAL_CEILING)
+    }
     /// Broadcasts between two measurements of a peer: one sample per second.
     pub const REFRESH_EVERY: u32 = 4;
     /// Absolute tolerance floor.
@@ -389,7 +401,9 @@ impl Plan {
             per_pair: !overrides.is_empty(),
             expected,
             node_settings: NodeSettings {
-                interval: defaults.interval.map_or(defaults::INTERVAL, |d| d.0),
+                interval: defaults
+                    .interval
+                    .map_or_else(|| defaults::interval_for(topology.nodes.len()), |d| d.0),
                 refresh_every: defaults
                     .refresh_every
                     .as_ref()
@@ -663,6 +677,24 @@ address = "10.9.0.1"
             plan.expected("a", "c").unwrap().impairment.delay,
             Duration::from_millis(2)
         );
+    }
+
+    #[test]
+    fn the_default_interval_grows_with_the_lab_and_an_explicit_one_wins() {
+        let lab_of = |nodes: usize, defaults: &str| {
+            let mut text = format!("name = \"t\"\n{defaults}");
+            for i in 0..nodes {
+                text.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
+            }
+            plan(&text).node_settings.interval
+        };
+        assert_eq!(lab_of(2, ""), Duration::from_millis(250));
+        assert_eq!(lab_of(10, ""), Duration::from_millis(250));
+        assert_eq!(lab_of(20, ""), Duration::from_millis(500));
+        assert_eq!(lab_of(40, ""), Duration::from_secs(1));
+        assert_eq!(lab_of(60, ""), Duration::from_secs(1));
+        let explicit = "[defaults]\ninterval = \"100ms\"\n";
+        assert_eq!(lab_of(50, explicit), Duration::from_millis(100));
     }
 
     #[test]

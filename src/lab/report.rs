@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::delay::{BackendChoice, BackendKind, NetemSupport};
+use super::emulator::{PortCounters, LATE};
 use super::grade::Checklist;
 use super::plan::{Plan, Program};
 use super::verify::{Grades, PairResult, Summary, Verdict};
@@ -43,6 +44,41 @@ pub struct Report {
     /// One checklist per node graded against the assignment (`grade = true`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grading: Vec<Checklist>,
+    /// What the userspace emulator did with the frames, when it carried the lab:
+    /// late or dropped frames explain delays no node could have measured right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<PortCounters>,
+}
+
+/// Share of late frames beyond which the report warns that the machine did not
+/// keep up with the emulator (a healthy five-node lab stays far below it).
+const LATE_WARNING: f64 = 0.01;
+
+/// The report's lines about the emulator's frames: one summary, and, when pairs
+/// failed, a warning if frames were late or dropped often enough to explain it.
+fn emulator_lines(counters: &PortCounters, pairs_failed: bool) -> Vec<String> {
+    let late = if counters.forwarded == 0 {
+        0.0
+    } else {
+        counters.late as f64 / counters.forwarded as f64
+    };
+    let mut lines = vec![format!(
+        "emulator: {} frames delivered, {} ({:.1}%) late by more than {} us, {} dropped by a full queue, {} by the links' loss",
+        counters.forwarded,
+        counters.late,
+        late * 100.0,
+        LATE.as_micros(),
+        counters.overflowed,
+        counters.lost,
+    )];
+    if pairs_failed && (late > LATE_WARNING || counters.overflowed > 0) {
+        lines.push(
+            "warning: the machine did not keep up with the emulator, so the failures may be its own, \
+             not the nodes': fewer nodes or a longer [defaults] interval lighten the load"
+                .to_owned(),
+        );
+    }
+    lines
 }
 
 impl Report {
@@ -69,7 +105,14 @@ impl Report {
             pairs: grades.pairs,
             summary: grades.summary,
             grading: Vec::new(),
+            emulator: None,
         }
+    }
+
+    /// Adds the emulator's counters (totals over its ports).
+    pub fn with_emulator(mut self, totals: Option<PortCounters>) -> Report {
+        self.emulator = totals;
+        self
     }
 
     /// Whether the lab passes: every pair passes, or, in a lab with graded
@@ -97,6 +140,14 @@ impl Report {
         );
         if let Some(note) = &self.backend_note {
             let _ = writeln!(out, "  note: {note}");
+        }
+        let pairs_failed = self.summary.failed > 0;
+        for line in self
+            .emulator
+            .iter()
+            .flat_map(|counters| emulator_lines(counters, pairs_failed))
+        {
+            let _ = writeln!(out, "  {line}");
         }
         let _ = writeln!(
             out,
@@ -340,4 +391,39 @@ fn cell(delay: std::time::Duration, overridden: bool) -> String {
         delay.as_secs_f64() * 1000.0,
         if overridden { "*" } else { "" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(forwarded: u64, late: u64, overflowed: u64) -> PortCounters {
+        PortCounters {
+            forwarded,
+            late,
+            overflowed,
+            lost: 3,
+            ..PortCounters::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_emulator_gets_one_line_and_no_warning() {
+        let lines = emulator_lines(&counters(10_000, 20, 0), true);
+        assert_eq!(
+            lines,
+            ["emulator: 10000 frames delivered, 20 (0.2%) late by more than 50 us, 0 dropped by a full queue, 3 by the links' loss"]
+        );
+        assert_eq!(emulator_lines(&counters(0, 0, 0), true).len(), 1);
+    }
+
+    #[test]
+    fn late_or_dropped_frames_explain_failures_and_only_failures() {
+        let late = emulator_lines(&counters(10_000, 200, 0), true);
+        assert_eq!(late.len(), 2);
+        assert!(late[0].contains("200 (2.0%) late"), "{}", late[0]);
+        assert!(late[1].starts_with("warning: the machine did not keep up"));
+        assert_eq!(emulator_lines(&counters(10_000, 0, 1), true).len(), 2);
+        assert_eq!(emulator_lines(&counters(10_000, 200, 1), false).len(), 1);
+    }
 }

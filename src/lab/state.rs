@@ -316,6 +316,13 @@ impl LabDir {
         &self.dir
     }
 
+    /// Where the link emulator keeps `what` (`spec.json`, `out`, `err`,
+    /// `counters.json`): the '-' keeps these names apart from every node's log,
+    /// since node names cannot contain one.
+    pub fn emulator_file(&self, what: &str) -> PathBuf {
+        self.dir.join(format!("lab-emulator.{what}"))
+    }
+
     /// Where a node's stdout goes.
     pub fn stdout_log(&self, node: &str) -> PathBuf {
         self.dir.join(format!("{node}.out"))

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod link;
@@ -105,7 +105,7 @@ pub fn load_spec(path: &Path) -> Result<EmulatorSpec, EmulatorError> {
 }
 
 /// What happened to the frames of one port.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortCounters {
     /// Frames read from this port's TAP.
     pub received: u64,
@@ -128,13 +128,29 @@ pub struct PortCounters {
 }
 
 /// Counters of every port, in port order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// One entry per port of the spec.
     pub ports: Vec<PortCounters>,
 }
 
 impl Counters {
+    /// Replaces the counters file at `path` in one step (a reader never sees half
+    /// of it): the running emulator keeps it current so that the lab's report can
+    /// say whether the machine kept up.
+    pub fn write_to(&self, path: &Path) -> io::Result<()> {
+        let partial = path.with_extension("partial");
+        let text = serde_json::to_vec(self).map_err(io::Error::other)?;
+        std::fs::write(&partial, text)?;
+        std::fs::rename(&partial, path)
+    }
+
+    /// The counters a running emulator last wrote, if any.
+    pub fn read_from(path: &Path) -> Option<Counters> {
+        let text = std::fs::read(path).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     /// Sum over all ports.
     pub fn total(&self) -> PortCounters {
         self.ports
