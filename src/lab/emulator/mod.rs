@@ -3,8 +3,8 @@
 //! One TAP device per node namespace (the node's `eth0`), joined by a learning
 //! switch that holds every frame for the delay of its ordered pair. Precision is
 //! the point, so frames are timed by a dedicated OS thread instead of an async
-//! timer (1 ms granularity): it sleeps with 1 ns timer slack until [`SPIN_WINDOW`]
-//! before the earliest due time, then spins.
+//! timer (1 ms granularity): it sleeps with 1 ns timer slack until a
+//! [`spin::SpinWindow`] before the earliest due time, then spins.
 //!
 //! Threads: a reader stamps each frame as it leaves a TAP, decides its copies'
 //! fate ([`link::Forwarder`]) and queues them ([`queue::TimedQueue`], bounded per
@@ -26,6 +26,7 @@ use thiserror::Error;
 pub mod link;
 pub mod queue;
 pub mod spec;
+pub mod spin;
 pub mod stamp;
 pub mod switch;
 pub mod tap;
@@ -36,11 +37,8 @@ pub use tap::TapError;
 
 use link::{Forwarder, Verdict};
 use queue::TimedQueue;
+use spin::SpinWindow;
 use stamp::ArrivalStamps;
-
-/// How long before a frame's due time the scheduler stops sleeping and spins: more
-/// than a timer wake-up takes on a busy VM, little enough to cost almost no CPU.
-pub const SPIN_WINDOW: Duration = Duration::from_micros(200);
 
 /// Frames the reader takes from one TAP before looking at the others, so one
 /// flooding port cannot starve the rest.
@@ -50,7 +48,7 @@ const READ_BATCH: usize = 64;
 const FRAME_BUFFER: usize = 65_536;
 
 /// SCHED_FIFO priority of the scheduler: the lowest, enough to run before every
-/// normal thread; its spinning is bounded by [`SPIN_WINDOW`] per frame.
+/// normal thread; its spinning is bounded by [`spin::SpinWindow::CEILING`] per frame.
 const REALTIME_PRIORITY: libc::c_int = 1;
 
 /// Lateness beyond which a written frame counts as late.
@@ -565,6 +563,7 @@ fn schedule(shared: &Shared, realtime: bool, started: mpsc::SyncSender<Priority>
     };
     // The receiver waits for this before `spawn` returns.
     let _ = started.send(priority);
+    let mut window = SpinWindow::new();
     let mut queue = shared.lock();
     loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -577,15 +576,19 @@ fn schedule(shared: &Shared, realtime: bool, started: mpsc::SyncSender<Priority>
                 .unwrap_or_else(PoisonError::into_inner);
             continue;
         };
+        let now = Instant::now();
         let sleep = due
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(SPIN_WINDOW);
+            .saturating_duration_since(now)
+            .saturating_sub(window.get());
         if !sleep.is_zero() {
-            queue = shared
+            let (guard, wake) = shared
                 .earlier_due
                 .wait_timeout(queue, sleep)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+                .unwrap_or_else(PoisonError::into_inner);
+            queue = guard;
+            if wake.timed_out() {
+                window.woke_late_by(Instant::now().saturating_duration_since(now + sleep));
+            }
             continue;
         }
         let Some(pending) = queue.pop() else {

@@ -1,0 +1,115 @@
+//! How long before a frame's due time the scheduler stops sleeping and spins.
+//!
+//! A timed sleep wakes late by the timer's and the scheduler's latency; spinning
+//! through that latency keeps frames on time, and every microsecond spun more
+//! is a microsecond of CPU taken from the lab's nodes (the scheduler runs
+//! SCHED_FIFO, before all of them). So the window follows the wake-ups actually
+//! seen: their usual lateness plus [`SpinWindow::SPREAD`] times its usual spread,
+//! between [`SpinWindow::FLOOR`] and [`SpinWindow::CEILING`]. A rare later
+//! wake-up costs that one frame the difference, which is what a fixed ceiling
+//! would have spent on every frame.
+
+use std::time::Duration;
+
+/// The spin window, learnt from how late timed sleeps wake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpinWindow {
+    /// Moving mean of the lateness, ns.
+    mean_ns: f64,
+    /// Moving mean absolute deviation of the lateness, ns.
+    deviation_ns: f64,
+}
+
+impl SpinWindow {
+    /// The shortest window.
+    pub const FLOOR: Duration = Duration::from_micros(10);
+    /// The longest window: more than a timer wake-up takes on a busy VM.
+    pub const CEILING: Duration = Duration::from_micros(200);
+    /// Weight of each new wake-up in the moving means (about the last 64 count).
+    const WEIGHT: f64 = 1.0 / 64.0;
+    /// Deviations of lateness the window covers beyond the mean.
+    const SPREAD: f64 = 4.0;
+
+    /// Starts at the ceiling, until wake-ups have been seen.
+    pub fn new() -> SpinWindow {
+        SpinWindow {
+            mean_ns: Self::CEILING.as_nanos() as f64,
+            deviation_ns: 0.0,
+        }
+    }
+
+    /// The current window.
+    pub fn get(&self) -> Duration {
+        let window = self.mean_ns + Self::SPREAD * self.deviation_ns;
+        Duration::from_nanos(window as u64).clamp(Self::FLOOR, Self::CEILING)
+    }
+
+    /// Learns from one timed sleep that woke `lateness` after it was due.
+    pub fn woke_late_by(&mut self, lateness: Duration) {
+        let lateness = lateness.as_nanos() as f64;
+        let error = lateness - self.mean_ns;
+        self.mean_ns += Self::WEIGHT * error;
+        self.deviation_ns += Self::WEIGHT * (error.abs() - self.deviation_ns);
+    }
+}
+
+impl Default for SpinWindow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(wake_ups: impl IntoIterator<Item = u64>) -> Duration {
+        let mut window = SpinWindow::new();
+        for micros in wake_ups {
+            window.woke_late_by(Duration::from_micros(micros));
+        }
+        window.get()
+    }
+
+    #[test]
+    fn starts_at_the_ceiling() {
+        assert_eq!(SpinWindow::new().get(), SpinWindow::CEILING);
+    }
+
+    #[test]
+    fn prompt_wake_ups_shrink_it_to_the_floor() {
+        assert_eq!(after(std::iter::repeat_n(3, 2_000)), SpinWindow::FLOOR);
+    }
+
+    #[test]
+    fn steady_wake_ups_set_it_to_their_lateness() {
+        let window = after(std::iter::repeat_n(30, 2_000));
+        assert!(
+            window.abs_diff(Duration::from_micros(30)) < Duration::from_micros(1),
+            "{window:?}"
+        );
+    }
+
+    #[test]
+    fn it_covers_the_usual_spread_of_wake_ups() {
+        // Wake-ups 20 or 40 us late: mean 30, deviation 10, window about 70.
+        let window = after((0..2_000).map(|i| if i % 2 == 0 { 20 } else { 40 }));
+        assert!(window > Duration::from_micros(60), "{window:?}");
+        assert!(window < Duration::from_micros(80), "{window:?}");
+    }
+
+    #[test]
+    fn a_run_of_late_wake_ups_widens_it_and_is_forgotten() {
+        let steady = std::iter::repeat_n(20, 2_000);
+        let busy = std::iter::repeat_n(150, 50);
+        let widened = after(steady.clone().chain(busy.clone()));
+        assert!(widened > Duration::from_micros(150), "{widened:?}");
+        let calm_again = after(steady.clone().chain(busy).chain(steady));
+        assert!(calm_again < Duration::from_micros(25), "{calm_again:?}");
+    }
+
+    #[test]
+    fn never_beyond_the_ceiling() {
+        assert_eq!(after(std::iter::repeat_n(5_000, 100)), SpinWindow::CEILING);
+    }
+}
