@@ -32,18 +32,20 @@ pub mod defaults {
 
     /// Announcement period of small labs: short, so they converge in seconds.
     pub const INTERVAL: Duration = Duration::from_millis(250);
-    /// What each node beyond ten adds to the default interval: every node hears
-    /// and measures every other, so a lab's work grows with the square of its
-    /// size (50 nodes on two cores: 250 ms passed 2 runs of 5, 1 s all 3).
-    pub const INTERVAL_PER_NODE: Duration = Duration::from_millis(25);
-    /// The ceiling of the size-scaled default: the assignment's own cadence.
-    pub const INTERVAL_CEILING: Duration = Duration::from_secs(1);
+    /// Ordered pairs a lab may measure per second of interval before its default
+    /// interval grows: every node hears and measures every other, so a lab's work
+    /// grows with its pairs. Two cores on the emulator (`scripts/bench-scale.sh`)
+    /// verified 40 nodes (1560 pairs) at 250 ms, 50 at 400 ms but only 59-84% of
+    /// them at 250 ms, 70 at 1 s, and 100 at 2 s but 31% at 1 s; this budget (36
+    /// nodes at 250 ms) gives 50 nodes 486 ms, 70 nodes 958 ms, 100 nodes 1.96 s.
+    pub const PAIRS_PER_SECOND: f64 = 36.0 * 35.0 / 0.25;
 
     /// The default announcement period of a lab of `nodes` nodes.
     pub fn interval_for(nodes: usize) -> Duration {
-        let scaled = INTERVAL_PER_NODE.saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
-        scaled.clamp(INTERVAL, INTERVAL_CEILING)
+        let pairs = nodes as f64 * nodes.saturating_sub(1) as f64;
+        INTERVAL.max(Duration::from_secs_f64(pairs / PAIRS_PER_SECOND))
     }
+
     /// Broadcasts between two measurements of a peer: one sample per second.
     pub const REFRESH_EVERY: u32 = 4;
     /// Absolute tolerance floor.
@@ -54,8 +56,14 @@ pub mod defaults {
     pub const SAMPLES: u32 = 5;
     /// Samples discarded first.
     pub const WARMUP: u32 = 1;
-    /// How long `up` waits for convergence.
+    /// How long `up` waits for convergence, at least.
     pub const TIME_LIMIT: Duration = Duration::from_secs(60);
+
+    /// The default time limit: [`TIME_LIMIT`], or twice what the samples take
+    /// when nodes measure each peer only every `refresh_every × interval`.
+    pub fn time_limit_for(interval: Duration, refresh_every: u32, samples: u32) -> Duration {
+        TIME_LIMIT.max(interval * refresh_every.saturating_mul(samples).saturating_mul(2))
+    }
 }
 
 /// A lab, ready to be created.
@@ -392,6 +400,34 @@ impl Plan {
             // The observers report every datagram heard and client served.
             args.push("--verbose".to_owned());
         }
+        let node_settings = NodeSettings {
+            interval: defaults
+                .interval
+                .map_or_else(|| defaults::interval_for(topology.nodes.len()), |d| d.0),
+            refresh_every: defaults
+                .refresh_every
+                .as_ref()
+                .map_or(defaults::REFRESH_EVERY, |r| *r.get_ref()),
+            exchange_timeout: defaults
+                .exchange_timeout
+                .map(|d| crate::units::format_duration(d.0)),
+            args,
+        };
+        let samples = verify
+            .samples
+            .as_ref()
+            .map_or(defaults::SAMPLES, |s| *s.get_ref());
+        let warmup = verify.warmup.unwrap_or(defaults::WARMUP);
+        let time_limit = verify.time_limit.map_or_else(
+            || {
+                defaults::time_limit_for(
+                    node_settings.interval,
+                    node_settings.refresh_every,
+                    warmup + samples,
+                )
+            },
+            |d| d.0,
+        );
         Plan {
             switch_netns: switch_netns(&lab),
             lab,
@@ -400,31 +436,16 @@ impl Plan {
             nodes,
             per_pair: !overrides.is_empty(),
             expected,
-            node_settings: NodeSettings {
-                interval: defaults
-                    .interval
-                    .map_or_else(|| defaults::interval_for(topology.nodes.len()), |d| d.0),
-                refresh_every: defaults
-                    .refresh_every
-                    .as_ref()
-                    .map_or(defaults::REFRESH_EVERY, |r| *r.get_ref()),
-                exchange_timeout: defaults
-                    .exchange_timeout
-                    .map(|d| crate::units::format_duration(d.0)),
-                args,
-            },
+            node_settings,
             verify: VerifySettings {
                 tolerance: verify.tolerance.map_or(defaults::TOLERANCE, |d| d.0),
                 tolerance_percent: verify
                     .tolerance_percent
                     .as_ref()
                     .map_or(defaults::TOLERANCE_PERCENT, |p| *p.get_ref()),
-                samples: verify
-                    .samples
-                    .as_ref()
-                    .map_or(defaults::SAMPLES, |s| *s.get_ref()),
-                warmup: verify.warmup.unwrap_or(defaults::WARMUP),
-                time_limit: verify.time_limit.map_or(defaults::TIME_LIMIT, |d| d.0),
+                samples,
+                warmup,
+                time_limit,
             },
             grading,
         }
@@ -680,21 +701,26 @@ address = "10.9.0.1"
     }
 
     #[test]
-    fn the_default_interval_grows_with_the_lab_and_an_explicit_one_wins() {
-        let lab_of = |nodes: usize, defaults: &str| {
-            let mut text = format!("name = \"t\"\n{defaults}");
+    fn the_default_interval_and_time_limit_grow_with_the_lab_and_explicit_ones_win() {
+        let lab_of = |nodes: usize, sections: &str| {
+            let mut text = format!("name = \"t\"\n{sections}");
             for i in 0..nodes {
                 text.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
             }
-            plan(&text).node_settings.interval
+            let plan = plan(&text);
+            (plan.node_settings.interval, plan.verify.time_limit)
         };
-        assert_eq!(lab_of(2, ""), Duration::from_millis(250));
-        assert_eq!(lab_of(10, ""), Duration::from_millis(250));
-        assert_eq!(lab_of(20, ""), Duration::from_millis(500));
-        assert_eq!(lab_of(40, ""), Duration::from_secs(1));
-        assert_eq!(lab_of(60, ""), Duration::from_secs(1));
-        let explicit = "[defaults]\ninterval = \"100ms\"\n";
-        assert_eq!(lab_of(50, explicit), Duration::from_millis(100));
+        let ms = Duration::from_millis;
+        assert_eq!(lab_of(2, ""), (ms(250), Duration::from_secs(60)));
+        assert_eq!(lab_of(36, ""), (ms(250), Duration::from_secs(60)));
+        assert_eq!(lab_of(50, "").0.as_millis(), 486);
+        assert_eq!(lab_of(70, "").0.as_millis(), 958);
+        let (interval, time_limit) = lab_of(100, "");
+        assert_eq!(interval.as_millis(), 1964);
+        // Six samples, one every four broadcasts, twice over.
+        assert_eq!(time_limit, interval * 48);
+        let explicit = "[defaults]\ninterval = \"100ms\"\n[verify]\ntime_limit = \"10s\"\n";
+        assert_eq!(lab_of(100, explicit), (ms(100), Duration::from_secs(10)));
     }
 
     #[test]

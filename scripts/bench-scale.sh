@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# How large a lab this machine verifies: for each size and announcement interval,
+# a generated lab (link delays 2-21 ms) runs with `sdss lab run --json`, inside a
+# private network and mount namespace like scripts/test.sh, and one row prints
+# the pairs that passed, the median and p95 |error| of the measured delays, the
+# emulator's late frames, and how long the lab took to come up and to grade.
+#
+#   scripts/bench-scale.sh [--nodes "5 20 50"] [--intervals "default 250ms 1s"]
+#                          [--backend emulator|none|auto] [--runs N]
+# "default" leaves the interval to the lab (it grows with the lab's size).
+# Needs root and python3. Figures, not a pass/fail: a 2-core machine is the floor.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nodes="5 20 50"
+intervals="default 250ms 1s"
+backend=emulator
+runs=1
+inside=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --inside-sandbox) inside=1 ;;
+    --nodes) nodes="$2"; shift ;;
+    --intervals) intervals="$2"; shift ;;
+    --backend) backend="$2"; shift ;;
+    --runs) runs="$2"; shift ;;
+    *) echo "usage: $0 [--nodes LIST] [--intervals LIST] [--backend B] [--runs N]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [[ $inside -eq 0 ]]; then
+  [[ $EUID -eq 0 ]] || { echo "bench-scale: needs root (namespaces, TAP devices)" >&2; exit 1; }
+  command -v python3 >/dev/null || { echo "bench-scale: python3 missing" >&2; exit 1; }
+  cargo build --release --quiet
+  exec unshare --net --mount --propagation private -- "$0" --inside-sandbox \
+    --nodes "$nodes" --intervals "$intervals" --backend "$backend" --runs "$runs"
+fi
+
+mkdir -p /run/netns /run/sdss
+mount -t tmpfs -o mode=0755 sdss-bench-netns /run/netns
+mount -t tmpfs -o mode=0700 sdss-bench-state /run/sdss
+ip link set lo up
+work=$(mktemp -d /tmp/sdss-scale.XXXXXX)
+bin=$PWD/target/release/sdss
+cleanup() {
+  for lab in $(ls /run/sdss/labs 2>/dev/null); do "$bin" lab down "$lab" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Writes a lab of $1 nodes with interval $2 ("default": none set) to stdout.
+lab_file() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+count, interval = int(sys.argv[1]), sys.argv[2]
+print('name = "scale"\nsubnet = "198.18.200.0/24"')
+if interval != "default":
+    print(f'[defaults]\ninterval = "{interval}"')
+print('[verify]\ntime_limit = "120s"')
+for i in range(count):
+    print(f'[[node]]\nname = "n{i:03}"\ndelay = "{1 + i % 20}ms"')
+PY
+}
+
+echo "sdss lab run --delay-backend $backend on $(nproc) cores; link delays 2-21 ms one way per pair"
+printf '%5s  %8s  %-9s  %12s  %10s  %9s  %9s  %7s\n' nodes interval backend pass pass% 'med|e|us' 'p95|e|us' late%
+for count in $nodes; do
+  for interval in $intervals; do
+    for _ in $(seq "$runs"); do
+      lab_file "$count" "$interval" >"$work/scale.toml"
+      status=0
+      "$bin" lab run --json --delay-backend "$backend" "$work/scale.toml" >"$work/report.json" 2>"$work/progress.txt" || status=$?
+      if ((status > 1)); then
+        echo "bench-scale: lab run failed (exit $status):" >&2; tail -5 "$work/progress.txt" >&2; exit 1
+      fi
+      python3 - "$work/report.json" "$count" "$interval" "$backend" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+count, interval, backend = sys.argv[2:5]
+errors = sorted(abs(p["error_ms"]) * 1000 for p in report["pairs"] if p.get("error_ms") is not None)
+def pct(q):
+    return f"{errors[min(len(errors) - 1, int(q * len(errors)))]:.0f}" if errors else "-"
+s = report["summary"]
+frames = report.get("emulator")
+late = f"{100 * frames['late'] / max(1, frames['forwarded']):.1f}" if frames else "-"
+print(f"{count:>5}  {interval:>8}  {report['backend']:<9}  {s['passed']:>5}/{s['pairs']:<6}  "
+      f"{100 * s['passed'] / max(1, s['pairs']):>9.1f}%  {pct(0.5):>9}  {pct(0.95):>9}  {late:>7}   "
+      f"graded after {report['elapsed_s']:.1f} s")
+PY
+    done
+  done
+done
