@@ -399,17 +399,7 @@ pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::lab::topology::Topology;
-
-    fn plan(text: &str) -> Plan {
-        Plan::new(
-            &Topology::parse(Path::new("x.toml"), text).unwrap(),
-            Path::new("x.toml"),
-        )
-    }
 
     #[test]
     fn netem_arguments_in_microseconds() {
@@ -430,8 +420,9 @@ mod tests {
 
     #[test]
     fn emulator_spec_lists_ports_and_impaired_pairs() {
-        let plan =
-            plan("name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n");
+        let plan = Plan::from_text(
+            "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n",
+        );
         let spec = emulator_spec(&plan);
         assert_eq!(spec["ports"][1]["netns"], "sdss-t-b");
         assert_eq!(spec["ports"][1]["ifname"], "eth0");
@@ -443,8 +434,9 @@ mod tests {
 
     #[test]
     fn per_node_links_get_netem_on_both_egresses() {
-        let plan =
-            plan("name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n");
+        let plan = Plan::from_text(
+            "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n",
+        );
         let commands: Vec<String> = netem_commands(&plan)
             .iter()
             .map(ToString::to_string)
@@ -460,7 +452,7 @@ mod tests {
 
     #[test]
     fn per_pair_labs_classify_by_destination() {
-        let plan = plan(
+        let plan = Plan::from_text(
             "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"7ms\"\n",
         );
         let commands: Vec<String> = netem_commands(&plan)

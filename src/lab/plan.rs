@@ -256,6 +256,14 @@ pub fn in_series(first: &Impairment, second: &Impairment) -> Impairment {
 }
 
 impl Plan {
+    /// A plan from lab-file text: the one way the lab's unit tests build one.
+    #[cfg(test)]
+    pub(crate) fn from_text(text: &str) -> Plan {
+        let source = Path::new("/labs/x.toml");
+        let topology = Topology::parse(source, text).expect("a valid test lab");
+        Plan::new(&topology, source)
+    }
+
     /// Computes the plan of a validated topology. `source` is where it was read from.
     pub fn new(topology: &Topology, source: &Path) -> Plan {
         let lab = topology.name.get_ref().clone();
@@ -587,11 +595,6 @@ impl NodePlan {
 mod tests {
     use super::*;
 
-    fn plan(text: &str) -> Plan {
-        let topology = Topology::parse(Path::new("/labs/x.toml"), text).unwrap();
-        Plan::new(&topology, Path::new("/labs/x.toml"))
-    }
-
     const THREE: &str = r#"
 name = "t"
 subnet = "10.9.0.0/24"
@@ -613,8 +616,8 @@ address = "10.9.0.1"
 
     #[test]
     fn injected_impairments_come_from_the_other_file_and_nodes_stay() {
-        let claimed = plan(THREE);
-        let other = plan(
+        let claimed = Plan::from_text(THREE);
+        let other = Plan::from_text(
             &THREE
                 .replace("\"5ms\"", "\"30ms\"")
                 .replace("name = \"t\"", "name = \"u\""),
@@ -634,15 +637,15 @@ address = "10.9.0.1"
 
     #[test]
     fn injected_impairments_need_the_same_nodes() {
-        let error = plan(THREE)
-            .with_impairments_of(&plan("name = \"t\"\n[[node]]\nname = \"a\"\n"))
+        let error = Plan::from_text(THREE)
+            .with_impairments_of(&Plan::from_text("name = \"t\"\n[[node]]\nname = \"a\"\n"))
             .unwrap_err();
         assert!(error.contains("same nodes"), "{error}");
     }
 
     #[test]
     fn names_addresses_and_ports() {
-        let plan = plan(THREE);
+        let plan = Plan::from_text(THREE);
         assert_eq!(plan.switch_netns, "sdss-t");
         let names: Vec<_> = plan.nodes.iter().map(|n| n.netns.as_str()).collect();
         assert_eq!(names, ["sdss-t-a", "sdss-t-b", "sdss-t-c"]);
@@ -658,7 +661,7 @@ address = "10.9.0.1"
 
     #[test]
     fn expected_delay_is_the_sum_of_both_egresses() {
-        let plan = plan(THREE);
+        let plan = Plan::from_text(THREE);
         assert_eq!(plan.expected.len(), 6);
         let ab = &plan.expected("a", "b").unwrap().impairment;
         assert_eq!(ab.delay, Duration::from_millis(15));
@@ -678,7 +681,7 @@ address = "10.9.0.1"
 
     #[test]
     fn pairs_override_one_direction_or_both() {
-        let plan = plan(&format!(
+        let plan = Plan::from_text(&format!(
             "{THREE}[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"30ms\"\n[[pair]]\nfrom = \"a\"\nto = \"c\"\ndelay = \"2ms\"\nsymmetric = true\n"
         ));
         assert!(plan.per_pair);
@@ -707,7 +710,7 @@ address = "10.9.0.1"
             for i in 0..nodes {
                 text.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
             }
-            let plan = plan(&text);
+            let plan = Plan::from_text(&text);
             (plan.node_settings.interval, plan.verify.time_limit)
         };
         let ms = Duration::from_millis;
@@ -725,13 +728,13 @@ address = "10.9.0.1"
 
     #[test]
     fn zero_delay_clears_every_impairment() {
-        let plan = plan(THREE).zero_delay();
+        let plan = Plan::from_text(THREE).zero_delay();
         assert!(plan.is_unimpaired());
     }
 
     #[test]
     fn argv_of_sdss_and_custom_nodes() {
-        let plan = plan(
+        let plan = Plan::from_text(
             "name = \"t\"\n[defaults]\ninterval = \"200ms\"\nrefresh_every = 3\n[[node]]\nname = \"a\"\nargs = [\"--verbose\"]\n[[node]]\nname = \"b\"\ncommand = [\"peer\", \"--ns\", \"{netns}\", \"--addr={address}/{prefix}\"]\n",
         );
         let sdss = Path::new("/bin/sdss");
@@ -758,7 +761,7 @@ address = "10.9.0.1"
 
     #[test]
     fn graded_labs_get_a_probe_node_a_scenario_and_verbose_observers() {
-        let plan = plan(
+        let plan = Plan::from_text(
             "name = \"g\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"s\"\ncommand = [\"python3\", \"s.py\"]\ngrade = true\n",
         );
         let grading = plan.grading.as_ref().expect("a grading scenario");
@@ -787,12 +790,12 @@ address = "10.9.0.1"
     }
 
     fn plan_of_three() -> Plan {
-        plan(THREE)
+        Plan::from_text(THREE)
     }
 
     #[test]
     fn tolerance_is_the_larger_of_floor_and_percentage() {
-        let verify = plan(THREE).verify;
+        let verify = Plan::from_text(THREE).verify;
         assert_eq!(
             verify.tolerance_for(Duration::ZERO),
             Duration::from_micros(500)
@@ -805,7 +808,7 @@ address = "10.9.0.1"
 
     #[test]
     fn plans_round_trip_through_json_for_the_state_file() {
-        let plan = plan(THREE);
+        let plan = Plan::from_text(THREE);
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
     }

@@ -382,15 +382,10 @@ pub fn start_time(pid: i32) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::lab::plan::Plan;
-    use crate::lab::topology::Topology;
 
     fn state(lab: &str) -> LabState {
         let text = format!("name = \"{lab}\"\n[[node]]\nname = \"a\"\n");
-        let plan = Plan::new(
-            &Topology::parse(Path::new("x.toml"), &text).unwrap(),
-            Path::new("x.toml"),
-        );
-        LabState::creating(plan)
+        LabState::creating(Plan::from_text(&text))
     }
 
     #[test]

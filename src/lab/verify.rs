@@ -300,17 +300,7 @@ fn round3(value: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::lab::topology::Topology;
-
-    fn plan(text: &str) -> Plan {
-        Plan::new(
-            &Topology::parse(Path::new("x.toml"), text).unwrap(),
-            Path::new("x.toml"),
-        )
-    }
 
     const TWO: &str = "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[verify]\nsamples = 3\nwarmup = 1\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\ndelay = \"10ms\"\n";
 
@@ -338,7 +328,7 @@ mod tests {
 
     #[test]
     fn passes_within_tolerance_after_warm_up_and_fails_outside() {
-        let plan = plan(TWO);
+        let plan = Plan::from_text(TWO);
         let mut obs = HashMap::new();
         // a measures b (b -> a, expected 15 ms); the 80 ms warm-up sample is ignored.
         obs.insert(
@@ -394,7 +384,7 @@ mod tests {
 
     #[test]
     fn unmeasured_pairs_are_failures_with_reasons() {
-        let plan = plan(TWO);
+        let plan = Plan::from_text(TWO);
         let mut obs = HashMap::new();
         obs.insert("a".to_owned(), observed(&[started("aaaaaaaa")]));
         obs.insert(
@@ -432,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_node_that_never_started_and_too_few_samples() {
-        let plan = plan(TWO);
+        let plan = Plan::from_text(TWO);
         let mut obs = HashMap::new();
         obs.insert(
             "a".to_owned(),
@@ -469,7 +459,7 @@ mod tests {
 
     #[test]
     fn custom_observers_are_skipped_not_failed() {
-        let plan = plan(
+        let plan = Plan::from_text(
             "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\ncommand = [\"peer\"]\n",
         );
         let mut obs = HashMap::new();
