@@ -196,17 +196,17 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
                 println!("no lab is up");
             } else {
                 println!(
-                    "{:<20}  {:<12}  {:>7}  {:<8}  {:<26}  FILE",
+                    "{:<20}  {:<12}  {:>7}  {:<8}  {:<19}  FILE",
                     "LAB", "PHASE", "NODES", "BACKEND", "SINCE"
                 );
                 for s in labs {
                     println!(
-                        "{:<20}  {:<12}  {:>7}  {:<8}  {:<26}  {}",
+                        "{:<20}  {:<12}  {:>7}  {:<8}  {:<19}  {}",
                         s.lab,
                         s.phase,
                         format!("{}/{}", s.nodes_running, s.nodes),
                         s.backend.map_or("-".to_owned(), |b| b.to_string()),
-                        s.created_at,
+                        since(&s.created_at),
                         s.source.display()
                     );
                 }
@@ -423,4 +423,17 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// A lab's creation time (RFC 3339, UTC) to the second, in the local time zone
+/// of whoever reads the table; unchanged when it does not parse.
+fn since(created_at: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(created_at).map_or_else(
+        |_| created_at.to_owned(),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        },
+    )
 }
