@@ -5,6 +5,7 @@
 //! netem is driven by `tc` through one typed wrapper ([`Tc`]): netlink-packet-route
 //! has no netem option type, and `tc` is the tool every reader knows.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::process::Command;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::emulator::{EmulatorSpec, LinkSpec, PortSpec};
 use super::impairment::Impairment;
 use super::plan::{Plan, NODE_IFNAME};
 
@@ -232,28 +234,36 @@ impl DelayBackend for Emulator {
     }
 }
 
-/// The emulator's spec for a plan (the JSON schema of `lab::emulator::EmulatorSpec`):
-/// one port per node (its namespace's `eth0`) and every ordered pair's expected impairment.
-pub fn emulator_spec(plan: &Plan) -> serde_json::Value {
-    let index = |name: &str| plan.nodes.iter().position(|n| n.name == name);
-    let ports: Vec<_> = plan
+/// The emulator's spec for a plan: one port per node (its namespace's `eth0`)
+/// and every impaired ordered pair's expected impairment.
+pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
+    let index: HashMap<&str, usize> = plan
         .nodes
         .iter()
-        .map(|n| serde_json::json!({ "netns": n.netns, "ifname": NODE_IFNAME }))
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
         .collect();
-    let impairments: Vec<_> = plan
+    let ports = plan
+        .nodes
+        .iter()
+        .map(|n| PortSpec {
+            netns: n.netns.clone(),
+            ifname: NODE_IFNAME.to_owned(),
+        })
+        .collect();
+    let impairments = plan
         .expected
         .iter()
         .filter(|p| !p.impairment.is_none())
         .filter_map(|p| {
-            Some(serde_json::json!({
-                "from": index(&p.from)?,
-                "to": index(&p.to)?,
-                "impairment": p.impairment,
-            }))
+            Some(LinkSpec {
+                from: *index.get(p.from.as_str())?,
+                to: *index.get(p.to.as_str())?,
+                impairment: p.impairment,
+            })
         })
         .collect();
-    serde_json::json!({ "ports": ports, "impairments": impairments })
+    EmulatorSpec::new(ports, impairments)
 }
 
 /// Kernel netem via `tc`.
@@ -424,12 +434,17 @@ mod tests {
             "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n",
         );
         let spec = emulator_spec(&plan);
-        assert_eq!(spec["ports"][1]["netns"], "sdss-t-b");
-        assert_eq!(spec["ports"][1]["ifname"], "eth0");
-        assert_eq!(spec["impairments"][0]["from"], 0);
-        assert_eq!(spec["impairments"][0]["to"], 1);
-        assert_eq!(spec["impairments"][0]["impairment"]["delay"], "5ms");
-        assert_eq!(spec["impairments"].as_array().unwrap().len(), 2);
+        assert_eq!(spec.ports[1].netns, "sdss-t-b");
+        assert_eq!(spec.ports[1].ifname, "eth0");
+        assert_eq!(spec.impairments.len(), 2);
+        assert_eq!((spec.impairments[0].from, spec.impairments[0].to), (0, 1));
+        assert_eq!(
+            spec.impairments[0].impairment.delay,
+            Duration::from_millis(5)
+        );
+        // What the lab writes is what the emulator daemon accepts.
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(EmulatorSpec::from_json(&json).unwrap(), spec);
     }
 
     #[test]

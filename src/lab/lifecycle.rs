@@ -356,7 +356,7 @@ async fn build(
         vec![super::plan::NODE_IFNAME.to_owned(); plan.nodes.len()]
     } else {
         progress.step("creating links", plan.nodes.len() as u64);
-        links::build_switch(&switch, &plan, node_files, |_, _, _| progress.inc()).await?;
+        links::build_switch(&switch, &plan, node_files, || progress.inc()).await?;
         (0..plan.nodes.len()).map(links::node_end).collect()
     };
     check(cancel)?;

@@ -274,23 +274,21 @@ pub fn node_end(index: usize) -> String {
 
 /// Creates the bridge and every node's veth pair in the switch namespace, and
 /// moves each node end into its node's namespace (`node_ns[i]` for node `i`).
-/// `on_link` is told about each link before it is created.
+/// `on_node` is told each time a node's link is in place.
 pub async fn build_switch(
     switch: &Netlink,
     plan: &Plan,
     node_ns: &[File],
-    mut on_link: impl FnMut(&str, &str, &str),
+    mut on_node: impl FnMut(),
 ) -> Result<(), LinkError> {
-    on_link(&plan.switch_netns, BRIDGE_IFNAME, "bridge");
     switch.add_bridge(BRIDGE_IFNAME).await?;
     let bridge = switch.index(BRIDGE_IFNAME).await?;
     for (index, (node, ns)) in plan.nodes.iter().zip(node_ns).enumerate() {
         let end = node_end(index);
-        on_link(&plan.switch_netns, &node.bridge_port, "veth (bridge port)");
-        on_link(&node.netns, NODE_IFNAME, "veth (node end)");
         switch.add_veth(&node.bridge_port, &end).await?;
         switch.attach(&node.bridge_port, bridge).await?;
         switch.move_to(&end, ns).await?;
+        on_node();
     }
     Ok(())
 }
@@ -312,8 +310,7 @@ pub async fn configure_node(
     node.add_address(index, NODE_IFNAME, address, prefix)
         .await?;
     node.up(index, NODE_IFNAME).await?;
-    let lo = node.index("lo").await?;
-    node.up(lo, "lo").await?;
+    loopback_up(node).await?;
     node.add_default_route(index, NODE_IFNAME).await?;
     Ok(index)
 }

@@ -220,7 +220,6 @@ impl Shared {
 /// A running emulator. Dropping it stops the threads and deletes the TAPs.
 pub struct EmulatorHandle {
     shared: Arc<Shared>,
-    macs: Vec<Mac>,
     threads: Vec<JoinHandle<()>>,
     priority: Priority,
 }
@@ -237,7 +236,7 @@ pub enum Priority {
 impl fmt::Debug for EmulatorHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmulatorHandle")
-            .field("ports", &self.macs.len())
+            .field("ports", &self.shared.taps.len())
             .finish_non_exhaustive()
     }
 }
@@ -248,7 +247,6 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     spec.validate()?;
     let mut taps = Vec::with_capacity(spec.ports.len());
     let mut captures = Vec::with_capacity(spec.ports.len());
-    let mut macs = Vec::with_capacity(spec.ports.len());
     for (index, port) in spec.ports.iter().enumerate() {
         let tap = tap::create(port).map_err(|source| EmulatorError::Tap {
             index,
@@ -258,7 +256,6 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
         })?;
         taps.push(tap.fd);
         captures.push(tap.capture);
-        macs.push(tap.mac);
     }
     // SAFETY: plain eventfd(2); the result is checked before it is owned.
     let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -287,7 +284,6 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     );
     let mut handle = EmulatorHandle {
         shared,
-        macs,
         threads: Vec::new(),
         priority: Priority::Normal(None),
     };
@@ -322,11 +318,6 @@ impl EmulatorHandle {
     /// How the scheduler runs: real time unless the spec opted out or it was refused.
     pub fn priority(&self) -> &Priority {
         &self.priority
-    }
-
-    /// The MAC address of each port's TAP, in port order.
-    pub fn macs(&self) -> &[Mac] {
-        &self.macs
     }
 
     /// The counters so far.

@@ -166,6 +166,20 @@ pub enum SpecError {
 }
 
 impl EmulatorSpec {
+    /// These ports and impairments, every other setting as a spec file that
+    /// leaves it out would have it.
+    pub fn new(ports: Vec<PortSpec>, impairments: Vec<LinkSpec>) -> Self {
+        EmulatorSpec {
+            ports,
+            impairments,
+            default: Impairment::default(),
+            reorder: false,
+            queue_limit: default_queue_limit(),
+            realtime: default_realtime(),
+            seed: None,
+        }
+    }
+
     /// Parses and validates a spec.
     pub fn from_json(text: &str) -> Result<Self, SpecError> {
         let spec: Self = serde_json::from_str(text)?;

@@ -14,7 +14,6 @@ use nix::sched::CloneFlags;
 use thiserror::Error;
 
 use super::spec::PortSpec;
-use super::switch::Mac;
 
 /// A TAP device owned by the emulator: the device lives as long as `fd`.
 #[derive(Debug)]
@@ -24,8 +23,6 @@ pub struct Tap {
     /// A packet socket on the TAP that receives, with kernel timestamps, the frames
     /// the node sends (see [`super::stamp`]).
     pub capture: OwnedFd,
-    /// The device's MAC address (the node's own address on the lab network).
-    pub mac: Mac,
 }
 
 /// Why a TAP could not be made.
@@ -135,22 +132,12 @@ fn create_here(ifname: &str) -> Result<Tap, TapError> {
         .map_err(|e| configure("bring up", e))?;
 
     let mut request = ifreq(ifname);
-    socket_ioctl(&socket, libc::SIOCGIFHWADDR, &mut request)
-        .map_err(|e| configure("read the address of", e))?;
-    // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
-    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
-    let mut mac = [0u8; 6];
-    for (byte, value) in mac.iter_mut().zip(data.iter()) {
-        *byte = *value as u8;
-    }
-
-    let mut request = ifreq(ifname);
     socket_ioctl(&socket, libc::SIOCGIFINDEX, &mut request)
         .map_err(|e| configure("find the index of", e))?;
     // SAFETY: SIOCGIFINDEX filled the ifindex member.
     let ifindex = unsafe { request.ifr_ifru.ifru_ifindex };
     let capture = open_capture(ifindex).map_err(|e| configure("capture frames of", e))?;
-    Ok(Tap { fd, capture, mac })
+    Ok(Tap { fd, capture })
 }
 
 /// A packet socket that receives, stamped by the kernel, only the frames leaving
