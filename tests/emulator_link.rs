@@ -3,7 +3,8 @@
 //! start must leave nothing behind.
 //!
 //! Root only, and only inside `scripts/test.sh`'s private network namespace: each
-//! test skips with a printed reason otherwise.
+//! test skips with a printed reason otherwise (a failure under CI, see
+//! `lab_support::sandboxed`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
@@ -15,46 +16,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sdss::lab::emulator::{self, EmulatorSpec, PortSpec};
+
+mod lab_support;
 use sdss::lab::impairment::Impairment;
 
 const ONE_WAY: Duration = Duration::from_millis(25);
 const ECHO_PORT: u16 = 7777;
-
-/// Why this test cannot run here, if it cannot.
-fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root".to_owned());
-    }
-    // Outside the sandbox the host's own interfaces are visible: refuse to run there.
-    let links = Command::new("ip").args(["-o", "link", "show"]).output();
-    match links {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let others: Vec<&str> = text
-                .lines()
-                .filter_map(|line| line.split(':').nth(1).map(str::trim))
-                .filter(|name| *name != "lo")
-                .collect();
-            if others.is_empty() {
-                None
-            } else {
-                Some(format!(
-                    "this network namespace has {others:?}: run through scripts/test.sh"
-                ))
-            }
-        }
-        Err(error) => Some(format!("cannot run `ip`: {error}")),
-    }
-}
-
-macro_rules! skip_unless_sandboxed {
-    () => {
-        if let Some(reason) = skip_reason() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
-}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -304,7 +271,9 @@ fn start_daemon(spec: &Path) -> Daemon {
 
 #[test]
 fn daemon_gives_a_50ms_round_trip_over_25ms_each_way_and_cleans_up() {
-    skip_unless_sandboxed!();
+    if !lab_support::sandboxed("daemon_gives_a_50ms_round_trip_over_25ms_each_way_and_cleans_up") {
+        return;
+    }
     let a = Netns::new("rtt", "a");
     let b = Netns::new("rtt", "b");
     let spec = spec_file("rtt", &link_spec(&a, &b, 1024));
@@ -354,7 +323,9 @@ fn daemon_gives_a_50ms_round_trip_over_25ms_each_way_and_cleans_up() {
 
 #[test]
 fn survives_a_flood_with_drops_counted() {
-    skip_unless_sandboxed!();
+    if !lab_support::sandboxed("survives_a_flood_with_drops_counted") {
+        return;
+    }
     let a = Netns::new("flood", "a");
     let b = Netns::new("flood", "b");
     let handle = emulator::spawn(&link_spec(&a, &b, 64)).expect("spawn emulator");
@@ -399,7 +370,9 @@ fn survives_a_flood_with_drops_counted() {
 
 #[test]
 fn a_failed_start_leaves_nothing() {
-    skip_unless_sandboxed!();
+    if !lab_support::sandboxed("a_failed_start_leaves_nothing") {
+        return;
+    }
     let a = Netns::new("fail", "a");
     let spec = EmulatorSpec {
         ports: vec![

@@ -7,6 +7,7 @@
 //! `kill -9` of `up` at any point it finds what was made, checks each object's
 //! recorded identity, and leaves alone anything that only looks like it.
 
+use crate::node::clock::wall_now;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -132,12 +133,6 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn now_unix_f64() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Tears a lab down when dropped while armed: the path every failure, panic and
 /// cancellation of `up` takes.
 struct TeardownGuard<'a> {
@@ -257,7 +252,7 @@ fn start_probe(built: &Built, ns: &File) -> Result<RunningProbe, LabError> {
         joined_at: grading.joined_at,
         burst_at: grading.burst_at,
     };
-    let start = state.nodes_started_at.unwrap_or_else(now_unix_f64);
+    let start = state.nodes_started_at.unwrap_or_else(wall_now);
     RunningProbe::start(ns, spec, start).map_err(|e| LabError::Probe(e.to_string()))
 }
 
@@ -388,7 +383,7 @@ async fn build(
     if let Some(grading) = &plan.grading {
         for (node, file) in plan.nodes.iter().zip(node_files) {
             if node.grade {
-                set_port_range(file, grading.port_range).map_err(|e| {
+                set_port_range(file, &node.netns, grading.port_range).map_err(|e| {
                     LabError::Probe(format!("setting the port range of {}: {e}", node.netns))
                 })?;
             }
@@ -403,7 +398,7 @@ async fn build(
 
     progress.step("starting nodes", plan.nodes.len() as u64);
     let mut children = HashMap::new();
-    dir.record(|s| s.nodes_started_at = Some(now_unix_f64()))?;
+    dir.record(|s| s.nodes_started_at = Some(wall_now()))?;
     let launched_at = Instant::now();
     for (node, file) in plan.nodes.iter().zip(node_files) {
         check(cancel)?;
@@ -601,11 +596,7 @@ async fn converge(
     let grading = plan.grading.as_ref().filter(|_| probe.is_some());
     let mut deadline = built.launched_at + plan.verify.time_limit;
     let mut lab = LabSide {
-        started_at: built
-            .dir
-            .state
-            .nodes_started_at
-            .unwrap_or_else(now_unix_f64),
+        started_at: built.dir.state.nodes_started_at.unwrap_or_else(wall_now),
         ..LabSide::default()
     };
     let mut kill = None;
@@ -622,7 +613,7 @@ async fn converge(
         if let Some((name, at)) = kill.take() {
             if Instant::now() >= at {
                 kill_node(built, &name);
-                lab.killed = Some((name, now_unix_f64()));
+                lab.killed = Some((name, wall_now()));
             } else {
                 kill = Some((name, at));
             }
@@ -644,7 +635,7 @@ async fn converge(
         let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration);
         if (grades.converged() && watched) || Instant::now() >= deadline {
             if grading.is_some() {
-                lab.ended_at = now_unix_f64();
+                lab.ended_at = wall_now();
                 for node in plan.nodes.iter().filter(|n| n.grade) {
                     if let Some(child) = built.children.get_mut(&node.name) {
                         if let Ok(Some(status)) = child.try_wait() {
@@ -741,7 +732,7 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         observations.insert(node.name.clone(), seen);
     }
     let grades = grade(&state.plan, &observations);
-    let elapsed = state.nodes_started_at.map_or(0.0, |t| now_unix_f64() - t);
+    let elapsed = state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
     Ok(Report::new(
         &state.plan,
         state.backend.unwrap_or(BackendKind::None),

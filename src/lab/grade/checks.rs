@@ -134,7 +134,7 @@ fn format(seen: &Observed) -> Check {
         match Announcement::decode(&d.payload) {
             Err(e) => bad.push(format!("\"{}\": {e}", escaped(&d.payload, 40))),
             Ok(a) => {
-                if a.id.as_str().chars().count() != 8 {
+                if !a.id.is_canonical() {
                     bad.push(format!(
                         "ID {:?} has {} characters, not 8",
                         a.id.as_str(),
@@ -149,16 +149,14 @@ fn format(seen: &Observed) -> Check {
         }
     }
     let sample = format!("\"{}\"", escaped(&first.payload, 40));
-    if !bad.is_empty() {
-        bad.dedup();
+    if let Some(example) = bad.first() {
         return check(
             ID,
             TITLE,
             Verdict::Fail,
             format!(
-                "{} of {total} datagrams malformed, e.g. {}",
-                bad.len(),
-                bad[0]
+                "{} of {total} datagrams malformed, e.g. {example}",
+                bad.len()
             ),
         );
     }

@@ -117,12 +117,9 @@ pub struct ProbeLog {
     pub errors: Vec<String>,
 }
 
-/// Wall clock, Unix seconds.
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+/// Wall clock, Unix seconds: the protocol's clock, which the grader compares
+/// with the timestamps it decodes.
+pub use crate::node::clock::wall_now as now;
 
 type Shared = Arc<Mutex<ProbeLog>>;
 

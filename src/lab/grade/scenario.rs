@@ -18,19 +18,17 @@ use super::probe::{self, FakePeer, ProbeLog, ProbeSpec};
 use crate::lab::plan::{Plan, Program};
 use crate::node::event::{NodeEvent, StampedEvent};
 
-/// Sets the ephemeral port range of the namespace `ns`, from a thread that
-/// entered it (`/proc/sys/net` is the namespace of the thread that opens it).
-pub fn set_port_range(ns: &File, (low, high): (u16, u16)) -> io::Result<()> {
-    let ns = ns.try_clone()?;
-    std::thread::spawn(move || {
-        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+/// Sets the ephemeral port range of the namespace `ns` (named `name`), from a
+/// thread that entered it (`/proc/sys/net` is the namespace of the thread that
+/// opens it).
+pub fn set_port_range(ns: &File, name: &str, (low, high): (u16, u16)) -> io::Result<()> {
+    crate::lab::netns::run_in(ns, name, move || {
         std::fs::write(
             "/proc/sys/net/ipv4/ip_local_port_range",
             format!("{low} {high}"),
         )
     })
-    .join()
-    .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))
+    .map_err(io::Error::other)?
 }
 
 /// The probe, running in its namespace on a thread of its own.
