@@ -266,14 +266,15 @@ pub fn grade(plan: &Plan, observations: &HashMap<String, Observations>) -> Grade
     }
 }
 
+/// What a `removed` event's cause (`ExchangeError::cause`) means, for the report.
 fn describe_cause(cause: &str) -> &'static str {
     match cause {
         "refused" => "refused: the exchange's connection was refused",
         "timeout" => "timed out: the exchange did not complete in time",
         "unreachable" => "unreachable: no route or no ARP answer",
         "reset" => "reset by the peer",
-        "protocol" => "the peer's answer was not a timestamp",
-        "silent" => "the peer went silent",
+        "no_answer" => "the peer closed without sending its time",
+        "io" => "a socket error during the exchange",
         _ => "removed",
     }
 }
@@ -301,6 +302,27 @@ fn round3(value: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_cause_a_node_reports_has_its_own_description() {
+        use crate::node::client::{ExchangeError, Phase};
+        let errors = [
+            ExchangeError::Refused,
+            ExchangeError::TimedOut(Phase::Answer),
+            ExchangeError::Unreachable(std::io::Error::other("no route")),
+            ExchangeError::Reset,
+            ExchangeError::NoAnswer,
+            ExchangeError::Io(std::io::Error::other("broken pipe")),
+        ];
+        for error in errors {
+            assert_ne!(
+                describe_cause(error.cause()),
+                "removed",
+                "{}",
+                error.cause()
+            );
+        }
+    }
 
     const TWO: &str = "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[verify]\nsamples = 3\nwarmup = 1\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\ndelay = \"10ms\"\n";
 

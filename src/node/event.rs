@@ -53,7 +53,8 @@ pub enum NodeEvent {
         id: NodeId,
         /// Its last known address.
         ip: IpAddr,
-        /// Machine-readable cause: `refused`, `timeout`, `unreachable`, `reset`, `protocol`, `silent`.
+        /// Machine-readable cause ([`crate::node::client::ExchangeError::cause`]):
+        /// `refused`, `timeout`, `unreachable`, `reset`, `no_answer`, `io`.
         cause: String,
         /// Human-readable reason.
         reason: String,
