@@ -213,13 +213,17 @@ impl Shared {
 
     /// Emits a warning unless one of the same key was emitted recently;
     /// repeats are counted and reported with the next one.
-    fn warn(&self, key: String, event: impl FnOnce(u64) -> NodeEvent) {
+    fn warn(&self, key: String, event: impl FnOnce() -> NodeEvent) {
         let suppressed = {
             let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
             warnings.admit(key, std::time::Instant::now())
         };
         if let Some(suppressed) = suppressed {
-            self.emit(event(suppressed));
+            let mut event = event();
+            if let NodeEvent::Warning { message, .. } = &mut event {
+                *message = with_repeats(std::mem::take(message), suppressed);
+            }
+            self.emit(event);
         }
     }
 
@@ -269,7 +273,7 @@ impl Shared {
                 TimestampError::Float32 { .. } => "float32_timestamp",
                 _ => "bad_timestamp",
             };
-            self.warn(format!("{kind}/{}", order.id), |_| {
+            self.warn(format!("{kind}/{}", order.id), || {
                 NodeEvent::warning(
                     kind,
                     format!(
@@ -288,7 +292,7 @@ impl Shared {
             dialect,
         };
         if let Some(hours) = sample.offset.and_then(time_zone_offset_hours) {
-            self.warn(format!("time_zone/{}", order.id), |_| {
+            self.warn(format!("time_zone/{}", order.id), || {
                 NodeEvent::warning(
                     "time_zone",
                     format!(
@@ -321,7 +325,7 @@ impl Shared {
                     reason: format!("{why} {error}"),
                 })
             }
-            None => self.warn(format!("exchange/{}", order.id), |_| {
+            None => self.warn(format!("exchange/{}", order.id), || {
                 NodeEvent::warning(
                     "exchange_failed",
                     format!("peer {} at {}: {error}", order.id, order.addr),
@@ -357,14 +361,14 @@ async fn announce(shared: Arc<Shared>, mut announcer: Announcer, first_targets: 
         let targets = match targets.take().map_or_else(|| announcer.targets(), Ok) {
             Ok(targets) => targets,
             Err(error) => {
-                shared.warn("interfaces".into(), |_| {
-                    NodeEvent::warning("send_failed", error.to_string(), None, None)
+                shared.warn("interfaces".into(), || {
+                    NodeEvent::warning("send_failed", error_chain(&error), None, None)
                 });
                 continue;
             }
         };
         if targets.is_empty() {
-            shared.warn("no_destination".into(), |_| {
+            shared.warn("no_destination".into(), || {
                 NodeEvent::warning(
                     "no_destination",
                     "no up, broadcast-capable IPv4 interface to announce on; give --destination"
@@ -377,8 +381,8 @@ async fn announce(shared: Arc<Shared>, mut announcer: Announcer, first_targets: 
         for target in &targets {
             if let Err(error) = announcer.send(target, &datagram).await {
                 let message = format!("announcing to {}: {}", target.label, error_chain(&error));
-                shared.warn(format!("send/{}", target.label), |suppressed| {
-                    NodeEvent::warning("send_failed", with_repeats(message, suppressed), None, None)
+                shared.warn(format!("send/{}", target.label), || {
+                    NodeEvent::warning("send_failed", message, None, None)
                 });
             }
         }
@@ -397,7 +401,7 @@ async fn receive(shared: Arc<Shared>, socket: UdpSocket) {
         let (len, source) = match received {
             Ok(received) => received,
             Err(error) => {
-                shared.warn("recv".into(), |_| {
+                shared.warn("recv".into(), || {
                     NodeEvent::warning("receive_failed", error.to_string(), None, None)
                 });
                 continue;
@@ -407,13 +411,10 @@ async fn receive(shared: Arc<Shared>, socket: UdpSocket) {
             Ok(announcement) => announcement,
             Err(error) => {
                 let key = format!("malformed/{}/{}", error.kind(), source.ip());
-                shared.warn(key, |suppressed| {
+                shared.warn(key, || {
                     NodeEvent::warning(
                         "malformed_datagram",
-                        with_repeats(
-                            format!("ignored a datagram from {source}: {error}"),
-                            suppressed,
-                        ),
+                        format!("ignored a datagram from {source}: {error}"),
                         None,
                         Some(source.ip()),
                     )
@@ -446,15 +447,12 @@ async fn receive(shared: Arc<Shared>, socket: UdpSocket) {
             }
             Heard::Known(Some(order)) => shared.start_exchange(order),
             Heard::Known(None) => {}
-            Heard::TableFull => shared.warn("table_full".into(), |suppressed| {
+            Heard::TableFull => shared.warn("table_full".into(), || {
                 NodeEvent::warning(
                     "table_full",
-                    with_repeats(
-                        format!(
-                            "neighbor table full ({} peers): ignored new peer {}",
-                            shared.config.max_neighbors, announcement.id
-                        ),
-                        suppressed,
+                    format!(
+                        "neighbor table full ({} peers): ignored new peer {}",
+                        shared.config.max_neighbors, announcement.id
                     ),
                     Some(announcement.id.clone()),
                     Some(source.ip()),
@@ -475,7 +473,7 @@ async fn accept(shared: Arc<Shared>, listener: TcpListener) {
             Ok(accepted) => accepted,
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
-                shared.warn("accept".into(), |_| {
+                shared.warn("accept".into(), || {
                     NodeEvent::warning("accept_failed", error.to_string(), None, None)
                 });
                 tokio::time::sleep(Duration::from_millis(50)).await;
