@@ -532,12 +532,11 @@ fn start_emulator(
     }
 }
 
-/// Follows a node's stdout as it grows, keeping the events read so far.
+/// Follows a node's stdout as it grows.
 struct LogTail {
     path: PathBuf,
     offset: u64,
     partial: String,
-    observations: Observations,
 }
 
 impl LogTail {
@@ -546,11 +545,11 @@ impl LogTail {
             path,
             offset: 0,
             partial: String::new(),
-            observations: Observations::default(),
         }
     }
 
-    fn poll(&mut self) -> Result<(), LabError> {
+    /// Adds the events written since the last poll to `seen`.
+    fn poll(&mut self, seen: &mut Observations) -> Result<(), LabError> {
         let mut file = match File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -573,8 +572,8 @@ impl LogTail {
         if let Some(end) = self.partial.rfind('\n') {
             let complete: String = self.partial.drain(..=end).collect();
             let more = Observations::parse(&complete);
-            self.observations.events.extend(more.events);
-            self.observations.unreadable_lines += more.unreadable_lines;
+            seen.events.extend(more.events);
+            seen.unreadable_lines += more.unreadable_lines;
         }
         Ok(())
     }
@@ -592,6 +591,10 @@ async fn converge(
         .iter()
         .filter(|n| n.graded)
         .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
+        .collect();
+    let mut observations: HashMap<String, Observations> = tails
+        .keys()
+        .map(|name| (name.clone(), Observations::default()))
         .collect();
     let grading = plan.grading.as_ref().filter(|_| probe.is_some());
     let mut deadline = built.launched_at + plan.verify.time_limit;
@@ -619,17 +622,14 @@ async fn converge(
             }
         }
         for (name, tail) in &mut tails {
-            tail.poll()?;
+            let seen = observations.entry(name.clone()).or_default();
+            tail.poll(seen)?;
             if let Some(child) = built.children.get_mut(name) {
                 if let Ok(Some(status)) = child.try_wait() {
-                    tail.observations.exited = Some(format!("exited: {status}"));
+                    seen.exited = Some(format!("exited: {status}"));
                 }
             }
         }
-        let observations: HashMap<String, Observations> = tails
-            .iter()
-            .map(|(k, v)| (k.clone(), v.observations.clone()))
-            .collect();
         let grades = grade(&plan, &observations);
         progress.set(count_complete(&grades) as u64);
         let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration);
