@@ -34,7 +34,7 @@ fn measure_both_ways(
     (sdss_view, fixture_view, sdss)
 }
 
-fn assert_sub_millisecond(value: &serde_json::Value, what: &str) {
+fn assert_loopback_delay(value: &serde_json::Value, what: &str) {
     let delay = value
         .as_f64()
         .unwrap_or_else(|| panic!("{what}: no delay in {value}"));
@@ -48,16 +48,16 @@ fn assert_sub_millisecond(value: &serde_json::Value, what: &str) {
 fn binary_big_endian_server_first_both_ways() {
     let (sdss_view, fixture_view, _) = measure_both_ways("dialect_binary.py", "pybinary");
     assert_eq!(sdss_view["dialect"], "binary_be");
-    assert_sub_millisecond(&sdss_view["delay_ms"], "sdss -> binary");
-    assert_sub_millisecond(&fixture_view["delay_ms"], "binary -> sdss");
+    assert_loopback_delay(&sdss_view["delay_ms"], "sdss -> binary");
+    assert_loopback_delay(&fixture_view["delay_ms"], "binary -> sdss");
 }
 
 #[test]
 fn ascii_server_first_both_ways() {
     let (sdss_view, fixture_view, _) = measure_both_ways("dialect_ascii.py", "pyascii0");
     assert_eq!(sdss_view["dialect"], "ascii");
-    assert_sub_millisecond(&sdss_view["delay_ms"], "sdss -> ascii");
-    assert_sub_millisecond(&fixture_view["delay_ms"], "ascii -> sdss");
+    assert_loopback_delay(&sdss_view["delay_ms"], "sdss -> ascii");
+    assert_loopback_delay(&fixture_view["delay_ms"], "ascii -> sdss");
 }
 
 #[test]
@@ -65,16 +65,16 @@ fn ascii_client_first_both_ways() {
     let (sdss_view, fixture_view, _) =
         measure_both_ways("dialect_ascii_client_first.py", "pyclient");
     assert_eq!(sdss_view["dialect"], "ascii");
-    assert_sub_millisecond(&sdss_view["delay_ms"], "sdss -> ascii client-first");
-    assert_sub_millisecond(&fixture_view["delay_ms"], "ascii client-first -> sdss");
+    assert_loopback_delay(&sdss_view["delay_ms"], "sdss -> ascii client-first");
+    assert_loopback_delay(&fixture_view["delay_ms"], "ascii client-first -> sdss");
 }
 
 #[test]
 fn little_endian_double_both_ways() {
     let (sdss_view, fixture_view, _) = measure_both_ways("dialect_little_endian.py", "pylittle");
     assert_eq!(sdss_view["dialect"], "binary_le");
-    assert_sub_millisecond(&sdss_view["delay_ms"], "sdss -> little-endian");
-    assert_sub_millisecond(&fixture_view["delay_ms"], "little-endian -> sdss");
+    assert_loopback_delay(&sdss_view["delay_ms"], "sdss -> little-endian");
+    assert_loopback_delay(&fixture_view["delay_ms"], "little-endian -> sdss");
 }
 
 #[test]

@@ -37,7 +37,7 @@ fn three_nodes_discover_and_measure_each_other() {
 }
 
 #[test]
-fn a_third_node_measures_both_others_promptly() {
+fn a_third_node_measures_both_others() {
     let port = unique_port();
     let first = sdss_node("first", port, &[]);
     let second = sdss_node("second", port, &[]);
@@ -62,7 +62,7 @@ fn a_third_node_measures_both_others_promptly() {
 }
 
 #[test]
-fn a_killed_node_leaves_the_others_tables_within_the_refresh_period() {
+fn a_killed_node_is_refused_and_leaves_the_others_tables_within_the_removal_bound() {
     let port = unique_port();
     let survivor = sdss_node("survivor", port, &[]);
     let mut victim = sdss_node("victim", port, &[]);
@@ -74,7 +74,8 @@ fn a_killed_node_leaves_the_others_tables_within_the_refresh_period() {
     );
     let killed_at = Instant::now();
     victim.kill();
-    // refresh-every 3 x interval 200 ms = 600 ms of silence, then one probe (refused at once).
+    // The bound: refresh-every 3 x interval 200 ms = 600 ms of silence, then one
+    // probe (refused at once), plus room for a busy CI machine (not a benchmark).
     let removed = survivor.wait_for("the victim's removal", Duration::from_secs(5), |line| {
         line["event"] == "removed" && line["id"] == victim_id.as_str()
     });
