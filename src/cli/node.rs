@@ -26,7 +26,7 @@ pub struct NodeArgs {
     pub interval: Duration,
 
     /// Broadcasts heard from a peer between two measurements of it.
-    #[arg(long, env = "SDSS_REFRESH_EVERY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "SDSS_REFRESH_EVERY", default_value_t = crate::protocol::REFRESH_EVERY, value_parser = clap::value_parser!(u32).range(1..))]
     pub refresh_every: u32,
 
     /// Send announcements to this IPv4 address instead of every interface's

@@ -534,7 +534,10 @@ impl NodePlan {
                 let settings = &plan.node_settings;
                 // A graded sdss node runs with the assignment's cadence, which it is graded on.
                 let (interval, refresh_every) = if self.grade {
-                    (Duration::from_secs(1), 10)
+                    (
+                        crate::protocol::ANNOUNCE_INTERVAL,
+                        crate::protocol::REFRESH_EVERY,
+                    )
                 } else {
                     (settings.interval, settings.refresh_every)
                 };

@@ -70,8 +70,8 @@ impl NodeConfig {
         NodeConfig {
             id,
             broadcast_port: crate::protocol::DEFAULT_BROADCAST_PORT,
-            interval: Duration::from_secs(1),
-            refresh_every: 10,
+            interval: crate::protocol::ANNOUNCE_INTERVAL,
+            refresh_every: crate::protocol::REFRESH_EVERY,
             destinations,
             exchange_timeout: Duration::from_secs(2),
             max_neighbors: 4096,

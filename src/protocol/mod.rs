@@ -15,3 +15,10 @@ pub use timestamp::{
 
 /// The one constant of the assignment: every node broadcasts to this UDP port.
 pub const DEFAULT_BROADCAST_PORT: u16 = 35498;
+
+/// The assignment's announcement period (PROTOCOL.md section 1).
+pub const ANNOUNCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The assignment's refresh: a new exchange every this many broadcasts of a
+/// peer (PROTOCOL.md section 4).
+pub const REFRESH_EVERY: u32 = 10;

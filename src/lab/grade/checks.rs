@@ -12,9 +12,7 @@ use super::{Check, Checklist, Verdict};
 use crate::protocol::{decode_timestamp, time_zone_offset_hours, Announcement, TimestampError};
 
 /// The assignment's broadcast period.
-pub const EXPECTED_INTERVAL_SECS: f64 = 1.0;
-/// The assignment's refresh period, in the peer's broadcasts.
-pub const EXPECTED_REFRESH: f64 = 10.0;
+const EXPECTED_INTERVAL_SECS: f64 = crate::protocol::ANNOUNCE_INTERVAL.as_secs_f64();
 /// Datagrams closer than this belong to one tick (sent to several destinations).
 const SAME_TICK_SECS: f64 = 0.2;
 /// How soon after an event its effects are looked for.
