@@ -1,4 +1,6 @@
-//! The timestamp client: connect to a peer's server, speak first, read its time.
+//! The timestamp client: connect to a peer's server, listen first, speak only
+//! in a language the peer is known to read (PROTOCOL.md section 2, "A, the
+//! client" and "Do no harm"), read its time.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,7 +14,8 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::protocol::{
-    decode_timestamp, encode_timestamp, DecodedTimestamp, Dialect, TimestampError,
+    decode_timestamp, encode_timestamp, DecodedTimestamp, Dialect, FirstSpeaker, Manner,
+    TimestampError, SERVER_FIRST_WITHIN,
 };
 
 use super::clock::wall_now;
@@ -82,14 +85,6 @@ impl ExchangeError {
             _ => ExchangeError::Io(error),
         }
     }
-
-    /// Whether a server of another dialect might have answered had we spoken its language.
-    fn may_be_dialect_mismatch(&self) -> bool {
-        matches!(
-            self,
-            ExchangeError::NoAnswer | ExchangeError::TimedOut(Phase::Answer)
-        )
-    }
 }
 
 /// A completed exchange: the peer answered something.
@@ -101,8 +96,11 @@ pub struct Exchange {
     pub received_at: f64,
     /// The peer's time, or why its bytes were not one.
     pub answer: Result<DecodedTimestamp, TimestampError>,
-    /// The dialect we spoke.
-    pub spoke: Dialect,
+    /// The dialect we spoke, if we had to speak.
+    pub spoke: Option<Dialect>,
+    /// Who wrote first: the server, or we, after it stayed mute (or because it
+    /// was known to read first).
+    pub first: FirstSpeaker,
 }
 
 impl Exchange {
@@ -119,26 +117,15 @@ impl Exchange {
     }
 }
 
-/// Measures one peer. Speaks `dialect` (the peer's, when known); when the
-/// dialect is not known and the peer stays mute, tries once more in ASCII,
-/// because text servers that read first drop a binary greeting.
+/// Measures one peer. Listens first: a server-first peer writes its time at
+/// once. Speaks only when the peer is `known` to read first, or when its
+/// server stays mute for [`SERVER_FIRST_WITHIN`]; then in the peer's own
+/// dialect, ASCII when none is known (every client-first server seen reads
+/// text, and a binary greeting kills some of them). A peer known to write
+/// first is never spoken to.
 pub async fn exchange(
     addr: SocketAddr,
-    dialect: Option<Dialect>,
-    timeout: Duration,
-) -> Result<Exchange, ExchangeError> {
-    let first = exchange_once(addr, dialect.unwrap_or(Dialect::BinaryBe), timeout).await;
-    match first {
-        Err(error) if dialect.is_none() && error.may_be_dialect_mismatch() => {
-            exchange_once(addr, Dialect::Ascii, timeout).await
-        }
-        other => other,
-    }
-}
-
-async fn exchange_once(
-    addr: SocketAddr,
-    dialect: Dialect,
+    known: Manner,
     timeout: Duration,
 ) -> Result<Exchange, ExchangeError> {
     let started = Instant::now();
@@ -152,18 +139,50 @@ async fn exchange_once(
     // The kernel stamps each segment as it arrives: `t2` then excludes how long
     // this task took to wake up, which is most of a LAN measurement's error.
     let _ = setsockopt(&stream, sockopt::ReceiveTimestampns, &true);
-    // Speak first: some servers read before they write. A server that already
-    // answered and closed may reset us here; its answer is still readable.
-    let greeting = encode_timestamp(wall_now(), dialect);
-    let _ = timeout_at(deadline, stream.write_all(&greeting)).await;
 
-    let (answer, received_at) = read_answer(&mut stream, deadline).await?;
+    let greeting = known.dialect.unwrap_or(Dialect::Ascii);
+    let (spoke, read) = match known.first {
+        Some(FirstSpeaker::Client) => {
+            speak(&mut stream, greeting, deadline).await;
+            (
+                Some(greeting),
+                read_answer(&mut stream, deadline, deadline).await,
+            )
+        }
+        Some(FirstSpeaker::Server) => (None, read_answer(&mut stream, deadline, deadline).await),
+        None => {
+            let listen_until = deadline.min(Instant::now() + SERVER_FIRST_WITHIN);
+            match read_answer(&mut stream, listen_until, deadline).await {
+                Err(ExchangeError::TimedOut(Phase::Answer)) if listen_until < deadline => {
+                    speak(&mut stream, greeting, deadline).await;
+                    (
+                        Some(greeting),
+                        read_answer(&mut stream, deadline, deadline).await,
+                    )
+                }
+                read => (None, read),
+            }
+        }
+    };
+    let (answer, received_at) = read?;
     Ok(Exchange {
         rtt,
         received_at,
         answer: decode_timestamp(&answer, received_at),
-        spoke: dialect,
+        spoke,
+        first: if spoke.is_some() {
+            FirstSpeaker::Client
+        } else {
+            FirstSpeaker::Server
+        },
     })
+}
+
+/// Writes our time in `dialect`. A server that already answered and closed may
+/// reset us here; its answer is still readable, so a failed write is no failure.
+async fn speak(stream: &mut TcpStream, dialect: Dialect, deadline: Instant) {
+    let greeting = encode_timestamp(wall_now(), dialect);
+    let _ = timeout_at(deadline, stream.write_all(&greeting)).await;
 }
 
 /// Reads what has arrived, with the kernel's arrival stamp (UTC seconds) of
@@ -201,10 +220,12 @@ async fn read_stamped(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<(usiz
     }
 }
 
-/// Reads until EOF, a complete 8-byte time, or a pause after the first bytes.
+/// Reads until EOF, a complete 8-byte time, or a pause after the first bytes;
+/// the first bytes must come by `first_by`, the rest by `deadline`.
 /// Returns the bytes and the wall-clock time the last of them arrived.
 async fn read_answer(
     stream: &mut TcpStream,
+    first_by: Instant,
     deadline: Instant,
 ) -> Result<(Vec<u8>, f64), ExchangeError> {
     let mut answer = Vec::with_capacity(MAX_ANSWER);
@@ -212,7 +233,7 @@ async fn read_answer(
     let mut received_at = 0.0;
     loop {
         let wait_until = if answer.is_empty() {
-            deadline
+            first_by
         } else {
             deadline.min(Instant::now() + TAIL_WAIT)
         };
@@ -240,4 +261,132 @@ async fn read_answer(
         return Err(ExchangeError::NoAnswer);
     }
     Ok((answer, received_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// How a scripted server on loopback behaves on its one connection.
+    #[derive(Clone, Copy)]
+    enum Script {
+        /// Writes its time in this dialect at once, then reads until the client closes.
+        WritesFirst(Dialect),
+        /// Reads first; answers in ASCII if what came was ASCII.
+        ReadsText,
+        /// Never writes.
+        Mute,
+    }
+
+    /// Serves one connection; returns the address and, when it ends, what the
+    /// client wrote and how long after accepting its first bytes came.
+    async fn scripted(
+        script: Script,
+    ) -> (
+        SocketAddr,
+        tokio::task::JoinHandle<(Vec<u8>, Option<Duration>)>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let accepted = Instant::now();
+            if let Script::WritesFirst(dialect) = script {
+                stream
+                    .write_all(&encode_timestamp(wall_now(), dialect))
+                    .await
+                    .unwrap();
+            }
+            let mut got = Vec::new();
+            let mut first_at = None;
+            let mut buffer = [0u8; 64];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buffer)).await
+            {
+                if n == 0 {
+                    break;
+                }
+                first_at.get_or_insert(accepted.elapsed());
+                got.extend_from_slice(&buffer[..n]);
+                if matches!(script, Script::ReadsText) {
+                    if std::str::from_utf8(&got).is_ok_and(|t| t.parse::<f64>().is_ok()) {
+                        let _ = stream
+                            .write_all(&encode_timestamp(wall_now(), Dialect::Ascii))
+                            .await;
+                    }
+                    break;
+                }
+            }
+            (got, first_at)
+        });
+        (addr, task)
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn a_server_that_writes_first_is_never_spoken_to() {
+        for dialect in [Dialect::BinaryBe, Dialect::Ascii, Dialect::Float32] {
+            let (addr, server) = scripted(Script::WritesFirst(dialect)).await;
+            let measured = exchange(addr, Manner::default(), TIMEOUT).await.unwrap();
+            let (got, _) = server.await.unwrap();
+            assert!(got.is_empty(), "{dialect}: the client wrote {got:?}");
+            assert_eq!(
+                (measured.spoke, measured.first),
+                (None, FirstSpeaker::Server)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mute_server_of_unknown_manner_hears_text_after_the_listen_window() {
+        let (addr, server) = scripted(Script::ReadsText).await;
+        let measured = exchange(addr, Manner::default(), TIMEOUT).await.unwrap();
+        let (got, first_at) = server.await.unwrap();
+        assert!(first_at.unwrap() >= SERVER_FIRST_WITHIN, "{first_at:?}");
+        assert_eq!(
+            decode_timestamp(&got, wall_now()).unwrap().dialect,
+            Dialect::Ascii
+        );
+        assert_eq!(
+            (measured.spoke, measured.first),
+            (Some(Dialect::Ascii), FirstSpeaker::Client)
+        );
+        assert!(measured.delay().unwrap().abs() < 0.005, "{measured:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_known_to_read_first_is_spoken_to_at_once_in_its_dialect() {
+        let (addr, server) = scripted(Script::Mute).await;
+        let known = Manner {
+            dialect: Some(Dialect::Float32),
+            first: Some(FirstSpeaker::Client),
+        };
+        let outcome = exchange(addr, known, Duration::from_millis(600)).await;
+        let (got, first_at) = server.await.unwrap();
+        assert!(matches!(
+            outcome,
+            Err(ExchangeError::TimedOut(Phase::Answer))
+        ));
+        assert_eq!(got.len(), 4, "a 4-byte float: {got:?}");
+        assert!(first_at.unwrap() < SERVER_FIRST_WITHIN, "{first_at:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_known_to_write_first_is_never_spoken_to_even_when_mute() {
+        let (addr, server) = scripted(Script::Mute).await;
+        let known = Manner {
+            dialect: Some(Dialect::BinaryBe),
+            first: Some(FirstSpeaker::Server),
+        };
+        let outcome = exchange(addr, known, Duration::from_millis(600)).await;
+        let (got, _) = server.await.unwrap();
+        assert!(matches!(
+            outcome,
+            Err(ExchangeError::TimedOut(Phase::Answer))
+        ));
+        assert!(got.is_empty(), "{got:?}");
+    }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +30,7 @@ use crate::protocol::{
 use client::ExchangeError;
 use discovery::{Announcer, Destinations, DiscoveryError, Target};
 use event::NodeEvent;
+use server::ClientHint;
 use table::{ExchangeOrder, ExchangeReason, Heard, NeighborTable, Sample, TableConfig};
 use warnings::WarningLimiter;
 
@@ -150,6 +151,8 @@ impl Node {
             table: Mutex::new(table),
             warnings: Mutex::new(WarningLimiter::new(Duration::from_secs(10))),
             events,
+            learnt: watch::channel(()).0,
+            started: std::time::Instant::now(),
             exchanges: Arc::new(Semaphore::new(MAX_CONCURRENT_EXCHANGES)),
             clients: Arc::new(Semaphore::new(MAX_CONCURRENT_CLIENTS)),
             tracker: TaskTracker::new(),
@@ -193,6 +196,11 @@ struct Shared {
     table: Mutex<NeighborTable>,
     warnings: Mutex<WarningLimiter>,
     events: EventSender,
+    /// Changes whenever an exchange ends: servers holding an answer for what
+    /// it reveals look again.
+    learnt: watch::Sender<()>,
+    /// When the node started.
+    started: std::time::Instant,
     exchanges: Arc<Semaphore>,
     clients: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -227,6 +235,25 @@ impl Shared {
         }
     }
 
+    /// What is known of the dialect a client at `ip` reads. In the node's first
+    /// interval, an address not heard yet is worth waiting for: the peers that
+    /// heard our first announcement connect at once, before their next one
+    /// tells us who they are.
+    fn client_hint(&self, ip: IpAddr) -> ClientHint {
+        let table = self.table();
+        match table.client_hint(ip, server::HOLD) {
+            ClientHint::Unknown if !table.has_address(ip) => {
+                let until = self.started + self.config.interval + server::HOLD;
+                if std::time::Instant::now() < until {
+                    ClientHint::Pending { until }
+                } else {
+                    ClientHint::Unknown
+                }
+            }
+            hint => hint,
+        }
+    }
+
     /// Starts an exchange the table ordered, in its own task.
     ///
     /// A refresh first waits a random part of one interval: every node that
@@ -250,10 +277,11 @@ impl Shared {
                 return;
             };
             let outcome = tokio::select! {
-                outcome = client::exchange(order.addr, order.dialect, shared.config.exchange_timeout) => outcome,
+                outcome = client::exchange(order.addr, order.known, shared.config.exchange_timeout) => outcome,
                 () = shared.cancel.cancelled() => return,
             };
             shared.record(order, outcome);
+            shared.learnt.send_replace(());
         });
     }
 
@@ -266,7 +294,7 @@ impl Shared {
         let dialect = match &exchange.answer {
             Ok(decoded) => decoded.dialect,
             Err(TimestampError::Float32 { .. }) => Dialect::Float32,
-            Err(_) => exchange.spoke,
+            Err(_) => exchange.spoke.unwrap_or(Dialect::BinaryBe),
         };
         if let Err(error) = &exchange.answer {
             let kind = match error {
@@ -290,6 +318,7 @@ impl Shared {
             rtt: exchange.rtt.as_secs_f64(),
             offset: exchange.offset(),
             dialect,
+            first: exchange.first,
         };
         if let Some(hours) = sample.offset.and_then(time_zone_offset_hours) {
             self.warn(format!("time_zone/{}", order.id), || {
@@ -486,15 +515,19 @@ async fn accept(shared: Arc<Shared>, listener: TcpListener) {
         let shared_for_client = shared.clone();
         shared.tracker.spawn(async move {
             let _slot = slot;
-            let known = shared_for_client.table().dialect_at(peer.ip());
+            let client = shared_for_client.clone();
+            let hint = move || client.client_hint(peer.ip());
+            let learnt = shared_for_client.learnt.subscribe();
             let served = tokio::select! {
-                served = server::serve(stream, peer, known) => served,
+                served = server::serve(stream, peer, hint, learnt) => served,
                 () = shared_for_client.cancel.cancelled() => return,
             };
-            if let (None, Some(dialect)) = (known, served.client_dialect) {
-                shared_for_client
-                    .table()
-                    .learn_dialect_at(peer.ip(), dialect);
+            if let Some(dialect) = served.client_dialect {
+                shared_for_client.table().learn_client(
+                    peer.ip(),
+                    dialect,
+                    served.client_spoke_first,
+                );
             }
             if shared_for_client.config.verbose {
                 shared_for_client.emit(NodeEvent::Served {

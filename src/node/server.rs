@@ -1,28 +1,56 @@
-//! The timestamp server: answer every client with our time, at once, in the
-//! dialect it speaks, and never let a client hold us.
+//! The timestamp server: answer every client with our time, promptly, in the
+//! dialect it reads (PROTOCOL.md section 2, "Do no harm"), and never let a
+//! client hold us.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::protocol::{decode_timestamp, encode_timestamp, Dialect};
+use crate::protocol::{dialect_of, encode_timestamp, Dialect};
 
 use super::clock::wall_now;
 
-/// How long to listen for a client of unknown dialect that may speak first.
-/// sdss and other client-first peers write right after `connect`, so their
-/// greeting is usually here already; the wait is short enough to never matter
-/// to server-first clients, and the time we send is read after it.
-const GREETING_GRACE: Duration = Duration::from_millis(3);
+/// How long to listen for a client that may speak first: what it sends tells
+/// its dialect better than anything known of its address (several
+/// implementations may share one). Client-first peers write right after
+/// `connect`, so their greeting is usually here already; the time we send is
+/// read after the wait, so the wait costs the client nothing in what it measures.
+const GREETING_GRACE: Duration = Duration::from_millis(10);
+
+/// The longest a client waits for its answer after our own exchange with its
+/// address began, for what that exchange reveals of the dialect it reads. Well
+/// under an exchange timeout, and under [`crate::protocol::SERVER_FIRST_WITHIN`]:
+/// a client that listens first still hears us as a server that writes first.
+pub const HOLD: Duration = Duration::from_millis(100);
+
+/// Most bytes of a greeting read: no timestamp is longer.
+const MAX_GREETING: usize = 64;
 
 /// How long to wait for what the client sends after our answer.
 const AFTER_ANSWER_WAIT: Duration = Duration::from_millis(250);
 
 /// How long writing our answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the node knows of the dialect a connecting client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientHint {
+    /// The dialect the peer at that address speaks.
+    Known(Dialect),
+    /// Something about to happen will tell (an exchange with that address is
+    /// in flight, or the node has just started and not heard it yet): worth
+    /// holding the answer until then, never later.
+    Pending {
+        /// When to stop waiting.
+        until: std::time::Instant,
+    },
+    /// Nothing: the assignment's `!d` unless the client speaks first.
+    Unknown,
+}
 
 /// What happened on one served connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,59 +59,220 @@ pub struct Served {
     pub peer: SocketAddr,
     /// The dialect we answered in.
     pub answered: Dialect,
-    /// The dialect of the client's greeting, when it sent a readable one.
+    /// The dialect of what the client sent, when that was a time.
     pub client_dialect: Option<Dialect>,
+    /// Whether it sent that before our answer (it speaks first).
+    pub client_spoke_first: bool,
+    /// How long after accepting we answered.
+    pub answered_after: Duration,
 }
 
-/// Serves one client. `known` is the dialect the peer at that address is known
-/// to speak. Never fails: a client that vanishes has simply been served.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, known: Option<Dialect>) -> Served {
+/// Serves one client. `hint` tells what the node knows of the client's
+/// address; it is asked again whenever `learnt` changes (an exchange ended).
+/// Never fails: a client that vanishes has simply been served.
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    hint: impl Fn() -> ClientHint,
+    mut learnt: watch::Receiver<()>,
+) -> Served {
+    let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let mut greeting = [0u8; 64];
-    let mut greeting_len = read_now(&stream, &mut greeting);
-    if greeting_len == 0 && known.is_none() {
-        if let Ok(Ok(n)) = timeout(GREETING_GRACE, stream.read(&mut greeting)).await {
-            greeting_len = n;
+    let mut greeting = Vec::with_capacity(MAX_GREETING);
+    let mut buffer = [0u8; MAX_GREETING];
+    let mut client_closed = false;
+    let mut learning = true;
+    let (answered, greeted_in) = loop {
+        learnt.borrow_and_update();
+        if let Some(dialect) = dialect_of(&greeting, wall_now()) {
+            break (dialect, Some(dialect));
         }
-    }
-    let greeted_in = (greeting_len > 0)
-        .then(|| decode_timestamp(&greeting[..greeting_len], wall_now()).ok())
-        .flatten()
-        .map(|decoded| decoded.dialect);
-    let answered = greeted_in.or(known).unwrap_or(Dialect::BinaryBe);
+        let (wait_until, fallback) = match hint() {
+            ClientHint::Known(dialect) => (accepted + GREETING_GRACE, dialect),
+            ClientHint::Pending { until } => (
+                Instant::from_std(until).max(accepted + GREETING_GRACE),
+                Dialect::BinaryBe,
+            ),
+            ClientHint::Unknown => (accepted + GREETING_GRACE, Dialect::BinaryBe),
+        };
+        if client_closed || greeting.len() >= MAX_GREETING || Instant::now() >= wait_until {
+            break (fallback, None);
+        }
+        tokio::select! {
+            read = stream.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => client_closed = true,
+                Ok(n) => {
+                    let room = MAX_GREETING - greeting.len();
+                    greeting.extend_from_slice(&buffer[..n.min(room)]);
+                }
+            },
+            changed = learnt.changed(), if learning => learning = changed.is_ok(),
+            () = sleep_until(wait_until) => {}
+        }
+    };
+    // `T_B` is read as it is written: however long we held, the client measures
+    // only the way back.
     let answer = encode_timestamp(wall_now(), answered);
+    let answered_after = accepted.elapsed();
     let _ = timeout(WRITE_TIMEOUT, stream.write_all(&answer)).await;
 
     // Close our side, then drain what the client still sends until it closes:
     // closing with unread data would reset the connection, and a reset can
     // destroy our answer before the client has read it.
     let _ = stream.shutdown().await;
-    let mut client_dialect = greeted_in;
     let drained = timeout(AFTER_ANSWER_WAIT, async {
         let mut after = Vec::new();
         loop {
-            match stream.read(&mut greeting).await {
+            match stream.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) if after.len() < greeting.len() => after.extend_from_slice(&greeting[..n]),
+                Ok(n) if after.len() < MAX_GREETING => after.extend_from_slice(&buffer[..n]),
                 Ok(_) => {}
             }
         }
         after
     })
     .await;
-    if let (None, Ok(after)) = (client_dialect, drained) {
-        client_dialect = decode_timestamp(&after, wall_now())
+    let client_dialect = greeted_in.or_else(|| {
+        drained
             .ok()
-            .map(|decoded| decoded.dialect);
-    }
+            .and_then(|after| dialect_of(&after, wall_now()))
+    });
     Served {
         peer,
         answered,
         client_dialect,
+        client_spoke_first: greeted_in.is_some(),
+        answered_after,
     }
 }
 
-/// Whatever the client has already sent, without waiting.
-fn read_now(stream: &TcpStream, buffer: &mut [u8]) -> usize {
-    stream.try_read(buffer).unwrap_or(0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::client::{exchange, Exchange};
+    use crate::protocol::{decode_timestamp, FirstSpeaker, Manner};
+    use std::sync::{Arc, Mutex};
+    use tokio::net::TcpListener;
+
+    /// A server on loopback that serves one client with `hint`; returns its
+    /// address and the outcome.
+    async fn one_client(
+        hint: Arc<Mutex<ClientHint>>,
+        learnt: watch::Receiver<()>,
+    ) -> (SocketAddr, tokio::task::JoinHandle<Served>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            let (stream, peer) = listener.accept().await.unwrap();
+            serve(stream, peer, move || *hint.lock().unwrap(), learnt).await
+        });
+        (addr, served)
+    }
+
+    fn pending_for(hold: Duration) -> ClientHint {
+        ClientHint::Pending {
+            until: std::time::Instant::now() + hold,
+        }
+    }
+
+    /// Connects, writes `greeting`, reads the answer until the server closes.
+    async fn greet(addr: SocketAddr, greeting: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(greeting).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_held_answer_does_not_change_what_the_client_measures() {
+        let hint = Arc::new(Mutex::new(pending_for(HOLD)));
+        let (learn, learnt) = watch::channel(());
+        let (addr, served) = one_client(hint.clone(), learnt).await;
+        let teacher = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            *hint.lock().unwrap() = ClientHint::Known(Dialect::Ascii);
+            learn.send_replace(());
+            learn
+        });
+        let measured: Exchange = exchange(addr, Manner::default(), Duration::from_secs(2))
+            .await
+            .unwrap();
+        let served = served.await.unwrap();
+        drop(teacher.await);
+        assert!(
+            served.answered_after >= Duration::from_millis(60),
+            "{served:?}"
+        );
+        assert_eq!(
+            served.answered,
+            Dialect::Ascii,
+            "what the exchange revealed"
+        );
+        assert_eq!(
+            measured.first,
+            FirstSpeaker::Server,
+            "heard as server-first"
+        );
+        assert_eq!(measured.spoke, None);
+        let delay = measured.delay().unwrap();
+        assert!(
+            (-0.001..0.005).contains(&delay),
+            "held {:?}, yet the client measured {:.3} ms: only the way back counts",
+            served.answered_after,
+            delay * 1e3
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_client_gets_the_assignment_encoding_within_the_hold() {
+        let hint = Arc::new(Mutex::new(pending_for(HOLD)));
+        let (_learn, learnt) = watch::channel(());
+        let (addr, served) = one_client(hint, learnt).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let served = served.await.unwrap();
+        assert_eq!(answer.len(), 8);
+        assert_eq!(served.answered, Dialect::BinaryBe);
+        assert!(
+            served.answered_after >= HOLD && served.answered_after < HOLD * 2,
+            "{served:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_speaks_first_is_answered_in_its_own_dialect() {
+        for dialect in [Dialect::Float32, Dialect::Ascii, Dialect::BinaryLe] {
+            let hint = Arc::new(Mutex::new(ClientHint::Known(Dialect::BinaryBe)));
+            let (_learn, learnt) = watch::channel(());
+            let (addr, served) = one_client(hint, learnt).await;
+            let answer = greet(addr, &encode_timestamp(wall_now(), dialect)).await;
+            let served = served.await.unwrap();
+            assert_eq!(served.answered, dialect);
+            assert_eq!(served.client_dialect, Some(dialect));
+            assert!(served.client_spoke_first);
+            assert_eq!(dialect_of(&answer, wall_now()), Some(dialect), "{answer:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_writes_after_the_answer_is_recorded_but_not_as_first() {
+        let hint = Arc::new(Mutex::new(ClientHint::Unknown));
+        let (_learn, learnt) = watch::channel(());
+        let (addr, served) = one_client(hint, learnt).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut answer = [0u8; 8];
+        stream.read_exact(&mut answer).await.unwrap();
+        stream
+            .write_all(&encode_timestamp(wall_now(), Dialect::Float32))
+            .await
+            .unwrap();
+        drop(stream);
+        let served = served.await.unwrap();
+        assert!(decode_timestamp(&answer, wall_now()).is_ok());
+        assert_eq!(served.answered, Dialect::BinaryBe);
+        assert_eq!(served.client_dialect, Some(Dialect::Float32));
+        assert!(!served.client_spoke_first);
+    }
 }

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Dialect, NodeId};
+use crate::protocol::{Dialect, FirstSpeaker, Manner, NodeId};
 
 use super::event::NeighborReport;
+use super::server::ClientHint;
 
 /// When to measure and when to forget.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +41,8 @@ pub struct ExchangeOrder {
     pub id: NodeId,
     /// Its timestamp server.
     pub addr: SocketAddr,
-    /// The dialect it answered in last time, if any.
-    pub dialect: Option<Dialect>,
+    /// How it exchanged times so far.
+    pub known: Manner,
     /// Why now.
     pub reason: ExchangeReason,
 }
@@ -68,6 +69,8 @@ pub struct Sample {
     pub offset: Option<f64>,
     /// The encoding of the peer's answer.
     pub dialect: Dialect,
+    /// Whether its server wrote first or waited for us.
+    pub first: FirstSpeaker,
 }
 
 /// Running statistics over a peer's delay samples.
@@ -116,7 +119,7 @@ struct Peer {
     delays: DelayStats,
     successes: u64,
     failures: u64,
-    dialect: Option<Dialect>,
+    manner: Manner,
 }
 
 impl Peer {
@@ -131,7 +134,7 @@ impl Peer {
         ExchangeOrder {
             id: id.clone(),
             addr: self.addr,
-            dialect: self.dialect,
+            known: self.manner,
             reason,
         }
     }
@@ -207,7 +210,7 @@ impl NeighborTable {
             delays: DelayStats::default(),
             successes: 0,
             failures: 0,
-            dialect: None,
+            manner: Manner::default(),
         };
         let order = peer.order(id, ExchangeReason::New, now);
         self.peers.insert(id.clone(), peer);
@@ -231,7 +234,10 @@ impl NeighborTable {
         let peer = self.peers.get_mut(id)?;
         peer.in_flight = false;
         peer.successes += 1;
-        peer.dialect = Some(sample.dialect);
+        peer.manner = Manner {
+            dialect: Some(sample.dialect),
+            first: Some(sample.first),
+        };
         if let Some(delay) = sample.delay {
             peer.delays.add(delay);
         }
@@ -271,22 +277,49 @@ impl NeighborTable {
             .collect()
     }
 
-    /// The dialect to answer a client at `ip` in, when the peers at that address agree on one.
-    pub fn dialect_at(&self, ip: IpAddr) -> Option<Dialect> {
-        let mut dialects = self
-            .peers
-            .values()
-            .filter(|peer| peer.addr.ip() == ip)
-            .filter_map(|peer| peer.dialect);
-        let first = dialects.next()?;
-        dialects.all(|d| d == first).then_some(first)
+    /// What is known of the dialect a client at `ip` reads: the one every
+    /// peer at that address speaks; pending for `hold` after an exchange began
+    /// with one of them that has not spoken yet (it will tell).
+    pub fn client_hint(&self, ip: IpAddr, hold: Duration) -> ClientHint {
+        let mut agreed = None;
+        let mut pending: Option<Instant> = None;
+        for peer in self.peers.values().filter(|peer| peer.addr.ip() == ip) {
+            match (peer.manner.dialect, agreed) {
+                (None, _) if peer.in_flight => {
+                    let until = peer.last_exchange.map(|began| began + hold);
+                    pending = pending.max(until);
+                }
+                (None, _) => {}
+                (Some(dialect), None) => agreed = Some(dialect),
+                (Some(dialect), Some(other)) if dialect != other => return ClientHint::Unknown,
+                (Some(_), Some(_)) => {}
+            }
+        }
+        match (pending, agreed) {
+            (Some(until), _) => ClientHint::Pending { until },
+            (None, Some(dialect)) => ClientHint::Known(dialect),
+            (None, None) => ClientHint::Unknown,
+        }
     }
 
-    /// Remembers the dialect a client at `ip` wrote in, when only one peer lives there.
-    pub fn learn_dialect_at(&mut self, ip: IpAddr, dialect: Dialect) {
+    /// Whether any peer announced itself from `ip`.
+    pub fn has_address(&self, ip: IpAddr) -> bool {
+        self.peers.values().any(|peer| peer.addr.ip() == ip)
+    }
+
+    /// Remembers what a client at `ip` sent (`spoke_first`: before our answer),
+    /// when only one peer lives there and nothing better is known of it: a
+    /// client that writes first usually serves the same way.
+    pub fn learn_client(&mut self, ip: IpAddr, dialect: Dialect, spoke_first: bool) {
         let mut at_ip = self.peers.values_mut().filter(|peer| peer.addr.ip() == ip);
-        if let (Some(peer), None) = (at_ip.next(), at_ip.next()) {
-            peer.dialect = Some(dialect);
+        let (Some(peer), None) = (at_ip.next(), at_ip.next()) else {
+            return;
+        };
+        if peer.manner.dialect.is_none() {
+            peer.manner.dialect = Some(dialect);
+            if spoke_first {
+                peer.manner.first = Some(FirstSpeaker::Client);
+            }
         }
     }
 
@@ -340,6 +373,7 @@ mod tests {
             rtt: 2.0 * delay_ms / 1e3,
             offset: Some(0.0),
             dialect: Dialect::BinaryBe,
+            first: FirstSpeaker::Server,
         }
     }
 
@@ -371,7 +405,7 @@ mod tests {
             Heard::New(ExchangeOrder {
                 id: id("aaaaaaaa"),
                 addr: addr(2, 7000),
-                dialect: None,
+                known: Manner::default(),
                 reason: ExchangeReason::New,
             })
         );
@@ -398,7 +432,13 @@ mod tests {
         let orders = hear_n(&mut table, &peer, now + 9 * SECOND, 1);
         assert_eq!(orders.len(), 1);
         assert_eq!(orders[0].1.reason, ExchangeReason::Refresh);
-        assert_eq!(orders[0].1.dialect, Some(Dialect::BinaryBe));
+        assert_eq!(
+            orders[0].1.known,
+            Manner {
+                dialect: Some(Dialect::BinaryBe),
+                first: Some(FirstSpeaker::Server)
+            }
+        );
     }
 
     #[test]
@@ -433,6 +473,7 @@ mod tests {
                     rtt: 0.004,
                     offset: None,
                     dialect: Dialect::Float32,
+                    first: FirstSpeaker::Server,
                 },
             )
             .unwrap();
@@ -550,31 +591,78 @@ mod tests {
     }
 
     #[test]
-    fn dialects_are_remembered_per_address_when_unambiguous() {
+    fn a_client_teaches_its_dialect_only_where_it_is_the_one_peer_at_its_address() {
         let mut table = table();
         let now = Instant::now();
         let (a, b) = (id("aaaaaaaa"), id("bbbbbbbb"));
+        let ip = addr(2, 0).ip();
         table.heard(&a, addr(2, 7000), now);
-        assert_eq!(table.dialect_at(addr(2, 0).ip()), None);
-        table.learn_dialect_at(addr(2, 0).ip(), Dialect::Ascii);
-        assert_eq!(table.dialect_at(addr(2, 0).ip()), Some(Dialect::Ascii));
-        table.heard(&b, addr(2, 7001), now);
-        table.learn_dialect_at(addr(2, 0).ip(), Dialect::BinaryLe);
+        table.exchange_failed(&a);
+        assert_eq!(table.client_hint(ip, SECOND), ClientHint::Unknown);
+        table.learn_client(ip, Dialect::Ascii, true);
         assert_eq!(
-            table.dialect_at(addr(2, 0).ip()),
-            Some(Dialect::Ascii),
+            table.client_hint(ip, SECOND),
+            ClientHint::Known(Dialect::Ascii)
+        );
+        let order = hear_n(&mut table, &a, now, 10).pop().unwrap().1;
+        assert_eq!(
+            order.known,
+            Manner {
+                dialect: Some(Dialect::Ascii),
+                first: Some(FirstSpeaker::Client)
+            },
+            "a client that spoke first is spoken to first"
+        );
+        table.heard(&b, addr(2, 7001), now);
+        table.exchange_failed(&b);
+        table.learn_client(ip, Dialect::BinaryLe, false);
+        assert_eq!(
+            table.client_hint(ip, SECOND),
+            ClientHint::Known(Dialect::Ascii),
             "two peers: not learnt"
+        );
+    }
+
+    #[test]
+    fn a_client_is_pending_while_an_exchange_with_its_address_is_in_flight() {
+        let mut table = table();
+        let now = Instant::now();
+        let (a, b) = (id("aaaaaaaa"), id("bbbbbbbb"));
+        let ip = addr(2, 0).ip();
+        let hold = SECOND / 10;
+        table.heard(&a, addr(2, 7000), now);
+        assert_eq!(
+            table.client_hint(ip, hold),
+            ClientHint::Pending { until: now + hold }
+        );
+        table.exchange_succeeded(&a, sample(1.0));
+        assert_eq!(
+            table.client_hint(ip, hold),
+            ClientHint::Known(Dialect::BinaryBe)
+        );
+        assert_eq!(
+            table.client_hint(addr(3, 0).ip(), hold),
+            ClientHint::Unknown
+        );
+        assert!(table.has_address(ip) && !table.has_address(addr(3, 0).ip()));
+        table.heard(&b, addr(2, 7001), now + SECOND);
+        assert_eq!(
+            table.client_hint(ip, hold),
+            ClientHint::Pending {
+                until: now + SECOND + hold
+            },
+            "b will tell"
         );
         table.exchange_succeeded(
             &b,
             Sample {
-                dialect: Dialect::BinaryLe,
+                dialect: Dialect::Float32,
                 ..sample(1.0)
             },
         );
         assert_eq!(
-            table.dialect_at(addr(2, 0).ip()),
-            None,
+            table.client_hint(ip, hold),
+            ClientHint::Unknown,
             "two peers disagree"
         );
     }

@@ -9,8 +9,8 @@ mod timestamp;
 
 pub use announcement::{AnnounceError, Announcement, NodeId, NodeIdError, MAX_DATAGRAM_LEN};
 pub use timestamp::{
-    decode_timestamp, encode_timestamp, time_zone_offset_hours, DecodedTimestamp, Dialect,
-    TimestampError, PLAUSIBLE_WINDOW_SECS,
+    decode_timestamp, dialect_of, encode_timestamp, time_zone_offset_hours, DecodedTimestamp,
+    Dialect, FirstSpeaker, Manner, TimestampError, PLAUSIBLE_WINDOW_SECS, SERVER_FIRST_WITHIN,
 };
 
 /// The one constant of the assignment: every node broadcasts to this UDP port.

@@ -143,6 +143,41 @@ pub fn decode_timestamp(bytes: &[u8], local_now: f64) -> Result<DecodedTimestamp
     })
 }
 
+/// The dialect `bytes` are written in, when they are a time at all: unlike
+/// [`decode_timestamp`], a 4-byte float counts, because what a peer *sends*
+/// tells what it reads, however useless its time.
+pub fn dialect_of(bytes: &[u8], local_now: f64) -> Option<Dialect> {
+    match decode_timestamp(bytes, local_now) {
+        Ok(decoded) => Some(decoded.dialect),
+        Err(TimestampError::Float32 { .. }) => Some(Dialect::Float32),
+        Err(_) => None,
+    }
+}
+
+/// Which side of a timestamp connection writes first (PROTOCOL.md section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSpeaker {
+    /// The server writes its time on accept: the assignment's way.
+    Server,
+    /// The server reads the client's time before it answers.
+    Client,
+}
+
+/// What is known of how a peer exchanges times: learnt from its answers to
+/// us, or from what it sent when it was our client. Nothing known is the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Manner {
+    /// The encoding it writes, and so reads.
+    pub dialect: Option<Dialect>,
+    /// Who writes first on its server's connections.
+    pub first: Option<FirstSpeaker>,
+}
+
+/// A server-first server writes its time within this of `accept`; one that
+/// stays mute for longer is waiting for the client to speak.
+pub const SERVER_FIRST_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn read_as(bytes: &[u8], dialect: Dialect) -> Option<f64> {
     match dialect {
         Dialect::BinaryBe => Some(f64::from_be_bytes(bytes.try_into().ok()?)),
@@ -321,6 +356,15 @@ mod tests {
         assert_eq!(time_zone_offset_hours(0.020), None);
         assert_eq!(time_zone_offset_hours(600.0), None);
         assert_eq!(time_zone_offset_hours(3600.0 + 600.0), None);
+    }
+
+    #[test]
+    fn what_a_peer_sends_names_its_dialect_even_a_float32() {
+        assert_eq!(dialect_of(&PACK_BE_FLOAT, T), Some(Dialect::Float32));
+        assert_eq!(dialect_of(PYTHON_STR, T), Some(Dialect::Ascii));
+        assert_eq!(dialect_of(&PACK_LE_DOUBLE, T), Some(Dialect::BinaryLe));
+        assert_eq!(dialect_of(b"hello", T), None);
+        assert_eq!(dialect_of(b"", T), None);
     }
 
     #[test]
