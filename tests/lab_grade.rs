@@ -22,7 +22,7 @@ fn fixture(name: &str) -> String {
 }
 
 /// Every check the grader makes, in order.
-const ALL_CHECKS: [&str; 20] = [
+const ALL_CHECKS: [&str; 21] = [
     "announce.format",
     "announce.port",
     "announce.cadence",
@@ -34,6 +34,7 @@ const ALL_CHECKS: [&str; 20] = [
     "server.closes",
     "server.encoding",
     "server.utc",
+    "server.robust",
     "client.prompt",
     "client.refresh",
     "client.joined",
@@ -79,12 +80,19 @@ const FIXTURES: [(&str, &str, &[&str]); 9] = [
 ];
 
 fn assert_grade(list: &Checklist, failing: &[&str]) {
+    assert_verdicts(list, failing, &[]);
+}
+
+/// Asserts the checks in `failing` fail, those in `warned` warn, and all others pass.
+fn assert_verdicts(list: &Checklist, failing: &[&str], warned: &[&str]) {
     let ids: Vec<&str> = list.checks.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ALL_CHECKS, "{}", list.render());
     let expected: BTreeSet<&str> = failing.iter().copied().collect();
     for check in &list.checks {
         let want = if expected.contains(check.id.as_str()) {
             Verdict::Fail
+        } else if warned.contains(&check.id.as_str()) {
+            Verdict::Warn
         } else {
             Verdict::Pass
         };
@@ -169,4 +177,89 @@ fn lab_grade_grades_one_program_in_a_default_lab() {
         ["python3", correct.as_str(), lab.as_str()]
     );
     assert_clean(&lab, Some(&format!(".py {lab}")));
+}
+
+/// Grades one fragile fixture in a lab of its own (three sdss nodes, the
+/// default scenario) and returns its checklist, printed.
+fn grade_alone(test: &str, stem: &str, file: &str) -> Option<Checklist> {
+    if !sandboxed(test) {
+        return None;
+    }
+    let lab = unique(stem);
+    let path = fixture(file);
+    let output = run(&[
+        "lab", "grade", "--json", "--name", &lab, "--", "python3", &path, &lab,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report: Report =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    assert_clean(&lab, Some(&format!(".py {lab}")));
+    let list = report.grading.into_iter().next().expect("one checklist");
+    println!("{}", list.render());
+    Some(list)
+}
+
+#[test]
+fn a_text_client_first_server_is_judged_before_the_lab_can_kill_it() {
+    let Some(list) = grade_alone(
+        "a_text_client_first_server_is_judged_before_the_lab_can_kill_it",
+        "gfra",
+        "fragile_text_client_first.py",
+    ) else {
+        return;
+    };
+    assert_verdicts(
+        &list,
+        &["server.speaks_first", "server.robust"],
+        &["server.encoding"],
+    );
+    let evidence = |id: &str| list.check(id).unwrap().evidence.clone();
+    assert!(
+        evidence("server.speaks_first")
+            .contains("once the lab wrote its time as text, it answered"),
+        "{}",
+        list.render()
+    );
+    assert!(
+        evidence("server.encoding").contains("ascii"),
+        "{}",
+        list.render()
+    );
+    assert!(
+        evidence("server.robust").contains("a client that wrote nothing and closed"),
+        "{}",
+        list.render()
+    );
+}
+
+#[test]
+fn a_client_stuck_on_the_silent_peer_is_reported_stuck_since_then() {
+    let Some(list) = grade_alone(
+        "a_client_stuck_on_the_silent_peer_is_reported_stuck_since_then",
+        "gfrd",
+        "fragile_inline.py",
+    ) else {
+        return;
+    };
+    // It never meets the joiner (t=7.9 s): it has been stuck since t=6 s.
+    assert_verdicts(
+        &list,
+        &[
+            "client.prompt",
+            "client.joined",
+            "client.killed",
+            "client.silent_peer",
+            "client.malformed",
+        ],
+        &[],
+    );
+    for id in ["client.silent_peer", "client.malformed", "client.killed"] {
+        let evidence = &list.check(id).unwrap().evidence;
+        assert!(
+            evidence.contains("stuck since the silent peer appeared")
+                && evidence.contains("its last connection was to the silent peer"),
+            "{id}: {}",
+            list.render()
+        );
+    }
 }

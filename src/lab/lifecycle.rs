@@ -251,6 +251,7 @@ fn start_probe(built: &Built, ns: &File) -> Result<RunningProbe, LabError> {
         silent_at: grading.silent_at,
         joined_at: grading.joined_at,
         burst_at: grading.burst_at,
+        risky_from: grading.risky_from,
     };
     let start = state.nodes_started_at.unwrap_or_else(wall_now);
     RunningProbe::start(ns, spec, start).map_err(|e| LabError::Probe(e.to_string()))

@@ -111,6 +111,11 @@ pub struct GradeSettings {
     /// When `kill` is killed.
     #[serde(with = "crate::units::serde_duration")]
     pub kill_at: Duration,
+    /// From when the probe tries the clients that kill fragile servers (one
+    /// that closes without a word, one that writes `!d` first): after every
+    /// other step has been judged.
+    #[serde(with = "crate::units::serde_duration")]
+    pub risky_from: Duration,
     /// The sdss node killed during the run, if any.
     pub kill: Option<String>,
     /// The probe node's name.
@@ -137,6 +142,7 @@ impl GradeSettings {
             joined_at: duration.mul_f64(0.33),
             burst_at: duration.mul_f64(0.42),
             kill_at: duration.mul_f64(0.5),
+            risky_from: duration.mul_f64(0.6),
             kill,
             probe: super::topology::PROBE_NODE.to_owned(),
             port_range: (low, low + 999),
@@ -771,7 +777,7 @@ address = "10.9.0.1"
         assert_eq!(grading.duration, GradeSettings::DEFAULT_DURATION);
         assert_eq!(grading.kill.as_deref(), Some("b"));
         assert!(grading.silent_at < grading.joined_at && grading.burst_at < grading.kill_at);
-        assert!(grading.kill_at < grading.duration);
+        assert!(grading.kill_at < grading.risky_from && grading.risky_from < grading.duration);
         let (low, high) = grading.port_range;
         assert!(low >= 33_000 && high == low + 999 && high < 60_000);
         let probe = plan.node("grader").expect("the probe node");

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::observe::{Destination, Observed, Observer, Probe};
+use super::observe::{Destination, Observed, Observer, Probe, ProbeKind, LISTEN_BEFORE_SPEAKING};
 use super::{Check, Checklist, Verdict};
 use crate::protocol::{decode_timestamp, time_zone_offset_hours, Announcement, TimestampError};
 
@@ -33,6 +33,7 @@ pub fn grade(seen: &Observed) -> Checklist {
         closes(seen),
         encoding(seen),
         utc(seen),
+        robust(seen),
         prompt(seen),
         refresh(seen),
         joined(seen),
@@ -50,7 +51,7 @@ pub fn grade(seen: &Observed) -> Checklist {
                 (
                     format!(
                         "the silent peer appeared (it connected to it {} time(s))",
-                        seen.silent_peer_connections
+                        seen.silent_peer_connections.len()
                     ),
                     t,
                 )
@@ -359,10 +360,14 @@ fn heard(seen: &Observed) -> Check {
 }
 
 fn probe_text(p: &Probe) -> String {
-    let how = if p.spoke_first {
-        "speaking first"
-    } else {
-        "silent"
+    let how = match (p.kind, p.spoke) {
+        (ProbeKind::Listen, None) => "listening first".to_owned(),
+        (ProbeKind::Listen, Some((at, dialect))) => format!(
+            "listening first, then writing its time ({dialect}) after {:.1} s",
+            at - p.at
+        ),
+        (ProbeKind::CloseMute, _) => "writing nothing, then closing".to_owned(),
+        (ProbeKind::Binary, _) => "writing its time as !d at once".to_owned(),
     };
     match &p.connect_error {
         Some(e) => format!("port {} ({how}): {e}", p.port),
@@ -372,10 +377,11 @@ fn probe_text(p: &Probe) -> String {
             if p.closed { ", closed" } else { "" }
         ),
         None => format!(
-            "port {} ({how}): {} bytes \"{}\"{}",
+            "port {} ({how}): {} bytes \"{}\" after {:.1} ms{}",
             p.port,
             p.bytes.len(),
             escaped(&p.bytes, 24),
+            p.answered_at.map_or(0.0, |t| (t - p.at) * 1e3),
             if p.closed {
                 ", then closed"
             } else {
@@ -383,6 +389,17 @@ fn probe_text(p: &Probe) -> String {
             }
         ),
     }
+}
+
+/// The lab's connections before the first that may kill a fragile server:
+/// what the server checks judge.
+fn judging(seen: &Observed) -> &[Probe] {
+    let risky = seen
+        .probes
+        .iter()
+        .position(|p| p.kind != ProbeKind::Listen)
+        .unwrap_or(seen.probes.len());
+    &seen.probes[..risky]
 }
 
 fn reachable(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
@@ -469,51 +486,40 @@ fn port_zero(seen: &Observed, announced: &BTreeMap<u16, usize>) -> Check {
     }
 }
 
-fn first_pair(seen: &Observed) -> (Option<&Probe>, Option<&Probe>) {
-    let connected = |spoke: bool| {
-        seen.probes
-            .iter()
-            .find(|p| p.spoke_first == spoke && p.connect_error.is_none())
-    };
-    (connected(false), connected(true))
-}
-
-/// A silent client's answer later than this means the server waited for it first.
-const SLOW_ANSWER_SECS: f64 = 0.25;
+/// A listening client's answer later than this means the server waited for it first.
+const SLOW_ANSWER_SECS: f64 = crate::protocol::SERVER_FIRST_WITHIN.as_secs_f64();
 
 fn speaks_first(seen: &Observed) -> Check {
     const ID: &str = "server.speaks_first";
     const TITLE: &str = "it answers without waiting for the client";
-    let silent: Vec<&Probe> = seen
-        .probes
+    let listened: Vec<&Probe> = judging(seen)
         .iter()
-        .filter(|p| !p.spoke_first && p.connect_error.is_none())
+        .filter(|p| p.connect_error.is_none())
         .collect();
-    let (answered, mute): (Vec<&Probe>, Vec<&Probe>) =
-        silent.iter().copied().partition(|p| p.answered());
-    let latency = |p: &Probe| p.answered_at.map_or(0.0, |t| t - p.at);
-    let spoke = first_pair(seen).1;
-    if silent.is_empty() {
+    if listened.is_empty() {
         return not_measured(
             ID,
             TITLE,
             "no lab connection succeeded (see server.reachable)",
         );
     }
-    if let Some(m) = mute.first() {
-        let evidence = format!(
-            "{} of {} connections that sent nothing got no answer, e.g. {}",
-            mute.len(),
-            silent.len(),
-            probe_text(m)
+    let latency = |p: &Probe| p.answered_at.map_or(0.0, |t| t - p.at);
+    let (unprompted, waited): (Vec<&Probe>, Vec<&Probe>) =
+        listened.iter().partition(|p| p.answered_unprompted());
+    let prompted: Vec<&Probe> = waited.iter().copied().filter(|p| p.answered()).collect();
+    if unprompted.is_empty() {
+        let mute = format!(
+            "none of {} clients that listened first got a word in {LISTEN_BEFORE_SPEAKING:.1} s",
+            listened.len()
         );
-        return match spoke.filter(|p| p.answered()) {
+        return match prompted.first() {
             Some(p) => check(
                 ID,
                 TITLE,
                 Verdict::Fail,
                 format!(
-                    "only after the client spoke: {evidence}; but {}: it waits for the client (client-first), so clients that wait to be spoken to hang",
+                    "{mute}; once the lab wrote its time as text, it answered {} of them, e.g. {}: it waits for the client (client-first), so clients that wait to be spoken to hang",
+                    prompted.len(),
                     probe_text(p)
                 ),
             ),
@@ -521,20 +527,35 @@ fn speaks_first(seen: &Observed) -> Check {
                 ID,
                 TITLE,
                 Verdict::Fail,
-                format!("{evidence}; nor did a client that spoke first: it never answers"),
+                format!(
+                    "{mute}, nor after the lab wrote its time as text, e.g. {}: it never answers",
+                    probe_text(listened[0])
+                ),
             ),
         };
     }
-    let slowest = answered
+    let slowest = unprompted
         .iter()
         .copied()
         .max_by(|a, b| latency(a).total_cmp(&latency(b)));
     let slowest_ms = slowest.map_or(0.0, |p| latency(p) * 1000.0);
     let evidence = format!(
-        "every one of {} clients that sent nothing got its time, at most {slowest_ms:.1} ms after connecting",
-        answered.len()
+        "{} of {} clients that listened first got its time unprompted, at most {slowest_ms:.1} ms after connecting",
+        unprompted.len(),
+        listened.len()
     );
-    if slowest_ms > SLOW_ANSWER_SECS * 1000.0 {
+    if !waited.is_empty() {
+        check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            format!(
+                "{evidence}; {} others waited over {LISTEN_BEFORE_SPEAKING:.1} s, e.g. {}",
+                waited.len(),
+                probe_text(waited[0])
+            ),
+        )
+    } else if slowest_ms > SLOW_ANSWER_SECS * 1000.0 {
         check(
             ID,
             TITLE,
@@ -551,7 +572,7 @@ fn speaks_first(seen: &Observed) -> Check {
 fn closes(seen: &Observed) -> Check {
     const ID: &str = "server.closes";
     const TITLE: &str = "it closes the connection after answering";
-    let answered: Vec<&Probe> = seen.probes.iter().filter(|p| p.answered()).collect();
+    let answered: Vec<&Probe> = judging(seen).iter().filter(|p| p.answered()).collect();
     if answered.is_empty() {
         return not_measured(ID, TITLE, "it never answered the lab");
     }
@@ -577,9 +598,9 @@ fn closes(seen: &Observed) -> Check {
     }
 }
 
-/// The first answer's bytes and when they arrived.
+/// The first answer the lab got before any client that may kill a server.
 fn first_answer(seen: &Observed) -> Option<&Probe> {
-    seen.probes.iter().find(|p| p.answered())
+    judging(seen).iter().find(|p| p.answered())
 }
 
 fn encoding(seen: &Observed) -> Check {
@@ -671,6 +692,59 @@ fn utc(seen: &Observed) -> Check {
     }
 }
 
+fn robust(seen: &Observed) -> Check {
+    const ID: &str = "server.robust";
+    const TITLE: &str =
+        "its server survives clients that write nothing or write !d first (both exist)";
+    let risky: Vec<(usize, &Probe)> = seen
+        .probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind != ProbeKind::Listen && p.connect_error.is_none())
+        .collect();
+    let Some(&(first, _)) = risky.first() else {
+        return check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            "not measured: the run ended before the lab tried such clients".to_owned(),
+        );
+    };
+    if !seen.probes[..first].iter().any(Probe::answered) {
+        return not_measured(ID, TITLE, "it never answered the lab before");
+    }
+    for &(i, p) in &risky {
+        let after = &seen.probes[i + 1..];
+        if !after.is_empty() && !after.iter().any(Probe::answered) {
+            let sent = match p.kind {
+                ProbeKind::Binary => "wrote its time as !d (8 bytes) first",
+                _ => "wrote nothing and closed",
+            };
+            return check(
+                ID,
+                TITLE,
+                Verdict::Fail,
+                format!(
+                    "a client that {sent} at {} stopped its server: {} later connection(s) got no answer, e.g. {}; any peer of the assignment may send that",
+                    secs(p.at, seen),
+                    after.len(),
+                    probe_text(&after[0])
+                ),
+            );
+        }
+    }
+    let tried: Vec<String> = risky
+        .iter()
+        .map(|(_, p)| format!("{} ({})", probe_text(p), secs(p.at, seen)))
+        .collect();
+    check(
+        ID,
+        TITLE,
+        Verdict::Pass,
+        format!("it answered again after each of: {}", tried.join("; ")),
+    )
+}
+
 /// The end of an observer's life in the run.
 fn end_of(o: &Observer, seen: &Observed) -> f64 {
     o.killed_at.unwrap_or(seen.timeline.ended_at)
@@ -717,11 +791,14 @@ fn refresh(seen: &Observed) -> Check {
     let mut lines = Vec::new();
     let (mut broadcasts, mut refreshes) = (0usize, 0usize);
     let mut lowest = f64::INFINITY;
+    // A client that got stuck is judged on its cadence until then (the stuck
+    // steps say the rest).
+    let stuck_at = stuck(seen).map_or(f64::INFINITY, |s| s.since.1);
     for o in &seen.observers {
         let Some(first) = o.connections.first() else {
             continue;
         };
-        let end = end_of(o, seen);
+        let end = end_of(o, seen).min(stuck_at);
         let b = o
             .broadcasts
             .iter()
@@ -820,6 +897,66 @@ fn joined(seen: &Observed) -> Check {
     }
 }
 
+/// The steps of the scenario that happened, in time order.
+fn steps(seen: &Observed) -> Vec<(String, f64)> {
+    let t = &seen.timeline;
+    let mut steps: Vec<(String, f64)> = [
+        t.silent_at
+            .map(|at| ("the silent peer appeared".to_owned(), at)),
+        t.joined
+            .as_ref()
+            .map(|(n, at)| (format!("{n} joined"), *at)),
+        t.burst_at.map(|at| ("the malformed burst".to_owned(), at)),
+        t.killed
+            .as_ref()
+            .map(|(n, at)| (format!("{n} was killed"), *at)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    steps.sort_by(|a, b| a.1.total_cmp(&b.1));
+    steps
+}
+
+/// A client that stopped connecting to anyone during the run.
+struct Stuck {
+    /// The step it did not get past, and when.
+    since: (String, f64),
+    /// Its last connection.
+    last_at: f64,
+    /// To whom.
+    last_to: String,
+}
+
+/// When its client stopped for good: it connected, then made no connection
+/// after some step although the run went on. The step named is the silent
+/// peer when that is whom it last connected to, else the first step after
+/// its last connection.
+fn stuck(seen: &Observed) -> Option<Stuck> {
+    let (last_at, last_to) = seen
+        .observers
+        .iter()
+        .flat_map(|o| o.connections.iter().map(|t| (*t, o.name.clone())))
+        .chain(
+            seen.silent_peer_connections
+                .iter()
+                .map(|t| (*t, "the silent peer".to_owned())),
+        )
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    let steps = steps(seen);
+    let since = match (&seen.timeline.silent_at, last_to.as_str()) {
+        (Some(at), "the silent peer") => steps.iter().find(|(_, t)| t == at),
+        _ => steps.iter().find(|(_, t)| *t >= last_at),
+    }?;
+    // It had time to connect again: a refresh period and more.
+    let quiet = seen.timeline.ended_at - last_at.max(since.1);
+    (quiet >= 2.0 * SETTLE_SECS + 4.0).then(|| Stuck {
+        since: since.clone(),
+        last_at,
+        last_to,
+    })
+}
+
 /// Whether it still broadcast, served and measured others after `event`.
 fn survives(seen: &Observed, id: &str, title: &str, event: Option<(String, f64)>) -> Check {
     let Some((what, at)) = event else {
@@ -863,7 +1000,16 @@ fn survives(seen: &Observed, id: &str, title: &str, event: Option<(String, f64)>
     if measured > 0 {
         fine.push(format!("{measured} connections to sdss nodes"));
     } else {
-        broken.push("it measured no other node afterwards".to_owned());
+        broken.push(match stuck(seen).filter(|s| s.since.1 <= at) {
+            Some(s) => format!(
+                "stuck since {} at {}: its last connection was to {} at {}, none since",
+                s.since.0,
+                secs(s.since.1, seen),
+                s.last_to,
+                secs(s.last_at, seen)
+            ),
+            None => "it measured no other node afterwards".to_owned(),
+        });
     }
     if let Some(how) = &seen.exited {
         broken.push(format!("it died ({how})"));
@@ -984,11 +1130,12 @@ mod tests {
         }
     }
 
-    fn answer(at: f64, spoke_first: bool, bytes: Vec<u8>) -> Probe {
+    fn answer(at: f64, kind: ProbeKind, bytes: Vec<u8>) -> Probe {
         Probe {
             at,
             port: PORT,
-            spoke_first,
+            kind,
+            spoke: (kind == ProbeKind::Binary).then_some((at, Dialect::BinaryBe)),
             connect_error: None,
             bytes,
             answered_at: Some(at + 0.001),
@@ -1019,10 +1166,17 @@ mod tests {
 
     /// What the lab sees of a correct node over a 24 s run.
     fn correct() -> Observed {
-        let probes = (0..14)
+        // As the probe makes them: listening until t=15 s, then a mute client
+        // that gives up and a binary one, each followed by listening ones.
+        let probes = (0..15)
             .map(|i| {
                 let at = T0 + 1.5 * (i + 1) as f64;
-                answer(at, i % 2 == 1, encode_timestamp(at, Dialect::BinaryBe))
+                let kind = match i {
+                    9 => ProbeKind::CloseMute,
+                    11 => ProbeKind::Binary,
+                    _ => ProbeKind::Listen,
+                };
+                answer(at, kind, encode_timestamp(at, Dialect::BinaryBe))
             })
             .collect();
         Observed {
@@ -1045,7 +1199,7 @@ mod tests {
             probes,
             listening: [PORT].into(),
             self_connections: 0,
-            silent_peer_connections: 4,
+            silent_peer_connections: vec![T0 + 6.1, T0 + 8.2, T0 + 12.3, T0 + 16.4],
             samples: (0..96)
                 .map(|i| ProcessSample {
                     at: T0 + i as f64 * 0.25,
@@ -1079,7 +1233,7 @@ mod tests {
     #[test]
     fn a_correct_node_passes_every_check() {
         let list = grade(&correct());
-        assert_eq!(list.checks.len(), 20);
+        assert_eq!(list.checks.len(), 21);
         assert!(
             list.checks.iter().all(|c| c.verdict == Verdict::Pass),
             "{}",
@@ -1169,30 +1323,122 @@ mod tests {
         );
     }
 
+    /// The server answers a listening client only once it wrote its time,
+    /// in `dialect`.
+    fn client_first(seen: &mut Observed, dialect: Dialect) {
+        for p in seen.probes.iter_mut() {
+            match p.kind {
+                ProbeKind::Listen => {
+                    let spoke = p.at + LISTEN_BEFORE_SPEAKING;
+                    p.spoke = Some((spoke, Dialect::Ascii));
+                    p.answered_at = Some(spoke + 0.0004);
+                    p.bytes = encode_timestamp(spoke, dialect);
+                }
+                ProbeKind::CloseMute => {
+                    p.bytes.clear();
+                    p.answered_at = None;
+                }
+                ProbeKind::Binary => {}
+            }
+        }
+    }
+
     #[test]
     fn a_server_that_waits_for_the_client_fails_speaks_first() {
         let mut seen = correct();
-        for p in seen.probes.iter_mut().filter(|p| !p.spoke_first) {
-            p.bytes.clear();
-            p.answered_at = None;
-            p.closed = false;
-        }
+        client_first(&mut seen, Dialect::BinaryBe);
         assert_eq!(failing(&seen), ["server.speaks_first Fail"]);
         let list = grade(&seen);
         let evidence = &list.check("server.speaks_first").unwrap().evidence;
         assert!(
-            evidence.contains("only after the client spoke"),
+            evidence.contains("once the lab wrote its time as text, it answered 9 of them")
+                && evidence.contains("client-first"),
             "{evidence}"
+        );
+    }
+
+    #[test]
+    fn a_text_client_first_server_killed_by_a_mute_client_is_judged_before_and_blamed_after() {
+        let mut seen = correct();
+        client_first(&mut seen, Dialect::Ascii);
+        // The mute client at t=15 s killed it: nothing answers after.
+        for p in seen.probes.iter_mut().filter(|p| p.at > T0 + 15.0) {
+            p.bytes.clear();
+            p.answered_at = None;
+            p.closed = false;
+        }
+        assert_eq!(
+            failing(&seen),
+            [
+                "server.speaks_first Fail",
+                "server.encoding Warn",
+                "server.robust Fail"
+            ]
+        );
+        let list = grade(&seen);
+        let evidence = |id: &str| list.check(id).unwrap().evidence.clone();
+        assert!(
+            evidence("server.encoding").contains("ascii"),
+            "{}",
+            list.render()
+        );
+        assert!(
+            evidence("server.utc").contains("0.000 s from the lab's clock"),
+            "{}",
+            list.render()
+        );
+        let robust = evidence("server.robust");
+        assert!(
+            robust.contains("wrote nothing and closed at t=15.0s stopped its server"),
+            "{robust}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_survives_every_client_is_robust() {
+        let list = grade(&correct());
+        let robust = &list.check("server.robust").unwrap().evidence;
+        assert!(
+            robust.contains("writing nothing, then closing") && robust.contains("as !d at once"),
+            "{robust}"
         );
     }
 
     #[test]
     fn a_server_that_waits_a_while_before_answering_is_warned() {
         let mut seen = correct();
-        for p in seen.probes.iter_mut().filter(|p| !p.spoke_first) {
+        for p in seen
+            .probes
+            .iter_mut()
+            .filter(|p| p.kind == ProbeKind::Listen)
+        {
             p.answered_at = Some(p.at + 0.5);
         }
         assert_eq!(failing(&seen), ["server.speaks_first Warn"]);
+    }
+
+    #[test]
+    fn a_client_stuck_on_the_silent_peer_is_stuck_since_then_in_every_later_step() {
+        let mut seen = correct();
+        // Its only client thread connected to the silent peer at 6.05 s and never came back.
+        seen.silent_peer_connections = vec![T0 + 6.05];
+        for o in &mut seen.observers {
+            o.connections
+                .retain(|t| *t < T0 + 6.0 && o.name != "joiner");
+        }
+        let list = grade(&seen);
+        for id in ["client.silent_peer", "client.killed", "client.malformed"] {
+            let check = list.check(id).unwrap();
+            assert_eq!(check.verdict, Verdict::Fail, "{}", list.render());
+            assert!(
+                check.evidence.contains(
+                    "stuck since the silent peer appeared at t=6.0s: its last connection was to the silent peer at t=6.0s"
+                ),
+                "{id}: {}",
+                check.evidence
+            );
+        }
+        assert_eq!(list.check("client.joined").unwrap().verdict, Verdict::Fail);
     }
 
     #[test]

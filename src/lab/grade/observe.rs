@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use crate::protocol::Dialect;
+
 /// Which destination a datagram was sent to, as told by the lab's listener
 /// (one socket bound to each broadcast address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,24 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
+/// How the lab behaved on one connection to a graded server. The judging
+/// kind comes first in every run; the others may kill a fragile server, so
+/// they come only after everything else has been judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Listens first; if the server stays mute for [`LISTEN_BEFORE_SPEAKING`],
+    /// writes its time as text (as sdss does), then reads the answer.
+    Listen,
+    /// Writes nothing, and closes after the wait: a client that gives up.
+    CloseMute,
+    /// Writes its time as `!d` at once, as clients that speak first in the
+    /// assignment's encoding do.
+    Binary,
+}
+
+/// How long a `Listen` probe waits for a server before it speaks.
+pub const LISTEN_BEFORE_SPEAKING: f64 = 1.0;
+
 /// One connection the lab made to the graded node's timestamp server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
@@ -32,8 +52,10 @@ pub struct Probe {
     pub at: f64,
     /// The port tried.
     pub port: u16,
-    /// Whether the lab wrote its own `!d` time right after connecting.
-    pub spoke_first: bool,
+    /// How the lab behaved.
+    pub kind: ProbeKind,
+    /// When the lab wrote its time, and in which dialect, if it did.
+    pub spoke: Option<(f64, Dialect)>,
     /// `None` when connected; otherwise why not (`refused`, `timeout`, ...).
     pub connect_error: Option<String>,
     /// What the server sent (at most 64 bytes kept).
@@ -48,6 +70,15 @@ impl Probe {
     /// Whether it connected and got bytes.
     pub fn answered(&self) -> bool {
         self.connect_error.is_none() && !self.bytes.is_empty()
+    }
+
+    /// Whether the server answered before the lab wrote anything.
+    pub fn answered_unprompted(&self) -> bool {
+        self.answered()
+            && match (self.answered_at, self.spoke) {
+                (Some(answer), Some((spoke, _))) => answer < spoke,
+                _ => self.spoke.is_none(),
+            }
     }
 }
 
@@ -122,8 +153,8 @@ pub struct Observed {
     pub listening: BTreeSet<u16>,
     /// Distinct connections it made to its own server.
     pub self_connections: usize,
-    /// Connections it made to the silent peer.
-    pub silent_peer_connections: usize,
+    /// When it connected to the silent peer.
+    pub silent_peer_connections: Vec<f64>,
     /// Readings of its process tree.
     pub samples: Vec<ProcessSample>,
     /// How it ended before the lab stopped it (`None`: still running at the end).

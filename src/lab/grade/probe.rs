@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use super::observe::{Destination, Probe, ProcessSample};
+use super::observe::{Destination, Probe, ProbeKind, ProcessSample, LISTEN_BEFORE_SPEAKING};
 use crate::protocol::{encode_timestamp, Announcement, Dialect, NodeId};
 
 /// How long a connection to a graded server may take to open.
@@ -64,6 +64,10 @@ pub struct ProbeSpec {
     pub joined_at: Duration,
     /// When the malformed burst is sent.
     pub burst_at: Duration,
+    /// From when the probes that may kill a fragile server are made: after
+    /// every step of the scenario, so that none is judged on a server the lab
+    /// itself broke.
+    pub risky_from: Duration,
 }
 
 /// One datagram heard on the lab link.
@@ -259,13 +263,26 @@ fn ports_for(target: &Target, log: &Shared) -> (Option<u16>, Option<u16>) {
     (announced, listening)
 }
 
+/// The kind of the `n`-th round of connections: `Listen` until `risky`
+/// (the index of the first round at or after [`ProbeSpec::risky_from`]),
+/// then a mute client that gives up and a binary one, each followed by a
+/// `Listen` that tells whether the server survived it.
+fn round_kind(n: usize, risky: usize) -> ProbeKind {
+    match n.checked_sub(risky) {
+        Some(0) => ProbeKind::CloseMute,
+        Some(2) => ProbeKind::Binary,
+        _ => ProbeKind::Listen,
+    }
+}
+
 async fn probe_servers(spec: ProbeSpec, start: f64, log: Shared, stop: CancellationToken) {
-    let mut round = 0u32;
-    let mut next = start + PROBE_EVERY.as_secs_f64();
+    let every = PROBE_EVERY.as_secs_f64();
+    let risky = (spec.risky_from.as_secs_f64() / every).ceil().max(1.0) as usize - 1;
+    let mut round = 0usize;
+    let mut next = start + every;
     while sleep_until(next, &stop).await {
-        next += PROBE_EVERY.as_secs_f64();
-        // Silent and speaking connections alternate.
-        let spoke_first = round % 2 == 1;
+        next += every;
+        let kind = round_kind(round, risky);
         round += 1;
         for target in &spec.targets {
             let (announced, listening) = ports_for(target, &log);
@@ -276,7 +293,7 @@ async fn probe_servers(spec: ProbeSpec, start: f64, log: Shared, stop: Cancellat
             for port in ports {
                 let probe = tokio::select! {
                     _ = stop.cancelled() => return,
-                    p = connect_once(SocketAddrV4::new(target.address, port), spoke_first) => p,
+                    p = connect_once(SocketAddrV4::new(target.address, port), kind) => p,
                 };
                 let failed_announced = Some(port) == announced && probe.connect_error.is_some();
                 lock(&log)
@@ -293,14 +310,15 @@ async fn probe_servers(spec: ProbeSpec, start: f64, log: Shared, stop: Cancellat
     }
 }
 
-/// One connection to a timestamp server: connect, maybe speak first, read what
+/// One connection to a timestamp server, behaving as `kind` says; reads what
 /// comes until the server closes or the wait ends.
-async fn connect_once(address: SocketAddrV4, spoke_first: bool) -> Probe {
+async fn connect_once(address: SocketAddrV4, kind: ProbeKind) -> Probe {
     let at = now();
     let mut probe = Probe {
         at,
         port: address.port(),
-        spoke_first,
+        kind,
+        spoke: None,
         connect_error: None,
         bytes: Vec::new(),
         answered_at: None,
@@ -321,15 +339,28 @@ async fn connect_once(address: SocketAddrV4, spoke_first: bool) -> Probe {
         }
         Ok(Ok(stream)) => stream,
     };
-    if spoke_first {
-        let _ = stream
-            .write_all(&encode_timestamp(now(), Dialect::BinaryBe))
-            .await;
-    }
-    let mut deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+    let speak = |dialect| (now(), encode_timestamp(now(), dialect), dialect);
+    let first_wait = match kind {
+        ProbeKind::Binary => {
+            let (when, bytes, dialect) = speak(Dialect::BinaryBe);
+            let _ = stream.write_all(&bytes).await;
+            probe.spoke = Some((when, dialect));
+            ANSWER_TIMEOUT
+        }
+        ProbeKind::Listen => Duration::from_secs_f64(LISTEN_BEFORE_SPEAKING),
+        ProbeKind::CloseMute => ANSWER_TIMEOUT,
+    };
+    let mut deadline = tokio::time::Instant::now() + first_wait;
     let mut buffer = [0u8; 64];
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) if kind == ProbeKind::Listen && probe.spoke.is_none() => {
+                // Mute so far: speak as a text client-first peer expects.
+                let (when, bytes, dialect) = speak(Dialect::Ascii);
+                let _ = stream.write_all(&bytes).await;
+                probe.spoke = Some((when, dialect));
+                deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+            }
             Err(_) => break,
             Ok(Ok(0)) => {
                 probe.closed = true;
@@ -519,6 +550,21 @@ async fn sample(targets: Vec<Target>, log: Shared, stop: CancellationToken) {
                 .or_default()
                 .extend(selfish);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn risky_probes_come_after_the_scenario_each_followed_by_a_listen() {
+        let kinds: Vec<ProbeKind> = (0..9).map(|n| round_kind(n, 4)).collect();
+        use ProbeKind::*;
+        assert_eq!(
+            kinds,
+            [Listen, Listen, Listen, Listen, CloseMute, Listen, Binary, Listen, Listen]
+        );
     }
 }
 

@@ -192,7 +192,8 @@ pub fn assemble(plan: &Plan, log: &ProbeLog, lab: &LabSide) -> Vec<Observed> {
                 .accepted
                 .iter()
                 .filter(|(k, from, _)| *k == FakePeer::Silent && *from == me)
-                .count(),
+                .map(|(_, _, t)| *t)
+                .collect(),
             samples: log.samples.get(&node.name).cloned().unwrap_or_default(),
             exited,
             timeline: Timeline {
