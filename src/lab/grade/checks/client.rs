@@ -1,0 +1,305 @@
+//! The client: whom it measures, how often, and whether each step of the
+//! scenario stopped it.
+
+use super::server::probe_text;
+use super::*;
+
+/// The end of an observer's life in the run.
+pub(super) fn end_of(o: &Observer, seen: &Observed) -> f64 {
+    o.killed_at.unwrap_or(seen.timeline.ended_at)
+}
+
+pub(super) fn prompt(seen: &Observed) -> Check {
+    const ID: &str = "client.prompt";
+    const TITLE: &str = "it connects promptly to a newly started node";
+    let mut worst: Option<(f64, String)> = None;
+    let mut lines = Vec::new();
+    for o in &seen.observers {
+        let Some(started) = o.started_at else {
+            continue;
+        };
+        let from = started.max(seen.timeline.started_at);
+        match o.connections.iter().find(|t| **t >= from - 0.5) {
+            Some(t) => {
+                let after = t - from;
+                lines.push(format!("{} after {after:.1} s", o.name));
+                if worst.as_ref().is_none_or(|(w, _)| after > *w) {
+                    worst = Some((after, o.name.clone()));
+                }
+            }
+            None if end_of(o, seen) - from > 5.0 => {
+                lines.push(format!("{} never", o.name));
+                worst = Some((f64::INFINITY, o.name.clone()));
+            }
+            None => {}
+        }
+    }
+    let evidence = format!("first connection to each sdss node: {}", lines.join(", "));
+    match worst {
+        None => not_measured(ID, TITLE, "no sdss node ran long enough"),
+        Some((w, _)) if w <= 3.0 => check(ID, TITLE, Verdict::Pass, evidence),
+        Some((w, _)) if w <= 10.0 => check(ID, TITLE, Verdict::Warn, evidence + ": slow"),
+        Some(_) => check(ID, TITLE, Verdict::Fail, evidence),
+    }
+}
+
+pub(super) fn refresh(seen: &Observed) -> Check {
+    const ID: &str = "client.refresh";
+    const TITLE: &str =
+        "then about once per 10 of that node's broadcasts, never on every broadcast";
+    let mut lines = Vec::new();
+    let (mut broadcasts, mut refreshes) = (0usize, 0usize);
+    let mut lowest = f64::INFINITY;
+    // A client that got stuck is judged on its cadence until then (the stuck
+    // steps say the rest).
+    let stuck_at = stuck(seen).map_or(f64::INFINITY, |s| s.since.1);
+    for o in &seen.observers {
+        let Some(first) = o.connections.first() else {
+            continue;
+        };
+        let end = end_of(o, seen).min(stuck_at);
+        let b = o
+            .broadcasts
+            .iter()
+            .filter(|t| **t > *first && **t <= end)
+            .count();
+        let r = o.connections.len() - 1;
+        lines.push(format!(
+            "{}: {} connections, {b} broadcasts after the first",
+            o.name,
+            r + 1
+        ));
+        if b >= 10 {
+            broadcasts += b;
+            refreshes += r;
+            lowest = lowest.min(b as f64 / r.max(1) as f64);
+        }
+    }
+    let detail = lines.join("; ");
+    if broadcasts == 0 {
+        return check(
+            ID,
+            TITLE,
+            Verdict::Fail,
+            if detail.is_empty() {
+                "not measured: it never connected to any sdss node".to_owned()
+            } else {
+                format!("not measured: it connected to no sdss node long enough ({detail})")
+            },
+        );
+    }
+    if refreshes == 0 {
+        return check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            format!("it never measured a node again after {broadcasts} broadcasts ({detail})"),
+        );
+    }
+    let ratio = broadcasts as f64 / refreshes as f64;
+    let evidence = format!("one connection per {ratio:.1} broadcasts ({detail})");
+    if lowest < 3.0 {
+        check(
+            ID,
+            TITLE,
+            Verdict::Fail,
+            format!("{evidence}: it connects on (nearly) every broadcast, cramming the network"),
+        )
+    } else if (6.0..=16.0).contains(&ratio) {
+        check(ID, TITLE, Verdict::Pass, evidence)
+    } else {
+        check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            format!("{evidence}: not every 10 broadcasts"),
+        )
+    }
+}
+
+pub(super) fn joined(seen: &Observed) -> Check {
+    const ID: &str = "client.joined";
+    const TITLE: &str = "it finds a node that joined during the run";
+    let Some((name, at)) = &seen.timeline.joined else {
+        return check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            "not measured: no node joined during this run".to_owned(),
+        );
+    };
+    let connections = seen
+        .observers
+        .iter()
+        .find(|o| &o.name == name)
+        .map_or(0, |o| o.connections.len());
+    if connections > 0 {
+        check(
+            ID,
+            TITLE,
+            Verdict::Pass,
+            format!(
+                "{name} joined at {}; it connected to it {connections} time(s)",
+                secs(*at, seen)
+            ),
+        )
+    } else {
+        check(
+            ID,
+            TITLE,
+            Verdict::Fail,
+            format!(
+                "{name} joined at {} and it never connected to it",
+                secs(*at, seen)
+            ),
+        )
+    }
+}
+
+/// The steps of the scenario that happened, in time order.
+pub(super) fn steps(seen: &Observed) -> Vec<(String, f64)> {
+    let t = &seen.timeline;
+    let mut steps: Vec<(String, f64)> = [
+        t.silent_at
+            .map(|at| ("the silent peer appeared".to_owned(), at)),
+        t.joined
+            .as_ref()
+            .map(|(n, at)| (format!("{n} joined"), *at)),
+        t.burst_at.map(|at| ("the malformed burst".to_owned(), at)),
+        t.killed
+            .as_ref()
+            .map(|(n, at)| (format!("{n} was killed"), *at)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    steps.sort_by(|a, b| a.1.total_cmp(&b.1));
+    steps
+}
+
+/// A client that stopped connecting to anyone during the run.
+pub(super) struct Stuck {
+    /// The step it did not get past, and when.
+    since: (String, f64),
+    /// Its last connection.
+    last_at: f64,
+    /// To whom.
+    last_to: String,
+}
+
+/// When its client stopped for good: it connected, then made no connection
+/// after some step although the run went on. The step named is the silent
+/// peer when that is whom it last connected to, else the first step after
+/// its last connection.
+pub(super) fn stuck(seen: &Observed) -> Option<Stuck> {
+    let (last_at, last_to) = seen
+        .observers
+        .iter()
+        .flat_map(|o| o.connections.iter().map(|t| (*t, o.name.clone())))
+        .chain(
+            seen.silent_peer_connections
+                .iter()
+                .map(|t| (*t, "the silent peer".to_owned())),
+        )
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    let steps = steps(seen);
+    let since = match (&seen.timeline.silent_at, last_to.as_str()) {
+        (Some(at), "the silent peer") => steps.iter().find(|(_, t)| t == at),
+        _ => steps.iter().find(|(_, t)| *t >= last_at),
+    }?;
+    // It had time to connect again: a refresh period and more.
+    let quiet = seen.timeline.ended_at - last_at.max(since.1);
+    (quiet >= 2.0 * SETTLE_SECS + 4.0).then(|| Stuck {
+        since: since.clone(),
+        last_at,
+        last_to,
+    })
+}
+
+/// Whether it still broadcast, served and measured others after `event`.
+pub(super) fn survives(
+    seen: &Observed,
+    id: &str,
+    title: &str,
+    event: Option<(String, f64)>,
+) -> Check {
+    let Some((what, at)) = event else {
+        return check(
+            id,
+            title,
+            Verdict::Warn,
+            "not measured: this step was not part of the run".to_owned(),
+        );
+    };
+    let after = at + SETTLE_SECS;
+    let mut broken = Vec::new();
+    let mut fine = Vec::new();
+    if !seen.datagrams.is_empty() {
+        let n = seen.datagrams.iter().filter(|d| d.at > after).count();
+        if n == 0 {
+            broken.push("it stopped broadcasting".to_owned());
+        } else {
+            fine.push(format!("{n} datagrams"));
+        }
+    }
+    let probes: Vec<&Probe> = seen.probes.iter().filter(|p| p.at > at).collect();
+    if probes.iter().any(|p| p.answered()) {
+        fine.push(format!(
+            "answered {} of {} lab connections",
+            probes.iter().filter(|p| p.answered()).count(),
+            probes.len()
+        ));
+    } else if seen.probes.iter().any(|p| p.at <= at && p.answered()) || probes.is_empty() {
+        broken.push(match probes.first() {
+            Some(p) => format!("its server stopped answering ({})", probe_text(p)),
+            None => "the lab did not probe its server afterwards".to_owned(),
+        });
+    }
+    let measured: usize = seen
+        .observers
+        .iter()
+        .filter(|o| o.killed_at.is_none_or(|k| k > after))
+        .map(|o| o.connections.iter().filter(|t| **t > after).count())
+        .sum();
+    if measured > 0 {
+        fine.push(format!("{measured} connections to sdss nodes"));
+    } else {
+        broken.push(match stuck(seen).filter(|s| s.since.1 <= at) {
+            Some(s) => format!(
+                "stuck since {} at {}: its last connection was to {} at {}, none since",
+                s.since.0,
+                secs(s.since.1, seen),
+                s.last_to,
+                secs(s.last_at, seen)
+            ),
+            None => "it measured no other node afterwards".to_owned(),
+        });
+    }
+    if let Some(how) = &seen.exited {
+        broken.push(format!("it died ({how})"));
+    }
+    let since = format!("after {what} at {}", secs(at, seen));
+    if broken.is_empty() {
+        check(
+            id,
+            title,
+            Verdict::Pass,
+            format!("{since}: {}", fine.join(", ")),
+        )
+    } else {
+        check(
+            id,
+            title,
+            Verdict::Fail,
+            format!(
+                "{since}: {}{}",
+                broken.join(", "),
+                if fine.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (still: {})", fine.join(", "))
+                }
+            ),
+        )
+    }
+}

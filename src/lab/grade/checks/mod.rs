@@ -1,0 +1,574 @@
+//! The checklist, computed from observations alone (no I/O, no clock).
+//!
+//! Each check states the assignment's requirement, a verdict and the evidence
+//! that decided it. A check whose input is missing because something else
+//! failed (nothing was heard, the server never answered) fails too, and says
+//! "not measured" and why: a peer that cannot be heard cannot be used.
+
+mod announce;
+mod client;
+mod process;
+mod server;
+
+use std::collections::BTreeMap;
+
+use super::observe::{Destination, Observed, Observer, Probe, ProbeKind, LISTEN_BEFORE_SPEAKING};
+use super::{Check, Checklist, Verdict};
+use crate::protocol::{decode_timestamp, time_zone_offset_hours, Announcement, TimestampError};
+
+use announce::{announced_port, cadence, format, heard, own_datagrams};
+use client::{joined, prompt, refresh, survives};
+use process::{alive, cpu, memory};
+use server::{closes, encoding, port_zero, reachable, robust, speaks_first, utc};
+
+/// The assignment's broadcast period.
+const EXPECTED_INTERVAL_SECS: f64 = crate::protocol::ANNOUNCE_INTERVAL.as_secs_f64();
+/// Datagrams closer than this belong to one tick (sent to several destinations).
+const SAME_TICK_SECS: f64 = 0.2;
+/// How soon after an event its effects are looked for.
+const SETTLE_SECS: f64 = 1.0;
+
+/// Grades one node from what the lab saw of it.
+pub fn grade(seen: &Observed) -> Checklist {
+    let announced = announced_ports(seen);
+    let checks = vec![
+        format(seen),
+        announced_port(seen, &announced),
+        cadence(seen),
+        own_datagrams(seen),
+        heard(seen),
+        reachable(seen, &announced),
+        port_zero(seen, &announced),
+        speaks_first(seen),
+        closes(seen),
+        encoding(seen),
+        utc(seen),
+        robust(seen),
+        prompt(seen),
+        refresh(seen),
+        joined(seen),
+        survives(
+            seen,
+            "client.killed",
+            "a node killed during the run costs it nothing: it keeps broadcasting, serving and measuring the others",
+            seen.timeline.killed.as_ref().map(|(n, t)| (format!("{n} was killed"), *t)),
+        ),
+        survives(
+            seen,
+            "client.silent_peer",
+            "a peer that accepts and never answers does not stop it",
+            seen.timeline.silent_at.map(|t| {
+                (
+                    format!(
+                        "the silent peer appeared (it connected to it {} time(s))",
+                        seen.silent_peer_connections.len()
+                    ),
+                    t,
+                )
+            }),
+        ),
+        survives(
+            seen,
+            "client.malformed",
+            "a burst of malformed datagrams does not stop it",
+            seen.timeline
+                .burst_at
+                .map(|t| ("the malformed burst was sent".to_owned(), t)),
+        ),
+        alive(seen),
+        cpu(seen),
+        memory(seen),
+    ];
+    Checklist::new(seen.node.clone(), seen.command.clone(), checks)
+}
+
+/// A failed check whose evidence could not be gathered, and why.
+fn not_measured(id: &str, title: &str, why: &str) -> Check {
+    check(id, title, Verdict::Fail, format!("not measured: {why}"))
+}
+
+fn check(id: &str, title: &str, verdict: Verdict, evidence: String) -> Check {
+    Check {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        verdict,
+        evidence,
+    }
+}
+
+fn escaped(bytes: &[u8], limit: usize) -> String {
+    let text: String = bytes
+        .iter()
+        .take(limit)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    if bytes.len() > limit {
+        format!("{text}...")
+    } else {
+        text
+    }
+}
+
+fn secs(t: f64, seen: &Observed) -> String {
+    format!("t={:.1}s", t - seen.timeline.started_at)
+}
+
+fn nothing_heard() -> String {
+    "not measured: none of its datagrams reached the lab (see announce.heard)".to_owned()
+}
+
+/// Ports announced in well-formed datagrams, with how often.
+fn announced_ports(seen: &Observed) -> BTreeMap<u16, usize> {
+    let mut ports = BTreeMap::new();
+    for d in &seen.datagrams {
+        if let Ok(a) = Announcement::decode(&d.payload) {
+            *ports.entry(a.port).or_default() += 1;
+        }
+    }
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::grade::observe::{Datagram, ProcessSample, Timeline};
+    use crate::protocol::{encode_timestamp, Dialect};
+
+    const T0: f64 = 1_800_000_000.0;
+    const PORT: u16 = 52_483;
+
+    fn datagram(at: f64, text: &str) -> Datagram {
+        Datagram {
+            at,
+            destination: Destination::Limited,
+            payload: text.as_bytes().to_vec(),
+        }
+    }
+
+    fn answer(at: f64, kind: ProbeKind, bytes: Vec<u8>) -> Probe {
+        Probe {
+            at,
+            port: PORT,
+            kind,
+            spoke: (kind == ProbeKind::Binary).then_some((at, Dialect::BinaryBe)),
+            connect_error: None,
+            bytes,
+            answered_at: Some(at + 0.001),
+            closed: true,
+        }
+    }
+
+    fn observer(name: &str, every: f64, refresh: usize, killed: Option<f64>) -> Observer {
+        let end = killed.unwrap_or(T0 + 24.0);
+        let broadcasts: Vec<f64> = (0..)
+            .map(|i| T0 + i as f64 * every)
+            .take_while(|t| *t < end)
+            .collect();
+        let connections = broadcasts
+            .iter()
+            .step_by(refresh)
+            .map(|t| t + 0.3)
+            .collect();
+        Observer {
+            name: name.into(),
+            started_at: Some(T0),
+            killed_at: killed,
+            broadcasts,
+            connections,
+            heard_graded: 24,
+        }
+    }
+
+    /// What the lab sees of a correct node over a 24 s run.
+    fn correct() -> Observed {
+        // As the probe makes them: listening until t=15 s, then a mute client
+        // that gives up and a binary one, each followed by listening ones.
+        let probes = (0..15)
+            .map(|i| {
+                let at = T0 + 1.5 * (i + 1) as f64;
+                let kind = match i {
+                    9 => ProbeKind::CloseMute,
+                    11 => ProbeKind::Binary,
+                    _ => ProbeKind::Listen,
+                };
+                answer(at, kind, encode_timestamp(at, Dialect::BinaryBe))
+            })
+            .collect();
+        Observed {
+            node: "s".into(),
+            command: vec!["python3".into(), "s.py".into()],
+            address: Some("198.18.0.4".parse().unwrap()),
+            port_range: (52_000, 52_999),
+            datagrams: (0..24)
+                .map(|i| datagram(T0 + i as f64, &format!("bf19618f ON {PORT}")))
+                .collect(),
+            observers: vec![
+                observer("a", 0.25, 10, None),
+                observer("b", 0.25, 10, None),
+                observer("c", 0.25, 10, Some(T0 + 12.0)),
+                Observer {
+                    started_at: Some(T0 + 8.0),
+                    ..observer("joiner", 1.0, 10, None)
+                },
+            ],
+            probes,
+            listening: [PORT].into(),
+            self_connections: 0,
+            silent_peer_connections: vec![T0 + 6.1, T0 + 8.2, T0 + 12.3, T0 + 16.4],
+            samples: (0..96)
+                .map(|i| ProcessSample {
+                    at: T0 + i as f64 * 0.25,
+                    cpu_secs: 0.1 + i as f64 * 0.001,
+                    rss_kb: 15_000,
+                    runnable: i % 50 == 0,
+                    processes: 1,
+                })
+                .collect(),
+            exited: None,
+            timeline: Timeline {
+                started_at: T0,
+                ended_at: T0 + 24.0,
+                joined: Some(("joiner".into(), T0 + 8.0)),
+                killed: Some(("c".into(), T0 + 12.0)),
+                silent_at: Some(T0 + 6.0),
+                burst_at: Some(T0 + 10.0),
+            },
+        }
+    }
+
+    fn failing(seen: &Observed) -> Vec<String> {
+        grade(seen)
+            .checks
+            .iter()
+            .filter(|c| c.verdict != Verdict::Pass)
+            .map(|c| format!("{} {:?}", c.id, c.verdict))
+            .collect()
+    }
+
+    #[test]
+    fn a_correct_node_passes_every_check() {
+        let list = grade(&correct());
+        assert_eq!(list.checks.len(), 21);
+        assert!(
+            list.checks.iter().all(|c| c.verdict == Verdict::Pass),
+            "{}",
+            list.render()
+        );
+        assert_eq!(list.score, 100.0);
+    }
+
+    #[test]
+    fn a_four_byte_float_fails_the_encoding_only_and_states_the_resolution() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at, Dialect::Float32);
+        }
+        assert_eq!(failing(&seen), ["server.encoding Fail"]);
+        let list = grade(&seen);
+        let evidence = &list.check("server.encoding").unwrap().evidence;
+        assert!(evidence.contains("resolution is 128 s"), "{evidence}");
+    }
+
+    #[test]
+    fn text_and_little_endian_are_warned() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at, Dialect::Ascii);
+        }
+        assert_eq!(failing(&seen), ["server.encoding Warn"]);
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at, Dialect::BinaryLe);
+        }
+        assert_eq!(failing(&seen), ["server.encoding Warn"]);
+    }
+
+    #[test]
+    fn local_time_fails_utc_with_the_hours() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes = encode_timestamp(p.at - 7.0 * 3600.0, Dialect::BinaryBe);
+        }
+        assert_eq!(failing(&seen), ["server.utc Fail"]);
+        let list = grade(&seen);
+        assert!(list.check("server.utc").unwrap().evidence.contains("-7 h"));
+    }
+
+    #[test]
+    fn a_connection_on_every_broadcast_fails_the_refresh() {
+        let mut seen = correct();
+        seen.observers = vec![observer("a", 0.25, 1, None), observer("b", 0.25, 1, None)];
+        seen.timeline.killed = None;
+        seen.timeline.joined = None;
+        let result = failing(&seen);
+        assert!(
+            result.contains(&"client.refresh Fail".to_owned()),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_port_outside_the_ephemeral_range_is_hard_coded() {
+        let mut seen = correct();
+        seen.listening = [5000].into();
+        for d in &mut seen.datagrams {
+            d.payload = b"bf19618f ON 5000".to_vec();
+        }
+        for p in &mut seen.probes {
+            p.port = 5000;
+        }
+        assert_eq!(failing(&seen), ["server.port_zero Fail"]);
+    }
+
+    #[test]
+    fn announcing_a_port_it_does_not_listen_on_fails_port_and_reachability() {
+        let mut seen = correct();
+        for d in &mut seen.datagrams {
+            d.payload = format!("bf19618f ON {}", PORT + 1).into_bytes();
+        }
+        let mut refused = seen.probes.clone();
+        for p in &mut refused {
+            p.port = PORT + 1;
+            p.connect_error = Some("refused".into());
+            p.bytes.clear();
+        }
+        seen.probes.extend(refused);
+        assert_eq!(
+            failing(&seen),
+            ["announce.port Fail", "server.reachable Fail"]
+        );
+    }
+
+    /// The server answers a listening client only once it wrote its time,
+    /// in `dialect`.
+    fn client_first(seen: &mut Observed, dialect: Dialect) {
+        for p in seen.probes.iter_mut() {
+            match p.kind {
+                ProbeKind::Listen => {
+                    let spoke = p.at + LISTEN_BEFORE_SPEAKING;
+                    p.spoke = Some((spoke, Dialect::Ascii));
+                    p.answered_at = Some(spoke + 0.0004);
+                    p.bytes = encode_timestamp(spoke, dialect);
+                }
+                ProbeKind::CloseMute => {
+                    p.bytes.clear();
+                    p.answered_at = None;
+                }
+                ProbeKind::Binary => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_server_that_waits_for_the_client_fails_speaks_first() {
+        let mut seen = correct();
+        client_first(&mut seen, Dialect::BinaryBe);
+        assert_eq!(failing(&seen), ["server.speaks_first Fail"]);
+        let list = grade(&seen);
+        let evidence = &list.check("server.speaks_first").unwrap().evidence;
+        assert!(
+            evidence.contains("once the lab wrote its time as text, it answered 9 of them")
+                && evidence.contains("client-first"),
+            "{evidence}"
+        );
+    }
+
+    #[test]
+    fn a_text_client_first_server_killed_by_a_mute_client_is_judged_before_and_blamed_after() {
+        let mut seen = correct();
+        client_first(&mut seen, Dialect::Ascii);
+        // The mute client at t=15 s killed it: nothing answers after.
+        for p in seen.probes.iter_mut().filter(|p| p.at > T0 + 15.0) {
+            p.bytes.clear();
+            p.answered_at = None;
+            p.closed = false;
+        }
+        assert_eq!(
+            failing(&seen),
+            [
+                "server.speaks_first Fail",
+                "server.encoding Warn",
+                "server.robust Fail"
+            ]
+        );
+        let list = grade(&seen);
+        let evidence = |id: &str| list.check(id).unwrap().evidence.clone();
+        assert!(
+            evidence("server.encoding").contains("ascii"),
+            "{}",
+            list.render()
+        );
+        assert!(
+            evidence("server.utc").contains("0.000 s from the lab's clock"),
+            "{}",
+            list.render()
+        );
+        let robust = evidence("server.robust");
+        assert!(
+            robust.contains("wrote nothing and closed at t=15.0s stopped its server"),
+            "{robust}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_survives_every_client_is_robust() {
+        let list = grade(&correct());
+        let robust = &list.check("server.robust").unwrap().evidence;
+        assert!(
+            robust.contains("writing nothing, then closing") && robust.contains("as !d at once"),
+            "{robust}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_waits_a_while_before_answering_is_warned() {
+        let mut seen = correct();
+        for p in seen
+            .probes
+            .iter_mut()
+            .filter(|p| p.kind == ProbeKind::Listen)
+        {
+            p.answered_at = Some(p.at + 0.5);
+        }
+        assert_eq!(failing(&seen), ["server.speaks_first Warn"]);
+    }
+
+    #[test]
+    fn a_client_stuck_on_the_silent_peer_is_stuck_since_then_in_every_later_step() {
+        let mut seen = correct();
+        // Its only client thread connected to the silent peer at 6.05 s and never came back.
+        seen.silent_peer_connections = vec![T0 + 6.05];
+        for o in &mut seen.observers {
+            o.connections
+                .retain(|t| *t < T0 + 6.0 && o.name != "joiner");
+        }
+        let list = grade(&seen);
+        for id in ["client.silent_peer", "client.killed", "client.malformed"] {
+            let check = list.check(id).unwrap();
+            assert_eq!(check.verdict, Verdict::Fail, "{}", list.render());
+            assert!(
+                check.evidence.contains(
+                    "stuck since the silent peer appeared at t=6.0s: its last connection was to the silent peer at t=6.0s"
+                ),
+                "{id}: {}",
+                check.evidence
+            );
+        }
+        assert_eq!(list.check("client.joined").unwrap().verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_server_that_never_answers_fails_everything_it_serves() {
+        let mut seen = correct();
+        for p in &mut seen.probes {
+            p.bytes.clear();
+            p.answered_at = None;
+        }
+        let result = failing(&seen);
+        for id in [
+            "server.speaks_first",
+            "server.closes",
+            "server.encoding",
+            "server.utc",
+        ] {
+            assert!(result.contains(&format!("{id} Fail")), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn a_busy_loop_fails_cpu() {
+        let mut seen = correct();
+        for (i, s) in seen.samples.iter_mut().enumerate() {
+            s.cpu_secs = i as f64 * 0.25 * 0.95;
+            s.runnable = true;
+        }
+        assert_eq!(failing(&seen), ["process.cpu Fail"]);
+    }
+
+    #[test]
+    fn a_node_nobody_hears_fails_what_depends_on_hearing_it() {
+        let mut seen = correct();
+        seen.datagrams.clear();
+        for o in &mut seen.observers {
+            o.heard_graded = 0;
+        }
+        assert_eq!(
+            failing(&seen),
+            [
+                "announce.format Fail",
+                "announce.port Fail",
+                "announce.cadence Fail",
+                "announce.heard Fail",
+                "server.reachable Fail"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_directed_broadcasts_are_a_warning() {
+        let mut seen = correct();
+        for d in &mut seen.datagrams {
+            d.destination = Destination::Directed;
+        }
+        assert_eq!(failing(&seen), ["announce.heard Warn"]);
+    }
+
+    #[test]
+    fn malformed_announcements_and_trailing_bytes() {
+        let mut seen = correct();
+        seen.datagrams[3].payload = b"bf19618f ON 52483\n".to_vec();
+        assert_eq!(failing(&seen), ["announce.format Warn"]);
+        seen.datagrams[4].payload = b"bf19618f on 52483".to_vec();
+        assert_eq!(failing(&seen), ["announce.format Fail"]);
+    }
+
+    #[test]
+    fn a_slow_cadence_fails() {
+        let mut seen = correct();
+        for (i, d) in seen.datagrams.iter_mut().enumerate() {
+            d.at = T0 + i as f64 * 3.0;
+        }
+        seen.datagrams.truncate(8);
+        let list = grade(&seen);
+        assert_eq!(
+            list.check("announce.cadence").unwrap().verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn dying_after_the_burst_fails_the_malformed_step_and_alive() {
+        let mut seen = correct();
+        let burst = T0 + 10.0;
+        seen.datagrams.retain(|d| d.at < burst);
+        seen.probes.retain(|p| p.at < burst);
+        for o in &mut seen.observers {
+            o.connections.retain(|t| *t < burst);
+        }
+        seen.exited = Some("it exited: exit status: 1".into());
+        let result = failing(&seen);
+        for id in ["client.malformed", "client.killed", "process.alive"] {
+            assert!(result.contains(&format!("{id} Fail")), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn connecting_to_itself_fails_own() {
+        let mut seen = correct();
+        seen.self_connections = 3;
+        assert_eq!(failing(&seen), ["announce.own Fail"]);
+    }
+
+    #[test]
+    fn never_connecting_to_the_joiner_fails_joined() {
+        let mut seen = correct();
+        if let Some(j) = seen.observers.iter_mut().find(|o| o.name == "joiner") {
+            j.connections.clear();
+        }
+        let result = failing(&seen);
+        assert!(
+            result.contains(&"client.joined Fail".to_owned()),
+            "{result:?}"
+        );
+    }
+}

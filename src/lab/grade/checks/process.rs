@@ -1,0 +1,76 @@
+//! The process: alive, CPU, memory.
+
+use super::*;
+
+pub(super) fn alive(seen: &Observed) -> Check {
+    const ID: &str = "process.alive";
+    const TITLE: &str = "it is still running at the end";
+    match &seen.exited {
+        None => check(
+            ID,
+            TITLE,
+            Verdict::Pass,
+            format!(
+                "running after {:.0} s",
+                seen.timeline.ended_at - seen.timeline.started_at
+            ),
+        ),
+        Some(how) => check(ID, TITLE, Verdict::Fail, how.clone()),
+    }
+}
+
+pub(super) fn cpu(seen: &Observed) -> Check {
+    const ID: &str = "process.cpu";
+    const TITLE: &str = "it does not busy-loop (CPU over the run)";
+    let (Some(first), Some(last)) = (seen.samples.first(), seen.samples.last()) else {
+        return not_measured(ID, TITLE, "no sample");
+    };
+    let wall = last.at - first.at;
+    if wall <= 0.0 || seen.samples.len() < 3 {
+        return not_measured(ID, TITLE, "too few samples");
+    }
+    let percent = (last.cpu_secs - first.cpu_secs) / wall * 100.0;
+    let runnable = seen.samples.iter().filter(|s| s.runnable).count() as f64
+        / seen.samples.len() as f64
+        * 100.0;
+    let evidence = format!(
+        "{percent:.1}% of a CPU over {wall:.0} s; runnable in {runnable:.0}% of {} samples",
+        seen.samples.len()
+    );
+    if percent >= 50.0 || runnable >= 60.0 {
+        check(ID, TITLE, Verdict::Fail, format!("{evidence}: a busy loop"))
+    } else if percent >= 20.0 || runnable >= 25.0 {
+        check(
+            ID,
+            TITLE,
+            Verdict::Warn,
+            format!("{evidence}: busier than a node that sleeps between broadcasts"),
+        )
+    } else {
+        check(ID, TITLE, Verdict::Pass, evidence)
+    }
+}
+
+pub(super) fn memory(seen: &Observed) -> Check {
+    const ID: &str = "process.memory";
+    const TITLE: &str = "its memory stays bounded";
+    let (Some(first), Some(last)) = (seen.samples.first(), seen.samples.last()) else {
+        return not_measured(ID, TITLE, "no sample");
+    };
+    let peak = seen.samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let evidence = format!(
+        "resident {:.1} MB at first, {:.1} MB at most, {:.1} MB at the end ({} process(es) at the end)",
+        mb(first.rss_kb),
+        mb(peak),
+        mb(last.rss_kb),
+        last.processes
+    );
+    if peak > 512 * 1024 {
+        check(ID, TITLE, Verdict::Fail, evidence)
+    } else if peak > 128 * 1024 {
+        check(ID, TITLE, Verdict::Warn, evidence)
+    } else {
+        check(ID, TITLE, Verdict::Pass, evidence)
+    }
+}
