@@ -216,8 +216,10 @@ mod tests {
         );
         assert_eq!(measured.spoke, None);
         let delay = measured.delay().unwrap();
+        // Loopback takes microseconds; 30 ms leaves a loaded machine room and
+        // stays well under the 60 ms held.
         assert!(
-            (-0.001..0.005).contains(&delay),
+            (-0.001..0.030).contains(&delay),
             "held {:?}, yet the client measured {:.3} ms: only the way back counts",
             served.answered_after,
             delay * 1e3
