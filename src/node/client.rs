@@ -98,12 +98,19 @@ pub struct Exchange {
     pub answer: Result<DecodedTimestamp, TimestampError>,
     /// The dialect we spoke, if we had to speak.
     pub spoke: Option<Dialect>,
-    /// Who wrote first: the server, or we, after it stayed mute (or because it
-    /// was known to read first).
-    pub first: FirstSpeaker,
 }
 
 impl Exchange {
+    /// Who wrote first: the server, or we, after it stayed mute (or because it
+    /// was known to read first).
+    pub fn first(&self) -> FirstSpeaker {
+        if self.spoke.is_some() {
+            FirstSpeaker::Client
+        } else {
+            FirstSpeaker::Server
+        }
+    }
+
     /// `t2 - T_B`: the seed's delay, B -> A.
     pub fn delay(&self) -> Option<f64> {
         let answer = self.answer.as_ref().ok()?;
@@ -170,11 +177,6 @@ pub async fn exchange(
         received_at,
         answer: decode_timestamp(&answer, received_at),
         spoke,
-        first: if spoke.is_some() {
-            FirstSpeaker::Client
-        } else {
-            FirstSpeaker::Server
-        },
     })
 }
 
@@ -334,7 +336,7 @@ mod tests {
             let (got, _) = server.await.unwrap();
             assert!(got.is_empty(), "{dialect}: the client wrote {got:?}");
             assert_eq!(
-                (measured.spoke, measured.first),
+                (measured.spoke, measured.first()),
                 (None, FirstSpeaker::Server)
             );
         }
@@ -351,7 +353,7 @@ mod tests {
             Dialect::Ascii
         );
         assert_eq!(
-            (measured.spoke, measured.first),
+            (measured.spoke, measured.first()),
             (Some(Dialect::Ascii), FirstSpeaker::Client)
         );
         assert!(measured.delay().unwrap().abs() < 0.030, "{measured:?}");

@@ -240,18 +240,9 @@ impl Shared {
     /// heard our first announcement connect at once, before their next one
     /// tells us who they are.
     fn client_hint(&self, ip: IpAddr) -> ClientHint {
-        let table = self.table();
-        match table.client_hint(ip, server::HOLD) {
-            ClientHint::Unknown if !table.has_address(ip) => {
-                let until = self.started + self.config.interval + server::HOLD;
-                if std::time::Instant::now() < until {
-                    ClientHint::Pending { until }
-                } else {
-                    ClientHint::Unknown
-                }
-            }
-            hint => hint,
-        }
+        let startup = self.started + self.config.interval + server::HOLD;
+        let unheard_until = Some(startup).filter(|until| std::time::Instant::now() < *until);
+        self.table().client_hint(ip, server::HOLD, unheard_until)
     }
 
     /// Starts an exchange the table ordered, in its own task.
@@ -318,7 +309,7 @@ impl Shared {
             rtt: exchange.rtt.as_secs_f64(),
             offset: exchange.offset(),
             dialect,
-            first: exchange.first,
+            first: exchange.first(),
         };
         if let Some(hours) = sample.offset.and_then(time_zone_offset_hours) {
             self.warn(format!("time_zone/{}", order.id), || {

@@ -210,7 +210,7 @@ mod tests {
             "what the exchange revealed"
         );
         assert_eq!(
-            measured.first,
+            measured.first(),
             FirstSpeaker::Server,
             "heard as server-first"
         );
@@ -227,7 +227,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_client_gets_the_assignment_encoding_within_the_hold() {
+    async fn a_held_client_that_nothing_teaches_gets_the_assignment_encoding_at_the_bound() {
         let hint = Arc::new(Mutex::new(pending_for(HOLD)));
         let (_learn, learnt) = watch::channel(());
         let (addr, served) = one_client(hint, learnt).await;

@@ -279,11 +279,19 @@ impl NeighborTable {
 
     /// What is known of the dialect a client at `ip` reads: the one every
     /// peer at that address speaks; pending for `hold` after an exchange began
-    /// with one of them that has not spoken yet (it will tell).
-    pub fn client_hint(&self, ip: IpAddr, hold: Duration) -> ClientHint {
+    /// with one of them that has not spoken yet (it will tell); pending until
+    /// `unheard_until`, when given, for an address no peer announced yet.
+    pub fn client_hint(
+        &self,
+        ip: IpAddr,
+        hold: Duration,
+        unheard_until: Option<Instant>,
+    ) -> ClientHint {
+        let mut heard = false;
         let mut agreed = None;
         let mut pending: Option<Instant> = None;
         for peer in self.peers.values().filter(|peer| peer.addr.ip() == ip) {
+            heard = true;
             match (peer.manner.dialect, agreed) {
                 (None, _) if peer.in_flight => {
                     let until = peer.last_exchange.map(|began| began + hold);
@@ -295,16 +303,14 @@ impl NeighborTable {
                 (Some(_), Some(_)) => {}
             }
         }
+        if !heard {
+            pending = unheard_until;
+        }
         match (pending, agreed) {
             (Some(until), _) => ClientHint::Pending { until },
             (None, Some(dialect)) => ClientHint::Known(dialect),
             (None, None) => ClientHint::Unknown,
         }
-    }
-
-    /// Whether any peer announced itself from `ip`.
-    pub fn has_address(&self, ip: IpAddr) -> bool {
-        self.peers.values().any(|peer| peer.addr.ip() == ip)
     }
 
     /// Remembers what a client at `ip` sent (`spoke_first`: before our answer),
@@ -598,10 +604,10 @@ mod tests {
         let ip = addr(2, 0).ip();
         table.heard(&a, addr(2, 7000), now);
         table.exchange_failed(&a);
-        assert_eq!(table.client_hint(ip, SECOND), ClientHint::Unknown);
+        assert_eq!(table.client_hint(ip, SECOND, None), ClientHint::Unknown);
         table.learn_client(ip, Dialect::Ascii, true);
         assert_eq!(
-            table.client_hint(ip, SECOND),
+            table.client_hint(ip, SECOND, None),
             ClientHint::Known(Dialect::Ascii)
         );
         let order = hear_n(&mut table, &a, now, 10).pop().unwrap().1;
@@ -617,7 +623,7 @@ mod tests {
         table.exchange_failed(&b);
         table.learn_client(ip, Dialect::BinaryLe, false);
         assert_eq!(
-            table.client_hint(ip, SECOND),
+            table.client_hint(ip, SECOND, None),
             ClientHint::Known(Dialect::Ascii),
             "two peers: not learnt"
         );
@@ -632,22 +638,32 @@ mod tests {
         let hold = SECOND / 10;
         table.heard(&a, addr(2, 7000), now);
         assert_eq!(
-            table.client_hint(ip, hold),
+            table.client_hint(ip, hold, None),
             ClientHint::Pending { until: now + hold }
         );
         table.exchange_succeeded(&a, sample(1.0));
         assert_eq!(
-            table.client_hint(ip, hold),
+            table.client_hint(ip, hold, None),
             ClientHint::Known(Dialect::BinaryBe)
         );
         assert_eq!(
-            table.client_hint(addr(3, 0).ip(), hold),
+            table.client_hint(addr(3, 0).ip(), hold, None),
             ClientHint::Unknown
         );
-        assert!(table.has_address(ip) && !table.has_address(addr(3, 0).ip()));
+        let later = now + SECOND;
+        assert_eq!(
+            table.client_hint(addr(3, 0).ip(), hold, Some(later)),
+            ClientHint::Pending { until: later },
+            "an address not heard yet, while worth waiting for"
+        );
+        assert_eq!(
+            table.client_hint(ip, hold, Some(later)),
+            ClientHint::Known(Dialect::BinaryBe),
+            "a heard address is judged on its peers"
+        );
         table.heard(&b, addr(2, 7001), now + SECOND);
         assert_eq!(
-            table.client_hint(ip, hold),
+            table.client_hint(ip, hold, None),
             ClientHint::Pending {
                 until: now + SECOND + hold
             },
@@ -661,7 +677,7 @@ mod tests {
             },
         );
         assert_eq!(
-            table.client_hint(ip, hold),
+            table.client_hint(ip, hold, None),
             ClientHint::Unknown,
             "two peers disagree"
         );

@@ -339,7 +339,10 @@ async fn connect_once(address: SocketAddrV4, kind: ProbeKind) -> Probe {
         }
         Ok(Ok(stream)) => stream,
     };
-    let speak = |dialect| (now(), encode_timestamp(now(), dialect), dialect);
+    let speak = |dialect| {
+        let at = now();
+        (at, encode_timestamp(at, dialect), dialect)
+    };
     let first_wait = match kind {
         ProbeKind::Binary => {
             let (when, bytes, dialect) = speak(Dialect::BinaryBe);

@@ -192,19 +192,20 @@ pub(super) struct Stuck {
 /// peer when that is whom it last connected to, else the first step after
 /// its last connection.
 pub(super) fn stuck(seen: &Observed) -> Option<Stuck> {
-    let (last_at, last_to) = seen
+    // (when, to whom, whether to the silent peer)
+    let (last_at, last_to, to_silent) = seen
         .observers
         .iter()
-        .flat_map(|o| o.connections.iter().map(|t| (*t, o.name.clone())))
+        .flat_map(|o| o.connections.iter().map(|t| (*t, o.name.clone(), false)))
         .chain(
             seen.silent_peer_connections
                 .iter()
-                .map(|t| (*t, "the silent peer".to_owned())),
+                .map(|t| (*t, "the silent peer".to_owned(), true)),
         )
         .max_by(|a, b| a.0.total_cmp(&b.0))?;
     let steps = steps(seen);
-    let since = match (&seen.timeline.silent_at, last_to.as_str()) {
-        (Some(at), "the silent peer") => steps.iter().find(|(_, t)| t == at),
+    let since = match seen.timeline.silent_at {
+        Some(at) if to_silent => steps.iter().find(|(_, t)| *t == at),
         _ => steps.iter().find(|(_, t)| *t >= last_at),
     }?;
     // It had time to connect again: a refresh period and more.
