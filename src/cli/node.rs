@@ -1,6 +1,6 @@
 //! `sdss node`: run one node until SIGINT or SIGTERM.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,10 +9,14 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::discovery::Destinations;
+use crate::node::event::{self, EVENT_QUEUE};
 use crate::node::{Node, NodeConfig};
 use crate::output::{self, OutputMode};
 use crate::protocol::{NodeId, DEFAULT_BROADCAST_PORT};
 use crate::units::parse_duration;
+
+/// How long a stopping node waits for its output to write what is queued.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// Arguments of `sdss node`.
 #[derive(Debug, clap::Args)]
@@ -131,15 +135,25 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let node = Node::bind(config).await.context("cannot start the node")?;
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone())?;
-    let (events, received) = tokio::sync::mpsc::unbounded_channel();
-    let output = tokio::spawn(output::render(received, args.output_mode()));
+    let (events, received) = event::channel(EVENT_QUEUE);
+    let output = output::spawn(received, args.output_mode(), cancel.clone())
+        .context("cannot start the output")?;
     node.run(events, cancel).await;
-    output.await.context("the output task failed")?;
-    Ok(())
+    let finished = tokio::task::spawn_blocking(move || output.finish(OUTPUT_GRACE))
+        .await
+        .context("the output failed")?;
+    match finished {
+        // A reader that went away ended the node, as it ends any filter.
+        Some(Err(error)) if error.kind() != io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to stdout")
+        }
+        // `None`: stdout is blocked; what is still queued is given up.
+        Some(_) | None => Ok(()),
+    }
 }
 
 /// Cancels `cancel` on SIGINT or SIGTERM.
-pub fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
+fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;

@@ -19,6 +19,7 @@ use crate::protocol::{
 };
 
 use super::clock::wall_now;
+use super::event::RemovalCause;
 
 /// Once the first bytes of an answer are in, how long to wait for the rest
 /// from a server that does not close: ASCII answers have no fixed length.
@@ -60,15 +61,15 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
-    /// The machine-readable cause used in `removed` events.
-    pub fn cause(&self) -> &'static str {
+    /// The cause a `removed` event gives.
+    pub fn cause(&self) -> RemovalCause {
         match self {
-            ExchangeError::Refused => "refused",
-            ExchangeError::TimedOut(_) => "timeout",
-            ExchangeError::Unreachable(_) => "unreachable",
-            ExchangeError::Reset => "reset",
-            ExchangeError::NoAnswer => "no_answer",
-            ExchangeError::Io(_) => "io",
+            ExchangeError::Refused => RemovalCause::Refused,
+            ExchangeError::TimedOut(_) => RemovalCause::Timeout,
+            ExchangeError::Unreachable(_) => RemovalCause::Unreachable,
+            ExchangeError::Reset => RemovalCause::Reset,
+            ExchangeError::NoAnswer => RemovalCause::NoAnswer,
+            ExchangeError::Io(_) => RemovalCause::Io,
         }
     }
 

@@ -2,6 +2,10 @@
 //! human and JSON renderers, and the lab that reads a node's `--json` stream.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +57,8 @@ pub enum NodeEvent {
         id: NodeId,
         /// Its last known address.
         ip: IpAddr,
-        /// Machine-readable cause ([`crate::node::client::ExchangeError::cause`]):
-        /// `refused`, `timeout`, `unreachable`, `reset`, `no_answer`, `io`.
-        cause: String,
+        /// Why, for programs.
+        cause: RemovalCause,
         /// Human-readable reason.
         reason: String,
     },
@@ -71,10 +74,14 @@ pub enum NodeEvent {
     /// Something worth a human's attention that changes no state: malformed input,
     /// a peer with a broken clock or encoding, a full table.
     Warning {
-        /// Stable short name, e.g. `malformed_datagram`, `float32_timestamp`, `time_zone`.
-        kind: String,
+        /// What it is about, for programs.
+        kind: WarningKind,
         /// What happened, for a human.
         message: String,
+        /// Warnings of the same kind from the same address left out since the
+        /// last one shown (they are limited to one per period).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        suppressed: u64,
         /// The peer concerned, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peer: Option<NodeId>,
@@ -120,15 +127,190 @@ pub struct NeighborReport {
     pub dialect: Dialect,
 }
 
+fn is_zero(count: &u64) -> bool {
+    *count == 0
+}
+
+/// Why a peer left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalCause {
+    /// Its server refused the connection: the node is gone.
+    Refused,
+    /// The exchange did not complete in time.
+    Timeout,
+    /// No route to it.
+    Unreachable,
+    /// It reset the connection before sending its time.
+    Reset,
+    /// It closed without sending anything.
+    NoAnswer,
+    /// Another socket error.
+    Io,
+    /// It answered with bytes that are no plausible time.
+    BadAnswer,
+    /// It stopped announcing itself (the seed forgets such peers), though its
+    /// server may still answer.
+    Silent,
+}
+
+/// What a warning is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// A datagram that is not an announcement.
+    MalformedDatagram,
+    /// A peer answered a 4-byte float: reachable, but its time is useless.
+    Float32Timestamp,
+    /// A peer answered bytes that are no plausible time: not a neighbor.
+    BadTimestamp,
+    /// A peer's clock is a whole number of hours off: local time instead of UTC.
+    TimeZone,
+    /// An exchange with a peer that is not a neighbor failed.
+    ExchangeFailed,
+    /// New IDs from one address arrive faster than they are admitted.
+    AdmissionLimited,
+    /// One address announces more IDs than it may hold in the table.
+    AddressFull,
+    /// The table is full of neighbors.
+    TableFull,
+    /// A neighbor's ID announced from another address: ignored while the
+    /// neighbor answers at its own.
+    IdConflict,
+    /// Sending an announcement failed.
+    SendFailed,
+    /// No interface to announce on.
+    NoDestination,
+    /// Receiving a datagram failed.
+    ReceiveFailed,
+    /// Accepting a timestamp client failed.
+    AcceptFailed,
+    /// The output did not keep up: events were left out.
+    EventsDropped,
+}
+
+impl WarningKind {
+    /// What many warnings of this kind are about, for a summary line.
+    pub fn plural(self) -> &'static str {
+        match self {
+            WarningKind::MalformedDatagram => "malformed datagrams",
+            WarningKind::Float32Timestamp => "4-byte float timestamps",
+            WarningKind::BadTimestamp => "answers that are no time",
+            WarningKind::TimeZone => "clocks in local time",
+            WarningKind::ExchangeFailed => "failed exchanges",
+            WarningKind::AdmissionLimited => "new IDs beyond the admission rate",
+            WarningKind::AddressFull => "new IDs beyond the address's share",
+            WarningKind::TableFull => "new IDs refused by a full table",
+            WarningKind::IdConflict => "neighbors' IDs from another address",
+            WarningKind::SendFailed => "failed announcements",
+            WarningKind::NoDestination => "announcements with no destination",
+            WarningKind::ReceiveFailed => "failed receives",
+            WarningKind::AcceptFailed => "failed accepts",
+            WarningKind::EventsDropped => "events left out",
+        }
+    }
+}
+
 impl NodeEvent {
-    /// A warning about a peer.
-    pub fn warning(kind: &str, message: String, peer: Option<NodeId>, ip: Option<IpAddr>) -> Self {
+    /// A warning, first of its kind and address in its period.
+    pub fn warning(
+        kind: WarningKind,
+        message: String,
+        peer: Option<NodeId>,
+        ip: Option<IpAddr>,
+    ) -> Self {
         NodeEvent::Warning {
-            kind: kind.to_owned(),
+            kind,
             message,
+            suppressed: 0,
             peer,
             ip,
         }
+    }
+}
+
+/// Events waiting for the output at most; beyond, new ones are dropped and counted.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// A node's end of its event queue. Sending never blocks: a stalled reader of
+/// stdout must not stall the node, so what does not fit is counted instead.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    queue: SyncSender<NodeEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The output's end of the queue.
+#[derive(Debug)]
+pub struct EventReceiver {
+    queue: mpsc::Receiver<NodeEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// A queue of `capacity` events.
+pub fn channel(capacity: usize) -> (EventSender, EventReceiver) {
+    let (queue, receiver) = mpsc::sync_channel(capacity);
+    let dropped = Arc::new(AtomicU64::new(0));
+    (
+        EventSender {
+            queue,
+            dropped: dropped.clone(),
+        },
+        EventReceiver {
+            queue: receiver,
+            dropped,
+        },
+    )
+}
+
+impl EventSender {
+    /// Queues `event`, or counts it dropped when the queue is full. Returns
+    /// whether it was queued. An output that is gone drops everything silently.
+    pub fn send(&self, event: NodeEvent) -> bool {
+        match self.queue.try_send(event) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Queues the last event, waiting up to `patience` for room: unlike the
+    /// others, a reader that is merely slow should still see it.
+    pub async fn send_last(&self, event: NodeEvent, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut event = event;
+        loop {
+            match self.queue.try_send(event) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(back)) => event = back,
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl EventReceiver {
+    /// The next event, waiting at most `wait`. Events dropped since the last
+    /// call come first, as one `events_dropped` warning with their count.
+    pub fn recv_timeout(&self, wait: Duration) -> Result<NodeEvent, RecvTimeoutError> {
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            return Ok(NodeEvent::Warning {
+                kind: WarningKind::EventsDropped,
+                message: format!("{dropped} events left out: the output did not keep up"),
+                suppressed: dropped,
+                peer: None,
+                ip: None,
+            });
+        }
+        self.queue.recv_timeout(wait)
     }
 }
 
@@ -192,7 +374,7 @@ mod stamped_tests {
             event: NodeEvent::Removed {
                 id: "cc89e682".parse().unwrap(),
                 ip: "10.0.0.2".parse().unwrap(),
-                cause: "refused".into(),
+                cause: RemovalCause::Refused,
                 reason: "refresh failed: connection refused".into(),
             },
         };

@@ -2,6 +2,7 @@
 //! table. It reports what happens as [`event::NodeEvent`]s and never prints:
 //! rendering is [`crate::output`]'s job.
 
+pub mod admission;
 pub mod client;
 pub mod clock;
 pub mod discovery;
@@ -9,38 +10,38 @@ pub mod event;
 pub mod server;
 pub mod table;
 
+mod tasks;
 mod warnings;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::protocol::{
-    time_zone_offset_hours, Announcement, Dialect, NodeId, TimestampError, MAX_DATAGRAM_LEN,
-};
+use crate::protocol::{time_zone_offset_hours, Dialect, NodeId, TimestampError};
 
 use client::ExchangeError;
-use discovery::{Announcer, Destinations, DiscoveryError, Target};
-use event::NodeEvent;
-use server::ClientHint;
-use table::{ExchangeOrder, ExchangeReason, Heard, NeighborTable, Sample, TableConfig};
-use warnings::WarningLimiter;
+use discovery::{Announcer, Destinations, DiscoveryError};
+use event::{EventSender, NodeEvent, RemovalCause, WarningKind};
+use server::{ClientHint, Slots};
+use table::{ExchangeOrder, ExchangeReason, NeighborTable, Sample, TableConfig};
+use warnings::{WarningKey, WarningLimiter};
 
-/// Where a node's events go.
-pub type EventSender = mpsc::UnboundedSender<NodeEvent>;
-
-/// Most exchanges in flight at once: a flood of new IDs costs bounded sockets.
-const MAX_CONCURRENT_EXCHANGES: usize = 64;
-/// Most clients served at once; more are dropped on accept.
-const MAX_CONCURRENT_CLIENTS: usize = 256;
+/// Most exchanges with verified peers in flight at once.
+const MAX_VERIFIED_EXCHANGES: usize = 64;
+/// Most exchanges with unverified IDs in flight at once. A pool of their own:
+/// however many fake IDs arrive, they never queue ahead of a real peer.
+const MAX_UNVERIFIED_EXCHANGES: usize = 16;
+/// One warning of a kind from an address per period; the rest are counted.
+const WARNING_PERIOD: Duration = Duration::from_secs(10);
+/// How long the last event may wait for room in a full queue.
+const STOPPED_PATIENCE: Duration = Duration::from_millis(300);
 
 /// Everything a node can be told; the command line fills it.
 #[derive(Debug, Clone)]
@@ -140,21 +141,22 @@ impl Node {
             listener,
             tcp_port,
         } = self;
-        let table = NeighborTable::new(TableConfig {
-            refresh_every: config.refresh_every,
-            silence_after: config.interval * config.refresh_every.max(1),
-            capacity: config.max_neighbors,
-        });
+        let table = NeighborTable::new(TableConfig::new(
+            config.interval,
+            config.refresh_every,
+            config.max_neighbors,
+        ));
         let shared = Arc::new(Shared {
             config,
             tcp_port,
             table: Mutex::new(table),
-            warnings: Mutex::new(WarningLimiter::new(Duration::from_secs(10))),
+            warnings: Mutex::new(WarningLimiter::new(WARNING_PERIOD)),
             events,
             learnt: watch::channel(()).0,
             started: std::time::Instant::now(),
-            exchanges: Arc::new(Semaphore::new(MAX_CONCURRENT_EXCHANGES)),
-            clients: Arc::new(Semaphore::new(MAX_CONCURRENT_CLIENTS)),
+            verified_exchanges: Arc::new(Semaphore::new(MAX_VERIFIED_EXCHANGES)),
+            unverified_exchanges: Arc::new(Semaphore::new(MAX_UNVERIFIED_EXCHANGES)),
+            clients: Slots::new(server::MAX_CLIENTS, server::MAX_CLIENTS_PER_ADDRESS),
             tracker: TaskTracker::new(),
             cancel,
         });
@@ -175,17 +177,20 @@ impl Node {
             refresh_every: shared.config.refresh_every,
         });
         let tasks = [
-            tokio::spawn(announce(shared.clone(), announcer, first_targets)),
-            tokio::spawn(receive(shared.clone(), receiver)),
-            tokio::spawn(accept(shared.clone(), listener)),
-            tokio::spawn(probe(shared.clone())),
+            tokio::spawn(tasks::announce(shared.clone(), announcer, first_targets)),
+            tokio::spawn(tasks::receive(shared.clone(), receiver)),
+            tokio::spawn(tasks::accept(shared.clone(), listener)),
+            tokio::spawn(tasks::sweep(shared.clone())),
         ];
         for task in tasks {
             let _ = task.await;
         }
         shared.tracker.close();
         shared.tracker.wait().await;
-        shared.emit(NodeEvent::Stopped);
+        shared
+            .events
+            .send_last(NodeEvent::Stopped, STOPPED_PATIENCE)
+            .await;
     }
 }
 
@@ -201,16 +206,17 @@ struct Shared {
     learnt: watch::Sender<()>,
     /// When the node started.
     started: std::time::Instant,
-    exchanges: Arc<Semaphore>,
-    clients: Arc<Semaphore>,
+    verified_exchanges: Arc<Semaphore>,
+    unverified_exchanges: Arc<Semaphore>,
+    clients: Arc<Slots>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
 
 impl Shared {
     fn emit(&self, event: NodeEvent) {
-        // The output may be gone at shutdown; the node does not need it to run.
-        let _ = self.events.send(event);
+        // A full queue counts the event dropped; the node never waits for its output.
+        self.events.send(event);
     }
 
     fn table(&self) -> MutexGuard<'_, NeighborTable> {
@@ -219,19 +225,49 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Emits a warning unless one of the same key was emitted recently;
-    /// repeats are counted and reported with the next one.
-    fn warn(&self, key: String, event: impl FnOnce() -> NodeEvent) {
-        let suppressed = {
+    /// Emits a warning of `kind` about `ip` unless one of the same kind and
+    /// address was emitted recently; repeats are counted and reported with the next one.
+    fn warn(
+        &self,
+        kind: WarningKind,
+        ip: Option<IpAddr>,
+        peer: Option<&NodeId>,
+        message: impl FnOnce() -> String,
+    ) {
+        let key: WarningKey = (kind, ip);
+        let admitted = {
             let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
             warnings.admit(key, std::time::Instant::now())
         };
-        if let Some(suppressed) = suppressed {
-            let mut event = event();
-            if let NodeEvent::Warning { message, .. } = &mut event {
-                *message = with_repeats(std::mem::take(message), suppressed);
-            }
-            self.emit(event);
+        if let Some(suppressed) = admitted {
+            self.emit(NodeEvent::Warning {
+                kind,
+                message: with_repeats(message(), suppressed),
+                suppressed,
+                peer: peer.cloned(),
+                ip,
+            });
+        }
+    }
+
+    /// Reports the warnings suppressed in periods that have ended.
+    fn report_suppressed(&self) {
+        let overdue = {
+            let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+            warnings.overdue(std::time::Instant::now())
+        };
+        for ((kind, ip), suppressed) in overdue {
+            let from = ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+            self.emit(NodeEvent::Warning {
+                kind,
+                message: format!(
+                    "{suppressed} more warnings like the last{from}: {}",
+                    kind.plural()
+                ),
+                suppressed,
+                peer: None,
+                ip,
+            });
         }
     }
 
@@ -264,7 +300,16 @@ impl Shared {
                     () = shared.cancel.cancelled() => return,
                 }
             }
-            let Ok(_slot) = shared.exchanges.clone().acquire_owned().await else {
+            let pool = if order.verified {
+                &shared.verified_exchanges
+            } else {
+                &shared.unverified_exchanges
+            };
+            let slot = tokio::select! {
+                slot = pool.clone().acquire_owned() => slot,
+                () = shared.cancel.cancelled() => return,
+            };
+            let Ok(_slot) = slot else {
                 return;
             };
             let outcome = tokio::select! {
@@ -276,33 +321,38 @@ impl Shared {
         });
     }
 
-    /// Turns an exchange's outcome into table state and events.
+    /// Turns an exchange's outcome into table state and events. Only a
+    /// plausible time counts as an answer: bytes that are none are a failure.
     fn record(&self, order: ExchangeOrder, outcome: Result<client::Exchange, ExchangeError>) {
+        let ip = Some(order.addr.ip());
         let exchange = match outcome {
             Ok(exchange) => exchange,
-            Err(error) => return self.record_failure(&order, &error),
+            Err(error) => {
+                return self.record_failure(&order, error.cause(), error.to_string());
+            }
         };
         let dialect = match &exchange.answer {
             Ok(decoded) => decoded.dialect,
             Err(TimestampError::Float32 { .. }) => Dialect::Float32,
-            Err(_) => exchange.spoke.unwrap_or(Dialect::BinaryBe),
+            Err(error) => {
+                let message = || {
+                    format!(
+                        "peer {} at {}: {error}; not a neighbor",
+                        order.id, order.addr
+                    )
+                };
+                self.warn(WarningKind::BadTimestamp, ip, Some(&order.id), message);
+                return self.record_failure(&order, RemovalCause::BadAnswer, error.to_string());
+            }
         };
         if let Err(error) = &exchange.answer {
-            let kind = match error {
-                TimestampError::Float32 { .. } => "float32_timestamp",
-                _ => "bad_timestamp",
-            };
-            self.warn(format!("{kind}/{}", order.id), || {
-                NodeEvent::warning(
-                    kind,
-                    format!(
-                        "peer {} at {}: {error}; keeping its RTT only",
-                        order.id, order.addr
-                    ),
-                    Some(order.id.clone()),
-                    Some(order.addr.ip()),
+            let message = || {
+                format!(
+                    "peer {} at {}: {error}; keeping its RTT only",
+                    order.id, order.addr
                 )
-            });
+            };
+            self.warn(WarningKind::Float32Timestamp, ip, Some(&order.id), message);
         }
         let sample = Sample {
             delay: exchange.delay(),
@@ -312,25 +362,21 @@ impl Shared {
             first: exchange.first(),
         };
         if let Some(hours) = sample.offset.and_then(time_zone_offset_hours) {
-            self.warn(format!("time_zone/{}", order.id), || {
-                NodeEvent::warning(
-                    "time_zone",
-                    format!(
-                        "peer {} at {}: its clock is {hours:+} h off ours, a whole number of hours: \
-                         it sends local time instead of UTC",
-                        order.id, order.addr
-                    ),
-                    Some(order.id.clone()),
-                    Some(order.addr.ip()),
+            let message = || {
+                format!(
+                    "peer {} at {}: its clock is {hours:+} h off ours, a whole number of hours: \
+                     it sends local time instead of UTC",
+                    order.id, order.addr
                 )
-            });
+            };
+            self.warn(WarningKind::TimeZone, ip, Some(&order.id), message);
         }
         if let Some(report) = self.table().exchange_succeeded(&order.id, sample) {
             self.emit(NodeEvent::Neighbor(report));
         }
     }
 
-    fn record_failure(&self, order: &ExchangeOrder, error: &ExchangeError) {
+    fn record_failure(&self, order: &ExchangeOrder, cause: RemovalCause, error: String) {
         let departure = self.table().exchange_failed(&order.id);
         match departure {
             Some(departure) => {
@@ -341,18 +387,16 @@ impl Shared {
                 self.emit(NodeEvent::Removed {
                     id: departure.id,
                     ip: departure.ip,
-                    cause: error.cause().to_owned(),
+                    cause,
                     reason: format!("{why} {error}"),
                 })
             }
-            None => self.warn(format!("exchange/{}", order.id), || {
-                NodeEvent::warning(
-                    "exchange_failed",
-                    format!("peer {} at {}: {error}", order.id, order.addr),
-                    Some(order.id.clone()),
-                    Some(order.addr.ip()),
-                )
-            }),
+            None => self.warn(
+                WarningKind::ExchangeFailed,
+                Some(order.addr.ip()),
+                Some(&order.id),
+                || format!("peer {} at {}: {error}", order.id, order.addr),
+            ),
         }
     }
 }
@@ -361,193 +405,6 @@ impl Shared {
 fn random_fraction_of(span: Duration) -> Duration {
     let (random, _) = uuid::Uuid::new_v4().as_u64_pair();
     span.mul_f64(random as f64 / (u64::MAX as f64 + 1.0))
-}
-
-/// Announces this node every interval, the first time at once.
-async fn announce(shared: Arc<Shared>, mut announcer: Announcer, first_targets: Vec<Target>) {
-    let datagram = Announcement {
-        id: shared.config.id.clone(),
-        port: shared.tcp_port,
-    }
-    .encode();
-    let mut ticks = tokio::time::interval(shared.config.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut targets = Some(first_targets);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shared.cancel.cancelled() => return,
-        }
-        let targets = match targets.take().map_or_else(|| announcer.targets(), Ok) {
-            Ok(targets) => targets,
-            Err(error) => {
-                shared.warn("interfaces".into(), || {
-                    NodeEvent::warning("send_failed", error_chain(&error), None, None)
-                });
-                continue;
-            }
-        };
-        if targets.is_empty() {
-            shared.warn("no_destination".into(), || {
-                NodeEvent::warning(
-                    "no_destination",
-                    "no up, broadcast-capable IPv4 interface to announce on; give --destination"
-                        .into(),
-                    None,
-                    None,
-                )
-            });
-        }
-        for target in &targets {
-            if let Err(error) = announcer.send(target, &datagram).await {
-                let message = format!("announcing to {}: {}", target.label, error_chain(&error));
-                shared.warn(format!("send/{}", target.label), || {
-                    NodeEvent::warning("send_failed", message, None, None)
-                });
-            }
-        }
-    }
-}
-
-/// Hears broadcasts and feeds the table; starts exchanges it orders.
-async fn receive(shared: Arc<Shared>, socket: UdpSocket) {
-    // One byte more than the limit, so an oversized datagram shows as such.
-    let mut buffer = vec![0u8; MAX_DATAGRAM_LEN + 1];
-    loop {
-        let received = tokio::select! {
-            received = socket.recv_from(&mut buffer) => received,
-            () = shared.cancel.cancelled() => return,
-        };
-        let (len, source) = match received {
-            Ok(received) => received,
-            Err(error) => {
-                shared.warn("recv".into(), || {
-                    NodeEvent::warning("receive_failed", error.to_string(), None, None)
-                });
-                continue;
-            }
-        };
-        let announcement = match Announcement::decode(&buffer[..len]) {
-            Ok(announcement) => announcement,
-            Err(error) => {
-                let key = format!("malformed/{}/{}", error.kind(), source.ip());
-                shared.warn(key, || {
-                    NodeEvent::warning(
-                        "malformed_datagram",
-                        format!("ignored a datagram from {source}: {error}"),
-                        None,
-                        Some(source.ip()),
-                    )
-                });
-                continue;
-            }
-        };
-        if announcement.id == shared.config.id {
-            continue;
-        }
-        if shared.config.verbose {
-            shared.emit(NodeEvent::Heard {
-                id: announcement.id.clone(),
-                ip: source.ip(),
-                port: announcement.port,
-            });
-        }
-        let server = SocketAddr::new(source.ip(), announcement.port);
-        let heard = shared
-            .table()
-            .heard(&announcement.id, server, std::time::Instant::now());
-        match heard {
-            Heard::New(order) => {
-                shared.emit(NodeEvent::Discovered {
-                    id: order.id.clone(),
-                    ip: server.ip(),
-                    port: server.port(),
-                });
-                shared.start_exchange(order);
-            }
-            Heard::Known(Some(order)) => shared.start_exchange(order),
-            Heard::Known(None) => {}
-            Heard::TableFull => shared.warn("table_full".into(), || {
-                NodeEvent::warning(
-                    "table_full",
-                    format!(
-                        "neighbor table full ({} peers): ignored new peer {}",
-                        shared.config.max_neighbors, announcement.id
-                    ),
-                    Some(announcement.id.clone()),
-                    Some(source.ip()),
-                )
-            }),
-        }
-    }
-}
-
-/// Accepts timestamp clients and serves each in its own task.
-async fn accept(shared: Arc<Shared>, listener: TcpListener) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shared.cancel.cancelled() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // EMFILE and friends: back off instead of spinning.
-                shared.warn("accept".into(), || {
-                    NodeEvent::warning("accept_failed", error.to_string(), None, None)
-                });
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = shared.clients.clone().try_acquire_owned() else {
-            continue; // Too many clients at once: dropping this one closes it.
-        };
-        let shared_for_client = shared.clone();
-        shared.tracker.spawn(async move {
-            let _slot = slot;
-            let client = shared_for_client.clone();
-            let hint = move || client.client_hint(peer.ip());
-            let learnt = shared_for_client.learnt.subscribe();
-            let served = tokio::select! {
-                served = server::serve(stream, peer, hint, learnt) => served,
-                () = shared_for_client.cancel.cancelled() => return,
-            };
-            if let Some(dialect) = served.client_dialect {
-                shared_for_client.table().learn_client(
-                    peer.ip(),
-                    dialect,
-                    served.client_spoke_first,
-                );
-            }
-            if shared_for_client.config.verbose {
-                shared_for_client.emit(NodeEvent::Served {
-                    peer: served.peer,
-                    dialect: served.answered,
-                    client_dialect: served.client_dialect,
-                });
-            }
-        });
-    }
-}
-
-/// Probes peers that went silent, so a dead node leaves the table in bounded time.
-async fn probe(shared: Arc<Shared>) {
-    let mut ticks = tokio::time::interval_at(
-        Instant::now() + shared.config.interval,
-        shared.config.interval,
-    );
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shared.cancel.cancelled() => return,
-        }
-        let orders = shared.table().probe_silent(std::time::Instant::now());
-        for order in orders {
-            shared.start_exchange(order);
-        }
-    }
 }
 
 fn with_repeats(message: String, suppressed: u64) -> String {

@@ -1,8 +1,16 @@
 //! The timestamp server: answer every client with our time, promptly, in the
 //! dialect it reads (PROTOCOL.md section 2, "Do no harm"), and never let a
 //! client hold us.
+//!
+//! Full service (listening for a greeting, holding for a hint, draining what
+//! the client sends after the answer) costs a task and a few hundred
+//! milliseconds; its [`Slots`] are limited per source address. A client beyond
+//! them is still answered, at once and without waiting for anything, so a
+//! flood of connections from one address never costs another address its answer.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +43,82 @@ const AFTER_ANSWER_WAIT: Duration = Duration::from_millis(250);
 
 /// How long writing our answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Clients in full service at once, in all.
+pub const MAX_CLIENTS: usize = 256;
+
+/// Clients from one address in full service at once: far more than one real
+/// peer ever opens (one exchange at a time), a small share of [`MAX_CLIENTS`].
+pub const MAX_CLIENTS_PER_ADDRESS: usize = 16;
+
+/// The full-service slots, counted per source address (which TCP's handshake
+/// makes costly to forge).
+#[derive(Debug)]
+pub struct Slots {
+    total: usize,
+    per_address: usize,
+    taken: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One slot taken; it is given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Slots {
+    /// `total` slots, at most `per_address` of them for one address.
+    pub fn new(total: usize, per_address: usize) -> Arc<Self> {
+        Arc::new(Slots {
+            total,
+            per_address,
+            taken: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for a client at `ip`, when both its address and the total have room.
+    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        let in_use: usize = taken.values().sum();
+        let at_ip = taken.entry(ip).or_insert(0);
+        if *at_ip >= self.per_address || in_use >= self.total {
+            if *at_ip == 0 {
+                taken.remove(&ip);
+            }
+            return None;
+        }
+        *at_ip += 1;
+        Some(Slot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut taken = self.slots.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = taken.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                taken.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Answers a client that gets no slot: our time in the dialect its address is
+/// known to read (else the assignment's), written without waiting, then closed.
+/// A fresh socket's send buffer always has room for 8 bytes.
+pub fn answer_at_once(stream: TcpStream, hint: ClientHint) {
+    let dialect = match hint {
+        ClientHint::Known(dialect) => dialect,
+        ClientHint::Pending { .. } | ClientHint::Unknown => Dialect::BinaryBe,
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.try_write(&encode_timestamp(wall_now(), dialect));
+}
 
 /// What the node knows of the dialect a connecting client reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,25 +202,20 @@ pub async fn serve(
 
     // Close our side, then drain what the client still sends until it closes:
     // closing with unread data would reset the connection, and a reset can
-    // destroy our answer before the client has read it.
+    // destroy our answer before the client has read it. A client sends a time
+    // at most: past that many bytes it is reset, its answer long written.
     let _ = stream.shutdown().await;
-    let drained = timeout(AFTER_ANSWER_WAIT, async {
-        let mut after = Vec::new();
-        loop {
-            match stream.read(&mut buffer).await {
+    let mut after = Vec::with_capacity(MAX_GREETING);
+    let _ = timeout(AFTER_ANSWER_WAIT, async {
+        while after.len() < MAX_GREETING {
+            match stream.read(&mut buffer[..MAX_GREETING - after.len()]).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) if after.len() < MAX_GREETING => after.extend_from_slice(&buffer[..n]),
-                Ok(_) => {}
+                Ok(n) => after.extend_from_slice(&buffer[..n]),
             }
         }
-        after
     })
     .await;
-    let client_dialect = greeted_in.or_else(|| {
-        drained
-            .ok()
-            .and_then(|after| dialect_of(&after, wall_now()))
-    });
+    let client_dialect = greeted_in.or_else(|| dialect_of(&after, wall_now()));
     Served {
         peer,
         answered,

@@ -1,6 +1,11 @@
 //! The neighbor table (the seed's `NeighborInfo` hashtable) as plain state:
 //! every operation takes `now`, so refresh, removal, expiry and the bound are
 //! tested without sleeping. The runtime turns what it returns into I/O.
+//!
+//! Announcements are unauthenticated, so an ID proves nothing until its server
+//! has answered a plausible time: until then it is *unverified*, measured in a
+//! pool of its own, forgotten soon after it falls silent, and the first to go
+//! when room is needed. Which source address may add IDs is [`Admission`]'s call.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{Dialect, FirstSpeaker, Manner, NodeId};
 
+use super::admission::{Admission, AdmissionConfig, Refusal};
 use super::event::NeighborReport;
 use super::server::ClientHint;
 
@@ -17,10 +23,33 @@ pub struct TableConfig {
     /// Broadcasts from a peer between two exchanges with it (the seed's 10).
     pub refresh_every: u32,
     /// How long a peer may stay silent before it is probed, and dropped if unreachable:
-    /// the time `refresh_every` broadcasts take.
+    /// the time `refresh_every` broadcasts take. A neighbor silent twice as
+    /// long is forgotten even when its server still answers.
     pub silence_after: Duration,
+    /// How long an unverified peer is kept once it is neither heard nor measured.
+    pub unverified_for: Duration,
     /// Most peers tracked at once, so a flood of fake IDs cannot exhaust memory.
     pub capacity: usize,
+    /// What one source address may add.
+    pub admission: AdmissionConfig,
+}
+
+impl TableConfig {
+    /// The table of a node announcing every `interval`: silence and expiry
+    /// follow the announcement cadence.
+    pub fn new(interval: Duration, refresh_every: u32, capacity: usize) -> Self {
+        TableConfig {
+            refresh_every,
+            silence_after: interval * refresh_every.max(1),
+            unverified_for: interval * 2,
+            capacity,
+            admission: AdmissionConfig {
+                per_address: 32,
+                burst: 16,
+                refill_every: interval,
+            },
+        }
+    }
 }
 
 /// Why an exchange is started; shown in events and used to word removals.
@@ -45,6 +74,9 @@ pub struct ExchangeOrder {
     pub known: Manner,
     /// Why now.
     pub reason: ExchangeReason,
+    /// Whether the peer ever answered a plausible time: exchanges with
+    /// unverified peers never hold up those with verified ones.
+    pub verified: bool,
 }
 
 /// What hearing a broadcast did to the table.
@@ -54,8 +86,20 @@ pub enum Heard {
     New(ExchangeOrder),
     /// A known peer; an exchange is due when `Some`.
     Known(Option<ExchangeOrder>),
-    /// The table is full of peers that cannot be evicted; the broadcast is ignored.
+    /// The broadcast is ignored.
+    Refused(Ignored),
+}
+
+/// Why a broadcast changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// Its source address may not add this ID now.
+    Admission(Refusal),
+    /// The table is full of neighbors, which are never evicted.
     TableFull,
+    /// A neighbor's ID from another address: a neighbor's address changes
+    /// only once it stops answering at the old one.
+    IdConflict,
 }
 
 /// One successful exchange (PROTOCOL.md section 3).
@@ -110,6 +154,8 @@ impl DelayStats {
 #[derive(Debug, Clone)]
 struct Peer {
     addr: SocketAddr,
+    /// It answered a plausible time at least once.
+    verified: bool,
     broadcasts_since_exchange: u32,
     last_heard: Instant,
     last_exchange: Option<Instant>,
@@ -136,6 +182,7 @@ impl Peer {
             addr: self.addr,
             known: self.manner,
             reason,
+            verified: self.verified,
         }
     }
 
@@ -169,6 +216,15 @@ pub struct Departure {
     pub ip: IpAddr,
 }
 
+/// What one sweep of the table found to do.
+#[derive(Debug, Default, PartialEq)]
+pub struct Sweep {
+    /// Exchanges with neighbors that went silent: are they still there?
+    pub probes: Vec<ExchangeOrder>,
+    /// Neighbors forgotten because they stopped announcing themselves.
+    pub departures: Vec<Departure>,
+}
+
 /// Every peer heard, keyed by ID. Peers whose exchange failed stay tracked (but
 /// are not neighbors) so that they are retried every `refresh_every` broadcasts
 /// rather than on every broadcast.
@@ -176,6 +232,7 @@ pub struct Departure {
 pub struct NeighborTable {
     config: TableConfig,
     peers: HashMap<NodeId, Peer>,
+    admission: Admission,
 }
 
 impl NeighborTable {
@@ -184,6 +241,7 @@ impl NeighborTable {
         NeighborTable {
             config,
             peers: HashMap::new(),
+            admission: Admission::new(config.admission, config.capacity),
         }
     }
 
@@ -191,17 +249,30 @@ impl NeighborTable {
     pub fn heard(&mut self, id: &NodeId, addr: SocketAddr, now: Instant) -> Heard {
         let refresh_every = self.config.refresh_every.max(1);
         if let Some(peer) = self.peers.get_mut(id) {
+            if peer.addr.ip() != addr.ip() {
+                if peer.is_neighbor() {
+                    return Heard::Refused(Ignored::IdConflict);
+                }
+                if let Err(refusal) = self.admission.moved(peer.addr.ip(), addr.ip(), now) {
+                    return Heard::Refused(Ignored::Admission(refusal));
+                }
+            }
             peer.addr = addr;
             peer.last_heard = now;
             peer.broadcasts_since_exchange = peer.broadcasts_since_exchange.saturating_add(1);
             let due = !peer.in_flight && peer.broadcasts_since_exchange >= refresh_every;
             return Heard::Known(due.then(|| peer.order(id, ExchangeReason::Refresh, now)));
         }
-        if self.peers.len() >= self.config.capacity && !self.evict_one() {
-            return Heard::TableFull;
+        if let Err(refusal) = self.admission.check(addr.ip(), now) {
+            return Heard::Refused(Ignored::Admission(refusal));
         }
+        if self.peers.len() >= self.config.capacity && !self.evict_one() {
+            return Heard::Refused(Ignored::TableFull);
+        }
+        self.admission.admitted(addr.ip());
         let mut peer = Peer {
             addr,
+            verified: false,
             broadcasts_since_exchange: 0,
             last_heard: now,
             last_exchange: None,
@@ -217,22 +288,31 @@ impl NeighborTable {
         Heard::New(order)
     }
 
-    /// Makes room by forgetting the longest-silent peer that is neither a
-    /// neighbor nor being measured: real neighbors are never evicted by a flood.
+    /// Makes room by forgetting a peer that is no neighbor: unverified ones
+    /// first, idle before in flight, longest silent first. Neighbors are never
+    /// evicted, so a flood cannot push out a real peer.
     fn evict_one(&mut self) -> bool {
         let victim = self
             .peers
             .iter()
-            .filter(|(_, peer)| !peer.is_neighbor() && !peer.in_flight)
-            .min_by_key(|(_, peer)| peer.last_heard)
+            .filter(|(_, peer)| !peer.is_neighbor())
+            .min_by_key(|(_, peer)| (peer.verified, peer.in_flight, peer.last_heard))
             .map(|(id, _)| id.clone());
-        victim.is_some_and(|id| self.peers.remove(&id).is_some())
+        victim.is_some_and(|id| self.forget(&id).is_some())
     }
 
-    /// Records a successful exchange; returns the neighbor's new report.
+    fn forget(&mut self, id: &NodeId) -> Option<Peer> {
+        let peer = self.peers.remove(id)?;
+        self.admission.forgotten(peer.addr.ip());
+        Some(peer)
+    }
+
+    /// Records an exchange that brought a plausible time (a 4-byte float counts:
+    /// it is a time, only a coarse one); returns the neighbor's new report.
     pub fn exchange_succeeded(&mut self, id: &NodeId, sample: Sample) -> Option<NeighborReport> {
         let peer = self.peers.get_mut(id)?;
         peer.in_flight = false;
+        peer.verified = true;
         peer.successes += 1;
         peer.manner = Manner {
             dialect: Some(sample.dialect),
@@ -259,22 +339,51 @@ impl NeighborTable {
         })
     }
 
-    /// Exchanges due because peers went silent, and forgets silent peers that
-    /// are not neighbors. Call about once per broadcast interval.
-    pub fn probe_silent(&mut self, now: Instant) -> Vec<ExchangeOrder> {
-        let silence = self.config.silence_after;
-        let silent_for = |instant: Instant| now.saturating_duration_since(instant) >= silence;
-        self.peers
-            .retain(|_, peer| peer.is_neighbor() || peer.in_flight || !silent_for(peer.last_heard));
-        self.peers
-            .iter_mut()
-            .filter(|(_, peer)| {
-                !peer.in_flight
-                    && silent_for(peer.last_heard)
-                    && peer.last_exchange.is_none_or(silent_for)
-            })
-            .map(|(id, peer)| peer.order(id, ExchangeReason::Probe, now))
-            .collect()
+    /// Probes neighbors that went silent, forgets those silent for twice the
+    /// refresh period, and expires silent peers that are no neighbors:
+    /// unverified ones after [`TableConfig::unverified_for`], so that a flood
+    /// of fake IDs drains within a refresh period. Call once per interval.
+    pub fn sweep(&mut self, now: Instant) -> Sweep {
+        let config = self.config;
+        let silent_for =
+            |instant: Instant, span: Duration| now.saturating_duration_since(instant) >= span;
+        let mut sweep = Sweep::default();
+        let mut forgotten = Vec::new();
+        for (id, peer) in &mut self.peers {
+            if peer.in_flight {
+                continue;
+            }
+            let expiry = if peer.is_neighbor() {
+                config.silence_after * 2
+            } else if peer.verified {
+                config.silence_after
+            } else {
+                config.unverified_for
+            };
+            if silent_for(peer.last_heard, expiry) {
+                forgotten.push(id.clone());
+                if peer.is_neighbor() {
+                    sweep.departures.push(Departure {
+                        id: id.clone(),
+                        ip: peer.addr.ip(),
+                    });
+                }
+            } else if peer.is_neighbor()
+                && silent_for(peer.last_heard, config.silence_after)
+                && peer
+                    .last_exchange
+                    .is_none_or(|at| silent_for(at, config.silence_after))
+            {
+                sweep
+                    .probes
+                    .push(peer.order(id, ExchangeReason::Probe, now));
+            }
+        }
+        for id in forgotten {
+            self.forget(&id);
+        }
+        self.admission.prune(now);
+        sweep
     }
 
     /// What is known of the dialect a client at `ip` reads: the one every
@@ -340,6 +449,11 @@ impl NeighborTable {
         reports
     }
 
+    /// How many peers `ip` holds in the table.
+    pub fn ids_at(&self, ip: IpAddr) -> usize {
+        self.admission.ids_at(ip)
+    }
+
     /// How many peers are tracked, neighbors or not.
     pub fn len(&self) -> usize {
         self.peers.len()
@@ -359,9 +473,8 @@ mod tests {
 
     fn table() -> NeighborTable {
         NeighborTable::new(TableConfig {
-            refresh_every: 10,
-            silence_after: 10 * SECOND,
             capacity: 4,
+            ..TableConfig::new(SECOND, 10, 4)
         })
     }
 
@@ -395,7 +508,7 @@ mod tests {
                 |i| match table.heard(peer, addr(2, 7000), start + i * SECOND) {
                     Heard::Known(Some(order)) | Heard::New(order) => Some((i, order)),
                     Heard::Known(None) => None,
-                    Heard::TableFull => panic!("table full"),
+                    Heard::Refused(why) => panic!("refused: {why:?}"),
                 },
             )
             .collect()
@@ -413,6 +526,7 @@ mod tests {
                 addr: addr(2, 7000),
                 known: Manner::default(),
                 reason: ExchangeReason::New,
+                verified: false,
             })
         );
     }
@@ -531,68 +645,167 @@ mod tests {
         let now = Instant::now();
         table.heard(&peer, addr(2, 7000), now);
         table.exchange_succeeded(&peer, sample(5.0));
-        assert!(table.probe_silent(now + 9 * SECOND).is_empty());
-        let probes = table.probe_silent(now + 10 * SECOND);
+        assert!(table.sweep(now + 9 * SECOND).probes.is_empty());
+        let probes = table.sweep(now + 10 * SECOND).probes;
         assert_eq!(probes.len(), 1);
         assert_eq!(probes[0].reason, ExchangeReason::Probe);
+        assert!(probes[0].verified);
         assert!(
-            table.probe_silent(now + 11 * SECOND).is_empty(),
+            table.sweep(now + 11 * SECOND).probes.is_empty(),
             "one probe in flight"
         );
         assert!(table.exchange_failed(&peer).is_some());
         assert!(table.neighbors().is_empty());
-        assert!(table.probe_silent(now + 12 * SECOND).is_empty());
+        assert_eq!(table.sweep(now + 12 * SECOND), Sweep::default());
         assert!(table.is_empty(), "a silent non-neighbor is forgotten");
     }
 
     #[test]
-    fn a_silent_but_reachable_neighbor_stays_and_is_probed_each_period() {
+    fn a_silent_but_reachable_neighbor_is_forgotten_after_two_periods() {
         let mut table = table();
         let peer = id("aaaaaaaa");
         let now = Instant::now();
         table.heard(&peer, addr(2, 7000), now);
         table.exchange_succeeded(&peer, sample(5.0));
-        assert_eq!(table.probe_silent(now + 10 * SECOND).len(), 1);
+        assert_eq!(table.sweep(now + 10 * SECOND).probes.len(), 1);
         table.exchange_succeeded(&peer, sample(5.0));
-        assert!(table.probe_silent(now + 15 * SECOND).is_empty());
-        assert_eq!(table.probe_silent(now + 20 * SECOND).len(), 1);
-        assert_eq!(table.neighbors().len(), 1);
+        assert_eq!(table.sweep(now + 15 * SECOND), Sweep::default());
+        assert_eq!(table.neighbors().len(), 1, "reachable: still a neighbor");
+        let sweep = table.sweep(now + 20 * SECOND);
+        assert_eq!(
+            sweep.departures,
+            [Departure {
+                id: peer,
+                ip: addr(2, 0).ip()
+            }],
+            "the seed forgets a peer that stopped announcing"
+        );
+        assert!(table.is_empty());
     }
 
     #[test]
-    fn a_flood_of_ids_is_bounded_and_never_evicts_neighbors() {
+    fn an_unverified_id_heard_once_expires_after_two_intervals() {
+        let mut table = table();
+        let fake = id("fakefake");
+        let now = Instant::now();
+        table.heard(&fake, addr(66, 1), now);
+        table.exchange_failed(&fake);
+        table.sweep(now + SECOND);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.sweep(now + 2 * SECOND), Sweep::default());
+        assert!(
+            table.is_empty(),
+            "no probe, no departure: it never was a neighbor"
+        );
+    }
+
+    #[test]
+    fn only_a_plausible_time_makes_a_verified_neighbor() {
+        let mut table = table();
+        let peer = id("aaaaaaaa");
+        let now = Instant::now();
+        table.heard(&peer, addr(2, 7000), now);
+        table.exchange_failed(&peer);
+        let (_, retry) = hear_n(&mut table, &peer, now, 10).pop().unwrap();
+        assert!(!retry.verified, "a failed exchange verifies nothing");
+        table.exchange_succeeded(&peer, sample(5.0));
+        table.exchange_failed(&peer);
+        let (_, retry) = hear_n(&mut table, &peer, now + 10 * SECOND, 10)
+            .pop()
+            .unwrap();
+        assert!(
+            retry.verified,
+            "once verified, its retries keep their priority"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_ids_from_one_address_is_bounded_and_never_evicts_neighbors() {
+        let mut table = NeighborTable::new(TableConfig::new(SECOND, 10, 64));
+        let now = Instant::now();
+        let real = id("realpeer");
+        table.heard(&real, addr(66, 7000), now);
+        table.exchange_succeeded(&real, sample(1.0));
+        let (mut new, mut refused) = (0, 0);
+        // 10,000 fake IDs in 10 s from the real peer's own address.
+        for i in 0..10_000u32 {
+            let at = now + Duration::from_millis(i.into());
+            match table.heard(&id(&format!("{i:08x}")), addr(66, 1), at) {
+                Heard::New(_) => new += 1,
+                Heard::Refused(Ignored::Admission(_)) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+            if i % 1000 == 999 {
+                table.sweep(at);
+            }
+        }
+        assert!(new <= 16 + 10, "a burst, then one per interval: {new}");
+        assert_eq!(new + refused, 10_000);
+        assert!(table.len() <= 32, "one address holds at most 32 IDs");
+        assert_eq!(table.neighbors()[0].id, real);
+        // Another address still gets in at once.
+        assert!(matches!(
+            table.heard(&id("newcomer"), addr(9, 1), now + 10 * SECOND),
+            Heard::New(_)
+        ));
+    }
+
+    #[test]
+    fn unverified_peers_make_room_for_a_newcomer() {
         let mut table = table();
         let now = Instant::now();
         let real = id("realpeer");
         table.heard(&real, addr(2, 7000), now);
         table.exchange_succeeded(&real, sample(1.0));
-        let mut full = 0;
-        for i in 0..1000u32 {
-            let fake = id(&format!("{i:08x}"));
-            match table.heard(&fake, addr(66, 1), now + Duration::from_millis(i.into())) {
-                Heard::New(_) => {
-                    table.exchange_failed(&fake);
-                }
-                Heard::TableFull => full += 1,
-                Heard::Known(_) => panic!("fake IDs are all new"),
-            }
-            assert!(table.len() <= 4);
+        for i in 0..3u8 {
+            // Fakes from three addresses, their exchanges still in flight.
+            table.heard(&id(&format!("fake{i:04}")), addr(60 + i, 1), now);
         }
-        assert_eq!(full, 0, "failed fakes are evictable");
-        assert_eq!(table.neighbors().len(), 1);
-        assert_eq!(table.neighbors()[0].id, real);
+        assert_eq!(table.len(), 4);
+        let newcomer = id("newcomer");
+        assert!(matches!(
+            table.heard(&newcomer, addr(9, 1), now + SECOND),
+            Heard::New(_)
+        ));
+        assert_eq!(table.len(), 4);
+        assert!(table.exchange_succeeded(&real, sample(1.0)).is_some());
     }
 
     #[test]
-    fn a_table_full_of_busy_peers_rejects_newcomers() {
+    fn a_table_full_of_neighbors_refuses_newcomers() {
         let mut table = table();
         let now = Instant::now();
         for i in 0..4u8 {
-            table.heard(&id(&format!("peer{i:04}")), addr(i, 1), now);
+            let peer = id(&format!("peer{i:04}"));
+            table.heard(&peer, addr(i, 1), now);
+            table.exchange_succeeded(&peer, sample(1.0));
         }
         assert_eq!(
             table.heard(&id("newcomer"), addr(9, 1), now),
-            Heard::TableFull
+            Heard::Refused(Ignored::TableFull)
+        );
+    }
+
+    #[test]
+    fn a_neighbors_id_from_another_address_is_ignored() {
+        let mut table = table();
+        let now = Instant::now();
+        let peer = id("aaaaaaaa");
+        table.heard(&peer, addr(2, 7000), now);
+        table.exchange_succeeded(&peer, sample(1.0));
+        assert_eq!(
+            table.heard(&peer, addr(66, 9), now),
+            Heard::Refused(Ignored::IdConflict)
+        );
+        let order = hear_n(&mut table, &peer, now, 10).pop().unwrap().1;
+        assert_eq!(order.addr, addr(2, 7000), "still measured where it answers");
+        table.exchange_failed(&peer);
+        assert!(
+            matches!(
+                table.heard(&peer, addr(3, 7000), now + 11 * SECOND),
+                Heard::Known(_)
+            ),
+            "no neighbor any more: it may move"
         );
     }
 

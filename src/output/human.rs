@@ -186,7 +186,7 @@ mod tests {
             &NodeEvent::Removed {
                 id: "aaaaaaaa".parse().unwrap(),
                 ip: "10.0.0.2".parse().unwrap(),
-                cause: "refused".into(),
+                cause: crate::node::event::RemovalCause::Refused,
                 reason: "refresh failed: connection refused".into(),
             },
             now,

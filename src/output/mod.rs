@@ -1,14 +1,20 @@
 //! How a node's events are shown: coloured lines and a periodic neighbor table
 //! for people, one JSON object per line for programs (the lab reads these).
+//!
+//! The output runs on a thread of its own, fed by the node's bounded event
+//! queue: a reader of stdout that stalls blocks that thread only, and one that
+//! goes away (`sdss node --json | head -1`) ends the node, as with every filter.
 
 mod human;
 
 use std::io::{self, Write};
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::node::event::{NodeEvent, StampedEvent};
+use crate::node::event::{EventReceiver, NodeEvent, StampedEvent};
 
 pub use human::Human;
 
@@ -28,39 +34,97 @@ pub enum OutputMode {
     Json,
 }
 
-/// Renders events to stdout until the node drops its sender.
-pub async fn render(mut events: mpsc::UnboundedReceiver<NodeEvent>, mode: OutputMode) {
-    let stdout = io::stdout();
-    match mode {
-        OutputMode::Json => {
-            while let Some(event) = events.recv().await {
-                if write_json_line(&mut stdout.lock(), event).is_err() {
-                    return; // stdout is gone (e.g. a closed pipe): nobody is reading.
-                }
+/// How often an idle output checks that its reader is still there.
+const READER_CHECK: Duration = Duration::from_millis(200);
+
+/// The running output thread.
+#[derive(Debug)]
+pub struct Output {
+    done: mpsc::Receiver<io::Result<()>>,
+}
+
+/// Starts rendering `events` to stdout. When stdout fails (its reader is gone),
+/// `gone` is cancelled: the node has nobody to talk to.
+pub fn spawn(
+    events: EventReceiver,
+    mode: OutputMode,
+    gone: CancellationToken,
+) -> io::Result<Output> {
+    let (finished, done) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("output".into())
+        .spawn(move || {
+            let result = render(&events, mode);
+            if result.is_err() {
+                gone.cancel();
             }
-        }
+            let _ = finished.send(result);
+        })?;
+    Ok(Output { done })
+}
+
+impl Output {
+    /// Waits up to `grace` for the output to write what is queued. `None`
+    /// when it is still blocked on a reader that does not read: the node
+    /// exits anyway.
+    pub fn finish(self, grace: Duration) -> Option<io::Result<()>> {
+        self.done.recv_timeout(grace).ok()
+    }
+}
+
+/// Renders until the node drops its sender, or stdout fails.
+fn render(events: &EventReceiver, mode: OutputMode) -> io::Result<()> {
+    let stdout = io::stdout();
+    let (mut human, table_every) = match mode {
+        OutputMode::Json => (None, None),
         OutputMode::Human {
             color,
             verbose,
             table_every,
-        } => {
-            let mut human = Human::new(color, verbose);
-            let mut ticks =
-                tokio::time::interval_at(tokio::time::Instant::now() + table_every, table_every);
-            loop {
-                let text = tokio::select! {
-                    event = events.recv() => match event {
-                        Some(event) => human.event(&event, chrono::Utc::now()),
-                        None => return,
-                    },
-                    _ = ticks.tick() => human.table(),
-                };
-                if stdout.lock().write_all(text.as_bytes()).is_err() {
-                    return;
+        } => (Some(Human::new(color, verbose)), Some(table_every)),
+    };
+    let mut next_table = table_every.map(|every| Instant::now() + every);
+    loop {
+        let wait = next_table.map_or(READER_CHECK, |at| {
+            at.saturating_duration_since(Instant::now())
+                .min(READER_CHECK)
+        });
+        let text = match (events.recv_timeout(wait), human.as_mut()) {
+            (Ok(event), None) => {
+                write_json_line(&mut stdout.lock(), event)?;
+                continue;
+            }
+            (Ok(event), Some(human)) => human.event(&event, chrono::Utc::now()),
+            (Err(RecvTimeoutError::Disconnected), _) => return Ok(()),
+            (Err(RecvTimeoutError::Timeout), human) => {
+                reader_present(&stdout)?;
+                match (human, next_table, table_every) {
+                    (Some(human), Some(at), Some(every)) if Instant::now() >= at => {
+                        next_table = Some(at + every);
+                        human.table()
+                    }
+                    _ => continue,
                 }
             }
+        };
+        let mut out = stdout.lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+    }
+}
+
+/// Fails with `BrokenPipe` when stdout's reader has gone (the pipe reports
+/// an error or a hang-up), so an idle node notices without writing.
+fn reader_present(stdout: &io::Stdout) -> io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+    if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready > 0) {
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
     }
+    Ok(())
 }
 
 /// Writes one event as a JSON line and flushes, so a reader sees it at once.

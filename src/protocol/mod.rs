@@ -7,7 +7,9 @@
 mod announcement;
 mod timestamp;
 
-pub use announcement::{AnnounceError, Announcement, NodeId, NodeIdError, MAX_DATAGRAM_LEN};
+pub use announcement::{
+    AnnounceError, Announcement, NodeId, NodeIdError, ID_LEN, MAX_DATAGRAM_LEN,
+};
 pub use timestamp::{
     decode_timestamp, dialect_of, encode_timestamp, time_zone_offset_hours, DecodedTimestamp,
     Dialect, FirstSpeaker, Manner, TimestampError, PLAUSIBLE_WINDOW_SECS, SERVER_FIRST_WITHIN,

@@ -254,8 +254,7 @@ fn ports_for(target: &Target, log: &Shared) -> (Option<u16>, Option<u16>) {
         .iter()
         .rev()
         .filter(|h| h.source == target.address)
-        .find_map(|h| Announcement::decode(&h.payload).ok())
-        .map(|a| a.port);
+        .find_map(|h| Announcement::port_of(&h.payload).ok());
     let listening = log
         .listening
         .get(&target.name)

@@ -16,13 +16,6 @@ pub(super) fn format(seen: &Observed) -> Check {
         match Announcement::decode(&d.payload) {
             Err(e) => bad.push(format!("\"{}\": {e}", escaped(&d.payload, 40))),
             Ok(a) => {
-                if !a.id.is_canonical() {
-                    bad.push(format!(
-                        "ID {:?} has {} characters, not 8",
-                        a.id.as_str(),
-                        a.id.as_str().chars().count()
-                    ));
-                }
                 if a.encode() != d.payload {
                     junk += 1;
                 }

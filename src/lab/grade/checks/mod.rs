@@ -118,12 +118,12 @@ fn nothing_heard() -> String {
     "not measured: none of its datagrams reached the lab (see announce.heard)".to_owned()
 }
 
-/// Ports announced in well-formed datagrams, with how often.
+/// Ports announced in datagrams well formed but perhaps for their ID, with how often.
 fn announced_ports(seen: &Observed) -> BTreeMap<u16, usize> {
     let mut ports = BTreeMap::new();
     for d in &seen.datagrams {
-        if let Ok(a) = Announcement::decode(&d.payload) {
-            *ports.entry(a.port).or_default() += 1;
+        if let Ok(port) = Announcement::port_of(&d.payload) {
+            *ports.entry(port).or_default() += 1;
         }
     }
     ports
