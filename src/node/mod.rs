@@ -328,21 +328,16 @@ impl Shared {
         let exchange = match outcome {
             Ok(exchange) => exchange,
             Err(error) => {
-                return self.record_failure(&order, error.cause(), error.to_string());
+                let failure = (error.cause(), WarningKind::ExchangeFailed);
+                return self.record_failure(&order, failure, error.to_string());
             }
         };
         let dialect = match &exchange.answer {
             Ok(decoded) => decoded.dialect,
             Err(TimestampError::Float32 { .. }) => Dialect::Float32,
             Err(error) => {
-                let message = || {
-                    format!(
-                        "peer {} at {}: {error}; not a neighbor",
-                        order.id, order.addr
-                    )
-                };
-                self.warn(WarningKind::BadTimestamp, ip, Some(&order.id), message);
-                return self.record_failure(&order, RemovalCause::BadAnswer, error.to_string());
+                let failure = (RemovalCause::BadAnswer, WarningKind::BadTimestamp);
+                return self.record_failure(&order, failure, format!("{error}; not a neighbor"));
             }
         };
         if let Err(error) = &exchange.answer {
@@ -376,7 +371,14 @@ impl Shared {
         }
     }
 
-    fn record_failure(&self, order: &ExchangeOrder, cause: RemovalCause, error: String) {
+    /// A failed exchange: a `removed` event with `cause` when the peer was a
+    /// neighbor until now, else a warning of `kind`.
+    fn record_failure(
+        &self,
+        order: &ExchangeOrder,
+        (cause, kind): (RemovalCause, WarningKind),
+        error: String,
+    ) {
         let departure = self.table().exchange_failed(&order.id);
         match departure {
             Some(departure) => {
@@ -391,12 +393,9 @@ impl Shared {
                     reason: format!("{why} {error}"),
                 })
             }
-            None => self.warn(
-                WarningKind::ExchangeFailed,
-                Some(order.addr.ip()),
-                Some(&order.id),
-                || format!("peer {} at {}: {error}", order.id, order.addr),
-            ),
+            None => self.warn(kind, Some(order.addr.ip()), Some(&order.id), || {
+                format!("peer {} at {}: {error}", order.id, order.addr)
+            }),
         }
     }
 }
