@@ -60,9 +60,22 @@ fn ctrl_c_during_up_removes_everything() {
     if !sandboxed("ctrl_c_during_up_removes_everything") {
         return;
     }
-    let scratch = Scratch::new("ctrlc");
+    interrupted_up_removes_everything(Signal::SIGINT, 130, 7101);
+}
+
+#[test]
+fn sigterm_during_up_removes_everything_and_exits_143() {
+    if !sandboxed("sigterm_during_up_removes_everything_and_exits_143") {
+        return;
+    }
+    interrupted_up_removes_everything(Signal::SIGTERM, 143, 7102);
+}
+
+/// `lab up` of sleepers, interrupted by `signal` once everything exists: it
+/// exits `128 + signal` and leaves nothing.
+fn interrupted_up_removes_everything(signal: Signal, code: i32, marker: u32) {
+    let scratch = Scratch::new(&format!("int{marker}"));
     let lab = unique("int");
-    let marker = 7101;
     // The sleepers never report: `up` waits for convergence until interrupted.
     let file = scratch.lab("int.toml", &sleepers(&lab, 3, marker));
     let up = sdss()
@@ -82,9 +95,9 @@ fn ctrl_c_during_up_removes_everything() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    kill(Pid::from_raw(up.id() as i32), Signal::SIGINT).unwrap();
+    kill(Pid::from_raw(up.id() as i32), signal).unwrap();
     let output = up.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(code), "{}", text(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("interrupted"),
         "{}",

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -354,11 +356,13 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
         verify,
         injected,
     };
+    let signal = Arc::new(AtomicI32::new(0));
     let outcome = runtime.block_on(async {
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
+        let received = signal.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            received.store(wait_for_signal().await, Ordering::Relaxed);
             eprintln!("sdss lab: interrupted, tearing the lab down");
             on_signal.cancel();
         });
@@ -371,7 +375,9 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
         Ok(outcome) => outcome,
         Err(LabError::Cancelled) => {
             eprintln!("sdss lab {lab}: interrupted; everything it created was removed");
-            return Ok(ExitCode::from(130));
+            // The shell's convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+            let number = signal.load(Ordering::Relaxed).clamp(0, 127);
+            return Ok(ExitCode::from(128 + number as u8));
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("bringing lab {lab} up"))),
     };
@@ -410,18 +416,19 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
     Ok(code)
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; returns its number.
+async fn wait_for_signal() -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
-            return;
+            return libc::SIGINT;
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
     }
 }
 

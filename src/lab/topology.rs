@@ -32,11 +32,12 @@ pub const MAX_NAME_LEN: usize = 24;
 #[derive(Debug, Error)]
 pub enum TopologyError {
     /// The file could not be read at all.
-    #[error("cannot read lab file {path}: {source}")]
+    #[error("cannot read lab file {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What the OS said.
+        #[source]
         source: std::io::Error,
     },
     /// The file was read but says something wrong, at a known place.
@@ -174,16 +175,21 @@ const RESERVED: [(Ipv4Net, &str); 5] = [
 
 /// A duration written as text in the file (`"5ms"`), parsed with [`crate::units`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DurationValue(pub Duration);
+pub struct DurationValue(pub Duration, pub usize);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        crate::units::parse_duration(&text)
-            .map(DurationValue)
+        let text = Spanned::<String>::deserialize(deserializer)?;
+        let at = text.span().start;
+        crate::units::parse_duration(text.get_ref())
+            .map(|duration| DurationValue(duration, at))
             .map_err(serde::de::Error::custom)
     }
 }
+
+/// Longest delay or jitter a link may be given: far beyond any exchange
+/// timeout, well within what netem and the emulator schedule.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// A lab file as written. Validated by [`Topology::parse`]; see `labs/README.md`.
 #[derive(Debug, Clone, Deserialize)]
@@ -362,9 +368,18 @@ impl FloorCharBoundary for str {
 impl Topology {
     /// Reads and validates a lab file.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+        let bytes = std::fs::read(path).map_err(|source| TopologyError::Read {
             path: path.to_owned(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            let byte = e.as_bytes()[valid];
+            Locator::new(path, &prefix).error(
+                Some(valid..valid),
+                format!("byte 0x{byte:02x} is not UTF-8 text: expected a TOML lab file (see labs/README.md)"),
+            )
         })?;
         Topology::parse(path, &text)
     }
@@ -372,8 +387,17 @@ impl Topology {
     /// Parses and validates a lab file's text; `path` only names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Topology, TopologyError> {
         let at = Locator::new(path, text);
-        let topology: Topology =
-            toml::from_str(text).map_err(|e| at.error(e.span(), e.message().to_owned()))?;
+        let topology: Topology = toml::from_str(text).map_err(|e| {
+            let message = match (e.message(), e.span()) {
+                // toml names no key here; the span starts at it.
+                ("duplicate key", Some(span)) => format!(
+                    "duplicate key `{}`: expected each key once per table",
+                    key_at(text, span.start)
+                ),
+                (message, _) => message.to_owned(),
+            };
+            at.error(e.span(), message)
+        })?;
         topology.validate(&at)?;
         Ok(topology)
     }
@@ -424,6 +448,34 @@ impl Topology {
             ));
         }
         check_loss(at, self.defaults.loss.as_ref())?;
+        for (value, what) in [
+            (&self.defaults.interval, "interval"),
+            (&self.defaults.exchange_timeout, "exchange_timeout"),
+        ] {
+            if let Some(DurationValue(duration, start)) = value {
+                if duration.is_zero() {
+                    return Err(at.error(
+                        Some(*start..*start),
+                        format!("{what} must be more than zero: sdss node refuses 0"),
+                    ));
+                }
+            }
+        }
+        let links = [(&self.defaults.delay, &self.defaults.jitter)]
+            .into_iter()
+            .chain(self.nodes.iter().map(|n| (&n.delay, &n.jitter)))
+            .chain(self.pairs.iter().map(|p| (&p.delay, &p.jitter)));
+        for DurationValue(duration, start) in links.flat_map(|(d, j)| [d, j]).flatten() {
+            if *duration > MAX_DELAY {
+                return Err(at.error(
+                    Some(*start..*start),
+                    format!(
+                        "{duration:?} is too long for a link: expected at most {} s",
+                        MAX_DELAY.as_secs()
+                    ),
+                ));
+            }
+        }
         if let Some(every) = &self.defaults.refresh_every {
             if *every.get_ref() == 0 {
                 return Err(at.error(Some(every.span()), "refresh_every must be at least 1"));
@@ -615,6 +667,13 @@ fn check_name(at: &Locator<'_>, name: &Spanned<String>, what: &str) -> Result<()
     }
 }
 
+/// The key that starts at `offset` of `text` (bare or quoted).
+fn key_at(text: &str, offset: usize) -> &str {
+    let rest = text.get(offset..).unwrap_or_default();
+    let end = rest.find(['=', '\n', ']']).unwrap_or(rest.len());
+    rest[..end].trim()
+}
+
 fn check_loss(at: &Locator<'_>, loss: Option<&Spanned<f64>>) -> Result<(), TopologyError> {
     if let Some(loss) = loss {
         let value = *loss.get_ref();
@@ -687,8 +746,8 @@ name = "b"
         assert_eq!(topology.subnet(), DEFAULT_SUBNET);
         assert_eq!(topology.nodes.len(), 2);
         assert_eq!(
-            topology.nodes[0].delay,
-            Some(DurationValue(Duration::from_millis(5)))
+            topology.nodes[0].delay.map(|d| d.0),
+            Some(Duration::from_millis(5))
         );
     }
 
@@ -699,6 +758,48 @@ name = "b"
         assert_eq!((line, column), (4, 1), "{message}");
         assert!(message.contains("unknown field `dealy`"), "{message}");
         assert!(message.contains("delay"), "{message}");
+    }
+
+    #[test]
+    fn a_zero_interval_or_timeout_and_an_unschedulable_delay_are_located() {
+        let (line, column, message) =
+            error("name = \"t\"\n[defaults]\ninterval = \"0\"\n[[node]]\nname = \"a\"\n");
+        assert_eq!((line, column), (3, 12));
+        assert!(
+            message.contains("interval must be more than zero"),
+            "{message}"
+        );
+        let (line, _, message) =
+            error("name = \"t\"\n[defaults]\nexchange_timeout = \"0s\"\n[[node]]\nname = \"a\"\n");
+        assert_eq!(line, 3);
+        assert!(message.contains("exchange_timeout"), "{message}");
+        let (line, _, message) = error("name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"100m\"\n");
+        assert_eq!(line, 4);
+        assert!(message.contains("at most 60 s"), "{message}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named() {
+        let (line, column, message) =
+            error("name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\ndelay = \"6ms\"\n");
+        assert_eq!((line, column), (5, 1));
+        assert!(message.starts_with("duplicate key `delay`"), "{message}");
+    }
+
+    #[test]
+    fn a_binary_file_says_where_it_stops_being_text_once() {
+        let dir = std::env::temp_dir().join(format!("sdss-topology-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("binary.toml");
+        std::fs::write(&path, b"name = \"t\"\n\x7fELF\xff\xfe").unwrap();
+        let error = Topology::load(&path).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let text = error.to_string();
+        assert!(
+            text.contains("binary.toml:2:5: byte 0xff is not UTF-8"),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&error).is_none(), "said once");
     }
 
     #[test]
