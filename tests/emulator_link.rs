@@ -15,10 +15,10 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sdss::lab::emulator::{self, EmulatorSpec, PortSpec};
+use sdss::lab::build::emulator::{self, EmulatorSpec, PortSpec};
 
 mod lab_support;
-use sdss::lab::impairment::Impairment;
+use sdss::lab::plan::impairment::Impairment;
 
 const ONE_WAY: Duration = Duration::from_millis(25);
 const ECHO_PORT: u16 = 7777;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use lab_support::*;
+use sdss::lab::judge::delays::Verdict;
 use sdss::lab::report::Report;
-use sdss::lab::verify::Verdict;
 
 /// One emulated lab at a time: each emulator spins a core near every frame's due
 /// time, and two of them beside a dozen nodes on a 2-core machine would grade the

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use lab_support::*;
-use sdss::lab::grade::{Checklist, Verdict};
+use sdss::lab::judge::{Checklist, Verdict};
 use sdss::lab::report::Report;
 
 fn fixture(name: &str) -> String {

@@ -4,8 +4,8 @@
 mod lab_support;
 
 use lab_support::*;
+use sdss::lab::judge::delays::Verdict;
 use sdss::lab::report::Report;
-use sdss::lab::verify::Verdict;
 
 /// A lab of `nodes` sdss nodes measuring often enough to converge in seconds.
 fn fast_lab(lab: &str, nodes: usize, extra: &str) -> String {

@@ -16,7 +16,7 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
-use crate::lab::emulator;
+use crate::lab::build::emulator;
 
 /// Arguments of `sdss lab-emulator`.
 #[derive(Debug, clap::Args)]

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::lab::delay::BackendChoice;
+use crate::lab::build::delay::BackendChoice;
+use crate::lab::build::state::StateRoot;
+use crate::lab::file::Topology;
 use crate::lab::lifecycle::{self, LabError, UpOptions};
 use crate::lab::plan::Plan;
-use crate::lab::progress::Progress;
+use crate::lab::report::progress::Progress;
 use crate::lab::report::{render_plan, Report};
-use crate::lab::state::StateRoot;
-use crate::lab::topology::Topology;
 
 /// Arguments of `sdss lab`.
 #[derive(Debug, clap::Args)]

@@ -18,25 +18,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use super::delay::{
+use crate::lab::build::delay::{
     emulator_spec, BackendChoice, BackendKind, DelayBackend, DelayError, Emulator, Netem,
     NetemSupport, NoDelay, Tc,
 };
-use super::emulator::{Counters, PortCounters};
-use super::grade::probe::{ProbeSpec, Target};
-use super::grade::scenario::{assemble, parse_stamped, set_port_range, LabSide, RunningProbe};
-use super::grade::{self};
-use super::launch::{self, LaunchError, Output};
-use super::links::{self, LinkError, Netlink};
-use super::netns::{self, NetnsError, Presence};
-use super::plan::Program;
-use super::plan::{Plan, PREFIX};
-use super::progress::Progress;
-use super::report::Report;
-use super::state::{
+use crate::lab::build::emulator::{Counters, PortCounters};
+use crate::lab::build::launch::{self, LaunchError, Output};
+use crate::lab::build::links::{self, LinkError, Netlink};
+use crate::lab::build::netns::{self, NetnsError, Presence};
+use crate::lab::build::state::{
     LabDir, LabState, LinkRecord, NamespaceRecord, Phase, ProcessRecord, StateError, StateRoot,
 };
-use super::verify::{grade, Grades, Observations};
+use crate::lab::judge::delays::{grade, Grades, Observations};
+use crate::lab::judge::{self};
+use crate::lab::plan::Program;
+use crate::lab::plan::{Plan, PREFIX};
+use crate::lab::report::progress::Progress;
+use crate::lab::report::Report;
+use crate::lab::scenario::grading::{
+    assemble, parse_stamped, set_port_range, LabSide, RunningProbe,
+};
+use crate::lab::scenario::probe::{ProbeSpec, Target};
 
 /// How long nodes get to stop after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -196,7 +198,7 @@ pub async fn up(
                 progress.line(&format!("grading probe: {error}"));
             }
             let observed = assemble(&built.dir.state.plan, &log, &lab_side);
-            report.grading = observed.iter().map(grade::checks::grade).collect();
+            report.grading = observed.iter().map(judge::checks::grade).collect();
         }
         Some(report)
     } else {
@@ -349,7 +351,7 @@ async fn build(
         progress.step("starting the link emulator", 1);
         start_emulator(&mut dir, told, switch_file, options, cancel)?;
         progress.inc();
-        vec![super::plan::NODE_IFNAME.to_owned(); plan.nodes.len()]
+        vec![crate::lab::plan::NODE_IFNAME.to_owned(); plan.nodes.len()]
     } else {
         progress.step("creating links", plan.nodes.len() as u64);
         links::build_switch(&switch, &plan, node_files, || progress.inc()).await?;
@@ -362,7 +364,7 @@ async fn build(
         check(cancel)?;
         let netlink = Netlink::connect(file, &node.netns)?;
         let index = links::configure_node(&netlink, link, node.address, plan.subnet.prefix).await?;
-        let mac = netlink.mac(index, super::plan::NODE_IFNAME).await?;
+        let mac = netlink.mac(index, crate::lab::plan::NODE_IFNAME).await?;
         configured.push(links::NodeLink {
             netlink,
             index,
@@ -445,7 +447,7 @@ fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
     if !emulated {
         links.push(link(
             &plan.switch_netns,
-            super::plan::BRIDGE_IFNAME,
+            crate::lab::plan::BRIDGE_IFNAME,
             "bridge",
         ));
     }
@@ -453,7 +455,7 @@ fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
         if emulated {
             links.push(link(
                 &node.netns,
-                super::plan::NODE_IFNAME,
+                crate::lab::plan::NODE_IFNAME,
                 "tap (emulator)",
             ));
         } else {
@@ -464,7 +466,7 @@ fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
             ));
             links.push(link(
                 &node.netns,
-                super::plan::NODE_IFNAME,
+                crate::lab::plan::NODE_IFNAME,
                 "veth (node end)",
             ));
         }

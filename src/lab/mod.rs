@@ -1,17 +1,22 @@
-//! Network-namespace labs: topology files, kernel objects, delay emulation,
-//! verification of what the nodes measure against what was injected.
+//! Network-namespace labs, as a pipeline whose stages are the folders here:
+//!
+//! ```text
+//! file      the lab file as written, parsed and validated, errors at their position
+//!  -> plan      pure: names, addresses, links, expected delays, backend, all settled
+//!               before anything is created
+//!  -> build     kernel objects (namespaces, links, delays, processes), each recorded
+//!               in the lab's state before it is made; teardown is the exact inverse
+//!  -> scenario  plays the lab's timeline while the nodes run (kills, the grading probe)
+//!  -> judge     pure: observations in, verdicts out (delays, the grading checklist)
+//!  -> report    text and JSON
+//! ```
+//!
+//! [`lifecycle`] composes the stages into `up`, `verify`, `down` and `status`.
 
-pub mod delay;
-pub mod emulator;
-pub mod grade;
-pub mod impairment;
-pub mod launch;
+pub mod build;
+pub mod file;
+pub mod judge;
 pub mod lifecycle;
-pub mod links;
-pub mod netns;
 pub mod plan;
-pub mod progress;
 pub mod report;
-pub mod state;
-pub mod topology;
-pub mod verify;
+pub mod scenario;

@@ -7,7 +7,7 @@
 //!
 //! Everything runs on a current-thread runtime in one OS thread that entered
 //! the probe's namespace (sockets opened there stay in it); see
-//! [`super::scenario`]. The output is plain data: [`ProbeLog`].
+//! [`crate::lab::scenario::grading`]. The output is plain data: [`ProbeLog`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -20,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use super::observe::{Destination, Probe, ProbeKind, ProcessSample, LISTEN_BEFORE_SPEAKING};
+use crate::lab::judge::observe::{
+    Destination, Probe, ProbeKind, ProcessSample, LISTEN_BEFORE_SPEAKING,
+};
 use crate::protocol::{encode_timestamp, Announcement, Dialect, NodeId};
 
 /// How long a connection to a graded server may take to open.

@@ -17,8 +17,8 @@ use netlink_packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use thiserror::Error;
 
-use super::netns::{self, NetnsError};
-use super::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
+use crate::lab::build::netns::{self, NetnsError};
+use crate::lab::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
 
 /// Failures of link operations, each naming the link and its namespace.
 #[derive(Debug, Error)]

@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 use nix::sched::{setns, CloneFlags};
 use tokio_util::sync::CancellationToken;
 
-use super::observe::{Datagram, Observed, Observer, Timeline};
 use super::probe::{self, FakePeer, ProbeLog, ProbeSpec};
+use crate::lab::judge::observe::{Datagram, Observed, Observer, Timeline};
 use crate::lab::plan::{Plan, Program};
 use crate::node::event::{NodeEvent, StampedEvent};
 
@@ -22,7 +22,7 @@ use crate::node::event::{NodeEvent, StampedEvent};
 /// thread that entered it (`/proc/sys/net` is the namespace of the thread that
 /// opens it).
 pub fn set_port_range(ns: &File, name: &str, (low, high): (u16, u16)) -> io::Result<()> {
-    crate::lab::netns::run_in(ns, name, move || {
+    crate::lab::build::netns::run_in(ns, name, move || {
         std::fs::write(
             "/proc/sys/net/ipv4/ip_local_port_range",
             format!("{low} {high}"),

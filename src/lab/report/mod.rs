@@ -1,16 +1,18 @@
 //! What `lab up`, `lab verify` and `lab run` print: the plan (for `--dry-run`)
 //! and the verification report, as a table for people or one JSON document.
 
+pub mod progress;
+
 use std::fmt::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::delay::{BackendChoice, BackendKind, NetemSupport};
-use super::emulator::{PortCounters, LATE};
-use super::grade::Checklist;
-use super::plan::{Plan, Program};
-use super::verify::{Grades, PairResult, Summary, Verdict};
+use crate::lab::build::delay::{BackendChoice, BackendKind, NetemSupport};
+use crate::lab::build::emulator::{PortCounters, LATE};
+use crate::lab::judge::delays::{Grades, PairResult, Summary, Verdict};
+use crate::lab::judge::Checklist;
+use crate::lab::plan::{Plan, Program};
 use crate::units::format_duration;
 
 /// The verification report of a lab.
@@ -315,7 +317,7 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         .max()
         .unwrap_or(6)
         .max(6);
-    let measured: Vec<&super::plan::NodePlan> = plan
+    let measured: Vec<&crate::lab::plan::NodePlan> = plan
         .nodes
         .iter()
         .filter(|n| n.program != Program::Probe)
@@ -362,7 +364,7 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             graded.join(", "),
             format_duration(g.duration),
             format_duration(g.silent_at),
-            super::grade::scenario::JOINER,
+            crate::lab::scenario::grading::JOINER,
             format_duration(g.joined_at),
             format_duration(g.burst_at),
             g.kill.as_ref().map_or("no node killed".to_owned(), |k| format!("{k} killed at {}", format_duration(g.kill_at))),

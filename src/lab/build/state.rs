@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::delay::{BackendKind, NetemSupport};
-use super::netns::NsId;
-use super::plan::Plan;
+use crate::lab::build::delay::{BackendKind, NetemSupport};
+use crate::lab::build::netns::NsId;
+use crate::lab::plan::Plan;
 
 /// Default root of lab state.
 pub const DEFAULT_ROOT: &str = "/run/sdss/labs";

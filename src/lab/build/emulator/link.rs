@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::switch::{Destination, Mac, MacTable};
-use crate::lab::impairment::Impairment;
+use crate::lab::plan::impairment::Impairment;
 
 /// Bytes of the Ethernet header the switch needs (destination, source, type).
 pub const ETHERNET_HEADER_LEN: usize = 14;

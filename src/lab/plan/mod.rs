@@ -7,6 +7,8 @@
 //! then the bridge port toward A (A's link delay), so B -> A = d_B + d_A unless a
 //! `[[pair]]` sets that ordered pair outright.
 
+pub mod impairment;
+
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::impairment::Impairment;
-use super::topology::{Ipv4Net, Topology};
+use crate::lab::file::{Ipv4Net, Topology};
+use crate::lab::plan::impairment::Impairment;
 
 /// Prefix of every kernel object name sdss creates.
 pub const PREFIX: &str = "sdss-";
@@ -144,7 +146,7 @@ impl GradeSettings {
             kill_at: duration.mul_f64(0.5),
             risky_from: duration.mul_f64(0.6),
             kill,
-            probe: super::topology::PROBE_NODE.to_owned(),
+            probe: crate::lab::file::PROBE_NODE.to_owned(),
             port_range: (low, low + 999),
         }
     }

@@ -14,9 +14,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::emulator::{EmulatorSpec, LinkSpec, PortSpec};
-use super::impairment::Impairment;
-use super::plan::{Plan, NODE_IFNAME};
+use crate::lab::build::emulator::{EmulatorSpec, LinkSpec, PortSpec};
+use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::{Plan, NODE_IFNAME};
 
 /// Which backend put the delays on a lab's links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

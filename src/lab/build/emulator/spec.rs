@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::lab::impairment::Impairment;
+use crate::lab::plan::impairment::Impairment;
 
 /// Frames a link holds by default before it drops new ones: enough for a 25 ms link
 /// at a few thousand frames per second, small enough that a flood cannot eat memory.

@@ -8,9 +8,8 @@
 //! I/O, so every verdict is unit-tested with synthetic observations.
 
 pub mod checks;
+pub mod delays;
 pub mod observe;
-pub mod probe;
-pub mod scenario;
 
 use std::fmt::Write;
 

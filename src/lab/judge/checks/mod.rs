@@ -132,7 +132,7 @@ fn announced_ports(seen: &Observed) -> BTreeMap<u16, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::grade::observe::{Datagram, ProcessSample, Timeline};
+    use crate::lab::judge::observe::{Datagram, ProcessSample, Timeline};
     use crate::protocol::{encode_timestamp, Dialect};
 
     const T0: f64 = 1_800_000_000.0;

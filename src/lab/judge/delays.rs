@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::Plan;
+use crate::lab::plan::Plan;
 use crate::node::event::{NodeEvent, RemovalCause};
 
 /// What one graded node said, read from its JSON stream.
