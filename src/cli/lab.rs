@@ -11,11 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lab::build::delay::BackendChoice;
 use crate::lab::build::state::StateRoot;
+use crate::lab::build::teardown;
 use crate::lab::file::Topology;
-use crate::lab::lifecycle::{self, LabError, UpOptions};
+use crate::lab::lifecycle::{self, UpOptions};
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Progress;
 use crate::lab::report::{render_plan, Report};
+use crate::lab::LabError;
 
 /// Arguments of `sdss lab`.
 #[derive(Debug, clap::Args)]
@@ -172,7 +174,7 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
         LabCommand::Down { lab } => {
             let lab = lab_name(&lab)?;
             let outcome =
-                lifecycle::down(&root, &lab).with_context(|| format!("taking lab {lab} down"))?;
+                teardown(&root, &lab).with_context(|| format!("taking lab {lab} down"))?;
             if !outcome.found {
                 eprintln!("sdss lab {lab}: not up, nothing to remove");
             } else {
@@ -403,8 +405,7 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
         None => ExitCode::SUCCESS,
     };
     if then_down {
-        let result =
-            lifecycle::down(root, &lab).with_context(|| format!("taking lab {lab} down"))?;
+        let result = teardown(root, &lab).with_context(|| format!("taking lab {lab} down"))?;
         eprintln!(
             "sdss lab {lab}: down ({} processes stopped, {} namespaces removed)",
             result.stopped,

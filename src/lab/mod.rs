@@ -14,9 +14,12 @@
 //! [`lifecycle`] composes the stages into `up`, `verify`, `down` and `status`.
 
 pub mod build;
+mod error;
 pub mod file;
 pub mod judge;
 pub mod lifecycle;
 pub mod plan;
 pub mod report;
 pub mod scenario;
+
+pub use error::LabError;

@@ -141,7 +141,7 @@ pub fn stop(pids: &[i32], grace: Duration, alive: impl Fn(i32) -> bool) {
     }
     let deadline = Instant::now() + grace;
     loop {
-        reap();
+        reap(&live);
         let remaining: Vec<i32> = live.iter().copied().filter(|p| alive(*p)).collect();
         if remaining.is_empty() {
             return;
@@ -150,19 +150,45 @@ pub fn stop(pids: &[i32], grace: Duration, alive: impl Fn(i32) -> bool) {
             for pid in remaining {
                 signal(pid, Signal::SIGKILL);
             }
-            reap();
+            reap(&live);
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Collects any exited children of ours, so they do not linger as zombies.
-fn reap() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
+/// Collects those of `pids` that are exited children of ours, so they do not
+/// linger as zombies. Only these: another child's exit status belongs to
+/// whoever waits for it (a graded node's, to its checklist).
+fn reap(pids: &[i32]) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    for pid in pids {
+        // ECHILD for processes that are not our children: nothing to collect.
+        let _ = waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopping_one_child_leaves_another_childs_exit_status_to_its_owner() {
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let mut running = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // Let `true` exit and become a zombie waiting for its owner.
+        std::thread::sleep(Duration::from_millis(100));
+        let pid = running.id() as i32;
+        stop(&[pid], Duration::from_secs(2), |p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        });
+        let status = exited.try_wait().expect("its status is still there");
+        assert!(status.is_some_and(|s| s.success()));
+        // `running` was stopped and collected by `stop`.
+        assert!(running.try_wait().is_err() || running.try_wait().unwrap().is_some());
     }
 }

@@ -1,0 +1,56 @@
+//! What can go wrong in a lab operation, by stage.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::build::delay::DelayError;
+use super::build::launch::LaunchError;
+use super::build::links::LinkError;
+use super::build::netns::NetnsError;
+use super::build::state::StateError;
+
+/// Failures of lab operations.
+#[derive(Debug, Error)]
+pub enum LabError {
+    /// State directory trouble (including "already up").
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Namespace trouble.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// Link trouble.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// Delay backend trouble.
+    #[error(transparent)]
+    Delay(#[from] DelayError),
+    /// A node could not be started.
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted: the lab was torn down")]
+    Cancelled,
+    /// No such node in the lab.
+    #[error("lab {lab} has no node {node}: its nodes are {known}")]
+    NoNode {
+        /// The lab.
+        lab: String,
+        /// The name asked for.
+        node: String,
+        /// The names it has.
+        known: String,
+    },
+    /// The grading probe failed.
+    #[error("grading probe: {0}")]
+    Probe(String),
+    /// A log could not be read.
+    #[error("reading {path}: {source}")]
+    Log {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
