@@ -3,8 +3,11 @@
 //!
 //! Protocol with the lab: `ready` on stdout once every TAP is up; SIGTERM or SIGINT
 //! stops it, and the counters go to stderr; with `--counters FILE` they are also
-//! kept in FILE, rewritten every second, for the lab's report. Any failure exits
-//! non-zero with nothing left behind (the TAPs die with the process).
+//! kept in FILE, rewritten every second, for the lab's report. With `--control
+//! SOCKET`, it takes live link changes on that Unix socket: one JSON line per
+//! connection, the whole matrix of impairments (row: sender port), answered
+//! `ok` once frames follow it. Any failure exits non-zero with nothing left
+//! behind (the TAPs die with the process).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,6 +30,9 @@ pub struct EmulatorArgs {
     /// for the lab's report.
     #[arg(long)]
     counters: Option<PathBuf>,
+    /// A Unix socket to create for live link changes.
+    #[arg(long)]
+    control: Option<PathBuf>,
 }
 
 /// Runs the emulator until SIGTERM or SIGINT.
@@ -57,6 +63,16 @@ fn serve(args: &EmulatorArgs) -> anyhow::Result<emulator::Counters> {
     if let emulator::Priority::Normal(Some(reason)) = handle.priority() {
         eprintln!("sdss lab-emulator: no real-time priority ({reason}); a busy machine may make frames late");
     }
+    let handle = std::sync::Arc::new(handle);
+    if let Some(path) = &args.control {
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+        let control = handle.clone();
+        std::thread::Builder::new()
+            .name("sdss-emu-control".to_owned())
+            .spawn(move || serve_control(&listener, &control))
+            .context("cannot start the control thread")?;
+    }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ready")
         .and_then(|()| stdout.flush())
@@ -76,11 +92,36 @@ fn serve(args: &EmulatorArgs) -> anyhow::Result<emulator::Counters> {
         }
     };
     eprintln!("sdss lab-emulator: {signal}, stopping");
-    let counters = handle.stop();
+    if let Some(path) = &args.control {
+        let _ = std::fs::remove_file(path);
+    }
+    let counters = handle.counters();
+    drop(handle); // The control thread's clone dies with the process.
     if let Some(path) = &args.counters {
         let _ = counters.write_to(path);
     }
     Ok(counters)
+}
+
+/// Takes live link changes, one connection each, until the process ends.
+fn serve_control(listener: &std::os::unix::net::UnixListener, handle: &emulator::EmulatorHandle) {
+    use std::io::{BufRead, BufReader};
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut line = String::new();
+        if BufReader::new(&stream).read_line(&mut line).is_err() {
+            continue;
+        }
+        let answer = match serde_json::from_str(&line) {
+            Ok(matrix) => match handle.set_matrix(matrix, Duration::from_secs(2)) {
+                Ok(()) => "ok\n".to_owned(),
+                Err(error) => format!("error: {error}\n"),
+            },
+            Err(error) => format!("error: not a matrix: {error}\n"),
+        };
+        let _ = (&stream).write_all(answer.as_bytes());
+    }
 }
 
 /// How often the counters file is rewritten.

@@ -18,13 +18,15 @@ use super::build::delay::{BackendChoice, BackendKind};
 use super::build::launch::{self, LaunchError};
 use super::build::netns;
 use super::build::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
+use super::build::Built;
 use super::build::{build, emulator_totals, TeardownGuard};
 use super::judge::delays::{grade, Observations};
+use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
 use super::plan::Plan;
 use super::report::progress::Progress;
 use super::report::Report;
-use super::scenario::grading::assemble;
+use super::scenario::grading::{assemble, parse_stamped};
 use super::scenario::{start_probe, watch};
 use super::LabError;
 
@@ -93,7 +95,11 @@ pub async fn up(
             }
             None => None,
         };
-        let (mut report, lab_side) = converged?;
+        let (mut report, lab_side, played) = converged?;
+        let plan = &built.dir.state.plan;
+        if !plan.timeline.events.is_empty() || !plan.timeline.expects.is_empty() {
+            report.timeline = Some(judge_timeline(&built, &played));
+        }
         if let Some(log) = log {
             for error in &log.errors {
                 progress.line(&format!("grading probe: {error}"));
@@ -111,6 +117,28 @@ pub async fn up(
         build_time,
         converge_time: launched.elapsed(),
     })
+}
+
+/// Judges the timeline from every observer's stamped events.
+fn judge_timeline(built: &Built, played: &[Played]) -> TimelineVerdicts {
+    let plan = &built.dir.state.plan;
+    let started = built.dir.state.nodes_started_at.unwrap_or_else(wall_now);
+    let events = plan
+        .nodes
+        .iter()
+        .filter(|n| n.graded)
+        .map(|n| {
+            let text = std::fs::read(built.dir.stdout_log(&n.name)).unwrap_or_default();
+            let stamped = parse_stamped(&String::from_utf8_lossy(&text))
+                .into_iter()
+                .map(|(t, e)| (t - started, e))
+                .collect();
+            (n.name.clone(), stamped)
+        })
+        .collect();
+    let settle = (plan.node_settings.interval * plan.node_settings.refresh_every).as_secs_f64();
+    let end = built.launched_at.elapsed().as_secs_f64();
+    judge::timeline::judge(plan, played, &events, settle, end)
 }
 
 /// Grades a running lab again from everything its nodes have printed so far.

@@ -91,6 +91,8 @@ pub struct Built {
     pub launched_at: Instant,
     /// The grading probe's namespace, in labs with graded nodes.
     pub probe_ns: Option<File>,
+    /// The executable nodes run (`sdss node`), to start them again.
+    pub sdss: std::path::PathBuf,
 }
 
 pub(crate) fn check(cancel: &CancellationToken) -> Result<(), LabError> {
@@ -149,7 +151,9 @@ pub async fn build(
     let netem = tokio::task::block_in_place(|| Tc.probe_netem(&plan.switch_netns));
     let backend: Box<dyn DelayBackend> = match options.backend {
         BackendChoice::None => Box::new(NoDelay),
-        BackendChoice::Auto if plan.is_unimpaired() => Box::new(NoDelay),
+        BackendChoice::Auto if plan.is_unimpaired() && !plan.timeline.changes_links() => {
+            Box::new(NoDelay)
+        }
         BackendChoice::Auto if netem == NetemSupport::Available => Box::new(Netem::default()),
         BackendChoice::Auto | BackendChoice::Emulator => Box::new(Emulator),
         BackendChoice::Netem => {
@@ -159,6 +163,11 @@ pub async fn build(
             Box::new(Netem::default())
         }
     };
+    if backend.kind() == BackendKind::None {
+        if let Some(event) = plan.timeline.events.iter().find(|e| e.change.is_link()) {
+            return Err(DelayError::CannotChange(event.change.describe()).into());
+        }
+    }
     let backend_note = (backend.kind() == BackendKind::None && !plan.is_unimpaired())
         .then(|| "zero delay: the delays in the lab file were not injected".to_owned());
     let plan = if backend.kind() == BackendKind::None {
@@ -264,6 +273,7 @@ pub async fn build(
     }
     dir.record(|s| s.phase = Phase::Running)?;
     Ok(Built {
+        sdss: options.sdss.clone(),
         dir,
         children,
         launched_at,
@@ -310,6 +320,9 @@ fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
     links
 }
 
+/// The emulator's control socket, in its state directory.
+pub const CONTROL_SOCKET: &str = "control.sock";
+
 /// How long the emulator gets to report `ready`.
 const EMULATOR_START: Duration = Duration::from_secs(15);
 
@@ -337,6 +350,8 @@ async fn start_emulator(
         spec_path.display().to_string(),
         "--counters".to_owned(),
         dir.emulator_file("counters.json").display().to_string(),
+        "--control".to_owned(),
+        dir.emulator_file(CONTROL_SOCKET).display().to_string(),
     ];
     let mut child = launch::spawn_node(
         switch,

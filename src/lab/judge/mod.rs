@@ -10,6 +10,7 @@
 pub mod checks;
 pub mod delays;
 pub mod observe;
+pub mod timeline;
 
 use std::fmt::Write;
 

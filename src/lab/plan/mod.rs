@@ -8,6 +8,7 @@
 //! `[[pair]]` sets that ordered pair outright.
 
 pub mod impairment;
+pub mod timeline;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -93,6 +94,9 @@ pub struct Plan {
     /// The scenario played around graded nodes, when the lab has some.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grading: Option<GradeSettings>,
+    /// What happens to the lab while it runs, and what must follow.
+    #[serde(default)]
+    pub timeline: timeline::Timeline,
 }
 
 /// The grading scenario: when each step happens, counted from the nodes' start.
@@ -389,6 +393,20 @@ impl Plan {
                 overrides.insert((pair.to.get_ref(), pair.from.get_ref()), impairment);
             }
         }
+        let measured_names: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.program != Program::Probe)
+            .map(|n| n.name.clone())
+            .collect();
+        let timeline = timeline::Timeline::new(
+            topology,
+            nodes.iter().map(|n| (n.name.clone(), n.link)).collect(),
+            overrides
+                .iter()
+                .map(|((from, to), i)| (((*from).to_owned(), (*to).to_owned()), *i))
+                .collect(),
+            &measured_names,
+        );
         let mut expected = Vec::new();
         let measured = || nodes.iter().filter(|n| n.program != Program::Probe);
         for from in measured() {
@@ -450,7 +468,8 @@ impl Plan {
             source: std::path::absolute(source).unwrap_or_else(|_| source.to_owned()),
             subnet,
             nodes,
-            per_pair: !overrides.is_empty(),
+            // Live link changes need a class per pair to change.
+            per_pair: !overrides.is_empty() || timeline.changes_links(),
             expected,
             node_settings,
             verify: VerifySettings {
@@ -464,6 +483,7 @@ impl Plan {
                 time_limit,
             },
             grading,
+            timeline,
         }
     }
 

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::lab::build::delay::{BackendChoice, BackendKind, NetemSupport};
 use crate::lab::build::emulator::{PortCounters, LATE};
 use crate::lab::judge::delays::{Grades, PairResult, Summary, Verdict};
+use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
+use crate::lab::plan::timeline::PairState;
 use crate::lab::plan::{Plan, Program};
 use crate::units::format_duration;
 
@@ -50,6 +52,9 @@ pub struct Report {
     /// late or dropped frames explain delays no node could have measured right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<PortCounters>,
+    /// The timeline as played, its expectations and each phase's delays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<TimelineVerdicts>,
 }
 
 /// Share of late frames beyond which the report warns that the machine did not
@@ -108,6 +113,7 @@ impl Report {
             summary: grades.summary,
             grading: Vec::new(),
             emulator: None,
+            timeline: None,
         }
     }
 
@@ -121,11 +127,13 @@ impl Report {
     /// nodes, every graded node's checklist (the delay pairs are then context:
     /// a faulty node cannot be measured, and the killed node stops measuring).
     pub fn ok(&self) -> bool {
-        if self.grading.is_empty() {
-            self.summary.ok()
-        } else {
-            self.grading.iter().all(Checklist::ok)
-        }
+        let timeline = self.timeline.as_ref().is_none_or(TimelineVerdicts::ok);
+        timeline
+            && if self.grading.is_empty() {
+                self.summary.ok()
+            } else {
+                self.grading.iter().all(Checklist::ok)
+            }
     }
 
     /// The report as a table with a summary line.
@@ -215,12 +223,68 @@ impl Report {
                 String::new()
             }
         );
+        if let Some(timeline) = &self.timeline {
+            out.push_str(&render_timeline(timeline));
+        }
         for checklist in &self.grading {
             let _ = writeln!(out);
             out.push_str(&checklist.render());
         }
         out
     }
+}
+
+/// The timeline's part of the report: events as played, each phase's delays,
+/// each expectation with its evidence.
+fn render_timeline(timeline: &TimelineVerdicts) -> String {
+    let mut out =
+        String::from("\ntimeline (the table above is the phase before the first event):\n");
+    for played in &timeline.played {
+        let took = played
+            .took_ms
+            .map(|ms| format!(" (links changed in {ms:.1} ms)"))
+            .unwrap_or_default();
+        let error = played
+            .error
+            .as_ref()
+            .map(|e| format!(" FAILED: {e}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  +{:.1} s  {}{took}{error}", played.at_s, played.what);
+    }
+    for phase in &timeline.phases {
+        let verdict = if phase.failures.is_empty() {
+            "pass"
+        } else {
+            "FAIL"
+        };
+        let _ = writeln!(
+            out,
+            "  phase {} (after {}): {} of {} pairs within tolerance: {verdict}",
+            phase.phase, phase.began, phase.passed, phase.judged
+        );
+        for failure in &phase.failures {
+            let _ = writeln!(out, "      {failure}");
+        }
+    }
+    for expect in &timeline.expects {
+        let _ = writeln!(
+            out,
+            "  {} expect {}",
+            if expect.held { "pass" } else { "FAIL" },
+            expect.what
+        );
+        for evidence in &expect.evidence {
+            let _ = writeln!(out, "      {evidence}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}: {} of {} expectations held",
+        if timeline.ok() { "PASS" } else { "FAIL" },
+        timeline.expects.iter().filter(|x| x.held).count(),
+        timeline.expects.len()
+    );
+    out
 }
 
 /// The plan as `--dry-run` prints it: namespaces, addresses, programs and the
@@ -302,7 +366,7 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
     let _ = writeln!(
         out,
         "expected one-way delay in ms, {} (row: sender B, column: receiver A; A measures B -> A){}:",
-        if plan.per_pair { "per-pair entries marked *" } else { "egress model d_B + d_A" },
+        if plan.expected.iter().any(|p| p.overridden) { "per-pair entries marked *" } else { "egress model d_B + d_A" },
         if plan.expected.iter().any(|p| !p.impairment.jitter.is_zero() || p.impairment.loss > 0.0) {
             ", jitter ±ms and loss % after"
         } else {
@@ -383,6 +447,64 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         format_duration(v.time_limit),
         format_duration(plan.node_settings.interval),
         plan.node_settings.refresh_every
+    );
+    out.push_str(&render_phases(plan, name_w));
+    out
+}
+
+/// The timeline of `--dry-run`: each event, then the expected matrix of the
+/// phase it begins (`cut`: separated, `down`: a node that does not run), and
+/// the expectations.
+fn render_phases(plan: &Plan, name_w: usize) -> String {
+    let timeline = &plan.timeline;
+    let mut out = String::new();
+    if timeline.events.is_empty() && timeline.expects.is_empty() {
+        return out;
+    }
+    let measured: Vec<&str> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.program != Program::Probe)
+        .map(|n| n.name.as_str())
+        .collect();
+    let cell_w = measured.iter().map(|n| n.len()).max().unwrap_or(6).max(6);
+    for (index, phase) in timeline.phases.iter().enumerate().skip(1) {
+        let _ = writeln!(
+            out,
+            "at {}: {}; expected delay in ms from then on (row: sender):",
+            format_duration(phase.from),
+            crate::lab::judge::timeline::describe_event(plan, index - 1)
+        );
+        let _ = write!(out, "  {:<name_w$}", "B \\ A");
+        for to in &measured {
+            let _ = write!(out, "  {to:>cell_w$}");
+        }
+        let _ = writeln!(out);
+        for from in &measured {
+            let _ = write!(out, "  {from:<name_w$}");
+            for to in &measured {
+                let text = if from == to {
+                    "-".to_owned()
+                } else if !phase.running.contains(*from) || !phase.running.contains(*to) {
+                    "down".to_owned()
+                } else {
+                    match phase.pair(from, to) {
+                        Some(PairState::Linked(i)) => format!("{:.3}", i.delay.as_secs_f64() * 1e3),
+                        Some(PairState::Separated) => "cut".to_owned(),
+                        None => "-".to_owned(),
+                    }
+                };
+                let _ = write!(out, "  {text:>cell_w$}");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let length = timeline.length();
+    let _ = writeln!(
+        out,
+        "{} expectations; the run lasts at least {}",
+        timeline.expects.len(),
+        format_duration(length)
     );
     out
 }

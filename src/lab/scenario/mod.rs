@@ -14,10 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
+use super::build::delay::change_links;
 use super::build::delay::BackendKind;
 use super::build::state::ProcessRecord;
-use super::build::{emulator_totals, launch, Built};
+use super::build::{emulator_totals, launch, netns, Built, CONTROL_SOCKET};
 use super::judge::delays::{grade, Grades, Observations};
+use super::judge::timeline::{describe_event, Played};
+use super::plan::timeline::Change;
+use super::plan::Plan;
 use super::plan::Program;
 use super::report::progress::Progress;
 use super::report::Report;
@@ -122,7 +126,7 @@ pub async fn watch(
     cancel: &CancellationToken,
     progress: &Progress,
     probe: Option<&RunningProbe>,
-) -> Result<(Report, LabSide), LabError> {
+) -> Result<(Report, LabSide, Vec<Played>), LabError> {
     let plan = built.dir.state.plan.clone();
     let mut tails: HashMap<String, LogTail> = plan
         .nodes
@@ -140,6 +144,16 @@ pub async fn watch(
         started_at: built.dir.state.nodes_started_at.unwrap_or_else(wall_now),
         ..LabSide::default()
     };
+    let mut played = Vec::new();
+    // With a timeline, the delay table is judged on what came before its
+    // first event; each phase is judged on its own (judge::timeline).
+    let mut before_events: Option<HashMap<String, Observations>> = None;
+    let timeline = &plan.timeline;
+    let tail = plan.node_settings.interval * plan.node_settings.refresh_every * 2;
+    let timeline_end = built.launched_at + timeline.length() + tail;
+    if !timeline.events.is_empty() || !timeline.expects.is_empty() {
+        deadline = deadline.max(timeline_end + Duration::from_secs(5));
+    }
     let mut kill = None;
     if let Some(g) = grading {
         // A graded lab is watched for exactly its grading run: the delay
@@ -159,6 +173,21 @@ pub async fn watch(
                 kill = Some((name, at));
             }
         }
+        while let Some(event) = timeline.events.get(played.len()) {
+            if built.launched_at.elapsed() < event.at {
+                break;
+            }
+            if before_events.is_none() {
+                before_events = Some(observations.clone());
+            }
+            let index = played.len();
+            progress.line(&format!(
+                "t={}: {}",
+                crate::units::format_duration(event.at),
+                describe_event(&plan, index)
+            ));
+            played.push(play(built, &plan, index).await);
+        }
         for (name, tail) in &mut tails {
             let seen = observations.entry(name.clone()).or_default();
             tail.poll(seen)?;
@@ -168,9 +197,11 @@ pub async fn watch(
                 }
             }
         }
-        let grades = grade(&plan, &observations);
+        let grades = grade(&plan, before_events.as_ref().unwrap_or(&observations));
         progress.set(count_complete(&grades) as u64);
-        let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration);
+        let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration)
+            && played.len() == timeline.events.len()
+            && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
         if (grades.converged() && watched) || Instant::now() >= deadline {
             if grading.is_some() {
                 lab.ended_at = wall_now();
@@ -207,13 +238,99 @@ pub async fn watch(
                 built.launched_at.elapsed().as_secs_f64(),
             )
             .with_emulator(emulator_totals(&built.dir));
-            return Ok((report, lab));
+            return Ok((report, lab, played));
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(LabError::Cancelled),
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// Plays event `index` of the plan's timeline on the running lab.
+async fn play(built: &mut Built, plan: &Plan, index: usize) -> Played {
+    let event = &plan.timeline.events[index];
+    let at_s = built.launched_at.elapsed().as_secs_f64();
+    let mut played = Played {
+        event: index,
+        what: describe_event(plan, index),
+        at_s,
+        took_ms: None,
+        error: None,
+    };
+    let result: Result<(), LabError> = match &event.change {
+        change if change.is_link() => {
+            let backend = built.dir.state.backend.unwrap_or(BackendKind::None);
+            let control = built.dir.emulator_file(CONTROL_SOCKET);
+            let (before, after) = (
+                &plan.timeline.phases[index],
+                &plan.timeline.phases[index + 1],
+            );
+            tokio::task::block_in_place(|| change_links(backend, plan, before, after, &control))
+                .map(|took| played.took_ms = Some(took.as_secs_f64() * 1e3))
+                .map_err(LabError::from)
+        }
+        Change::Kill { node } => {
+            signal_node(built, node, true);
+            Ok(())
+        }
+        Change::Stop { node } => {
+            signal_node(built, node, false);
+            Ok(())
+        }
+        Change::Start { node } => start_node(built, plan, node),
+        Change::Restart { node } => {
+            signal_node(built, node, false);
+            start_node(built, plan, node)
+        }
+        _ => Ok(()),
+    };
+    if let Err(error) = result {
+        played.error = Some(error.to_string());
+    }
+    played
+}
+
+/// Stops a node: SIGKILL (`kill`, as a crash) or SIGTERM with a grace.
+fn signal_node(built: &mut Built, name: &str, kill: bool) {
+    if let Some(child) = built.children.get_mut(name) {
+        if kill {
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            kill_node(built, name);
+        }
+    }
+}
+
+/// Starts a node of the plan again, in its namespace, appending to its logs.
+fn start_node(built: &mut Built, plan: &Plan, name: &str) -> Result<(), LabError> {
+    let node = plan
+        .node(name)
+        .ok_or_else(|| LabError::Probe(format!("no node {name}")))?;
+    let id = built
+        .dir
+        .state
+        .namespaces
+        .iter()
+        .find(|n| n.name == node.netns)
+        .map(|n| n.id);
+    let file = netns::open(&node.netns, id)?;
+    let (stdout, stderr) = (built.dir.stdout_log(name), built.dir.stderr_log(name));
+    let child = launch::spawn_node(
+        &file,
+        &node.netns,
+        &node.argv(plan, &built.sdss),
+        &node.env(plan, &built.sdss),
+        launch::Output::Files {
+            stdout: &stdout,
+            stderr: &stderr,
+        },
+    )?;
+    let record = ProcessRecord::of(child.id() as i32, Some(name.to_owned()));
+    built.dir.record(|s| s.processes.extend(record))?;
+    built.children.insert(name.to_owned(), child);
+    Ok(())
 }
 
 /// The last line a node wrote on stderr (a Python traceback's verdict), for a

@@ -142,6 +142,23 @@ impl Forwarder {
         }
     }
 
+    /// Follows `matrix` from now on. A link whose impairment is unchanged keeps
+    /// its state; a changed one starts afresh (frames already queued keep the
+    /// due time they were given).
+    pub fn set_matrix(&mut self, matrix: &[Vec<Impairment>]) {
+        let ports = self.ports;
+        for (index, link) in self.links.iter_mut().enumerate() {
+            let impairment = matrix
+                .get(index / ports)
+                .and_then(|row| row.get(index % ports))
+                .copied()
+                .unwrap_or_default();
+            if link.impairment != impairment {
+                *link = Link::new(impairment, link.reorder);
+            }
+        }
+    }
+
     /// Decides the fate of `frame`, which arrived on port `from` at `arrival`; the
     /// copies' verdicts are appended to `out` (one per destination port).
     pub fn route(

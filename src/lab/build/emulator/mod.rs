@@ -35,6 +35,7 @@ pub use spec::{EmulatorSpec, LinkSpec, PortSpec, SpecError};
 pub use switch::Mac;
 pub use tap::TapError;
 
+use crate::lab::plan::impairment::Impairment;
 use link::{Forwarder, Verdict};
 use queue::TimedQueue;
 use spin::SpinWindow;
@@ -90,6 +91,15 @@ pub enum EmulatorError {
         what: &'static str,
         /// The cause.
         source: io::Error,
+    },
+    /// A live link change was not taken in time (the reader is stuck).
+    #[error("the link change was not taken within {0:?}")]
+    ChangeTimedOut(Duration),
+    /// A live link change's matrix does not fit the ports.
+    #[error("a link change needs a {ports}x{ports} matrix")]
+    ChangeShape {
+        /// The emulator's ports.
+        ports: usize,
     },
 }
 
@@ -205,15 +215,26 @@ struct Shared {
     queue: Mutex<TimedQueue<Arc<[u8]>>>,
     earlier_due: Condvar,
     stop: AtomicBool,
-    /// An eventfd that wakes the reader out of `poll` to see `stop`.
+    /// An eventfd that wakes the reader out of `poll` to see `stop` or `change`.
     wake: OwnedFd,
     counters: Vec<PortCells>,
+    /// A new matrix for the reader, and how many it has applied so far.
+    change: Mutex<Change>,
+    /// Signalled whenever the reader applied a change.
+    changed: Condvar,
 }
+
+/// A pending matrix and the count of those applied.
+type Change = (Option<Vec<Vec<Impairment>>>, u64);
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, TimedQueue<Arc<[u8]>>> {
         // A panicked thread leaves a queue that is still consistent.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn change_lock(&self) -> MutexGuard<'_, Change> {
+        self.change.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -276,6 +297,8 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
         stop: AtomicBool::new(false),
         wake,
         counters: (0..ports).map(|_| PortCells::default()).collect(),
+        change: Mutex::new((None, 0)),
+        changed: Condvar::new(),
     });
     let forwarder = Forwarder::new(
         &spec.matrix(),
@@ -340,6 +363,35 @@ impl EmulatorHandle {
                 })
                 .collect(),
         }
+    }
+
+    /// Replaces every link's impairment (row `from`, column `to`) while frames
+    /// flow; returns once the reader forwards by it, or after `limit`.
+    pub fn set_matrix(
+        &self,
+        matrix: Vec<Vec<Impairment>>,
+        limit: Duration,
+    ) -> Result<(), EmulatorError> {
+        let ports = self.shared.taps.len();
+        if matrix.len() != ports || matrix.iter().any(|row| row.len() != ports) {
+            return Err(EmulatorError::ChangeShape { ports });
+        }
+        let target = {
+            let mut change = self.shared.change_lock();
+            change.0 = Some(matrix);
+            change.1 + 1
+        };
+        let _ = nix::unistd::write(&self.shared.wake, &1u64.to_ne_bytes());
+        let change = self.shared.change_lock();
+        let (change, timeout) = self
+            .shared
+            .changed
+            .wait_timeout_while(change, limit, |(_, applied)| *applied < target)
+            .unwrap_or_else(PoisonError::into_inner);
+        if timeout.timed_out() && change.1 < target {
+            return Err(EmulatorError::ChangeTimedOut(limit));
+        }
+        Ok(())
     }
 
     /// Stops forwarding (frames in flight are dropped), deletes the TAPs and returns
@@ -409,6 +461,16 @@ fn read_frames(shared: &Shared, mut forwarder: Forwarder) {
         }
         if shared.stop.load(Ordering::Acquire) {
             return;
+        }
+        if fds[0].revents != 0 {
+            let mut count = [0u8; 8];
+            let _ = nix::unistd::read(&shared.wake, &mut count);
+            let mut change = shared.change_lock();
+            if let Some(matrix) = change.0.take() {
+                forwarder.set_matrix(&matrix);
+                change.1 += 1;
+                shared.changed.notify_all();
+            }
         }
         let ready: Vec<(usize, libc::c_short)> = watched
             .iter()

@@ -18,6 +18,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 use toml::Spanned;
 
+pub mod timeline;
+
+pub use timeline::{Action, EventSection, ExpectSection, Expectation};
+
 /// The subnet a lab gets when its file names none: part of 198.18.0.0/15, which
 /// RFC 2544 reserves for benchmarking, so it is unlikely to be anyone's network.
 pub const DEFAULT_SUBNET: Ipv4Net = Ipv4Net {
@@ -215,6 +219,12 @@ pub struct Topology {
     /// How nodes marked `grade = true` are graded against the assignment.
     #[serde(default)]
     pub grade: GradeSection,
+    /// The timeline: what happens to the lab, and when.
+    #[serde(default, rename = "event")]
+    pub events: Vec<EventSection>,
+    /// What must become true, and by when.
+    #[serde(default, rename = "expect")]
+    pub expects: Vec<ExpectSection>,
 }
 
 /// `[grade]`: the scenario played around graded nodes (see `labs/README.md`).
@@ -547,6 +557,7 @@ impl Topology {
         }
 
         self.validate_grade(at)?;
+        self.validate_timeline(at)?;
 
         let mut pairs: HashMap<(&str, &str), Range<usize>> = HashMap::new();
         for pair in &self.pairs {

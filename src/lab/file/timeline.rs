@@ -1,0 +1,323 @@
+//! `[[event]]` and `[[expect]]`: a lab's timeline as written, and its checks.
+//! Times are durations after the nodes start; an expectation counts from the
+//! start or from a named event. See `labs/README.md` for the language.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{check_loss, DurationValue, Locator, Topology, TopologyError};
+
+/// What an `[[event]]` does to the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Change a node's link (`node`) or an ordered pair (`from`, `to`).
+    Set,
+    /// Cut a node's link: nothing passes either way.
+    Cut,
+    /// Heal a cut link (`node`), or every cut and partition (no `node`).
+    Heal,
+    /// Split the segment into `groups` that cannot reach each other.
+    Partition,
+    /// SIGKILL a node's process, as a crash would.
+    Kill,
+    /// SIGTERM a node's process: a clean stop.
+    Stop,
+    /// Start a stopped or killed node again (sdss comes back with a new ID).
+    Start,
+    /// Stop and start a node.
+    Restart,
+}
+
+impl Action {
+    const ALL: [(&'static str, Action); 8] = [
+        ("set", Action::Set),
+        ("cut", Action::Cut),
+        ("heal", Action::Heal),
+        ("partition", Action::Partition),
+        ("kill", Action::Kill),
+        ("stop", Action::Stop),
+        ("start", Action::Start),
+        ("restart", Action::Restart),
+    ];
+
+    /// The action named `text` in a lab file.
+    pub fn parse(text: &str) -> Option<Action> {
+        Self::ALL.iter().find(|(n, _)| *n == text).map(|(_, a)| *a)
+    }
+
+    /// Its name in a lab file.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    fn names() -> String {
+        Self::ALL.map(|(n, _)| n).join(", ")
+    }
+}
+
+/// What an `[[expect]]` asks to become true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expectation {
+    /// A pair's measured delay settles within tolerance of the value in force.
+    Delay,
+    /// Every running node removes `node`.
+    Removed,
+    /// Every running node discovers `node` (its new ID, after a restart).
+    Discovered,
+    /// After a partition, every node forgets every node of the other groups.
+    Separated,
+    /// After a heal, every node measures every node of the other groups again.
+    Rejoined,
+    /// A pair keeps being measured: no gap between samples longer than `gap`.
+    Measured,
+}
+
+impl Expectation {
+    const ALL: [(&'static str, Expectation); 6] = [
+        ("delay", Expectation::Delay),
+        ("removed", Expectation::Removed),
+        ("discovered", Expectation::Discovered),
+        ("separated", Expectation::Separated),
+        ("rejoined", Expectation::Rejoined),
+        ("measured", Expectation::Measured),
+    ];
+
+    /// The expectation named `text` in a lab file.
+    pub fn parse(text: &str) -> Option<Expectation> {
+        Self::ALL.iter().find(|(n, _)| *n == text).map(|(_, e)| *e)
+    }
+
+    /// Its name in a lab file.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    fn names() -> String {
+        Self::ALL.map(|(n, _)| n).join(", ")
+    }
+}
+
+/// One `[[event]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSection {
+    /// A name expectations refer to.
+    pub name: Option<Spanned<String>>,
+    /// When, after the nodes start.
+    pub at: DurationValue,
+    /// What: one of [`Action`]'s names.
+    pub action: Spanned<String>,
+    /// The node acted on.
+    pub node: Option<Spanned<String>>,
+    /// Sender of the pair `set` changes.
+    pub from: Option<Spanned<String>>,
+    /// Receiver of the pair `set` changes.
+    pub to: Option<Spanned<String>>,
+    /// `set` of a pair: the reverse direction too.
+    #[serde(default)]
+    pub symmetric: bool,
+    /// `set`: the new delay.
+    pub delay: Option<DurationValue>,
+    /// `set`: the new jitter.
+    pub jitter: Option<DurationValue>,
+    /// `set`: the new loss.
+    pub loss: Option<Spanned<f64>>,
+    /// `partition`: the groups of node names.
+    pub groups: Option<Spanned<Vec<Vec<String>>>>,
+}
+
+/// One `[[expect]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSection {
+    /// What: one of [`Expectation`]'s names.
+    pub what: Spanned<String>,
+    /// The event it follows (its name); the start when absent.
+    pub after: Option<Spanned<String>>,
+    /// How long it may take.
+    pub within: Option<DurationValue>,
+    /// `removed`, `discovered`: the node.
+    pub node: Option<Spanned<String>>,
+    /// `delay`, `measured`: the sender of the pair.
+    pub from: Option<Spanned<String>>,
+    /// `delay`, `measured`: the receiver (the node that measures).
+    pub to: Option<Spanned<String>>,
+    /// `measured`: the longest gap allowed between two samples.
+    pub gap: Option<DurationValue>,
+    /// `measured`: until when, after the start (default: the end of the run).
+    pub until: Option<DurationValue>,
+}
+
+impl Topology {
+    /// Checks the timeline against the nodes it names.
+    pub(super) fn validate_timeline(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
+        let nodes: Vec<&str> = self
+            .nodes
+            .iter()
+            .map(|n| n.name.get_ref().as_str())
+            .collect();
+        let node = |name: &Spanned<String>| -> Result<(), TopologyError> {
+            if nodes.contains(&name.get_ref().as_str()) {
+                Ok(())
+            } else {
+                Err(at.error(
+                    Some(name.span()),
+                    format!(
+                        "no node is named {:?}: expected one of {}",
+                        name.get_ref(),
+                        nodes.join(", ")
+                    ),
+                ))
+            }
+        };
+        let mut names: HashMap<&str, Action> = HashMap::new();
+        for event in &self.events {
+            let action = Action::parse(event.action.get_ref()).ok_or_else(|| {
+                at.error(
+                    Some(event.action.span()),
+                    format!(
+                        "{:?} is no action: expected one of {}",
+                        event.action.get_ref(),
+                        Action::names()
+                    ),
+                )
+            })?;
+            let needs = |present: bool, what: &str| -> Result<(), TopologyError> {
+                if present {
+                    Ok(())
+                } else {
+                    Err(at.error(
+                        Some(event.action.span()),
+                        format!("action {:?} needs {what}", action.name()),
+                    ))
+                }
+            };
+            match action {
+                Action::Set => {
+                    needs(
+                        event.node.is_some() != (event.from.is_some() && event.to.is_some()),
+                        "either `node` or both `from` and `to`",
+                    )?;
+                    needs(
+                        event.delay.is_some() || event.jitter.is_some() || event.loss.is_some(),
+                        "at least one of `delay`, `jitter`, `loss`",
+                    )?;
+                }
+                Action::Cut | Action::Kill | Action::Stop | Action::Start | Action::Restart => {
+                    needs(event.node.is_some(), "`node`")?
+                }
+                Action::Partition => needs(event.groups.is_some(), "`groups`")?,
+                Action::Heal => {}
+            }
+            for name in [&event.node, &event.from, &event.to].into_iter().flatten() {
+                node(name)?;
+            }
+            if let Some(groups) = &event.groups {
+                let mut seen = Vec::new();
+                for name in groups.get_ref().iter().flatten() {
+                    if !nodes.contains(&name.as_str()) || seen.contains(&name) {
+                        return Err(at.error(
+                            Some(groups.span()),
+                            format!("groups: {name:?} is no node or is in two groups"),
+                        ));
+                    }
+                    seen.push(name);
+                }
+                if groups.get_ref().len() < 2 {
+                    return Err(
+                        at.error(Some(groups.span()), "a partition needs at least two groups")
+                    );
+                }
+            }
+            check_loss(at, event.loss.as_ref())?;
+            if let Some(name) = &event.name {
+                if names.insert(name.get_ref(), action).is_some() {
+                    return Err(at.error(
+                        Some(name.span()),
+                        format!(
+                            "two events are named {:?}: expected unique names",
+                            name.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        for expect in &self.expects {
+            let what = Expectation::parse(expect.what.get_ref()).ok_or_else(|| {
+                at.error(
+                    Some(expect.what.span()),
+                    format!(
+                        "{:?} is no expectation: expected one of {}",
+                        expect.what.get_ref(),
+                        Expectation::names()
+                    ),
+                )
+            })?;
+            let needs = |present: bool, field: &str| -> Result<(), TopologyError> {
+                if present {
+                    Ok(())
+                } else {
+                    Err(at.error(
+                        Some(expect.what.span()),
+                        format!("expectation {:?} needs {field}", what.name()),
+                    ))
+                }
+            };
+            let after = match &expect.after {
+                Some(name) => Some(*names.get(name.get_ref().as_str()).ok_or_else(|| {
+                    at.error(
+                        Some(name.span()),
+                        format!("no event is named {:?}", name.get_ref()),
+                    )
+                })?),
+                None => None,
+            };
+            match what {
+                Expectation::Delay => needs(expect.within.is_some(), "`within`")?,
+                Expectation::Removed | Expectation::Discovered => {
+                    needs(expect.node.is_some(), "`node`")?;
+                    needs(expect.within.is_some(), "`within`")?;
+                }
+                Expectation::Separated => {
+                    needs(
+                        after == Some(Action::Partition),
+                        "`after` a partition event",
+                    )?;
+                    needs(expect.within.is_some(), "`within`")?;
+                }
+                Expectation::Rejoined => {
+                    needs(after == Some(Action::Heal), "`after` a heal event")?;
+                    needs(expect.within.is_some(), "`within`")?;
+                }
+                Expectation::Measured => {
+                    needs(
+                        expect.from.is_some() && expect.to.is_some(),
+                        "`from` and `to`",
+                    )?;
+                    needs(expect.gap.is_some(), "`gap`")?;
+                }
+            }
+            if what == Expectation::Delay && expect.from.is_some() != expect.to.is_some() {
+                needs(
+                    false,
+                    "both `from` and `to`, or neither (every changed pair)",
+                )?;
+            }
+            for name in [&expect.node, &expect.from, &expect.to]
+                .into_iter()
+                .flatten()
+            {
+                node(name)?;
+            }
+        }
+        Ok(())
+    }
+}

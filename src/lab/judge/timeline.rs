@@ -1,0 +1,455 @@
+//! Verdicts on a lab's timeline: each expectation, with when it became true
+//! for each observer, and the delays of each phase against the values in
+//! force then. Pure: the nodes' stamped events and the times events were
+//! played go in, verdicts come out.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lab::plan::timeline::{Expect, ExpectKind, PairState, Phase};
+use crate::lab::plan::Plan;
+use crate::node::event::NodeEvent;
+
+use super::delays::median;
+
+/// Consecutive samples within tolerance that make a delay "settled".
+pub const SETTLED_SAMPLES: usize = 3;
+
+/// One event as the scenario played it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Played {
+    /// Index into the plan's timeline events.
+    pub event: usize,
+    /// The event, in words.
+    pub what: String,
+    /// When it was played, seconds after the nodes started.
+    pub at_s: f64,
+    /// How long the backend took to confirm a link change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<f64>,
+    /// Why it could not be played.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The verdict on one expectation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectVerdict {
+    /// What it asked, in words.
+    pub what: String,
+    /// Whether it held.
+    pub held: bool,
+    /// Per observer (or pair): when it became true, or that it did not.
+    pub evidence: Vec<String>,
+}
+
+/// The delays of one phase against the values in force then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseDelays {
+    /// Which phase (0: before the first event).
+    pub phase: usize,
+    /// What began it.
+    pub began: String,
+    /// Pairs expected to be measured in it, and judged (enough settled samples).
+    pub judged: usize,
+    /// Of those, within tolerance.
+    pub passed: usize,
+    /// The others, in words.
+    pub failures: Vec<String>,
+}
+
+/// Everything judged of a timeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelineVerdicts {
+    /// The events as played.
+    pub played: Vec<Played>,
+    /// One per expectation.
+    pub expects: Vec<ExpectVerdict>,
+    /// One per phase long enough to judge.
+    pub phases: Vec<PhaseDelays>,
+}
+
+impl TimelineVerdicts {
+    /// Whether every event was played and every expectation held.
+    pub fn ok(&self) -> bool {
+        self.played.iter().all(|p| p.error.is_none()) && self.expects.iter().all(|x| x.held)
+    }
+}
+
+/// The stamped events of every observer (seconds after the nodes started).
+pub type Stamped = HashMap<String, Vec<(f64, NodeEvent)>>;
+
+/// Judges the timeline. `settle` is how long after a change samples still
+/// show the old state (one refresh period); `end_s` when watching stopped.
+pub fn judge(
+    plan: &Plan,
+    played: &[Played],
+    events: &Stamped,
+    settle: f64,
+    end_s: f64,
+) -> TimelineVerdicts {
+    let timeline = &plan.timeline;
+    let ip_of: HashMap<&str, IpAddr> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), IpAddr::V4(n.address)))
+        .collect();
+    let at_of = |event: Option<usize>| {
+        event.map_or(Some(0.0), |i| {
+            played
+                .iter()
+                .find(|p| p.event == i && p.error.is_none())
+                .map(|p| p.at_s)
+        })
+    };
+    let judge = Judge {
+        plan,
+        events,
+        ip_of: &ip_of,
+        end_s,
+    };
+    let expects = timeline
+        .expects
+        .iter()
+        .map(|x| match at_of(x.after) {
+            Some(t) => judge.expectation(x, t),
+            None => ExpectVerdict {
+                what: judge.describe(x),
+                held: false,
+                evidence: vec!["its event was not played".to_owned()],
+            },
+        })
+        .collect();
+    let phases = timeline
+        .phases
+        .iter()
+        .enumerate()
+        .filter_map(|(index, phase)| {
+            let from = at_of(phase.event)? + settle;
+            let to = timeline
+                .phases
+                .get(index + 1)
+                .and_then(|next| at_of(next.event))
+                .unwrap_or(end_s);
+            (to > from).then(|| judge.phase(index, phase, from, to))
+        })
+        .collect();
+    TimelineVerdicts {
+        played: played.to_vec(),
+        expects,
+        phases,
+    }
+}
+
+struct Judge<'a> {
+    plan: &'a Plan,
+    events: &'a Stamped,
+    ip_of: &'a HashMap<&'a str, IpAddr>,
+    end_s: f64,
+}
+
+impl Judge<'_> {
+    fn describe(&self, x: &Expect) -> String {
+        let after = x.after.map_or_else(
+            || "the start".to_owned(),
+            |i| {
+                let e = &self.plan.timeline.events[i];
+                e.name.clone().unwrap_or_else(|| e.change.describe())
+            },
+        );
+        let within = x
+            .within
+            .map(|d| format!(" within {}", crate::units::format_duration(d)))
+            .unwrap_or_default();
+        let pair = x
+            .pair
+            .as_ref()
+            .map(|(f, t)| format!(" {f} -> {t}"))
+            .unwrap_or_default();
+        let node = x.node.as_ref().map(|n| format!(" {n}")).unwrap_or_default();
+        let what = match x.what {
+            ExpectKind::Delay => format!("delay{pair} settles"),
+            ExpectKind::Removed => format!("every node removes{node}"),
+            ExpectKind::Discovered => format!("every node discovers{node}"),
+            ExpectKind::Separated => "the sides forget each other".to_owned(),
+            ExpectKind::Rejoined => "the sides measure each other again".to_owned(),
+            ExpectKind::Measured => format!(
+                "{} measured with no gap over {}",
+                pair.trim_start(),
+                x.gap.map(crate::units::format_duration).unwrap_or_default()
+            ),
+        };
+        format!("{what}{within} after {after}")
+    }
+
+    /// Samples `to` took of `from` after `since`: (time, delay ms).
+    fn samples(&self, from: &str, to: &str, since: f64) -> Vec<(f64, f64)> {
+        let Some(ip) = self.ip_of.get(from) else {
+            return Vec::new();
+        };
+        self.events
+            .get(to)
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| *t >= since)
+            .filter_map(|(t, e)| match e {
+                NodeEvent::Neighbor(r) if r.ip == *ip => r.delay_ms.map(|d| (*t, d)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The first time after `since` that `observer` printed an event about `node` that `matches`.
+    fn first(
+        &self,
+        observer: &str,
+        node: &str,
+        since: f64,
+        matches: impl Fn(&NodeEvent) -> bool,
+    ) -> Option<f64> {
+        let ip = self.ip_of.get(node)?;
+        self.events
+            .get(observer)?
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .find(|(_, e)| {
+                matches(e)
+                    && match e {
+                        NodeEvent::Removed { ip: at, .. }
+                        | NodeEvent::Discovered { ip: at, .. } => at == ip,
+                        NodeEvent::Neighbor(r) => r.ip == *ip,
+                        _ => false,
+                    }
+            })
+            .map(|(t, _)| *t)
+    }
+
+    fn expectation(&self, x: &Expect, t: f64) -> ExpectVerdict {
+        let deadline = t + x.within.map_or(f64::INFINITY, |d| d.as_secs_f64());
+        let timeline = &self.plan.timeline;
+        let phase = timeline.phase_at(std::time::Duration::from_secs_f64(
+            x.after.map_or(0.0, |i| timeline.events[i].at.as_secs_f64()),
+        ));
+        let before = x.after.map_or(&timeline.phases[0], |i| &timeline.phases[i]);
+        let mut evidence = Vec::new();
+        let mut held = true;
+        let mut check = |label: String, when: Option<f64>| match when {
+            Some(when) if when <= deadline => {
+                evidence.push(format!("{label}: at +{:.1} s", when - t))
+            }
+            Some(when) => {
+                held = false;
+                evidence.push(format!("{label}: only at +{:.1} s", when - t));
+            }
+            None => {
+                held = false;
+                evidence.push(format!(
+                    "{label}: not by the end (+{:.1} s)",
+                    self.end_s - t
+                ));
+            }
+        };
+        let running = |name: &str| phase.running.contains(name);
+        match x.what {
+            ExpectKind::Delay => {
+                let pairs: Vec<(String, String)> = match &x.pair {
+                    Some(pair) => vec![pair.clone()],
+                    None => phase
+                        .pairs
+                        .iter()
+                        .map(|p| (p.from.clone(), p.to.clone()))
+                        .filter(|(f, to)| phase.expected(f, to) != before.expected(f, to))
+                        .filter(|(f, to)| phase.expected(f, to).is_some())
+                        .collect(),
+                };
+                for (from, to) in pairs {
+                    let label = format!("{from} -> {to}");
+                    let Some(expected) = phase.expected(&from, &to) else {
+                        check(format!("{label} (not expected to be measured)"), None);
+                        continue;
+                    };
+                    let expected_ms = expected.delay.as_secs_f64() * 1e3;
+                    let tolerance =
+                        self.plan.verify.tolerance_for(expected.delay).as_secs_f64() * 1e3;
+                    let samples = self.samples(&from, &to, t);
+                    let settled = samples.windows(SETTLED_SAMPLES).find(|w| {
+                        let delays: Vec<f64> = w.iter().map(|(_, d)| *d).collect();
+                        (median(&delays) - expected_ms).abs() <= tolerance
+                    });
+                    check(
+                        format!("{label} ({expected_ms:.1} ms ± {tolerance:.1})"),
+                        settled.and_then(|w| w.last()).map(|(t, _)| *t),
+                    );
+                }
+            }
+            ExpectKind::Removed | ExpectKind::Discovered => {
+                let node = x.node.clone().unwrap_or_default();
+                let removed = x.what == ExpectKind::Removed;
+                for observer in self.observers().filter(|o| *o != node && running(o)) {
+                    let when = self.first(observer, &node, t, |e| {
+                        if removed {
+                            matches!(e, NodeEvent::Removed { .. })
+                        } else {
+                            matches!(e, NodeEvent::Discovered { .. })
+                        }
+                    });
+                    check(observer.to_owned(), when);
+                }
+            }
+            ExpectKind::Separated | ExpectKind::Rejoined => {
+                let sides = self.sides(x, before, phase);
+                let separated = x.what == ExpectKind::Separated;
+                for (observer, others) in sides {
+                    let when = others
+                        .iter()
+                        .map(|other| {
+                            self.first(&observer, other, t, |e| {
+                                if separated {
+                                    matches!(e, NodeEvent::Removed { .. })
+                                } else {
+                                    matches!(e, NodeEvent::Neighbor(_))
+                                }
+                            })
+                        })
+                        .try_fold(t, |latest, when| when.map(|w| latest.max(w)));
+                    check(format!("{observer} ({} across)", others.len()), when);
+                }
+            }
+            ExpectKind::Measured => {
+                let (from, to) = x.pair.clone().unwrap_or_default();
+                let until = x
+                    .until
+                    .map_or(self.end_s, |u| u.as_secs_f64())
+                    .min(self.end_s);
+                let gap = x.gap.map_or(f64::INFINITY, |g| g.as_secs_f64());
+                let mut times: Vec<f64> = vec![t];
+                times.extend(
+                    self.samples(&from, &to, t)
+                        .iter()
+                        .map(|(s, _)| *s)
+                        .filter(|s| *s <= until),
+                );
+                times.push(until);
+                let (longest, at) =
+                    times
+                        .windows(2)
+                        .map(|w| (w[1] - w[0], w[0]))
+                        .fold(
+                            (0.0, t),
+                            |best, next| if next.0 > best.0 { next } else { best },
+                        );
+                let ok = longest <= gap;
+                held &= ok;
+                evidence.push(format!(
+                    "{from} -> {to}: {} samples, longest gap {longest:.1} s (from +{:.1} s)",
+                    times.len() - 2,
+                    at - t
+                ));
+            }
+        }
+        ExpectVerdict {
+            what: self.describe(x),
+            held,
+            evidence,
+        }
+    }
+
+    fn observers(&self) -> impl Iterator<Item = &str> {
+        self.plan
+            .nodes
+            .iter()
+            .filter(|n| n.graded)
+            .map(|n| n.name.as_str())
+    }
+
+    /// Each observer of a partition and the nodes across from it: from the
+    /// pairs the partition separates (`separated`), or the heal joins.
+    fn sides(&self, x: &Expect, before: &Phase, after: &Phase) -> Vec<(String, Vec<String>)> {
+        let (cut, joined) = if x.what == ExpectKind::Separated {
+            (after, before)
+        } else {
+            (before, after)
+        };
+        let observers: Vec<&str> = self.observers().collect();
+        observers
+            .iter()
+            .filter(|o| after.running.contains(**o))
+            .map(|observer| {
+                let others = observers
+                    .iter()
+                    .filter(|other| other != &observer && after.running.contains(**other))
+                    .filter(|other| {
+                        cut.pair(other, observer) == Some(PairState::Separated)
+                            && matches!(joined.pair(other, observer), Some(PairState::Linked(_)))
+                    })
+                    .map(|other| (*other).to_owned())
+                    .collect();
+                ((*observer).to_owned(), others)
+            })
+            .filter(|(_, others): &(String, Vec<String>)| !others.is_empty())
+            .collect()
+    }
+
+    fn phase(&self, index: usize, phase: &Phase, from: f64, to: f64) -> PhaseDelays {
+        let began = phase.event.map_or_else(
+            || "the start".to_owned(),
+            |i| {
+                let e = &self.plan.timeline.events[i];
+                format!(
+                    "{} at {}",
+                    e.name.clone().unwrap_or_else(|| e.change.describe()),
+                    crate::units::format_duration(e.at)
+                )
+            },
+        );
+        let mut judged = 0;
+        let mut passed = 0;
+        let mut failures = Vec::new();
+        for pair in &phase.pairs {
+            let (sender, receiver) = (&pair.from, &pair.to);
+            let Some(expected) = phase.expected(sender, receiver) else {
+                continue;
+            };
+            let delays: Vec<f64> = self
+                .samples(sender, receiver, from)
+                .into_iter()
+                .filter(|(t, _)| *t < to)
+                .map(|(_, d)| d)
+                .collect();
+            if delays.len() < SETTLED_SAMPLES {
+                continue;
+            }
+            judged += 1;
+            let expected_ms = expected.delay.as_secs_f64() * 1e3;
+            let tolerance = self.plan.verify.tolerance_for(expected.delay).as_secs_f64() * 1e3;
+            let measured = median(&delays);
+            if (measured - expected_ms).abs() <= tolerance {
+                passed += 1;
+            } else {
+                failures.push(format!(
+                    "{sender} -> {receiver}: {measured:.2} ms, expected {expected_ms:.2} ± {tolerance:.2}"
+                ));
+            }
+        }
+        PhaseDelays {
+            phase: index,
+            began,
+            judged,
+            passed,
+            failures,
+        }
+    }
+}
+
+/// A change's word for the report's timeline.
+pub fn describe_event(plan: &Plan, index: usize) -> String {
+    let event = &plan.timeline.events[index];
+    let name = event
+        .name
+        .as_ref()
+        .map(|n| format!("{n}: "))
+        .unwrap_or_default();
+    format!("{name}{}", event.change.describe())
+}

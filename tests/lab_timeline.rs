@@ -1,0 +1,167 @@
+//! Timelines on the userspace emulator: the three example labs play their
+//! events (a delay step, a crash and restart, a partition and its heal) and
+//! every expectation holds; an expectation that cannot hold fails the run.
+
+mod lab_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use lab_support::*;
+use sdss::lab::report::Report;
+
+/// One emulated lab at a time, as in `lab_emulator.rs`: on two cores, two labs
+/// would grade the machine's load rather than the timeline.
+static ONE_EMULATED_LAB: Mutex<()> = Mutex::new(());
+
+/// A shipped lab file under a name unique to this run.
+fn shipped(scratch: &Scratch, file: &str, lab: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("labs")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let name_line = text
+        .lines()
+        .find(|l| l.starts_with("name = "))
+        .unwrap_or_else(|| panic!("{} has no name line", path.display()));
+    scratch.lab(
+        file,
+        &text.replacen(name_line, &format!("name = \"{lab}\""), 1),
+    )
+}
+
+fn run_on_emulator(file: &Path) -> (std::process::Output, Report) {
+    let output = run(&[
+        "lab",
+        "run",
+        "--json",
+        "--delay-backend",
+        "emulator",
+        file.to_str().unwrap(),
+    ]);
+    let report: Report =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    (output, report)
+}
+
+/// Runs a shipped lab and checks that its timeline played and held.
+fn every_expectation_holds(file: &str, stem: &str, link_changes: usize) {
+    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new(stem);
+    let lab = unique(stem);
+    let (output, report) = run_on_emulator(&shipped(&scratch, file, &lab));
+    let rendered = report.render();
+    assert_eq!(output.status.code(), Some(0), "{rendered}");
+    let timeline = report.timeline.as_ref().expect("a timeline in the report");
+    assert!(
+        timeline.played.iter().all(|p| p.error.is_none()),
+        "{rendered}"
+    );
+    assert_eq!(
+        timeline
+            .played
+            .iter()
+            .filter(|p| p.took_ms.is_some())
+            .count(),
+        link_changes,
+        "each link change says how long it took: {rendered}"
+    );
+    assert!(!timeline.expects.is_empty());
+    for expect in &timeline.expects {
+        assert!(
+            expect.held,
+            "{}: {:?}\n{rendered}",
+            expect.what, expect.evidence
+        );
+        assert!(!expect.evidence.is_empty(), "{}", expect.what);
+    }
+    for phase in &timeline.phases {
+        assert!(
+            phase.failures.is_empty(),
+            "phase {}: {rendered}",
+            phase.phase
+        );
+    }
+    assert!(rendered.contains("expectations held"), "{rendered}");
+    assert_clean(&lab, Some("lab-emulator"));
+}
+
+#[test]
+fn a_delay_step_is_followed_by_every_pair_through_it() {
+    if sandboxed("a_delay_step_is_followed_by_every_pair_through_it") {
+        every_expectation_holds("delay-step.toml", "tlstep", 2);
+    }
+}
+
+#[test]
+fn a_crashed_node_is_removed_and_its_restart_discovered() {
+    if sandboxed("a_crashed_node_is_removed_and_its_restart_discovered") {
+        every_expectation_holds("failover.toml", "tlfail", 0);
+    }
+}
+
+#[test]
+fn a_partition_separates_the_sides_and_the_heal_rejoins_them() {
+    if sandboxed("a_partition_separates_the_sides_and_the_heal_rejoins_them") {
+        every_expectation_holds("partition.toml", "tlsplit", 2);
+    }
+}
+
+#[test]
+fn an_expectation_that_cannot_hold_fails_the_run_with_its_evidence() {
+    if !sandboxed("an_expectation_that_cannot_hold_fails_the_run_with_its_evidence") {
+        return;
+    }
+    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("tlnever");
+    let lab = unique("tlnever");
+    // c is killed and never started again: nobody can discover it.
+    let file = scratch.lab(
+        "never.toml",
+        &format!(
+            r#"name = "{lab}"
+[defaults]
+interval = "250ms"
+refresh_every = 4
+[verify]
+samples = 3
+warmup = 1
+[[node]]
+name = "a"
+delay = "1ms"
+[[node]]
+name = "b"
+delay = "2ms"
+[[node]]
+name = "c"
+delay = "3ms"
+[[event]]
+name = "crash"
+at = "8s"
+action = "kill"
+node = "c"
+[[expect]]
+what = "discovered"
+node = "c"
+after = "crash"
+within = "3s"
+"#
+        ),
+    );
+    let (output, report) = run_on_emulator(&file);
+    let rendered = report.render();
+    assert_eq!(output.status.code(), Some(1), "{rendered}");
+    assert_eq!(report.summary.failed, 0, "the delays before the crash pass");
+    let expect = &report.timeline.as_ref().unwrap().expects[0];
+    assert!(!expect.held, "{rendered}");
+    assert!(
+        expect.evidence.iter().all(|e| e.contains("not by the end")),
+        "{:?}",
+        expect.evidence
+    );
+    assert!(
+        rendered.contains("FAIL: 0 of 1 expectations held"),
+        "{rendered}"
+    );
+    assert_clean(&lab, Some("lab-emulator"));
+}
