@@ -622,4 +622,49 @@ mod tests {
             .any(|c| c.starts_with("tc -n sdss-t-b") && c.contains("netem")));
         assert!(!commands.iter().any(|c| c.contains("sdss-t ")));
     }
+
+    #[test]
+    fn a_live_change_replaces_only_the_changed_leaves_and_a_cut_stops_broadcasts() {
+        let plan = Plan::from_text(
+            "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[[node]]\nname = \"a\"\ndelay = \"1ms\"\n\
+             [[node]]\nname = \"b\"\ndelay = \"2ms\"\n[[node]]\nname = \"c\"\ndelay = \"3ms\"\n\
+             [[event]]\nat = \"1s\"\naction = \"set\"\nnode = \"c\"\ndelay = \"9ms\"\n\
+             [[event]]\nat = \"2s\"\naction = \"cut\"\nnode = \"c\"\n",
+        );
+        let phases = &plan.timeline.phases;
+        let step: Vec<String> = netem_changes(&plan, &phases[0], &phases[1])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // c's pairs change, a <-> b does not: a -> c, b -> c, c -> a, c -> b.
+        assert_eq!(step.len(), 4, "{step:#?}");
+        assert!(step.contains(
+            &"tc -n sdss-t-c qdisc replace dev eth0 parent 1:10 handle 10: netem delay 10000us"
+                .to_owned()
+        ));
+        assert!(step.contains(
+            &"tc -n sdss-t-a qdisc replace dev eth0 parent 1:12 handle 12: netem delay 10000us"
+                .to_owned()
+        ));
+        let cut: Vec<String> = netem_changes(&plan, &phases[1], &phases[2])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            cut.contains(
+                &"tc -n sdss-t-c qdisc replace dev eth0 parent 1:1 handle 2: netem loss 100%"
+                    .to_owned()
+            ),
+            "{cut:#?}"
+        );
+        assert!(
+            cut.iter().filter(|c| c.ends_with("loss 100%")).count() == 5,
+            "{cut:#?}"
+        );
+        // The emulator is told the same: c's row and column drop every frame.
+        let matrix = wire_matrix(&plan, &phases[2]);
+        assert_eq!(matrix[2][0].loss, 1.0);
+        assert_eq!(matrix[0][2].loss, 1.0);
+        assert_eq!(matrix[0][1].delay, Duration::from_millis(3));
+    }
 }

@@ -321,3 +321,71 @@ impl Topology {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const NODES: &str = "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
+
+    fn error(timeline: &str) -> (usize, String) {
+        let text = format!("{NODES}{timeline}");
+        match Topology::parse(Path::new("lab.toml"), &text) {
+            Err(TopologyError::Invalid { line, message, .. }) => (line, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_timeline_parses_with_its_events_and_expectations() {
+        let text = format!(
+            "{NODES}[[event]]\nname = \"slow\"\nat = \"10s\"\naction = \"set\"\nnode = \"a\"\ndelay = \"5ms\"\n\
+             [[expect]]\nwhat = \"delay\"\nafter = \"slow\"\nwithin = \"5s\"\n"
+        );
+        let topology = Topology::parse(Path::new("lab.toml"), &text).unwrap();
+        assert_eq!(topology.events.len(), 1);
+        assert_eq!(topology.expects.len(), 1);
+    }
+
+    #[test]
+    fn unknown_actions_and_expectations_list_the_known_ones() {
+        let (line, message) = error("[[event]]\nat = \"1s\"\naction = \"explode\"\nnode = \"a\"\n");
+        assert_eq!(line, 8);
+        assert!(
+            message.contains("expected one of set, cut, heal"),
+            "{message}"
+        );
+        let (_, message) = error("[[expect]]\nwhat = \"happy\"\nwithin = \"1s\"\n");
+        assert!(message.contains("delay, removed, discovered"), "{message}");
+    }
+
+    #[test]
+    fn what_an_action_needs_is_named() {
+        let (_, message) = error("[[event]]\nat = \"1s\"\naction = \"kill\"\n");
+        assert!(message.contains("needs `node`"), "{message}");
+        let (_, message) = error("[[event]]\nat = \"1s\"\naction = \"set\"\nnode = \"a\"\n");
+        assert!(message.contains("delay`, `jitter`, `loss`"), "{message}");
+        let (_, message) =
+            error("[[event]]\nat = \"1s\"\naction = \"partition\"\ngroups = [[\"a\"]]\n");
+        assert!(message.contains("at least two groups"), "{message}");
+        let (_, message) = error("[[event]]\nat = \"1s\"\naction = \"stop\"\nnode = \"z\"\n");
+        assert!(message.contains("no node is named \"z\""), "{message}");
+    }
+
+    #[test]
+    fn expectations_name_existing_events_of_the_right_kind() {
+        let (_, message) = error(
+            "[[expect]]\nwhat = \"removed\"\nnode = \"a\"\nafter = \"boom\"\nwithin = \"1s\"\n",
+        );
+        assert!(message.contains("no event is named \"boom\""), "{message}");
+        let (_, message) = error(
+            "[[event]]\nname = \"k\"\nat = \"1s\"\naction = \"kill\"\nnode = \"a\"\n\
+             [[expect]]\nwhat = \"separated\"\nafter = \"k\"\nwithin = \"1s\"\n",
+        );
+        assert!(message.contains("`after` a partition event"), "{message}");
+        let (_, message) = error("[[expect]]\nwhat = \"measured\"\nfrom = \"a\"\nto = \"b\"\n");
+        assert!(message.contains("needs `gap`"), "{message}");
+    }
+}

@@ -14,7 +14,7 @@ use crate::node::event::NodeEvent;
 
 use super::delays::median;
 
-/// Consecutive samples within tolerance that make a delay "settled".
+/// A delay has settled once the median of this many consecutive samples is within tolerance.
 pub const SETTLED_SAMPLES: usize = 3;
 
 /// One event as the scenario played it.
@@ -452,4 +452,159 @@ pub fn describe_event(plan: &Plan, index: usize) -> String {
         .map(|n| format!("{n}: "))
         .unwrap_or_default();
     format!("{name}{}", event.change.describe())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::event::{NeighborReport, RemovalCause};
+    use crate::protocol::Dialect;
+
+    const LAB: &str = "name = \"t\"\n\
+        [[node]]\nname = \"a\"\ndelay = \"1ms\"\n\
+        [[node]]\nname = \"b\"\ndelay = \"2ms\"\n\
+        [[node]]\nname = \"c\"\ndelay = \"4ms\"\n\
+        [[event]]\nname = \"slow\"\nat = \"10s\"\naction = \"set\"\nnode = \"c\"\ndelay = \"20ms\"\n\
+        [[event]]\nname = \"crash\"\nat = \"20s\"\naction = \"kill\"\nnode = \"c\"\n\
+        [[expect]]\nwhat = \"delay\"\nafter = \"slow\"\nwithin = \"5s\"\nfrom = \"c\"\nto = \"a\"\n\
+        [[expect]]\nwhat = \"removed\"\nnode = \"c\"\nafter = \"crash\"\nwithin = \"4s\"\n\
+        [[expect]]\nwhat = \"measured\"\nfrom = \"b\"\nto = \"a\"\ngap = \"2s\"\nuntil = \"24s\"\n";
+
+    fn ip(plan: &Plan, node: &str) -> IpAddr {
+        IpAddr::V4(plan.node(node).unwrap().address)
+    }
+
+    fn sample(plan: &Plan, of: &str, delay_ms: f64) -> NodeEvent {
+        NodeEvent::Neighbor(NeighborReport {
+            id: "cccccccc".parse().unwrap(),
+            ip: ip(plan, of),
+            port: 1,
+            delay_ms: Some(delay_ms),
+            rtt_ms: 1.0,
+            offset_ms: None,
+            min_ms: None,
+            mean_ms: None,
+            jitter_ms: None,
+            samples: 1,
+            successes: 1,
+            failures: 0,
+            dialect: Dialect::BinaryBe,
+        })
+    }
+
+    fn removed(plan: &Plan, of: &str) -> NodeEvent {
+        NodeEvent::Removed {
+            id: "cccccccc".parse().unwrap(),
+            ip: ip(plan, of),
+            cause: RemovalCause::Refused,
+            reason: String::new(),
+        }
+    }
+
+    fn played() -> Vec<Played> {
+        [10.0, 20.0]
+            .iter()
+            .enumerate()
+            .map(|(event, at_s)| Played {
+                event,
+                what: String::new(),
+                at_s: *at_s,
+                took_ms: None,
+                error: None,
+            })
+            .collect()
+    }
+
+    /// a measures c at 5 ms, then (from 12 s) 21 ms; b every second throughout.
+    fn observations(plan: &Plan, a_removes_c_at: f64, b_pauses: (f64, f64)) -> Stamped {
+        let mut a = Vec::new();
+        for s in 1..24 {
+            let t = f64::from(s);
+            if t < 20.0 {
+                a.push((t, sample(plan, "c", if t < 12.0 { 5.0 } else { 21.0 })));
+            }
+            if t < b_pauses.0 || t > b_pauses.1 {
+                a.push((t + 0.5, sample(plan, "b", 3.0)));
+            }
+        }
+        a.push((a_removes_c_at, removed(plan, "c")));
+        a.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let b = vec![(21.0, removed(plan, "c"))];
+        [("a".to_owned(), a), ("b".to_owned(), b)]
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn expectations_hold_with_when_each_became_true() {
+        let plan = Plan::from_text(LAB);
+        let verdicts = judge(
+            &plan,
+            &played(),
+            &observations(&plan, 22.0, (99.0, 99.0)),
+            1.0,
+            25.0,
+        );
+        assert!(verdicts.ok(), "{verdicts:#?}");
+        let delay = &verdicts.expects[0];
+        assert_eq!(
+            delay.evidence,
+            ["c -> a (21.0 ms ± 1.1): at +3.0 s"],
+            "two of three new samples"
+        );
+        let removed = &verdicts.expects[1];
+        assert_eq!(removed.evidence, ["a: at +2.0 s", "b: at +1.0 s"]);
+        assert!(verdicts.expects[2].evidence[0].contains("longest gap 1.5 s"));
+        // Phases: before the step, between step and crash, after the crash.
+        assert_eq!(verdicts.phases.len(), 3);
+        assert!(
+            verdicts.phases.iter().all(|p| p.failures.is_empty()),
+            "{verdicts:#?}"
+        );
+    }
+
+    #[test]
+    fn a_late_removal_a_gap_and_an_unplayed_event_fail_with_their_evidence() {
+        let plan = Plan::from_text(LAB);
+        let verdicts = judge(
+            &plan,
+            &played(),
+            &observations(&plan, 24.5, (5.0, 9.0)),
+            1.0,
+            25.0,
+        );
+        assert!(!verdicts.expects[1].held);
+        assert_eq!(verdicts.expects[1].evidence[0], "a: only at +4.5 s");
+        assert!(!verdicts.expects[2].held);
+        assert!(verdicts.expects[2].evidence[0].contains("longest gap 6.0 s"));
+        let unplayed = judge(
+            &plan,
+            &played()[..1],
+            &observations(&plan, 22.0, (99.0, 99.0)),
+            1.0,
+            25.0,
+        );
+        assert!(!unplayed.expects[1].held);
+        assert_eq!(unplayed.expects[1].evidence, ["its event was not played"]);
+    }
+
+    #[test]
+    fn a_phase_whose_delay_is_off_names_the_pair() {
+        let plan = Plan::from_text(LAB);
+        let mut seen = observations(&plan, 22.0, (99.0, 99.0));
+        // Between the step and the crash, a sees c at its old delay.
+        for (t, event) in seen.get_mut("a").unwrap().iter_mut() {
+            if (12.0..20.0).contains(t) {
+                if let NodeEvent::Neighbor(r) = event {
+                    if r.ip == ip(&plan, "c") {
+                        r.delay_ms = Some(5.0);
+                    }
+                }
+            }
+        }
+        let verdicts = judge(&plan, &played(), &seen, 1.0, 25.0);
+        assert!(!verdicts.expects[0].held);
+        assert_eq!(verdicts.phases[1].failures.len(), 1);
+        assert!(verdicts.phases[1].failures[0].starts_with("c -> a: 5.00 ms, expected 21.00"));
+    }
 }

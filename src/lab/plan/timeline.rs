@@ -513,3 +513,101 @@ fn event(section: &crate::lab::file::EventSection) -> Event {
         change,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::plan::Plan;
+
+    const LAB: &str = "name = \"t\"\n\
+        [[node]]\nname = \"a\"\ndelay = \"1ms\"\n\
+        [[node]]\nname = \"b\"\ndelay = \"2ms\"\n\
+        [[node]]\nname = \"c\"\ndelay = \"4ms\"\n";
+
+    fn plan(timeline: &str) -> Plan {
+        Plan::from_text(&format!("{LAB}{timeline}"))
+    }
+
+    fn ms(n: u64) -> Option<Impairment> {
+        Some(Impairment {
+            delay: Duration::from_millis(n),
+            ..Impairment::default()
+        })
+    }
+
+    #[test]
+    fn events_are_ordered_and_each_begins_a_phase() {
+        let plan = plan(
+            "[[event]]\nat = \"20s\"\naction = \"heal\"\nnode = \"c\"\n\
+             [[event]]\nat = \"10s\"\naction = \"cut\"\nnode = \"c\"\n",
+        );
+        let t = &plan.timeline;
+        assert_eq!(t.events[0].at, Duration::from_secs(10));
+        assert_eq!(t.phases.len(), 3);
+        assert_eq!(t.phases[0].expected("c", "a"), ms(5));
+        assert_eq!(t.phases[1].pair("c", "a"), Some(PairState::Separated));
+        assert_eq!(t.phases[1].expected("b", "a"), ms(3), "others untouched");
+        assert_eq!(t.phases[2].expected("c", "a"), ms(5), "healed");
+        assert!(plan.per_pair, "live link changes need a class per pair");
+    }
+
+    #[test]
+    fn a_link_change_moves_every_pair_through_it_and_keeps_what_it_does_not_name() {
+        let plan = plan(
+            "[[node]]\nname = \"d\"\ndelay = \"1ms\"\njitter = \"1ms\"\n\
+             [[event]]\nat = \"5s\"\naction = \"set\"\nnode = \"d\"\ndelay = \"10ms\"\n",
+        );
+        let after = &plan.timeline.phases[1];
+        assert_eq!(
+            after.expected("d", "a").map(|i| i.delay),
+            Some(Duration::from_millis(11))
+        );
+        assert_eq!(
+            after.expected("d", "a").map(|i| i.jitter),
+            Some(Duration::from_millis(1)),
+            "jitter kept"
+        );
+        assert_eq!(after.expected("b", "a"), ms(3));
+    }
+
+    #[test]
+    fn a_partition_separates_groups_and_a_killed_node_expects_nothing_until_started() {
+        let plan = plan(
+            "[[event]]\nat = \"5s\"\naction = \"partition\"\ngroups = [[\"a\"], [\"b\", \"c\"]]\n\
+             [[event]]\nat = \"6s\"\naction = \"kill\"\nnode = \"c\"\n\
+             [[event]]\nat = \"7s\"\naction = \"heal\"\n\
+             [[event]]\nat = \"8s\"\naction = \"start\"\nnode = \"c\"\n",
+        );
+        let p = &plan.timeline.phases;
+        assert_eq!(p[1].pair("a", "b"), Some(PairState::Separated));
+        assert_eq!(p[1].expected("c", "b"), ms(6));
+        assert_eq!(p[2].expected("c", "b"), None, "c does not run");
+        assert_eq!(p[3].expected("a", "b"), ms(3), "healed");
+        assert_eq!(p[4].expected("c", "a"), ms(5), "started again");
+    }
+
+    #[test]
+    fn a_pair_change_touches_that_direction_only_unless_symmetric() {
+        let plan = plan(
+            "[[event]]\nat = \"1s\"\naction = \"set\"\nfrom = \"a\"\nto = \"b\"\nloss = 0.5\n\
+             [[event]]\nat = \"2s\"\naction = \"set\"\nfrom = \"a\"\nto = \"c\"\nsymmetric = true\ndelay = \"9ms\"\n",
+        );
+        let p = &plan.timeline.phases;
+        assert_eq!(p[1].expected("a", "b").map(|i| i.loss), Some(0.5));
+        assert_eq!(p[1].expected("b", "a").map(|i| i.loss), Some(0.0));
+        assert_eq!(p[2].expected("a", "c"), ms(9));
+        assert_eq!(p[2].expected("c", "a"), ms(9));
+    }
+
+    #[test]
+    fn the_run_lasts_until_the_last_deadline() {
+        let plan = plan(
+            "[[event]]\nname = \"k\"\nat = \"10s\"\naction = \"kill\"\nnode = \"c\"\n\
+             [[expect]]\nwhat = \"removed\"\nnode = \"c\"\nafter = \"k\"\nwithin = \"7s\"\n\
+             [[expect]]\nwhat = \"measured\"\nfrom = \"a\"\nto = \"b\"\ngap = \"3s\"\nuntil = \"12s\"\n",
+        );
+        assert_eq!(plan.timeline.length(), Duration::from_secs(17));
+        assert!(!plan.timeline.changes_links());
+        assert!(!plan.per_pair);
+    }
+}

@@ -349,4 +349,26 @@ mod tests {
         );
         assert!(out.is_empty());
     }
+
+    #[test]
+    fn a_new_matrix_takes_effect_for_the_next_frame() {
+        let wire = Impairment::default();
+        let slow = Impairment {
+            delay: Duration::from_millis(30),
+            ..Impairment::default()
+        };
+        let mut forwarder = Forwarder::new(&[vec![wire, wire], vec![wire, wire]], false, 7);
+        let frame = [0xffu8; 14];
+        let now = Instant::now();
+        let mut out = Vec::new();
+        forwarder.route(0, &frame, now, &mut out).unwrap();
+        let before: Vec<Verdict> = std::mem::take(&mut out);
+        forwarder.set_matrix(&[vec![wire, slow], vec![wire, wire]]);
+        forwarder.route(0, &frame, now, &mut out).unwrap();
+        assert_ne!(before, out, "the delay of 0 -> 1 changed");
+        assert!(
+            out.iter().any(|v| matches!(v, Verdict::Deliver { due, .. } if *due >= now + Duration::from_millis(30))),
+            "{out:?}"
+        );
+    }
 }
