@@ -9,11 +9,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::lab::build::delay::BackendChoice;
 use crate::lab::build::state::StateRoot;
 use crate::lab::build::teardown;
 use crate::lab::file::Topology;
 use crate::lab::lifecycle::{self, UpOptions};
+use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Progress;
 use crate::lab::report::{render_plan, Report};
@@ -110,8 +110,8 @@ enum LabCommand {
         #[arg(long, default_value_t = format!("grade{}", std::process::id()))]
         name: String,
         /// How long the program is watched (at least 12s).
-        #[arg(long, default_value = "24s")]
-        duration: String,
+        #[arg(long, default_value = "24s", value_parser = crate::units::parse_duration)]
+        duration: std::time::Duration,
         /// The program and its arguments (after `--`), run in its lab namespace.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -155,12 +155,7 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
             duration,
             command,
         } => {
-            let path = std::env::current_dir()
-                .unwrap_or_default()
-                .join("(sdss lab grade)");
-            let text = grade_lab(&name, &duration, &command);
-            let topology = Topology::parse(&path, &text)
-                .with_context(|| format!("building the default grading lab:\n{text}"))?;
+            let (topology, path) = Topology::grading(&name, duration, &command)?;
             let plan = Plan::new(&topology, &path);
             let run = LabRun {
                 backend: BackendChoice::None,
@@ -272,23 +267,6 @@ fn verdict(report: &Report) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
-}
-
-/// The lab `sdss lab grade` builds around a program: three sdss nodes (one is
-/// killed half-way), the program graded, measurements short enough for the run.
-fn grade_lab(name: &str, duration: &str, command: &[String]) -> String {
-    let quoted: Vec<String> = command
-        .iter()
-        .map(|a| toml::Value::String(a.clone()).to_string())
-        .collect();
-    format!(
-        "name = {}\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n[grade]\nduration = {}\n\
-         [[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n\
-         [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n",
-        toml::Value::String(name.to_owned()),
-        toml::Value::String(duration.to_owned()),
-        quoted.join(", ")
-    )
 }
 
 fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<ExitCode> {

@@ -10,6 +10,7 @@ use super::build::launch::LaunchError;
 use super::build::links::LinkError;
 use super::build::netns::NetnsError;
 use super::build::state::StateError;
+use super::plan::backend::BackendRefusal;
 
 /// Failures of lab operations.
 #[derive(Debug, Error)]
@@ -26,6 +27,9 @@ pub enum LabError {
     /// Delay backend trouble.
     #[error(transparent)]
     Delay(#[from] DelayError),
+    /// No delay backend fits the lab.
+    #[error(transparent)]
+    Backend(#[from] BackendRefusal),
     /// A node could not be started.
     #[error(transparent)]
     Launch(#[from] LaunchError),

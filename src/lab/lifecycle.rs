@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
-use super::build::delay::{BackendChoice, BackendKind};
+use super::build::delay::Tc;
 use super::build::launch::{self, LaunchError};
 use super::build::netns;
 use super::build::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
@@ -23,6 +23,7 @@ use super::build::{build, emulator_totals, TeardownGuard};
 use super::judge::delays::{grade, Observations};
 use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
+use super::plan::backend::{self, BackendChoice, BackendKind};
 use super::plan::Plan;
 use super::report::progress::Progress;
 use super::report::Report;
@@ -66,14 +67,29 @@ pub async fn up(
     progress: &Progress,
 ) -> Result<UpOutcome, LabError> {
     let started = Instant::now();
+    // Settled before anything is created: the backend, and with `none` the
+    // plan it implies (every pair at zero delay).
+    let netem = tokio::task::block_in_place(|| Tc.probe_netem());
+    let backend = backend::settle(options.backend, &plan, &netem)?;
+    let note = (backend == BackendKind::None && !plan.is_unimpaired())
+        .then(|| "zero delay: the delays in the lab file were not injected".to_owned());
+    let plan = if note.is_some() {
+        plan.zero_delay()
+    } else {
+        plan
+    };
     let lab_name = plan.lab.clone();
-    let dir = root.create(LabState::creating(plan.clone()))?;
+    let mut state = LabState::creating(plan.clone());
+    state.netem = Some(netem);
+    state.backend = Some(backend);
+    state.backend_note = note;
+    let dir = root.create(state)?;
     let mut guard = TeardownGuard {
         root,
         lab: lab_name,
         armed: true,
     };
-    let mut built = build(dir, plan, options, cancel, progress).await?;
+    let mut built = build(dir, plan, backend, options, cancel, progress).await?;
     let build_time = started.elapsed();
     let launched = Instant::now();
     let report = if options.verify {

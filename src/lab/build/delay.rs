@@ -12,73 +12,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::lab::build::emulator::{EmulatorSpec, LinkSpec, PortSpec};
+use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::timeline::{PairState, Phase};
 use crate::lab::plan::{in_series, Plan, NODE_IFNAME};
-
-/// Which backend put the delays on a lab's links.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendKind {
-    /// Nothing injected; every pair is expected at zero delay.
-    None,
-    /// Kernel netem qdiscs on the veth ends.
-    Netem,
-    /// The userspace link emulator.
-    Emulator,
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::None => "none",
-            BackendKind::Netem => "netem",
-            BackendKind::Emulator => "emulator",
-        })
-    }
-}
-
-/// What the user asked for on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendChoice {
-    /// none if the lab has no delays; otherwise netem where the kernel has it, else the emulator.
-    Auto,
-    /// Kernel netem; an error where the kernel lacks it.
-    Netem,
-    /// The userspace link emulator (TAP devices and a switch process).
-    Emulator,
-    /// Inject nothing and expect zero delay everywhere (the file's delays are ignored).
-    None,
-}
-
-/// Whether the kernel can do netem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
-pub enum NetemSupport {
-    /// `sch_netem` is there.
-    Available,
-    /// "Specified qdisc kind is unknown": the module is absent.
-    Missing,
-    /// `tc` is not installed.
-    NoTc,
-    /// The probe failed for another reason.
-    Unknown(String),
-}
-
-impl fmt::Display for NetemSupport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NetemSupport::Available => f.write_str("available"),
-            NetemSupport::Missing => f.write_str("unavailable (the kernel has no sch_netem)"),
-            NetemSupport::NoTc => f.write_str("unknown (tc is not installed)"),
-            NetemSupport::Unknown(why) => write!(f, "unknown ({why})"),
-        }
-    }
-}
 
 /// Failures of `tc`.
 #[derive(Debug, Error)]
@@ -121,19 +61,25 @@ pub struct Tc;
 impl Tc {
     /// Runs `tc -n netns args...`.
     pub fn run(&self, netns: &str, args: &[String]) -> Result<(), TcError> {
-        let shown = format!("-n {netns} {}", args.join(" "));
-        let output = Command::new("tc")
-            .arg("-n")
-            .arg(netns)
-            .args(args)
-            .output()
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::NotFound => TcError::NotFound,
-                _ => TcError::Io {
-                    args: shown.clone(),
-                    source,
-                },
-            })?;
+        let mut full = vec!["-n".to_owned(), netns.to_owned()];
+        full.extend_from_slice(args);
+        self.exec(&full)
+    }
+
+    /// Runs `tc args...` in the calling thread's network namespace.
+    fn exec(&self, args: &[String]) -> Result<(), TcError> {
+        let shown = args.join(" ");
+        let output =
+            Command::new("tc")
+                .args(args)
+                .output()
+                .map_err(|source| match source.kind() {
+                    io::ErrorKind::NotFound => TcError::NotFound,
+                    _ => TcError::Io {
+                        args: shown.clone(),
+                        source,
+                    },
+                })?;
         if output.status.success() {
             return Ok(());
         }
@@ -154,32 +100,33 @@ impl Tc {
         })
     }
 
-    /// Probes netem in a namespace of the lab by adding and removing a netem
-    /// qdisc on its loopback: touches nothing outside the lab.
-    pub fn probe_netem(&self, netns: &str) -> NetemSupport {
-        let add: Vec<String> = ["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
-            .map(str::to_owned)
-            .to_vec();
-        match self.run(netns, &add) {
-            Ok(()) => {
-                let del = ["qdisc", "del", "dev", "lo", "root"]
-                    .map(str::to_owned)
-                    .to_vec();
-                let _ = self.run(netns, &del);
-                NetemSupport::Available
+    /// Probes netem in a network namespace made for the probe alone, on a
+    /// thread of its own, and gone with it: nothing of the host's or of a lab's
+    /// is touched, and the backend is known before anything is created.
+    pub fn probe_netem(&self) -> NetemSupport {
+        let probe = std::thread::spawn(|| {
+            if let Err(errno) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+                return NetemSupport::Unknown(format!("no namespace for the probe: {errno}"));
             }
-            Err(TcError::QdiscUnknown { .. }) => NetemSupport::Missing,
-            Err(TcError::NotFound) => NetemSupport::NoTc,
-            Err(e) => NetemSupport::Unknown(e.to_string()),
-        }
+            let add = ["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"];
+            match Tc.exec(&add.map(str::to_owned)) {
+                Ok(()) => NetemSupport::Available,
+                Err(TcError::QdiscUnknown { .. }) => NetemSupport::Missing,
+                Err(TcError::NotFound) => NetemSupport::NoTc,
+                Err(e) => NetemSupport::Unknown(e.to_string()),
+            }
+        });
+        probe
+            .join()
+            .unwrap_or_else(|_| NetemSupport::Unknown("the probe panicked".to_owned()))
     }
 }
 
 /// Failures of a delay backend.
 #[derive(Debug, Error)]
 pub enum DelayError {
-    /// The kernel cannot do what the backend needs.
-    #[error("the netem backend cannot run here: the kernel has no sch_netem; use `--backend none` for a zero-delay lab, or the userspace emulator backend")]
+    /// The kernel lost netem between the probe and its use.
+    #[error("the kernel has no sch_netem")]
     NoNetem,
     /// tc failed.
     #[error(transparent)]
@@ -190,9 +137,6 @@ pub enum DelayError {
     /// A live link change did not reach the emulator.
     #[error("the link emulator did not take a link change: {0}")]
     EmulatorChange(String),
-    /// The lab changes links, and the backend cannot.
-    #[error("this lab changes links while it runs ({0}); the `none` backend injects nothing and cannot: use netem or the emulator")]
-    CannotChange(String),
 }
 
 /// Puts a plan's impairments onto the links of a lab whose namespaces and links exist.

@@ -24,14 +24,12 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::lifecycle::UpOptions;
+use super::plan::backend::BackendKind;
 use super::plan::{Plan, Program, PREFIX};
 use super::report::progress::Progress;
 use super::scenario::grading::set_port_range;
 use super::LabError;
-use delay::{
-    emulator_spec, BackendChoice, BackendKind, DelayBackend, DelayError, Emulator, Netem,
-    NetemSupport, NoDelay, Tc,
-};
+use delay::{emulator_spec, DelayBackend, DelayError, Emulator, Netem, NoDelay};
 use emulator::{Counters, PortCounters};
 use launch::Output;
 use links::Netlink;
@@ -103,10 +101,12 @@ pub(crate) fn check(cancel: &CancellationToken) -> Result<(), LabError> {
     }
 }
 
-/// Creates the lab's namespaces, links, delays and nodes, recording each first.
+/// Creates the lab's namespaces, links, delays and nodes, recording each
+/// first. The plan and its `backend` are settled: nothing here changes them.
 pub async fn build(
     mut dir: LabDir,
     plan: Plan,
+    backend: BackendKind,
     options: &UpOptions,
     cancel: &CancellationToken,
     progress: &Progress,
@@ -147,35 +147,19 @@ pub async fn build(
 
     let switch = Netlink::connect(switch_file, &plan.switch_netns)?;
     links::loopback_up(&switch).await?;
-    // `tc` runs as a child process: off the async worker while it does.
-    let netem = tokio::task::block_in_place(|| Tc.probe_netem(&plan.switch_netns));
-    let backend: Box<dyn DelayBackend> = match options.backend {
-        BackendChoice::None => Box::new(NoDelay),
-        BackendChoice::Auto if plan.is_unimpaired() && !plan.timeline.changes_links() => {
-            Box::new(NoDelay)
-        }
-        BackendChoice::Auto if netem == NetemSupport::Available => Box::new(Netem::default()),
-        BackendChoice::Auto | BackendChoice::Emulator => Box::new(Emulator),
-        BackendChoice::Netem => {
-            if netem != NetemSupport::Available {
-                return Err(DelayError::NoNetem.into());
-            }
-            Box::new(Netem::default())
-        }
+    let backend: Box<dyn DelayBackend> = match backend {
+        BackendKind::None => Box::new(NoDelay),
+        BackendKind::Netem => Box::new(Netem::default()),
+        BackendKind::Emulator => Box::new(Emulator),
     };
-    if backend.kind() == BackendKind::None {
-        if let Some(event) = plan.timeline.events.iter().find(|e| e.change.is_link()) {
-            return Err(DelayError::CannotChange(event.change.describe()).into());
-        }
-    }
-    let backend_note = (backend.kind() == BackendKind::None && !plan.is_unimpaired())
-        .then(|| "zero delay: the delays in the lab file were not injected".to_owned());
-    let plan = if backend.kind() == BackendKind::None {
-        plan.zero_delay()
-    } else {
-        plan
-    };
-    progress.line(&format!("delay backend {}; netem {netem}", backend.kind()));
+    progress.line(&format!(
+        "delay backend {}; netem {}",
+        backend.kind(),
+        dir.state
+            .netem
+            .as_ref()
+            .map_or("not probed".to_owned(), ToString::to_string)
+    ));
     let told = match &options.injected {
         Some(injected) if backend.kind() != BackendKind::None => {
             progress.line("injecting the delays of another lab file (--inject-from)");
@@ -184,13 +168,7 @@ pub async fn build(
         _ => &plan,
     };
     let emulated = backend.provides_links();
-    dir.record(|s| {
-        s.netem = Some(netem);
-        s.backend = Some(backend.kind());
-        s.backend_note = backend_note;
-        s.plan = plan.clone();
-        s.links = planned_links(&plan, emulated);
-    })?;
+    dir.record(|s| s.links = planned_links(&plan, emulated))?;
 
     let node_link: Vec<String> = if emulated {
         progress.step("starting the link emulator", 1);

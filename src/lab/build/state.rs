@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::lab::build::delay::{BackendKind, NetemSupport};
 use crate::lab::build::netns::NsId;
+use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::Plan;
 
 /// Default root of lab state.

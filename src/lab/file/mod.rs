@@ -412,6 +412,30 @@ impl Topology {
         Ok(topology)
     }
 
+    /// The built-in lab of `sdss lab grade`: three sdss nodes (one killed
+    /// half-way) beside the program `command`, graded for `duration`, with
+    /// measurements short enough for the run. A lab file like any other,
+    /// so it is checked like one; its path names it in errors.
+    pub fn grading(
+        name: &str,
+        duration: Duration,
+        command: &[String],
+    ) -> Result<(Topology, PathBuf), TopologyError> {
+        let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let argv: Vec<String> = command.iter().map(|a| quote(a)).collect();
+        let text = format!(
+            "name = {}\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n\
+             [grade]\nduration = {}\n\
+             [[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n\
+             [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n",
+            quote(name),
+            quote(&crate::units::format_duration(duration)),
+            argv.join(", ")
+        );
+        let path = PathBuf::from("(the built-in lab of sdss lab grade)");
+        Topology::parse(&path, &text).map(|topology| (topology, path))
+    }
+
     /// The subnet, parsed (validated by [`Topology::parse`]).
     pub fn subnet(&self) -> Ipv4Net {
         self.subnet

@@ -7,6 +7,7 @@
 //! then the bridge port toward A (A's link delay), so B -> A = d_B + d_A unless a
 //! `[[pair]]` sets that ordered pair outright.
 
+pub mod backend;
 pub mod impairment;
 pub mod timeline;
 

@@ -8,11 +8,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::build::delay::{BackendChoice, BackendKind, NetemSupport};
 use crate::lab::build::emulator::{PortCounters, LATE};
 use crate::lab::judge::delays::{Grades, PairResult, Summary, Verdict};
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
+use crate::lab::plan::backend::{BackendChoice, BackendKind, NetemSupport};
 use crate::lab::plan::timeline::PairState;
 use crate::lab::plan::{Plan, Program};
 use crate::units::format_duration;

@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::build::delay::change_links;
-use super::build::delay::BackendKind;
 use super::build::state::ProcessRecord;
 use super::build::{emulator_totals, launch, netns, Built, CONTROL_SOCKET};
 use super::judge::delays::{grade, Grades, Observations};
 use super::judge::timeline::{describe_event, Played};
+use super::plan::backend::BackendKind;
 use super::plan::timeline::Change;
 use super::plan::Plan;
 use super::plan::Program;

@@ -1,0 +1,143 @@
+//! Which delay backend a lab gets, decided before anything is created: from
+//! what the user asked, what the lab needs, and whether the kernel has netem.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::Plan;
+
+/// Which backend put the delays on a lab's links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Nothing injected; every pair is expected at zero delay.
+    None,
+    /// Kernel netem qdiscs on the veth ends.
+    Netem,
+    /// The userspace link emulator.
+    Emulator,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::None => "none",
+            BackendKind::Netem => "netem",
+            BackendKind::Emulator => "emulator",
+        })
+    }
+}
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// none if the lab has no delays; otherwise netem where the kernel has it, else the emulator.
+    Auto,
+    /// Kernel netem; an error where the kernel lacks it.
+    Netem,
+    /// The userspace link emulator (TAP devices and a switch process).
+    Emulator,
+    /// Inject nothing and expect zero delay everywhere (the file's delays are ignored).
+    None,
+}
+
+/// Whether the kernel can do netem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum NetemSupport {
+    /// `sch_netem` is there.
+    Available,
+    /// "Specified qdisc kind is unknown": the module is absent.
+    Missing,
+    /// `tc` is not installed.
+    NoTc,
+    /// The probe failed for another reason.
+    Unknown(String),
+}
+
+impl fmt::Display for NetemSupport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetemSupport::Available => f.write_str("available"),
+            NetemSupport::Missing => f.write_str("unavailable (the kernel has no sch_netem)"),
+            NetemSupport::NoTc => f.write_str("unknown (tc is not installed)"),
+            NetemSupport::Unknown(why) => write!(f, "unknown ({why})"),
+        }
+    }
+}
+
+/// Why no backend fits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendRefusal {
+    /// netem was asked for and the kernel lacks it.
+    #[error("the netem backend cannot run here: the kernel has no sch_netem; use `--delay-backend emulator`, or `none` for a zero-delay lab")]
+    NoNetem,
+    /// The lab changes links while it runs, which `none` cannot.
+    #[error("this lab changes links while it runs ({0}); the `none` backend injects nothing and cannot: use netem or the emulator")]
+    CannotChange(String),
+}
+
+/// The backend for `plan` given the user's `choice` and the kernel's `netem`:
+/// `auto` takes none for a lab with nothing to inject, netem where the kernel
+/// has it, else the emulator.
+pub fn settle(
+    choice: BackendChoice,
+    plan: &Plan,
+    netem: &NetemSupport,
+) -> Result<BackendKind, BackendRefusal> {
+    let changes = plan.timeline.events.iter().find(|e| e.change.is_link());
+    let kind = match choice {
+        BackendChoice::None => BackendKind::None,
+        BackendChoice::Auto if plan.is_unimpaired() && changes.is_none() => BackendKind::None,
+        BackendChoice::Auto if *netem == NetemSupport::Available => BackendKind::Netem,
+        BackendChoice::Auto | BackendChoice::Emulator => BackendKind::Emulator,
+        BackendChoice::Netem if *netem == NetemSupport::Available => BackendKind::Netem,
+        BackendChoice::Netem => return Err(BackendRefusal::NoNetem),
+    };
+    match changes {
+        Some(event) if kind == BackendKind::None => {
+            Err(BackendRefusal::CannotChange(event.change.describe()))
+        }
+        _ => Ok(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DELAYED: &str =
+        "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"1ms\"\n[[node]]\nname = \"b\"\n";
+    const FLAT: &str = "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
+
+    #[test]
+    fn auto_takes_none_netem_or_the_emulator() {
+        let (delayed, flat) = (Plan::from_text(DELAYED), Plan::from_text(FLAT));
+        let (yes, no) = (NetemSupport::Available, NetemSupport::Missing);
+        let auto = BackendChoice::Auto;
+        assert_eq!(settle(auto, &flat, &yes), Ok(BackendKind::None));
+        assert_eq!(settle(auto, &delayed, &yes), Ok(BackendKind::Netem));
+        assert_eq!(settle(auto, &delayed, &no), Ok(BackendKind::Emulator));
+        assert_eq!(
+            settle(BackendChoice::Netem, &delayed, &no),
+            Err(BackendRefusal::NoNetem)
+        );
+    }
+
+    #[test]
+    fn a_timeline_that_changes_links_needs_a_backend_that_can() {
+        let cut = Plan::from_text(&format!(
+            "{FLAT}[[event]]\nat = \"1s\"\naction = \"cut\"\nnode = \"a\"\n"
+        ));
+        let no = NetemSupport::Missing;
+        assert_eq!(
+            settle(BackendChoice::Auto, &cut, &no),
+            Ok(BackendKind::Emulator)
+        );
+        assert!(matches!(
+            settle(BackendChoice::None, &cut, &no),
+            Err(BackendRefusal::CannotChange(_))
+        ));
+    }
+}
