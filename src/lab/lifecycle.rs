@@ -20,7 +20,7 @@ use super::build::netns;
 use super::build::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
 use super::build::Built;
 use super::build::{build, emulator_totals, TeardownGuard};
-use super::judge::delays::{grade, Observations};
+use super::judge::delays::{verify as verify_delays, Observations};
 use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
 use super::plan::backend::{self, BackendChoice, BackendKind};
@@ -58,7 +58,7 @@ pub struct UpOutcome {
 }
 
 /// Brings a lab up: namespaces, links, delays, nodes; then (with `verify`) waits
-/// for convergence and grades. On any error or cancellation the lab is torn down.
+/// for convergence and verification. On any error or cancellation the lab is torn down.
 pub async fn up(
     plan: Plan,
     options: &UpOptions,
@@ -157,7 +157,7 @@ fn judge_timeline(built: &Built, played: &[Played]) -> TimelineVerdicts {
     judge::timeline::judge(plan, played, &events, settle, end)
 }
 
-/// Grades a running lab again from everything its nodes have printed so far.
+/// Verification a running lab again from everything its nodes have printed so far.
 pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
     let dir = root
         .open(lab)?
@@ -181,14 +181,14 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         }
         observations.insert(node.name.clone(), seen);
     }
-    let grades = grade(&state.plan, &observations);
+    let verification = verify_delays(&state.plan, &observations);
     let elapsed = state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
     Ok(Report::new(
         &state.plan,
         state.backend.unwrap_or(BackendKind::None),
         state.netem.clone(),
         state.backend_note.clone(),
-        grades,
+        verification,
         elapsed,
     )
     .with_emulator(emulator_totals(&dir)))

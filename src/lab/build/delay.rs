@@ -5,7 +5,6 @@
 //! netem is driven by `tc` through one typed wrapper ([`Tc`]): netlink-packet-route
 //! has no netem option type, and `tc` is the tool every reader knows.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::lab::build::emulator::{EmulatorSpec, LinkSpec, PortSpec};
+use crate::lab::build::emulator::{EmulatorSpec, PortSpec};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::timeline::{PairState, Phase};
@@ -165,12 +164,17 @@ impl DelayBackend for NoDelay {
     }
 }
 
-/// The userspace link emulator (`src/lab/emulator/`), run as the daemon
-/// `sdss lab-emulator SPEC` in the switch namespace: it creates each node's `eth0`
-/// as a TAP device and forwards frames with each ordered pair's impairment.
-/// Started by the lifecycle (it is a process to record), so `apply` has nothing to do.
-#[derive(Debug, Default)]
-pub struct Emulator;
+/// The userspace link emulator (`build/emulator/`), run as the daemon
+/// `sdss lab-emulator SPEC` in the switch namespace: it creates each node's
+/// `eth0` as a TAP device (the links, so the build starts it first, as a
+/// process it records) and forwards frames with each ordered pair's
+/// impairment, which `apply` gives it on its control socket, the same way a
+/// timeline changes them live.
+#[derive(Debug)]
+pub struct Emulator {
+    /// The daemon's control socket.
+    pub control: std::path::PathBuf,
+}
 
 impl DelayBackend for Emulator {
     fn kind(&self) -> BackendKind {
@@ -181,20 +185,14 @@ impl DelayBackend for Emulator {
         true
     }
 
-    fn apply(&self, _plan: &Plan) -> Result<(), DelayError> {
-        Ok(())
+    fn apply(&self, plan: &Plan) -> Result<(), DelayError> {
+        send_matrix(&self.control, &wire_matrix(plan, None))
     }
 }
 
-/// The emulator's spec for a plan: one port per node (its namespace's `eth0`)
-/// and every impaired ordered pair's expected impairment.
+/// The emulator's spec for a plan: one port per node (its namespace's
+/// `eth0`); the impairments come through [`DelayBackend::apply`].
 pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
-    let index: HashMap<&str, usize> = plan
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
     let ports = plan
         .nodes
         .iter()
@@ -203,19 +201,7 @@ pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
             ifname: NODE_IFNAME.to_owned(),
         })
         .collect();
-    let impairments = plan
-        .expected
-        .iter()
-        .filter(|p| !p.impairment.is_none())
-        .filter_map(|p| {
-            Some(LinkSpec {
-                from: *index.get(p.from.as_str())?,
-                to: *index.get(p.to.as_str())?,
-                impairment: p.impairment,
-            })
-        })
-        .collect();
-    EmulatorSpec::new(ports, impairments)
+    EmulatorSpec::new(ports, Vec::new())
 }
 
 /// Kernel netem via `tc`.
@@ -243,10 +229,10 @@ impl DelayBackend for Netem {
 }
 
 /// The impairment of every ordered pair of the plan's nodes (row: sender, in
-/// the plan's order) in `phase`: what the emulator is told. A separated pair
-/// loses every frame; pairs the phase does not list (the grading probe's)
-/// keep the egress model of the nodes' own links.
-pub fn wire_matrix(plan: &Plan, phase: &Phase) -> Vec<Vec<Impairment>> {
+/// the plan's order) in `phase`, or as the lab starts (`None`): what the
+/// emulator is told. A separated pair loses every frame; pairs the phase does
+/// not list (the grading probe's) keep the egress model of the nodes' own links.
+pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
     plan.nodes
         .iter()
         .map(|from| {
@@ -256,7 +242,13 @@ pub fn wire_matrix(plan: &Plan, phase: &Phase) -> Vec<Vec<Impairment>> {
                     if from.name == to.name {
                         return Impairment::default();
                     }
-                    match phase.pair(&from.name, &to.name) {
+                    let state = match phase {
+                        Some(phase) => phase.pair(&from.name, &to.name),
+                        None => plan
+                            .expected(&from.name, &to.name)
+                            .map(|p| PairState::Linked(p.impairment)),
+                    };
+                    match state {
                         Some(PairState::Linked(impairment)) => impairment,
                         Some(PairState::Separated) => CUT,
                         None => in_series(&from.link, &to.link),
@@ -287,24 +279,7 @@ pub fn change_links(
     let started = Instant::now();
     match backend {
         BackendKind::None => {}
-        BackendKind::Emulator => {
-            let matrix = wire_matrix(plan, after);
-            let line = serde_json::to_string(&matrix)
-                .map_err(|e| DelayError::EmulatorChange(e.to_string()))?;
-            let answer = (|| -> std::io::Result<String> {
-                use std::io::{BufRead, BufReader, Write};
-                let mut stream = std::os::unix::net::UnixStream::connect(control)?;
-                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                stream.write_all(format!("{line}\n").as_bytes())?;
-                let mut answer = String::new();
-                BufReader::new(stream).read_line(&mut answer)?;
-                Ok(answer)
-            })()
-            .map_err(|e| DelayError::EmulatorChange(format!("{}: {e}", control.display())))?;
-            if answer.trim() != "ok" {
-                return Err(DelayError::EmulatorChange(answer.trim().to_owned()));
-            }
-        }
+        BackendKind::Emulator => send_matrix(control, &wire_matrix(plan, Some(after)))?,
         BackendKind::Netem => {
             let tc = Tc;
             for command in netem_changes(plan, before, after) {
@@ -315,12 +290,33 @@ pub fn change_links(
     Ok(started.elapsed())
 }
 
+/// Gives the emulator behind `control` a new matrix; returns once it forwards by it.
+fn send_matrix(control: &Path, matrix: &[Vec<Impairment>]) -> Result<(), DelayError> {
+    let line =
+        serde_json::to_string(matrix).map_err(|e| DelayError::EmulatorChange(e.to_string()))?;
+    let answer = (|| -> std::io::Result<String> {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(control)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(format!("{line}\n").as_bytes())?;
+        let mut answer = String::new();
+        BufReader::new(stream).read_line(&mut answer)?;
+        Ok(answer)
+    })()
+    .map_err(|e| DelayError::EmulatorChange(format!("{}: {e}", control.display())))?;
+    if answer.trim() == "ok" {
+        Ok(())
+    } else {
+        Err(DelayError::EmulatorChange(answer.trim().to_owned()))
+    }
+}
+
 /// The tc commands that move a per-pair netem lab from `before` to `after`:
 /// the leaf of every pair whose impairment changed, and the default class of
 /// a node whose broadcasts a cut stops or a heal lets pass again.
 pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcCommand> {
-    let before_matrix = wire_matrix(plan, before);
-    let after_matrix = wire_matrix(plan, after);
+    let before_matrix = wire_matrix(plan, Some(before));
+    let after_matrix = wire_matrix(plan, Some(after));
     let mut commands = Vec::new();
     let dev = NODE_IFNAME;
     for (i, from) in plan.nodes.iter().enumerate() {
@@ -502,22 +498,21 @@ mod tests {
     }
 
     #[test]
-    fn emulator_spec_lists_ports_and_impaired_pairs() {
+    fn the_emulator_gets_its_ports_in_the_spec_and_the_impairments_as_a_matrix() {
         let plan = Plan::from_text(
             "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n",
         );
         let spec = emulator_spec(&plan);
         assert_eq!(spec.ports[1].netns, "sdss-t-b");
         assert_eq!(spec.ports[1].ifname, "eth0");
-        assert_eq!(spec.impairments.len(), 2);
-        assert_eq!((spec.impairments[0].from, spec.impairments[0].to), (0, 1));
-        assert_eq!(
-            spec.impairments[0].impairment.delay,
-            Duration::from_millis(5)
-        );
+        assert!(spec.impairments.is_empty(), "they come through apply");
         // What the lab writes is what the emulator daemon accepts.
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(EmulatorSpec::from_json(&json).unwrap(), spec);
+        let matrix = wire_matrix(&plan, None);
+        assert_eq!(matrix[0][1].delay, Duration::from_millis(5));
+        assert_eq!(matrix[1][0].delay, Duration::from_millis(5));
+        assert_eq!(matrix[0][0], Impairment::default());
     }
 
     #[test]
@@ -606,7 +601,7 @@ mod tests {
             "{cut:#?}"
         );
         // The emulator is told the same: c's row and column drop every frame.
-        let matrix = wire_matrix(&plan, &phases[2]);
+        let matrix = wire_matrix(&plan, Some(&phases[2]));
         assert_eq!(matrix[2][0].loss, 1.0);
         assert_eq!(matrix[0][2].loss, 1.0);
         assert_eq!(matrix[0][1].delay, Duration::from_millis(3));

@@ -150,7 +150,9 @@ pub async fn build(
     let backend: Box<dyn DelayBackend> = match backend {
         BackendKind::None => Box::new(NoDelay),
         BackendKind::Netem => Box::new(Netem::default()),
-        BackendKind::Emulator => Box::new(Emulator),
+        BackendKind::Emulator => Box::new(Emulator {
+            control: dir.emulator_file(CONTROL_SOCKET),
+        }),
     };
     progress.line(&format!(
         "delay backend {}; netem {}",

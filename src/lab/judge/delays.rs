@@ -94,9 +94,9 @@ impl Summary {
     }
 }
 
-/// The grades of every ordered pair.
+/// The verification of every ordered pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Grades {
+pub struct Verification {
     /// One row per ordered pair, in plan order.
     pub pairs: Vec<PairResult>,
     /// Counts.
@@ -105,7 +105,7 @@ pub struct Grades {
     pub samples_wanted: usize,
 }
 
-impl Grades {
+impl Verification {
     /// Whether every gradable pair has enough samples: waiting longer changes
     /// nothing but the figures.
     pub fn converged(&self) -> bool {
@@ -124,8 +124,8 @@ struct PeerView {
     last_removal: Option<(RemovalCause, String)>,
 }
 
-/// Grades every ordered pair of the plan from the nodes' observations (keyed by node name).
-pub fn grade(plan: &Plan, observations: &HashMap<String, Observations>) -> Grades {
+/// Verifies every ordered pair of the plan against the nodes' observations (keyed by node name).
+pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Verification {
     let by_ip: HashMap<IpAddr, &str> = plan
         .nodes
         .iter()
@@ -259,7 +259,7 @@ pub fn grade(plan: &Plan, observations: &HashMap<String, Observations>) -> Grade
             .filter(|p| p.verdict == Verdict::Skipped)
             .count(),
     };
-    Grades {
+    Verification {
         pairs,
         summary,
         samples_wanted: verify.samples as usize,
@@ -354,14 +354,14 @@ mod tests {
                 neighbor("aaaaaaaa", "10.0.0.1", 25.0),
             ]),
         );
-        let grades = grade(&plan, &obs);
-        let ba = &grades.pairs[1];
+        let verification = verify(&plan, &obs);
+        let ba = &verification.pairs[1];
         assert_eq!((ba.from.as_str(), ba.to.as_str()), ("b", "a"));
         assert_eq!(ba.verdict, Verdict::Pass, "{ba:?}");
         assert_eq!(ba.measured_ms, Some(15.1));
         assert_eq!(ba.samples, 3);
         assert_eq!(ba.total_samples, 4);
-        let ab = &grades.pairs[0];
+        let ab = &verification.pairs[0];
         assert_eq!(ab.verdict, Verdict::Fail);
         assert_eq!(ab.error_ms, Some(10.0));
         assert!(
@@ -372,7 +372,7 @@ mod tests {
             "{ab:?}"
         );
         assert_eq!(
-            grades.summary,
+            verification.summary,
             Summary {
                 pairs: 2,
                 passed: 1,
@@ -380,8 +380,8 @@ mod tests {
                 skipped: 0
             }
         );
-        assert!(!grades.summary.ok());
-        assert!(grades.converged());
+        assert!(!verification.summary.ok());
+        assert!(verification.converged());
     }
 
     #[test]
@@ -398,27 +398,27 @@ mod tests {
                 "not json".to_owned(),
             ]),
         );
-        let grades = grade(&plan, &obs);
-        assert_eq!(grades.summary.failed, 2);
+        let verification = verify(&plan, &obs);
+        assert_eq!(verification.summary.failed, 2);
         assert!(
-            grades.pairs[0]
+            verification.pairs[0]
                 .reason
                 .as_deref()
                 .unwrap()
                 .contains("refused"),
             "{:?}",
-            grades.pairs[0]
+            verification.pairs[0]
         );
         assert!(
-            grades.pairs[1]
+            verification.pairs[1]
                 .reason
                 .as_deref()
                 .unwrap()
                 .starts_with("not discovered"),
             "{:?}",
-            grades.pairs[1]
+            verification.pairs[1]
         );
-        assert!(!grades.converged());
+        assert!(!verification.converged());
         assert_eq!(obs["b"].unreadable_lines, 1);
     }
 
@@ -441,13 +441,13 @@ mod tests {
                 neighbor("aaaaaaaa", "10.0.0.1", 15.0),
             ]),
         );
-        let grades = grade(&plan, &obs);
-        assert!(grades.pairs[1]
+        let verification = verify(&plan, &obs);
+        assert!(verification.pairs[1]
             .reason
             .as_deref()
             .unwrap()
             .contains("never started (exit status 2)"));
-        let ab = &grades.pairs[0];
+        let ab = &verification.pairs[0];
         assert_eq!(ab.verdict, Verdict::Fail);
         assert_eq!(ab.measured_ms, Some(15.0));
         assert!(
@@ -475,9 +475,9 @@ mod tests {
         );
         let mut plan = plan;
         plan.verify.samples = 1;
-        let grades = grade(&plan, &obs);
-        assert_eq!(grades.pairs[0].verdict, Verdict::Skipped);
-        assert_eq!(grades.pairs[1].verdict, Verdict::Pass);
-        assert!(grades.summary.ok());
+        let verification = verify(&plan, &obs);
+        assert_eq!(verification.pairs[0].verdict, Verdict::Skipped);
+        assert_eq!(verification.pairs[1].verdict, Verdict::Pass);
+        assert!(verification.summary.ok());
     }
 }

@@ -133,6 +133,30 @@ pub struct GradeSettings {
 }
 
 impl GradeSettings {
+    /// The grading scenario as timeline events: a silent peer, a joiner, a
+    /// malformed burst (played by the probe), and the killed node.
+    pub fn timeline(&self) -> Vec<timeline::Event> {
+        use timeline::{Change, Event, ProbeStep};
+        let step = |name: &str, at: Duration, step: ProbeStep| Event {
+            name: Some(name.to_owned()),
+            at,
+            change: Change::Probe { step },
+        };
+        let mut events = vec![
+            step("silent peer", self.silent_at, ProbeStep::SilentPeer),
+            step("joiner", self.joined_at, ProbeStep::Joiner),
+            step("malformed burst", self.burst_at, ProbeStep::MalformedBurst),
+        ];
+        if let Some(node) = &self.kill {
+            events.push(Event {
+                name: Some("killed node".to_owned()),
+                at: self.kill_at,
+                change: Change::Kill { node: node.clone() },
+            });
+        }
+        events
+    }
+
     /// Default length of a grading run: long enough for two refreshes per peer.
     pub const DEFAULT_DURATION: Duration = Duration::from_secs(24);
 
@@ -407,6 +431,10 @@ impl Plan {
                 .map(|((from, to), i)| (((*from).to_owned(), (*to).to_owned()), *i))
                 .collect(),
             &measured_names,
+            grading
+                .as_ref()
+                .map(GradeSettings::timeline)
+                .unwrap_or_default(),
         );
         let mut expected = Vec::new();
         let measured = || nodes.iter().filter(|n| n.program != Program::Probe);
@@ -526,6 +554,7 @@ impl Plan {
         }
         told.per_pair = other.per_pair;
         told.expected.clone_from(&other.expected);
+        told.timeline.clone_from(&other.timeline);
         Ok(told)
     }
 

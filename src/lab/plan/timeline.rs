@@ -69,9 +69,31 @@ pub enum Change {
         /// The node.
         node: String,
     },
+    /// A step the grading probe plays around graded nodes.
+    Probe {
+        /// Which.
+        step: ProbeStep,
+    },
+}
+
+/// What the grading probe does on the grading timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeStep {
+    /// A peer appears whose server accepts and never answers.
+    SilentPeer,
+    /// A new, well-behaved peer joins.
+    Joiner,
+    /// A burst of malformed datagrams.
+    MalformedBurst,
 }
 
 impl Change {
+    /// Whether it changes what pairs are expected to measure (links or processes).
+    pub fn changes_expectations(&self) -> bool {
+        !matches!(self, Change::Probe { .. })
+    }
+
     /// Whether it changes what the links do (rather than which processes run).
     pub fn is_link(&self) -> bool {
         matches!(
@@ -112,6 +134,11 @@ impl Change {
             Change::Stop { node } => format!("stop {node}"),
             Change::Start { node } => format!("start {node}"),
             Change::Restart { node } => format!("restart {node}"),
+            Change::Probe { step } => match step {
+                ProbeStep::SilentPeer => "a peer that never answers appears".to_owned(),
+                ProbeStep::Joiner => "a new peer joins".to_owned(),
+                ProbeStep::MalformedBurst => "a burst of malformed datagrams".to_owned(),
+            },
         }
     }
 }
@@ -355,6 +382,7 @@ impl LinkModel {
             Change::Start { node } | Change::Restart { node } => {
                 self.running.insert(node.clone());
             }
+            Change::Probe { .. } => {}
         }
     }
 
@@ -382,15 +410,18 @@ pub struct Timeline {
 impl Timeline {
     /// The timeline of `topology`, whose nodes start with `links` (their own
     /// link each) and `overrides` (the `[[pair]]` sections), all of `measured` running.
+    /// `builtin` events (the grading scenario's) join the file's.
     pub fn new(
         topology: &Topology,
         links: HashMap<String, Impairment>,
         overrides: HashMap<(String, String), Impairment>,
         measured: &[String],
+        builtin: Vec<Event>,
     ) -> Timeline {
-        let mut order: Vec<usize> = (0..topology.events.len()).collect();
-        order.sort_by_key(|i| topology.events[*i].at.0);
-        let events: Vec<Event> = order.iter().map(|i| event(&topology.events[*i])).collect();
+        let mut events: Vec<Event> = topology.events.iter().map(event).collect();
+        events.extend(builtin);
+        // Stable: events at the same time keep the file's order.
+        events.sort_by_key(|e| e.at);
         let index_of = |name: &str| events.iter().position(|e| e.name.as_deref() == Some(name));
         let expects = topology
             .expects

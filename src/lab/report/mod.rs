@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::lab::build::emulator::{PortCounters, LATE};
-use crate::lab::judge::delays::{Grades, PairResult, Summary, Verdict};
+use crate::lab::judge::delays::{PairResult, Summary, Verdict, Verification};
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
 use crate::lab::plan::backend::{BackendChoice, BackendKind, NetemSupport};
@@ -89,13 +89,13 @@ fn emulator_lines(counters: &PortCounters, pairs_failed: bool) -> Vec<String> {
 }
 
 impl Report {
-    /// Builds a report from grades.
+    /// Builds a report from verification.
     pub fn new(
         plan: &Plan,
         backend: BackendKind,
         netem: Option<NetemSupport>,
         backend_note: Option<String>,
-        grades: Grades,
+        verification: Verification,
         elapsed_s: f64,
     ) -> Report {
         Report {
@@ -108,9 +108,9 @@ impl Report {
             samples: plan.verify.samples,
             warmup: plan.verify.warmup,
             elapsed_s: (elapsed_s * 10.0).round() / 10.0,
-            converged: grades.converged(),
-            pairs: grades.pairs,
-            summary: grades.summary,
+            converged: verification.converged(),
+            pairs: verification.pairs,
+            summary: verification.summary,
             grading: Vec::new(),
             emulator: None,
             timeline: None,

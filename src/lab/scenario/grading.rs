@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::probe::{self, FakePeer, ProbeLog, ProbeSpec};
 use crate::lab::judge::observe::{Datagram, Observed, Observer, Timeline};
+use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::plan::{Plan, Program};
 use crate::node::event::{NodeEvent, StampedEvent};
 
@@ -35,6 +36,7 @@ pub fn set_port_range(ns: &File, name: &str, (low, high): (u16, u16)) -> io::Res
 pub struct RunningProbe {
     thread: JoinHandle<io::Result<ProbeLog>>,
     cancel: CancellationToken,
+    steps: tokio::sync::mpsc::UnboundedSender<ProbeStep>,
 }
 
 impl RunningProbe {
@@ -44,6 +46,7 @@ impl RunningProbe {
         let ns = ns.try_clone()?;
         let cancel = CancellationToken::new();
         let token = cancel.clone();
+        let (steps, receiver) = tokio::sync::mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("grading-probe".to_owned())
             .spawn(move || {
@@ -51,9 +54,20 @@ impl RunningProbe {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                Ok(runtime.block_on(probe::run(spec, start, token)))
+                Ok(runtime.block_on(probe::run(spec, start, receiver, token)))
             })?;
-        Ok(RunningProbe { thread, cancel })
+        Ok(RunningProbe {
+            thread,
+            cancel,
+            steps,
+        })
+    }
+
+    /// Plays a step of the grading timeline now.
+    pub fn step(&self, step: ProbeStep) -> io::Result<()> {
+        self.steps
+            .send(step)
+            .map_err(|_| io::Error::other("the grading probe has stopped"))
     }
 
     /// Stops it now (on cancellation of the lab).

@@ -17,7 +17,7 @@ use crate::node::clock::wall_now;
 use super::build::delay::change_links;
 use super::build::state::ProcessRecord;
 use super::build::{emulator_totals, launch, netns, Built, CONTROL_SOCKET};
-use super::judge::delays::{grade, Grades, Observations};
+use super::judge::delays::{verify, Observations, Verification};
 use super::judge::timeline::{describe_event, Played};
 use super::plan::backend::BackendKind;
 use super::plan::timeline::Change;
@@ -62,9 +62,6 @@ pub fn start_probe(built: &Built, ns: &File) -> Result<RunningProbe, LabError> {
         own,
         targets,
         duration: grading.duration,
-        silent_at: grading.silent_at,
-        joined_at: grading.joined_at,
-        burst_at: grading.burst_at,
         risky_from: grading.risky_from,
     };
     let start = state.nodes_started_at.unwrap_or_else(wall_now);
@@ -154,31 +151,23 @@ pub async fn watch(
     if !timeline.events.is_empty() || !timeline.expects.is_empty() {
         deadline = deadline.max(timeline_end + Duration::from_secs(5));
     }
-    let mut kill = None;
     if let Some(g) = grading {
         // A graded lab is watched for exactly its grading run: the delay
         // report is cut there, pairs short of samples say so.
         deadline = built.launched_at + g.duration;
-        kill = g
-            .kill
-            .clone()
-            .map(|name| (name, built.launched_at + g.kill_at));
     }
     loop {
-        if let Some((name, at)) = kill.take() {
-            if Instant::now() >= at {
-                kill_node(built, &name);
-                lab.killed = Some((name, wall_now()));
-            } else {
-                kill = Some((name, at));
-            }
-        }
         while let Some(event) = timeline.events.get(played.len()) {
             if built.launched_at.elapsed() < event.at {
                 break;
             }
-            if before_events.is_none() {
+            if before_events.is_none() && event.change.changes_expectations() {
                 before_events = Some(observations.clone());
+            }
+            if let (Some(g), Change::Kill { node }) = (grading, &event.change) {
+                if g.kill.as_ref() == Some(node) {
+                    lab.killed = Some((node.clone(), wall_now()));
+                }
             }
             let index = played.len();
             progress.line(&format!(
@@ -186,7 +175,7 @@ pub async fn watch(
                 crate::units::format_duration(event.at),
                 describe_event(&plan, index)
             ));
-            played.push(play(built, &plan, index).await);
+            played.push(play(built, &plan, index, probe).await);
         }
         for (name, tail) in &mut tails {
             let seen = observations.entry(name.clone()).or_default();
@@ -197,12 +186,12 @@ pub async fn watch(
                 }
             }
         }
-        let grades = grade(&plan, before_events.as_ref().unwrap_or(&observations));
-        progress.set(count_complete(&grades) as u64);
+        let verification = verify(&plan, before_events.as_ref().unwrap_or(&observations));
+        progress.set(count_complete(&verification) as u64);
         let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration)
             && played.len() == timeline.events.len()
             && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
-        if (grades.converged() && watched) || Instant::now() >= deadline {
+        if (verification.converged() && watched) || Instant::now() >= deadline {
             if grading.is_some() {
                 lab.ended_at = wall_now();
                 for node in plan.nodes.iter().filter(|n| n.grade) {
@@ -234,7 +223,7 @@ pub async fn watch(
                 state.backend.unwrap_or(BackendKind::None),
                 state.netem.clone(),
                 state.backend_note.clone(),
-                grades,
+                verification,
                 built.launched_at.elapsed().as_secs_f64(),
             )
             .with_emulator(emulator_totals(&built.dir));
@@ -248,7 +237,12 @@ pub async fn watch(
 }
 
 /// Plays event `index` of the plan's timeline on the running lab.
-async fn play(built: &mut Built, plan: &Plan, index: usize) -> Played {
+async fn play(
+    built: &mut Built,
+    plan: &Plan,
+    index: usize,
+    probe: Option<&RunningProbe>,
+) -> Played {
     let event = &plan.timeline.events[index];
     let at_s = built.launched_at.elapsed().as_secs_f64();
     let mut played = Played {
@@ -283,6 +277,12 @@ async fn play(built: &mut Built, plan: &Plan, index: usize) -> Played {
             signal_node(built, node, false);
             start_node(built, plan, node)
         }
+        Change::Probe { step } => match probe {
+            Some(probe) => probe
+                .step(*step)
+                .map_err(|e| LabError::Probe(e.to_string())),
+            None => Err(LabError::Probe("no grading probe runs".to_owned())),
+        },
         _ => Ok(()),
     };
     if let Err(error) = result {
@@ -357,10 +357,10 @@ fn kill_node(built: &mut Built, name: &str) {
     }
 }
 
-fn count_complete(grades: &Grades) -> usize {
-    grades
+fn count_complete(verification: &Verification) -> usize {
+    verification
         .pairs
         .iter()
-        .filter(|p| p.samples >= grades.samples_wanted)
+        .filter(|p| p.samples >= verification.samples_wanted)
         .count()
 }

@@ -18,7 +18,10 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::lab::plan::timeline::ProbeStep;
 
 use crate::lab::judge::observe::{
     Destination, Probe, ProbeKind, ProcessSample, LISTEN_BEFORE_SPEAKING,
@@ -60,12 +63,6 @@ pub struct ProbeSpec {
     pub targets: Vec<Target>,
     /// How long to run.
     pub duration: Duration,
-    /// When the silent peer starts announcing.
-    pub silent_at: Duration,
-    /// When the joining peer starts announcing.
-    pub joined_at: Duration,
-    /// When the malformed burst is sent.
-    pub burst_at: Duration,
     /// From when the probes that may kill a fragile server are made: after
     /// every step of the scenario, so that none is judged on a server the lab
     /// itself broke.
@@ -135,7 +132,12 @@ fn lock(log: &Shared) -> MutexGuard<'_, ProbeLog> {
 
 /// Runs the probe until `spec.duration` has passed since `start` (Unix
 /// seconds) or `cancel` fires. Must run inside the probe's namespace.
-pub async fn run(spec: ProbeSpec, start: f64, cancel: CancellationToken) -> ProbeLog {
+pub async fn run(
+    spec: ProbeSpec,
+    start: f64,
+    mut steps: mpsc::UnboundedReceiver<ProbeStep>,
+    cancel: CancellationToken,
+) -> ProbeLog {
     let log: Shared = Arc::default();
     let end = start + spec.duration.as_secs_f64();
     let stop = cancel.child_token();
@@ -167,29 +169,26 @@ pub async fn run(spec: ProbeSpec, start: f64, cancel: CancellationToken) -> Prob
         log.clone(),
         stop.clone(),
     ));
-    tasks.spawn(fake_peer(
-        FakePeer::Silent,
-        spec.clone(),
-        start + spec.silent_at.as_secs_f64(),
-        log.clone(),
-        stop.clone(),
-    ));
-    tasks.spawn(fake_peer(
-        FakePeer::Joiner,
-        spec.clone(),
-        start + spec.joined_at.as_secs_f64(),
-        log.clone(),
-        stop.clone(),
-    ));
-    tasks.spawn(burst(
-        spec.clone(),
-        start + spec.burst_at.as_secs_f64(),
-        log.clone(),
-        stop.clone(),
-    ));
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = tokio::time::sleep(until(end)) => {}
+    // The grading timeline's steps come from the lab's scenario, when due.
+    let deadline = tokio::time::sleep(until(end));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = &mut deadline => break,
+            step = steps.recv() => match step {
+                Some(ProbeStep::SilentPeer) => {
+                    tasks.spawn(fake_peer(FakePeer::Silent, spec.clone(), log.clone(), stop.clone()));
+                }
+                Some(ProbeStep::Joiner) => {
+                    tasks.spawn(fake_peer(FakePeer::Joiner, spec.clone(), log.clone(), stop.clone()));
+                }
+                Some(ProbeStep::MalformedBurst) => {
+                    tasks.spawn(burst(spec.clone(), log.clone()));
+                }
+                None => (&mut deadline).await,
+            },
+        }
     }
     stop.cancel();
     while tasks.join_next().await.is_some() {}
@@ -393,10 +392,7 @@ async fn connect_once(address: SocketAddrV4, kind: ProbeKind) -> Probe {
 
 /// One of the probe's own peers: from `at`, announces itself every second and
 /// serves (the joiner) or holds (the silent peer) every connection.
-async fn fake_peer(kind: FakePeer, spec: ProbeSpec, at: f64, log: Shared, stop: CancellationToken) {
-    if !sleep_until(at, &stop).await {
-        return;
-    }
+async fn fake_peer(kind: FakePeer, spec: ProbeSpec, log: Shared, stop: CancellationToken) {
     let setup = async {
         let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
         let port = listener.local_addr()?.port();
@@ -480,10 +476,7 @@ pub fn malformed_datagrams() -> Vec<Vec<u8>> {
     list
 }
 
-async fn burst(spec: ProbeSpec, at: f64, log: Shared, stop: CancellationToken) {
-    if !sleep_until(at, &stop).await {
-        return;
-    }
+async fn burst(spec: ProbeSpec, log: Shared) {
     let sender = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).and_then(|s| {
         s.set_broadcast(true)?;
         s.set_nonblocking(true)?;
