@@ -4,49 +4,15 @@
 
 mod lab_support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use lab_support::*;
 use sdss::lab::judge::delays::Verdict;
-use sdss::lab::report::Report;
 
 /// One emulated lab at a time: each emulator spins a core near every frame's due
 /// time, and two of them beside a dozen nodes on a 2-core machine would grade the
 /// machine's load rather than the emulator.
 static ONE_EMULATED_LAB: Mutex<()> = Mutex::new(());
-
-/// A shipped lab file under a name unique to this run.
-fn shipped(scratch: &Scratch, file: &str, lab: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("labs")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let name_line = text
-        .lines()
-        .find(|l| l.starts_with("name = "))
-        .unwrap_or_else(|| panic!("{} has no name line", path.display()));
-    scratch.lab(
-        file,
-        &text.replacen(name_line, &format!("name = \"{lab}\""), 1),
-    )
-}
-
-fn run_on_emulator(file: &Path, extra: &[&str]) -> (std::process::Output, Report) {
-    let mut args = vec![
-        "lab",
-        "run",
-        "--json",
-        "--delay-backend",
-        "emulator",
-        file.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let output = run(&args);
-    let report: Report =
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
-    (output, report)
-}
 
 fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
     let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());

@@ -4,52 +4,20 @@
 
 mod lab_support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use lab_support::*;
-use sdss::lab::report::Report;
 
 /// One emulated lab at a time, as in `lab_emulator.rs`: on two cores, two labs
 /// would grade the machine's load rather than the timeline.
 static ONE_EMULATED_LAB: Mutex<()> = Mutex::new(());
-
-/// A shipped lab file under a name unique to this run.
-fn shipped(scratch: &Scratch, file: &str, lab: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("labs")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let name_line = text
-        .lines()
-        .find(|l| l.starts_with("name = "))
-        .unwrap_or_else(|| panic!("{} has no name line", path.display()));
-    scratch.lab(
-        file,
-        &text.replacen(name_line, &format!("name = \"{lab}\""), 1),
-    )
-}
-
-fn run_on_emulator(file: &Path) -> (std::process::Output, Report) {
-    let output = run(&[
-        "lab",
-        "run",
-        "--json",
-        "--delay-backend",
-        "emulator",
-        file.to_str().unwrap(),
-    ]);
-    let report: Report =
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
-    (output, report)
-}
 
 /// Runs a shipped lab and checks that its timeline played and held.
 fn every_expectation_holds(file: &str, stem: &str, link_changes: usize) {
     let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = Scratch::new(stem);
     let lab = unique(stem);
-    let (output, report) = run_on_emulator(&shipped(&scratch, file, &lab));
+    let (output, report) = run_on_emulator(&shipped(&scratch, file, &lab), &[]);
     let rendered = report.render();
     assert_eq!(output.status.code(), Some(0), "{rendered}");
     let timeline = report.timeline.as_ref().expect("a timeline in the report");
@@ -148,7 +116,7 @@ within = "3s"
 "#
         ),
     );
-    let (output, report) = run_on_emulator(&file);
+    let (output, report) = run_on_emulator(&file, &[]);
     let rendered = report.render();
     assert_eq!(output.status.code(), Some(1), "{rendered}");
     assert_eq!(report.summary.failed, 0, "the delays before the crash pass");

@@ -16,10 +16,9 @@ use crate::node::clock::wall_now;
 
 use super::build::delay::Tc;
 use super::build::launch::{self, LaunchError};
-use super::build::netns;
 use super::build::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
 use super::build::Built;
-use super::build::{build, emulator_totals, TeardownGuard};
+use super::build::{build, emulator_totals, node_netns, TeardownGuard};
 use super::judge::delays::{verify as verify_delays, Observations};
 use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
@@ -297,13 +296,7 @@ pub fn exec(
     let (dir, index) = open_node(root, lab, node)?;
     let plan = &dir.state.plan;
     let node = &plan.nodes[index];
-    let id = dir
-        .state
-        .namespaces
-        .iter()
-        .find(|n| n.name == node.netns)
-        .map(|n| n.id);
-    let file = netns::open(&node.netns, id)?;
+    let file = node_netns(&dir, &node.netns)?;
     let mut command = launch::command_in(&file, argv, &node.env(plan, sdss), false)?;
     let status = command.status().map_err(|source| LaunchError::Spawn {
         program: argv.first().cloned().unwrap_or_default(),

@@ -137,3 +137,36 @@ pub fn assert_clean(lab: &str, marker: Option<&str>) {
         panic!("processes left behind: {:?}", processes_with(marker));
     }
 }
+
+/// A shipped lab file (`labs/FILE`) under a name unique to this run.
+pub fn shipped(scratch: &Scratch, file: &str, lab: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("labs")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let name_line = text
+        .lines()
+        .find(|l| l.starts_with("name = "))
+        .unwrap_or_else(|| panic!("{} has no name line", path.display()));
+    scratch.lab(
+        file,
+        &text.replacen(name_line, &format!("name = \"{lab}\""), 1),
+    )
+}
+
+/// `sdss lab run --json --delay-backend emulator FILE EXTRA...` and its report.
+pub fn run_on_emulator(file: &Path, extra: &[&str]) -> (Output, sdss::lab::report::Report) {
+    let mut args = vec![
+        "lab",
+        "run",
+        "--json",
+        "--delay-backend",
+        "emulator",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = run(&args);
+    let report =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    (output, report)
+}

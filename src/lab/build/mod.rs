@@ -366,6 +366,18 @@ async fn start_emulator(
     }
 }
 
+/// Opens the namespace of a node of the lab in `dir`, checked against the
+/// identity recorded when it was made.
+pub fn node_netns(dir: &LabDir, netns: &str) -> Result<File, NetnsError> {
+    let id = dir
+        .state
+        .namespaces
+        .iter()
+        .find(|n| n.name == netns)
+        .map(|n| n.id);
+    netns::open(netns, id)
+}
+
 /// The emulator's counters as it last wrote them, when it carries the lab.
 pub fn emulator_totals(dir: &LabDir) -> Option<PortCounters> {
     if dir.state.backend != Some(BackendKind::Emulator) {

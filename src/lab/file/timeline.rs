@@ -61,7 +61,8 @@ impl Action {
 }
 
 /// What an `[[expect]]` asks to become true.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Expectation {
     /// A pair's measured delay settles within tolerance of the value in force.
     Delay,

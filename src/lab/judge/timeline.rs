@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::plan::timeline::{Expect, ExpectKind, PairState, Phase};
+use crate::lab::file::Expectation;
+use crate::lab::plan::timeline::{Expect, PairState, Phase};
 use crate::lab::plan::Plan;
 use crate::node::event::NodeEvent;
 
@@ -170,12 +171,12 @@ impl Judge<'_> {
             .unwrap_or_default();
         let node = x.node.as_ref().map(|n| format!(" {n}")).unwrap_or_default();
         let what = match x.what {
-            ExpectKind::Delay => format!("delay{pair} settles"),
-            ExpectKind::Removed => format!("every node removes{node}"),
-            ExpectKind::Discovered => format!("every node discovers{node}"),
-            ExpectKind::Separated => "the sides forget each other".to_owned(),
-            ExpectKind::Rejoined => "the sides measure each other again".to_owned(),
-            ExpectKind::Measured => format!(
+            Expectation::Delay => format!("delay{pair} settles"),
+            Expectation::Removed => format!("every node removes{node}"),
+            Expectation::Discovered => format!("every node discovers{node}"),
+            Expectation::Separated => "the sides forget each other".to_owned(),
+            Expectation::Rejoined => "the sides measure each other again".to_owned(),
+            Expectation::Measured => format!(
                 "{} measured with no gap over {}",
                 pair.trim_start(),
                 x.gap.map(crate::units::format_duration).unwrap_or_default()
@@ -253,7 +254,7 @@ impl Judge<'_> {
         };
         let running = |name: &str| phase.running.contains(name);
         match x.what {
-            ExpectKind::Delay => {
+            Expectation::Delay => {
                 let pairs: Vec<(String, String)> = match &x.pair {
                     Some(pair) => vec![pair.clone()],
                     None => phase
@@ -284,9 +285,9 @@ impl Judge<'_> {
                     );
                 }
             }
-            ExpectKind::Removed | ExpectKind::Discovered => {
+            Expectation::Removed | Expectation::Discovered => {
                 let node = x.node.clone().unwrap_or_default();
-                let removed = x.what == ExpectKind::Removed;
+                let removed = x.what == Expectation::Removed;
                 for observer in self.observers().filter(|o| *o != node && running(o)) {
                     let when = self.first(observer, &node, t, |e| {
                         if removed {
@@ -298,9 +299,9 @@ impl Judge<'_> {
                     check(observer.to_owned(), when);
                 }
             }
-            ExpectKind::Separated | ExpectKind::Rejoined => {
+            Expectation::Separated | Expectation::Rejoined => {
                 let sides = self.sides(x, before, phase);
-                let separated = x.what == ExpectKind::Separated;
+                let separated = x.what == Expectation::Separated;
                 for (observer, others) in sides {
                     let when = others
                         .iter()
@@ -317,7 +318,7 @@ impl Judge<'_> {
                     check(format!("{observer} ({} across)", others.len()), when);
                 }
             }
-            ExpectKind::Measured => {
+            Expectation::Measured => {
                 let (from, to) = x.pair.clone().unwrap_or_default();
                 let until = x
                     .until
@@ -367,7 +368,7 @@ impl Judge<'_> {
     /// Each observer of a partition and the nodes across from it: from the
     /// pairs the partition separates (`separated`), or the heal joins.
     fn sides(&self, x: &Expect, before: &Phase, after: &Phase) -> Vec<(String, Vec<String>)> {
-        let (cut, joined) = if x.what == ExpectKind::Separated {
+        let (cut, joined) = if x.what == Expectation::Separated {
             (after, before)
         } else {
             (before, after)

@@ -198,7 +198,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Expect {
     /// What must become true.
-    pub what: ExpectKind,
+    pub what: Expectation,
     /// The event it follows (index into [`Timeline::events`]); the start when `None`.
     pub after: Option<usize>,
     /// How long it may take.
@@ -214,37 +214,6 @@ pub struct Expect {
     /// `measured`: until when after the start.
     #[serde(default, with = "crate::units::serde_duration_option")]
     pub until: Option<Duration>,
-}
-
-/// [`Expectation`], serializable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExpectKind {
-    /// See [`Expectation::Delay`].
-    Delay,
-    /// See [`Expectation::Removed`].
-    Removed,
-    /// See [`Expectation::Discovered`].
-    Discovered,
-    /// See [`Expectation::Separated`].
-    Separated,
-    /// See [`Expectation::Rejoined`].
-    Rejoined,
-    /// See [`Expectation::Measured`].
-    Measured,
-}
-
-impl From<Expectation> for ExpectKind {
-    fn from(what: Expectation) -> Self {
-        match what {
-            Expectation::Delay => ExpectKind::Delay,
-            Expectation::Removed => ExpectKind::Removed,
-            Expectation::Discovered => ExpectKind::Discovered,
-            Expectation::Separated => ExpectKind::Separated,
-            Expectation::Rejoined => ExpectKind::Rejoined,
-            Expectation::Measured => ExpectKind::Measured,
-        }
-    }
 }
 
 /// What the links do to one ordered pair in a phase.
@@ -433,7 +402,7 @@ impl Timeline {
                     _ => None,
                 };
                 Some(Expect {
-                    what: what.into(),
+                    what,
                     after: x.after.as_ref().and_then(|a| index_of(a.get_ref())),
                     within: x.within.map(|d| d.0),
                     node: x.node.as_ref().map(|n| n.get_ref().clone()),

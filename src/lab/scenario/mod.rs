@@ -16,7 +16,7 @@ use crate::node::clock::wall_now;
 
 use super::build::delay::change_links;
 use super::build::state::ProcessRecord;
-use super::build::{emulator_totals, launch, netns, Built, CONTROL_SOCKET};
+use super::build::{emulator_totals, launch, node_netns, Built, CONTROL_SOCKET};
 use super::judge::delays::{verify, Observations, Verification};
 use super::judge::timeline::{describe_event, Played};
 use super::plan::backend::BackendKind;
@@ -308,14 +308,7 @@ fn start_node(built: &mut Built, plan: &Plan, name: &str) -> Result<(), LabError
     let node = plan
         .node(name)
         .ok_or_else(|| LabError::Probe(format!("no node {name}")))?;
-    let id = built
-        .dir
-        .state
-        .namespaces
-        .iter()
-        .find(|n| n.name == node.netns)
-        .map(|n| n.id);
-    let file = netns::open(&node.netns, id)?;
+    let file = node_netns(&built.dir, &node.netns)?;
     let (stdout, stderr) = (built.dir.stdout_log(name), built.dir.stderr_log(name));
     let child = launch::spawn_node(
         &file,
