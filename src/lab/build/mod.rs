@@ -8,6 +8,7 @@
 
 pub mod delay;
 pub mod emulator;
+pub mod kernel;
 pub mod launch;
 pub mod links;
 pub mod netns;
@@ -31,6 +32,7 @@ use super::scenario::grading::set_port_range;
 use super::LabError;
 use delay::{emulator_spec, DelayBackend, DelayError, Emulator, Netem, NoDelay};
 use emulator::{Counters, PortCounters};
+use kernel::{Host, Kernel};
 use launch::Output;
 use links::Netlink;
 use netns::{NetnsError, Presence};
@@ -390,6 +392,15 @@ pub fn emulator_totals(dir: &LabDir) -> Option<PortCounters> {
 /// their links with them) and its state. Idempotent; never touches an object
 /// whose identity differs from the recorded one.
 pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
+    teardown_with(&mut Host, root, lab)
+}
+
+/// [`teardown`] against `kernel`: the host's, or a test's fake.
+pub fn teardown_with(
+    kernel: &mut impl Kernel,
+    root: &StateRoot,
+    lab: &str,
+) -> Result<DownOutcome, LabError> {
     let mut outcome = DownOutcome::default();
     let mut dir = match root.open(lab) {
         Ok(Some(dir)) => dir,
@@ -400,7 +411,7 @@ pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
             return Ok(outcome);
         }
         Err(StateError::NotUp(_)) => {
-            outcome.foreign = lookalikes(lab);
+            outcome.foreign = lookalikes(kernel, lab);
             return Ok(outcome);
         }
         Err(e) => return Err(e.into()),
@@ -411,21 +422,26 @@ pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
     let me = std::process::id() as i32;
 
     // An `up` still building this lab would race us: it is ours, stop it first.
-    if let Some(owner) = state.owner.as_ref().filter(|o| o.pid != me && o.alive()) {
+    if let Some(owner) = state
+        .owner
+        .as_ref()
+        .filter(|o| o.pid != me && kernel.alive(o))
+    {
         let owner = owner.clone();
-        launch::stop(&[owner.pid], Duration::ZERO, |_| owner.alive());
+        kernel.stop(&[owner.pid], Duration::ZERO, &[owner]);
     }
 
     let mut pids: Vec<i32> = state
         .processes
         .iter()
-        .filter(|p| p.alive())
+        .filter(|p| kernel.alive(p))
         .map(|p| p.pid)
         .collect();
     for ns in &state.namespaces {
-        if netns::presence(&ns.name).ok() == Some(Presence::Mounted(ns.id)) {
+        if kernel.presence(&ns.name).ok() == Some(Presence::Mounted(ns.id)) {
             pids.extend(
-                netns::processes_in(ns.id.ino)
+                kernel
+                    .processes_in(ns.id.ino)
                     .into_iter()
                     .filter(|p| *p != me),
             );
@@ -433,28 +449,21 @@ pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
     }
     pids.sort_unstable();
     pids.dedup();
-    let records: HashMap<i32, Option<ProcessRecord>> = pids
-        .iter()
-        .map(|p| (*p, ProcessRecord::of(*p, None)))
-        .collect();
+    // Each as it is now: a PID reused before the stop is not signalled.
+    let records: Vec<ProcessRecord> = pids.iter().filter_map(|p| kernel.process(*p)).collect();
     outcome.stopped = pids.len();
-    launch::stop(&pids, STOP_GRACE, |pid| {
-        records
-            .get(&pid)
-            .and_then(Option::as_ref)
-            .is_some_and(ProcessRecord::alive)
-    });
+    kernel.stop(&pids, STOP_GRACE, &records);
 
     for ns in state.namespaces.iter().rev() {
-        match netns::presence(&ns.name) {
+        match kernel.presence(&ns.name) {
             Ok(Presence::Absent) => {}
             Ok(Presence::Mounted(id)) if id == ns.id => {
-                netns::remove(&ns.name)?;
+                kernel.remove_netns(&ns.name)?;
                 outcome.removed.push(ns.name.clone());
             }
             Ok(Presence::Unmounted { ctime }) if ctime >= ns.recorded_at => {
                 // An `up` killed between creating the name and mounting on it.
-                netns::remove(&ns.name)?;
+                kernel.remove_netns(&ns.name)?;
                 outcome.removed.push(ns.name.clone());
             }
             Ok(_) => outcome.foreign.push(ns.name.clone()),
@@ -468,7 +477,7 @@ pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
             }
         }
     }
-    for name in lookalikes(lab) {
+    for name in lookalikes(kernel, lab) {
         if !outcome.removed.contains(&name) && !outcome.foreign.contains(&name) {
             outcome.foreign.push(name);
         }
@@ -478,17 +487,138 @@ pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
 }
 
 /// Namespaces named like the lab's (`sdss-<lab>` and `sdss-<lab>-*`) that exist now.
-fn lookalikes(lab: &str) -> Vec<String> {
+fn lookalikes(kernel: &impl Kernel, lab: &str) -> Vec<String> {
     let switch = format!("{PREFIX}{lab}");
     let node_prefix = format!("{switch}-");
-    let Ok(entries) = std::fs::read_dir(netns::NETNS_RUN_DIR) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+    let mut names: Vec<String> = kernel
+        .netns_names()
+        .into_iter()
         .filter(|n| *n == switch || n.starts_with(&node_prefix))
         .collect();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::kernel::fake::FakeKernel;
+    use super::*;
+    use crate::lab::build::state::LabState;
+
+    /// A state root of its own, removed when dropped.
+    struct TempRoot(std::path::PathBuf);
+
+    impl TempRoot {
+        fn new() -> TempRoot {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            TempRoot(std::env::temp_dir().join(format!("sdss-teardown-{}-{n}", std::process::id())))
+        }
+
+        fn root(&self) -> StateRoot {
+            StateRoot::at(&self.0)
+        }
+    }
+
+    impl Drop for TempRoot {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const NAMES: [&str; 3] = ["sdss-td", "sdss-td-a", "sdss-td-b"];
+
+    /// A lab `td` as build leaves it: its three namespaces and node a's process
+    /// (PID 4001) recorded, all of them present in `kernel`.
+    fn built(kernel: &mut FakeKernel, root: &StateRoot) {
+        let plan =
+            Plan::from_text("name = \"td\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let mut dir = root.create(LabState::creating(plan)).unwrap();
+        for (i, name) in NAMES.iter().enumerate() {
+            let id = kernel.mount(name, 100 + i as u64);
+            dir.record(|s| {
+                s.namespaces.push(NamespaceRecord {
+                    name: (*name).to_owned(),
+                    id,
+                    recorded_at: 0,
+                })
+            })
+            .unwrap();
+        }
+        let node = kernel.spawn(4001, 77, 101);
+        dir.record(|s| s.processes.push(node)).unwrap();
+    }
+
+    #[test]
+    fn teardown_removes_what_was_recorded_in_reverse_and_leaves_lookalikes() {
+        let (temp, mut kernel) = (TempRoot::new(), FakeKernel::default());
+        let root = temp.root();
+        built(&mut kernel, &root);
+        kernel.mount("sdss-td-zz", 900); // named like the lab's, not made by it
+        kernel.spawn(4002, 5, 102); // a process someone started in b's namespace
+        kernel.spawn(4003, 5, 1); // and one elsewhere
+        let outcome = teardown_with(&mut kernel, &root, "td").unwrap();
+        assert_eq!(kernel.removed, ["sdss-td-b", "sdss-td-a", "sdss-td"]);
+        assert_eq!(outcome.foreign, ["sdss-td-zz"]);
+        assert_eq!(
+            kernel.stopped.iter().copied().collect::<Vec<_>>(),
+            [4001, 4002]
+        );
+        assert!(kernel.processes.contains_key(&4003));
+        assert!(
+            matches!(root.open("td"), Err(StateError::NotUp(_))),
+            "state removed"
+        );
+        // Idempotent: nothing more to do, the lookalike still left alone.
+        let again = teardown_with(&mut kernel, &root, "td").unwrap();
+        assert!(!again.found);
+        assert_eq!(again.foreign, ["sdss-td-zz"]);
+        assert_eq!(kernel.removed.len(), 3);
+    }
+
+    #[test]
+    fn a_name_now_held_by_another_namespace_and_a_reused_pid_are_left_alone() {
+        let (temp, mut kernel) = (TempRoot::new(), FakeKernel::default());
+        let root = temp.root();
+        built(&mut kernel, &root);
+        // Someone removed a's namespace and made another under its name, and
+        // PID 4001 now belongs to another process (another start time).
+        kernel.mount("sdss-td-a", 555);
+        kernel.processes.insert(4001, (99, 1));
+        let outcome = teardown_with(&mut kernel, &root, "td").unwrap();
+        assert_eq!(kernel.removed, ["sdss-td-b", "sdss-td"]);
+        assert_eq!(outcome.foreign, ["sdss-td-a"]);
+        assert!(kernel.stopped.is_empty(), "{:?}", kernel.stopped);
+    }
+
+    #[test]
+    fn a_name_created_but_never_mounted_by_a_killed_up_is_removed_only_if_newer() {
+        let (temp, mut kernel) = (TempRoot::new(), FakeKernel::default());
+        let root = temp.root();
+        built(&mut kernel, &root);
+        kernel.netns.insert(
+            "sdss-td-a".to_owned(),
+            netns::Presence::Unmounted { ctime: 10 },
+        );
+        kernel.netns.insert(
+            "sdss-td-b".to_owned(),
+            netns::Presence::Unmounted { ctime: 0 },
+        );
+        let mut dir = root.open("td").unwrap().unwrap();
+        dir.record(|s| {
+            for ns in &mut s.namespaces {
+                ns.recorded_at = 5;
+            }
+        })
+        .unwrap();
+        let outcome = teardown_with(&mut kernel, &root, "td").unwrap();
+        assert_eq!(kernel.removed, ["sdss-td-a", "sdss-td"]);
+        assert_eq!(
+            outcome.foreign,
+            ["sdss-td-b"],
+            "older than the record: not ours"
+        );
+    }
 }

@@ -7,27 +7,25 @@
 //! `labs/README.md`.
 
 use std::collections::HashMap;
-use std::fmt;
+
 use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 use toml::Spanned;
 
+mod grading;
+mod subnet;
 pub mod timeline;
 
+pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
+use subnet::RESERVED;
+pub use subnet::{Ipv4Net, DEFAULT_SUBNET};
 pub use timeline::{Action, EventSection, ExpectSection, Expectation};
-
-/// The subnet a lab gets when its file names none: part of 198.18.0.0/15, which
-/// RFC 2544 reserves for benchmarking, so it is unlikely to be anyone's network.
-pub const DEFAULT_SUBNET: Ipv4Net = Ipv4Net {
-    addr: Ipv4Addr::new(198, 18, 0, 0),
-    prefix: 24,
-};
 
 /// Longest lab or node name: namespace names stay short and readable.
 pub const MAX_NAME_LEN: usize = 24;
@@ -57,125 +55,6 @@ pub enum TopologyError {
         message: String,
     },
 }
-
-/// An IPv4 network in CIDR form (`198.18.0.0/24`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ipv4Net {
-    /// The network address (host bits zero).
-    pub addr: Ipv4Addr,
-    /// Prefix length, 0..=32.
-    pub prefix: u8,
-}
-
-impl Ipv4Net {
-    /// Netmask as an integer.
-    pub fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        }
-    }
-
-    /// Whether `ip` is inside the network.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr)
-    }
-
-    /// Whether the two networks share any address.
-    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
-        let mask = self.mask() & other.mask();
-        u32::from(self.addr) & mask == u32::from(other.addr) & mask
-    }
-
-    /// The directed broadcast address.
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
-    }
-
-    /// Number of usable host addresses (network and broadcast excluded).
-    pub fn host_count(&self) -> u64 {
-        match self.prefix {
-            32 => 0,
-            31 => 0,
-            p => (1u64 << (32 - u32::from(p))) - 2,
-        }
-    }
-
-    /// The `n`-th host address (1-based), if it exists.
-    pub fn host(&self, n: u64) -> Option<Ipv4Addr> {
-        (n >= 1 && n <= self.host_count()).then(|| Ipv4Addr::from(u32::from(self.addr) + n as u32))
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let expected =
-            || format!("{text:?} is not a subnet: expected an IPv4 network like 198.18.0.0/24");
-        let (addr, prefix) = text.split_once('/').ok_or_else(expected)?;
-        let addr: Ipv4Addr = addr.trim().parse().map_err(|_| expected())?;
-        let prefix: u8 = prefix.trim().parse().map_err(|_| expected())?;
-        if prefix > 32 {
-            return Err(expected());
-        }
-        let net = Ipv4Net { addr, prefix };
-        let network = Ipv4Addr::from(u32::from(addr) & net.mask());
-        if network != addr {
-            return Err(format!(
-                "{text:?} has host bits set: expected the network address, {network}/{prefix}"
-            ));
-        }
-        Ok(net)
-    }
-}
-
-/// Ranges a lab subnet must stay out of: addresses that mean something special
-/// to the kernel or to every host, where a lab would break routing or discovery.
-const RESERVED: [(Ipv4Net, &str); 5] = [
-    (
-        Ipv4Net {
-            addr: Ipv4Addr::new(0, 0, 0, 0),
-            prefix: 8,
-        },
-        "\"this network\" (0.0.0.0/8)",
-    ),
-    (
-        Ipv4Net {
-            addr: Ipv4Addr::new(127, 0, 0, 0),
-            prefix: 8,
-        },
-        "loopback (127.0.0.0/8)",
-    ),
-    (
-        Ipv4Net {
-            addr: Ipv4Addr::new(169, 254, 0, 0),
-            prefix: 16,
-        },
-        "link-local (169.254.0.0/16)",
-    ),
-    (
-        Ipv4Net {
-            addr: Ipv4Addr::new(224, 0, 0, 0),
-            prefix: 4,
-        },
-        "multicast (224.0.0.0/4)",
-    ),
-    (
-        Ipv4Net {
-            addr: Ipv4Addr::new(240, 0, 0, 0),
-            prefix: 4,
-        },
-        "reserved/limited broadcast (240.0.0.0/4)",
-    ),
-];
 
 /// A duration written as text in the file (`"5ms"`), parsed with [`crate::units`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,17 +104,6 @@ pub struct Topology {
     /// What must become true, and by when.
     #[serde(default, rename = "expect")]
     pub expects: Vec<ExpectSection>,
-}
-
-/// `[grade]`: the scenario played around graded nodes (see `labs/README.md`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GradeSection {
-    /// How long graded nodes are watched; the scenario's steps are placed in it.
-    pub duration: Option<DurationValue>,
-    /// The sdss node killed half-way through (default: the last sdss node, when
-    /// there are at least two); `""` kills none.
-    pub kill: Option<Spanned<String>>,
 }
 
 /// `[defaults]`: what every node gets unless it says otherwise.
@@ -301,12 +169,6 @@ pub struct NodeSection {
     #[serde(default)]
     pub grade: bool,
 }
-
-/// Name of the lab's grading probe node, added to labs with graded nodes.
-pub const PROBE_NODE: &str = "grader";
-
-/// Shortest `[grade] duration`: the scenario's steps need room.
-pub const MIN_GRADE_DURATION: Duration = Duration::from_secs(12);
 
 /// One `[[pair]]`: the impairment from one node to another, overriding the link model.
 #[derive(Debug, Clone, Deserialize)]
@@ -410,30 +272,6 @@ impl Topology {
         })?;
         topology.validate(&at)?;
         Ok(topology)
-    }
-
-    /// The built-in lab of `sdss lab grade`: three sdss nodes (one killed
-    /// half-way) beside the program `command`, graded for `duration`, with
-    /// measurements short enough for the run. A lab file like any other,
-    /// so it is checked like one; its path names it in errors.
-    pub fn grading(
-        name: &str,
-        duration: Duration,
-        command: &[String],
-    ) -> Result<(Topology, PathBuf), TopologyError> {
-        let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
-        let argv: Vec<String> = command.iter().map(|a| quote(a)).collect();
-        let text = format!(
-            "name = {}\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n\
-             [grade]\nduration = {}\n\
-             [[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n\
-             [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n",
-            quote(name),
-            quote(&crate::units::format_duration(duration)),
-            argv.join(", ")
-        );
-        let path = PathBuf::from("(the built-in lab of sdss lab grade)");
-        Topology::parse(&path, &text).map(|topology| (topology, path))
     }
 
     /// The subnet, parsed (validated by [`Topology::parse`]).
@@ -623,58 +461,6 @@ impl Topology {
                         ),
                     ));
                 }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Topology {
-    /// Whether some node is graded against the assignment.
-    pub fn grades(&self) -> bool {
-        self.nodes.iter().any(|n| n.grade)
-    }
-
-    fn validate_grade(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
-        if !self.grades() {
-            return Ok(());
-        }
-        if let Some(node) = self.nodes.iter().find(|n| n.name.get_ref() == PROBE_NODE) {
-            return Err(at.error(
-                Some(node.name.span()),
-                format!("the node name {PROBE_NODE:?} is reserved for the grading probe in labs with graded nodes: expected another name"),
-            ));
-        }
-        if self.nodes.len() as u64 + 1 > self.subnet().host_count() {
-            return Err(at.error(
-                Some(self.name.span()),
-                "graded labs need one more host address (for the grading probe): expected a larger subnet",
-            ));
-        }
-        if let Some(duration) = self.grade.duration {
-            if duration.0 < MIN_GRADE_DURATION {
-                return Err(at.error(
-                    None,
-                    format!(
-                        "[grade] duration {} is too short: expected at least {} s",
-                        crate::units::format_duration(duration.0),
-                        MIN_GRADE_DURATION.as_secs()
-                    ),
-                ));
-            }
-        }
-        if let Some(kill) = &self.grade.kill {
-            let name = kill.get_ref();
-            let ok = name.is_empty()
-                || self
-                    .nodes
-                    .iter()
-                    .any(|n| n.name.get_ref() == name && n.command.is_none() && !n.grade);
-            if !ok {
-                return Err(at.error(
-                    Some(kill.span()),
-                    format!("[grade] kill = {name:?}: expected the name of an sdss node that is not graded (or \"\" for none)"),
-                ));
             }
         }
         Ok(())

@@ -8,8 +8,12 @@
 //! `[[pair]]` sets that ordered pair outright.
 
 pub mod backend;
+mod grading;
 pub mod impairment;
+mod node;
 pub mod timeline;
+
+pub use grading::GradeSettings;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -98,87 +102,6 @@ pub struct Plan {
     /// What happens to the lab while it runs, and what must follow.
     #[serde(default)]
     pub timeline: timeline::Timeline,
-}
-
-/// The grading scenario: when each step happens, counted from the nodes' start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GradeSettings {
-    /// How long graded nodes are watched.
-    #[serde(with = "crate::units::serde_duration")]
-    pub duration: Duration,
-    /// When the probe's peer that accepts and never answers starts announcing.
-    #[serde(with = "crate::units::serde_duration")]
-    pub silent_at: Duration,
-    /// When the probe's peer that answers like a correct node starts announcing.
-    #[serde(with = "crate::units::serde_duration")]
-    pub joined_at: Duration,
-    /// When the burst of malformed datagrams is sent.
-    #[serde(with = "crate::units::serde_duration")]
-    pub burst_at: Duration,
-    /// When `kill` is killed.
-    #[serde(with = "crate::units::serde_duration")]
-    pub kill_at: Duration,
-    /// From when the probe tries the clients that kill fragile servers (one
-    /// that closes without a word, one that writes `!d` first): after every
-    /// other step has been judged.
-    #[serde(with = "crate::units::serde_duration")]
-    pub risky_from: Duration,
-    /// The sdss node killed during the run, if any.
-    pub kill: Option<String>,
-    /// The probe node's name.
-    pub probe: String,
-    /// The ephemeral port range set in graded nodes' namespaces: a port chosen
-    /// by the OS for `bind(port 0)` falls inside it, a hard-coded one rarely does.
-    pub port_range: (u16, u16),
-}
-
-impl GradeSettings {
-    /// The grading scenario as timeline events: a silent peer, a joiner, a
-    /// malformed burst (played by the probe), and the killed node.
-    pub fn timeline(&self) -> Vec<timeline::Event> {
-        use timeline::{Change, Event, ProbeStep};
-        let step = |name: &str, at: Duration, step: ProbeStep| Event {
-            name: Some(name.to_owned()),
-            at,
-            change: Change::Probe { step },
-        };
-        let mut events = vec![
-            step("silent peer", self.silent_at, ProbeStep::SilentPeer),
-            step("joiner", self.joined_at, ProbeStep::Joiner),
-            step("malformed burst", self.burst_at, ProbeStep::MalformedBurst),
-        ];
-        if let Some(node) = &self.kill {
-            events.push(Event {
-                name: Some("killed node".to_owned()),
-                at: self.kill_at,
-                change: Change::Kill { node: node.clone() },
-            });
-        }
-        events
-    }
-
-    /// Default length of a grading run: long enough for two refreshes per peer.
-    pub const DEFAULT_DURATION: Duration = Duration::from_secs(24);
-
-    /// The scenario for a lab, its steps spread over `duration`.
-    pub fn new(lab: &str, duration: Duration, kill: Option<String>) -> GradeSettings {
-        // A per-lab range, so that no fixed port is inside every lab's range.
-        let hash = lab
-            .bytes()
-            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-        let low = 33_000 + (hash % 26) as u16 * 1000;
-        GradeSettings {
-            duration,
-            silent_at: duration.mul_f64(0.25),
-            joined_at: duration.mul_f64(0.33),
-            burst_at: duration.mul_f64(0.42),
-            kill_at: duration.mul_f64(0.5),
-            risky_from: duration.mul_f64(0.6),
-            kill,
-            probe: crate::lab::file::PROBE_NODE.to_owned(),
-            port_range: (low, low + 999),
-        }
-    }
 }
 
 /// One node of the plan.
@@ -579,76 +502,6 @@ impl Plan {
         std::iter::once(self.switch_netns.clone())
             .chain(self.nodes.iter().map(|n| n.netns.clone()))
             .collect()
-    }
-}
-
-impl NodePlan {
-    /// The command line that runs in the node's namespace. `sdss` is the path of
-    /// the sdss executable. Placeholders in a custom command: `{lab}`, `{node}`,
-    /// `{netns}`, `{address}`, `{prefix}`, `{subnet}`, `{broadcast}`, `{ifname}`, `{sdss}`.
-    pub fn argv(&self, plan: &Plan, sdss: &Path) -> Vec<String> {
-        match &self.program {
-            Program::Sdss { args } => {
-                let settings = &plan.node_settings;
-                // A graded sdss node runs with the assignment's cadence, which it is graded on.
-                let (interval, refresh_every) = if self.grade {
-                    (
-                        crate::protocol::ANNOUNCE_INTERVAL,
-                        crate::protocol::REFRESH_EVERY,
-                    )
-                } else {
-                    (settings.interval, settings.refresh_every)
-                };
-                let mut argv = vec![
-                    sdss.display().to_string(),
-                    "node".to_owned(),
-                    "--json".to_owned(),
-                    "--interval".to_owned(),
-                    crate::units::format_duration(interval),
-                    "--refresh-every".to_owned(),
-                    refresh_every.to_string(),
-                ];
-                if let Some(timeout) = &settings.exchange_timeout {
-                    argv.push("--exchange-timeout".to_owned());
-                    argv.push(timeout.clone());
-                }
-                argv.extend(settings.args.iter().cloned());
-                argv.extend(args.iter().cloned());
-                argv
-            }
-            Program::Command { argv } => argv.iter().map(|a| self.expand(a, plan, sdss)).collect(),
-            Program::Probe => Vec::new(),
-        }
-    }
-
-    /// Environment variables every node process gets, so a third-party
-    /// implementation can find its namespace and address without placeholders.
-    pub fn env(&self, plan: &Plan, sdss: &Path) -> Vec<(String, String)> {
-        vec![
-            ("SDSS_LAB".to_owned(), plan.lab.clone()),
-            ("SDSS_NODE".to_owned(), self.name.clone()),
-            ("SDSS_NETNS".to_owned(), self.netns.clone()),
-            ("SDSS_ADDRESS".to_owned(), self.address.to_string()),
-            ("SDSS_PREFIX".to_owned(), plan.subnet.prefix.to_string()),
-            (
-                "SDSS_BROADCAST".to_owned(),
-                plan.subnet.broadcast().to_string(),
-            ),
-            ("SDSS_IFNAME".to_owned(), NODE_IFNAME.to_owned()),
-            ("SDSS_EXE".to_owned(), sdss.display().to_string()),
-        ]
-    }
-
-    fn expand(&self, arg: &str, plan: &Plan, sdss: &Path) -> String {
-        arg.replace("{lab}", &plan.lab)
-            .replace("{node}", &self.name)
-            .replace("{netns}", &self.netns)
-            .replace("{address}", &self.address.to_string())
-            .replace("{prefix}", &plan.subnet.prefix.to_string())
-            .replace("{subnet}", &plan.subnet.to_string())
-            .replace("{broadcast}", &plan.subnet.broadcast().to_string())
-            .replace("{ifname}", NODE_IFNAME)
-            .replace("{sdss}", &sdss.display().to_string())
     }
 }
 

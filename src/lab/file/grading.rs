@@ -1,0 +1,103 @@
+//! Grading in a lab file: the `[grade]` section, the names and bounds it
+//! needs, and the built-in lab of `sdss lab grade`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{DurationValue, Locator, Topology, TopologyError};
+
+/// `[grade]`: the scenario played around graded nodes (see `labs/README.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradeSection {
+    /// How long graded nodes are watched; the scenario's steps are placed in it.
+    pub duration: Option<DurationValue>,
+    /// The sdss node killed half-way through (default: the last sdss node, when
+    /// there are at least two); `""` kills none.
+    pub kill: Option<Spanned<String>>,
+}
+
+/// Name of the lab's grading probe node, added to labs with graded nodes.
+pub const PROBE_NODE: &str = "grader";
+
+/// Shortest `[grade] duration`: the scenario's steps need room.
+pub const MIN_GRADE_DURATION: Duration = Duration::from_secs(12);
+
+impl Topology {
+    /// The built-in lab of `sdss lab grade`: three sdss nodes (one killed
+    /// half-way) beside the program `command`, graded for `duration`, with
+    /// measurements short enough for the run. A lab file like any other,
+    /// so it is checked like one; its path names it in errors.
+    pub fn grading(
+        name: &str,
+        duration: Duration,
+        command: &[String],
+    ) -> Result<(Topology, PathBuf), TopologyError> {
+        let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let argv: Vec<String> = command.iter().map(|a| quote(a)).collect();
+        let text = format!(
+            "name = {}\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n\
+             [grade]\nduration = {}\n\
+             [[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n\
+             [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n",
+            quote(name),
+            quote(&crate::units::format_duration(duration)),
+            argv.join(", ")
+        );
+        let path = PathBuf::from("(the built-in lab of sdss lab grade)");
+        Topology::parse(&path, &text).map(|topology| (topology, path))
+    }
+
+    /// Whether some node is graded against the assignment.
+    pub fn grades(&self) -> bool {
+        self.nodes.iter().any(|n| n.grade)
+    }
+
+    pub(super) fn validate_grade(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
+        if !self.grades() {
+            return Ok(());
+        }
+        if let Some(node) = self.nodes.iter().find(|n| n.name.get_ref() == PROBE_NODE) {
+            return Err(at.error(
+                Some(node.name.span()),
+                format!("the node name {PROBE_NODE:?} is reserved for the grading probe in labs with graded nodes: expected another name"),
+            ));
+        }
+        if self.nodes.len() as u64 + 1 > self.subnet().host_count() {
+            return Err(at.error(
+                Some(self.name.span()),
+                "graded labs need one more host address (for the grading probe): expected a larger subnet",
+            ));
+        }
+        if let Some(duration) = self.grade.duration {
+            if duration.0 < MIN_GRADE_DURATION {
+                return Err(at.error(
+                    None,
+                    format!(
+                        "[grade] duration {} is too short: expected at least {} s",
+                        crate::units::format_duration(duration.0),
+                        MIN_GRADE_DURATION.as_secs()
+                    ),
+                ));
+            }
+        }
+        if let Some(kill) = &self.grade.kill {
+            let name = kill.get_ref();
+            let ok = name.is_empty()
+                || self
+                    .nodes
+                    .iter()
+                    .any(|n| n.name.get_ref() == name && n.command.is_none() && !n.grade);
+            if !ok {
+                return Err(at.error(
+                    Some(kill.span()),
+                    format!("[grade] kill = {name:?}: expected the name of an sdss node that is not graded (or \"\" for none)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! The grading scenario of a lab with graded nodes: when each step happens,
+//! as timeline events the scenario plays like any other.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::timeline;
+
+/// The grading scenario: when each step happens, counted from the nodes' start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradeSettings {
+    /// How long graded nodes are watched.
+    #[serde(with = "crate::units::serde_duration")]
+    pub duration: Duration,
+    /// When the probe's peer that accepts and never answers starts announcing.
+    #[serde(with = "crate::units::serde_duration")]
+    pub silent_at: Duration,
+    /// When the probe's peer that answers like a correct node starts announcing.
+    #[serde(with = "crate::units::serde_duration")]
+    pub joined_at: Duration,
+    /// When the burst of malformed datagrams is sent.
+    #[serde(with = "crate::units::serde_duration")]
+    pub burst_at: Duration,
+    /// When `kill` is killed.
+    #[serde(with = "crate::units::serde_duration")]
+    pub kill_at: Duration,
+    /// From when the probe tries the clients that kill fragile servers (one
+    /// that closes without a word, one that writes `!d` first): after every
+    /// other step has been judged.
+    #[serde(with = "crate::units::serde_duration")]
+    pub risky_from: Duration,
+    /// The sdss node killed during the run, if any.
+    pub kill: Option<String>,
+    /// The probe node's name.
+    pub probe: String,
+    /// The ephemeral port range set in graded nodes' namespaces: a port chosen
+    /// by the OS for `bind(port 0)` falls inside it, a hard-coded one rarely does.
+    pub port_range: (u16, u16),
+}
+
+impl GradeSettings {
+    /// The grading scenario as timeline events: a silent peer, a joiner, a
+    /// malformed burst (played by the probe), and the killed node.
+    pub fn timeline(&self) -> Vec<timeline::Event> {
+        use timeline::{Change, Event, ProbeStep};
+        let step = |name: &str, at: Duration, step: ProbeStep| Event {
+            name: Some(name.to_owned()),
+            at,
+            change: Change::Probe { step },
+        };
+        let mut events = vec![
+            step("silent peer", self.silent_at, ProbeStep::SilentPeer),
+            step("joiner", self.joined_at, ProbeStep::Joiner),
+            step("malformed burst", self.burst_at, ProbeStep::MalformedBurst),
+        ];
+        if let Some(node) = &self.kill {
+            events.push(Event {
+                name: Some("killed node".to_owned()),
+                at: self.kill_at,
+                change: Change::Kill { node: node.clone() },
+            });
+        }
+        events
+    }
+
+    /// Default length of a grading run: long enough for two refreshes per peer.
+    pub const DEFAULT_DURATION: Duration = Duration::from_secs(24);
+
+    /// The scenario for a lab, its steps spread over `duration`.
+    pub fn new(lab: &str, duration: Duration, kill: Option<String>) -> GradeSettings {
+        // A per-lab range, so that no fixed port is inside every lab's range.
+        let hash = lab
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let low = 33_000 + (hash % 26) as u16 * 1000;
+        GradeSettings {
+            duration,
+            silent_at: duration.mul_f64(0.25),
+            joined_at: duration.mul_f64(0.33),
+            burst_at: duration.mul_f64(0.42),
+            kill_at: duration.mul_f64(0.5),
+            risky_from: duration.mul_f64(0.6),
+            kill,
+            probe: crate::lab::file::PROBE_NODE.to_owned(),
+            port_range: (low, low + 999),
+        }
+    }
+}

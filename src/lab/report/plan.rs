@@ -1,0 +1,240 @@
+//! The plan as `--dry-run` prints it: what would be created, the expected
+//! delay matrix, and the timeline with the matrix of every phase.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::lab::plan::backend::BackendChoice;
+use crate::lab::plan::timeline::PairState;
+use crate::lab::plan::{Plan, Program};
+use crate::units::format_duration;
+
+/// The plan as `--dry-run` prints it: namespaces, addresses, programs and the
+/// expected one-way delay matrix (rows: sender, columns: receiver).
+pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab {} from {}: {} nodes on {}, switch namespace {}; nothing is created in the host's namespace",
+        plan.lab,
+        plan.source.display(),
+        plan.nodes.len(),
+        plan.subnet,
+        plan.switch_netns
+    );
+    let backend = match backend {
+        BackendChoice::None => "none: veth links on a bridge, the file's delays not injected",
+        _ if plan.is_unimpaired() => {
+            "none (nothing to inject): veth links on a bridge in the switch namespace"
+        }
+        BackendChoice::Auto => {
+            "auto: netem on veth links and a bridge where the kernel has sch_netem, else the userspace emulator (a TAP eth0 per node)"
+        }
+        BackendChoice::Netem => "netem on veth links and a bridge (an error where the kernel lacks sch_netem)",
+        BackendChoice::Emulator => "the userspace emulator: a TAP eth0 per node, switched and delayed by sdss lab-emulator",
+    };
+    let _ = writeln!(out, "delay backend {backend}");
+    let name_w = plan
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let ns_w = plan
+        .nodes
+        .iter()
+        .map(|n| n.netns.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let _ = writeln!(
+        out,
+        "  {:<name_w$}  {:<ns_w$}  {:<18}  {:<5}  {:<22}  RUNS",
+        "NODE", "NAMESPACE", "ADDRESS (eth0)", "PORT", "LINK delay/jitter/loss"
+    );
+    for node in &plan.nodes {
+        let link = format!(
+            "{}/{}/{}%",
+            format_duration(node.link.delay),
+            format_duration(node.link.jitter),
+            node.link.loss * 100.0
+        );
+        let runs = match &node.program {
+            Program::Sdss { .. } => node.argv(plan, sdss).join(" "),
+            Program::Command { .. } => format!(
+                "{}{}",
+                node.argv(plan, sdss).join(" "),
+                if node.grade {
+                    " (graded against the assignment)"
+                } else if node.graded {
+                    ""
+                } else {
+                    " (not graded)"
+                }
+            ),
+            Program::Probe => "(the grading probe: no process)".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<name_w$}  {:<ns_w$}  {:<18}  {:<5}  {:<22}  {runs}",
+            node.name,
+            node.netns,
+            format!("{}/{}", node.address, plan.subnet.prefix),
+            node.bridge_port,
+            link
+        );
+    }
+    let _ = writeln!(
+        out,
+        "expected one-way delay in ms, {} (row: sender B, column: receiver A; A measures B -> A){}:",
+        if plan.expected.iter().any(|p| p.overridden) { "per-pair entries marked *" } else { "egress model d_B + d_A" },
+        if plan.expected.iter().any(|p| !p.impairment.jitter.is_zero() || p.impairment.loss > 0.0) {
+            ", jitter ±ms and loss % after"
+        } else {
+            ""
+        }
+    );
+    let cell_w = plan
+        .expected
+        .iter()
+        .map(|p| cell(p.impairment.delay, p.overridden).len())
+        .chain(plan.nodes.iter().map(|n| n.name.len()))
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let measured: Vec<&crate::lab::plan::NodePlan> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.program != Program::Probe)
+        .collect();
+    let _ = write!(out, "  {:<name_w$}", "B \\ A");
+    for to in &measured {
+        let _ = write!(out, "  {:>cell_w$}", to.name);
+    }
+    let _ = writeln!(out);
+    for from in &measured {
+        let _ = write!(out, "  {:<name_w$}", from.name);
+        for to in &measured {
+            let text = plan
+                .expected(&from.name, &to.name)
+                .map_or("-".to_owned(), |p| cell(p.impairment.delay, p.overridden));
+            let _ = write!(out, "  {text:>cell_w$}");
+        }
+        let _ = writeln!(out);
+    }
+    for pair in plan
+        .expected
+        .iter()
+        .filter(|p| !p.impairment.jitter.is_zero() || p.impairment.loss > 0.0)
+    {
+        let _ = writeln!(
+            out,
+            "  {} -> {}: jitter ±{:.3} ms, loss {:.2}%",
+            pair.from,
+            pair.to,
+            pair.impairment.jitter.as_secs_f64() * 1000.0,
+            pair.impairment.loss * 100.0
+        );
+    }
+    if let Some(g) = &plan.grading {
+        let graded: Vec<&str> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.grade)
+            .map(|n| n.name.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "grading {} for {}: silent peer at {}, {} joins at {}, malformed burst at {}, {}; ephemeral ports {}-{}",
+            graded.join(", "),
+            format_duration(g.duration),
+            format_duration(g.silent_at),
+            crate::lab::scenario::grading::JOINER,
+            format_duration(g.joined_at),
+            format_duration(g.burst_at),
+            g.kill.as_ref().map_or("no node killed".to_owned(), |k| format!("{k} killed at {}", format_duration(g.kill_at))),
+            g.port_range.0,
+            g.port_range.1
+        );
+    }
+    let v = &plan.verify;
+    let _ = writeln!(
+        out,
+        "verify: median of {} samples after {} warm-up, tolerance max({}, {}%), time limit {}; nodes announce every {}, measure every {} announcements",
+        v.samples,
+        v.warmup,
+        format_duration(v.tolerance),
+        v.tolerance_percent,
+        format_duration(v.time_limit),
+        format_duration(plan.node_settings.interval),
+        plan.node_settings.refresh_every
+    );
+    out.push_str(&render_phases(plan, name_w));
+    out
+}
+
+/// The timeline of `--dry-run`: each event, then the expected matrix of the
+/// phase it begins (`cut`: separated, `down`: a node that does not run), and
+/// the expectations.
+fn render_phases(plan: &Plan, name_w: usize) -> String {
+    let timeline = &plan.timeline;
+    let mut out = String::new();
+    if timeline.events.is_empty() && timeline.expects.is_empty() {
+        return out;
+    }
+    let measured: Vec<&str> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.program != Program::Probe)
+        .map(|n| n.name.as_str())
+        .collect();
+    let cell_w = measured.iter().map(|n| n.len()).max().unwrap_or(6).max(6);
+    for (index, phase) in timeline.phases.iter().enumerate().skip(1) {
+        let _ = writeln!(
+            out,
+            "at {}: {}; expected delay in ms from then on (row: sender):",
+            format_duration(phase.from),
+            crate::lab::judge::timeline::describe_event(plan, index - 1)
+        );
+        let _ = write!(out, "  {:<name_w$}", "B \\ A");
+        for to in &measured {
+            let _ = write!(out, "  {to:>cell_w$}");
+        }
+        let _ = writeln!(out);
+        for from in &measured {
+            let _ = write!(out, "  {from:<name_w$}");
+            for to in &measured {
+                let text = if from == to {
+                    "-".to_owned()
+                } else if !phase.running.contains(*from) || !phase.running.contains(*to) {
+                    "down".to_owned()
+                } else {
+                    match phase.pair(from, to) {
+                        Some(PairState::Linked(i)) => format!("{:.3}", i.delay.as_secs_f64() * 1e3),
+                        Some(PairState::Separated) => "cut".to_owned(),
+                        None => "-".to_owned(),
+                    }
+                };
+                let _ = write!(out, "  {text:>cell_w$}");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let length = timeline.length();
+    let _ = writeln!(
+        out,
+        "{} expectations; the run lasts at least {}",
+        timeline.expects.len(),
+        format_duration(length)
+    );
+    out
+}
+
+fn cell(delay: std::time::Duration, overridden: bool) -> String {
+    format!(
+        "{:.3}{}",
+        delay.as_secs_f64() * 1000.0,
+        if overridden { "*" } else { "" }
+    )
+}
