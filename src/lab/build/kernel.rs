@@ -1,16 +1,26 @@
-//! What teardown asks of the kernel, behind a trait: [`Host`] is the real
-//! machine; tests give teardown a fake and check, without root, that it
-//! removes exactly what was recorded and leaves alone what only looks like it.
+//! What build's namespace step and teardown ask of the kernel, behind a
+//! trait: [`Host`] is the real machine; tests give both a fake and check,
+//! without root, that teardown removes exactly what build recorded, and
+//! leaves alone what only looks like it.
 
 use std::io;
 use std::time::Duration;
 
 use super::launch;
-use super::netns::{self, NetnsError, Presence};
+use super::netns::{self, NetnsError, NsId, Presence};
 use super::state::ProcessRecord;
 
-/// The kernel objects teardown looks at and removes.
+/// The kernel objects build makes and teardown looks at and removes.
 pub trait Kernel {
+    /// A handle on a namespace made (the real one: its nsfs file).
+    type Netns;
+    /// Creates the namespace `name`; `record` runs with its identity before
+    /// its name exists, and a failure of `record` leaves nothing.
+    fn create_netns(
+        &mut self,
+        name: &str,
+        record: &mut dyn FnMut(NsId) -> io::Result<()>,
+    ) -> Result<Self::Netns, NetnsError>;
     /// What is at `/run/netns/NAME` now.
     fn presence(&self, netns: &str) -> io::Result<Presence>;
     /// Unmounts and removes a namespace's name.
@@ -32,6 +42,17 @@ pub trait Kernel {
 pub struct Host;
 
 impl Kernel for Host {
+    type Netns = std::fs::File;
+
+    fn create_netns(
+        &mut self,
+        name: &str,
+        record: &mut dyn FnMut(NsId) -> io::Result<()>,
+    ) -> Result<std::fs::File, NetnsError> {
+        let id = netns::create(name, record)?;
+        netns::open(name, Some(id))
+    }
+
     fn presence(&self, netns: &str) -> io::Result<Presence> {
         netns::presence(netns)
     }
@@ -76,7 +97,6 @@ pub mod fake {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::lab::build::netns::NsId;
 
     /// What the fake holds and what was done to it.
     #[derive(Debug, Default)]
@@ -89,6 +109,8 @@ pub mod fake {
         pub removed: Vec<String>,
         /// Processes stopped.
         pub stopped: BTreeSet<i32>,
+        /// A namespace whose creation fails.
+        pub fail_on: Option<String>,
     }
 
     impl FakeKernel {
@@ -111,6 +133,29 @@ pub mod fake {
     }
 
     impl Kernel for FakeKernel {
+        type Netns = NsId;
+
+        fn create_netns(
+            &mut self,
+            name: &str,
+            record: &mut dyn FnMut(NsId) -> io::Result<()>,
+        ) -> Result<NsId, NetnsError> {
+            if self.fail_on.as_deref() == Some(name) || self.netns.contains_key(name) {
+                return Err(NetnsError::Exists(name.to_owned()));
+            }
+            let id = NsId {
+                dev: 4,
+                ino: 1000 + self.netns.len() as u64,
+            };
+            record(id).map_err(|source| NetnsError::Sys {
+                action: "recording",
+                name: name.to_owned(),
+                source,
+            })?;
+            self.netns.insert(name.to_owned(), Presence::Mounted(id));
+            Ok(id)
+        }
+
         fn presence(&self, netns: &str) -> io::Result<Presence> {
             Ok(self.netns.get(netns).cloned().unwrap_or(Presence::Absent))
         }

@@ -127,22 +127,7 @@ pub async fn build(
 
     let names = plan.namespaces();
     progress.step("creating namespaces", names.len() as u64);
-    let mut files = Vec::with_capacity(names.len());
-    for name in &names {
-        check(cancel)?;
-        let id = netns::create(name, |id| {
-            dir.record(|s| {
-                s.namespaces.push(NamespaceRecord {
-                    name: name.clone(),
-                    id,
-                    recorded_at: now_unix(),
-                })
-            })
-            .map_err(io::Error::other)
-        })?;
-        files.push(netns::open(name, Some(id))?);
-        progress.inc();
-    }
+    let files = create_namespaces(&mut Host, &mut dir, &names, cancel, || progress.inc())?;
     let (switch_file, node_files) = files
         .split_first()
         .ok_or_else(|| NetnsError::Exists(plan.switch_netns.clone()))?;
@@ -261,6 +246,34 @@ pub async fn build(
         launched_at,
         probe_ns,
     })
+}
+
+/// Creates the lab's namespaces in order, each recorded in the lab's state
+/// before its name exists: whatever happens after, teardown finds it.
+fn create_namespaces<K: Kernel>(
+    kernel: &mut K,
+    dir: &mut LabDir,
+    names: &[String],
+    cancel: &CancellationToken,
+    mut on_each: impl FnMut(),
+) -> Result<Vec<K::Netns>, LabError> {
+    let mut made = Vec::with_capacity(names.len());
+    for name in names {
+        check(cancel)?;
+        let mut record = |id| {
+            dir.record(|s| {
+                s.namespaces.push(NamespaceRecord {
+                    name: name.clone(),
+                    id,
+                    recorded_at: now_unix(),
+                })
+            })
+            .map_err(io::Error::other)
+        };
+        made.push(kernel.create_netns(name, &mut record)?);
+        on_each();
+    }
+    Ok(made)
 }
 
 /// The links a lab will have, recorded before any is created (they live in the
@@ -576,6 +589,34 @@ mod tests {
         assert!(!again.found);
         assert_eq!(again.foreign, ["sdss-td-zz"]);
         assert_eq!(kernel.removed.len(), 3);
+    }
+
+    #[test]
+    fn teardown_undoes_exactly_what_an_interrupted_build_made() {
+        let (temp, mut kernel) = (TempRoot::new(), FakeKernel::default());
+        let root = temp.root();
+        let plan =
+            Plan::from_text("name = \"td\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let mut dir = root.create(LabState::creating(plan.clone())).unwrap();
+        kernel.fail_on = Some("sdss-td-b".to_owned());
+        let made = create_namespaces(
+            &mut kernel,
+            &mut dir,
+            &plan.namespaces(),
+            &CancellationToken::new(),
+            || {},
+        );
+        assert!(made.is_err(), "the third namespace fails");
+        let recorded: Vec<&str> = dir
+            .state
+            .namespaces
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(recorded, ["sdss-td", "sdss-td-a"]);
+        let outcome = teardown_with(&mut kernel, &root, "td").unwrap();
+        assert_eq!(outcome.removed, ["sdss-td-a", "sdss-td"]);
+        assert!(kernel.netns.is_empty(), "{:?}", kernel.netns);
     }
 
     #[test]
