@@ -1,6 +1,7 @@
 //! What happens while a lab's nodes run: their output followed as it grows,
 //! the grading probe and its timeline, nodes killed on schedule.
 
+mod fakes;
 pub mod grading;
 pub mod probe;
 

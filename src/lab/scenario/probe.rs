@@ -17,16 +17,17 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::fakes::{burst, fake_peer};
 use crate::lab::plan::timeline::ProbeStep;
 
 use crate::lab::judge::observe::{
     Destination, Probe, ProbeKind, ProcessSample, LISTEN_BEFORE_SPEAKING,
 };
-use crate::protocol::{encode_timestamp, Announcement, Dialect, NodeId};
+use crate::protocol::{encode_timestamp, Announcement, Dialect};
 
 /// How long a connection to a graded server may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -37,7 +38,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(1500);
 /// Time between two readings of `/proc`.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// Most connections the silent peer holds open at once.
-const SILENT_HOLD: usize = 64;
+pub(super) const SILENT_HOLD: usize = 64;
 
 /// A graded node, as the probe knows it.
 #[derive(Debug, Clone)]
@@ -124,9 +125,9 @@ pub struct ProbeLog {
 /// with the timestamps it decodes.
 pub use crate::node::clock::wall_now as now;
 
-type Shared = Arc<Mutex<ProbeLog>>;
+pub(super) type Shared = Arc<Mutex<ProbeLog>>;
 
-fn lock(log: &Shared) -> MutexGuard<'_, ProbeLog> {
+pub(super) fn lock(log: &Shared) -> MutexGuard<'_, ProbeLog> {
     log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -388,120 +389,6 @@ async fn connect_once(address: SocketAddrV4, kind: ProbeKind) -> Probe {
         }
     }
     probe
-}
-
-/// One of the probe's own peers: from `at`, announces itself every second and
-/// serves (the joiner) or holds (the silent peer) every connection.
-async fn fake_peer(kind: FakePeer, spec: ProbeSpec, log: Shared, stop: CancellationToken) {
-    let setup = async {
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
-        let port = listener.local_addr()?.port();
-        let sender = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        sender.set_broadcast(true)?;
-        sender.set_nonblocking(true)?;
-        io::Result::Ok((listener, port, UdpSocket::from_std(sender.into())?))
-    };
-    let (listener, port, sender) = match setup.await {
-        Ok(parts) => parts,
-        Err(e) => {
-            lock(&log).errors.push(format!("{kind:?} peer: {e}"));
-            return;
-        }
-    };
-    {
-        let mut log = lock(&log);
-        match kind {
-            FakePeer::Silent => log.silent_at = Some(now()),
-            FakePeer::Joiner => log.joined_at = Some(now()),
-        }
-    }
-    let message = Announcement {
-        id: NodeId::random(),
-        port,
-    }
-    .encode();
-    let destination = SocketAddrV4::new(Ipv4Addr::BROADCAST, spec.broadcast_port);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut held = Vec::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = sender.send_to(&message, destination).await {
-                    lock(&log).errors.push(format!("{kind:?} peer announcing: {e}"));
-                } else if kind == FakePeer::Joiner {
-                    lock(&log).joiner_broadcasts.push(now());
-                }
-            }
-            accepted = listener.accept() => {
-                let Ok((mut stream, SocketAddr::V4(from))) = accepted else { continue };
-                lock(&log).accepted.push((kind, *from.ip(), now()));
-                match kind {
-                    FakePeer::Silent => {
-                        if held.len() < SILENT_HOLD {
-                            held.push(stream);
-                        }
-                    }
-                    FakePeer::Joiner => {
-                        tokio::spawn(async move {
-                            let _ = stream.write_all(&encode_timestamp(now(), Dialect::BinaryBe)).await;
-                            let mut sink = [0u8; 64];
-                            let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
-                        });
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Datagrams real peers send by mistake or that break naive parsers.
-pub fn malformed_datagrams() -> Vec<Vec<u8>> {
-    let mut list: Vec<Vec<u8>> = vec![
-        b"".to_vec(),
-        b"hello".to_vec(),
-        b"abcdefgh ON".to_vec(),
-        b"abcdefgh ON port".to_vec(),
-        b"abcdefgh ON 0".to_vec(),
-        b"abcdefgh ON 99999".to_vec(),
-        b"abcdefgh ON -1".to_vec(),
-        b"abcdefgh on 4000".to_vec(),
-        b"abcdefgh ON 4000 extra".to_vec(),
-        b"ON ON ON".to_vec(),
-        b"\xff\xfe\xfd\xfc ON 4000".to_vec(),
-        b"\x00\x00\x00\x00\x00\x00\x00\x00".to_vec(),
-        b"abcdefgh  ON  4000".to_vec(),
-    ];
-    list.push(vec![b'A'; 1400]);
-    list
-}
-
-async fn burst(spec: ProbeSpec, log: Shared) {
-    let sender = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).and_then(|s| {
-        s.set_broadcast(true)?;
-        s.set_nonblocking(true)?;
-        UdpSocket::from_std(s.into())
-    });
-    let sender = match sender {
-        Ok(s) => s,
-        Err(e) => {
-            lock(&log).errors.push(format!("malformed burst: {e}"));
-            return;
-        }
-    };
-    lock(&log).burst_at = Some(now());
-    for _ in 0..3 {
-        for datagram in malformed_datagrams() {
-            for address in [Ipv4Addr::BROADCAST, spec.directed] {
-                let to = SocketAddrV4::new(address, spec.broadcast_port);
-                if let Err(e) = sender.send_to(&datagram, to).await {
-                    lock(&log)
-                        .errors
-                        .push(format!("malformed burst to {to}: {e}"));
-                }
-            }
-        }
-    }
 }
 
 async fn sample(targets: Vec<Target>, log: Shared, stop: CancellationToken) {

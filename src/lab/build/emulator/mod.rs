@@ -12,34 +12,36 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod counters;
 pub mod link;
 pub mod queue;
+mod reader;
 pub mod spec;
 pub mod spin;
 pub mod stamp;
 pub mod switch;
 pub mod tap;
 
+use counters::{bump, PortCells};
+pub use counters::{Counters, PortCounters};
 pub use spec::{EmulatorSpec, LinkSpec, PortSpec, SpecError};
 pub use switch::Mac;
 pub use tap::TapError;
 
 use crate::lab::plan::impairment::Impairment;
-use link::{Forwarder, Verdict};
+use link::Forwarder;
 use queue::TimedQueue;
+use reader::read_frames;
 use spin::SpinWindow;
-use stamp::ArrivalStamps;
 
 /// Frames the reader takes from one TAP before looking at the others, so one
 /// flooding port cannot starve the rest.
@@ -110,102 +112,6 @@ pub fn load_spec(path: &Path) -> Result<EmulatorSpec, EmulatorError> {
         source,
     })?;
     Ok(EmulatorSpec::from_json(&text)?)
-}
-
-/// What happened to the frames of one port.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortCounters {
-    /// Frames read from this port's TAP.
-    pub received: u64,
-    /// Frames written to this port's TAP.
-    pub forwarded: u64,
-    /// Copies destined to this port dropped by the link's loss.
-    pub lost: u64,
-    /// Copies destined to this port dropped because their link's queue was full.
-    pub overflowed: u64,
-    /// Frames from this port not forwarded: runts, or destined to their own port.
-    pub rejected: u64,
-    /// Failed reads from or writes to this port's TAP.
-    pub errors: u64,
-    /// Frames from this port timed from when they were read, for want of a kernel
-    /// stamp: a precision diagnostic, normally zero.
-    pub unstamped: u64,
-    /// Frames written to this port more than [`LATE`] after their due time: the
-    /// machine was too busy to keep time. A precision diagnostic, normally zero.
-    pub late: u64,
-}
-
-/// Counters of every port, in port order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    /// One entry per port of the spec.
-    pub ports: Vec<PortCounters>,
-}
-
-impl Counters {
-    /// Replaces the counters file at `path` in one step (a reader never sees half
-    /// of it): the running emulator keeps it current so that the lab's report can
-    /// say whether the machine kept up.
-    pub fn write_to(&self, path: &Path) -> io::Result<()> {
-        let partial = path.with_extension("partial");
-        let text = serde_json::to_vec(self).map_err(io::Error::other)?;
-        std::fs::write(&partial, text)?;
-        std::fs::rename(&partial, path)
-    }
-
-    /// The counters a running emulator last wrote, if any.
-    pub fn read_from(path: &Path) -> Option<Counters> {
-        let text = std::fs::read(path).ok()?;
-        serde_json::from_slice(&text).ok()
-    }
-
-    /// Sum over all ports.
-    pub fn total(&self) -> PortCounters {
-        self.ports
-            .iter()
-            .fold(PortCounters::default(), |sum, port| PortCounters {
-                received: sum.received + port.received,
-                forwarded: sum.forwarded + port.forwarded,
-                lost: sum.lost + port.lost,
-                overflowed: sum.overflowed + port.overflowed,
-                rejected: sum.rejected + port.rejected,
-                errors: sum.errors + port.errors,
-                unstamped: sum.unstamped + port.unstamped,
-                late: sum.late + port.late,
-            })
-    }
-}
-
-impl fmt::Display for Counters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let line = |f: &mut fmt::Formatter<'_>, name: &str, c: &PortCounters| {
-            writeln!(
-                f,
-                "{name}: received {}, forwarded {}, dropped by loss {}, dropped by full queue {}, rejected {}, errors {}, unstamped {}, late {}",
-                c.received, c.forwarded, c.lost, c.overflowed, c.rejected, c.errors, c.unstamped, c.late
-            )
-        };
-        for (index, port) in self.ports.iter().enumerate() {
-            line(f, &format!("port {index}"), port)?;
-        }
-        line(f, "total", &self.total())
-    }
-}
-
-#[derive(Debug, Default)]
-struct PortCells {
-    received: AtomicU64,
-    forwarded: AtomicU64,
-    lost: AtomicU64,
-    overflowed: AtomicU64,
-    rejected: AtomicU64,
-    errors: AtomicU64,
-    unstamped: AtomicU64,
-    late: AtomicU64,
-}
-
-fn bump(cell: &AtomicU64) {
-    cell.fetch_add(1, Ordering::Relaxed);
 }
 
 /// What the reader and the scheduler share.
@@ -345,23 +251,8 @@ impl EmulatorHandle {
 
     /// The counters so far.
     pub fn counters(&self) -> Counters {
-        let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
         Counters {
-            ports: self
-                .shared
-                .counters
-                .iter()
-                .map(|c| PortCounters {
-                    received: load(&c.received),
-                    forwarded: load(&c.forwarded),
-                    lost: load(&c.lost),
-                    overflowed: load(&c.overflowed),
-                    rejected: load(&c.rejected),
-                    errors: load(&c.errors),
-                    unstamped: load(&c.unstamped),
-                    late: load(&c.late),
-                })
-                .collect(),
+            ports: self.shared.counters.iter().map(PortCells::load).collect(),
         }
     }
 
@@ -428,160 +319,6 @@ fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32)
-}
-
-/// The reader: waits on every TAP at once, stamps frames as they are read.
-fn read_frames(shared: &Shared, mut forwarder: Forwarder) {
-    let mut buffer = vec![0u8; FRAME_BUFFER];
-    let mut captured = vec![0u8; FRAME_BUFFER];
-    let mut verdicts = Vec::new();
-    let mut alive = vec![true; shared.taps.len()];
-    let mut stamps: Vec<ArrivalStamps> = shared
-        .taps
-        .iter()
-        .map(|_| ArrivalStamps::default())
-        .collect();
-    loop {
-        let watched: Vec<usize> = (0..alive.len()).filter(|port| alive[*port]).collect();
-        let mut fds: Vec<libc::pollfd> = std::iter::once(&shared.wake)
-            .chain(watched.iter().map(|port| &shared.taps[*port]))
-            .map(|fd| libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd over open descriptors.
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                eprintln!("sdss lab-emulator: poll failed, forwarding stops: {error}");
-                return;
-            }
-        }
-        if shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        if fds[0].revents != 0 {
-            let mut count = [0u8; 8];
-            let _ = nix::unistd::read(&shared.wake, &mut count);
-            let mut change = shared.change_lock();
-            if let Some(matrix) = change.0.take() {
-                forwarder.set_matrix(&matrix);
-                change.1 += 1;
-                shared.changed.notify_all();
-            }
-        }
-        let ready: Vec<(usize, libc::c_short)> = watched
-            .iter()
-            .zip(&fds[1..])
-            .filter(|(_, fd)| fd.revents != 0)
-            .map(|(port, fd)| (*port, fd.revents))
-            .collect();
-        for (port, revents) in ready {
-            if revents & libc::POLLIN == 0 {
-                eprintln!("sdss lab-emulator: port {port} failed (poll events {revents:#x}); it is no longer read");
-                bump(&shared.counters[port].errors);
-                alive[port] = false;
-                continue;
-            }
-            for _ in 0..READ_BATCH {
-                match nix::unistd::read(&shared.taps[port], &mut buffer) {
-                    Ok(len) => {
-                        let read_at = Instant::now();
-                        let frame = &buffer[..len];
-                        let stamps = &mut stamps[port];
-                        // The capture saw the frame before the TAP queued it, so
-                        // one drain finds its stamp if the previous did not.
-                        let arrival = stamps.take(frame).or_else(|| {
-                            drain_capture(&shared.captures[port], &mut captured, stamps);
-                            stamps.take(frame)
-                        });
-                        let arrival = arrival.unwrap_or_else(|| {
-                            bump(&shared.counters[port].unstamped);
-                            read_at
-                        });
-                        forward(shared, &mut forwarder, &mut verdicts, port, frame, arrival);
-                    }
-                    Err(Errno::EAGAIN) => break,
-                    Err(Errno::EINTR) => {}
-                    Err(errno) => {
-                        eprintln!("sdss lab-emulator: reading port {port} failed, it is no longer read: {errno}");
-                        bump(&shared.counters[port].errors);
-                        alive[port] = false;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Moves every waiting kernel stamp of one port into `stamps`.
-fn drain_capture(capture: &OwnedFd, buffer: &mut [u8], stamps: &mut ArrivalStamps) {
-    let now = Instant::now();
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    loop {
-        match tap::receive_captured(capture, buffer) {
-            Ok((len, stamp)) => {
-                let at = stamp
-                    .and_then(|stamp| wall.checked_sub(stamp))
-                    .filter(|age| *age <= MAX_STAMP_AGE)
-                    .and_then(|age| now.checked_sub(age))
-                    .unwrap_or(now);
-                stamps.push(len, &buffer[..len.min(buffer.len())], at);
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            // WouldBlock, or a failed capture: frames then keep their read time.
-            Err(_) => return,
-        }
-    }
-}
-
-fn forward(
-    shared: &Shared,
-    forwarder: &mut Forwarder,
-    verdicts: &mut Vec<Verdict>,
-    from: usize,
-    frame: &[u8],
-    arrival: Instant,
-) {
-    bump(&shared.counters[from].received);
-    verdicts.clear();
-    if forwarder.route(from, frame, arrival, verdicts).is_err() {
-        bump(&shared.counters[from].rejected);
-        return;
-    }
-    let frame: Arc<[u8]> = Arc::from(frame);
-    let mut now_due = Vec::new();
-    let mut queue = shared.lock();
-    let earliest = queue.next_due();
-    let now = Instant::now();
-    for verdict in verdicts.iter() {
-        match *verdict {
-            Verdict::Lost { to } => bump(&shared.counters[to].lost),
-            // Already due, and nothing ahead of it on its link: waking the
-            // scheduler would only make it late.
-            Verdict::Deliver { to, due } if due <= now && queue.link_len(from, to) == 0 => {
-                now_due.push((to, due));
-            }
-            Verdict::Deliver { to, due } => {
-                if queue.push(from, to, due, Arc::clone(&frame)).is_err() {
-                    bump(&shared.counters[to].overflowed);
-                }
-            }
-        }
-    }
-    let changed = queue.next_due() != earliest;
-    drop(queue);
-    if changed {
-        shared.earlier_due.notify_one();
-    }
-    for (to, due) in now_due {
-        write_frame(shared, to, due, &frame);
-    }
 }
 
 fn write_frame(shared: &Shared, to: usize, due: Instant, frame: &[u8]) {
