@@ -26,7 +26,7 @@ use super::plan::backend::{self, BackendChoice, BackendKind};
 use super::plan::Plan;
 use super::report::progress::Progress;
 use super::report::Report;
-use super::scenario::grading::{assemble, parse_stamped};
+use super::scenario::grading::{assemble, LabSide};
 use super::scenario::{start_probe, watch};
 use super::LabError;
 
@@ -111,9 +111,8 @@ pub async fn up(
             None => None,
         };
         let (mut report, lab_side, played) = converged?;
-        let plan = &built.dir.state.plan;
-        if !plan.timeline.events.is_empty() || !plan.timeline.expects.is_empty() {
-            report.timeline = Some(judge_timeline(&built, &played));
+        if !built.dir.state.plan.timeline.is_empty() {
+            report.timeline = Some(judge_timeline(&built, &played, &lab_side));
         }
         if let Some(log) = log {
             for error in &log.errors {
@@ -134,21 +133,20 @@ pub async fn up(
     })
 }
 
-/// Judges the timeline from every observer's stamped events.
-fn judge_timeline(built: &Built, played: &[Played]) -> TimelineVerdicts {
+/// Judges the timeline from every observer's stamped events (read by the scenario).
+fn judge_timeline(built: &Built, played: &[Played], lab: &LabSide) -> TimelineVerdicts {
     let plan = &built.dir.state.plan;
-    let started = built.dir.state.nodes_started_at.unwrap_or_else(wall_now);
     let events = plan
         .nodes
         .iter()
         .filter(|n| n.graded)
         .map(|n| {
-            let text = std::fs::read(built.dir.stdout_log(&n.name)).unwrap_or_default();
-            let stamped = parse_stamped(&String::from_utf8_lossy(&text))
-                .into_iter()
-                .map(|(t, e)| (t - started, e))
+            let stamped = lab.events.get(&n.name).map_or(&[][..], Vec::as_slice);
+            let relative = stamped
+                .iter()
+                .map(|(t, e)| (t - lab.started_at, e.clone()))
                 .collect();
-            (n.name.clone(), stamped)
+            (n.name.clone(), relative)
         })
         .collect();
     let settle = (plan.node_settings.interval * plan.node_settings.refresh_every).as_secs_f64();
@@ -156,7 +154,7 @@ fn judge_timeline(built: &Built, played: &[Played]) -> TimelineVerdicts {
     judge::timeline::judge(plan, played, &events, settle, end)
 }
 
-/// Verification a running lab again from everything its nodes have printed so far.
+/// Verifies a running lab again from everything its nodes have printed so far.
 pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
     let dir = root
         .open(lab)?

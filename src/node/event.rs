@@ -211,24 +211,6 @@ impl WarningKind {
     }
 }
 
-impl NodeEvent {
-    /// A warning, first of its kind and address in its period.
-    pub fn warning(
-        kind: WarningKind,
-        message: String,
-        peer: Option<NodeId>,
-        ip: Option<IpAddr>,
-    ) -> Self {
-        NodeEvent::Warning {
-            kind,
-            message,
-            suppressed: 0,
-            peer,
-            ip,
-        }
-    }
-}
-
 /// Events waiting for the output at most; beyond, new ones are dropped and counted.
 pub const EVENT_QUEUE: usize = 4096;
 
@@ -264,16 +246,11 @@ pub fn channel(capacity: usize) -> (EventSender, EventReceiver) {
 }
 
 impl EventSender {
-    /// Queues `event`, or counts it dropped when the queue is full. Returns
-    /// whether it was queued. An output that is gone drops everything silently.
-    pub fn send(&self, event: NodeEvent) -> bool {
-        match self.queue.try_send(event) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => false,
+    /// Queues `event`, or counts it dropped when the queue is full. An output
+    /// that is gone drops everything silently.
+    pub fn send(&self, event: NodeEvent) {
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(event) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

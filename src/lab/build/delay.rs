@@ -325,16 +325,11 @@ pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcComman
                 continue;
             }
             let minor = format!("{:x}", j + 16);
-            let mut args: Vec<String> =
-                format!("qdisc replace dev {dev} parent 1:{minor} handle {minor}:")
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect();
-            args.extend(netem_args(&after_matrix[i][j]));
-            commands.push(TcCommand {
-                netns: from.netns.clone(),
-                args,
-            });
+            commands.push(tc_command(
+                &from.netns,
+                &format!("qdisc replace dev {dev} parent 1:{minor} handle {minor}:"),
+                Some(&after_matrix[i][j]),
+            ));
         }
         // Cut off from every other node (not merely partitioned): its broadcasts stop too.
         let isolated = |phase: &Phase| {
@@ -345,15 +340,11 @@ pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcComman
         };
         if isolated(before) != isolated(after) {
             let own = if isolated(after) { CUT } else { from.link };
-            let mut args: Vec<String> = format!("qdisc replace dev {dev} parent 1:1 handle 2:")
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
-            args.extend(netem_args(&own));
-            commands.push(TcCommand {
-                netns: from.netns.clone(),
-                args,
-            });
+            commands.push(tc_command(
+                &from.netns,
+                &format!("qdisc replace dev {dev} parent 1:1 handle 2:"),
+                Some(&own),
+            ));
         }
     }
     commands
@@ -371,6 +362,16 @@ pub struct TcCommand {
 impl fmt::Display for TcCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tc -n {} {}", self.netns, self.args.join(" "))
+    }
+}
+
+/// `tc -n NETNS LINE` followed by the netem arguments of `netem`, when given.
+fn tc_command(netns: &str, line: &str, netem: Option<&Impairment>) -> TcCommand {
+    let mut args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    args.extend(netem.map(netem_args).unwrap_or_default());
+    TcCommand {
+        netns: netns.to_owned(),
+        args,
     }
 }
 
@@ -403,12 +404,7 @@ pub fn netem_args(impairment: &Impairment) -> Vec<String> {
 pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
     let mut commands = Vec::new();
     let mut push = |netns: &str, line: String, netem: Option<&Impairment>| {
-        let mut args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        args.extend(netem.map(netem_args).unwrap_or_default());
-        commands.push(TcCommand {
-            netns: netns.to_owned(),
-            args,
-        });
+        commands.push(tc_command(netns, &line, netem));
     };
     if !plan.per_pair {
         for node in plan.nodes.iter().filter(|n| !n.link.is_none()) {

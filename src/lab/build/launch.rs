@@ -188,7 +188,10 @@ mod tests {
         });
         let status = exited.try_wait().expect("its status is still there");
         assert!(status.is_some_and(|s| s.success()));
-        // `running` was stopped and collected by `stop`.
-        assert!(running.try_wait().is_err() || running.try_wait().unwrap().is_some());
+        // `running` was stopped and collected by `stop`: no zombie left.
+        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let _ = running.kill();
+        let _ = running.wait();
+        assert!(gone, "sleep {pid} still there after stop");
     }
 }

@@ -95,7 +95,7 @@ pub struct Built {
     pub sdss: std::path::PathBuf,
 }
 
-pub(crate) fn check(cancel: &CancellationToken) -> Result<(), LabError> {
+fn check(cancel: &CancellationToken) -> Result<(), LabError> {
     if cancel.is_cancelled() {
         Err(LabError::Cancelled)
     } else {

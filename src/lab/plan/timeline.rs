@@ -387,7 +387,8 @@ impl Timeline {
         measured: &[String],
         builtin: Vec<Event>,
     ) -> Timeline {
-        let mut events: Vec<Event> = topology.events.iter().map(event).collect();
+        // Validated by the file: every action has a name we know.
+        let mut events: Vec<Event> = topology.events.iter().filter_map(event).collect();
         events.extend(builtin);
         // Stable: events at the same time keep the file's order.
         events.sort_by_key(|e| e.at);
@@ -445,6 +446,11 @@ impl Timeline {
         }
     }
 
+    /// Whether it has neither events nor expectations.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.expects.is_empty()
+    }
+
     /// Whether any event changes a link.
     pub fn changes_links(&self) -> bool {
         self.events.iter().any(|e| e.change.is_link())
@@ -472,7 +478,7 @@ impl Timeline {
     }
 }
 
-fn event(section: &crate::lab::file::EventSection) -> Event {
+fn event(section: &crate::lab::file::EventSection) -> Option<Event> {
     let name = |n: &Option<toml::Spanned<String>>| n.as_ref().map(|n| n.get_ref().clone());
     let node = name(&section.node).unwrap_or_default();
     let values = LinkValues {
@@ -480,7 +486,7 @@ fn event(section: &crate::lab::file::EventSection) -> Event {
         jitter: section.jitter.map(|d| d.0),
         loss: section.loss.as_ref().map(|l| *l.get_ref()),
     };
-    let action = Action::parse(section.action.get_ref()).unwrap_or(Action::Heal);
+    let action = Action::parse(section.action.get_ref())?;
     let change = match action {
         Action::Set => match (name(&section.from), name(&section.to)) {
             (Some(from), Some(to)) => Change::SetPair {
@@ -507,11 +513,11 @@ fn event(section: &crate::lab::file::EventSection) -> Event {
         Action::Start => Change::Start { node },
         Action::Restart => Change::Restart { node },
     };
-    Event {
+    Some(Event {
         name: name(&section.name),
         at: section.at.0,
         change,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ pub struct LabSide {
     pub ended_at: f64,
     /// The sdss node killed, and when.
     pub killed: Option<(String, f64)>,
-    /// Each sdss node's stamped events, by node name.
+    /// Each sdss node's and observer's stamped events, by node name.
     pub events: HashMap<String, Vec<(f64, NodeEvent)>>,
     /// Graded nodes that exited before the end, and how.
     pub exited: HashMap<String, String>,

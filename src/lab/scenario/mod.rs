@@ -149,7 +149,7 @@ pub async fn watch(
     let timeline = &plan.timeline;
     let tail = plan.node_settings.interval * plan.node_settings.refresh_every * 2;
     let timeline_end = built.launched_at + timeline.length() + tail;
-    if !timeline.events.is_empty() || !timeline.expects.is_empty() {
+    if !timeline.is_empty() {
         deadline = deadline.max(timeline_end + Duration::from_secs(5));
     }
     if let Some(g) = grading {
@@ -206,10 +206,13 @@ pub async fn watch(
                         }
                     }
                 }
+            }
+            if grading.is_some() || !timeline.is_empty() {
+                // Read once, for the checklist's observers and the timeline's judge.
                 for node in plan
                     .nodes
                     .iter()
-                    .filter(|n| matches!(n.program, Program::Sdss { .. }))
+                    .filter(|n| n.graded || matches!(n.program, Program::Sdss { .. }))
                 {
                     let text = std::fs::read(built.dir.stdout_log(&node.name)).unwrap_or_default();
                     lab.events.insert(
@@ -294,13 +297,16 @@ async fn play(
 
 /// Stops a node: SIGKILL (`kill`, as a crash) or SIGTERM with a grace.
 fn signal_node(built: &mut Built, name: &str, kill: bool) {
-    if let Some(child) = built.children.get_mut(name) {
-        if kill {
-            let _ = child.kill();
-            let _ = child.wait();
-        } else {
-            kill_node(built, name);
+    if kill {
+        if let Some(child) = built.children.get_mut(name) {
+            // Collecting it waits on the kernel: off the async worker.
+            tokio::task::block_in_place(|| {
+                let _ = child.kill();
+                let _ = child.wait();
+            });
         }
+    } else {
+        kill_node(built, name);
     }
 }
 
