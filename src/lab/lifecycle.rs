@@ -96,9 +96,9 @@ pub async fn up(
             "waiting for every pair to be measured",
             built.dir.state.plan.expected.len() as u64,
         );
-        let probe = match (&built.dir.state.plan.grading, &built.probe_ns) {
-            (Some(_), Some(ns)) => Some(start_probe(&built, ns)?),
-            _ => None,
+        let probe = match &built.dir.state.plan.grading {
+            Some(_) => Some(start_probe(&built)?),
+            None => None,
         };
         let converged = watch(&mut built, cancel, progress, probe.as_ref()).await;
         let log = match probe {

@@ -1,19 +1,32 @@
-//! What build's namespace step and teardown ask of the kernel, behind a
-//! trait: [`Host`] is the real machine; tests give both a fake and check,
-//! without root, that teardown removes exactly what build recorded, and
-//! leaves alone what only looks like it.
+//! What build and teardown ask of the kernel, behind a trait: [`Host`] is
+//! the real machine; tests give both a fake and check, without root, that
+//! build records each object before making it and that teardown removes
+//! exactly what build recorded, and leaves alone what only looks like it.
 
 use std::io;
+use std::process::Child;
 use std::time::Duration;
 
-use super::launch;
+use tokio_util::sync::CancellationToken;
+
+use super::super::plan::Plan;
+use super::super::report::progress::Progress;
+use super::super::LabError;
+use super::delay::{DelayBackend, DelayError};
+use super::launch::{self, LaunchError, Output};
+use super::links;
 use super::netns::{self, NetnsError, NsId, Presence};
 use super::state::ProcessRecord;
 
 /// The kernel objects build makes and teardown looks at and removes.
+// Used generically inside the crate only, never as `dyn` nor across tasks:
+// the futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
 pub trait Kernel {
     /// A handle on a namespace made (the real one: its nsfs file).
     type Netns;
+    /// Readies the machine for named namespaces.
+    fn prepare(&mut self) -> Result<(), NetnsError>;
     /// Creates the namespace `name`; `record` runs with its identity before
     /// its name exists, and a failure of `record` leaves nothing.
     fn create_netns(
@@ -21,6 +34,32 @@ pub trait Kernel {
         name: &str,
         record: &mut dyn FnMut(NsId) -> io::Result<()>,
     ) -> Result<Self::Netns, NetnsError>;
+    /// Connects the lab's namespaces: bridge, veths (unless `emulated`: the
+    /// emulator's TAPs are the links), addresses, routes, static neighbours.
+    async fn wire(
+        &mut self,
+        plan: &Plan,
+        switch: &Self::Netns,
+        nodes: &[Self::Netns],
+        emulated: bool,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<(), LabError>;
+    /// Puts `plan`'s impairments on the links, through `backend`.
+    fn apply(&mut self, backend: &dyn DelayBackend, plan: &Plan) -> Result<(), DelayError>;
+    /// Gives a namespace its ephemeral port range (the grading probe tells
+    /// a graded node's own connections by it).
+    fn set_port_range(&mut self, ns: &Self::Netns, name: &str, range: (u16, u16))
+        -> io::Result<()>;
+    /// Starts `argv` in the namespace `ns` (named `name`), detached.
+    fn spawn(
+        &mut self,
+        ns: &Self::Netns,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        output: Output<'_>,
+    ) -> Result<Child, LaunchError>;
     /// What is at `/run/netns/NAME` now.
     fn presence(&self, netns: &str) -> io::Result<Presence>;
     /// Unmounts and removes a namespace's name.
@@ -43,6 +82,55 @@ pub struct Host;
 
 impl Kernel for Host {
     type Netns = std::fs::File;
+
+    fn prepare(&mut self) -> Result<(), NetnsError> {
+        netns::prepare_run_dir()
+    }
+
+    async fn wire(
+        &mut self,
+        plan: &Plan,
+        switch: &std::fs::File,
+        nodes: &[std::fs::File],
+        emulated: bool,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<(), LabError> {
+        links::wire(plan, switch, nodes, emulated, cancel, progress).await
+    }
+
+    fn apply(&mut self, backend: &dyn DelayBackend, plan: &Plan) -> Result<(), DelayError> {
+        // `tc` runs as a child process: off the async worker.
+        tokio::task::block_in_place(|| backend.apply(plan))
+    }
+
+    fn set_port_range(
+        &mut self,
+        ns: &std::fs::File,
+        name: &str,
+        (low, high): (u16, u16),
+    ) -> io::Result<()> {
+        // From a thread that entered it: `/proc/sys/net` is the namespace of
+        // the thread that opens it.
+        netns::run_in(ns, name, move || {
+            std::fs::write(
+                "/proc/sys/net/ipv4/ip_local_port_range",
+                format!("{low} {high}"),
+            )
+        })
+        .map_err(io::Error::other)?
+    }
+
+    fn spawn(
+        &mut self,
+        ns: &std::fs::File,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        output: Output<'_>,
+    ) -> Result<Child, LaunchError> {
+        launch::spawn_node(ns, name, argv, env, output)
+    }
 
     fn create_netns(
         &mut self,
@@ -92,11 +180,37 @@ impl Kernel for Host {
 
 #[cfg(test)]
 pub mod fake {
-    //! A kernel in memory: namespaces by name, processes by PID.
+    //! A kernel in memory: namespaces by name, the links in each, processes
+    //! by PID. Its processes are real but trivial: `echo ready`, so that a
+    //! build waiting for the emulator's word goes on.
 
     use std::collections::{BTreeMap, BTreeSet};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use crate::lab::plan::backend::BackendKind;
+    use crate::lab::plan::{BRIDGE_IFNAME, NODE_IFNAME};
+
+    /// A directory of its own, removed when dropped.
+    pub struct TempDir(pub std::path::PathBuf);
+
+    impl TempDir {
+        /// A new empty directory under the system's temporary directory.
+        pub fn new(what: &str) -> TempDir {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("sdss-{what}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 
     /// What the fake holds and what was done to it.
     #[derive(Debug, Default)]
@@ -111,6 +225,14 @@ pub mod fake {
         pub stopped: BTreeSet<i32>,
         /// A namespace whose creation fails.
         pub fail_on: Option<String>,
+        /// Links by namespace name.
+        pub links: BTreeMap<String, BTreeSet<String>>,
+        /// The backend whose delays were applied.
+        pub applied: Option<BackendKind>,
+        /// The start, counted from 0, that fails.
+        pub fail_spawn: Option<usize>,
+        /// Processes started so far.
+        pub spawned: usize,
     }
 
     impl FakeKernel {
@@ -122,7 +244,7 @@ pub mod fake {
         }
 
         /// Starts a process in the namespace with inode `ino`.
-        pub fn spawn(&mut self, pid: i32, start_time: u64, ino: u64) -> ProcessRecord {
+        pub fn start_process(&mut self, pid: i32, start_time: u64, ino: u64) -> ProcessRecord {
             self.processes.insert(pid, (start_time, ino));
             ProcessRecord {
                 node: None,
@@ -130,10 +252,86 @@ pub mod fake {
                 start_time,
             }
         }
+
+        /// The name of the mounted namespace `id`.
+        fn name_of(&self, id: NsId) -> Option<String> {
+            self.netns
+                .iter()
+                .find(|(_, p)| **p == Presence::Mounted(id))
+                .map(|(name, _)| name.clone())
+        }
+
+        fn add_link(&mut self, ns: NsId, link: &str) {
+            if let Some(name) = self.name_of(ns) {
+                self.links.entry(name).or_default().insert(link.to_owned());
+            }
+        }
     }
 
     impl Kernel for FakeKernel {
         type Netns = NsId;
+
+        fn prepare(&mut self) -> Result<(), NetnsError> {
+            Ok(())
+        }
+
+        async fn wire(
+            &mut self,
+            plan: &Plan,
+            switch: &NsId,
+            nodes: &[NsId],
+            emulated: bool,
+            _cancel: &CancellationToken,
+            _progress: &Progress,
+        ) -> Result<(), LabError> {
+            if !emulated {
+                self.add_link(*switch, BRIDGE_IFNAME);
+            }
+            for (node, ns) in plan.nodes.iter().zip(nodes) {
+                if !emulated {
+                    self.add_link(*switch, &node.bridge_port);
+                }
+                self.add_link(*ns, NODE_IFNAME);
+            }
+            Ok(())
+        }
+
+        fn apply(&mut self, backend: &dyn DelayBackend, _plan: &Plan) -> Result<(), DelayError> {
+            self.applied = Some(backend.kind());
+            Ok(())
+        }
+
+        fn set_port_range(&mut self, _: &NsId, _: &str, _: (u16, u16)) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn spawn(
+            &mut self,
+            ns: &NsId,
+            name: &str,
+            argv: &[String],
+            _env: &[(String, String)],
+            output: Output<'_>,
+        ) -> Result<Child, LaunchError> {
+            let nth = self.spawned;
+            self.spawned += 1;
+            let failed = |source| LaunchError::Spawn {
+                program: argv.first().cloned().unwrap_or_default(),
+                netns: name.to_owned(),
+                source,
+            };
+            if self.fail_spawn == Some(nth) {
+                return Err(failed(io::Error::other("the fake fails this start")));
+            }
+            let mut command = Command::new("echo");
+            command.arg("ready").stdin(Stdio::null());
+            if let Output::Files { stdout, .. } = output {
+                command.stdout(std::fs::File::create(stdout).map_err(failed)?);
+            }
+            let child = command.spawn().map_err(failed)?;
+            self.processes.insert(child.id() as i32, (1, ns.ino));
+            Ok(child)
+        }
 
         fn create_netns(
             &mut self,
@@ -162,6 +360,7 @@ pub mod fake {
 
         fn remove_netns(&mut self, netns: &str) -> Result<(), NetnsError> {
             self.netns.remove(netns);
+            self.links.remove(netns); // links live in their namespace
             self.removed.push(netns.to_owned());
             Ok(())
         }

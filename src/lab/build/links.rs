@@ -2,9 +2,10 @@
 //! pair per node, the node end moved into the node's namespace and renamed
 //! `eth0`, then addresses, links up and a default route.
 //!
-//! Link creation ([`build_switch`]) is separate from address configuration
-//! ([`configure_node`]) so that a backend providing its own `eth0` (the
-//! userspace emulator's TAP devices) reuses the second unchanged.
+//! [`wire`] is the whole step. Link creation ([`build_switch`]) is separate
+//! from address configuration ([`configure_node`]) so that a backend
+//! providing its own `eth0` (the userspace emulator's TAP devices) reuses the
+//! second unchanged.
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
@@ -17,8 +18,12 @@ use netlink_packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use thiserror::Error;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::lab::build::netns::{self, NetnsError};
 use crate::lab::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
+use crate::lab::report::progress::Progress;
+use crate::lab::LabError;
 
 /// Failures of link operations, each naming the link and its namespace.
 #[derive(Debug, Error)]
@@ -354,4 +359,46 @@ pub async fn add_static_neighbours(
 pub async fn loopback_up(netlink: &Netlink) -> Result<(), LinkError> {
     let lo = netlink.index("lo").await?;
     netlink.up(lo, "lo").await
+}
+
+/// Connects the lab: the bridge and each node's veth (unless `emulated`: the
+/// emulator's TAPs are the links, already in the node namespaces), then each
+/// node's `eth0` configured and every node's static neighbours.
+pub async fn wire(
+    plan: &Plan,
+    switch: &File,
+    nodes: &[File],
+    emulated: bool,
+    cancel: &CancellationToken,
+    progress: &Progress,
+) -> Result<(), LabError> {
+    let switch_link = Netlink::connect(switch, &plan.switch_netns)?;
+    loopback_up(&switch_link).await?;
+    let node_link: Vec<String> = if emulated {
+        vec![NODE_IFNAME.to_owned(); plan.nodes.len()]
+    } else {
+        progress.step("creating links", plan.nodes.len() as u64);
+        build_switch(&switch_link, plan, nodes, || progress.inc()).await?;
+        (0..plan.nodes.len()).map(node_end).collect()
+    };
+    progress.step("configuring node namespaces", plan.nodes.len() as u64);
+    let mut configured = Vec::with_capacity(plan.nodes.len());
+    for ((node, file), link) in plan.nodes.iter().zip(nodes).zip(&node_link) {
+        if cancel.is_cancelled() {
+            return Err(LabError::Cancelled);
+        }
+        let netlink = Netlink::connect(file, &node.netns)?;
+        let index = configure_node(&netlink, link, node.address, plan.subnet.prefix).await?;
+        let mac = netlink.mac(index, NODE_IFNAME).await?;
+        configured.push(NodeLink {
+            netlink,
+            index,
+            address: node.address,
+            mac,
+        });
+        progress.inc();
+    }
+    progress.step("adding static neighbour entries", plan.nodes.len() as u64);
+    add_static_neighbours(&configured, || progress.inc()).await?;
+    Ok(())
 }

@@ -19,19 +19,6 @@ use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::plan::{Plan, Program};
 use crate::node::event::{NodeEvent, StampedEvent};
 
-/// Sets the ephemeral port range of the namespace `ns` (named `name`), from a
-/// thread that entered it (`/proc/sys/net` is the namespace of the thread that
-/// opens it).
-pub fn set_port_range(ns: &File, name: &str, (low, high): (u16, u16)) -> io::Result<()> {
-    crate::lab::build::netns::run_in(ns, name, move || {
-        std::fs::write(
-            "/proc/sys/net/ipv4/ip_local_port_range",
-            format!("{low} {high}"),
-        )
-    })
-    .map_err(io::Error::other)?
-}
-
 /// The probe, running in its namespace on a thread of its own.
 pub struct RunningProbe {
     thread: JoinHandle<io::Result<ProbeLog>>,

@@ -34,17 +34,17 @@ use probe::{ProbeSpec, Target};
 const POLL: Duration = Duration::from_millis(250);
 
 /// Starts the grading probe for the lab's graded nodes.
-pub fn start_probe(built: &Built, ns: &File) -> Result<RunningProbe, LabError> {
+pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
     let state = &built.dir.state;
     let plan = &state.plan;
     let grading = plan
         .grading
         .as_ref()
         .ok_or_else(|| LabError::Probe("no grading settings".to_owned()))?;
-    let own = plan
+    let probe = plan
         .node(&grading.probe)
-        .map(|n| n.address)
         .ok_or_else(|| LabError::Probe("no probe node".to_owned()))?;
+    let (own, ns) = (probe.address, node_netns(&built.dir, &probe.netns)?);
     let targets = plan
         .nodes
         .iter()
@@ -66,7 +66,7 @@ pub fn start_probe(built: &Built, ns: &File) -> Result<RunningProbe, LabError> {
         risky_from: grading.risky_from,
     };
     let start = state.nodes_started_at.unwrap_or_else(wall_now);
-    RunningProbe::start(ns, spec, start).map_err(|e| LabError::Probe(e.to_string()))
+    RunningProbe::start(&ns, spec, start).map_err(|e| LabError::Probe(e.to_string()))
 }
 
 /// Follows a node's stdout as it grows.
