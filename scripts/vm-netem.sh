@@ -7,6 +7,9 @@
 # passes when its netem median minus its floor median (each the median over the
 # rounds of the lab's per-pair medians) is within the lab's tolerance of the
 # expected delay; one row per pair prints expected, floor, netem, netem-floor.
+# Then labs/delay-step.toml plays its timeline on netem (live `tc` changes) and
+# is judged by its own expectations, with `--tolerance` the lab's 0.5 ms plus
+# the largest floor those rounds measured plus the slack.
 #
 #   scripts/vm-netem.sh [--no-install] [--rounds N] [--slack MS] [SDSS_BINARY]
 # SDSS_BINARY defaults to target/release/sdss. Under emulation a lab at zero
@@ -28,7 +31,7 @@ cd "$(dirname "$0")/.."
 self=$PWD/scripts/vm-netem.sh
 
 if [[ "${1:-}" == "--inside-vm" ]]; then
-  bin=$2 out=$3 rounds=$4
+  bin=$2 out=$3 rounds=$4 slack=$5
   modprobe sch_netem
   mkdir -p /run/netns
   for round in $(seq "$rounds"); do
@@ -39,59 +42,30 @@ if [[ "${1:-}" == "--inside-vm" ]]; then
       echo "$status $start $(date +%s.%N)" >"$out/$backend.$round.status"
     done
   done
-  # Live changes on netem: a delay step, a cut and its heal, judged by the
-  # lab's own expectations with a tolerance that allows for the VM's floor.
-  cat >"$out/live.toml" <<'TOML'
-name = "vmlive"
-[defaults]
-interval = "250ms"
-refresh_every = 4
-[verify]
-samples = 5
-warmup = 1
-tolerance = "3ms"
-[[node]]
-name = "a"
-delay = "2ms"
-[[node]]
-name = "b"
-delay = "4ms"
-[[node]]
-name = "c"
-delay = "10ms"
-[[event]]
-name = "slow"
-at = "20s"
-action = "set"
-node = "c"
-delay = "40ms"
-[[event]]
-name = "cut"
-at = "30s"
-action = "cut"
-node = "c"
-[[event]]
-name = "heal"
-at = "38s"
-action = "heal"
-node = "c"
-[[expect]]
-what = "delay"
-after = "slow"
-within = "8s"
-[[expect]]
-what = "removed"
-node = "c"
-after = "cut"
-within = "8s"
-[[expect]]
-what = "measured"
-from = "a"
-to = "b"
-gap = "3s"
-TOML
+  # Live changes on netem: labs/delay-step.toml (a link's delay steps up and
+  # back), judged by its own expectations with a tolerance that allows for the
+  # floor this VM measured: the lab's 0.5 ms plus the largest pair's floor
+  # (median over the rounds) plus the slack.
+  tolerance=$(python3 - "$out" "$rounds" "$slack" <<'PY'
+import json, statistics, sys
+out, rounds, slack = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+floors = {}
+for r in range(1, rounds + 1):
+    try:
+        report = json.load(open(f"{out}/none.{r}.json"))
+    except (OSError, ValueError):
+        continue
+    for p in report["pairs"]:
+        if p.get("measured_ms") is not None:
+            floors.setdefault((p["from"], p["to"]), []).append(p["measured_ms"])
+floor = max((statistics.median(f) for f in floors.values()), default=1.0)
+print(f"{0.5 + floor + slack:.3f}ms")
+PY
+)
+  echo "$tolerance" >"$out/live.tolerance"
   status=0
-  "$bin" lab run "$out/live.toml" --delay-backend netem --json >"$out/live.json" 2>"$out/live.err" || status=$?
+  "$bin" lab run labs/delay-step.toml --delay-backend netem --tolerance "$tolerance" --json \
+    >"$out/live.json" 2>"$out/live.err" || status=$?
   echo "$status" >"$out/live.status"
   exit 0
 fi
@@ -178,7 +152,7 @@ status=0
 # vng's output goes to a file: QEMU reopens and truncates a redirected stdout.
 TMPDIR=$work/tmp timeout -k 10 $((150 + 60 * rounds)) vng --run "/boot/vmlinuz-$kver" --disable-kvm \
   --user root --memory 2G --cpus 2 --cwd "$PWD" --rwdir "$work/out" \
-  --exec "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds")" </dev/null >"$work/vm.log" 2>&1 &
+  --exec "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds" "$slack")" </dev/null >"$work/vm.log" 2>&1 &
 vm=$!
 wait "$vm" || status=$?
 vm=
@@ -239,7 +213,8 @@ live_ok = False
 try:
     live_status = int(open(f"{out}/live.status").read())
     live = json.load(open(f"{out}/live.json"))["timeline"]
-    print("live changes on netem (a delay step, a cut, a heal):")
+    tolerance = open(f"{out}/live.tolerance").read().strip()
+    print(f"labs/delay-step.toml on netem, live changes, judged with --tolerance {tolerance} (0.5 ms + this VM's floor + slack):")
     for p in live["played"]:
         took = f"{p['took_ms']:.1f} ms" if p.get("took_ms") is not None else "-"
         print(f"  +{p['at_s']:.1f} s  {p['what']} (took {took}){' FAILED: ' + p['error'] if p.get('error') else ''}")
@@ -248,6 +223,8 @@ try:
     report = json.load(open(f"{out}/live.json"))
     summary = report["summary"]
     print(f"  the delays before the first event: {summary['passed']} of {summary['pairs']} pairs pass; lab exit {live_status}")
+    if live_status != 0:
+        print(open(f"{out}/live.err").read()[-1500:], end="")
     live_ok = live_status == 0 and all(x["held"] for x in live["expects"])
 except (OSError, ValueError, KeyError) as e:
     print(f"live changes: no report ({e})")

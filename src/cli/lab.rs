@@ -46,6 +46,11 @@ struct UpArgs {
         env = "SDSS_LAB_DELAY_BACKEND"
     )]
     backend: BackendChoice,
+    /// Judge with this absolute tolerance instead of the lab file's
+    /// `[verify] tolerance`: for a machine that adds delay of its own (a VM
+    /// under software emulation, a loaded host), measured with `--delay-backend none`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    tolerance: Option<std::time::Duration>,
     /// Testing aid: inject the delays of this other lab file (same nodes) while
     /// grading against FILE's, to prove that verification catches wrong links.
     #[arg(long, hide = true, value_name = "OTHER")]
@@ -271,7 +276,10 @@ fn verdict(report: &Report) -> ExitCode {
 
 fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<ExitCode> {
     let topology = Topology::load(&args.file)?;
-    let plan = Plan::new(&topology, &args.file);
+    let mut plan = Plan::new(&topology, &args.file);
+    if let Some(tolerance) = args.tolerance {
+        plan.verify.tolerance = tolerance;
+    }
     if args.dry_run {
         let sdss = std::env::current_exe().context("locating the sdss executable")?;
         let shown = if args.backend == BackendChoice::None {
