@@ -147,7 +147,7 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
     let dry_run =
         matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args } if args.dry_run);
     if !dry_run && !nix::unistd::geteuid().is_root() {
-        bail!("sdss lab needs root (it creates network namespaces and links): run it with sudo");
+        bail!("sdss lab needs root (it creates network namespaces and links): run it as root, or with sudo");
     }
     let root = StateRoot::from_env();
     match command {
