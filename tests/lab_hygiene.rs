@@ -258,19 +258,13 @@ fn without_root_one_clear_line_and_exit_2() {
     if !sandboxed("without_root_one_clear_line_and_exit_2") {
         return;
     }
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    // A copy nobody can run: the checkout may sit where other users cannot
-    // enter (a clone under /root).
-    let scratch = Scratch::new("nobody");
-    let exe = scratch.0.join("sdss");
-    std::fs::copy(env!("CARGO_BIN_EXE_sdss"), &exe).unwrap();
-    for path in [&scratch.0, &exe] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let output = std::process::Command::new(&exe)
+    // Run as nobody, from a copy every user can reach: the checkout may sit
+    // where other users cannot enter (a clone under /root).
+    let sdss = PublicSdss::new();
+    let output = sdss
+        .command()
         .args(["lab", "status"])
-        .current_dir(&scratch.0)
         .uid(65534)
         .gid(65534)
         .output()
