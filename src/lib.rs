@@ -4,11 +4,13 @@
 //! * [`node`]: a node's runtime (discovery, timestamp server and client, neighbor table).
 //! * [`output`]: how a node's events are shown to people and to programs.
 //! * [`lab`]: network-namespace labs that inject delays and verify what nodes measure.
+//! * [`manual`]: shell completions and man pages, generated from the command line.
 //! * [`cli`]: the command line, which only wires the above together.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod lab;
+pub mod manual;
 pub mod node;
 pub mod output;
 pub mod protocol;

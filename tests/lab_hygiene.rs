@@ -205,6 +205,32 @@ fn two_labs_side_by_side_and_a_second_up_is_refused() {
         listing.contains(&first) && listing.contains(&second),
         "{listing}"
     );
+    // The same labs for programs: CSV and JSON, with the same fields.
+    let csv = run(&["lab", "status", "--format", "csv"]);
+    assert!(csv.status.success(), "{}", text(&csv));
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("lab,phase,nodes_running,nodes,backend,source,created_at")
+    );
+    for lab in [&first, &second] {
+        let row = format!("{lab},running,2,2,");
+        assert!(lines.clone().any(|l| l.starts_with(&row)), "{csv}");
+    }
+    let json = run(&["lab", "status", "--format", "json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let row = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["lab"] == first.as_str())
+        .unwrap_or_else(|| panic!("{first} not in {json}"));
+    assert_eq!(
+        (row["phase"].as_str(), row["nodes"].as_u64()),
+        (Some("running"), Some(2))
+    );
     // The refused second `up` did not disturb the first lab.
     assert_eq!(namespaces(&format!("sdss-{first}")).len(), 3);
     let exec = run(&[
@@ -232,19 +258,13 @@ fn without_root_one_clear_line_and_exit_2() {
     if !sandboxed("without_root_one_clear_line_and_exit_2") {
         return;
     }
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    // A copy nobody can run: the checkout may sit where other users cannot
-    // enter (a clone under /root).
-    let scratch = Scratch::new("nobody");
-    let exe = scratch.0.join("sdss");
-    std::fs::copy(env!("CARGO_BIN_EXE_sdss"), &exe).unwrap();
-    for path in [&scratch.0, &exe] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let output = std::process::Command::new(&exe)
+    // Run as nobody, from a copy every user can reach: the checkout may sit
+    // where other users cannot enter (a clone under /root).
+    let sdss = PublicSdss::new();
+    let output = sdss
+        .command()
         .args(["lab", "status"])
-        .current_dir(&scratch.0)
         .uid(65534)
         .gid(65534)
         .output()

@@ -16,7 +16,7 @@ use crate::lab::lifecycle::{self, UpOptions};
 use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Progress;
-use crate::lab::report::{render_plan, Report};
+use crate::lab::report::{render_plan, render_status, Report, StatusFormat};
 use crate::lab::LabError;
 
 /// Arguments of `sdss lab`.
@@ -82,8 +82,12 @@ enum LabCommand {
     Status {
         /// Only this lab.
         lab: Option<String>,
-        /// One JSON document.
-        #[arg(long)]
+        /// How to print the labs: for people, or for programs (json and csv
+        /// have the same fields).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+        /// The same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Grade a running lab again, from everything its nodes reported so far.
@@ -148,7 +152,7 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
     let dry_run =
         matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args } if args.dry_run);
     if !dry_run && !nix::unistd::geteuid().is_root() {
-        bail!("sdss lab needs root (it creates network namespaces and links): run it with sudo");
+        bail!("sdss lab needs root (it creates network namespaces and links): run it as root, or with sudo");
     }
     let root = StateRoot::from_env();
     match command {
@@ -192,29 +196,10 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Status { lab, json } => {
+        LabCommand::Status { lab, format, json } => {
             let labs = lifecycle::status(&root, lab.as_deref())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&labs)?);
-            } else if labs.is_empty() {
-                println!("no lab is up");
-            } else {
-                println!(
-                    "{:<20}  {:<12}  {:>7}  {:<8}  {:<19}  FILE",
-                    "LAB", "PHASE", "NODES", "BACKEND", "SINCE"
-                );
-                for s in labs {
-                    println!(
-                        "{:<20}  {:<12}  {:>7}  {:<8}  {:<19}  {}",
-                        s.lab,
-                        s.phase,
-                        format!("{}/{}", s.nodes_running, s.nodes),
-                        s.backend.map_or("-".to_owned(), |b| b.to_string()),
-                        since(&s.created_at),
-                        s.source.display()
-                    );
-                }
-            }
+            let format = if json { StatusFormat::Json } else { format };
+            print!("{}", render_status(&labs, format)?);
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Verify { lab, json } => {
@@ -417,17 +402,4 @@ async fn wait_for_signal() -> i32 {
         _ = tokio::signal::ctrl_c() => libc::SIGINT,
         _ = term.recv() => libc::SIGTERM,
     }
-}
-
-/// A lab's creation time (RFC 3339, UTC) to the second, in the local time zone
-/// of whoever reads the table; unchanged when it does not parse.
-fn since(created_at: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(created_at).map_or_else(
-        |_| created_at.to_owned(),
-        |t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        },
-    )
 }

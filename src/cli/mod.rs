@@ -4,13 +4,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod completions;
 pub mod emulator;
 pub mod lab;
+pub mod man;
 pub mod node;
 
 /// Simple Delay Sync Service: a node, and network-namespace labs to verify nodes.
 #[derive(Debug, Parser)]
-#[command(version, about, propagate_version = true)]
+#[command(name = "sdss", version, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +24,10 @@ enum Command {
     Node(node::NodeArgs),
     /// Network-namespace labs that inject delays and verify what nodes measure.
     Lab(lab::LabArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man(man::ManArgs),
     #[command(hide = true, name = "lab-emulator")]
     LabEmulator(emulator::EmulatorArgs),
 }
@@ -31,6 +37,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
         Command::LabEmulator(args) => emulator::run(args),
     }
 }
@@ -38,4 +46,15 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 /// Prints an error with its chain of causes, the way every command reports failure.
 pub fn report_error(error: &anyhow::Error) {
     eprintln!("sdss: {error:#}");
+}
+
+/// Writes `bytes` to stdout. A reader that went away (`sdss man | head`) is no
+/// error: it ends sdss as it ends any filter.
+pub fn print_bytes(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
+    }
 }

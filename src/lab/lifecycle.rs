@@ -25,7 +25,7 @@ use super::judge::{self};
 use super::plan::backend::{self, BackendChoice, BackendKind};
 use super::plan::Plan;
 use super::report::progress::Progress;
-use super::report::Report;
+use super::report::{LabStatus, Report};
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::{start_probe, watch};
 use super::LabError;
@@ -189,25 +189,6 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         elapsed,
     )
     .with_emulator(emulator_totals(&dir)))
-}
-
-/// One line per lab with state.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LabStatus {
-    /// The lab.
-    pub lab: String,
-    /// Its phase, or `interrupted` when its `up` died while building it.
-    pub phase: String,
-    /// Nodes whose process runs.
-    pub nodes_running: usize,
-    /// Nodes in the plan.
-    pub nodes: usize,
-    /// Delay backend.
-    pub backend: Option<BackendKind>,
-    /// The lab file.
-    pub source: PathBuf,
-    /// When `up` began.
-    pub created_at: String,
 }
 
 /// The status of every lab with state (or only `lab`).

@@ -69,6 +69,73 @@ impl Drop for Scratch {
     }
 }
 
+/// A copy of the sdss binary that every user can run, for tests that drop root.
+/// The checkout, and so the binary cargo built, may sit where other users
+/// cannot enter (a clone under /root, mode 700), and so may `$TMPDIR`; the copy
+/// goes into a fresh directory (made by this call alone, mode 0755) under the
+/// first temp folder that every user can enter, and is removed on drop.
+pub struct PublicSdss {
+    dir: PathBuf,
+}
+
+impl PublicSdss {
+    /// Copies the binary under test.
+    pub fn new() -> PublicSdss {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let base = [std::env::temp_dir(), PathBuf::from("/tmp")]
+            .into_iter()
+            .find(|dir| enterable_by_all(dir))
+            .expect("no temp folder that every user can enter, not even /tmp");
+        let dir = base.join(format!(
+            "sdss-test-public-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        // `create`, not `create_dir_all`: a name someone else made is an error, not ours.
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let public = PublicSdss { dir };
+        let exe = public.exe();
+        std::fs::copy(env!("CARGO_BIN_EXE_sdss"), &exe).unwrap();
+        // Modes set after the fact: the umask may have narrowed them.
+        for path in [&public.dir, &exe] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        public
+    }
+
+    /// The copy.
+    pub fn exe(&self) -> PathBuf {
+        self.dir.join("sdss")
+    }
+
+    /// A command that runs the copy, from its own directory.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(self.exe());
+        command.current_dir(&self.dir);
+        command
+    }
+}
+
+impl Drop for PublicSdss {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether every user can reach what is inside `dir`: it and each folder above
+/// it let others through (the execute bit for others).
+fn enterable_by_all(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    dir.ancestors().all(|d| {
+        std::fs::metadata(d).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+    })
+}
+
 /// Runs sdss with arguments and returns its output.
 pub fn run(args: &[&str]) -> Output {
     sdss().args(args).output().expect("running sdss")

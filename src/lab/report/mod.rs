@@ -1,10 +1,13 @@
 //! What `lab up`, `lab verify` and `lab run` print: the plan (for `--dry-run`)
-//! and the verification report, as a table for people or one JSON document.
+//! and the verification report, as a table for people or one JSON document;
+//! and what `lab status` prints ([`status`]).
 
 mod plan;
 pub mod progress;
+mod status;
 
 pub use plan::render_plan;
+pub use status::{render_status, LabStatus, StatusFormat, STATUS_FIELDS};
 
 use std::fmt::Write;
 
