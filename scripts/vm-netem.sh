@@ -8,8 +8,9 @@
 # rounds of the lab's per-pair medians) is within the lab's tolerance of the
 # expected delay; one row per pair prints expected, floor, netem, netem-floor.
 # Then labs/delay-step.toml plays its timeline on netem (live `tc` changes) and
-# is judged by its own expectations, with `--tolerance` the lab's 0.5 ms plus
-# the largest floor those rounds measured plus the slack.
+# is judged by its own expectations (it passes when every one holds), with
+# `--tolerance` the lab's 0.5 ms plus the largest floor those rounds measured
+# plus the slack.
 #
 #   scripts/vm-netem.sh [--no-install] [--rounds N] [--slack MS] [SDSS_BINARY]
 # SDSS_BINARY defaults to target/release/sdss. Under emulation a lab at zero
@@ -222,10 +223,13 @@ try:
         print(f"  {'pass' if x['held'] else 'FAIL'} {x['what']}: {'; '.join(x['evidence'])}")
     report = json.load(open(f"{out}/live.json"))
     summary = report["summary"]
-    print(f"  the delays before the first event: {summary['passed']} of {summary['pairs']} pairs pass; lab exit {live_status}")
-    if live_status != 0:
+    # The delays themselves are judged above against the floor, over rounds;
+    # one run's pairs are not (single runs here have 1-3 ms outliers).
+    print(f"  the delays before the first event (one run, not judged here): "
+          f"{summary['passed']} of {summary['pairs']} pairs within {tolerance}; lab exit {live_status}")
+    if live_status > 1:
         print(open(f"{out}/live.err").read()[-1500:], end="")
-    live_ok = live_status == 0 and all(x["held"] for x in live["expects"])
+    live_ok = live_status <= 1 and bool(live["expects"]) and all(x["held"] for x in live["expects"])
 except (OSError, ValueError, KeyError) as e:
     print(f"live changes: no report ({e})")
 passed += live_ok
