@@ -6,6 +6,7 @@
 //! goes away (`sdss node --json | head -1`) ends the node, as with every filter.
 
 mod human;
+pub mod metrics;
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
