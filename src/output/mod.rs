@@ -5,6 +5,7 @@
 //! queue: a reader of stdout that stalls blocks that thread only, and one that
 //! goes away (`sdss node --json | head -1`) ends the node, as with every filter.
 
+pub mod endpoint;
 mod human;
 pub mod metrics;
 
