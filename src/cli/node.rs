@@ -1,7 +1,7 @@
 //! `sdss node`: run one node until SIGINT or SIGTERM.
 
 use std::io::{self, IsTerminal};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::node::discovery::Destinations;
 use crate::node::event::{self, EVENT_QUEUE};
 use crate::node::{Node, NodeConfig};
-use crate::output::{self, OutputMode};
+use crate::output::endpoint::Endpoint;
+use crate::output::{self, metrics, OutputMode};
 use crate::protocol::{NodeId, DEFAULT_BROADCAST_PORT};
 use crate::units::parse_duration;
 
@@ -71,6 +72,11 @@ pub struct NodeArgs {
     /// Period of the neighbor table in human output.
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub table_every: Duration,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9498).
+    /// Off by default.
+    #[arg(long, env = "SDSS_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
@@ -132,13 +138,26 @@ pub fn run(args: NodeArgs) -> ExitCode {
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let config = args.config();
+    let max_neighbors = config.max_neighbors;
     let node = Node::bind(config).await.context("cannot start the node")?;
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone())?;
     let (events, received) = event::channel(EVENT_QUEUE);
-    let output = output::spawn(received, args.output_mode(), cancel.clone())
+    let (peer_metrics, endpoint) = match args.metrics {
+        Some(addr) => {
+            let (peers, exposition) = metrics::metrics(received.tally(), max_neighbors);
+            let endpoint = Endpoint::bind(addr, exposition).await?;
+            (Some(peers), Some(endpoint))
+        }
+        None => (None, None),
+    };
+    spawn_signal_handler(cancel.clone())?;
+    let endpoint = endpoint.map(|endpoint| tokio::spawn(endpoint.serve(cancel.clone())));
+    let output = output::spawn(received, args.output_mode(), peer_metrics, cancel.clone())
         .context("cannot start the output")?;
     node.run(events, cancel).await;
+    if let Some(endpoint) = endpoint {
+        let _ = endpoint.await;
+    }
     let finished = tokio::task::spawn_blocking(move || output.finish(OUTPUT_GRACE))
         .await
         .context("the output failed")?;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Dialect, NodeId};
 
+use super::tally::Tally;
+
 /// One thing that happened in a node. Serialized as one JSON object per line,
 /// tagged by `"event"`; see README.md for the schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +156,20 @@ pub enum RemovalCause {
     Silent,
 }
 
+impl RemovalCause {
+    /// Every cause, in declaration order.
+    pub const ALL: [RemovalCause; 8] = [
+        RemovalCause::Refused,
+        RemovalCause::Timeout,
+        RemovalCause::Unreachable,
+        RemovalCause::Reset,
+        RemovalCause::NoAnswer,
+        RemovalCause::Io,
+        RemovalCause::BadAnswer,
+        RemovalCause::Silent,
+    ];
+}
+
 /// What a warning is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -190,6 +206,24 @@ pub enum WarningKind {
 }
 
 impl WarningKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [WarningKind; 14] = [
+        WarningKind::MalformedDatagram,
+        WarningKind::Float32Timestamp,
+        WarningKind::BadTimestamp,
+        WarningKind::TimeZone,
+        WarningKind::ExchangeFailed,
+        WarningKind::AdmissionLimited,
+        WarningKind::AddressFull,
+        WarningKind::TableFull,
+        WarningKind::IdConflict,
+        WarningKind::SendFailed,
+        WarningKind::NoDestination,
+        WarningKind::ReceiveFailed,
+        WarningKind::AcceptFailed,
+        WarningKind::EventsDropped,
+    ];
+
     /// What many warnings of this kind are about, for a summary line.
     pub fn plural(self) -> &'static str {
         match self {
@@ -220,6 +254,7 @@ pub const EVENT_QUEUE: usize = 4096;
 pub struct EventSender {
     queue: SyncSender<NodeEvent>,
     dropped: Arc<AtomicU64>,
+    tally: Arc<Tally>,
 }
 
 /// The output's end of the queue.
@@ -227,20 +262,24 @@ pub struct EventSender {
 pub struct EventReceiver {
     queue: mpsc::Receiver<NodeEvent>,
     dropped: Arc<AtomicU64>,
+    tally: Arc<Tally>,
 }
 
 /// A queue of `capacity` events.
 pub fn channel(capacity: usize) -> (EventSender, EventReceiver) {
     let (queue, receiver) = mpsc::sync_channel(capacity);
     let dropped = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     (
         EventSender {
             queue,
             dropped: dropped.clone(),
+            tally: tally.clone(),
         },
         EventReceiver {
             queue: receiver,
             dropped,
+            tally,
         },
     )
 }
@@ -250,8 +289,18 @@ impl EventSender {
     /// that is gone drops everything silently.
     pub fn send(&self, event: NodeEvent) {
         if let Err(TrySendError::Full(_)) = self.queue.try_send(event) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.drop_one();
         }
+    }
+
+    fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.tally.warnings(WarningKind::EventsDropped, 1);
+    }
+
+    /// The node's counts, which travel beside the queue.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     /// Queues the last event, waiting up to `patience` for room: unlike the
@@ -265,7 +314,7 @@ impl EventSender {
                 Err(TrySendError::Full(back)) => event = back,
             }
             if tokio::time::Instant::now() >= deadline {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.drop_one();
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -274,6 +323,11 @@ impl EventSender {
 }
 
 impl EventReceiver {
+    /// The node's counts, exact where events are limited or dropped.
+    pub fn tally(&self) -> Arc<Tally> {
+        self.tally.clone()
+    }
+
     /// The next event, waiting at most `wait`. Events dropped since the last
     /// call come first, as one `events_dropped` warning with their count.
     pub fn recv_timeout(&self, wait: Duration) -> Result<NodeEvent, RecvTimeoutError> {

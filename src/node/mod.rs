@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod event;
 pub mod server;
 pub mod table;
+pub mod tally;
 
 mod tasks;
 mod warnings;
@@ -31,6 +32,7 @@ use discovery::{Announcer, Destinations, DiscoveryError};
 use event::{EventSender, NodeEvent, RemovalCause, WarningKind};
 use server::{ClientHint, Slots};
 use table::{ExchangeOrder, ExchangeReason, NeighborTable, Sample, TableConfig};
+use tally::ExchangeResult;
 use warnings::{WarningKey, WarningLimiter};
 
 /// Most exchanges with verified peers in flight at once.
@@ -234,6 +236,7 @@ impl Shared {
         peer: Option<&NodeId>,
         message: impl FnOnce() -> String,
     ) {
+        self.events.tally().warnings(kind, 1);
         let key: WarningKey = (kind, ip);
         let admitted = {
             let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
@@ -340,6 +343,7 @@ impl Shared {
                 return self.record_failure(&order, failure, format!("{error}; not a neighbor"));
             }
         };
+        self.events.tally().exchange(ExchangeResult::Success);
         if let Err(error) = &exchange.answer {
             let message = || {
                 format!(
@@ -379,6 +383,7 @@ impl Shared {
         (cause, kind): (RemovalCause, WarningKind),
         error: String,
     ) {
+        self.events.tally().exchange(ExchangeResult::Failed(cause));
         let departure = self.table().exchange_failed(&order.id);
         match departure {
             Some(departure) => {

@@ -16,6 +16,7 @@ use super::discovery::{Announcer, Target};
 use super::event::{NodeEvent, RemovalCause, WarningKind};
 use super::server;
 use super::table::{Heard, Ignored};
+use super::tally::DatagramKind;
 use super::{error_chain, Shared};
 
 /// Announces this node every interval, the first time at once.
@@ -50,7 +51,11 @@ pub(super) async fn announce(
             });
         }
         for target in &targets {
-            if let Err(error) = announcer.send(target, &datagram).await {
+            let sent = announcer.send(target, &datagram).await;
+            if sent.is_ok() {
+                shared.events.tally().datagram(DatagramKind::Sent);
+            }
+            if let Err(error) = sent {
                 let ip = Some(IpAddr::V4(*target.addr.ip()));
                 shared.warn(WarningKind::SendFailed, ip, None, || {
                     format!("announcing to {}: {}", target.label, error_chain(&error))
@@ -80,6 +85,7 @@ pub(super) async fn receive(shared: Arc<Shared>, socket: UdpSocket) {
         let announcement = match Announcement::decode(&buffer[..len]) {
             Ok(announcement) => announcement,
             Err(error) => {
+                shared.events.tally().datagram(DatagramKind::Malformed);
                 shared.warn(WarningKind::MalformedDatagram, ip, None, || {
                     format!("ignored a datagram from {source}: {error}")
                 });
@@ -87,8 +93,10 @@ pub(super) async fn receive(shared: Arc<Shared>, socket: UdpSocket) {
             }
         };
         if announcement.id == shared.config.id {
+            shared.events.tally().datagram(DatagramKind::Own);
             continue;
         }
+        shared.events.tally().datagram(DatagramKind::Heard);
         if shared.config.verbose {
             shared.emit(NodeEvent::Heard {
                 id: announcement.id.clone(),

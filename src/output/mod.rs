@@ -5,7 +5,9 @@
 //! queue: a reader of stdout that stalls blocks that thread only, and one that
 //! goes away (`sdss node --json | head -1`) ends the node, as with every filter.
 
+pub mod endpoint;
 mod human;
+pub mod metrics;
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::node::event::{EventReceiver, NodeEvent, StampedEvent};
 
 pub use human::Human;
+use metrics::PeerMetrics;
 
 /// How events are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,18 +46,20 @@ pub struct Output {
     done: mpsc::Receiver<io::Result<()>>,
 }
 
-/// Starts rendering `events` to stdout. When stdout fails (its reader is gone),
-/// `gone` is cancelled: the node has nobody to talk to.
+/// Starts rendering `events` to stdout, and feeding them to `metrics` when
+/// given. When stdout fails (its reader is gone), `gone` is cancelled: the
+/// node has nobody to talk to.
 pub fn spawn(
     events: EventReceiver,
     mode: OutputMode,
+    metrics: Option<PeerMetrics>,
     gone: CancellationToken,
 ) -> io::Result<Output> {
     let (finished, done) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("output".into())
         .spawn(move || {
-            let result = render(&events, mode);
+            let result = render(&events, mode, metrics);
             if result.is_err() {
                 gone.cancel();
             }
@@ -73,7 +78,11 @@ impl Output {
 }
 
 /// Renders until the node drops its sender, or stdout fails.
-fn render(events: &EventReceiver, mode: OutputMode) -> io::Result<()> {
+fn render(
+    events: &EventReceiver,
+    mode: OutputMode,
+    mut metrics: Option<PeerMetrics>,
+) -> io::Result<()> {
     let stdout = io::stdout();
     let (mut human, table_every) = match mode {
         OutputMode::Json => (None, None),
@@ -89,7 +98,11 @@ fn render(events: &EventReceiver, mode: OutputMode) -> io::Result<()> {
             at.saturating_duration_since(Instant::now())
                 .min(READER_CHECK)
         });
-        let text = match (events.recv_timeout(wait), human.as_mut()) {
+        let received = events.recv_timeout(wait);
+        if let (Ok(event), Some(metrics)) = (&received, metrics.as_mut()) {
+            metrics.observe(event);
+        }
+        let text = match (received, human.as_mut()) {
             (Ok(event), None) => {
                 write_json_line(&mut stdout.lock(), event)?;
                 continue;

@@ -1,0 +1,172 @@
+//! `sdss node --metrics`: two real nodes on loopback, scraped over HTTP once
+//! they have measured each other; the scrape is checked by `promtool` when it
+//! is installed (Debian package `prometheus`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{sdss_node, unique_port, Proc};
+
+/// A TCP port free on loopback now (the OS picks it).
+fn free_tcp_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The body of `GET /metrics` at `port`, or why there is none.
+fn scrape(port: u16, accept: Option<&str>) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of head in {response:?}"))?;
+    if !head.starts_with("HTTP/1.1 200 ") {
+        return Err(format!("answered {head:?}"));
+    }
+    Ok(body.to_owned())
+}
+
+/// Scrapes until `done` holds for the body; panics with the last one after `limit`.
+fn scrape_until(node: &Proc, port: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let limit = Duration::from_secs(10);
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = scrape(port, None);
+        if let Ok(body) = &last {
+            if done(body) {
+                return body.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no {what} within {limit:?}; last scrape: {last:?}\nit printed:\n{}",
+            node.name,
+            node.transcript()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of the series named exactly `series` (name and labels).
+fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+fn delay_series(peer: &str) -> String {
+    format!(r#"sdss_peer_delay_seconds{{id="{peer}",ip="127.0.0.1"}}"#)
+}
+
+#[test]
+fn two_nodes_expose_their_measurements_and_drop_a_removed_peers_series() {
+    let port = unique_port();
+    let (metrics_a, metrics_b) = (free_tcp_port(), free_tcp_port());
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    let a = sdss_node("a", port, &["--metrics", &addr(metrics_a)]);
+    let mut b = sdss_node("b", port, &["--metrics", &addr(metrics_b)]);
+    let (id_a, id_b) = (a.id(), b.id());
+
+    let body = scrape_until(&a, metrics_a, "measurement of b", |body| {
+        value(body, &delay_series(&id_b)).is_some()
+    });
+    scrape_until(&b, metrics_b, "measurement of a", |body| {
+        value(body, &delay_series(&id_a)).is_some()
+    });
+    let labels = format!(r#"id="{id_b}",ip="127.0.0.1""#);
+    let delay = value(&body, &delay_series(&id_b)).unwrap();
+    assert!((0.0..0.05).contains(&delay), "loopback delay {delay} s");
+    for series in [
+        format!("sdss_peer_offset_seconds{{{labels}}}"),
+        format!(r#"sdss_peer_rtt_seconds_bucket{{{labels},le="5e-05"}}"#),
+        format!(r#"sdss_peer_rtt_seconds_bucket{{{labels},le="+Inf"}}"#),
+        format!("sdss_peer_rtt_seconds_count{{{labels}}}"),
+        r#"sdss_exchanges_total{result="refused"}"#.to_owned(),
+        r#"sdss_warnings_total{kind="malformed_datagram"}"#.to_owned(),
+    ] {
+        assert!(value(&body, &series).is_some(), "no {series} in\n{body}");
+    }
+    assert_eq!(value(&body, "sdss_peers"), Some(1.0), "{body}");
+    for (series, at_least) in [
+        (r#"sdss_exchanges_total{result="success"}"#, 1.0),
+        (r#"sdss_datagrams_total{kind="heard"}"#, 1.0),
+        (r#"sdss_datagrams_total{kind="sent"}"#, 1.0),
+        (r#"sdss_datagrams_total{kind="own"}"#, 1.0),
+    ] {
+        let count = value(&body, series).unwrap_or(0.0);
+        assert!(count >= at_least, "{series} is {count}:\n{body}");
+    }
+    println!("a scrape of node a (text format):\n{body}");
+
+    let open_metrics = scrape(
+        metrics_a,
+        Some("application/openmetrics-text;version=1.0.0"),
+    )
+    .expect("an OpenMetrics scrape");
+    assert!(open_metrics.ends_with("# EOF\n"), "{open_metrics}");
+    assert!(
+        open_metrics.contains("# UNIT sdss_peer_delay_seconds seconds\n"),
+        "{open_metrics}"
+    );
+
+    promtool_check(&body);
+
+    b.kill();
+    scrape_until(&a, metrics_a, "removal of b's series", |body| {
+        !body.contains(&id_b) && value(body, "sdss_peers") == Some(0.0)
+    });
+}
+
+/// `promtool check metrics` on `body`; skips with the reason when promtool is absent.
+fn promtool_check(body: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            println!("SKIPPED promtool check: promtool not found (Debian package prometheus)");
+            return;
+        }
+        Err(error) => panic!("cannot run promtool: {error}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(body.as_bytes())
+        .expect("write the scrape to promtool");
+    let output = child.wait_with_output().expect("wait for promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed ({}): {said}\non:\n{body}",
+        output.status
+    );
+    println!("promtool check metrics: exit 0 {said}");
+}
