@@ -355,8 +355,9 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
         Err(e) => return Err(anyhow::Error::new(e).context(format!("bringing lab {lab} up"))),
     };
     eprintln!(
-        "sdss lab {lab}: up in {:.2} s (namespaces, links, delays, nodes){}",
+        "sdss lab {lab}: up in {:.3} s ({} s){}",
         outcome.build_time.as_secs_f64(),
+        outcome.stages,
         outcome
             .report
             .as_ref()

@@ -17,8 +17,8 @@ use crate::node::clock::wall_now;
 use super::build::delay::Tc;
 use super::build::launch::{self, LaunchError};
 use super::build::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
-use super::build::Built;
 use super::build::{build, emulator_totals, node_netns, TeardownGuard};
+use super::build::{Built, Stages};
 use super::judge::delays::{verify as verify_delays, Observations};
 use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
@@ -52,6 +52,8 @@ pub struct UpOutcome {
     pub report: Option<Report>,
     /// From the start of `up` until every node was launched.
     pub build_time: Duration,
+    /// The build's stages, timed.
+    pub stages: Stages,
     /// From node launch until the grade.
     pub converge_time: Duration,
 }
@@ -129,6 +131,7 @@ pub async fn up(
     Ok(UpOutcome {
         report,
         build_time,
+        stages: built.stages.clone(),
         converge_time: launched.elapsed(),
     })
 }

@@ -19,9 +19,6 @@ use super::netns::{self, NetnsError, NsId, Presence};
 use super::state::ProcessRecord;
 
 /// The kernel objects build makes and teardown looks at and removes.
-// Used generically inside the crate only, never as `dyn` nor across tasks:
-// the futures need no `Send` bound.
-#[allow(async_fn_in_trait)]
 pub trait Kernel {
     /// A handle on a namespace made (the real one: its nsfs file).
     type Netns;
@@ -36,7 +33,7 @@ pub trait Kernel {
     ) -> Result<Self::Netns, NetnsError>;
     /// Connects the lab's namespaces: bridge, veths (unless `emulated`: the
     /// emulator's TAPs are the links), addresses, routes, static neighbours.
-    async fn wire(
+    fn wire(
         &mut self,
         plan: &Plan,
         switch: &Self::Netns,
@@ -87,7 +84,7 @@ impl Kernel for Host {
         netns::prepare_run_dir()
     }
 
-    async fn wire(
+    fn wire(
         &mut self,
         plan: &Plan,
         switch: &std::fs::File,
@@ -96,7 +93,8 @@ impl Kernel for Host {
         cancel: &CancellationToken,
         progress: &Progress,
     ) -> Result<(), LabError> {
-        links::wire(plan, switch, nodes, emulated, cancel, progress).await
+        // Netlink answers within its calls: off the async worker.
+        tokio::task::block_in_place(|| links::wire(plan, switch, nodes, emulated, cancel, progress))
     }
 
     fn apply(&mut self, backend: &dyn DelayBackend, plan: &Plan) -> Result<(), DelayError> {
@@ -275,7 +273,7 @@ pub mod fake {
             Ok(())
         }
 
-        async fn wire(
+        fn wire(
             &mut self,
             plan: &Plan,
             switch: &NsId,

@@ -1,55 +1,55 @@
-//! The lab's links, through rtnetlink: a bridge in the switch namespace, one veth
-//! pair per node, the node end moved into the node's namespace and renamed
-//! `eth0`, then addresses, links up and a default route.
+//! The lab's links: a bridge in the switch namespace and one veth pair per
+//! node, made with its node end already in the node's namespace and named
+//! `eth0`; then, in each node's namespace, its address, links up, a default
+//! route and a permanent neighbour entry for every other node.
 //!
-//! [`wire`] is the whole step. Link creation ([`build_switch`]) is separate
-//! from address configuration ([`configure_node`]) so that a backend
-//! providing its own `eth0` (the userspace emulator's TAP devices) reuses the
-//! second unchanged.
+//! Every step is a batch of netlink requests ([`super::rtnl`]): the switch's
+//! links in one, each node's configuration in one, the nodes configured by a
+//! few threads at once (a socket belongs to the namespace of the thread that
+//! opens it). A backend providing its own `eth0` (the userspace emulator's
+//! TAP devices) skips the switch's links and reuses the rest unchanged.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use futures::TryStreamExt;
-use netlink_packet_route::link::LinkAttribute;
-use netlink_packet_route::neighbour::NeighbourState;
-use netlink_packet_route::route::RouteScope;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use nix::sched::{setns, CloneFlags};
+use rtnetlink::{
+    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
+};
 use thiserror::Error;
-
 use tokio_util::sync::CancellationToken;
 
-use crate::lab::build::netns::{self, NetnsError};
+use super::netns::NetnsError;
+use super::rtnl::{Create, Rtnl, RtnlError};
 use crate::lab::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
 use crate::lab::report::progress::Progress;
 use crate::lab::LabError;
 
-/// Failures of link operations, each naming the link and its namespace.
+/// The index of `lo` in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
+/// Failures of link operations, each naming its namespace.
 #[derive(Debug, Error)]
 pub enum LinkError {
     /// Entering the namespace failed.
     #[error(transparent)]
     Netns(#[from] NetnsError),
-    /// Opening the netlink socket failed.
-    #[error("netlink socket in namespace {netns}: {source}")]
-    Connect {
+    /// Netlink failed or refused a request.
+    #[error("in namespace {netns}: {source}")]
+    Netlink {
         /// The namespace.
         netns: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A netlink request failed.
-    #[error("{action} {link} in namespace {netns}: {source}")]
-    Request {
-        /// What was being done.
-        action: &'static str,
-        /// The link.
-        link: String,
-        /// The namespace.
-        netns: String,
-        /// What the kernel said.
-        source: Box<rtnetlink::Error>,
+        /// What failed.
+        source: RtnlError,
     },
     /// A link that should exist does not.
     #[error("link {link} not found in namespace {netns}")]
@@ -61,310 +61,19 @@ pub enum LinkError {
     },
 }
 
-/// A netlink connection bound to one namespace.
-pub struct Netlink {
-    handle: Handle,
-    netns: String,
-}
-
-impl Netlink {
-    /// Opens a netlink socket inside the namespace `ns` (named `name`). Must be
-    /// called from within the tokio runtime, which then drives the connection.
-    pub fn connect(ns: &File, name: &str) -> Result<Netlink, LinkError> {
-        let runtime = tokio::runtime::Handle::current();
-        let label = name.to_owned();
-        let (connection, handle) = netns::run_in(ns, name, move || {
-            let _entered = runtime.enter();
-            rtnetlink::new_connection().map(|(connection, handle, _)| (connection, handle))
-        })?
-        .map_err(|source| LinkError::Connect {
-            netns: label,
-            source,
-        })?;
-        tokio::spawn(connection);
-        Ok(Netlink {
-            handle,
-            netns: name.to_owned(),
-        })
-    }
-
-    fn failed(
-        &self,
-        action: &'static str,
-        link: &str,
-    ) -> impl FnOnce(rtnetlink::Error) -> LinkError {
-        let link = link.to_owned();
-        let netns = self.netns.clone();
-        move |source| LinkError::Request {
-            action,
-            link,
-            netns,
-            source: Box::new(source),
-        }
-    }
-
-    /// The index of a link by name.
-    pub async fn index(&self, name: &str) -> Result<u32, LinkError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        match links.try_next().await {
-            Ok(Some(link)) => Ok(link.header.index),
-            Ok(None) => Err(self.missing(name)),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
-                Err(self.missing(name))
-            }
-            Err(e) => Err(self.failed("looking up", name)(e)),
-        }
-    }
-
-    fn missing(&self, name: &str) -> LinkError {
-        LinkError::Missing {
-            link: name.to_owned(),
-            netns: self.netns.clone(),
-        }
-    }
-
-    /// The hardware address of a link.
-    pub async fn mac(&self, index: u32, name: &str) -> Result<Vec<u8>, LinkError> {
-        let mut links = self.handle.link().get().match_index(index).execute();
-        let link = links
-            .try_next()
-            .await
-            .map_err(self.failed("reading", name))?
-            .ok_or_else(|| self.missing(name))?;
-        link.attributes
-            .into_iter()
-            .find_map(|a| match a {
-                LinkAttribute::Address(mac) => Some(mac),
-                _ => None,
-            })
-            .ok_or_else(|| self.missing(name))
-    }
-
-    /// Adds a permanent neighbour (ARP) entry.
-    pub async fn add_static_neighbour(
-        &self,
-        index: u32,
-        ip: Ipv4Addr,
-        mac: &[u8],
-    ) -> Result<(), LinkError> {
-        self.handle
-            .neighbours()
-            .add(index, IpAddr::V4(ip))
-            .link_layer_address(mac)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
-            .await
-            .map_err(self.failed("adding a neighbour entry on", NODE_IFNAME))
-    }
-
-    /// Creates a bridge and brings it up.
-    pub async fn add_bridge(&self, name: &str) -> Result<(), LinkError> {
-        self.handle
-            .link()
-            .add(LinkBridge::new(name).up().build())
-            .execute()
-            .await
-            .map_err(self.failed("creating bridge", name))
-    }
-
-    /// Creates a veth pair.
-    pub async fn add_veth(&self, name: &str, peer: &str) -> Result<(), LinkError> {
-        self.handle
-            .link()
-            .add(LinkVeth::new(name, peer).build())
-            .execute()
-            .await
-            .map_err(self.failed("creating veth pair", name))
-    }
-
-    /// Attaches a link to a bridge and brings it up.
-    pub async fn attach(&self, port: &str, bridge_index: u32) -> Result<(), LinkError> {
-        let index = self.index(port).await?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .controller(bridge_index)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(self.failed("attaching to the bridge", port))
-    }
-
-    /// Moves a link into another namespace.
-    pub async fn move_to(&self, name: &str, target: &File) -> Result<(), LinkError> {
-        let index = self.index(name).await?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .setns_by_fd(target.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(self.failed("moving", name))
-    }
-
-    /// Renames a (down) link.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<u32, LinkError> {
-        let index = self.index(from).await?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .name(to.to_owned())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(self.failed("renaming", from))?;
-        Ok(index)
-    }
-
-    /// Brings a link up.
-    pub async fn up(&self, index: u32, name: &str) -> Result<(), LinkError> {
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(self.failed("bringing up", name))
-    }
-
-    /// Adds an IPv4 address (the kernel derives the broadcast address).
-    pub async fn add_address(
-        &self,
-        index: u32,
-        name: &str,
-        ip: Ipv4Addr,
-        prefix: u8,
-    ) -> Result<(), LinkError> {
-        self.handle
-            .address()
-            .add(index, IpAddr::V4(ip), prefix)
-            .execute()
-            .await
-            .map_err(self.failed("adding an address to", name))
-    }
-
-    /// Adds `default dev NAME` (scope link): limited broadcasts then leave by the lab link.
-    pub async fn add_default_route(&self, index: u32, name: &str) -> Result<(), LinkError> {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .output_interface(index)
-            .scope(RouteScope::Link)
-            .build();
-        self.handle
-            .route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(self.failed("adding a default route via", name))
-    }
-}
-
-/// Name of the veth end that becomes a node's `eth0`, while it is still in the
-/// switch namespace.
-pub fn node_end(index: usize) -> String {
-    format!("n{index}")
-}
-
-/// Creates the bridge and every node's veth pair in the switch namespace, and
-/// moves each node end into its node's namespace (`node_ns[i]` for node `i`).
-/// `on_node` is told each time a node's link is in place.
-pub async fn build_switch(
-    switch: &Netlink,
-    plan: &Plan,
-    node_ns: &[File],
-    mut on_node: impl FnMut(),
-) -> Result<(), LinkError> {
-    switch.add_bridge(BRIDGE_IFNAME).await?;
-    let bridge = switch.index(BRIDGE_IFNAME).await?;
-    for (index, (node, ns)) in plan.nodes.iter().zip(node_ns).enumerate() {
-        let end = node_end(index);
-        switch.add_veth(&node.bridge_port, &end).await?;
-        switch.attach(&node.bridge_port, bridge).await?;
-        switch.move_to(&end, ns).await?;
-        on_node();
-    }
-    Ok(())
-}
-
-/// Configures a node's namespace once its lab link is in it (named `link`):
-/// renamed to `eth0`, address, up, loopback up, default route on the lab link.
-/// Returns the index of `eth0`.
-pub async fn configure_node(
-    node: &Netlink,
-    link: &str,
+/// A node's `eth0`, as the neighbours of the others need it.
+#[derive(Debug, Clone)]
+struct NodeEnd {
+    index: u32,
     address: Ipv4Addr,
-    prefix: u8,
-) -> Result<u32, LinkError> {
-    let index = if link == NODE_IFNAME {
-        node.index(link).await?
-    } else {
-        node.rename(link, NODE_IFNAME).await?
-    };
-    node.add_address(index, NODE_IFNAME, address, prefix)
-        .await?;
-    node.up(index, NODE_IFNAME).await?;
-    loopback_up(node).await?;
-    node.add_default_route(index, NODE_IFNAME).await?;
-    Ok(index)
-}
-
-/// A configured node namespace: its netlink connection, `eth0`'s index and MAC.
-pub struct NodeLink {
-    /// Netlink inside the node's namespace.
-    pub netlink: Netlink,
-    /// Index of its `eth0`.
-    pub index: u32,
-    /// Its address.
-    pub address: Ipv4Addr,
-    /// `eth0`'s hardware address.
-    pub mac: Vec<u8>,
-}
-
-/// Gives every node a permanent ARP entry for every other node.
-///
-/// Why: the kernel's neighbour table is one for all namespaces, and dynamic
-/// entries are capped by `net.ipv4.neigh.default.gc_thresh3` (1024 by default)
-/// summed over the whole machine. A lab of n nodes talking to each other needs
-/// n(n-1) entries: past ~32 nodes new entries fail ("neighbor table overflow"),
-/// and announcements are silently dropped with ENOBUFS. Permanent entries are
-/// exempt from that cap, and they also take ARP out of the measured exchanges.
-pub async fn add_static_neighbours(
-    nodes: &[NodeLink],
-    mut on_node: impl FnMut(),
-) -> Result<(), LinkError> {
-    for node in nodes {
-        for peer in nodes.iter().filter(|p| p.address != node.address) {
-            node.netlink
-                .add_static_neighbour(node.index, peer.address, &peer.mac)
-                .await?;
-        }
-        on_node();
-    }
-    Ok(())
-}
-
-/// Brings loopback up in a namespace (the switch's, which has no address).
-pub async fn loopback_up(netlink: &Netlink) -> Result<(), LinkError> {
-    let lo = netlink.index("lo").await?;
-    netlink.up(lo, "lo").await
+    mac: Vec<u8>,
 }
 
 /// Connects the lab: the bridge and each node's veth (unless `emulated`: the
 /// emulator's TAPs are the links, already in the node namespaces), then each
-/// node's `eth0` configured and every node's static neighbours.
-pub async fn wire(
+/// node's `eth0` configured, with every other node as a permanent neighbour.
+/// Blocking: netlink answers within the calls.
+pub fn wire(
     plan: &Plan,
     switch: &File,
     nodes: &[File],
@@ -372,33 +81,269 @@ pub async fn wire(
     cancel: &CancellationToken,
     progress: &Progress,
 ) -> Result<(), LabError> {
-    let switch_link = Netlink::connect(switch, &plan.switch_netns)?;
-    loopback_up(&switch_link).await?;
-    let node_link: Vec<String> = if emulated {
-        vec![NODE_IFNAME.to_owned(); plan.nodes.len()]
-    } else {
-        progress.step("creating links", plan.nodes.len() as u64);
-        build_switch(&switch_link, plan, nodes, || progress.inc()).await?;
-        (0..plan.nodes.len()).map(node_end).collect()
+    let in_ns = |netns: &str| {
+        let netns = netns.to_owned();
+        move |source| LinkError::Netlink { netns, source }
     };
-    progress.step("configuring node namespaces", plan.nodes.len() as u64);
-    let mut configured = Vec::with_capacity(plan.nodes.len());
-    for ((node, file), link) in plan.nodes.iter().zip(nodes).zip(&node_link) {
-        if cancel.is_cancelled() {
-            return Err(LabError::Cancelled);
+    let switch_side = |rtnl: &mut Rtnl| -> Result<(), RtnlError> {
+        rtnl.push(up(LOOPBACK_INDEX), Create::Change, "bringing up lo");
+        if emulated {
+            return rtnl.flush();
         }
-        let netlink = Netlink::connect(file, &node.netns)?;
-        let index = configure_node(&netlink, link, node.address, plan.subnet.prefix).await?;
-        let mac = netlink.mac(index, NODE_IFNAME).await?;
-        configured.push(NodeLink {
-            netlink,
-            index,
-            address: node.address,
-            mac,
-        });
-        progress.inc();
+        rtnl.push(
+            RouteNetlinkMessage::NewLink(LinkBridge::new(BRIDGE_IFNAME).up().build()),
+            Create::New,
+            format!("creating bridge {BRIDGE_IFNAME}"),
+        );
+        let bridge = index_of(rtnl, BRIDGE_IFNAME)?;
+        for (node, ns) in plan.nodes.iter().zip(nodes) {
+            let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(NODE_IFNAME.to_owned())
+                .setns_by_fd(ns.as_raw_fd())
+                .build();
+            let veth = LinkVeth::new(&node.bridge_port, NODE_IFNAME)
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .controller(bridge)
+                .up()
+                .build();
+            rtnl.push(
+                RouteNetlinkMessage::NewLink(veth),
+                Create::New,
+                format!("creating veth {} to {}", node.bridge_port, node.netns),
+            );
+        }
+        rtnl.flush()
+    };
+    if !emulated {
+        progress.step("creating links", plan.nodes.len() as u64);
     }
-    progress.step("adding static neighbour entries", plan.nodes.len() as u64);
-    add_static_neighbours(&configured, || progress.inc()).await?;
+    in_namespace(switch, &plan.switch_netns, switch_side)?;
+    if !emulated {
+        progress.set(plan.nodes.len() as u64);
+    }
+
+    // Each node's eth0 (its index and MAC), then each node configured.
+    let names: Vec<&str> = plan.nodes.iter().map(|n| n.netns.as_str()).collect();
+    let ends = each_node(nodes, &names, cancel, |i, rtnl| {
+        let link = link_of(rtnl, NODE_IFNAME)
+            .map_err(in_ns(&plan.nodes[i].netns))?
+            .ok_or_else(|| LinkError::Missing {
+                link: NODE_IFNAME.to_owned(),
+                netns: plan.nodes[i].netns.clone(),
+            })?;
+        let mac = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(mac) => Some(mac.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(NodeEnd {
+            index: link.header.index,
+            address: plan.nodes[i].address,
+            mac,
+        })
+    })?;
+    progress.step("configuring node namespaces", plan.nodes.len() as u64);
+    let done = AtomicUsize::new(0);
+    each_node(nodes, &names, cancel, |i, rtnl| {
+        let end = &ends[i];
+        rtnl.push(
+            RouteNetlinkMessage::NewAddress(
+                AddressMessageBuilder::<Ipv4Addr>::new()
+                    .index(end.index)
+                    .address(end.address, plan.subnet.prefix)
+                    .build(),
+            ),
+            Create::New,
+            format!("adding {} to {NODE_IFNAME}", end.address),
+        );
+        rtnl.push(up(end.index), Create::Change, "bringing up eth0");
+        rtnl.push(up(LOOPBACK_INDEX), Create::Change, "bringing up lo");
+        // `default dev eth0` (scope link): limited broadcasts leave by the lab link.
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .output_interface(end.index)
+            .scope(RouteScope::Link)
+            .build();
+        rtnl.push(
+            RouteNetlinkMessage::NewRoute(route),
+            Create::New,
+            "adding the default route",
+        );
+        for peer in ends.iter().filter(|p| p.address != end.address) {
+            rtnl.push(
+                RouteNetlinkMessage::NewNeighbour(neighbour(end.index, peer)),
+                Create::Replace,
+                format!("adding neighbour {}", peer.address),
+            );
+        }
+        rtnl.flush().map_err(in_ns(&plan.nodes[i].netns))?;
+        progress.set(done.fetch_add(1, Ordering::Relaxed) as u64 + 1);
+        Ok(())
+    })?;
     Ok(())
+}
+
+/// A permanent neighbour entry on `index` for `peer`.
+///
+/// Why every pair gets one: the kernel's neighbour table is one for all
+/// namespaces, and dynamic entries are capped by
+/// `net.ipv4.neigh.default.gc_thresh3` (1024 by default) summed over the whole
+/// machine. A lab of n nodes talking to each other needs n(n-1) entries: past
+/// ~32 nodes new entries fail ("neighbor table overflow"), and announcements
+/// are silently dropped with ENOBUFS. Permanent entries are exempt from that
+/// cap, and they also take ARP out of the measured exchanges.
+fn neighbour(index: u32, peer: &NodeEnd) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Inet;
+    message.header.ifindex = index;
+    message.header.state = NeighbourState::Permanent;
+    message.header.kind = RouteType::Unspec;
+    message
+        .attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+            peer.address,
+        )));
+    message
+        .attributes
+        .push(NeighbourAttribute::LinkLayerAddress(peer.mac.clone()));
+    message
+}
+
+fn up(index: u32) -> RouteNetlinkMessage {
+    RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(index).up().build())
+}
+
+/// The link named `name`, if there is one.
+fn link_of(rtnl: &mut Rtnl, name: &str) -> Result<Option<LinkMessage>, RtnlError> {
+    let query = RouteNetlinkMessage::GetLink(LinkUnspec::new_with_name(name).build());
+    match rtnl.get(query, &format!("looking up {name}")) {
+        Ok(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
+        Ok(other) => Err(RtnlError::Answer(format!("{:?}", other.message_type()))),
+        Err(RtnlError::Refused { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn index_of(rtnl: &mut Rtnl, name: &str) -> Result<u32, RtnlError> {
+    link_of(rtnl, name)?
+        .map(|l| l.header.index)
+        .ok_or_else(|| RtnlError::Answer(format!("{name} was made but is not there")))
+}
+
+/// Runs `f` with a netlink socket in the namespace `ns`, on a thread that entered it.
+fn in_namespace<T: Send>(
+    ns: &File,
+    name: &str,
+    f: impl FnOnce(&mut Rtnl) -> Result<T, RtnlError> + Send,
+) -> Result<T, LinkError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Sys {
+                    action: "entering",
+                    name: name.to_owned(),
+                    source: e.into(),
+                })?;
+                Rtnl::open()
+                    .and_then(|mut rtnl| f(&mut rtnl))
+                    .map_err(|source| LinkError::Netlink {
+                        netns: name.to_owned(),
+                        source,
+                    })
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(LinkError::Netlink {
+                    netns: name.to_owned(),
+                    source: RtnlError::Answer("a netlink thread panicked".to_owned()),
+                })
+            })
+    })
+}
+
+/// Runs `f(i, socket in node i's namespace)` for every node, on a few threads
+/// at once, and returns the results in the nodes' order; stops at the first
+/// error or at cancellation.
+fn each_node<T: Send>(
+    nodes: &[File],
+    names: &[&str],
+    cancel: &CancellationToken,
+    f: impl Fn(usize, &mut Rtnl) -> Result<T, LinkError> + Sync,
+) -> Result<Vec<T>, LabError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+        .min(nodes.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut results: Vec<Option<T>> = (0..nodes.len()).map(|_| None).collect();
+    let outcome: Result<Vec<(usize, T)>, LabError> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, T)>, LabError> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= nodes.len() || stop.load(Ordering::Relaxed) {
+                            return Ok(mine);
+                        }
+                        if cancel.is_cancelled() {
+                            return Err(LabError::Cancelled);
+                        }
+                        let result = setns(&nodes[i], CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| {
+                                LinkError::from(NetnsError::Sys {
+                                    action: "entering",
+                                    name: names[i].to_owned(),
+                                    source: e.into(),
+                                })
+                            })
+                            .and_then(|()| {
+                                let mut rtnl =
+                                    Rtnl::open().map_err(|source| LinkError::Netlink {
+                                        netns: names[i].to_owned(),
+                                        source,
+                                    })?;
+                                f(i, &mut rtnl)
+                            });
+                        match result {
+                            Ok(value) => mine.push((i, value)),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e.into());
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut first_error = None;
+        for worker in workers {
+            match worker.join() {
+                Ok(Ok(mine)) => all.extend(mine),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(LabError::Link(LinkError::Netlink {
+                        netns: String::new(),
+                        source: RtnlError::Answer("a netlink thread panicked".to_owned()),
+                    }));
+                }
+            }
+        }
+        first_error.map_or(Ok(all), Err)
+    });
+    for (i, value) in outcome? {
+        results[i] = Some(value);
+    }
+    results
+        .into_iter()
+        .map(|r| r.ok_or(LabError::Cancelled))
+        .collect()
 }

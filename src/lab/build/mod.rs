@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod launch;
 pub mod links;
 pub mod netns;
+pub mod rtnl;
 pub mod state;
 pub mod teardown;
 
@@ -53,6 +54,43 @@ pub struct Built {
     pub launched_at: Instant,
     /// The executable nodes run (`sdss node`), to start them again.
     pub sdss: std::path::PathBuf,
+    /// How long each stage of the build took, in order.
+    pub stages: Stages,
+}
+
+/// How long each stage of a build took: where the time goes, printed by `up`.
+#[derive(Debug, Clone, Default)]
+pub struct Stages {
+    /// (stage, time), in order.
+    pub laps: Vec<(&'static str, Duration)>,
+    last: Option<Instant>,
+}
+
+impl Stages {
+    fn start() -> Stages {
+        Stages {
+            laps: Vec::new(),
+            last: Some(Instant::now()),
+        }
+    }
+
+    /// Ends the stage `name` now.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        let since = self.last.map_or(Duration::ZERO, |t| now - t);
+        self.laps.push((name, since));
+        self.last = Some(now);
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, took)) in self.laps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {:.3}", took.as_secs_f64())?;
+        }
+        Ok(())
+    }
 }
 
 fn check(cancel: &CancellationToken) -> Result<(), LabError> {
@@ -87,6 +125,7 @@ pub async fn build_with<K: Kernel>(
     cancel: &CancellationToken,
     progress: &Progress,
 ) -> Result<Built, LabError> {
+    let mut stages = Stages::start();
     kernel.prepare()?;
     for name in plan.namespaces() {
         let presence = kernel.presence(&name).map_err(|source| NetnsError::Sys {
@@ -102,6 +141,7 @@ pub async fn build_with<K: Kernel>(
     let names = plan.namespaces();
     progress.step("creating namespaces", names.len() as u64);
     let made = create_namespaces(kernel, &mut dir, &names, cancel, || progress.inc())?;
+    stages.lap("namespaces");
     let (switch, nodes) = made
         .split_first()
         .ok_or_else(|| NetnsError::Exists(plan.switch_netns.clone()))?;
@@ -134,15 +174,16 @@ pub async fn build_with<K: Kernel>(
         progress.step("starting the link emulator", 1);
         start_emulator(kernel, &mut dir, told, switch, options, cancel).await?;
         progress.inc();
+        stages.lap("emulator");
     }
     check(cancel)?;
-    kernel
-        .wire(&plan, switch, nodes, emulated, cancel, progress)
-        .await?;
+    kernel.wire(&plan, switch, nodes, emulated, cancel, progress)?;
+    stages.lap("links");
 
     progress.step(&format!("applying delays ({})", backend.kind()), 1);
     kernel.apply(backend.as_ref(), told)?;
     progress.inc();
+    stages.lap("delays");
 
     if let Some(grading) = &plan.grading {
         for (node, ns) in plan.nodes.iter().zip(nodes).filter(|(n, _)| n.grade) {
@@ -183,7 +224,9 @@ pub async fn build_with<K: Kernel>(
         progress.inc();
     }
     dir.record(|s| s.phase = Phase::Running)?;
+    stages.lap("nodes");
     Ok(Built {
+        stages,
         sdss: options.sdss.clone(),
         dir,
         children,
