@@ -122,10 +122,13 @@ run_subject() {
   wait "$node" "$sim" 2>/dev/null || true
 }
 
+# The port is the last argument each command gets (single quotes on purpose).
+# shellcheck disable=SC2016
 for s in "${subjects[@]}"; do
   bin=${s#*=}
   run_subject "${s%%=*}" bash -c 'exec "$0" node --json -d 127.255.255.255 --broadcast-port "$1"' "$bin"
 done
+# shellcheck disable=SC2016
 run_subject python-seed bash -c 'exec python3 tests/interop/dialect_binary.py \
   --destination 127.255.255.255 --duration 3600 --port "$0"'
 
