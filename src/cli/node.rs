@@ -121,8 +121,12 @@ impl NodeArgs {
 
 /// Runs a node until SIGINT or SIGTERM; exit 0 after a clean shutdown.
 pub fn run(args: NodeArgs) -> ExitCode {
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs every task: the node is I/O-bound (one datagram, one short
+    // exchange at a time), its times are stamped by the kernel, and each worker
+    // of a multi-thread runtime costs a stack and a malloc arena of its own (the
+    // node's RSS with 50 peers: scripts/bench-node-memory.sh). Output keeps its
+    // own thread, so a stalled stdout still stalls nothing else.
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
