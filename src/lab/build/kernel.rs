@@ -13,7 +13,7 @@ use super::super::plan::Plan;
 use super::super::report::progress::Progress;
 use super::super::LabError;
 use super::delay::{DelayBackend, DelayError};
-use super::launch::{self, LaunchError, Output};
+use super::launch::{self, Launch, LaunchError};
 use super::links;
 use super::netns::{self, NetnsError, NsId, Presence};
 use super::state::ProcessRecord;
@@ -24,13 +24,14 @@ pub trait Kernel {
     type Netns;
     /// Readies the machine for named namespaces.
     fn prepare(&mut self) -> Result<(), NetnsError>;
-    /// Creates the namespace `name`; `record` runs with its identity before
-    /// its name exists, and a failure of `record` leaves nothing.
+    /// Creates the namespaces `names`; `record` runs once with their
+    /// identities before any name exists, and a failure of `record` leaves
+    /// nothing.
     fn create_netns(
         &mut self,
-        name: &str,
-        record: &mut dyn FnMut(NsId) -> io::Result<()>,
-    ) -> Result<Self::Netns, NetnsError>;
+        names: &[String],
+        record: &mut dyn FnMut(&[NsId]) -> io::Result<()>,
+    ) -> Result<Vec<Self::Netns>, NetnsError>;
     /// Connects the lab's namespaces: bridge, veths (unless `emulated`: the
     /// emulator's TAPs are the links), addresses, routes, static neighbours.
     fn wire(
@@ -48,23 +49,16 @@ pub trait Kernel {
     /// a graded node's own connections by it).
     fn set_port_range(&mut self, ns: &Self::Netns, name: &str, range: (u16, u16))
         -> io::Result<()>;
-    /// Starts `argv` in the namespace `ns` (named `name`), detached.
-    fn spawn(
-        &mut self,
-        ns: &Self::Netns,
-        name: &str,
-        argv: &[String],
-        env: &[(String, String)],
-        output: Output<'_>,
-    ) -> Result<Child, LaunchError>;
+    /// Starts each launch (in order of the results), detached; several at once.
+    fn spawn(&mut self, launches: &[Launch<'_, Self::Netns>]) -> Vec<Result<Child, LaunchError>>;
     /// What is at `/run/netns/NAME` now.
     fn presence(&self, netns: &str) -> io::Result<Presence>;
     /// Unmounts and removes a namespace's name.
     fn remove_netns(&mut self, netns: &str) -> Result<(), NetnsError>;
     /// Every name under `/run/netns`.
     fn netns_names(&self) -> Vec<String>;
-    /// Processes in the namespace with inode `ino`.
-    fn processes_in(&self, ino: u64) -> Vec<i32>;
+    /// Processes in the namespaces with these inodes.
+    fn processes_in(&self, inos: &[u64]) -> Vec<i32>;
     /// The process `pid` as it is now (its start time), if it runs.
     fn process(&self, pid: i32) -> Option<ProcessRecord>;
     /// Whether the process recorded as `record` still runs.
@@ -82,6 +76,14 @@ impl Kernel for Host {
 
     fn prepare(&mut self) -> Result<(), NetnsError> {
         netns::prepare_run_dir()
+    }
+
+    fn create_netns(
+        &mut self,
+        names: &[String],
+        record: &mut dyn FnMut(&[NsId]) -> io::Result<()>,
+    ) -> Result<Vec<std::fs::File>, NetnsError> {
+        netns::create_all(names, record)
     }
 
     fn wire(
@@ -119,24 +121,8 @@ impl Kernel for Host {
         .map_err(io::Error::other)?
     }
 
-    fn spawn(
-        &mut self,
-        ns: &std::fs::File,
-        name: &str,
-        argv: &[String],
-        env: &[(String, String)],
-        output: Output<'_>,
-    ) -> Result<Child, LaunchError> {
-        launch::spawn_node(ns, name, argv, env, output)
-    }
-
-    fn create_netns(
-        &mut self,
-        name: &str,
-        record: &mut dyn FnMut(NsId) -> io::Result<()>,
-    ) -> Result<std::fs::File, NetnsError> {
-        let id = netns::create(name, record)?;
-        netns::open(name, Some(id))
+    fn spawn(&mut self, launches: &[Launch<'_, std::fs::File>]) -> Vec<Result<Child, LaunchError>> {
+        tokio::task::block_in_place(|| launch::spawn_all(launches))
     }
 
     fn presence(&self, netns: &str) -> io::Result<Presence> {
@@ -157,8 +143,8 @@ impl Kernel for Host {
             .collect()
     }
 
-    fn processes_in(&self, ino: u64) -> Vec<i32> {
-        netns::processes_in(ino)
+    fn processes_in(&self, inos: &[u64]) -> Vec<i32> {
+        netns::processes_in(inos)
     }
 
     fn process(&self, pid: i32) -> Option<ProcessRecord> {
@@ -221,7 +207,7 @@ pub mod fake {
         pub removed: Vec<String>,
         /// Processes stopped.
         pub stopped: BTreeSet<i32>,
-        /// A namespace whose creation fails.
+        /// A namespace whose naming fails (after all were recorded).
         pub fail_on: Option<String>,
         /// Links by namespace name.
         pub links: BTreeMap<String, BTreeSet<String>>,
@@ -259,6 +245,29 @@ pub mod fake {
                 .map(|(name, _)| name.clone())
         }
 
+        /// A start: `echo ready` into the launch's stdout, or the planned failure.
+        fn start_one(&mut self, launch: &Launch<'_, NsId>) -> Result<Child, LaunchError> {
+            let nth = self.spawned;
+            self.spawned += 1;
+            let failed = |source| LaunchError::Spawn {
+                program: launch.argv.first().cloned().unwrap_or_default(),
+                netns: launch.netns.to_owned(),
+                source,
+            };
+            if self.fail_spawn == Some(nth) {
+                return Err(failed(io::Error::other("the fake fails this start")));
+            }
+            let stdout = std::fs::File::create(&launch.stdout).map_err(failed)?;
+            let child = Command::new("echo")
+                .arg("ready")
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .spawn()
+                .map_err(failed)?;
+            self.processes.insert(child.id() as i32, (1, launch.ns.ino));
+            Ok(child)
+        }
+
         fn add_link(&mut self, ns: NsId, link: &str) {
             if let Some(name) = self.name_of(ns) {
                 self.links.entry(name).or_default().insert(link.to_owned());
@@ -271,6 +280,34 @@ pub mod fake {
 
         fn prepare(&mut self) -> Result<(), NetnsError> {
             Ok(())
+        }
+
+        fn create_netns(
+            &mut self,
+            names: &[String],
+            record: &mut dyn FnMut(&[NsId]) -> io::Result<()>,
+        ) -> Result<Vec<NsId>, NetnsError> {
+            if let Some(taken) = names.iter().find(|n| self.netns.contains_key(*n)) {
+                return Err(NetnsError::Exists(taken.clone()));
+            }
+            let base = 1000 + self.netns.len() as u64;
+            let ids: Vec<NsId> = (0..names.len() as u64)
+                .map(|i| NsId {
+                    dev: 4,
+                    ino: base + i,
+                })
+                .collect();
+            record(&ids).map_err(|source| NetnsError::Record {
+                name: names.first().cloned().unwrap_or_default(),
+                source,
+            })?;
+            for (name, id) in names.iter().zip(&ids) {
+                if self.fail_on.as_deref() == Some(name) {
+                    return Err(NetnsError::Exists(name.clone()));
+                }
+                self.netns.insert(name.clone(), Presence::Mounted(*id));
+            }
+            Ok(ids)
         }
 
         fn wire(
@@ -303,53 +340,8 @@ pub mod fake {
             Ok(())
         }
 
-        fn spawn(
-            &mut self,
-            ns: &NsId,
-            name: &str,
-            argv: &[String],
-            _env: &[(String, String)],
-            output: Output<'_>,
-        ) -> Result<Child, LaunchError> {
-            let nth = self.spawned;
-            self.spawned += 1;
-            let failed = |source| LaunchError::Spawn {
-                program: argv.first().cloned().unwrap_or_default(),
-                netns: name.to_owned(),
-                source,
-            };
-            if self.fail_spawn == Some(nth) {
-                return Err(failed(io::Error::other("the fake fails this start")));
-            }
-            let mut command = Command::new("echo");
-            command.arg("ready").stdin(Stdio::null());
-            if let Output::Files { stdout, .. } = output {
-                command.stdout(std::fs::File::create(stdout).map_err(failed)?);
-            }
-            let child = command.spawn().map_err(failed)?;
-            self.processes.insert(child.id() as i32, (1, ns.ino));
-            Ok(child)
-        }
-
-        fn create_netns(
-            &mut self,
-            name: &str,
-            record: &mut dyn FnMut(NsId) -> io::Result<()>,
-        ) -> Result<NsId, NetnsError> {
-            if self.fail_on.as_deref() == Some(name) || self.netns.contains_key(name) {
-                return Err(NetnsError::Exists(name.to_owned()));
-            }
-            let id = NsId {
-                dev: 4,
-                ino: 1000 + self.netns.len() as u64,
-            };
-            record(id).map_err(|source| NetnsError::Sys {
-                action: "recording",
-                name: name.to_owned(),
-                source,
-            })?;
-            self.netns.insert(name.to_owned(), Presence::Mounted(id));
-            Ok(id)
+        fn spawn(&mut self, launches: &[Launch<'_, NsId>]) -> Vec<Result<Child, LaunchError>> {
+            launches.iter().map(|l| self.start_one(l)).collect()
         }
 
         fn presence(&self, netns: &str) -> io::Result<Presence> {
@@ -367,10 +359,10 @@ pub mod fake {
             self.netns.keys().cloned().collect()
         }
 
-        fn processes_in(&self, ino: u64) -> Vec<i32> {
+        fn processes_in(&self, inos: &[u64]) -> Vec<i32> {
             self.processes
                 .iter()
-                .filter(|(_, (_, at))| *at == ino)
+                .filter(|(_, (_, at))| inos.contains(at))
                 .map(|(pid, _)| *pid)
                 .collect()
         }

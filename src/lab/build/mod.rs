@@ -33,7 +33,7 @@ use super::LabError;
 use delay::{emulator_spec, DelayBackend, DelayError, Emulator, Netem, NoDelay};
 use emulator::{Counters, PortCounters};
 use kernel::{Host, Kernel};
-use launch::Output;
+use launch::{Launch, LaunchError};
 use netns::{NetnsError, Presence};
 use state::{LabDir, LinkRecord, NamespaceRecord, Phase};
 pub use teardown::{teardown, DownOutcome, TeardownGuard, STOP_GRACE};
@@ -140,7 +140,8 @@ pub async fn build_with<K: Kernel>(
 
     let names = plan.namespaces();
     progress.step("creating namespaces", names.len() as u64);
-    let made = create_namespaces(kernel, &mut dir, &names, cancel, || progress.inc())?;
+    let made = create_namespaces(kernel, &mut dir, &names, cancel)?;
+    progress.set(names.len() as u64);
     stages.lap("namespaces");
     let (switch, nodes) = made
         .split_first()
@@ -199,29 +200,46 @@ pub async fn build_with<K: Kernel>(
     let mut children = HashMap::new();
     dir.record(|s| s.nodes_started_at = Some(wall_now()))?;
     let launched_at = Instant::now();
-    for (node, ns) in plan.nodes.iter().zip(nodes) {
-        check(cancel)?;
-        if node.program != Program::Probe {
-            let stdout = dir.stdout_log(&node.name);
-            let stderr = dir.stderr_log(&node.name);
-            let child = kernel.spawn(
+    // Recorded together once started (one write, not one per node): a node
+    // started but not yet recorded is found by teardown in its namespace.
+    check(cancel)?;
+    let (started, launches): (Vec<_>, Vec<_>) = plan
+        .nodes
+        .iter()
+        .zip(nodes)
+        .filter(|(node, _)| node.program != Program::Probe)
+        .map(|(node, ns)| {
+            let launch = Launch {
                 ns,
-                &node.netns,
-                &node.argv(&plan, &options.sdss),
-                &node.env(&plan, &options.sdss),
-                Output::Files {
-                    stdout: &stdout,
-                    stderr: &stderr,
-                },
-            )?;
-            let record = kernel.process(child.id() as i32).map(|mut r| {
-                r.node = Some(node.name.clone());
-                r
-            });
-            dir.record(|s| s.processes.extend(record))?;
-            children.insert(node.name.clone(), child);
+                netns: &node.netns,
+                argv: node.argv(&plan, &options.sdss),
+                env: node.env(&plan, &options.sdss),
+                stdout: dir.stdout_log(&node.name),
+                stderr: dir.stderr_log(&node.name),
+            };
+            (node.name.clone(), launch)
+        })
+        .unzip();
+    let mut records = Vec::with_capacity(launches.len());
+    let mut failure = None;
+    for (name, result) in started.into_iter().zip(kernel.spawn(&launches)) {
+        match result {
+            Ok(child) => {
+                records.extend(kernel.process(child.id() as i32).map(|mut r| {
+                    r.node = Some(name.clone());
+                    r
+                }));
+                children.insert(name, child);
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
-        progress.inc();
+    }
+    progress.set(plan.nodes.len() as u64);
+    dir.record(|s| s.processes.extend(records))?;
+    if let Some(failure) = failure {
+        return Err(failure.into());
     }
     dir.record(|s| s.phase = Phase::Running)?;
     stages.lap("nodes");
@@ -234,33 +252,30 @@ pub async fn build_with<K: Kernel>(
     })
 }
 
-/// Creates the lab's namespaces in order, each recorded in the lab's state
-/// before its name exists: whatever happens after, teardown finds it.
+/// Creates the lab's namespaces, all recorded in the lab's state (one
+/// write) before any name exists: whatever happens after, teardown finds them.
 fn create_namespaces<K: Kernel>(
     kernel: &mut K,
     dir: &mut LabDir,
     names: &[String],
     cancel: &CancellationToken,
-    mut on_each: impl FnMut(),
 ) -> Result<Vec<K::Netns>, LabError> {
-    let mut made = Vec::with_capacity(names.len());
-    for name in names {
-        check(cancel)?;
-        let mut record = |id| {
-            dir.record(|s| {
-                s.namespaces.push(NamespaceRecord {
+    check(cancel)?;
+    let mut record = |ids: &[netns::NsId]| {
+        let at = now_unix();
+        dir.record(|s| {
+            s.namespaces
+                .extend(names.iter().zip(ids).map(|(name, id)| NamespaceRecord {
                     name: name.clone(),
-                    id,
-                    recorded_at: now_unix(),
-                })
-            })
-            .map_err(io::Error::other)
-        };
-        made.push(kernel.create_netns(name, &mut record)?);
-        on_each();
-    }
-    Ok(made)
+                    id: *id,
+                    recorded_at: at,
+                }))
+        })
+        .map_err(io::Error::other)
+    };
+    Ok(kernel.create_netns(names, &mut record)?)
 }
+
 /// The links a lab will have, recorded before any is created (they live in the
 /// lab's namespaces, or are the emulator's TAPs, and go with them).
 fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
@@ -334,16 +349,18 @@ async fn start_emulator<K: Kernel>(
         "--control".to_owned(),
         dir.emulator_file(CONTROL_SOCKET).display().to_string(),
     ];
-    let mut child = kernel.spawn(
-        switch,
-        &plan.switch_netns,
-        &argv,
-        &[],
-        Output::Files {
-            stdout: &stdout,
-            stderr: &stderr,
-        },
-    )?;
+    let launch = Launch {
+        ns: switch,
+        netns: &plan.switch_netns,
+        argv,
+        env: Vec::new(),
+        stdout: stdout.clone(),
+        stderr: stderr.clone(),
+    };
+    let mut child = kernel
+        .spawn(&[launch])
+        .pop()
+        .unwrap_or(Err(LaunchError::Empty))?;
     let record = kernel.process(child.id() as i32);
     dir.record(|s| s.processes.extend(record))?;
     let deadline = Instant::now() + EMULATOR_START;
@@ -513,16 +530,15 @@ mod tests {
             &mut dir,
             &plan.namespaces(),
             &CancellationToken::new(),
-            || {},
         );
-        assert!(made.is_err(), "the third namespace fails");
+        assert!(made.is_err(), "naming the third namespace fails");
         let recorded: Vec<&str> = dir
             .state
             .namespaces
             .iter()
             .map(|n| n.name.as_str())
             .collect();
-        assert_eq!(recorded, ["sdss-td", "sdss-td-a"]);
+        assert_eq!(recorded, ["sdss-td", "sdss-td-a", "sdss-td-b"]);
         let outcome = teardown_with(&mut kernel, &root, "td").unwrap();
         assert_eq!(outcome.removed, ["sdss-td-a", "sdss-td"]);
         assert!(kernel.netns.is_empty(), "{:?}", kernel.netns);

@@ -10,9 +10,10 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -102,103 +103,127 @@ pub fn prepare_run_dir() -> Result<(), NetnsError> {
     }
 }
 
-/// Creates the named namespace `name`. `record` runs on the caller's thread
-/// with the new namespace's identity before the name exists on disk; if it
-/// fails, the namespace vanishes with its thread and nothing is left.
-pub fn create(name: &str, record: impl FnOnce(NsId) -> io::Result<()>) -> Result<NsId, NetnsError> {
-    let target = path(name);
-    if target.symlink_metadata().is_ok() {
-        return Err(NetnsError::Exists(name.to_owned()));
+/// Creates the named namespaces `names`, in three steps: every namespace is
+/// made, unnamed, and held by a handle (a few threads at once: making one is
+/// the kernel's slowest step); `record` runs once with all their identities;
+/// then each gets its name. If making or recording fails, nothing is named
+/// and the namespaces vanish with their handles. A failure while naming
+/// leaves the names made so far, which the record covers.
+pub fn create_all(
+    names: &[String],
+    record: impl FnOnce(&[NsId]) -> io::Result<()>,
+) -> Result<Vec<File>, NetnsError> {
+    if let Some(taken) = names.iter().find(|n| path(n).symlink_metadata().is_ok()) {
+        return Err(NetnsError::Exists(taken.clone()));
     }
-    let (id_tx, id_rx) = mpsc::channel::<Result<NsId, NetnsError>>();
-    let (go_tx, go_rx) = mpsc::channel::<bool>();
-    let thread_name = name.to_owned();
-    let worker = std::thread::Builder::new()
-        .name(format!("netns-{name}"))
-        .spawn(move || -> Result<(), NetnsError> {
-            let name = thread_name.as_str();
-            let identity = (|| {
-                unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare", name))?;
-                let meta = std::fs::metadata("/proc/thread-self/ns/net").map_err(|source| {
-                    NetnsError::Sys {
-                        action: "stat of the new namespace",
-                        name: name.to_owned(),
-                        source,
+    let made = make_unnamed(names)?;
+    let ids: Vec<NsId> = made.iter().map(|(_, id)| *id).collect();
+    record(&ids).map_err(|source| NetnsError::Record {
+        name: names.first().cloned().unwrap_or_default(),
+        source,
+    })?;
+    for (name, (file, _)) in names.iter().zip(&made) {
+        name_one(name, file)?;
+    }
+    Ok(made.into_iter().map(|(file, _)| file).collect())
+}
+
+/// Makes one unnamed namespace per name, each held open, in the names' order.
+fn make_unnamed(names: &[String]) -> Result<Vec<(File, NsId)>, NetnsError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+        .min(names.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut made: Vec<Option<(File, NsId)>> = (0..names.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, File, NsId)>, NetnsError> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(name) = names.get(i) else {
+                            return Ok(mine);
+                        };
+                        // The thread moves into each new namespace in turn; the
+                        // handle keeps the previous one alive.
+                        unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare", name))?;
+                        let file = File::open("/proc/thread-self/ns/net").map_err(|source| {
+                            NetnsError::Sys {
+                                action: "opening the new namespace",
+                                name: name.clone(),
+                                source,
+                            }
+                        })?;
+                        let meta = file.metadata().map_err(|source| NetnsError::Sys {
+                            action: "stat of the new namespace",
+                            name: name.clone(),
+                            source,
+                        })?;
+                        let id = NsId {
+                            dev: meta.dev(),
+                            ino: meta.ino(),
+                        };
+                        mine.push((i, file, id));
                     }
-                })?;
-                Ok(NsId {
-                    dev: meta.dev(),
-                    ino: meta.ino(),
                 })
-            })();
-            let failed = identity.is_err();
-            let _ = id_tx.send(identity);
-            if failed || go_rx.recv() != Ok(true) {
-                return Ok(());
+            })
+            .collect();
+        for worker in workers {
+            let mine = worker.join().unwrap_or_else(|_| {
+                Err(NetnsError::Sys {
+                    action: "creating",
+                    name: String::new(),
+                    source: io::Error::other("namespace thread panicked"),
+                })
+            })?;
+            for (i, file, id) in mine {
+                made[i] = Some((file, id));
             }
-            let target = path(name);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .open(&target)
-                .map_err(|source| match source.kind() {
-                    io::ErrorKind::AlreadyExists => NetnsError::Exists(name.to_owned()),
-                    _ => NetnsError::Sys {
-                        action: "creating the name",
-                        name: name.to_owned(),
-                        source,
-                    },
-                })?;
-            if let Err(e) = mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                Some("none"),
-                MsFlags::MS_BIND,
-                None::<&str>,
-            ) {
-                let _ = std::fs::remove_file(&target);
-                return Err(sys("bind-mounting", name)(e));
-            }
-            Ok(())
-        })
-        .map_err(|source| NetnsError::Sys {
-            action: "starting a thread",
-            name: name.to_owned(),
-            source,
-        })?;
-    let identity = match id_rx.recv() {
-        Ok(Ok(id)) => id,
-        Ok(Err(e)) => {
-            let _ = worker.join();
-            return Err(e);
         }
-        Err(_) => {
-            let _ = worker.join();
-            return Err(NetnsError::Sys {
+        Ok(())
+    })?;
+    made.into_iter()
+        .zip(names)
+        .map(|(m, name)| {
+            m.ok_or_else(|| NetnsError::Sys {
                 action: "creating",
+                name: name.clone(),
+                source: io::Error::other("not made"),
+            })
+        })
+        .collect()
+}
+
+/// Names the namespace held by `file`: `/run/netns/NAME`, bind-mounted on it.
+fn name_one(name: &str, file: &File) -> Result<(), NetnsError> {
+    let target = path(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(&target)
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::AlreadyExists => NetnsError::Exists(name.to_owned()),
+            _ => NetnsError::Sys {
+                action: "creating the name",
                 name: name.to_owned(),
-                source: io::Error::other("namespace thread died"),
-            });
-        }
-    };
-    if let Err(source) = record(identity) {
-        let _ = go_tx.send(false);
-        let _ = worker.join();
-        return Err(NetnsError::Record {
-            name: name.to_owned(),
-            source,
-        });
+                source,
+            },
+        })?;
+    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+    if let Err(e) = mount(
+        Some(source.as_str()),
+        &target,
+        Some("none"),
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        let _ = std::fs::remove_file(&target);
+        return Err(sys("bind-mounting", name)(e));
     }
-    let _ = go_tx.send(true);
-    match worker.join() {
-        Ok(result) => result.map(|()| identity),
-        Err(_) => Err(NetnsError::Sys {
-            action: "creating",
-            name: name.to_owned(),
-            source: io::Error::other("namespace thread panicked"),
-        }),
-    }
+    Ok(())
 }
 
 /// What is at a namespace's name now.
@@ -309,9 +334,9 @@ pub fn run_in<T: Send + 'static>(
         })
 }
 
-/// Every process whose network namespace has inode `ino`, read from `/proc`.
-pub fn processes_in(ino: u64) -> Vec<i32> {
-    let wanted = format!("net:[{ino}]");
+/// Every process in one of the network namespaces with inodes `inos`, from
+/// one pass over `/proc`.
+pub fn processes_in(inos: &[u64]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -319,8 +344,11 @@ pub fn processes_in(ino: u64) -> Vec<i32> {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                .is_ok_and(|link| link.as_os_str() == wanted.as_str())
+            std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|link| {
+                link.to_str()
+                    .and_then(|l| l.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+                    .is_some_and(|ino: u64| inos.contains(&ino))
+            })
         })
         .collect()
 }

@@ -97,16 +97,13 @@ pub fn teardown_with(
         .filter(|p| kernel.alive(p))
         .map(|p| p.pid)
         .collect();
-    for ns in &state.namespaces {
-        if kernel.presence(&ns.name).ok() == Some(Presence::Mounted(ns.id)) {
-            pids.extend(
-                kernel
-                    .processes_in(ns.id.ino)
-                    .into_iter()
-                    .filter(|p| *p != me),
-            );
-        }
-    }
+    let ours: Vec<u64> = state
+        .namespaces
+        .iter()
+        .filter(|ns| kernel.presence(&ns.name).ok() == Some(Presence::Mounted(ns.id)))
+        .map(|ns| ns.id.ino)
+        .collect();
+    pids.extend(kernel.processes_in(&ours).into_iter().filter(|p| *p != me));
     pids.sort_unstable();
     pids.dedup();
     // Each as it is now: a PID reused before the stop is not signalled.
