@@ -237,3 +237,47 @@ fn request(
     message.finalize();
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use rtnetlink::{AddressMessageBuilder, LinkUnspec};
+
+    use super::*;
+
+    /// An address on an interface index no namespace has: always refused.
+    fn refused_address(last: u8) -> RouteNetlinkMessage {
+        RouteNetlinkMessage::NewAddress(
+            AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(0x7fff_fff0)
+                .address(Ipv4Addr::new(198, 18, 255, last), 32)
+                .build(),
+        )
+    }
+
+    #[test]
+    fn a_batch_reports_its_first_refusal_by_name_and_reads_every_answer() {
+        let mut rtnl = Rtnl::open().expect("a netlink socket");
+        for last in 1..=3 {
+            rtnl.push(
+                refused_address(last),
+                Create::New,
+                format!("address {last}"),
+            );
+        }
+        match rtnl.flush() {
+            Err(RtnlError::Refused { what, source }) => {
+                assert_eq!(what, "address 1");
+                assert_eq!(source.raw_os_error(), Some(libc::ENODEV), "{source}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Every answer of the batch was read: the next reply is the lookup's.
+        let lo = RouteNetlinkMessage::GetLink(LinkUnspec::new_with_index(1).build());
+        match rtnl.get(lo, "looking up lo") {
+            Ok(RouteNetlinkMessage::NewLink(link)) => assert_eq!(link.header.index, 1),
+            other => panic!("expected lo, got {other:?}"),
+        }
+    }
+}
