@@ -25,6 +25,10 @@ use super::{bump, tap, Shared, FRAME_BUFFER, LATE, MAX_STAMP_AGE, READ_BATCH};
 /// Spare flights kept for reuse; beyond it, finished ones are freed.
 const SPARE_FLIGHTS: usize = 4096;
 
+/// Largest frame buffer a spare flight keeps (an Ethernet frame of MTU 1500
+/// and some): a rare jumbo frame's buffer is freed rather than kept.
+const SPARE_FRAME: usize = 2048;
+
 /// Events taken from the kernel per wait.
 const EVENTS: usize = 64;
 
@@ -147,7 +151,11 @@ impl Engine<'_> {
 
     fn recycle(&mut self, pending: Pending<Flight>) {
         if self.spare.len() < SPARE_FLIGHTS {
-            self.spare.push(pending.item);
+            let mut flight = pending.item;
+            if flight.frame.capacity() > SPARE_FRAME {
+                flight.frame = Vec::new();
+            }
+            self.spare.push(flight);
         }
     }
 

@@ -40,7 +40,7 @@ pub use tap::TapError;
 use crate::lab::plan::impairment::Impairment;
 use link::Forwarder;
 
-/// Frames the reader takes from one TAP before looking at the others, so one
+/// Frames the thread takes from one TAP before looking at the others, so one
 /// flooding port cannot starve the rest.
 const READ_BATCH: usize = 64;
 
@@ -92,7 +92,7 @@ pub enum EmulatorError {
         /// The cause.
         source: io::Error,
     },
-    /// A live link change was not taken in time (the reader is stuck).
+    /// A live link change was not taken in time (the emulator's thread is stuck).
     #[error("the link change was not taken within {0:?}")]
     ChangeTimedOut(Duration),
     /// A live link change's matrix does not fit the ports.

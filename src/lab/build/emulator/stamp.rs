@@ -1,5 +1,5 @@
 //! When did a frame really leave its node? Reading a TAP stamps a frame only when
-//! the reader thread wakes up, tens to hundreds of microseconds late on a VM. The
+//! the emulator's thread wakes up, tens to hundreds of microseconds late on a VM. The
 //! kernel stamps the same frame as it enters the TAP, on a packet socket beside it;
 //! this matches the two streams, both FIFO, so each frame read from the TAP gets
 //! its kernel time. A frame without a match keeps its read time: timing degrades,
