@@ -16,20 +16,23 @@
 #     targets. These figures include what the nodes' own TCP stacks and wake-ups add;
 #     a zero-delay run over veth (`--delay-backend none`) prints that baseline.
 #
-#   scripts/bench-accuracy.sh [--pings N] [--probes N]
+#   scripts/bench-accuracy.sh [--pings N] [--probes N] [--bin PATH]
+# --bin runs that sdss binary instead of building target/release/sdss (to compare builds).
 # Needs root, iputils-ping (apt-get install -y iputils-ping) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pings=500
 probes=50
+bin=""
 inside=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --inside-sandbox) inside=1 ;;
     --pings) pings="$2"; shift ;;
     --probes) probes="$2"; shift ;;
-    *) echo "usage: $0 [--pings N] [--probes N]" >&2; exit 2 ;;
+    --bin) bin=$(realpath "$2"); shift ;;
+    *) echo "usage: $0 [--pings N] [--probes N] [--bin PATH]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -38,8 +41,8 @@ if [[ $inside -eq 0 ]]; then
   [[ $EUID -eq 0 ]] || { echo "bench-accuracy: needs root (TAP devices, namespaces)" >&2; exit 1; }
   command -v ping >/dev/null || { echo "bench-accuracy: ping missing: apt-get install -y iputils-ping" >&2; exit 1; }
   command -v python3 >/dev/null || { echo "bench-accuracy: python3 missing" >&2; exit 1; }
-  cargo build --release --quiet
-  exec unshare --net --mount --propagation private -- "$0" --inside-sandbox --pings "$pings" --probes "$probes"
+  if [[ -z "$bin" ]]; then cargo build --release --quiet; bin=$PWD/target/release/sdss; fi
+  exec unshare --net --mount --propagation private -- "$0" --inside-sandbox --pings "$pings" --probes "$probes" --bin "$bin"
 fi
 
 mkdir -p /run/netns
@@ -48,7 +51,6 @@ mount -t tmpfs -o mode=0755 sdss-bench-netns /run/netns
 mount -t tmpfs -o mode=0700 sdss-bench-state /run/sdss
 ip link set lo up
 work=$(mktemp -d /tmp/sdss-bench.XXXXXX)
-bin=$PWD/target/release/sdss
 emulator_pid=""
 cleanup() {
   if [[ -n "$emulator_pid" ]]; then kill -TERM "$emulator_pid" 2>/dev/null || true; wait "$emulator_pid" 2>/dev/null || true; fi

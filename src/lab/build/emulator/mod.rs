@@ -6,9 +6,9 @@
 //! timer (1 ms granularity): it sleeps with 1 ns timer slack until a
 //! [`spin::SpinWindow`] before the earliest due time, then spins.
 //!
-//! Threads: a reader stamps each frame as it leaves a TAP, decides its copies'
-//! fate ([`link::Forwarder`]) and queues them ([`queue::TimedQueue`], bounded per
-//! link); the scheduler writes each copy to its destination TAP when due.
+//! One thread ([`engine`]) stamps each frame as it leaves a TAP, decides its
+//! copies' fate ([`link::Forwarder`]), queues them ([`queue::TimedQueue`], bounded
+//! per link) and writes each copy to its destination TAP when due.
 
 use std::fmt;
 use std::io;
@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
 
 mod counters;
+mod engine;
 pub mod link;
 pub mod queue;
-mod reader;
 pub mod spec;
 pub mod spin;
 pub mod stamp;
@@ -39,19 +39,17 @@ pub use tap::TapError;
 
 use crate::lab::plan::impairment::Impairment;
 use link::Forwarder;
-use queue::TimedQueue;
-use reader::read_frames;
-use spin::SpinWindow;
 
-/// Frames the reader takes from one TAP before looking at the others, so one
+/// Frames the thread takes from one TAP before looking at the others, so one
 /// flooding port cannot starve the rest.
 const READ_BATCH: usize = 64;
 
 /// Largest frame a TAP hands over (its MTU could be raised up to 64 KiB).
 const FRAME_BUFFER: usize = 65_536;
 
-/// SCHED_FIFO priority of the scheduler: the lowest, enough to run before every
-/// normal thread; its spinning is bounded by [`spin::SpinWindow::CEILING`] per frame.
+/// SCHED_FIFO priority of the emulator's thread: the lowest, enough to run before
+/// every normal thread; its spinning is bounded by [`spin::SpinWindow::CEILING`] per
+/// due time.
 const REALTIME_PRIORITY: libc::c_int = 1;
 
 /// Lateness beyond which a written frame counts as late.
@@ -94,7 +92,7 @@ pub enum EmulatorError {
         /// The cause.
         source: io::Error,
     },
-    /// A live link change was not taken in time (the reader is stuck).
+    /// A live link change was not taken in time (the emulator's thread is stuck).
     #[error("the link change was not taken within {0:?}")]
     ChangeTimedOut(Duration),
     /// A live link change's matrix does not fit the ports.
@@ -114,19 +112,17 @@ pub fn load_spec(path: &Path) -> Result<EmulatorSpec, EmulatorError> {
     Ok(EmulatorSpec::from_json(&text)?)
 }
 
-/// What the reader and the scheduler share.
+/// What the emulator's thread shares with its handle.
 struct Shared {
     taps: Vec<OwnedFd>,
     captures: Vec<OwnedFd>,
-    queue: Mutex<TimedQueue<Arc<[u8]>>>,
-    earlier_due: Condvar,
     stop: AtomicBool,
-    /// An eventfd that wakes the reader out of `poll` to see `stop` or `change`.
+    /// An eventfd that wakes the thread out of its wait to see `stop` or `change`.
     wake: OwnedFd,
     counters: Vec<PortCells>,
-    /// A new matrix for the reader, and how many it has applied so far.
+    /// A new matrix for the thread, and how many it has applied so far.
     change: Mutex<Change>,
-    /// Signalled whenever the reader applied a change.
+    /// Signalled whenever the thread applied a change.
     changed: Condvar,
 }
 
@@ -134,11 +130,6 @@ struct Shared {
 type Change = (Option<Vec<Vec<Impairment>>>, u64);
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, TimedQueue<Arc<[u8]>>> {
-        // A panicked thread leaves a queue that is still consistent.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn change_lock(&self) -> MutexGuard<'_, Change> {
         self.change.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -151,7 +142,7 @@ pub struct EmulatorHandle {
     priority: Priority,
 }
 
-/// How the scheduler thread is scheduled by the kernel.
+/// How the emulator's thread is scheduled by the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Priority {
     /// SCHED_FIFO: busy neighbours cannot delay a due frame.
@@ -198,8 +189,6 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     let shared = Arc::new(Shared {
         taps,
         captures,
-        queue: Mutex::new(TimedQueue::new(ports, spec.queue_limit)),
-        earlier_due: Condvar::new(),
         stop: AtomicBool::new(false),
         wake,
         counters: (0..ports).map(|_| PortCells::default()).collect(),
@@ -218,33 +207,29 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     };
     let shared = Arc::clone(&handle.shared);
     let (started, priority) = mpsc::sync_channel(1);
-    let realtime = spec.realtime;
-    let scheduler = std::thread::Builder::new()
-        .name("sdss-emu-sched".to_owned())
-        .spawn(move || schedule(&shared, realtime, started))
+    let (realtime, queue_limit) = (spec.realtime, spec.queue_limit);
+    let thread = std::thread::Builder::new()
+        .name("sdss-emu".to_owned())
+        .spawn(move || {
+            let _ = started.send(set_priority(realtime));
+            if let Err(error) = engine::run(&shared, forwarder, queue_limit) {
+                eprintln!("sdss lab-emulator: forwarding stops: {error}");
+            }
+        })
         .map_err(|source| EmulatorError::Start {
-            what: "scheduler thread",
+            what: "thread",
             source,
         })?;
-    handle.threads.push(scheduler);
+    handle.threads.push(thread);
     handle.priority = priority.recv().map_err(|_| EmulatorError::Start {
-        what: "scheduler thread",
+        what: "thread",
         source: io::Error::other("it died while starting"),
     })?;
-    let shared = Arc::clone(&handle.shared);
-    let reader = std::thread::Builder::new()
-        .name("sdss-emu-read".to_owned())
-        .spawn(move || read_frames(&shared, forwarder))
-        .map_err(|source| EmulatorError::Start {
-            what: "reader thread",
-            source,
-        })?;
-    handle.threads.push(reader);
     Ok(handle)
 }
 
 impl EmulatorHandle {
-    /// How the scheduler runs: real time unless the spec opted out or it was refused.
+    /// How the emulator's thread runs: real time unless the spec opted out or it was refused.
     pub fn priority(&self) -> &Priority {
         &self.priority
     }
@@ -257,7 +242,7 @@ impl EmulatorHandle {
     }
 
     /// Replaces every link's impairment (row `from`, column `to`) while frames
-    /// flow; returns once the reader forwards by it, or after `limit`.
+    /// flow; returns once the thread forwards by it, or after `limit`.
     pub fn set_matrix(
         &self,
         matrix: Vec<Vec<Impairment>>,
@@ -294,13 +279,8 @@ impl EmulatorHandle {
 
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        {
-            // Under the lock, so the scheduler cannot miss the notification
-            // between checking `stop` and waiting.
-            let _queue = self.shared.lock();
-            self.shared.earlier_due.notify_all();
-        }
-        // Cannot fail short of a counter overflow; the reader also rechecks `stop`.
+        // Cannot fail short of a counter overflow; the thread rechecks `stop` after
+        // every wait, so it cannot miss this.
         let _ = nix::unistd::write(&self.shared.wake, &1u64.to_ne_bytes());
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -321,76 +301,21 @@ fn random_seed() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-fn write_frame(shared: &Shared, to: usize, due: Instant, frame: &[u8]) {
-    let counters = &shared.counters[to];
-    // Measured before writing: the write itself runs the receiver's stack.
-    if due.elapsed() > LATE {
-        bump(&counters.late);
-    }
-    match nix::unistd::write(&shared.taps[to], frame) {
-        Ok(_) => bump(&counters.forwarded),
-        Err(_) => bump(&counters.errors),
-    }
-}
-
-/// The scheduler: writes each frame to its destination TAP at its due time.
-fn schedule(shared: &Shared, realtime: bool, started: mpsc::SyncSender<Priority>) {
+/// Sets the calling thread's timer slack and, if asked, SCHED_FIFO.
+fn set_priority(realtime: bool) -> Priority {
     // Timed sleeps otherwise overrun by the default 50 us slack. Best effort: without
     // it the spin window still absorbs most of the overrun.
     let _ = nix::sys::prctl::set_timerslack(1);
-    let priority = if realtime {
-        let param = libc::sched_param {
-            sched_priority: REALTIME_PRIORITY,
-        };
-        // SAFETY: sched_setscheduler(2) on the calling thread with a valid param.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
-            Priority::Realtime
-        } else {
-            Priority::Normal(Some(io::Error::last_os_error().to_string()))
-        }
-    } else {
-        Priority::Normal(None)
+    if !realtime {
+        return Priority::Normal(None);
+    }
+    let param = libc::sched_param {
+        sched_priority: REALTIME_PRIORITY,
     };
-    // The receiver waits for this before `spawn` returns.
-    let _ = started.send(priority);
-    let mut window = SpinWindow::new();
-    let mut queue = shared.lock();
-    loop {
-        if shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        let Some(due) = queue.next_due() else {
-            queue = shared
-                .earlier_due
-                .wait(queue)
-                .unwrap_or_else(PoisonError::into_inner);
-            continue;
-        };
-        let now = Instant::now();
-        let sleep = due
-            .saturating_duration_since(now)
-            .saturating_sub(window.get());
-        if !sleep.is_zero() {
-            let (guard, wake) = shared
-                .earlier_due
-                .wait_timeout(queue, sleep)
-                .unwrap_or_else(PoisonError::into_inner);
-            queue = guard;
-            if wake.timed_out() {
-                window.woke_late_by(Instant::now().saturating_duration_since(now + sleep));
-            }
-            continue;
-        }
-        let Some(pending) = queue.pop() else {
-            continue;
-        };
-        // Spin without the lock, so the reader keeps queueing meanwhile.
-        drop(queue);
-        while Instant::now() < pending.due {
-            std::hint::spin_loop();
-        }
-        write_frame(shared, pending.to, pending.due, &pending.item);
-        queue = shared.lock();
-        queue.done(pending.from, pending.to);
+    // SAFETY: sched_setscheduler(2) on the calling thread with a valid param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        Priority::Realtime
+    } else {
+        Priority::Normal(Some(io::Error::last_os_error().to_string()))
     }
 }

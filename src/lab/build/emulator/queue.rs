@@ -1,20 +1,20 @@
 //! Frames in flight, ordered by due time, with a bound per link so a flooding node
 //! fills its own links' queues and nobody else's.
+//!
+//! An entry is whatever the emulator schedules (one frame and all its copies): it
+//! is keyed by its next due time and put back, keeping its place in arrival order,
+//! until its last copy has left. The bound counts copies per link.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-/// A frame waiting for its due time on link `from -> to`.
+/// An entry waiting for its due time.
 #[derive(Debug)]
 pub struct Pending<T> {
-    /// When to write it.
+    /// When it is next due.
     pub due: Instant,
-    /// Sending port.
-    pub from: usize,
-    /// Receiving port.
-    pub to: usize,
-    /// The frame.
+    /// The entry.
     pub item: T,
     seq: u64,
 }
@@ -41,11 +41,7 @@ impl<T> Ord for Pending<T> {
     }
 }
 
-/// Why a frame was not queued.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Full<T>(pub T);
-
-/// All frames in flight, earliest due first.
+/// All entries in flight, earliest due first, and the copies held per link.
 #[derive(Debug)]
 pub struct TimedQueue<T> {
     heap: BinaryHeap<Pending<T>>,
@@ -56,7 +52,7 @@ pub struct TimedQueue<T> {
 }
 
 impl<T> TimedQueue<T> {
-    /// An empty queue for `ports` ports holding at most `limit` frames per link.
+    /// An empty queue for `ports` ports holding at most `limit` copies per link.
     pub fn new(ports: usize, limit: usize) -> Self {
         Self {
             heap: BinaryHeap::new(),
@@ -67,22 +63,39 @@ impl<T> TimedQueue<T> {
         }
     }
 
-    /// Queues `item` on `from -> to`, or hands it back when that link is full.
-    pub fn push(&mut self, from: usize, to: usize, due: Instant, item: T) -> Result<(), Full<T>> {
+    /// Takes room for one copy on `from -> to`; false when that link is full.
+    pub fn admit(&mut self, from: usize, to: usize) -> bool {
         let count = &mut self.per_link[from * self.ports + to];
         if *count >= self.limit {
-            return Err(Full(item));
+            return false;
         }
         *count += 1;
+        true
+    }
+
+    /// Gives back the room of a copy of `from -> to` that has left.
+    pub fn done(&mut self, from: usize, to: usize) {
+        let count = &mut self.per_link[from * self.ports + to];
+        *count = count.saturating_sub(1);
+    }
+
+    /// Copies on `from -> to` admitted and not yet done.
+    pub fn link_len(&self, from: usize, to: usize) -> usize {
+        self.per_link[from * self.ports + to]
+    }
+
+    /// Queues a new entry, after every entry already queued for the same time.
+    pub fn push(&mut self, due: Instant, item: T) {
         self.seq += 1;
-        self.heap.push(Pending {
-            due,
-            from,
-            to,
-            item,
-            seq: self.seq,
-        });
-        Ok(())
+        let seq = self.seq;
+        self.heap.push(Pending { due, item, seq });
+    }
+
+    /// Puts a popped entry back for its next due time, in its original place
+    /// among entries due at the same time.
+    pub fn push_again(&mut self, mut pending: Pending<T>, due: Instant) {
+        pending.due = due;
+        self.heap.push(pending);
     }
 
     /// The earliest due time in the queue.
@@ -90,24 +103,12 @@ impl<T> TimedQueue<T> {
         self.heap.peek().map(|pending| pending.due)
     }
 
-    /// Takes the earliest frame out, due or not. It still counts against its link
-    /// until [`TimedQueue::done`], so nobody overtakes it while it is being written.
+    /// Takes the earliest entry out, due or not.
     pub fn pop(&mut self) -> Option<Pending<T>> {
         self.heap.pop()
     }
 
-    /// Records that a popped frame of `from -> to` has left.
-    pub fn done(&mut self, from: usize, to: usize) {
-        let count = &mut self.per_link[from * self.ports + to];
-        *count = count.saturating_sub(1);
-    }
-
-    /// Frames on `from -> to` not yet written (queued or popped).
-    pub fn link_len(&self, from: usize, to: usize) -> usize {
-        self.per_link[from * self.ports + to]
-    }
-
-    /// Frames held in all.
+    /// Entries held.
     pub fn len(&self) -> usize {
         self.heap.len()
     }
@@ -130,32 +131,43 @@ mod tests {
     fn yields_earliest_first_and_ties_in_arrival_order() {
         let t0 = Instant::now();
         let mut queue = TimedQueue::new(3, 10);
-        queue.push(0, 1, t0 + 5 * MS, "late").unwrap();
-        queue.push(2, 1, t0 + MS, "early").unwrap();
-        queue.push(0, 2, t0 + 3 * MS, "tie-1").unwrap();
-        queue.push(0, 2, t0 + 3 * MS, "tie-2").unwrap();
+        queue.push(t0 + 5 * MS, "late");
+        queue.push(t0 + MS, "early");
+        queue.push(t0 + 3 * MS, "tie-1");
+        queue.push(t0 + 3 * MS, "tie-2");
         assert_eq!(queue.next_due(), Some(t0 + MS));
         let order: Vec<_> = std::iter::from_fn(|| queue.pop()).map(|p| p.item).collect();
-        assert_eq!(queue.link_len(0, 2), 2);
         assert_eq!(order, ["early", "tie-1", "tie-2", "late"]);
         assert!(queue.is_empty());
         assert_eq!(queue.next_due(), None);
     }
 
     #[test]
-    fn bounds_each_link_separately_and_frees_room_on_pop() {
+    fn an_entry_put_back_keeps_its_place_among_equal_due_times() {
         let t0 = Instant::now();
-        let mut queue = TimedQueue::new(2, 2);
-        queue.push(0, 1, t0, 1).unwrap();
-        queue.push(0, 1, t0, 2).unwrap();
-        assert_eq!(queue.push(0, 1, t0, 3), Err(Full(3)));
-        queue.push(1, 0, t0, 4).unwrap();
+        let mut queue = TimedQueue::new(2, 10);
+        queue.push(t0, "flood");
+        queue.push(t0 + 2 * MS, "unicast");
+        let flood = queue.pop().unwrap();
+        assert_eq!(flood.item, "flood");
+        // The flood's next copy is due with the unicast frame that came after it.
+        queue.push_again(flood, t0 + 2 * MS);
+        assert_eq!(queue.len(), 2);
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop()).map(|p| p.item).collect();
+        assert_eq!(order, ["flood", "unicast"]);
+    }
+
+    #[test]
+    fn bounds_each_link_separately_and_frees_room_when_done() {
+        let mut queue = TimedQueue::<()>::new(2, 2);
+        assert!(queue.admit(0, 1));
+        assert!(queue.admit(0, 1));
+        assert!(!queue.admit(0, 1));
+        assert!(queue.admit(1, 0));
         assert_eq!(queue.link_len(0, 1), 2);
-        assert_eq!(queue.len(), 3);
-        assert_eq!(queue.pop().map(|p| p.item), Some(1));
-        assert_eq!(queue.push(0, 1, t0, 5), Err(Full(5)));
         queue.done(0, 1);
-        queue.push(0, 1, t0, 5).unwrap();
-        assert_eq!(queue.link_len(0, 1), 2);
+        assert_eq!(queue.link_len(0, 1), 1);
+        assert!(queue.admit(0, 1));
+        assert!(!queue.admit(0, 1));
     }
 }

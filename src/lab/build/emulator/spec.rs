@@ -33,7 +33,7 @@ pub struct EmulatorSpec {
     /// Frames one link may hold; beyond it new frames are dropped and counted.
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
-    /// Run the scheduler thread SCHED_FIFO (best effort), so that a busy machine
+    /// Run the emulator's thread SCHED_FIFO (best effort), so that a busy machine
     /// does not make frames late.
     #[serde(default = "default_realtime")]
     pub realtime: bool,

@@ -1,5 +1,5 @@
 //! When did a frame really leave its node? Reading a TAP stamps a frame only when
-//! the reader thread wakes up, tens to hundreds of microseconds late on a VM. The
+//! the emulator's thread wakes up, tens to hundreds of microseconds late on a VM. The
 //! kernel stamps the same frame as it enters the TAP, on a packet socket beside it;
 //! this matches the two streams, both FIFO, so each frame read from the TAP gets
 //! its kernel time. A frame without a match keeps its read time: timing degrades,
@@ -15,10 +15,12 @@ pub const HEAD_LEN: usize = 96;
 /// TAP queue overflowed leaves stamps nobody will claim).
 const CAPACITY: usize = 2048;
 
+/// Kept inline, so that a stamp costs no allocation.
 #[derive(Debug)]
 struct Stamp {
     len: usize,
-    head: Vec<u8>,
+    head: [u8; HEAD_LEN],
+    head_len: usize,
     at: Instant,
 }
 
@@ -35,11 +37,14 @@ impl ArrivalStamps {
             self.pending.pop_front();
         }
         let head = &head[..head.len().min(HEAD_LEN).min(len)];
-        self.pending.push_back(Stamp {
+        let mut stamp = Stamp {
             len,
-            head: head.to_vec(),
+            head: [0; HEAD_LEN],
+            head_len: head.len(),
             at,
-        });
+        };
+        stamp.head[..head.len()].copy_from_slice(head);
+        self.pending.push_back(stamp);
     }
 
     /// The kernel time of `frame`, just read from the TAP. Stamps older than the
@@ -49,7 +54,7 @@ impl ArrivalStamps {
         let index = self
             .pending
             .iter()
-            .position(|stamp| stamp.len == frame.len() && stamp.head == head)?;
+            .position(|stamp| stamp.len == frame.len() && stamp.head[..stamp.head_len] == *head)?;
         self.pending.drain(..index);
         self.pending.pop_front().map(|stamp| stamp.at)
     }

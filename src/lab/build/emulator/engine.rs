@@ -1,0 +1,356 @@
+//! The emulator's one thread: waits on every TAP at once and on the next due
+//! time, stamps each frame as it leaves its sender, decides its copies' fate,
+//! and writes each copy to its destination when due; it also takes live link
+//! changes between frames.
+//!
+//! One thread, so no frame waits for another thread to be woken or to get a
+//! CPU (a reader at normal priority was starved by busy nodes), and nothing is
+//! locked per frame. A frame is one scheduled [`Flight`] whatever its copies (a
+//! broadcast's n-1 copies are one entry, keyed by its next due copy), and
+//! flights and their buffers are recycled, so the steady state allocates nothing.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use super::link::{Forwarder, Verdict};
+use super::queue::{Pending, TimedQueue};
+use super::spin::SpinWindow;
+use super::stamp::ArrivalStamps;
+use super::{bump, tap, Shared, FRAME_BUFFER, LATE, MAX_STAMP_AGE, READ_BATCH};
+
+/// Spare flights kept for reuse; beyond it, finished ones are freed.
+const SPARE_FLIGHTS: usize = 4096;
+
+/// Largest frame buffer a spare flight keeps (an Ethernet frame of MTU 1500
+/// and some): a rare jumbo frame's buffer is freed rather than kept.
+const SPARE_FRAME: usize = 2048;
+
+/// Events taken from the kernel per wait.
+const EVENTS: usize = 64;
+
+/// The epoll token of the wake-up event fd (ports use their index).
+const WAKE: u64 = u64::MAX;
+
+/// One frame in flight and its copies still to write, by due time.
+#[derive(Debug, Default)]
+struct Flight {
+    from: usize,
+    frame: Vec<u8>,
+    /// (due, destination port), sorted.
+    copies: Vec<(Instant, usize)>,
+    next: usize,
+}
+
+/// Everything the thread owns.
+struct Engine<'a> {
+    shared: &'a Shared,
+    forwarder: Forwarder,
+    queue: TimedQueue<Flight>,
+    spare: Vec<Flight>,
+    verdicts: Vec<Verdict>,
+    stamps: Vec<ArrivalStamps>,
+    buffer: Vec<u8>,
+    captured: Vec<u8>,
+    epoll: OwnedFd,
+}
+
+/// Runs the emulator until `shared.stop`; `queue_limit` bounds each link.
+pub(super) fn run(shared: &Shared, forwarder: Forwarder, queue_limit: usize) -> io::Result<()> {
+    let epoll = epoll_create()?;
+    epoll_add(&epoll, &shared.wake, WAKE)?;
+    for (port, tap) in shared.taps.iter().enumerate() {
+        epoll_add(&epoll, tap, port as u64)?;
+    }
+    let ports = shared.taps.len();
+    let mut engine = Engine {
+        shared,
+        forwarder,
+        queue: TimedQueue::new(ports, queue_limit),
+        spare: Vec::new(),
+        verdicts: Vec::new(),
+        stamps: (0..ports).map(|_| ArrivalStamps::default()).collect(),
+        buffer: vec![0; FRAME_BUFFER],
+        captured: vec![0; FRAME_BUFFER],
+        epoll,
+    };
+    engine.serve()
+}
+
+impl Engine<'_> {
+    fn serve(&mut self) -> io::Result<()> {
+        let mut window = SpinWindow::new();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            self.deliver_due();
+            let now = Instant::now();
+            let timeout = match self.queue.next_due() {
+                None => None,
+                Some(due) => {
+                    let wait = due.saturating_duration_since(now);
+                    if wait <= window.get() {
+                        while Instant::now() < due {
+                            std::hint::spin_loop();
+                        }
+                        continue;
+                    }
+                    Some(wait - window.get())
+                }
+            };
+            let ready = match epoll_wait(&self.epoll, &mut events, timeout) {
+                Ok(ready) => ready,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            };
+            if ready == 0 {
+                if let Some(timeout) = timeout {
+                    window.woke_late_by(Instant::now().saturating_duration_since(now + timeout));
+                }
+            }
+            for event in &events[..ready] {
+                let (token, flags) = (event.u64, event.events);
+                if token == WAKE {
+                    self.take_change();
+                } else if let Ok(port) = usize::try_from(token) {
+                    self.read_port(port, flags);
+                }
+            }
+        }
+    }
+
+    /// Writes every copy that is due, earliest first.
+    fn deliver_due(&mut self) {
+        while let Some(due) = self.queue.next_due() {
+            if due > Instant::now() {
+                return;
+            }
+            let Some(mut pending) = self.queue.pop() else {
+                return;
+            };
+            let flight = &mut pending.item;
+            while let Some(&(due, to)) = flight.copies.get(flight.next) {
+                if due > Instant::now() {
+                    break;
+                }
+                write_frame(self.shared, to, due, &flight.frame);
+                self.queue.done(flight.from, to);
+                flight.next += 1;
+            }
+            match flight.copies.get(flight.next) {
+                Some(&(due, _)) => self.queue.push_again(pending, due),
+                None => self.recycle(pending),
+            }
+        }
+    }
+
+    fn recycle(&mut self, pending: Pending<Flight>) {
+        if self.spare.len() < SPARE_FLIGHTS {
+            let mut flight = pending.item;
+            if flight.frame.capacity() > SPARE_FRAME {
+                flight.frame = Vec::new();
+            }
+            self.spare.push(flight);
+        }
+    }
+
+    fn take_change(&mut self) {
+        let mut count = [0u8; 8];
+        let _ = nix::unistd::read(&self.shared.wake, &mut count);
+        let mut change = self.shared.change_lock();
+        if let Some(matrix) = change.0.take() {
+            self.forwarder.set_matrix(&matrix);
+            change.1 += 1;
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// Reads up to [`READ_BATCH`] frames of `port`, writing due copies between them.
+    fn read_port(&mut self, port: usize, flags: u32) {
+        let shared = self.shared;
+        if flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
+            && flags & libc::EPOLLIN as u32 == 0
+        {
+            self.abandon(port, &format!("poll events {flags:#x}"));
+            return;
+        }
+        for _ in 0..READ_BATCH {
+            match nix::unistd::read(&shared.taps[port], &mut self.buffer) {
+                Ok(len) => {
+                    let read_at = Instant::now();
+                    let frame = &self.buffer[..len];
+                    let stamps = &mut self.stamps[port];
+                    // The capture saw the frame before the TAP queued it, so
+                    // one drain finds its stamp if the previous did not.
+                    let arrival = stamps.take(frame).or_else(|| {
+                        drain_capture(&shared.captures[port], &mut self.captured, stamps);
+                        stamps.take(frame)
+                    });
+                    let arrival = arrival.unwrap_or_else(|| {
+                        bump(&shared.counters[port].unstamped);
+                        read_at
+                    });
+                    self.forward(port, len, arrival);
+                    self.deliver_due();
+                }
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => {}
+                Err(errno) => {
+                    self.abandon(port, &format!("reading failed: {errno}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn abandon(&mut self, port: usize, why: &str) {
+        eprintln!("sdss lab-emulator: port {port} failed ({why}); it is no longer read");
+        bump(&self.shared.counters[port].errors);
+        epoll_delete(&self.epoll, &self.shared.taps[port]);
+    }
+
+    /// Routes the frame of `len` bytes in the buffer and schedules its copies.
+    fn forward(&mut self, from: usize, len: usize, arrival: Instant) {
+        let counters = &self.shared.counters;
+        bump(&counters[from].received);
+        self.verdicts.clear();
+        let frame = &self.buffer[..len];
+        if self
+            .forwarder
+            .route(from, frame, arrival, &mut self.verdicts)
+            .is_err()
+        {
+            bump(&counters[from].rejected);
+            return;
+        }
+        let mut flight = self.spare.pop().unwrap_or_default();
+        flight.from = from;
+        flight.next = 0;
+        flight.copies.clear();
+        for verdict in &self.verdicts {
+            match *verdict {
+                Verdict::Lost { to } => bump(&counters[to].lost),
+                Verdict::Deliver { to, due } if self.queue.admit(from, to) => {
+                    flight.copies.push((due, to));
+                }
+                Verdict::Deliver { to, .. } => bump(&counters[to].overflowed),
+            }
+        }
+        flight.copies.sort_unstable();
+        let Some(&(first, _)) = flight.copies.first() else {
+            self.spare.push(flight);
+            return;
+        };
+        flight.frame.clear();
+        flight.frame.extend_from_slice(frame);
+        self.queue.push(first, flight);
+    }
+}
+
+/// Writes one copy to port `to`, counting it late if it is.
+fn write_frame(shared: &Shared, to: usize, due: Instant, frame: &[u8]) {
+    let counters = &shared.counters[to];
+    // Measured before writing: the write itself runs the receiver's stack.
+    if due.elapsed() > LATE {
+        bump(&counters.late);
+    }
+    match nix::unistd::write(&shared.taps[to], frame) {
+        Ok(_) => bump(&counters.forwarded),
+        Err(_) => bump(&counters.errors),
+    }
+}
+
+/// Moves every waiting kernel stamp of one port into `stamps`.
+fn drain_capture(capture: &OwnedFd, buffer: &mut [u8], stamps: &mut ArrivalStamps) {
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    loop {
+        match tap::receive_captured(capture, buffer) {
+            Ok((len, stamp)) => {
+                let at = stamp
+                    .and_then(|stamp| wall.checked_sub(stamp))
+                    .filter(|age| *age <= MAX_STAMP_AGE)
+                    .and_then(|age| now.checked_sub(age))
+                    .unwrap_or(now);
+                stamps.push(len, &buffer[..len.min(buffer.len())], at);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            // WouldBlock, or a failed capture: frames then keep their read time.
+            Err(_) => return,
+        }
+    }
+}
+
+fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: plain epoll_create1(2); the result is checked before it is owned.
+    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn epoll_add(epoll: &OwnedFd, fd: &impl AsFd, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: epoll_ctl(2) on open descriptors with a live event.
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn epoll_delete(epoll: &OwnedFd, fd: &impl AsFd) {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: epoll_ctl(2) on open descriptors; DEL ignores the event pointer.
+    let _ = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// Waits for events up to `timeout` (forever if none) at the timer's full
+/// precision (epoll_pwait2: nanoseconds, where epoll_wait has milliseconds).
+fn epoll_wait(
+    epoll: &OwnedFd,
+    events: &mut [libc::epoll_event],
+    timeout: Option<Duration>,
+) -> Result<usize, Errno> {
+    let timeout = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: t.subsec_nanos().into(),
+    });
+    let timeout_ptr = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: epoll_pwait2(2) with a live event array of the length given, a live
+    // or null timeout and no signal mask; called directly, as older C libraries
+    // lack the wrapper.
+    let ready = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            epoll.as_raw_fd(),
+            events.as_mut_ptr(),
+            events.len() as libc::c_int,
+            timeout_ptr,
+            std::ptr::null::<libc::sigset_t>(),
+            0usize,
+        )
+    };
+    Errno::result(ready).map(|ready| ready as usize)
+}
