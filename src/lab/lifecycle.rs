@@ -68,10 +68,12 @@ pub async fn up(
     progress: &Progress,
 ) -> Result<UpOutcome, LabError> {
     let started = Instant::now();
+    launch::raise_priority();
     // Settled before anything is created: the backend, and with `none` the
     // plan it implies (every pair at zero delay).
-    let netem = tokio::task::block_in_place(|| Tc.probe_netem());
-    let backend = backend::settle(options.backend, &plan, &netem)?;
+    let netem = backend::needs_netem(options.backend, &plan)
+        .then(|| tokio::task::block_in_place(|| Tc.probe_netem()));
+    let backend = backend::settle(options.backend, &plan, netem.as_ref())?;
     let note = (backend == BackendKind::None && !plan.is_unimpaired())
         .then(|| "zero delay: the delays in the lab file were not injected".to_owned());
     let plan = if note.is_some() {
@@ -81,7 +83,7 @@ pub async fn up(
     };
     let lab_name = plan.lab.clone();
     let mut state = LabState::creating(plan.clone());
-    state.netem = Some(netem);
+    state.netem = netem;
     state.backend = Some(backend);
     state.backend_note = note;
     let dir = root.create(state)?;
@@ -279,7 +281,7 @@ pub fn exec(
     let plan = &dir.state.plan;
     let node = &plan.nodes[index];
     let file = node_netns(&dir, &node.netns)?;
-    let mut command = launch::command_in(&file, argv, &node.env(plan, sdss), false)?;
+    let mut command = launch::command_in(&file, argv, &node.env(plan, sdss))?;
     let status = command.status().map_err(|source| LaunchError::Spawn {
         program: argv.first().cloned().unwrap_or_default(),
         netns: node.netns.clone(),

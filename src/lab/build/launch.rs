@@ -1,10 +1,13 @@
 //! Starting processes inside a lab namespace, and stopping the ones a lab owns.
 //!
-//! A node runs in its namespace (`setns` in `pre_exec`, between fork and exec,
-//! where only the child is affected), in a session of its own (so a Ctrl-C at
-//! the terminal reaches `sdss lab up`, which then tears the lab down in order,
-//! not the nodes directly), with its output in the lab's state directory. It
-//! outlives `lab up`: the lab is left running until `lab down`.
+//! A node is started by a thread that entered its namespace first (a network
+//! namespace is a thread's own, and a child is born in its parent thread's):
+//! no code runs between fork and exec, so the start is a `posix_spawn`, which
+//! does not copy the lab's memory. It runs in a process group of its own (so a
+//! Ctrl-C at the terminal reaches `sdss lab up`, which then tears the lab down
+//! in order, not the nodes directly; and teardown stops the group), with its
+//! output in the lab's state directory. It outlives `lab up`: the lab is left
+//! running until `lab down`.
 
 use std::fs::File;
 use std::io;
@@ -43,6 +46,14 @@ pub enum LaunchError {
     /// Nothing to run.
     #[error("empty command line")]
     Empty,
+    /// The namespace could not be entered.
+    #[error("entering namespace {netns}: {source}")]
+    Enter {
+        /// The namespace.
+        netns: String,
+        /// The OS error.
+        source: io::Error,
+    },
 }
 
 /// Where a started process's output goes.
@@ -58,14 +69,8 @@ pub enum Output<'a> {
     Inherit,
 }
 
-/// Builds the command that runs `argv` inside the namespace `ns`.
-/// `detach` puts it in a session of its own.
-pub fn command_in(
-    ns: &File,
-    argv: &[String],
-    env: &[(String, String)],
-    detach: bool,
-) -> Result<Command, LaunchError> {
+/// The command line `argv` with the lab's environment `env`.
+fn command(argv: &[String], env: &[(String, String)]) -> Result<Command, LaunchError> {
     let (program, args) = argv.split_first().ok_or(LaunchError::Empty)?;
     let mut command = Command::new(program);
     command.args(args);
@@ -76,16 +81,24 @@ pub fn command_in(
         }
     }
     command.envs(env.iter().map(|(k, v)| (k, v)));
+    Ok(command)
+}
+
+/// Builds the command that runs `argv` inside the namespace `ns`, attached to
+/// the caller's terminal (`lab exec`).
+pub fn command_in(
+    ns: &File,
+    argv: &[String],
+    env: &[(String, String)],
+) -> Result<Command, LaunchError> {
+    let mut command = command(argv, env)?;
     let fd = ns.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls happen:
-    // setns(2) and setsid(2) are plain system calls; the fd stays open in the
-    // parent until spawn returns.
+    // SAFETY: between fork and exec only an async-signal-safe call happens:
+    // setns(2) is a plain system call; the fd stays open in the parent until
+    // spawn returns.
     unsafe {
         command.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if detach && libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -94,7 +107,17 @@ pub fn command_in(
     Ok(command)
 }
 
-/// Starts `argv` in the namespace `ns` (named `netns`), detached, output to files.
+/// Moves the calling thread into the namespace `ns` (named `netns`): what it
+/// starts from now on is born there.
+fn enter(ns: &File, netns: &str) -> Result<(), LaunchError> {
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| LaunchError::Enter {
+        netns: netns.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Starts `argv` in the namespace `ns` (named `netns`), detached, output to
+/// files, from a thread of its own that enters the namespace.
 pub fn spawn_node(
     ns: &File,
     netns: &str,
@@ -102,8 +125,34 @@ pub fn spawn_node(
     env: &[(String, String)],
     output: Output<'_>,
 ) -> Result<Child, LaunchError> {
-    let mut command = command_in(ns, argv, env, true)?;
-    command.stdin(Stdio::null());
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(ns, netns)?;
+                spawn_here(netns, argv, env, output)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(panicked(argv, netns)))
+    })
+}
+
+fn panicked(argv: &[String], netns: &str) -> LaunchError {
+    LaunchError::Spawn {
+        program: argv.first().cloned().unwrap_or_default(),
+        netns: netns.to_owned(),
+        source: io::Error::other("the starting thread panicked"),
+    }
+}
+
+/// Starts `argv`, detached, from the calling thread, which is in `netns`.
+fn spawn_here(
+    netns: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    output: Output<'_>,
+) -> Result<Child, LaunchError> {
+    let mut command = command(argv, env)?;
+    command.process_group(0).stdin(Stdio::null());
     if let Output::Files { stdout, stderr } = output {
         let open = |path: &Path| {
             std::fs::OpenOptions::new()
@@ -118,11 +167,19 @@ pub fn spawn_node(
         command.stdout(open(stdout)?);
         command.stderr(open(stderr)?);
     }
-    command.spawn().map_err(|source| LaunchError::Spawn {
+    let child = command.spawn().map_err(|source| LaunchError::Spawn {
         program: argv.first().cloned().unwrap_or_default(),
         netns: netns.to_owned(),
         source,
-    })
+    })?;
+    if let Some(nice) = CHILD_NICE.get() {
+        // It leads its own process group: every thread it made so far.
+        // SAFETY: a plain system call on our own child's group.
+        unsafe {
+            libc::setpriority(libc::PRIO_PGRP, child.id(), *nice);
+        }
+    }
+    Ok(child)
 }
 
 /// A process to start in a namespace (`ns`, named `netns`), detached, its
@@ -146,29 +203,47 @@ pub struct Launch<'a, N> {
 /// waits for a CPU that the nodes already started are using.
 const STARTS_AT_ONCE: usize = 8;
 
-/// How much the starting threads raise their priority (lower their nice value)
-/// while the nodes already started compete for the CPU: 100 sdss nodes
-/// measuring each other as they come up made the last starts wait 10-25 ms
-/// each. A child inherits it until its `exec` is done (the start waits for
-/// that), then gets the lab's own back, with every thread of its group.
-const STARTER_BOOST: i32 = 10;
+/// How much `sdss lab` raises its own threads' priority (lowers their nice
+/// value) while it builds and watches a lab: 100 sdss nodes measuring each
+/// other as they come up left its threads a fiftieth of the CPU, and a build
+/// of 0.2 s took 0.7. A child inherits it until its `exec` is done (a start
+/// waits for that), then gets the lab's own value back, with its whole group.
+const LAB_BOOST: i32 = 10;
+
+/// The nice value `sdss lab` had before it raised itself: its children's.
+static CHILD_NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// Raises the priority of every thread of this process by [`LAB_BOOST`]
+/// (threads made later inherit it). Without CAP_SYS_NICE nothing changes.
+pub fn raise_priority() {
+    // SAFETY: getpriority has no preconditions; -1 is also a valid nice value.
+    let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let mut raised = false;
+    for tid in tasks.filter_map(Result::ok).filter_map(|t| {
+        t.file_name()
+            .to_str()
+            .and_then(|s| s.parse::<libc::id_t>().ok())
+    }) {
+        // On Linux, PRIO_PROCESS names one thread.
+        // SAFETY: a plain system call on a thread of this process.
+        raised |=
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, (base - LAB_BOOST).max(-20)) } == 0;
+    }
+    if raised {
+        let _ = CHILD_NICE.set(base);
+    }
+}
 
 /// Starts every launch, a few at a time, and returns the results in order.
 pub fn spawn_all(launches: &[Launch<'_, File>]) -> Vec<Result<Child, LaunchError>> {
     let next = AtomicUsize::new(0);
-    // SAFETY: getpriority has no preconditions; -1 is also a valid nice value,
-    // and an error leaves the children at the starters' own priority.
-    let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     let started: Vec<(usize, Result<Child, LaunchError>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..STARTS_AT_ONCE.min(launches.len()))
             .map(|_| {
                 scope.spawn(|| {
-                    // Per thread on Linux (`who` 0 is the calling thread); without
-                    // CAP_SYS_NICE it fails and the starts go on unboosted.
-                    // SAFETY: plain system calls on the calling thread.
-                    let boosted = unsafe {
-                        libc::setpriority(libc::PRIO_PROCESS, 0, (base - STARTER_BOOST).max(-20))
-                    } == 0;
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -179,14 +254,8 @@ pub fn spawn_all(launches: &[Launch<'_, File>]) -> Vec<Result<Child, LaunchError
                             stdout: &l.stdout,
                             stderr: &l.stderr,
                         };
-                        let started = spawn_node(l.ns, l.netns, &l.argv, &l.env, output);
-                        if let (true, Ok(child)) = (boosted, &started) {
-                            // A node leads its own process group (setsid).
-                            // SAFETY: a plain system call on our own child's group.
-                            unsafe {
-                                libc::setpriority(libc::PRIO_PGRP, child.id(), base);
-                            }
-                        }
+                        let started = enter(l.ns, l.netns)
+                            .and_then(|()| spawn_here(l.netns, &l.argv, &l.env, output));
                         mine.push((i, started));
                     }
                 })
@@ -205,15 +274,7 @@ pub fn spawn_all(launches: &[Launch<'_, File>]) -> Vec<Result<Child, LaunchError
     results
         .into_iter()
         .zip(launches)
-        .map(|(r, l)| {
-            r.unwrap_or_else(|| {
-                Err(LaunchError::Spawn {
-                    program: l.argv.first().cloned().unwrap_or_default(),
-                    netns: l.netns.to_owned(),
-                    source: io::Error::other("the starting thread panicked"),
-                })
-            })
-        })
+        .map(|(r, l)| r.unwrap_or_else(|| Err(panicked(&l.argv, l.netns))))
         .collect()
 }
 

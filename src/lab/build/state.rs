@@ -25,6 +25,7 @@ pub const DEFAULT_ROOT: &str = "/run/sdss/labs";
 pub const ROOT_ENV: &str = "SDSS_STATE_DIR";
 
 const STATE_FILE: &str = "state.json";
+const PLAN_FILE: &str = "plan.json";
 
 /// Failures around the state directory.
 #[derive(Debug, Error)]
@@ -130,11 +131,34 @@ pub struct LinkRecord {
     pub kind: String,
 }
 
-/// Everything recorded about one lab.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Everything recorded about one lab: its plan, written once to `plan.json`,
+/// and its record, rewritten to `state.json` at every step. Apart because a
+/// step must be cheap: at 100 nodes the plan is 4 MB of JSON.
+#[derive(Debug, Clone)]
 pub struct LabState {
     /// The plan the lab was built from (with the expectations of its backend).
     pub plan: Plan,
+    /// What was made, and where the lab is in its life.
+    pub record: Record,
+}
+
+impl std::ops::Deref for LabState {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for LabState {
+    fn deref_mut(&mut self) -> &mut Record {
+        &mut self.record
+    }
+}
+
+/// What a lab's build made, each object recorded before it was made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
     /// Where it is in its life.
     pub phase: Phase,
     /// The `sdss lab up` process that builds it.
@@ -172,16 +196,18 @@ impl LabState {
     pub fn creating(plan: Plan) -> LabState {
         LabState {
             plan,
-            phase: Phase::Creating,
-            owner: ProcessRecord::of(std::process::id() as i32, None),
-            created_at: chrono::Utc::now().to_rfc3339(),
-            nodes_started_at: None,
-            backend: None,
-            backend_note: None,
-            netem: None,
-            namespaces: Vec::new(),
-            links: Vec::new(),
-            processes: Vec::new(),
+            record: Record {
+                phase: Phase::Creating,
+                owner: ProcessRecord::of(std::process::id() as i32, None),
+                created_at: chrono::Utc::now().to_rfc3339(),
+                nodes_started_at: None,
+                backend: None,
+                backend_note: None,
+                netem: None,
+                namespaces: Vec::new(),
+                links: Vec::new(),
+                processes: Vec::new(),
+            },
         }
     }
 }
@@ -250,6 +276,7 @@ impl StateRoot {
             Err(e) => return Err(io("creating", &dir)(e)),
         }
         let lab = LabDir { dir, state };
+        write_json(&lab.dir.join(PLAN_FILE), &lab.state.plan)?;
         lab.save()?;
         Ok(lab)
     }
@@ -262,21 +289,32 @@ impl StateRoot {
             return Err(StateError::NotUp(lab.to_owned()));
         }
         let file = dir.join(STATE_FILE);
-        let text = match fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Io {
-                    action: "reading",
-                    path: file,
-                    source,
-                })
-            }
+        let read = |file: &Path| match fs::read_to_string(file) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io {
+                action: "reading",
+                path: file.to_owned(),
+                source,
+            }),
         };
-        let state = serde_json::from_str(&text).map_err(|source| StateError::Corrupt {
-            path: file.clone(),
-            source,
+        // The plan is written first: without a record, nothing was made.
+        let Some(text) = read(&file)? else {
+            return Ok(None);
+        };
+        let corrupt = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StateError::Corrupt { path, source }
+        };
+        let record = serde_json::from_str(&text).map_err(corrupt(&file))?;
+        let plan_file = dir.join(PLAN_FILE);
+        let plan_text = read(&plan_file)?.ok_or_else(|| StateError::Io {
+            action: "reading",
+            path: plan_file.clone(),
+            source: io::Error::from(io::ErrorKind::NotFound),
         })?;
+        let plan = serde_json::from_str(&plan_text).map_err(corrupt(&plan_file))?;
+        let state = LabState { plan, record };
         Ok(Some(LabDir { dir, state }))
     }
 
@@ -341,24 +379,31 @@ impl LabDir {
     }
 
     fn save(&self) -> Result<(), StateError> {
-        let file = self.dir.join(STATE_FILE);
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(&self.state).map_err(|e| StateError::Io {
-            action: "encoding",
-            path: file.clone(),
-            source: io::Error::other(e),
-        })?;
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("writing", &tmp))?;
-        out.write_all(&json).map_err(io("writing", &tmp))?;
-        out.sync_data().map_err(io("syncing", &tmp))?;
-        fs::rename(&tmp, &file).map_err(io("renaming", &tmp))
+        write_json(&self.dir.join(STATE_FILE), &self.state.record)
     }
+}
+
+/// Writes `value` to `file` durably, whole or not at all (a temporary file
+/// renamed over it).
+fn write_json(file: &Path, value: &impl Serialize) -> Result<(), StateError> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let json = serde_json::to_vec(value).map_err(|e| StateError::Io {
+        action: "encoding",
+        path: file.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("writing", &tmp))?;
+    out.write_all(&json).map_err(io("writing", &tmp))?;
+    out.sync_data().map_err(io("syncing", &tmp))?;
+    fs::rename(&tmp, file).map_err(io("renaming", &tmp))
 }
 
 /// State and start time of a process, from `/proc/PID/stat`.

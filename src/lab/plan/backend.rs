@@ -78,21 +78,37 @@ pub enum BackendRefusal {
     CannotChange(String),
 }
 
-/// The backend for `plan` given the user's `choice` and the kernel's `netem`:
-/// `auto` takes none for a lab with nothing to inject, netem where the kernel
-/// has it, else the emulator.
+/// Whether [`settle`]'s answer depends on the kernel having netem: not for
+/// `none`, nor for `auto` with nothing to inject (probing takes a namespace and
+/// a `tc` run, which a lab without delays need not wait for).
+pub fn needs_netem(choice: BackendChoice, plan: &Plan) -> bool {
+    match choice {
+        BackendChoice::None | BackendChoice::Emulator => false,
+        BackendChoice::Auto => !plan.is_unimpaired() || has_link_changes(plan),
+        BackendChoice::Netem => true,
+    }
+}
+
+fn has_link_changes(plan: &Plan) -> bool {
+    plan.timeline.events.iter().any(|e| e.change.is_link())
+}
+
+/// The backend for `plan` given the user's `choice` and the kernel's `netem`
+/// (`None`: not probed, as [`needs_netem`] allows): `auto` takes none for a
+/// lab with nothing to inject, netem where the kernel has it, else the emulator.
 pub fn settle(
     choice: BackendChoice,
     plan: &Plan,
-    netem: &NetemSupport,
+    netem: Option<&NetemSupport>,
 ) -> Result<BackendKind, BackendRefusal> {
     let changes = plan.timeline.events.iter().find(|e| e.change.is_link());
+    let netem = netem == Some(&NetemSupport::Available);
     let kind = match choice {
         BackendChoice::None => BackendKind::None,
         BackendChoice::Auto if plan.is_unimpaired() && changes.is_none() => BackendKind::None,
-        BackendChoice::Auto if *netem == NetemSupport::Available => BackendKind::Netem,
+        BackendChoice::Auto if netem => BackendKind::Netem,
         BackendChoice::Auto | BackendChoice::Emulator => BackendKind::Emulator,
-        BackendChoice::Netem if *netem == NetemSupport::Available => BackendKind::Netem,
+        BackendChoice::Netem if netem => BackendKind::Netem,
         BackendChoice::Netem => return Err(BackendRefusal::NoNetem),
     };
     match changes {
@@ -116,12 +132,31 @@ mod tests {
         let (delayed, flat) = (Plan::from_text(DELAYED), Plan::from_text(FLAT));
         let (yes, no) = (NetemSupport::Available, NetemSupport::Missing);
         let auto = BackendChoice::Auto;
-        assert_eq!(settle(auto, &flat, &yes), Ok(BackendKind::None));
-        assert_eq!(settle(auto, &delayed, &yes), Ok(BackendKind::Netem));
-        assert_eq!(settle(auto, &delayed, &no), Ok(BackendKind::Emulator));
+        assert_eq!(settle(auto, &flat, Some(&yes)), Ok(BackendKind::None));
+        assert_eq!(settle(auto, &delayed, Some(&yes)), Ok(BackendKind::Netem));
+        assert_eq!(settle(auto, &delayed, Some(&no)), Ok(BackendKind::Emulator));
         assert_eq!(
-            settle(BackendChoice::Netem, &delayed, &no),
+            settle(BackendChoice::Netem, &delayed, Some(&no)),
             Err(BackendRefusal::NoNetem)
+        );
+    }
+
+    #[test]
+    fn netem_is_probed_only_when_the_answer_depends_on_it() {
+        let (delayed, flat) = (Plan::from_text(DELAYED), Plan::from_text(FLAT));
+        let cut = Plan::from_text(&format!(
+            "{FLAT}[[event]]\nat = \"1s\"\naction = \"cut\"\nnode = \"a\"\n"
+        ));
+        assert!(!needs_netem(BackendChoice::Auto, &flat));
+        assert!(needs_netem(BackendChoice::Auto, &delayed));
+        assert!(needs_netem(BackendChoice::Auto, &cut));
+        assert!(needs_netem(BackendChoice::Netem, &flat));
+        assert!(!needs_netem(BackendChoice::None, &delayed));
+        assert!(!needs_netem(BackendChoice::Emulator, &delayed));
+        // Not probed: what needs no probe still settles.
+        assert_eq!(
+            settle(BackendChoice::Auto, &flat, None),
+            Ok(BackendKind::None)
         );
     }
 
@@ -132,11 +167,11 @@ mod tests {
         ));
         let no = NetemSupport::Missing;
         assert_eq!(
-            settle(BackendChoice::Auto, &cut, &no),
+            settle(BackendChoice::Auto, &cut, Some(&no)),
             Ok(BackendKind::Emulator)
         );
         assert!(matches!(
-            settle(BackendChoice::None, &cut, &no),
+            settle(BackendChoice::None, &cut, Some(&no)),
             Err(BackendRefusal::CannotChange(_))
         ));
     }

@@ -47,7 +47,7 @@ pub struct Target {
     pub name: String,
     /// Its address on the lab link.
     pub address: Ipv4Addr,
-    /// Its process (a session leader: its children share its session).
+    /// Its process (a process group's leader: its children share its group).
     pub pid: i32,
 }
 
@@ -400,7 +400,7 @@ async fn sample(targets: Vec<Target>, log: Shared, stop: CancellationToken) {
         }
         let at = now();
         let leaders: Vec<i32> = targets.iter().map(|t| t.pid).collect();
-        let readings = procfs::sessions(&leaders);
+        let readings = procfs::groups(&leaders);
         for target in &targets {
             let reading = readings.get(&target.pid);
             let (listening, connections) = procfs::sockets(target.pid, target.address);
@@ -457,9 +457,9 @@ pub mod procfs {
     use std::collections::HashMap;
     use std::net::Ipv4Addr;
 
-    /// One reading of a session's processes.
+    /// One reading of a process group's processes.
     #[derive(Debug, Clone, Copy, PartialEq)]
-    pub struct SessionReading {
+    pub struct GroupReading {
         /// User + system CPU seconds, all processes.
         pub cpu_secs: f64,
         /// Resident memory, all processes, kB.
@@ -478,9 +478,9 @@ pub mod procfs {
         Some(rest.split_whitespace().collect())
     }
 
-    /// Every process of the sessions led by `leaders`, in one pass over
-    /// `/proc`; a leader that is gone has no entry.
-    pub fn sessions(leaders: &[i32]) -> HashMap<i32, SessionReading> {
+    /// Every process of the process groups led by `leaders`, in one pass
+    /// over `/proc`; a leader that is gone has no entry.
+    pub fn groups(leaders: &[i32]) -> HashMap<i32, GroupReading> {
         let mut readings = HashMap::new();
         for leader in leaders {
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{leader}/stat")) else {
@@ -489,7 +489,7 @@ pub mod procfs {
             let zombie = stat_fields(&stat).is_some_and(|f| f.first() == Some(&"Z"));
             readings.insert(
                 *leader,
-                SessionReading {
+                GroupReading {
                     cpu_secs: 0.0,
                     rss_kb: 0,
                     runnable: false,
@@ -515,11 +515,11 @@ pub mod procfs {
             let Some(fields) = stat_fields(&text) else {
                 continue;
             };
-            // After the name: state(0) ppid pgrp session(3) ... utime(11) stime(12) ... rss(21).
+            // After the name: state(0) ppid pgrp(2) session ... utime(11) stime(12) ... rss(21).
             let Some(reading) = fields
-                .get(3)
+                .get(2)
                 .and_then(|s| s.parse::<i32>().ok())
-                .and_then(|sid| readings.get_mut(&sid))
+                .and_then(|group| readings.get_mut(&group))
             else {
                 continue;
             };
@@ -614,9 +614,8 @@ pub mod procfs {
         }
 
         #[test]
-        fn a_session_we_start_is_readable() {
-            // A session of our own making: the test's own session leader may sit
-            // in a parent PID namespace (CI containers), invisible in /proc.
+        fn a_process_group_we_start_is_readable() {
+            // A group of our own making, as a node's is.
             use std::io::BufRead;
             use std::os::unix::process::CommandExt;
             use std::process::Stdio;
@@ -626,15 +625,7 @@ pub mod procfs {
                 .args(["-c", "echo ready; read line"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped());
-            // SAFETY: setsid is async-signal-safe and touches no parent state.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::setsid() < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            command.process_group(0);
             let mut child = command.spawn().expect("spawn sleep");
             let leader = child.id() as i32;
             let mut ready = String::new();
@@ -642,17 +633,14 @@ pub mod procfs {
             std::io::BufReader::new(stdout)
                 .read_line(&mut ready)
                 .expect("read ready");
-            let readings = sessions(&[leader]);
+            let readings = groups(&[leader]);
             drop(child.stdin.take());
             let _ = child.wait();
-            let reading = readings.get(&leader).expect("the session we started");
+            let reading = readings.get(&leader).expect("the group we started");
             assert_eq!(reading.processes, 1);
             assert!(reading.rss_kb > 0);
             assert!(!reading.zombie);
-            assert!(
-                sessions(&[leader]).is_empty(),
-                "a reaped leader has no entry"
-            );
+            assert!(groups(&[leader]).is_empty(), "a reaped leader has no entry");
         }
     }
 }
