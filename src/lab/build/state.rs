@@ -83,7 +83,7 @@ pub enum Phase {
 pub struct ProcessRecord {
     /// The node it runs for, if any.
     pub node: Option<String>,
-    /// Its PID (also its process group and session: nodes run in their own session).
+    /// Its PID (also its process group: nodes run in a group of their own).
     pub pid: i32,
     /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22).
     pub start_time: u64,
