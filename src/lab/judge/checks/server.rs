@@ -178,13 +178,14 @@ pub(super) fn speaks_first(seen: &Observed) -> Check {
             ),
         };
     }
-    let slowest = unprompted
-        .iter()
-        .copied()
-        .max_by(|a, b| latency(a).total_cmp(&latency(b)));
-    let slowest_ms = slowest.map_or(0.0, |p| latency(p) * 1000.0);
+    let mut latencies: Vec<f64> = unprompted.iter().map(|p| latency(p)).collect();
+    latencies.sort_by(f64::total_cmp);
+    let slowest_ms = latencies.last().map_or(0.0, |l| l * 1000.0);
+    // The median, not the slowest: a server that reads with a timeout is slow
+    // every time; one answer late on a loaded machine is the machine.
+    let median_ms = latencies[latencies.len() / 2] * 1000.0;
     let evidence = format!(
-        "{} of {} clients that listened first got its time unprompted, at most {slowest_ms:.1} ms after connecting",
+        "{} of {} clients that listened first got its time unprompted, {median_ms:.1} ms after connecting (median), at most {slowest_ms:.1} ms",
         unprompted.len(),
         listened.len()
     );
@@ -199,7 +200,7 @@ pub(super) fn speaks_first(seen: &Observed) -> Check {
                 probe_text(waited[0])
             ),
         )
-    } else if slowest_ms > SLOW_ANSWER_SECS * 1000.0 {
+    } else if median_ms > SLOW_ANSWER_SECS * 1000.0 {
         check(
             ID,
             TITLE,
