@@ -311,7 +311,7 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> String {
         let (x, y) = position(i);
         let mut label = describe_link(&node.link);
         if let Some(error) = measured.and_then(|r| mean_error(node, r)) {
-            let _ = write!(label, " (measured {error:+.2}ms)");
+            let _ = write!(label, " (mean error {error:+.2}ms)");
         }
         let _ = write!(
             out,
@@ -320,7 +320,9 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> String {
             escape(&label)
         );
         if labelled {
-            let (lx, ly) = (center + (x - center) * 0.55, center + (y - center) * 0.55);
+            // Alternate distances from the switch, so neighbouring labels do not collide.
+            let along = if i % 2 == 0 { 0.5 } else { 0.72 };
+            let (lx, ly) = (center + (x - center) * along, center + (y - center) * along);
             let _ = write!(
                 out,
                 "<text class=\"link-label\" x=\"{lx:.1}\" y=\"{ly:.1}\" text-anchor=\"middle\" fill=\"#333\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",

@@ -59,7 +59,7 @@ pub fn render_html(report: &Report, plan: &Plan) -> String {
     summary(&mut out, report);
     let _ = writeln!(
         out,
-        "<h2>Topology</h2><p class=\"note\">{} nodes on {}, each behind its own link to the switch; a frame from B to A crosses B's link then A's.</p>\n<section id=\"topology\">{}</section>",
+        "<h2>Topology</h2><p class=\"note\">{} nodes on {}, each behind its own link to the switch; a frame from B to A crosses B's link then A's. Beside each link's delay, the mean error of the measured pairs through it.</p>\n<section id=\"topology\">{}</section>",
         plan.nodes.len(),
         plan.subnet,
         topology_svg(plan, Some(report))
