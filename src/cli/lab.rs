@@ -16,7 +16,9 @@ use crate::lab::lifecycle::{self, UpOptions};
 use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Progress;
-use crate::lab::report::{render_plan, render_status, Report, StatusFormat};
+use crate::lab::report::{
+    render_graph, render_html, render_plan, render_status, GraphFormat, Report, StatusFormat,
+};
 use crate::lab::LabError;
 
 /// Arguments of `sdss lab`.
@@ -36,6 +38,9 @@ struct UpArgs {
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write the report as one self-contained HTML page to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Delay backend: `auto` takes netem where the kernel has it, else the
     /// userspace emulator; `none` injects nothing and expects zero delay everywhere.
     #[arg(
@@ -97,6 +102,18 @@ enum LabCommand {
         /// Print the report as one JSON document on stdout.
         #[arg(long)]
         json: bool,
+        /// Also write the report as one self-contained HTML page to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Print a lab's topology: its nodes around the switch and each link's
+    /// delay, jitter and loss; for a lab that is up, what its nodes measured too.
+    Graph {
+        /// The lab file, or the name of a lab that is up.
+        lab: String,
+        /// dot (Graphviz), mermaid, svg, or json.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
     },
     /// Run a command inside a node's namespace.
     Exec {
@@ -151,11 +168,15 @@ pub fn run(args: LabArgs) -> ExitCode {
 fn dispatch(command: LabCommand) -> Result<ExitCode> {
     let dry_run =
         matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args } if args.dry_run);
+    let root = StateRoot::from_env();
+    if let LabCommand::Graph { lab, format } = &command {
+        return graph(lab, *format, &root);
+    }
     if !dry_run && !nix::unistd::geteuid().is_root() {
         bail!("sdss lab needs root (it creates network namespaces and links): run it as root, or with sudo");
     }
-    let root = StateRoot::from_env();
     match command {
+        LabCommand::Graph { lab, format } => graph(&lab, format, &root),
         LabCommand::Up { args, no_verify } => up(args, !no_verify, false, &root),
         LabCommand::Run { args } => up(args, true, true, &root),
         LabCommand::Grade {
@@ -170,6 +191,7 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
                 backend: BackendChoice::None,
                 injected: None,
                 json,
+                html: None,
                 verify: true,
                 then_down: true,
             };
@@ -202,11 +224,16 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
             print!("{}", render_status(&labs, format)?);
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Verify { lab, json } => {
+        LabCommand::Verify { lab, json, html } => {
             let lab = lab_name(&lab)?;
             let report =
                 lifecycle::verify(&root, &lab).with_context(|| format!("verifying lab {lab}"))?;
             print_report(&report, json)?;
+            if let Some(path) = &html {
+                let plan = lifecycle::running_plan(&root, &lab)?
+                    .with_context(|| format!("lab {lab} went down while it was verified"))?;
+                write_html(&report, &plan, path)?;
+            }
             Ok(verdict(&report))
         }
         LabCommand::Exec { lab, node, command } => {
@@ -240,6 +267,55 @@ fn lab_name(arg: &str) -> Result<String> {
         return Ok(topology.name.get_ref().clone());
     }
     Ok(arg.to_owned())
+}
+
+/// `lab graph`: the topology of a lab file, or of a lab that is up (then with
+/// what its nodes measured, graded now as `lab verify` would).
+fn graph(arg: &str, format: GraphFormat, root: &StateRoot) -> Result<ExitCode> {
+    let path = Path::new(arg);
+    let file = if arg.ends_with(".toml") || path.is_file() {
+        Some(Plan::new(&Topology::load(path)?, path))
+    } else {
+        None
+    };
+    let lab = file
+        .as_ref()
+        .map_or_else(|| arg.to_owned(), |p| p.lab.clone());
+    let root_user = nix::unistd::geteuid().is_root();
+    // Only root can read the labs' state; anyone can draw a file.
+    let running = if root_user {
+        lifecycle::running_plan(root, &lab)?
+    } else {
+        None
+    };
+    let (plan, measured) = match (running, file) {
+        (Some(plan), _) => {
+            let report =
+                lifecycle::verify(root, &lab).with_context(|| format!("verifying lab {lab}"))?;
+            (plan, Some(report))
+        }
+        (None, Some(plan)) => (plan, None),
+        (None, None) if root_user => {
+            bail!("lab {lab} is not up: give its file to draw its topology")
+        }
+        (None, None) => bail!(
+            "reading a running lab needs root (run it as root, or with sudo), or give the lab's file"
+        ),
+    };
+    print!("{}", render_graph(&plan, measured.as_ref(), format)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report's HTML page.
+fn write_html(report: &Report, plan: &Plan, path: &Path) -> Result<()> {
+    std::fs::write(path, render_html(report, plan))
+        .with_context(|| format!("writing the HTML report to {}", path.display()))?;
+    eprintln!(
+        "sdss lab {}: HTML report written to {}",
+        report.lab,
+        path.display()
+    );
+    Ok(())
 }
 
 fn print_report(report: &Report, json: bool) -> Result<()> {
@@ -293,6 +369,7 @@ fn up(args: UpArgs, verify: bool, then_down: bool, root: &StateRoot) -> Result<E
         backend: args.backend,
         injected,
         json: args.json,
+        html: args.html,
         verify,
         then_down,
     };
@@ -304,6 +381,8 @@ struct LabRun {
     backend: BackendChoice,
     injected: Option<Plan>,
     json: bool,
+    /// Where to write the report's HTML page.
+    html: Option<PathBuf>,
     verify: bool,
     then_down: bool,
 }
@@ -314,9 +393,13 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
         backend,
         injected,
         json,
+        html,
         verify,
         then_down,
     } = run;
+    // The page draws the links as injected: zero delay when `up` settles on
+    // the `none` backend (the report then carries a note).
+    let drawn = html.as_ref().map(|_| plan.clone());
     let sdss = std::env::current_exe().context("locating the sdss executable")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -376,6 +459,18 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
         }
         None => ExitCode::SUCCESS,
     };
+    // Written before the teardown, reported after it: a bad path leaves nothing up.
+    let page = match (&outcome.report, &html, &drawn) {
+        (Some(report), Some(path), Some(plan)) => {
+            let plan = if report.backend_note.is_some() {
+                plan.zero_delay()
+            } else {
+                plan.clone()
+            };
+            write_html(report, &plan, path)
+        }
+        _ => Ok(()),
+    };
     if then_down {
         let result = teardown(root, &lab).with_context(|| format!("taking lab {lab} down"))?;
         eprintln!(
@@ -386,6 +481,7 @@ fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
     } else if !then_down {
         eprintln!("sdss lab {lab}: left running; `sdss lab down {lab}` removes it");
     }
+    page?;
     Ok(code)
 }
 

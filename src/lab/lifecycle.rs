@@ -196,6 +196,16 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
     .with_emulator(emulator_totals(&dir)))
 }
 
+/// The plan of a lab that is up (as it was built: zero delay under the `none`
+/// backend), or `None` when it is not up.
+pub fn running_plan(root: &StateRoot, lab: &str) -> Result<Option<Plan>, LabError> {
+    match root.open(lab) {
+        Ok(dir) => Ok(dir.map(|dir| dir.state.plan)),
+        Err(StateError::NotUp(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The status of every lab with state (or only `lab`).
 pub fn status(root: &StateRoot, lab: Option<&str>) -> Result<Vec<LabStatus>, LabError> {
     let labs = match lab {

@@ -72,7 +72,15 @@ pub struct PairResult {
     /// Why it failed or was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The last [`SERIES_KEPT`] samples in arrival order, warm-up included, for
+    /// the HTML page's plots; not in the JSON report, where 100 nodes would make
+    /// it megabytes (sample `i` is number `total_samples - series.len() + i`).
+    #[serde(skip)]
+    pub series: Vec<f64>,
 }
+
+/// Samples kept per pair for plotting: bounded, whatever the lab's length.
+pub const SERIES_KEPT: usize = 32;
 
 /// Counts over all pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -175,6 +183,7 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
             total_samples: 0,
             verdict: Verdict::Fail,
             reason: None,
+            series: Vec::new(),
         };
         let observer = plan.node(&pair.to);
         if observer.is_some_and(|n| !n.graded) {
@@ -194,6 +203,10 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
         });
         let view = views.get(&(pair.from.as_str(), pair.to.as_str()));
         row.total_samples = view.map_or(0, |v| v.delays.len());
+        if let Some(view) = view {
+            let kept = view.delays.len().saturating_sub(SERIES_KEPT);
+            row.series = view.delays[kept..].to_vec();
+        }
         if !started {
             let exited = seen.and_then(|s| s.exited.clone());
             row.reason = Some(match exited {
@@ -361,6 +374,7 @@ mod tests {
         assert_eq!(ba.measured_ms, Some(15.1));
         assert_eq!(ba.samples, 3);
         assert_eq!(ba.total_samples, 4);
+        assert_eq!(ba.series, [80.0, 15.1, 14.9, 15.2]);
         let ab = &verification.pairs[0];
         assert_eq!(ab.verdict, Verdict::Fail);
         assert_eq!(ab.error_ms, Some(10.0));

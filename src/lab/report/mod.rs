@@ -1,11 +1,17 @@
 //! What `lab up`, `lab verify` and `lab run` print: the plan (for `--dry-run`)
 //! and the verification report, as a table for people or one JSON document;
-//! and what `lab status` prints ([`status`]).
+//! and what `lab status` prints ([`status`]); the same report as one HTML page
+//! ([`html`]), and the lab's topology for `lab graph` ([`graph`]).
 
+pub mod graph;
+pub mod html;
 mod plan;
+mod plots;
 pub mod progress;
 mod status;
 
+pub use graph::{render_graph, GraphFormat};
+pub use html::render_html;
 pub use plan::render_plan;
 pub use status::{render_status, LabStatus, StatusFormat, STATUS_FIELDS};
 

@@ -1,0 +1,324 @@
+//! The HTML report's inline SVG plots: heat maps of the ordered pairs
+//! (expected, measured, error) with their legends, and each pair's samples over
+//! time as small multiples. Sizes are bounded whatever the lab's size: cells
+//! shrink, and labels and tooltips are left out past [`DETAILED`] nodes.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::lab::judge::delays::{PairResult, Verdict};
+
+use super::html::escape;
+
+/// Nodes up to which the heat maps name their rows and columns and every cell has a tooltip.
+pub const DETAILED: usize = 40;
+
+/// Heat map side length in pixels, whatever the number of nodes.
+const GRID: f64 = 480.0;
+
+/// What a heat map shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    /// The injected one-way delay.
+    Expected,
+    /// The median of the graded samples.
+    Measured,
+    /// Measured minus expected.
+    Error,
+}
+
+impl Quantity {
+    fn name(self) -> &'static str {
+        match self {
+            Quantity::Expected => "expected",
+            Quantity::Measured => "measured",
+            Quantity::Error => "error",
+        }
+    }
+
+    fn value(self, pair: &PairResult) -> Option<f64> {
+        match self {
+            Quantity::Expected => Some(pair.expected_ms),
+            Quantity::Measured => pair.measured_ms,
+            Quantity::Error => pair.error_ms,
+        }
+    }
+}
+
+/// Linear blend of two RGB colours, `t` in `0..=1`.
+fn blend(from: (u8, u8, u8), to: (u8, u8, u8), t: f64) -> String {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(from.0, to.0),
+        mix(from.1, to.1),
+        mix(from.2, to.2)
+    )
+}
+
+const LIGHT: (u8, u8, u8) = (0xf7, 0xfb, 0xff);
+const DARK: (u8, u8, u8) = (0x08, 0x30, 0x6b);
+const WHITE: (u8, u8, u8) = (0xff, 0xff, 0xff);
+const BLUE: (u8, u8, u8) = (0x21, 0x66, 0xac);
+const RED: (u8, u8, u8) = (0xb2, 0x18, 0x2b);
+
+/// The colour scale of a heat map: delays from 0 to `max` light to dark;
+/// errors diverging around zero, blue below and red above, out to ±`max`.
+fn color(quantity: Quantity, value: f64, max: f64) -> String {
+    let max = if max > 0.0 { max } else { 1.0 };
+    match quantity {
+        Quantity::Error if value < 0.0 => blend(WHITE, BLUE, -value / max),
+        Quantity::Error => blend(WHITE, RED, value / max),
+        _ => blend(LIGHT, DARK, value / max),
+    }
+}
+
+/// The extent of a heat map's scale: the largest delay, or the largest error
+/// (at least the largest tolerance, so a passing lab looks pale).
+fn scale(quantity: Quantity, pairs: &[PairResult]) -> f64 {
+    let values = pairs.iter().filter_map(|p| quantity.value(p));
+    match quantity {
+        Quantity::Error => values
+            .map(f64::abs)
+            .chain(pairs.iter().map(|p| p.tolerance_ms))
+            .fold(0.0, f64::max),
+        _ => pairs
+            .iter()
+            .filter_map(|p| Quantity::Measured.value(p))
+            .chain(pairs.iter().map(|p| p.expected_ms))
+            .fold(0.0, f64::max),
+    }
+}
+
+/// One heat map: rows are senders (B), columns receivers (A); a cell is the
+/// pair B -> A as A measured it. Unmeasured cells are grey, failed ones outlined.
+pub fn heat_map(quantity: Quantity, names: &[&str], pairs: &[PairResult]) -> String {
+    let n = names.len().max(1);
+    let detailed = names.len() <= DETAILED;
+    let margin = if detailed { 60.0 } else { 10.0 };
+    let cell = GRID / n as f64;
+    let max = scale(quantity, pairs);
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let size = margin + GRID + 10.0;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"heatmap {}\" width=\"{size}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\"><title>{} delay per ordered pair (row: sender, column: receiver)</title>",
+        quantity.name(),
+        size + 50.0,
+        quantity.name()
+    );
+    if detailed {
+        for (i, name) in names.iter().enumerate() {
+            let middle = margin + (i as f64 + 0.5) * cell;
+            let _ = write!(
+                out,
+                "<text x=\"{:.1}\" y=\"{middle:.1}\" text-anchor=\"end\" dominant-baseline=\"middle\">{}</text><text x=\"{middle:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                margin - 4.0,
+                escape(name),
+                margin - 6.0,
+                escape(name)
+            );
+        }
+    }
+    for pair in pairs {
+        let (Some(&row), Some(&col)) = (index.get(pair.from.as_str()), index.get(pair.to.as_str()))
+        else {
+            continue;
+        };
+        let value = quantity.value(pair);
+        let fill = value.map_or("#cccccc".to_owned(), |v| color(quantity, v, max));
+        let outline = if pair.verdict == Verdict::Fail && quantity != Quantity::Expected {
+            " stroke=\"#d00\" stroke-width=\"2\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<rect class=\"cell\" x=\"{:.2}\" y=\"{:.2}\" width=\"{cell:.2}\" height=\"{cell:.2}\" fill=\"{fill}\"{outline}>",
+            margin + col as f64 * cell,
+            margin + row as f64 * cell
+        );
+        if detailed {
+            let shown = value.map_or("not measured".to_owned(), |v| format!("{v:.3} ms"));
+            let _ = write!(
+                out,
+                "<title>{} -&gt; {}: {} {shown}</title>",
+                escape(&pair.from),
+                escape(&pair.to),
+                quantity.name()
+            );
+        }
+        out.push_str("</rect>");
+        if names.len() <= 12 {
+            if let Some(v) = value {
+                let dark = quantity != Quantity::Error && v > max * 0.55
+                    || quantity == Quantity::Error && v.abs() > max * 0.55;
+                let _ = write!(
+                    out,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" dominant-baseline=\"middle\" fill=\"{}\">{}</text>",
+                    margin + (col as f64 + 0.5) * cell,
+                    margin + (row as f64 + 0.5) * cell,
+                    if dark { "#fff" } else { "#000" },
+                    if quantity == Quantity::Error { format!("{v:+.2}") } else { format!("{v:.1}") }
+                );
+            }
+        }
+    }
+    out.push_str(&legend(quantity, max, margin, margin + GRID + 14.0));
+    out.push_str("</svg>");
+    out
+}
+
+/// A colour bar under a heat map with its extremes in ms.
+fn legend(quantity: Quantity, max: f64, x: f64, y: f64) -> String {
+    let (low, high) = match quantity {
+        Quantity::Error => (-max, max),
+        _ => (0.0, max),
+    };
+    let mut out = format!("<g class=\"legend\" transform=\"translate({x:.1},{y:.1})\">");
+    let steps = 24;
+    let width = 240.0 / f64::from(steps);
+    for step in 0..steps {
+        let value = low + (high - low) * (f64::from(step) + 0.5) / f64::from(steps);
+        let _ = write!(
+            out,
+            "<rect x=\"{:.1}\" y=\"0\" width=\"{:.1}\" height=\"12\" fill=\"{}\"/>",
+            f64::from(step) * width,
+            width + 0.5,
+            color(quantity, value, max)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=\"0\" y=\"26\">{low:.2} ms</text><text x=\"240\" y=\"26\" text-anchor=\"end\">{high:.2} ms</text>\
+         <rect x=\"260\" y=\"0\" width=\"12\" height=\"12\" fill=\"#cccccc\"/><text x=\"276\" y=\"10\">not measured</text>"
+    );
+    if quantity != Quantity::Expected {
+        out.push_str("<rect x=\"370\" y=\"0\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"#d00\" stroke-width=\"2\"/><text x=\"386\" y=\"10\">failed</text>");
+    }
+    out.push_str("</g>");
+    out
+}
+
+/// Pairs plotted over time: all of them in a small lab, else the worst.
+pub const PLOTTED: usize = 12;
+
+/// The pairs whose samples are plotted: every pair when there are at most
+/// [`PLOTTED`] + 8, else the failed ones and those with the largest error
+/// relative to their tolerance, worst first, at most [`PLOTTED`].
+pub fn plotted(pairs: &[PairResult]) -> Vec<&PairResult> {
+    let with_samples: Vec<&PairResult> = pairs.iter().filter(|p| !p.series.is_empty()).collect();
+    if with_samples.len() <= PLOTTED + 8 {
+        return with_samples;
+    }
+    let badness = |p: &PairResult| {
+        let failed = if p.verdict == Verdict::Fail { 1e9 } else { 0.0 };
+        let tolerance = if p.tolerance_ms > 0.0 {
+            p.tolerance_ms
+        } else {
+            1.0
+        };
+        failed + p.error_ms.map_or(1e6, |e| e.abs() / tolerance)
+    };
+    let mut ranked = with_samples;
+    ranked.sort_by(|a, b| badness(b).total_cmp(&badness(a)));
+    ranked.truncate(PLOTTED);
+    ranked
+}
+
+/// One pair's samples as a small plot: the tolerance band around the expected
+/// delay, the expected line, and the samples (warm-up ones hollow).
+pub fn samples_plot(pair: &PairResult, warmup: usize) -> String {
+    let (width, height, pad) = (260.0, 110.0, 24.0);
+    let tolerance = pair.tolerance_ms;
+    let low = pair
+        .series
+        .iter()
+        .copied()
+        .chain([pair.expected_ms - tolerance])
+        .fold(f64::INFINITY, f64::min);
+    let high = pair
+        .series
+        .iter()
+        .copied()
+        .chain([pair.expected_ms + tolerance])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let span = (high - low).max(1e-3);
+    let y = |v: f64| pad / 2.0 + (high - v) / span * (height - pad * 1.5);
+    let count = pair.series.len().max(2);
+    let x = |i: usize| pad * 1.5 + i as f64 * (width - pad * 2.0) / (count - 1) as f64;
+    let first = pair.total_samples.saturating_sub(pair.series.len());
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"samples\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"10\"><title>{} -&gt; {}: samples {} to {}</title>",
+        escape(&pair.from),
+        escape(&pair.to),
+        first + 1,
+        pair.total_samples
+    );
+    let _ = write!(
+        out,
+        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#e6f4ea\"/><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{e:.1}\" y2=\"{e:.1}\" stroke=\"#2f855a\" stroke-dasharray=\"4 3\"/>",
+        pad * 1.5,
+        y(pair.expected_ms + tolerance),
+        width - pad * 2.0,
+        (y(pair.expected_ms - tolerance) - y(pair.expected_ms + tolerance)).max(0.5),
+        pad * 1.5,
+        width - pad / 2.0,
+        e = y(pair.expected_ms)
+    );
+    let points: Vec<String> = pair
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+        .collect();
+    let _ = write!(
+        out,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#2b6cb0\" stroke-width=\"1.2\"/>",
+        points.join(" ")
+    );
+    for (i, v) in pair.series.iter().enumerate() {
+        let warm = first + i < warmup;
+        let _ = write!(
+            out,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.2\" fill=\"{}\" stroke=\"#2b6cb0\"><title>sample {}: {v:.3} ms{}</title></circle>",
+            x(i),
+            y(*v),
+            if warm { "#fff" } else { "#2b6cb0" },
+            first + i + 1,
+            if warm { " (warm-up)" } else { "" }
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=\"2\" y=\"{:.1}\">{high:.1}</text><text x=\"2\" y=\"{:.1}\">{low:.1}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">sample {} .. {}</text></svg>",
+        pad / 2.0 + 4.0,
+        height - pad + 2.0,
+        width - pad / 2.0,
+        height - 3.0,
+        first + 1,
+        pair.total_samples
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_run_from_light_to_dark_and_diverge_around_zero() {
+        assert_eq!(color(Quantity::Expected, 0.0, 10.0), "#f7fbff");
+        assert_eq!(color(Quantity::Expected, 10.0, 10.0), "#08306b");
+        assert_eq!(color(Quantity::Error, 0.0, 1.0), "#ffffff");
+        assert_eq!(color(Quantity::Error, 5.0, 1.0), "#b2182b");
+        assert_eq!(color(Quantity::Error, -1.0, 1.0), "#2166ac");
+        assert_eq!(color(Quantity::Expected, f64::NAN, 0.0), "#f7fbff");
+    }
+}
