@@ -5,6 +5,7 @@
 mod plan;
 pub mod progress;
 mod status;
+pub mod watch;
 
 pub use plan::render_plan;
 pub use status::{render_status, LabStatus, StatusFormat, STATUS_FIELDS};
