@@ -55,9 +55,12 @@ fn restore() {
     }
 }
 
-/// The terminal's size, or 80x24 when it cannot tell.
+/// The terminal's size, or 80x24 when it cannot tell (a pty nobody sized).
 pub fn size() -> (u16, u16) {
-    terminal::size().unwrap_or((80, 24))
+    match terminal::size() {
+        Ok((cols, rows)) if cols > 0 && rows > 0 => (cols, rows),
+        _ => (80, 24),
+    }
 }
 
 fn color(class: Class) -> Color {
