@@ -45,7 +45,8 @@ fn watch_prints_plain_frames_of_a_running_lab() {
     assert!(last.contains("  B \\ A"), "{last}");
     for name in ["a", "b", "c", "d", "e"] {
         assert!(
-            last.lines().any(|l| l.trim_start().starts_with(&format!("{name} "))),
+            last.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{name} "))),
             "no row for {name}: {last}"
         );
     }
