@@ -19,6 +19,7 @@ use crate::lab::report::progress::Progress;
 use crate::lab::report::{
     render_graph, render_html, render_plan, render_status, GraphFormat, Report, StatusFormat,
 };
+use crate::lab::watch::WatchOptions;
 use crate::lab::LabError;
 
 /// Arguments of `sdss lab`.
@@ -114,6 +115,16 @@ enum LabCommand {
         /// dot (Graphviz), mermaid, svg, or json.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+    /// Show a running lab's measured delays live, coloured by their error
+    /// against the expected value, refreshed every second; `q` or Ctrl-C quits.
+    /// When stdout is not a terminal, prints the view as plain text at every refresh.
+    Watch {
+        /// The lab's name, or its file.
+        lab: String,
+        /// Stop after this many refreshes.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
     /// Run a command inside a node's namespace.
     Exec {
@@ -236,6 +247,7 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
             }
             Ok(verdict(&report))
         }
+        LabCommand::Watch { lab, count } => watch(root, &lab, count),
         LabCommand::Exec { lab, node, command } => {
             let sdss = std::env::current_exe().context("locating the sdss executable")?;
             let code = lifecycle::exec(&root, &lab, &node, &command, &sdss).with_context(|| {
@@ -257,6 +269,30 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `lab watch`: until `q`, Ctrl-C, SIGTERM or `count` refreshes.
+fn watch(root: StateRoot, lab: &str, count: Option<u64>) -> Result<ExitCode> {
+    let lab = lab_name(lab)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let options = WatchOptions {
+        every: std::time::Duration::from_secs(1),
+        count,
+    };
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            on_signal.cancel();
+        });
+        crate::lab::watch::watch(root, lab.clone(), &options, &cancel).await
+    });
+    result.with_context(|| format!("watching lab {lab}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A lab name, or the name inside a lab file.

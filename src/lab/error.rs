@@ -49,6 +49,9 @@ pub enum LabError {
     /// The grading probe failed.
     #[error("grading probe: {0}")]
     Probe(String),
+    /// The terminal (or stdout) of `lab watch` failed.
+    #[error("terminal: {0}")]
+    Terminal(#[source] io::Error),
     /// A log could not be read.
     #[error("reading {path}: {source}")]
     Log {

@@ -21,5 +21,6 @@ pub mod lifecycle;
 pub mod plan;
 pub mod report;
 pub mod scenario;
+pub mod watch;
 
 pub use error::LabError;

@@ -9,6 +9,7 @@ mod plan;
 mod plots;
 pub mod progress;
 mod status;
+pub mod watch;
 
 pub use graph::{render_graph, GraphFormat};
 pub use html::render_html;

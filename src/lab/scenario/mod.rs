@@ -4,11 +4,10 @@
 mod fakes;
 pub mod grading;
 pub mod probe;
+pub mod tail;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -29,6 +28,7 @@ use super::report::Report;
 use super::LabError;
 use grading::{parse_stamped, LabSide, RunningProbe};
 use probe::{ProbeSpec, Target};
+use tail::LogTail;
 
 /// How often `up` reads the nodes' output while waiting for convergence.
 const POLL: Duration = Duration::from_millis(250);
@@ -67,53 +67,6 @@ pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
     };
     let start = state.nodes_started_at.unwrap_or_else(wall_now);
     RunningProbe::start(&ns, spec, start).map_err(|e| LabError::Probe(e.to_string()))
-}
-
-/// Follows a node's stdout as it grows.
-struct LogTail {
-    path: PathBuf,
-    offset: u64,
-    partial: String,
-}
-
-impl LogTail {
-    fn new(path: PathBuf) -> LogTail {
-        LogTail {
-            path,
-            offset: 0,
-            partial: String::new(),
-        }
-    }
-
-    /// Adds the events written since the last poll to `seen`.
-    fn poll(&mut self, seen: &mut Observations) -> Result<(), LabError> {
-        let mut file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => {
-                return Err(LabError::Log {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(self.offset))
-            .and_then(|_| file.read_to_end(&mut bytes))
-            .map_err(|source| LabError::Log {
-                path: self.path.clone(),
-                source,
-            })?;
-        self.offset += bytes.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&bytes));
-        if let Some(end) = self.partial.rfind('\n') {
-            let complete: String = self.partial.drain(..=end).collect();
-            let more = Observations::parse(&complete);
-            seen.events.extend(more.events);
-            seen.unreadable_lines += more.unreadable_lines;
-        }
-        Ok(())
-    }
 }
 
 /// Watches the nodes until every pair has its samples (or the time limit, or
@@ -180,7 +133,7 @@ pub async fn watch(
         }
         for (name, tail) in &mut tails {
             let seen = observations.entry(name.clone()).or_default();
-            tail.poll(seen)?;
+            while tail.poll(seen)? > 0 {}
             if let Some(child) = built.children.get_mut(name) {
                 if let Ok(Some(status)) = child.try_wait() {
                     seen.exited = Some(format!("exited: {status}"));
