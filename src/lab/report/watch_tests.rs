@@ -33,6 +33,7 @@ fn measured(plan: &Plan, error: impl Fn(usize) -> Option<f64>) -> Verification {
                     _ => Verdict::Fail,
                 },
                 reason: error_ms.is_none().then(|| "not discovered".to_owned()),
+                series: Vec::new(),
             }
         })
         .collect();
