@@ -1,0 +1,293 @@
+//! The bodies of `sdss lab`'s commands: each turns its arguments into calls
+//! on [`crate::lab`] and its outcome into output and an exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use super::UpArgs;
+use crate::lab::build::state::StateRoot;
+use crate::lab::build::teardown;
+use crate::lab::file::Topology;
+use crate::lab::lifecycle::{self, UpOptions};
+use crate::lab::plan::backend::BackendChoice;
+use crate::lab::plan::Plan;
+use crate::lab::report::progress::Progress;
+use crate::lab::report::{render_graph, render_html, render_plan, GraphFormat, Report};
+use crate::lab::watch::WatchOptions;
+use crate::lab::LabError;
+
+/// `lab watch`: until `q`, Ctrl-C, SIGTERM or `count` refreshes.
+pub(super) fn watch(root: StateRoot, lab: &str, count: Option<u64>) -> Result<ExitCode> {
+    let lab = lab_name(lab)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let options = WatchOptions {
+        every: std::time::Duration::from_secs(1),
+        count,
+    };
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            on_signal.cancel();
+        });
+        crate::lab::watch::watch(root, lab.clone(), &options, &cancel).await
+    });
+    result.with_context(|| format!("watching lab {lab}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A lab name, or the name inside a lab file.
+pub(super) fn lab_name(arg: &str) -> Result<String> {
+    let path = Path::new(arg);
+    if arg.ends_with(".toml") || path.is_file() {
+        let topology = Topology::load(path)?;
+        return Ok(topology.name.get_ref().clone());
+    }
+    Ok(arg.to_owned())
+}
+
+/// `lab graph`: the topology of a lab file, or of a lab that is up (then with
+/// what its nodes measured, graded now as `lab verify` would).
+pub(super) fn graph(arg: &str, format: GraphFormat, root: &StateRoot) -> Result<ExitCode> {
+    let path = Path::new(arg);
+    let file = if arg.ends_with(".toml") || path.is_file() {
+        Some(Plan::new(&Topology::load(path)?, path))
+    } else {
+        None
+    };
+    let lab = file
+        .as_ref()
+        .map_or_else(|| arg.to_owned(), |p| p.lab.clone());
+    let root_user = nix::unistd::geteuid().is_root();
+    // Only root can read the labs' state; anyone can draw a file.
+    let running = if root_user {
+        lifecycle::running_plan(root, &lab)?
+    } else {
+        None
+    };
+    let (plan, measured) = match (running, file) {
+        (Some(plan), _) => {
+            let report =
+                lifecycle::verify(root, &lab).with_context(|| format!("verifying lab {lab}"))?;
+            (plan, Some(report))
+        }
+        (None, Some(plan)) => (plan, None),
+        (None, None) if root_user => {
+            bail!("lab {lab} is not up: give its file to draw its topology")
+        }
+        (None, None) => bail!(
+            "reading a running lab needs root (run it as root, or with sudo), or give the lab's file"
+        ),
+    };
+    print!("{}", render_graph(&plan, measured.as_ref(), format)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report's HTML page.
+pub(super) fn write_html(report: &Report, plan: &Plan, path: &Path) -> Result<()> {
+    std::fs::write(path, render_html(report, plan))
+        .with_context(|| format!("writing the HTML report to {}", path.display()))?;
+    eprintln!(
+        "sdss lab {}: HTML report written to {}",
+        report.lab,
+        path.display()
+    );
+    Ok(())
+}
+
+pub(super) fn print_report(report: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+pub(super) fn verdict(report: &Report) -> ExitCode {
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub(super) fn up(
+    args: UpArgs,
+    verify: bool,
+    then_down: bool,
+    root: &StateRoot,
+) -> Result<ExitCode> {
+    let topology = Topology::load(&args.file)?;
+    let mut plan = Plan::new(&topology, &args.file);
+    if let Some(tolerance) = args.tolerance {
+        plan.verify.tolerance = tolerance;
+    }
+    if args.dry_run {
+        let sdss = std::env::current_exe().context("locating the sdss executable")?;
+        let shown = if args.backend == BackendChoice::None {
+            plan.zero_delay()
+        } else {
+            plan
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        } else {
+            print!("{}", render_plan(&shown, &sdss, args.backend));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let injected = match &args.inject_from {
+        Some(other) => {
+            let other = Plan::new(&Topology::load(other)?, other);
+            Some(
+                plan.with_impairments_of(&other)
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => None,
+    };
+    let options = LabRun {
+        backend: args.backend,
+        injected,
+        json: args.json,
+        html: args.html,
+        verify,
+        then_down,
+    };
+    run_plan(plan, options, root)
+}
+
+/// How `run_plan` brings a lab up and what it does after.
+pub(super) struct LabRun {
+    pub(super) backend: BackendChoice,
+    pub(super) injected: Option<Plan>,
+    pub(super) json: bool,
+    /// Where to write the report's HTML page.
+    pub(super) html: Option<PathBuf>,
+    pub(super) verify: bool,
+    pub(super) then_down: bool,
+}
+
+/// Brings a planned lab up, prints its report, and takes it down with `then_down`.
+pub(super) fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
+    let LabRun {
+        backend,
+        injected,
+        json,
+        html,
+        verify,
+        then_down,
+    } = run;
+    // The page draws the links as injected: zero delay when `up` settles on
+    // the `none` backend (the report then carries a note).
+    let drawn = html.as_ref().map(|_| plan.clone());
+    let sdss = std::env::current_exe().context("locating the sdss executable")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let lab = plan.lab.clone();
+    let options = UpOptions {
+        backend,
+        sdss,
+        verify,
+        injected,
+    };
+    let signal = Arc::new(AtomicI32::new(0));
+    let outcome = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        let received = signal.clone();
+        tokio::spawn(async move {
+            received.store(wait_for_signal().await, Ordering::Relaxed);
+            eprintln!("sdss lab: interrupted, tearing the lab down");
+            on_signal.cancel();
+        });
+        let progress = Progress::new(&lab, false);
+        let result = lifecycle::up(plan, &options, root, &cancel, &progress).await;
+        progress.finish();
+        result
+    });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(LabError::Cancelled) => {
+            eprintln!("sdss lab {lab}: interrupted; everything it created was removed");
+            // The shell's convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+            let number = signal.load(Ordering::Relaxed).clamp(0, 127);
+            return Ok(ExitCode::from(128 + number as u8));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("bringing lab {lab} up"))),
+    };
+    eprintln!(
+        "sdss lab {lab}: up in {:.3} s ({} s){}",
+        outcome.build_time.as_secs_f64(),
+        outcome.stages,
+        outcome
+            .report
+            .as_ref()
+            .map(|_| format!(
+                "; graded {:.1} s after the nodes started",
+                outcome.converge_time.as_secs_f64()
+            ))
+            .unwrap_or_default()
+    );
+    // Shut the runtime down so its netlink sockets release the lab's namespaces.
+    drop(runtime);
+    let code = match &outcome.report {
+        Some(report) => {
+            print_report(report, json)?;
+            verdict(report)
+        }
+        None => ExitCode::SUCCESS,
+    };
+    // Written before the teardown, reported after it: a bad path leaves nothing up.
+    let page = match (&outcome.report, &html, &drawn) {
+        (Some(report), Some(path), Some(plan)) => {
+            let plan = if report.backend_note.is_some() {
+                plan.zero_delay()
+            } else {
+                plan.clone()
+            };
+            write_html(report, &plan, path)
+        }
+        _ => Ok(()),
+    };
+    if then_down {
+        let result = teardown(root, &lab).with_context(|| format!("taking lab {lab} down"))?;
+        eprintln!(
+            "sdss lab {lab}: down ({} processes stopped, {} namespaces removed)",
+            result.stopped,
+            result.removed.len()
+        );
+    } else if !then_down {
+        eprintln!("sdss lab {lab}: left running; `sdss lab down {lab}` removes it");
+    }
+    page?;
+    Ok(code)
+}
+
+/// Waits for SIGINT or SIGTERM; returns its number.
+async fn wait_for_signal() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return libc::SIGINT;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+    }
+}
