@@ -214,8 +214,11 @@ const LAB_BOOST: i32 = 10;
 static CHILD_NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
 
 /// Raises the priority of every thread of this process by [`LAB_BOOST`]
-/// (threads made later inherit it). Without CAP_SYS_NICE nothing changes.
+/// (threads made later inherit it), once. Without CAP_SYS_NICE nothing changes.
 pub fn raise_priority() {
+    if CHILD_NICE.get().is_some() {
+        return; // raised already
+    }
     // SAFETY: getpriority has no preconditions; -1 is also a valid nice value.
     let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {

@@ -52,6 +52,8 @@ impl Drop for TeardownGuard<'_> {
 /// their links with them) and its state. Idempotent; never touches an object
 /// whose identity differs from the recorded one.
 pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
+    // Its nodes may be busy measuring each other: stopping them waits for the CPU.
+    super::launch::raise_priority();
     teardown_with(&mut Host, root, lab)
 }
 
