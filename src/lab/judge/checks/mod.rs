@@ -499,6 +499,28 @@ mod tests {
     }
 
     #[test]
+    fn a_light_program_waiting_for_a_loaded_cpu_is_not_busy() {
+        // 1.3% of a CPU, runnable in over a third of the samples (seen in CI
+        // with four labs at once on two cores).
+        let mut seen = correct();
+        for (i, s) in seen.samples.iter_mut().enumerate() {
+            s.cpu_secs = i as f64 * 0.25 * 0.013;
+            s.runnable = i % 3 == 0;
+        }
+        assert!(failing(&seen).is_empty(), "{:?}", failing(&seen));
+    }
+
+    #[test]
+    fn a_busy_loop_held_to_a_small_share_of_a_loaded_cpu_still_fails() {
+        let mut seen = correct();
+        for (i, s) in seen.samples.iter_mut().enumerate() {
+            s.cpu_secs = i as f64 * 0.25 * 0.15;
+            s.runnable = true;
+        }
+        assert_eq!(failing(&seen), ["process.cpu Fail"]);
+    }
+
+    #[test]
     fn a_node_nobody_hears_fails_what_depends_on_hearing_it() {
         let mut seen = correct();
         seen.datagrams.clear();
