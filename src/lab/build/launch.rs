@@ -15,12 +15,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use thiserror::Error;
+
+use super::pool;
 
 /// Failures to start a process in a namespace.
 #[derive(Debug, Error)]
@@ -54,19 +55,6 @@ pub enum LaunchError {
         /// The OS error.
         source: io::Error,
     },
-}
-
-/// Where a started process's output goes.
-pub enum Output<'a> {
-    /// Into these files (a lab's node logs), appended.
-    Files {
-        /// stdout.
-        stdout: &'a Path,
-        /// stderr.
-        stderr: &'a Path,
-    },
-    /// Inherited from sdss (`lab exec`).
-    Inherit,
 }
 
 /// The command line `argv` with the lab's environment `env`.
@@ -116,62 +104,24 @@ fn enter(ns: &File, netns: &str) -> Result<(), LaunchError> {
     })
 }
 
-/// Starts `argv` in the namespace `ns` (named `netns`), detached, output to
-/// files, from a thread of its own that enters the namespace.
-pub fn spawn_node(
-    ns: &File,
-    netns: &str,
-    argv: &[String],
-    env: &[(String, String)],
-    output: Output<'_>,
-) -> Result<Child, LaunchError> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                enter(ns, netns)?;
-                spawn_here(netns, argv, env, output)
-            })
-            .join()
-            .unwrap_or_else(|_| Err(panicked(argv, netns)))
-    })
-}
-
-fn panicked(argv: &[String], netns: &str) -> LaunchError {
-    LaunchError::Spawn {
-        program: argv.first().cloned().unwrap_or_default(),
-        netns: netns.to_owned(),
-        source: io::Error::other("the starting thread panicked"),
-    }
-}
-
-/// Starts `argv`, detached, from the calling thread, which is in `netns`.
-fn spawn_here(
-    netns: &str,
-    argv: &[String],
-    env: &[(String, String)],
-    output: Output<'_>,
-) -> Result<Child, LaunchError> {
-    let mut command = command(argv, env)?;
+/// Starts a launch, detached, from the calling thread, which entered its
+/// namespace.
+fn spawn_here(l: &Launch<'_, File>) -> Result<Child, LaunchError> {
+    let mut command = command(&l.argv, &l.env)?;
     command.process_group(0).stdin(Stdio::null());
-    if let Output::Files { stdout, stderr } = output {
-        let open = |path: &Path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| LaunchError::Log {
-                    path: path.display().to_string(),
-                    source,
-                })
-        };
-        command.stdout(open(stdout)?);
-        command.stderr(open(stderr)?);
-    }
-    let child = command.spawn().map_err(|source| LaunchError::Spawn {
-        program: argv.first().cloned().unwrap_or_default(),
-        netns: netns.to_owned(),
-        source,
-    })?;
+    let open = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| LaunchError::Log {
+                path: path.display().to_string(),
+                source,
+            })
+    };
+    command.stdout(open(&l.stdout)?);
+    command.stderr(open(&l.stderr)?);
+    let child = command.spawn().map_err(|source| failed(l, source))?;
     if let Some(nice) = CHILD_NICE.get() {
         // It leads its own process group: every thread it made so far.
         // SAFETY: a plain system call on our own child's group.
@@ -180,6 +130,14 @@ fn spawn_here(
         }
     }
     Ok(child)
+}
+
+fn failed(l: &Launch<'_, File>, source: io::Error) -> LaunchError {
+    LaunchError::Spawn {
+        program: l.argv.first().cloned().unwrap_or_default(),
+        netns: l.netns.to_owned(),
+        source,
+    }
 }
 
 /// A process to start in a namespace (`ns`, named `netns`), detached, its
@@ -240,44 +198,24 @@ pub fn raise_priority() {
     }
 }
 
-/// Starts every launch, a few at a time, and returns the results in order.
+/// Starts every launch, a few at a time, and returns the results in order;
+/// after a failure, no new start begins.
 pub fn spawn_all(launches: &[Launch<'_, File>]) -> Vec<Result<Child, LaunchError>> {
-    let next = AtomicUsize::new(0);
-    let started: Vec<(usize, Result<Child, LaunchError>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..STARTS_AT_ONCE.min(launches.len()))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(l) = launches.get(i) else {
-                            return mine;
-                        };
-                        let output = Output::Files {
-                            stdout: &l.stdout,
-                            stderr: &l.stderr,
-                        };
-                        let started = enter(l.ns, l.netns)
-                            .and_then(|()| spawn_here(l.netns, &l.argv, &l.env, output));
-                        mine.push((i, started));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
-    let mut results: Vec<Option<Result<Child, LaunchError>>> =
-        (0..launches.len()).map(|_| None).collect();
-    for (i, result) in started {
-        results[i] = Some(result);
-    }
-    results
+    let start = |i: usize| {
+        let l = &launches[i];
+        enter(l.ns, l.netns).and_then(|()| spawn_here(l))
+    };
+    pool::each(launches.len(), STARTS_AT_ONCE, start)
         .into_iter()
         .zip(launches)
-        .map(|(r, l)| r.unwrap_or_else(|| Err(panicked(&l.argv, l.netns))))
+        .map(|(started, l)| {
+            started.unwrap_or_else(|| {
+                Err(failed(
+                    l,
+                    io::Error::other("not started: an earlier start failed"),
+                ))
+            })
+        })
         .collect()
 }
 

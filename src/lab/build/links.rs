@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{
@@ -29,6 +29,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::netns::NetnsError;
+use super::pool;
 use super::rtnl::{Create, Rtnl, RtnlError};
 use crate::lab::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
 use crate::lab::report::progress::Progress;
@@ -274,76 +275,22 @@ fn each_node<T: Send>(
     cancel: &CancellationToken,
     f: impl Fn(usize, &mut Rtnl) -> Result<T, LinkError> + Sync,
 ) -> Result<Vec<T>, LabError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4)
-        .min(nodes.len().max(1));
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let mut results: Vec<Option<T>> = (0..nodes.len()).map(|_| None).collect();
-    let outcome: Result<Vec<(usize, T)>, LabError> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> Result<Vec<(usize, T)>, LabError> {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= nodes.len() || stop.load(Ordering::Relaxed) {
-                            return Ok(mine);
-                        }
-                        if cancel.is_cancelled() {
-                            return Err(LabError::Cancelled);
-                        }
-                        let result = setns(&nodes[i], CloneFlags::CLONE_NEWNET)
-                            .map_err(|e| {
-                                LinkError::from(NetnsError::Sys {
-                                    action: "entering",
-                                    name: names[i].to_owned(),
-                                    source: e.into(),
-                                })
-                            })
-                            .and_then(|()| {
-                                let mut rtnl =
-                                    Rtnl::open().map_err(|source| LinkError::Netlink {
-                                        netns: names[i].to_owned(),
-                                        source,
-                                    })?;
-                                f(i, &mut rtnl)
-                            });
-                        match result {
-                            Ok(value) => mine.push((i, value)),
-                            Err(e) => {
-                                stop.store(true, Ordering::Relaxed);
-                                return Err(e.into());
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        let mut first_error = None;
-        for worker in workers {
-            match worker.join() {
-                Ok(Ok(mine)) => all.extend(mine),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_error.get_or_insert(LabError::Link(LinkError::Netlink {
-                        netns: String::new(),
-                        source: RtnlError::Answer("a netlink thread panicked".to_owned()),
-                    }));
-                }
-            }
+    let step = |i: usize| -> Result<T, LabError> {
+        if cancel.is_cancelled() {
+            return Err(LabError::Cancelled);
         }
-        first_error.map_or(Ok(all), Err)
-    });
-    for (i, value) in outcome? {
-        results[i] = Some(value);
-    }
-    results
-        .into_iter()
-        .map(|r| r.ok_or(LabError::Cancelled))
-        .collect()
+        setns(&nodes[i], CloneFlags::CLONE_NEWNET).map_err(|e| {
+            LinkError::from(NetnsError::Sys {
+                action: "entering",
+                name: names[i].to_owned(),
+                source: e.into(),
+            })
+        })?;
+        let mut rtnl = Rtnl::open().map_err(|source| LinkError::Netlink {
+            netns: names[i].to_owned(),
+            source,
+        })?;
+        Ok(f(i, &mut rtnl)?)
+    };
+    pool::all(nodes.len(), pool::cores(), step, |_| LabError::Cancelled)
 }

@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod launch;
 pub mod links;
 pub mod netns;
+pub mod pool;
 pub mod rtnl;
 pub mod state;
 pub mod teardown;

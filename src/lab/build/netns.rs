@@ -13,12 +13,13 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use super::pool;
 
 /// Where named namespaces live (iproute2's convention).
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -113,9 +114,8 @@ pub fn create_all(
     names: &[String],
     record: impl FnOnce(&[NsId]) -> io::Result<()>,
 ) -> Result<Vec<File>, NetnsError> {
-    if let Some(taken) = names.iter().find(|n| path(n).symlink_metadata().is_ok()) {
-        return Err(NetnsError::Exists(taken.clone()));
-    }
+    // A name taken meanwhile is found when naming (`create_new`): the
+    // namespaces made vanish with their handles.
     let made = make_unnamed(names)?;
     let ids: Vec<NsId> = made.iter().map(|(_, id)| *id).collect();
     record(&ids).map_err(|source| NetnsError::Record {
@@ -130,70 +130,32 @@ pub fn create_all(
 
 /// Makes one unnamed namespace per name, each held open, in the names' order.
 fn make_unnamed(names: &[String]) -> Result<Vec<(File, NsId)>, NetnsError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4)
-        .min(names.len().max(1));
-    let next = AtomicUsize::new(0);
-    let mut made: Vec<Option<(File, NsId)>> = (0..names.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> Result<Vec<(usize, File, NsId)>, NetnsError> {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(name) = names.get(i) else {
-                            return Ok(mine);
-                        };
-                        // The thread moves into each new namespace in turn; the
-                        // handle keeps the previous one alive.
-                        unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare", name))?;
-                        let file = File::open("/proc/thread-self/ns/net").map_err(|source| {
-                            NetnsError::Sys {
-                                action: "opening the new namespace",
-                                name: name.clone(),
-                                source,
-                            }
-                        })?;
-                        let meta = file.metadata().map_err(|source| NetnsError::Sys {
-                            action: "stat of the new namespace",
-                            name: name.clone(),
-                            source,
-                        })?;
-                        let id = NsId {
-                            dev: meta.dev(),
-                            ino: meta.ino(),
-                        };
-                        mine.push((i, file, id));
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            let mine = worker.join().unwrap_or_else(|_| {
-                Err(NetnsError::Sys {
-                    action: "creating",
-                    name: String::new(),
-                    source: io::Error::other("namespace thread panicked"),
-                })
-            })?;
-            for (i, file, id) in mine {
-                made[i] = Some((file, id));
-            }
-        }
-        Ok(())
-    })?;
-    made.into_iter()
-        .zip(names)
-        .map(|(m, name)| {
-            m.ok_or_else(|| NetnsError::Sys {
-                action: "creating",
-                name: name.clone(),
-                source: io::Error::other("not made"),
-            })
-        })
-        .collect()
+    let make = |i: usize| {
+        let name = &names[i];
+        // The thread moves into each new namespace in turn; the handle keeps
+        // the previous one alive.
+        unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare", name))?;
+        let file = File::open("/proc/thread-self/ns/net").map_err(|source| NetnsError::Sys {
+            action: "opening the new namespace",
+            name: name.clone(),
+            source,
+        })?;
+        let meta = file.metadata().map_err(|source| NetnsError::Sys {
+            action: "stat of the new namespace",
+            name: name.clone(),
+            source,
+        })?;
+        let id = NsId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        Ok((file, id))
+    };
+    pool::all(names.len(), pool::cores(), make, |i| NetnsError::Sys {
+        action: "creating",
+        name: names[i].clone(),
+        source: io::Error::other("not made"),
+    })
 }
 
 /// Names the namespace held by `file`: `/run/netns/NAME`, bind-mounted on it.

@@ -269,17 +269,17 @@ fn start_node(built: &mut Built, plan: &Plan, name: &str) -> Result<(), LabError
         .node(name)
         .ok_or_else(|| LabError::Probe(format!("no node {name}")))?;
     let file = node_netns(&built.dir, &node.netns)?;
-    let (stdout, stderr) = (built.dir.stdout_log(name), built.dir.stderr_log(name));
-    let child = launch::spawn_node(
-        &file,
-        &node.netns,
-        &node.argv(plan, &built.sdss),
-        &node.env(plan, &built.sdss),
-        launch::Output::Files {
-            stdout: &stdout,
-            stderr: &stderr,
-        },
-    )?;
+    let start = launch::Launch {
+        ns: &file,
+        netns: &node.netns,
+        argv: node.argv(plan, &built.sdss),
+        env: node.env(plan, &built.sdss),
+        stdout: built.dir.stdout_log(name),
+        stderr: built.dir.stderr_log(name),
+    };
+    let child = launch::spawn_all(std::slice::from_ref(&start))
+        .pop()
+        .unwrap_or(Err(launch::LaunchError::Empty))?;
     let record = ProcessRecord::of(child.id() as i32, Some(name.to_owned()));
     built.dir.record(|s| s.processes.extend(record))?;
     built.children.insert(name.to_owned(), child);
