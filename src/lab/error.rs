@@ -33,6 +33,9 @@ pub enum LabError {
     /// A node could not be started.
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    /// Hosts of a lab over several failed, each with its reason.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Hosts(Vec<crate::lab::hosts::HostError>),
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: the lab was torn down")]
     Cancelled,

@@ -48,6 +48,8 @@ pub struct UpOptions {
 /// What `up` produced.
 #[derive(Debug)]
 pub struct UpOutcome {
+    /// The delay backend it settled on.
+    pub backend: BackendKind,
     /// The grade, when `up` verified.
     pub report: Option<Report>,
     /// From the start of `up` until every node was launched.
@@ -131,6 +133,7 @@ pub async fn up(
     };
     guard.armed = false;
     Ok(UpOutcome {
+        backend,
         report,
         build_time,
         stages: built.stages.clone(),

@@ -11,11 +11,13 @@
 //!  -> report    text and JSON
 //! ```
 //!
-//! [`lifecycle`] composes the stages into `up`, `verify`, `down` and `status`.
+//! [`lifecycle`] composes the stages into `up`, `verify`, `down` and `status`;
+//! [`hosts`] runs them over several machines, one share per host.
 
 pub mod build;
 mod error;
 pub mod file;
+pub mod hosts;
 pub mod judge;
 pub mod lifecycle;
 pub mod plan;

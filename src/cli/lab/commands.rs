@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::UpArgs;
 use crate::lab::build::state::StateRoot;
-use crate::lab::build::teardown;
 use crate::lab::file::Topology;
+use crate::lab::hosts::{coordinator, RemoteExec};
 use crate::lab::lifecycle::{self, UpOptions};
 use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::Plan;
@@ -126,6 +126,7 @@ pub(super) fn up(
     verify: bool,
     then_down: bool,
     root: &StateRoot,
+    exec: &RemoteExec,
 ) -> Result<ExitCode> {
     let topology = Topology::load(&args.file)?;
     let mut plan = Plan::new(&topology, &args.file);
@@ -164,7 +165,7 @@ pub(super) fn up(
         verify,
         then_down,
     };
-    run_plan(plan, options, root)
+    run_plan(plan, options, root, exec)
 }
 
 /// How `run_plan` brings a lab up and what it does after.
@@ -179,7 +180,12 @@ pub(super) struct LabRun {
 }
 
 /// Brings a planned lab up, prints its report, and takes it down with `then_down`.
-pub(super) fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<ExitCode> {
+pub(super) fn run_plan(
+    plan: Plan,
+    run: LabRun,
+    root: &StateRoot,
+    exec: &RemoteExec,
+) -> Result<ExitCode> {
     let LabRun {
         backend,
         injected,
@@ -197,6 +203,7 @@ pub(super) fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<Exit
         .build()
         .context("starting the async runtime")?;
     let lab = plan.lab.clone();
+    let spans_hosts = plan.spans_hosts();
     let options = UpOptions {
         backend,
         sdss,
@@ -214,7 +221,11 @@ pub(super) fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<Exit
             on_signal.cancel();
         });
         let progress = Progress::new(&lab, false);
-        let result = lifecycle::up(plan, &options, root, &cancel, &progress).await;
+        let result = if spans_hosts {
+            coordinator::up(plan, &options, exec, root, &cancel, &progress).await
+        } else {
+            lifecycle::up(plan, &options, root, &cancel, &progress).await
+        };
         progress.finish();
         result
     });
@@ -263,13 +274,8 @@ pub(super) fn run_plan(plan: Plan, run: LabRun, root: &StateRoot) -> Result<Exit
         _ => Ok(()),
     };
     if then_down {
-        let result = teardown(root, &lab).with_context(|| format!("taking lab {lab} down"))?;
-        eprintln!(
-            "sdss lab {lab}: down ({} processes stopped, {} namespaces removed)",
-            result.stopped,
-            result.removed.len()
-        );
-    } else if !then_down {
+        super::hosts::down(root, &lab, exec)?;
+    } else {
         eprintln!("sdss lab {lab}: left running; `sdss lab down {lab}` removes it");
     }
     page?;

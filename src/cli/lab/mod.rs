@@ -2,6 +2,7 @@
 //! Parses and dispatches; the work is in [`crate::lab`].
 
 mod commands;
+mod hosts;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,19 +10,31 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use crate::lab::build::state::StateRoot;
-use crate::lab::build::teardown;
 use crate::lab::file::Topology;
+use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
 use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::Plan;
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
 use commands::{graph, lab_name, print_report, run_plan, up, verdict, watch, write_html, LabRun};
+use hosts::{across_hosts, agent, down, verify};
 
 /// Arguments of `sdss lab`.
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
     #[command(subcommand)]
     command: LabCommand,
+    /// How to reach the hosts of a lab over several ([[host]] in its file): a
+    /// command, split on spaces, with each host's `ssh` value in place of
+    /// `{ssh}`; it must run `sdss lab agent` there with our stdin and stdout.
+    #[arg(
+        long,
+        global = true,
+        value_name = "COMMAND",
+        env = "SDSS_REMOTE_EXEC",
+        default_value = DEFAULT_REMOTE_EXEC
+    )]
+    remote_exec: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +87,10 @@ enum LabCommand {
         #[command(flatten)]
         args: UpArgs,
     },
+    /// Serve one host's part of a lab over several hosts, on stdin and stdout:
+    /// the coordinator (`sdss lab up` of a file with [[host]]) starts it
+    /// through --remote-exec. Not for typing.
+    Agent,
     /// Stop a lab's nodes and remove everything it created (idempotent).
     Down {
         /// The lab's name, or its file.
@@ -162,7 +179,10 @@ enum LabCommand {
 
 /// Runs a lab subcommand.
 pub fn run(args: LabArgs) -> ExitCode {
-    match dispatch(args.command) {
+    let dispatched = RemoteExec::parse(&args.remote_exec)
+        .map_err(anyhow::Error::new)
+        .and_then(|exec| dispatch(args.command, &exec));
+    match dispatched {
         Ok(code) => code,
         Err(error) => {
             super::report_error(&error);
@@ -171,7 +191,7 @@ pub fn run(args: LabArgs) -> ExitCode {
     }
 }
 
-fn dispatch(command: LabCommand) -> Result<ExitCode> {
+fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
     let dry_run =
         matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args } if args.dry_run);
     let root = StateRoot::from_env();
@@ -183,8 +203,9 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
     }
     match command {
         LabCommand::Graph { lab, format } => graph(&lab, format, &root),
-        LabCommand::Up { args, no_verify } => up(args, !no_verify, false, &root),
-        LabCommand::Run { args } => up(args, true, true, &root),
+        LabCommand::Up { args, no_verify } => up(args, !no_verify, false, &root, exec),
+        LabCommand::Run { args } => up(args, true, true, &root, exec),
+        LabCommand::Agent => agent(&root),
         LabCommand::Grade {
             json,
             name,
@@ -201,31 +222,15 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
                 verify: true,
                 then_down: true,
             };
-            run_plan(plan, run, &root)
+            run_plan(plan, run, &root, exec)
         }
         LabCommand::Down { lab } => {
-            let lab = lab_name(&lab)?;
-            let outcome =
-                teardown(&root, &lab).with_context(|| format!("taking lab {lab} down"))?;
-            if !outcome.found {
-                eprintln!("sdss lab {lab}: not up, nothing to remove");
-            } else {
-                eprintln!(
-                    "sdss lab {lab}: down ({} processes stopped, {} namespaces removed)",
-                    outcome.stopped,
-                    outcome.removed.len()
-                );
-            }
-            if !outcome.foreign.is_empty() {
-                eprintln!(
-                    "sdss lab {lab}: left alone (not created by this lab): {}",
-                    outcome.foreign.join(", ")
-                );
-            }
+            down(&root, &lab, exec)?;
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Status { lab, format, json } => {
-            let labs = lifecycle::status(&root, lab.as_deref())?;
+            let mut labs = lifecycle::status(&root, lab.as_deref())?;
+            across_hosts(&root, &mut labs, exec)?;
             let format = if json { StatusFormat::Json } else { format };
             print!("{}", render_status(&labs, format)?);
             Ok(ExitCode::SUCCESS)
@@ -233,7 +238,7 @@ fn dispatch(command: LabCommand) -> Result<ExitCode> {
         LabCommand::Verify { lab, json, html } => {
             let lab = lab_name(&lab)?;
             let report =
-                lifecycle::verify(&root, &lab).with_context(|| format!("verifying lab {lab}"))?;
+                verify(&root, &lab, exec).with_context(|| format!("verifying lab {lab}"))?;
             print_report(&report, json)?;
             if let Some(path) = &html {
                 let plan = lifecycle::running_plan(&root, &lab)?

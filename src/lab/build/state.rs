@@ -378,6 +378,14 @@ impl LabDir {
         self.save()
     }
 
+    /// Replaces the plan: a lab over several hosts learns its underlay's delay
+    /// only once its hosts are up, and its expectations include it.
+    pub fn replace_plan(&mut self, plan: Plan) -> Result<(), StateError> {
+        write_json(&self.dir.join(PLAN_FILE), &plan)?;
+        self.state.plan = plan;
+        Ok(())
+    }
+
     fn save(&self) -> Result<(), StateError> {
         write_json(&self.dir.join(STATE_FILE), &self.state.record)
     }

@@ -19,10 +19,12 @@ use thiserror::Error;
 use toml::Spanned;
 
 mod grading;
+mod hosts;
 mod subnet;
 pub mod timeline;
 
 pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
+pub use hosts::HostSection;
 use subnet::RESERVED;
 pub use subnet::{Ipv4Net, DEFAULT_SUBNET};
 pub use timeline::{Action, EventSection, ExpectSection, Expectation};
@@ -92,6 +94,9 @@ pub struct Topology {
     /// The nodes, in order (addresses are assigned in this order).
     #[serde(default, rename = "node")]
     pub nodes: Vec<NodeSection>,
+    /// `[[host]]` tables: the machines the lab spans (none: this one).
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<HostSection>,
     /// Per ordered pair delays that replace the per-node link model.
     #[serde(default, rename = "pair")]
     pub pairs: Vec<PairSection>,
@@ -168,6 +173,8 @@ pub struct NodeSection {
     /// Grade this node against the assignment (`lab run` prints its checklist).
     #[serde(default)]
     pub grade: bool,
+    /// The `[[host]]` it lives on; unset, nodes are spread evenly.
+    pub host: Option<Spanned<String>>,
 }
 
 /// One `[[pair]]`: the impairment from one node to another, overriding the link model.
@@ -420,6 +427,7 @@ impl Topology {
 
         self.validate_grade(at)?;
         self.validate_timeline(at)?;
+        self.validate_hosts(at)?;
 
         let mut pairs: HashMap<(&str, &str), Range<usize>> = HashMap::new();
         for pair in &self.pairs {

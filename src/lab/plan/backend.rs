@@ -30,7 +30,8 @@ impl fmt::Display for BackendKind {
 }
 
 /// What the user asked for on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BackendChoice {
     /// none if the lab has no delays; otherwise netem where the kernel has it, else the emulator.
     Auto,

@@ -9,6 +9,7 @@
 
 pub mod backend;
 mod grading;
+pub mod hosts;
 pub mod impairment;
 mod node;
 pub mod timeline;
@@ -102,6 +103,15 @@ pub struct Plan {
     /// What happens to the lab while it runs, and what must follow.
     #[serde(default)]
     pub timeline: timeline::Timeline,
+    /// The hosts the lab spans; empty: the machine `sdss lab` runs on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<hosts::HostPlan>,
+    /// What the network between the hosts adds, measured at `up`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub underlay: Vec<hosts::UnderlayDelay>,
+    /// In one host's share of a lab over several: how it joins the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<hosts::Segment>,
 }
 
 /// One node of the plan.
@@ -124,6 +134,9 @@ pub struct NodePlan {
     /// Whether it is graded against the assignment (`grade = true`).
     #[serde(default)]
     pub grade: bool,
+    /// The host it lives on, in a lab over several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// What a node namespace runs.
@@ -285,8 +298,10 @@ impl Plan {
                 program,
                 graded,
                 grade: node.grade,
+                host: None,
             });
         }
+        let hosts = hosts::place(topology, &mut nodes);
         let grading = topology.grades().then(|| {
             let sdss_nodes: Vec<&NodePlan> = nodes
                 .iter()
@@ -326,6 +341,7 @@ impl Plan {
                 program: Program::Probe,
                 graded: false,
                 grade: false,
+                host: None,
             });
         }
 
@@ -436,6 +452,9 @@ impl Plan {
             },
             grading,
             timeline,
+            hosts,
+            underlay: Vec::new(),
+            segment: None,
         }
     }
 

@@ -368,6 +368,7 @@ pub(crate) mod tests {
             grading: Vec::new(),
             emulator: None,
             timeline: None,
+            hosts: None,
         }
     }
 

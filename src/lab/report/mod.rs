@@ -26,6 +26,7 @@ use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 
+use crate::lab::plan::hosts::UnderlayDelay;
 use crate::lab::plan::Plan;
 
 /// The verification report of a lab.
@@ -66,6 +67,91 @@ pub struct Report {
     /// The timeline as played, its expectations and each phase's delays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<TimelineVerdicts>,
+    /// In a lab over several hosts: where the nodes live, the underlay, the lost hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<HostsReport>,
+}
+
+/// The part of a report about the hosts a lab spans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostsReport {
+    /// Each host and its nodes.
+    pub placement: Vec<(String, Vec<String>)>,
+    /// The measured one-way underlay delay of each host pair, added to the
+    /// expected delay of every pair across it.
+    pub underlay: Vec<UnderlayDelay>,
+    /// Ordered pairs whose ends live on different hosts.
+    pub cross_pairs: Vec<(String, String)>,
+    /// Hosts lost while the lab was judged, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<String>,
+}
+
+impl HostsReport {
+    /// The hosts part of `plan`'s report; `lost` names hosts that stopped answering.
+    pub fn new(plan: &Plan, lost: Vec<String>) -> HostsReport {
+        let host = |node: &str| plan.node(node).and_then(|n| n.host.clone());
+        HostsReport {
+            placement: plan
+                .hosts
+                .iter()
+                .map(|h| {
+                    let nodes = plan
+                        .nodes
+                        .iter()
+                        .filter(|n| n.host.as_deref() == Some(h.name.as_str()))
+                        .map(|n| n.name.clone())
+                        .collect();
+                    (h.name.clone(), nodes)
+                })
+                .collect(),
+            underlay: plan.underlay.clone(),
+            cross_pairs: plan
+                .expected
+                .iter()
+                .filter(|p| host(&p.from) != host(&p.to))
+                .map(|p| (p.from.clone(), p.to.clone()))
+                .collect(),
+            lost,
+        }
+    }
+
+    /// Lines for the text report.
+    fn render(&self, pairs: &[PairResult]) -> String {
+        let mut out = String::new();
+        for (host, nodes) in &self.placement {
+            let _ = writeln!(out, "  host {host}: {}", nodes.join(", "));
+        }
+        for u in &self.underlay {
+            let _ = writeln!(
+                out,
+                "  underlay {} -> {}: {:.3} ms (added to each pair across it)",
+                u.from,
+                u.to,
+                u.delay.as_secs_f64() * 1e3
+            );
+        }
+        let cross: Vec<&PairResult> = pairs
+            .iter()
+            .filter(|p| {
+                self.cross_pairs
+                    .iter()
+                    .any(|(f, t)| *f == p.from && *t == p.to)
+            })
+            .collect();
+        let passed = cross.iter().filter(|p| p.verdict == Verdict::Pass).count();
+        let _ = writeln!(
+            out,
+            "  cross-host pairs: {passed} of {} pass; same-host pairs: {} of {} pass",
+            cross.len(),
+            pairs.iter().filter(|p| p.verdict == Verdict::Pass).count() - passed,
+            pairs.len() - cross.len()
+        );
+        for lost in &self.lost {
+            let _ = writeln!(out, "  LOST {lost}");
+        }
+        out
+    }
 }
 
 /// Share of late frames beyond which the report warns that the machine did not
@@ -125,7 +211,14 @@ impl Report {
             grading: Vec::new(),
             emulator: None,
             timeline: None,
+            hosts: None,
         }
+    }
+
+    /// Adds the hosts part of a lab over several hosts.
+    pub fn with_hosts(mut self, hosts: HostsReport) -> Report {
+        self.hosts = Some(hosts);
+        self
     }
 
     /// Adds the emulator's counters (totals over its ports).
@@ -138,8 +231,10 @@ impl Report {
     /// nodes, every graded node's checklist (the delay pairs are then context:
     /// a faulty node cannot be measured, and the killed node stops measuring).
     pub fn ok(&self) -> bool {
+        let hosts = self.hosts.as_ref().is_none_or(|h| h.lost.is_empty());
         let timeline = self.timeline.as_ref().is_none_or(TimelineVerdicts::ok);
-        timeline
+        hosts
+            && timeline
             && if self.grading.is_empty() {
                 self.summary.ok()
             } else {
@@ -161,6 +256,9 @@ impl Report {
         );
         if let Some(note) = &self.backend_note {
             let _ = writeln!(out, "  note: {note}");
+        }
+        if let Some(hosts) = &self.hosts {
+            out.push_str(&hosts.render(&self.pairs));
         }
         let pairs_failed = self.summary.failed > 0;
         for line in self

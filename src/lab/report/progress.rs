@@ -67,6 +67,14 @@ impl Progress {
         }
     }
 
+    /// A handle that prints lines like [`Progress::line`], for other tasks.
+    pub fn printer(&self) -> Printer {
+        Printer {
+            lab: self.lab.clone(),
+            bar: self.bar.clone(),
+        }
+    }
+
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
@@ -78,5 +86,22 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Prints lines above a [`Progress`]'s bar from another task.
+#[derive(Clone)]
+pub struct Printer {
+    lab: String,
+    bar: Option<ProgressBar>,
+}
+
+impl Printer {
+    /// A line that stays (above the bar on a terminal).
+    pub fn line(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("lab {}: {message}", self.lab)),
+            None => eprintln!("sdss lab {}: {message}", self.lab),
+        }
     }
 }

@@ -1,0 +1,196 @@
+//! `[[host]]`: the machines a lab spans. Without any, a lab lives on the
+//! machine where `sdss lab` runs (today's behaviour); with some, every node
+//! lives on one of them and the lab's segment is stretched between them.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{check_name, Locator, Topology, TopologyError};
+
+/// One machine of a lab that spans several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// Its name in the lab (nodes name it in `host = "..."`).
+    pub name: Spanned<String>,
+    /// Where the remote-exec command reaches it (`ssh` destination, `user@host`).
+    pub ssh: Spanned<String>,
+    /// Its address on the network between the hosts: the other hosts send the
+    /// lab's frames there (VXLAN, UDP 4789).
+    pub underlay: Spanned<String>,
+}
+
+impl Topology {
+    /// Checks `[[host]]` and every node's `host`; the parts a segment over
+    /// several hosts cannot carry are refused here, before anything is made.
+    pub(super) fn validate_hosts(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
+        let mut names = HashMap::new();
+        let mut underlays = HashMap::new();
+        for host in &self.hosts {
+            check_name(at, &host.name, "host")?;
+            if let Some(first) = names.insert(host.name.get_ref().as_str(), host.name.span()) {
+                let (line, _) = at.line_column(first.start);
+                return Err(at.error(
+                    Some(host.name.span()),
+                    format!(
+                        "duplicate host name {:?} (first defined on line {line}): expected every host name to be unique",
+                        host.name.get_ref()
+                    ),
+                ));
+            }
+            if host.ssh.get_ref().trim().is_empty() {
+                return Err(at.error(
+                    Some(host.ssh.span()),
+                    "ssh is empty: expected how to reach the host, e.g. \"root@10.0.0.2\"",
+                ));
+            }
+            let ip: Ipv4Addr = host.underlay.get_ref().parse().map_err(|_| {
+                at.error(
+                    Some(host.underlay.span()),
+                    format!(
+                        "{:?} is not an IPv4 address: expected the host's address on the network between the hosts, e.g. \"10.0.0.2\"",
+                        host.underlay.get_ref()
+                    ),
+                )
+            })?;
+            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                return Err(at.error(
+                    Some(host.underlay.span()),
+                    format!(
+                        "underlay {ip} is not a unicast address: expected the host's own address"
+                    ),
+                ));
+            }
+            if let Some(first) = underlays.insert(ip, host.underlay.span()) {
+                let (line, _) = at.line_column(first.start);
+                return Err(at.error(
+                    Some(host.underlay.span()),
+                    format!("underlay {ip} is already used on line {line}: expected one address per host"),
+                ));
+            }
+        }
+        for node in &self.nodes {
+            let Some(host) = &node.host else { continue };
+            if !names.contains_key(host.get_ref().as_str()) {
+                let expected = if self.hosts.is_empty() {
+                    "a [[host]] table of that name (a lab without [[host]] runs here)".to_owned()
+                } else {
+                    format!(
+                        "one of {}",
+                        self.hosts
+                            .iter()
+                            .map(|h| h.name.get_ref().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return Err(at.error(
+                    Some(host.span()),
+                    format!("no host is named {:?}: expected {expected}", host.get_ref()),
+                ));
+            }
+        }
+        if self.hosts.is_empty() {
+            return Ok(());
+        }
+        // What the hosts cannot carry yet, refused rather than run wrong.
+        if let Some(event) = self.events.first() {
+            return Err(at.error(
+                Some(event.at.1..event.at.1),
+                "a timeline ([[event]]) is not supported in a lab over several hosts yet: expected no [[event]] with [[host]]",
+            ));
+        }
+        if self.grades() {
+            return Err(at.error(
+                Some(self.name.span()),
+                "grading (grade = true) is not supported in a lab over several hosts yet: expected no graded node with [[host]]",
+            ));
+        }
+        if let Some(pair) = self.pairs.first() {
+            return Err(at.error(
+                Some(pair.from.span()),
+                "a [[pair]] is not supported in a lab over several hosts: each host delays its own nodes' links (the sender's on its host, the receiver's on its), so a pair's delay has no host to live on; expected link delays on the nodes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn error(text: &str) -> String {
+        match Topology::parse(Path::new("x.toml"), text) {
+            Err(TopologyError::Invalid { line, message, .. }) => format!("{line}: {message}"),
+            other => panic!("expected an invalid lab, got {other:?}"),
+        }
+    }
+
+    const TWO: &str = r#"name = "t"
+[[host]]
+name = "a"
+ssh = "root@10.0.0.1"
+underlay = "10.0.0.1"
+[[host]]
+name = "b"
+ssh = "root@10.0.0.2"
+underlay = "10.0.0.2"
+"#;
+
+    #[test]
+    fn hosts_and_placements_parse() {
+        let text = format!("{TWO}[[node]]\nname = \"n1\"\nhost = \"b\"\n[[node]]\nname = \"n2\"\n");
+        let lab = Topology::parse(Path::new("x.toml"), &text).expect("valid");
+        assert_eq!(lab.hosts.len(), 2);
+        assert_eq!(
+            lab.nodes[0].host.as_ref().map(|h| h.get_ref().as_str()),
+            Some("b")
+        );
+        assert!(lab.nodes[1].host.is_none());
+    }
+
+    #[test]
+    fn an_unknown_host_is_named_with_the_known_ones() {
+        let text = format!("{TWO}[[node]]\nname = \"n1\"\nhost = \"c\"\n");
+        let message = error(&text);
+        assert!(
+            message.contains("no host is named \"c\": expected one of a, b"),
+            "{message}"
+        );
+        let message = error("name = \"t\"\n[[node]]\nname = \"n1\"\nhost = \"a\"\n");
+        assert!(
+            message.contains("a lab without [[host]] runs here"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn duplicate_hosts_and_bad_underlays_are_located() {
+        let text = TWO.replace("name = \"b\"", "name = \"a\"") + "[[node]]\nname = \"n\"\n";
+        assert!(
+            error(&text).starts_with("7: duplicate host name \"a\" (first defined on line 3)"),
+            "{}",
+            error(&text)
+        );
+        let text = TWO.replace("underlay = \"10.0.0.2\"", "underlay = \"10.0.0.1\"")
+            + "[[node]]\nname = \"n\"\n";
+        assert!(error(&text).contains("underlay 10.0.0.1 is already used on line 5"));
+        let text = TWO.replace("underlay = \"10.0.0.2\"", "underlay = \"hostb\"")
+            + "[[node]]\nname = \"n\"\n";
+        assert!(error(&text).contains("\"hostb\" is not an IPv4 address"));
+    }
+
+    #[test]
+    fn pairs_across_hosts_are_refused_with_the_reason() {
+        let text = format!(
+            "{TWO}[[node]]\nname = \"n1\"\n[[node]]\nname = \"n2\"\n[[pair]]\nfrom = \"n1\"\nto = \"n2\"\ndelay = \"1ms\"\n"
+        );
+        assert!(error(&text).contains("each host delays its own nodes' links"));
+    }
+}

@@ -1,0 +1,310 @@
+//! `sdss lab agent`: one host's part of a lab over several, driven by the
+//! coordinator over stdin and stdout ([`super::wire`]). The share is built
+//! and torn down by the same lifecycle as a lab on one machine, in this
+//! host's own state directory, so `down` here is as complete and idempotent.
+
+use std::collections::{HashMap, HashSet};
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::underlay;
+use super::wire::{self, Reply, Request, WireError};
+use crate::lab::build::state::{StateError, StateRoot};
+use crate::lab::build::teardown;
+use crate::lab::lifecycle::{self, UpOptions};
+use crate::lab::report::progress::Progress;
+use crate::lab::LabError;
+
+/// How often followed output is read.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// The most of one node's output sent per read.
+const CHUNK: u64 = 256 << 10;
+
+/// Why the agent stopped before its work was done.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The coordinator's request could not be read.
+    #[error("request: {0}")]
+    Wire(#[from] WireError),
+    /// The coordinator stopped listening.
+    #[error("writing a reply: {0}")]
+    Reply(#[source] std::io::Error),
+}
+
+/// Serves one session: its first request decides what it is.
+pub async fn serve<R, W>(
+    root: &StateRoot,
+    sdss: PathBuf,
+    mut input: R,
+    mut output: W,
+    cancel: &CancellationToken,
+) -> Result<(), AgentError>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut line = Vec::new();
+    let Some(request) = wire::read::<Request, _>(&mut input, &mut line).await? else {
+        return Ok(());
+    };
+    match request {
+        Request::Up { plan, backend } => {
+            let lab = plan.lab.clone();
+            let segment = plan.segment.clone();
+            let options = UpOptions {
+                backend,
+                sdss,
+                verify: false,
+                injected: None,
+            };
+            let progress = Progress::new(&lab, false);
+            // The coordinator gone (stdin closed) cancels the build, which tears itself down.
+            let building = cancel.child_token();
+            let up = lifecycle::up(*plan, &options, root, &building, &progress);
+            tokio::pin!(up);
+            let mut ignored = Vec::new();
+            let outcome = tokio::select! {
+                outcome = &mut up => outcome,
+                _ = wire::read::<Request, _>(&mut input, &mut ignored) => {
+                    building.cancel();
+                    up.await
+                }
+            };
+            progress.finish();
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => return send(&mut output, &failed(&e)).await,
+            };
+            // Probes from the other hosts are answered from now until the session ends.
+            let answering = CancellationToken::new();
+            let _stop = answering.clone().drop_guard();
+            if let Some(segment) = &segment {
+                match underlay::bind(segment.local).await {
+                    Ok(socket) => {
+                        tokio::spawn(underlay::answer(
+                            socket,
+                            segment.remotes.clone(),
+                            answering.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        let message = format!(
+                            "cannot answer underlay probes on {}:{}: {e}",
+                            segment.local,
+                            underlay::PROBE_PORT
+                        );
+                        let _ = tokio::task::spawn_blocking({
+                            let root = root.clone();
+                            move || teardown::teardown(&root, &lab)
+                        })
+                        .await;
+                        return send(&mut output, &Reply::Failed { message }).await;
+                    }
+                }
+            }
+            send(
+                &mut output,
+                &Reply::Built {
+                    backend: outcome.backend,
+                    seconds: outcome.build_time.as_secs_f64(),
+                    stages: outcome.stages.to_string(),
+                },
+            )
+            .await?;
+            while let Some(request) = wire::read::<Request, _>(&mut input, &mut line).await? {
+                match request {
+                    Request::Measure { peers } => {
+                        let local = segment.as_ref().map(|s| s.local);
+                        let reply = match local {
+                            Some(local) => match underlay::measure(local, &peers).await {
+                                Ok(delays) => Reply::Underlay {
+                                    delays: delays
+                                        .into_iter()
+                                        .map(|(peer, d)| (peer, d.map(|d| d.as_secs_f64())))
+                                        .collect(),
+                                },
+                                Err(e) => Reply::Failed {
+                                    message: format!("measuring the underlay: {e}"),
+                                },
+                            },
+                            None => Reply::Failed {
+                                message: "this share has no segment to measure".to_owned(),
+                            },
+                        };
+                        send(&mut output, &reply).await?;
+                    }
+                    Request::Logs { lab, from, follow } => {
+                        return logs(root, &lab, from, follow, &mut input, &mut output).await;
+                    }
+                    other => {
+                        let message = format!("not expected after up: {other:?}");
+                        send(&mut output, &Reply::Failed { message }).await?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Request::Logs { lab, from, follow } => {
+            logs(root, &lab, from, follow, &mut input, &mut output).await
+        }
+        Request::Down { lab } => {
+            let result = tokio::task::spawn_blocking({
+                let root = root.clone();
+                move || teardown::teardown(&root, &lab)
+            })
+            .await;
+            let reply = match result {
+                Ok(Ok(outcome)) => Reply::Down {
+                    found: outcome.found,
+                    stopped: outcome.stopped,
+                    removed: outcome.removed.len(),
+                },
+                Ok(Err(LabError::State(StateError::NotUp(_)))) => Reply::Down {
+                    found: false,
+                    stopped: 0,
+                    removed: 0,
+                },
+                Ok(Err(e)) => failed(&e),
+                Err(e) => Reply::Failed {
+                    message: format!("teardown panicked: {e}"),
+                },
+            };
+            send(&mut output, &reply).await
+        }
+        Request::Status { lab } => {
+            let reply = match lifecycle::status(root, Some(&lab)) {
+                Ok(labs) => match labs.into_iter().next() {
+                    Some(s) => Reply::Status {
+                        phase: s.phase,
+                        nodes_running: s.nodes_running,
+                        nodes: s.nodes,
+                    },
+                    None => down_status(),
+                },
+                Err(LabError::State(StateError::NotUp(_))) => down_status(),
+                Err(e) => failed(&e),
+            };
+            send(&mut output, &reply).await
+        }
+        Request::Measure { .. } => {
+            let message = "measure comes after up, in the same session".to_owned();
+            send(&mut output, &Reply::Failed { message }).await
+        }
+    }
+}
+
+/// Streams the nodes' output from the offsets given; with `follow`, until
+/// the coordinator closes stdin, else until caught up (`End`).
+async fn logs<R, W>(
+    root: &StateRoot,
+    lab: &str,
+    from: Vec<(String, u64)>,
+    follow: bool,
+    input: &mut R,
+    output: &mut W,
+) -> Result<(), AgentError>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let dir = match root.open(lab) {
+        Ok(Some(dir)) => dir,
+        Ok(None) | Err(StateError::NotUp(_)) => {
+            let message = format!("lab {lab} is not up on this host");
+            return send(output, &Reply::Failed { message }).await;
+        }
+        Err(e) => return send(output, &failed(&LabError::State(e))).await,
+    };
+    let mut offsets: HashMap<String, u64> = from.into_iter().collect();
+    let nodes: Vec<String> = dir
+        .state
+        .plan
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    let mut exited = HashSet::new();
+    let mut closed = Vec::new();
+    loop {
+        for node in &nodes {
+            let offset = offsets.entry(node.clone()).or_default();
+            while let Some((text, next)) = read_from(&dir.stdout_log(node), *offset).await {
+                *offset = next;
+                let reply = Reply::Output {
+                    node: node.clone(),
+                    next,
+                    text,
+                };
+                send(output, &reply).await?;
+            }
+            let alive = dir
+                .state
+                .processes
+                .iter()
+                .any(|p| p.node.as_deref() == Some(node.as_str()) && p.alive());
+            if !alive && exited.insert(node.clone()) {
+                send(output, &Reply::Exited { node: node.clone() }).await?;
+            }
+        }
+        if !follow {
+            return send(output, &Reply::End).await;
+        }
+        tokio::select! {
+            // Anything or nothing on stdin ends the stream: EOF is the usual end.
+            _ = wire::read::<Request, _>(input, &mut closed) => return Ok(()),
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+        }
+    }
+}
+
+/// The complete lines written at `offset` and after (at most [`CHUNK`]; a
+/// chunk without a newline is sent whole), and the offset after them.
+async fn read_from(path: &std::path::Path, offset: u64) -> Option<(String, u64)> {
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    file.seek(SeekFrom::Start(offset)).await.ok()?;
+    let mut bytes = Vec::new();
+    file.take(CHUNK).read_to_end(&mut bytes).await.ok()?;
+    let end = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(end) => end + 1,
+        None if bytes.len() as u64 == CHUNK => bytes.len(),
+        None => return None,
+    };
+    bytes.truncate(end);
+    Some((
+        String::from_utf8_lossy(&bytes).into_owned(),
+        offset + end as u64,
+    ))
+}
+
+fn down_status() -> Reply {
+    Reply::Status {
+        phase: "down".to_owned(),
+        nodes_running: 0,
+        nodes: 0,
+    }
+}
+
+/// A failure as one line: the error and its causes.
+fn failed(error: &LabError) -> Reply {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Reply::Failed { message }
+}
+
+async fn send<W: AsyncWrite + Unpin>(output: &mut W, reply: &Reply) -> Result<(), AgentError> {
+    output
+        .write_all(&wire::line(reply))
+        .await
+        .map_err(AgentError::Reply)?;
+    output.flush().await.map_err(AgentError::Reply)
+}

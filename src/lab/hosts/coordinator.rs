@@ -1,0 +1,563 @@
+//! `sdss lab up/verify/down/status` of a lab over several hosts, on the
+//! machine where the user types: one plan for the whole lab, one share per
+//! host built there by its agent, the underlay between them measured, every
+//! node's output gathered here and judged as one lab.
+//!
+//! The coordinator keeps a state directory of its own (the plan with the
+//! underlay, the nodes' gathered output), so `verify` and `down` work later
+//! and from a killed `up`; the hosts keep theirs.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::remote::{HostError, RemoteExec, Session};
+use super::wire::{Reply, Request};
+use crate::lab::build::state::{LabDir, LabState, Phase, StateError, StateRoot};
+use crate::lab::build::Stages;
+use crate::lab::judge::delays::{verify, Observations};
+use crate::lab::lifecycle::{UpOptions, UpOutcome};
+use crate::lab::plan::backend::BackendKind;
+use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
+use crate::lab::plan::Plan;
+use crate::lab::report::progress::{Printer, Progress};
+use crate::lab::report::{HostsReport, Report};
+use crate::lab::scenario::tail::LogTail;
+use crate::lab::LabError;
+use crate::node::clock::wall_now;
+
+/// How often gathered output is judged while waiting for convergence.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Attempts `down` makes per host before reporting it unreachable.
+const DOWN_ATTEMPTS: u32 = 3;
+
+/// Brings a lab up on its hosts; on any failure or Ctrl-C every host's share
+/// is taken down again (each host's own `up` already removed a failed share).
+pub async fn up(
+    plan: Plan,
+    options: &UpOptions,
+    exec: &RemoteExec,
+    root: &StateRoot,
+    cancel: &CancellationToken,
+    progress: &Progress,
+) -> Result<UpOutcome, LabError> {
+    let dir = root.create(LabState::creating(plan.clone()))?;
+    let result = tokio::select! {
+        result = up_on_hosts(dir, options, exec, progress) => result,
+        _ = cancel.cancelled() => Err(LabError::Cancelled),
+    };
+    if result.is_err() {
+        progress.line("taking every host's share down");
+        if let Err(e) = down(root, &plan, exec, &progress.printer()).await {
+            progress.line(&format!("{e}"));
+        }
+    }
+    result
+}
+
+async fn up_on_hosts(
+    mut dir: LabDir,
+    options: &UpOptions,
+    exec: &RemoteExec,
+    progress: &Progress,
+) -> Result<UpOutcome, LabError> {
+    let started = Instant::now();
+    let plan = dir.state.plan.clone();
+    progress.step("building every host's share", plan.hosts.len() as u64);
+    let built = join_all(plan.hosts.iter().map(|host| async {
+        let result = build_on(exec, &plan, host, options, progress.printer()).await;
+        progress.inc();
+        result
+    }))
+    .await;
+    let mut sessions = Vec::new();
+    let mut failures = Vec::new();
+    let mut backend = None;
+    for result in built {
+        match result {
+            Ok((session, kind)) => {
+                backend.get_or_insert(kind);
+                sessions.push(session);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if !failures.is_empty() {
+        for session in sessions {
+            session.close().await;
+        }
+        return Err(LabError::Hosts(failures));
+    }
+    let backend = backend.unwrap_or(BackendKind::None);
+    let build_time = started.elapsed();
+    dir.record(|s| {
+        s.phase = Phase::Running;
+        s.backend = Some(backend);
+        s.nodes_started_at = Some(wall_now());
+    })?;
+
+    progress.step(
+        "measuring the underlay between hosts",
+        sessions.len() as u64,
+    );
+    let underlay = measure(&plan, &mut sessions).await?;
+    for u in &underlay {
+        progress.line(&format!(
+            "underlay {} -> {}: {:.3} ms",
+            u.from,
+            u.to,
+            u.delay.as_secs_f64() * 1e3
+        ));
+    }
+    let plan = plan.with_underlay(underlay);
+    dir.replace_plan(plan.clone())?;
+
+    let launched = Instant::now();
+    let report = if options.verify {
+        Some(watch(&dir, sessions, backend, progress).await?)
+    } else {
+        for session in sessions {
+            session.close().await;
+        }
+        None
+    };
+    Ok(UpOutcome {
+        backend,
+        report,
+        build_time,
+        stages: Stages::default(),
+        converge_time: launched.elapsed(),
+    })
+}
+
+/// Starts the agent on `host`, has it build its share; the session stays open.
+async fn build_on(
+    exec: &RemoteExec,
+    plan: &Plan,
+    host: &HostPlan,
+    options: &UpOptions,
+    printer: Printer,
+) -> Result<(Session, BackendKind), HostError> {
+    let share = plan.share(&host.name).ok_or_else(|| HostError::Failed {
+        host: host.name.clone(),
+        message: "not in the plan".to_owned(),
+    })?;
+    let mut session = Session::open(exec, host, printer.clone())?;
+    session
+        .send(&Request::Up {
+            plan: Box::new(share),
+            backend: options.backend,
+        })
+        .await?;
+    match session.recv().await? {
+        Reply::Built {
+            backend,
+            seconds,
+            stages,
+        } => {
+            printer.line(&format!(
+                "host {}: up in {seconds:.3} s ({stages} s)",
+                host.name
+            ));
+            Ok((session, backend))
+        }
+        other => Err(session.unexpected(&other)),
+    }
+}
+
+/// Each host measures the others; half the median round trip per host pair.
+async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDelay>, LabError> {
+    let results = join_all(sessions.iter_mut().map(|session| async {
+        let peers: Vec<_> = plan
+            .hosts
+            .iter()
+            .filter(|h| h.name != session.host)
+            .map(|h| h.underlay)
+            .collect();
+        session.send(&Request::Measure { peers }).await?;
+        match session.recv().await? {
+            Reply::Underlay { delays } => Ok((session.host.clone(), delays)),
+            other => Err(session.unexpected(&other)),
+        }
+    }))
+    .await;
+    let mut measured = Vec::new();
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok((from, delays)) => {
+                for (peer, delay) in delays {
+                    let Some(to) = plan.hosts.iter().find(|h| h.underlay == peer) else {
+                        continue;
+                    };
+                    match delay {
+                        Some(seconds) => measured.push(UnderlayDelay {
+                            from: from.clone(),
+                            to: to.name.clone(),
+                            delay: Duration::from_secs_f64(seconds.max(0.0)),
+                        }),
+                        None => failures.push(HostError::Failed {
+                            host: from.clone(),
+                            message: format!(
+                                "host {} ({peer}) does not answer on UDP {}: the hosts must reach each other on UDP {} and 4789",
+                                to.name,
+                                super::underlay::PROBE_PORT,
+                                super::underlay::PROBE_PORT
+                            ),
+                        }),
+                    }
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.is_empty() {
+        Ok(measured)
+    } else {
+        Err(LabError::Hosts(failures))
+    }
+}
+
+/// Streams every host's node output into this lab's directory and judges it
+/// until every pair has its samples or the time limit; a host that stops
+/// streaming is reported, and its nodes' pairs fail with the reason.
+async fn watch(
+    dir: &LabDir,
+    sessions: Vec<Session>,
+    backend: BackendKind,
+    progress: &Progress,
+) -> Result<Report, LabError> {
+    let plan = &dir.state.plan;
+    progress.step(
+        "waiting for every pair to be measured",
+        plan.expected.len() as u64,
+    );
+    let gone = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, String>::new()));
+    let exited = std::sync::Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let stop = CancellationToken::new();
+    let mut streams = Vec::new();
+    for mut session in sessions {
+        let request = Request::Logs {
+            lab: plan.lab.clone(),
+            from: Vec::new(),
+            follow: true,
+        };
+        let (gone, exited, stop) = (gone.clone(), exited.clone(), stop.clone());
+        let paths: HashMap<String, std::path::PathBuf> = plan
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
+            .collect();
+        streams.push(tokio::spawn(async move {
+            let host = session.host.clone();
+            let result = async {
+                session.send(&request).await?;
+                gather(&mut session, &paths, &exited, &stop).await
+            }
+            .await;
+            if let Err(e) = result {
+                lock(&gone).insert(host, e.to_string());
+            }
+            session.close().await;
+        }));
+    }
+    let mut tails: HashMap<String, LogTail> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.graded)
+        .map(|n| (n.name.clone(), LogTail::new(dir.stdout_log(&n.name))))
+        .collect();
+    let mut observations: HashMap<String, Observations> = HashMap::new();
+    let started = Instant::now();
+    let deadline = started + plan.verify.time_limit;
+    let verification = loop {
+        for (name, tail) in &mut tails {
+            let seen = observations.entry(name.clone()).or_default();
+            while tail.poll(seen)? > 0 {}
+            let host = plan
+                .node(name)
+                .and_then(|n| n.host.clone())
+                .unwrap_or_default();
+            if let Some(why) = lock(&gone).get(&host) {
+                seen.exited = Some(format!("its host {host} was lost: {why}"));
+            } else if lock(&exited).contains(name) {
+                seen.exited = Some("not running".to_owned());
+            }
+        }
+        let verification = verify(plan, &observations);
+        progress.set(
+            verification
+                .pairs
+                .iter()
+                .filter(|p| p.samples >= verification.samples_wanted)
+                .count() as u64,
+        );
+        if verification.converged() || Instant::now() >= deadline {
+            break verification;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    stop.cancel();
+    for stream in streams {
+        let _ = stream.await;
+    }
+    let lost: Vec<String> = lock(&gone)
+        .iter()
+        .map(|(host, why)| format!("host {host}: {why}"))
+        .collect();
+    Ok(Report::new(
+        plan,
+        backend,
+        None,
+        None,
+        verification,
+        started.elapsed().as_secs_f64(),
+    )
+    .with_hosts(HostsReport::new(plan, lost)))
+}
+
+/// Appends each `Output` to its node's file here; ends at `stop` or when the host does.
+async fn gather(
+    session: &mut Session,
+    paths: &HashMap<String, std::path::PathBuf>,
+    exited: &std::sync::Mutex<HashSet<String>>,
+    stop: &CancellationToken,
+) -> Result<(), HostError> {
+    let mut files: HashMap<String, tokio::fs::File> = HashMap::new();
+    loop {
+        let reply = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            reply = session.recv() => reply?,
+        };
+        match reply {
+            Reply::Output { node, text, .. } => {
+                let Some(path) = paths.get(&node) else {
+                    continue;
+                };
+                if !files.contains_key(&node) {
+                    let file = tokio::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .await
+                        .map_err(|e| HostError::Failed {
+                            host: session.host.clone(),
+                            message: format!("writing {}: {e}", path.display()),
+                        })?;
+                    files.insert(node.clone(), file);
+                }
+                if let Some(file) = files.get_mut(&node) {
+                    let _ = file.write_all(text.as_bytes()).await;
+                }
+            }
+            Reply::Exited { node } => {
+                lock(exited).insert(node);
+            }
+            Reply::End => return Ok(()),
+            other => return Err(session.unexpected(&other)),
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Gathers every host's node output again (from the start) and judges it: `lab verify`.
+pub async fn verify_again(
+    root: &StateRoot,
+    lab: &str,
+    exec: &RemoteExec,
+    progress: &Progress,
+) -> Result<Report, LabError> {
+    let dir = root
+        .open(lab)?
+        .ok_or_else(|| StateError::NotUp(lab.to_owned()))?;
+    let plan = dir.state.plan.clone();
+    for node in &plan.nodes {
+        let _ = tokio::fs::remove_file(dir.stdout_log(&node.name)).await;
+    }
+    let exited = std::sync::Mutex::new(HashSet::new());
+    let never = CancellationToken::new();
+    let paths: HashMap<String, std::path::PathBuf> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
+        .collect();
+    let results = join_all(plan.hosts.iter().map(|host| async {
+        let mut session = Session::open(exec, host, progress.printer())?;
+        session
+            .send(&Request::Logs {
+                lab: plan.lab.clone(),
+                from: Vec::new(),
+                follow: false,
+            })
+            .await?;
+        let result = gather(&mut session, &paths, &exited, &never).await;
+        session.close().await;
+        result
+    }))
+    .await;
+    let lost: Vec<(String, String)> = plan
+        .hosts
+        .iter()
+        .zip(results)
+        .filter_map(|(h, r)| r.err().map(|e| (h.name.clone(), e.to_string())))
+        .collect();
+    let exited = lock(&exited).clone();
+    let mut observations = HashMap::new();
+    for node in plan.nodes.iter().filter(|n| n.graded) {
+        let text = tokio::fs::read(dir.stdout_log(&node.name))
+            .await
+            .unwrap_or_default();
+        let mut seen = Observations::parse(&String::from_utf8_lossy(&text));
+        let host = node.host.clone().unwrap_or_default();
+        if let Some((_, why)) = lost.iter().find(|(h, _)| *h == host) {
+            seen.exited = Some(format!("its host {host} was lost: {why}"));
+        } else if exited.contains(&node.name) {
+            seen.exited = Some("not running".to_owned());
+        }
+        observations.insert(node.name.clone(), seen);
+    }
+    let verification = verify(&plan, &observations);
+    let elapsed = dir.state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
+    let lost = lost
+        .into_iter()
+        .map(|(h, why)| format!("host {h}: {why}"))
+        .collect();
+    Ok(Report::new(
+        &plan,
+        dir.state.backend.unwrap_or(BackendKind::None),
+        None,
+        None,
+        verification,
+        elapsed,
+    )
+    .with_hosts(HostsReport::new(&plan, lost)))
+}
+
+/// What `down` did on every host.
+#[derive(Debug, Default)]
+pub struct DownAcross {
+    /// Hosts that had a share.
+    pub found: usize,
+    /// Processes stopped, over every host.
+    pub stopped: usize,
+    /// Namespaces removed, over every host.
+    pub removed: usize,
+}
+
+/// Takes every host's share down, each retried before it is reported
+/// unreachable; the coordinator's own state goes only once every host is done,
+/// so `down` can be run again for a host that was away.
+pub async fn down(
+    root: &StateRoot,
+    plan: &Plan,
+    exec: &RemoteExec,
+    printer: &Printer,
+) -> Result<DownAcross, LabError> {
+    let results = join_all(plan.hosts.iter().map(|host| async {
+        let mut last = None;
+        for attempt in 1..=DOWN_ATTEMPTS {
+            match down_on(exec, &plan.lab, host, printer.clone()).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    printer.line(&format!("{e} (attempt {attempt} of {DOWN_ATTEMPTS})"));
+                    last = Some(e);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        }
+        Err(last.unwrap_or_else(|| HostError::Failed {
+            host: host.name.clone(),
+            message: "not attempted".to_owned(),
+        }))
+    }))
+    .await;
+    let mut across = DownAcross::default();
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok((found, stopped, removed)) => {
+                across.found += usize::from(found);
+                across.stopped += stopped;
+                across.removed += removed;
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(LabError::Hosts(failures));
+    }
+    match root.remove(&plan.lab) {
+        Ok(()) | Err(StateError::NotUp(_)) => Ok(across),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn down_on(
+    exec: &RemoteExec,
+    lab: &str,
+    host: &HostPlan,
+    printer: Printer,
+) -> Result<(bool, usize, usize), HostError> {
+    let mut session = Session::open(exec, host, printer)?;
+    session
+        .send(&Request::Down {
+            lab: lab.to_owned(),
+        })
+        .await?;
+    let reply = session.recv().await;
+    session.close().await;
+    match reply? {
+        Reply::Down {
+            found,
+            stopped,
+            removed,
+        } => Ok((found, stopped, removed)),
+        other => Err(HostError::Unexpected {
+            host: host.name.clone(),
+            reply: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Each host's view of its share: (host, phase, nodes running, nodes), or why it did not answer.
+pub async fn status(
+    plan: &Plan,
+    exec: &RemoteExec,
+    printer: &Printer,
+) -> Vec<(String, Result<(String, usize, usize), HostError>)> {
+    join_all(plan.hosts.iter().map(|host| async {
+        let result = async {
+            let mut session = Session::open(exec, host, printer.clone())?;
+            session
+                .send(&Request::Status {
+                    lab: plan.lab.clone(),
+                })
+                .await?;
+            let reply = session.recv().await;
+            session.close().await;
+            match reply? {
+                Reply::Status {
+                    phase,
+                    nodes_running,
+                    nodes,
+                } => Ok((phase, nodes_running, nodes)),
+                other => Err(HostError::Unexpected {
+                    host: host.name.clone(),
+                    reply: format!("{other:?}"),
+                }),
+            }
+        }
+        .await;
+        (host.name.clone(), result)
+    }))
+    .await
+}

@@ -1,0 +1,308 @@
+//! A lab over several hosts: where each node lives, what each host builds of
+//! it (its share), and how the hosts' shares join into one segment.
+//!
+//! The segment is stretched with VXLAN, the design netlab, containerlab and
+//! Mininet's cluster edition converged on: one VNI per lab, frames sent by
+//! unicast to every other host (head-end replication). Each host delays its own
+//! nodes' links, so the egress model still holds across hosts (B -> A =
+//! d_B on B's host + d_A on A's host); what the network between the hosts adds
+//! is measured at `up` and added to every cross-host pair ([`Plan::with_underlay`]).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{NodePlan, Plan};
+use crate::lab::file::Topology;
+
+/// The UDP port VXLAN uses (IANA, RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// MTU of a node's `eth0` when the segment crosses hosts: a 1500-byte underlay
+/// minus VXLAN's 50 bytes (outer IPv4, UDP, VXLAN headers and inner Ethernet).
+pub const SEGMENT_MTU: u32 = 1450;
+
+/// One machine of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPlan {
+    /// Its name in the file.
+    pub name: String,
+    /// The destination the remote-exec command is given.
+    pub ssh: String,
+    /// Its address between the hosts.
+    pub underlay: Ipv4Addr,
+}
+
+/// How one host's share of the segment reaches the other hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The lab's VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// This host's underlay address.
+    pub local: Ipv4Addr,
+    /// The other hosts' underlay addresses.
+    pub remotes: Vec<Ipv4Addr>,
+    /// MTU of the lab's interfaces on this host.
+    pub mtu: u32,
+}
+
+/// The one-way delay the network between two hosts adds, measured at `up`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnderlayDelay {
+    /// Sending host.
+    pub from: String,
+    /// Receiving host.
+    pub to: String,
+    /// Half the median round trip.
+    #[serde(with = "crate::units::serde_duration")]
+    pub delay: Duration,
+}
+
+/// The hosts of a topology, and each node's host: its own, or the host with
+/// the fewest nodes so far (file order breaks ties), so unplaced nodes spread evenly.
+pub(super) fn place(topology: &Topology, nodes: &mut [NodePlan]) -> Vec<HostPlan> {
+    let hosts: Vec<HostPlan> = topology
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            Some(HostPlan {
+                name: h.name.get_ref().clone(),
+                ssh: h.ssh.get_ref().clone(),
+                underlay: h.underlay.get_ref().parse().ok()?,
+            })
+        })
+        .collect();
+    if hosts.is_empty() {
+        return hosts;
+    }
+    let mut load: HashMap<&str, usize> = hosts.iter().map(|h| (h.name.as_str(), 0)).collect();
+    for section in &topology.nodes {
+        if let Some(host) = &section.host {
+            *load.entry(host.get_ref().as_str()).or_default() += 1;
+        }
+    }
+    for (node, section) in nodes.iter_mut().zip(&topology.nodes) {
+        let host = match &section.host {
+            Some(host) => host.get_ref().clone(),
+            None => {
+                let least = hosts
+                    .iter()
+                    .min_by_key(|h| load.get(h.name.as_str()).copied().unwrap_or(0))
+                    .map_or_else(String::new, |h| h.name.clone());
+                *load.entry(hosts_name(&hosts, &least)).or_default() += 1;
+                least
+            }
+        };
+        node.host = Some(host);
+    }
+    hosts
+}
+
+/// `name` borrowed from `hosts` (the load table's keys borrow from there).
+fn hosts_name<'a>(hosts: &'a [HostPlan], name: &str) -> &'a str {
+    hosts
+        .iter()
+        .find(|h| h.name == name)
+        .map_or("", |h| h.name.as_str())
+}
+
+impl Plan {
+    /// Whether the lab spans hosts (then it is built by agents, not here).
+    pub fn spans_hosts(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// The lab's VXLAN network identifier: derived from its name (FNV-1a), so
+    /// every host and every run agree on it, never 0.
+    pub fn vni(&self) -> u32 {
+        let hash = self.lab.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        hash % 0x00ff_fffe + 1
+    }
+
+    /// The host a node lives on.
+    pub fn host_of(&self, node: &str) -> Option<&HostPlan> {
+        let name = self.node(node)?.host.as_deref()?;
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// What `host` builds: its nodes, the pairs between them, and its segment.
+    /// Its nodes keep their addresses and everything else the whole lab gave them.
+    pub fn share(&self, host: &str) -> Option<Plan> {
+        let me = self.hosts.iter().find(|h| h.name == host)?;
+        let nodes: Vec<NodePlan> = self
+            .nodes
+            .iter()
+            .filter(|n| n.host.as_deref() == Some(host))
+            .cloned()
+            .collect();
+        let local = |name: &str| nodes.iter().any(|n| n.name == name);
+        let expected = self
+            .expected
+            .iter()
+            .filter(|p| local(&p.from) && local(&p.to))
+            .cloned()
+            .collect();
+        Some(Plan {
+            nodes,
+            expected,
+            hosts: Vec::new(),
+            underlay: Vec::new(),
+            segment: Some(Segment {
+                vni: self.vni(),
+                local: me.underlay,
+                remotes: self
+                    .hosts
+                    .iter()
+                    .filter(|h| h.name != host)
+                    .map(|h| h.underlay)
+                    .collect(),
+                mtu: SEGMENT_MTU,
+            }),
+            ..self.clone()
+        })
+    }
+
+    /// The plan with the measured underlay added to every cross-host pair's
+    /// expected delay, and kept for the report.
+    pub fn with_underlay(&self, measured: Vec<UnderlayDelay>) -> Plan {
+        let mut plan = self.clone();
+        let host = |node: &str| self.node(node).and_then(|n| n.host.clone());
+        for pair in &mut plan.expected {
+            let (Some(from), Some(to)) = (host(&pair.from), host(&pair.to)) else {
+                continue;
+            };
+            if from == to {
+                continue;
+            }
+            if let Some(u) = measured.iter().find(|u| u.from == from && u.to == to) {
+                pair.impairment.delay += u.delay;
+            }
+        }
+        plan.underlay = measured;
+        plan
+    }
+
+    /// The underlay delay a pair crosses, when its ends live on different hosts.
+    pub fn underlay_of(&self, from: &str, to: &str) -> Option<Duration> {
+        let (from, to) = (self.host_of(from)?, self.host_of(to)?);
+        self.underlay
+            .iter()
+            .find(|u| u.from == from.name && u.to == to.name)
+            .map(|u| u.delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"name = "spread"
+[defaults]
+delay = "1ms"
+[[host]]
+name = "a"
+ssh = "root@10.0.0.1"
+underlay = "10.0.0.1"
+[[host]]
+name = "b"
+ssh = "root@10.0.0.2"
+underlay = "10.0.0.2"
+[[host]]
+name = "c"
+ssh = "root@10.0.0.3"
+underlay = "10.0.0.3"
+[[node]]
+name = "n1"
+host = "c"
+[[node]]
+name = "n2"
+[[node]]
+name = "n3"
+[[node]]
+name = "n4"
+[[node]]
+name = "n5"
+"#;
+
+    fn hosts_of(plan: &Plan) -> Vec<&str> {
+        plan.nodes
+            .iter()
+            .map(|n| n.host.as_deref().unwrap_or("?"))
+            .collect()
+    }
+
+    #[test]
+    fn unplaced_nodes_spread_evenly_around_placed_ones() {
+        let plan = Plan::from_text(LAB);
+        assert!(plan.spans_hosts());
+        assert_eq!(hosts_of(&plan), ["c", "a", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn a_lab_without_hosts_is_unchanged() {
+        let plan =
+            Plan::from_text("name = \"here\"\n[[node]]\nname = \"n1\"\n[[node]]\nname = \"n2\"\n");
+        assert!(!plan.spans_hosts());
+        assert!(plan.nodes.iter().all(|n| n.host.is_none()));
+        assert!(plan.share("a").is_none());
+    }
+
+    #[test]
+    fn a_share_holds_its_nodes_their_pairs_and_a_segment_to_the_others() {
+        let plan = Plan::from_text(LAB);
+        let share = plan.share("a").expect("host a");
+        let names: Vec<&str> = share.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["n2", "n4"]);
+        assert_eq!(share.expected.len(), 2);
+        assert!(!share.spans_hosts());
+        let segment = share.segment.expect("a segment");
+        assert_eq!(segment.local, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(
+            segment.remotes,
+            [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]
+        );
+        assert_eq!(segment.vni, plan.vni());
+        assert_eq!(segment.mtu, SEGMENT_MTU);
+        // Addresses are the whole lab's: unique across hosts.
+        assert_eq!(share.nodes[0].address, plan.nodes[1].address);
+    }
+
+    #[test]
+    fn the_vni_is_stable_nonzero_and_24_bits() {
+        let plan = Plan::from_text(LAB);
+        assert_eq!(plan.vni(), Plan::from_text(LAB).vni());
+        assert!((1..1 << 24).contains(&plan.vni()));
+        let other = Plan::from_text(&LAB.replace("spread", "other"));
+        assert_ne!(plan.vni(), other.vni());
+    }
+
+    #[test]
+    fn the_underlay_is_added_to_cross_host_pairs_only() {
+        let plan = Plan::from_text(LAB);
+        let us = |n| Duration::from_micros(n);
+        let plan = plan.with_underlay(vec![UnderlayDelay {
+            from: "a".into(),
+            to: "b".into(),
+            delay: us(300),
+        }]);
+        // n2 (a) -> n3 (b): 1 ms + 1 ms + 0.3 ms.
+        let cross = plan.expected("n2", "n3").expect("pair");
+        assert_eq!(cross.impairment.delay, us(2300));
+        assert_eq!(plan.underlay_of("n2", "n3"), Some(us(300)));
+        // n2 (a) -> n4 (a): same host, nothing added.
+        assert_eq!(
+            plan.expected("n2", "n4").expect("pair").impairment.delay,
+            us(2000)
+        );
+        // b -> a was not measured: nothing added, nothing claimed.
+        assert_eq!(
+            plan.expected("n3", "n2").expect("pair").impairment.delay,
+            us(2000)
+        );
+        assert_eq!(plan.underlay_of("n3", "n2"), None);
+    }
+}
