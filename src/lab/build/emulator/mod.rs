@@ -30,6 +30,7 @@ pub mod spin;
 pub mod stamp;
 pub mod switch;
 pub mod tap;
+pub mod vxlan;
 
 use counters::{bump, PortCells};
 pub use counters::{Counters, PortCounters};
