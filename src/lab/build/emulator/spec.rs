@@ -105,6 +105,36 @@ impl UplinkSpec {
     pub fn netns_path(&self) -> Option<PathBuf> {
         self.netns.as_deref().map(netns_path)
     }
+
+    /// What [`EmulatorSpec::validate`] checks of the uplink.
+    fn validate(&self) -> Result<(), SpecError> {
+        if self.vni > vxlan::MAX_VNI {
+            return Err(SpecError::Vni(self.vni));
+        }
+        if let Some(netns) = &self.netns {
+            if !netns_ok(netns) {
+                return Err(SpecError::UplinkNetns(netns.clone()));
+            }
+        }
+        if self.local.port() == 0 {
+            return Err(SpecError::ZeroPort(self.local));
+        }
+        for (index, &remote) in self.remotes.iter().enumerate() {
+            if remote.port() == 0 {
+                return Err(SpecError::ZeroPort(remote));
+            }
+            if remote.is_ipv4() != self.local.is_ipv4() {
+                return Err(SpecError::Family {
+                    local: self.local,
+                    remote,
+                });
+            }
+            if remote == self.local || self.remotes[..index].contains(&remote) {
+                return Err(SpecError::Remote(remote));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An address with an optional port ("10.0.0.2" means "10.0.0.2:4789").
@@ -361,37 +391,6 @@ impl EmulatorSpec {
             }
         }
         matrix
-    }
-}
-
-impl UplinkSpec {
-    fn validate(&self) -> Result<(), SpecError> {
-        if self.vni > vxlan::MAX_VNI {
-            return Err(SpecError::Vni(self.vni));
-        }
-        if let Some(netns) = &self.netns {
-            if !netns_ok(netns) {
-                return Err(SpecError::UplinkNetns(netns.clone()));
-            }
-        }
-        if self.local.port() == 0 {
-            return Err(SpecError::ZeroPort(self.local));
-        }
-        for (index, &remote) in self.remotes.iter().enumerate() {
-            if remote.port() == 0 {
-                return Err(SpecError::ZeroPort(remote));
-            }
-            if remote.is_ipv4() != self.local.is_ipv4() {
-                return Err(SpecError::Family {
-                    local: self.local,
-                    remote,
-                });
-            }
-            if remote == self.local || self.remotes[..index].contains(&remote) {
-                return Err(SpecError::Remote(remote));
-            }
-        }
-        Ok(())
     }
 }
 
