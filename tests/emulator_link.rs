@@ -209,6 +209,7 @@ fn summary(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
 fn link_spec(a: &Netns, b: &Netns, queue_limit: usize) -> EmulatorSpec {
     EmulatorSpec {
         ports: vec![a.port(), b.port()],
+        uplink: None,
         impairments: Vec::new(),
         default: Impairment {
             delay: ONE_WAY,

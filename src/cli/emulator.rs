@@ -1,7 +1,8 @@
 //! `sdss lab-emulator SPEC.json` (hidden): the userspace link emulator as a daemon
 //! of its own, started by `sdss lab up` and stopped by `sdss lab down`.
 //!
-//! Protocol with the lab: `ready` on stdout once every TAP is up; SIGTERM or SIGINT
+//! Protocol with the lab: `ready` on stdout once every TAP is up (and the
+//! uplink to other hosts bound, if the spec has one); SIGTERM or SIGINT
 //! stops it, and the counters go to stderr; with `--counters FILE` they are also
 //! kept in FILE, rewritten every second, for the lab's report. With `--control
 //! SOCKET`, it takes live link changes on that Unix socket: one JSON line per
@@ -24,7 +25,8 @@ use crate::lab::build::emulator;
 /// Arguments of `sdss lab-emulator`.
 #[derive(Debug, clap::Args)]
 pub struct EmulatorArgs {
-    /// The JSON spec the lab wrote: ports (namespace, interface) and per-pair impairments.
+    /// The JSON spec the lab wrote: ports (namespace, interface), per-pair impairments,
+    /// and optionally an uplink to the lab's other hosts.
     spec: PathBuf,
     /// Where to keep the counters (JSON, rewritten every second and at the end),
     /// for the lab's report.

@@ -31,11 +31,29 @@ pub struct PortCounters {
     pub late: u64,
 }
 
+/// Datagrams the uplink dropped before they were frames of a port. A remote
+/// port's own counters count the frames it carried: received (decapsulated),
+/// forwarded (sent to it), errors (failed sends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkCounters {
+    /// From an address that is not one of the remotes.
+    pub unknown_sender: u64,
+    /// Shorter than a VXLAN header, without the I flag, or truncated.
+    pub malformed: u64,
+    /// Another segment's VNI.
+    pub wrong_vni: u64,
+    /// Failed reads of the uplink's socket.
+    pub errors: u64,
+}
+
 /// Counters of every port, in port order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// One entry per port of the spec.
+    /// One entry per port of the spec: the TAPs', then the uplink's remotes'.
     pub ports: Vec<PortCounters>,
+    /// The uplink's drops, if the spec has an uplink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkCounters>,
 }
 
 impl Counters {
@@ -84,7 +102,15 @@ impl fmt::Display for Counters {
         for (index, port) in self.ports.iter().enumerate() {
             line(f, &format!("port {index}"), port)?;
         }
-        line(f, "total", &self.total())
+        line(f, "total", &self.total())?;
+        if let Some(uplink) = &self.uplink {
+            writeln!(
+                f,
+                "uplink: unknown sender {}, malformed {}, wrong VNI {}, errors {}",
+                uplink.unknown_sender, uplink.malformed, uplink.wrong_vni, uplink.errors
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -118,6 +144,28 @@ impl PortCells {
             errors: load(&self.errors),
             unstamped: load(&self.unstamped),
             late: load(&self.late),
+        }
+    }
+}
+
+/// The live counters of the uplink.
+#[derive(Debug, Default)]
+pub(super) struct UplinkCells {
+    pub(super) unknown_sender: AtomicU64,
+    pub(super) malformed: AtomicU64,
+    pub(super) wrong_vni: AtomicU64,
+    pub(super) errors: AtomicU64,
+}
+
+impl UplinkCells {
+    /// The counts now.
+    pub(super) fn load(&self) -> UplinkCounters {
+        let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+        UplinkCounters {
+            unknown_sender: load(&self.unknown_sender),
+            malformed: load(&self.malformed),
+            wrong_vni: load(&self.wrong_vni),
+            errors: load(&self.errors),
         }
     }
 }

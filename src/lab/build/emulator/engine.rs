@@ -8,8 +8,12 @@
 //! locked per frame. A frame is one scheduled [`Flight`] whatever its copies (a
 //! broadcast's n-1 copies are one entry, keyed by its next due copy), and
 //! flights and their buffers are recycled, so the steady state allocates nothing.
+//!
+//! The uplink's socket is one more source beside the TAPs, read the same way;
+//! its remotes are ports after the TAPs', written to by one datagram each.
 
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,6 +24,7 @@ use super::link::{Forwarder, Verdict};
 use super::queue::{Pending, TimedQueue};
 use super::spin::SpinWindow;
 use super::stamp::ArrivalStamps;
+use super::uplink::{self, Datagram, Uplink};
 use super::{bump, tap, Shared, FRAME_BUFFER, LATE, MAX_STAMP_AGE, READ_BATCH};
 
 /// Spare flights kept for reuse; beyond it, finished ones are freed.
@@ -32,8 +37,11 @@ const SPARE_FRAME: usize = 2048;
 /// Events taken from the kernel per wait.
 const EVENTS: usize = 64;
 
-/// The epoll token of the wake-up event fd (ports use their index).
+/// The epoll token of the wake-up event fd (TAPs use their port's index).
 const WAKE: u64 = u64::MAX;
+
+/// The epoll token of the uplink's socket.
+const UPLINK: u64 = u64::MAX - 1;
 
 /// One frame in flight and its copies still to write, by due time.
 #[derive(Debug, Default)]
@@ -55,6 +63,8 @@ struct Engine<'a> {
     stamps: Vec<ArrivalStamps>,
     buffer: Vec<u8>,
     captured: Vec<u8>,
+    /// Control messages of the uplink's receipts (empty without an uplink).
+    control: Vec<u8>,
     epoll: OwnedFd,
 }
 
@@ -65,16 +75,24 @@ pub(super) fn run(shared: &Shared, forwarder: Forwarder, queue_limit: usize) -> 
     for (port, tap) in shared.taps.iter().enumerate() {
         epoll_add(&epoll, tap, port as u64)?;
     }
-    let ports = shared.taps.len();
+    if let Some(uplink) = &shared.uplink {
+        epoll_add(&epoll, uplink.socket(), UPLINK)?;
+    }
     let mut engine = Engine {
         shared,
         forwarder,
-        queue: TimedQueue::new(ports, queue_limit),
+        queue: TimedQueue::new(shared.counters.len(), queue_limit),
         spare: Vec::new(),
         verdicts: Vec::new(),
-        stamps: (0..ports).map(|_| ArrivalStamps::default()).collect(),
+        stamps: (0..shared.taps.len())
+            .map(|_| ArrivalStamps::default())
+            .collect(),
         buffer: vec![0; FRAME_BUFFER],
         captured: vec![0; FRAME_BUFFER],
+        control: match shared.uplink {
+            Some(_) => uplink::control_buffer(),
+            None => Vec::new(),
+        },
         epoll,
     };
     engine.serve()
@@ -117,6 +135,10 @@ impl Engine<'_> {
                 let (token, flags) = (event.u64, event.events);
                 if token == WAKE {
                     self.take_change();
+                } else if token == UPLINK {
+                    if let Some(uplink) = &self.shared.uplink {
+                        self.read_uplink(uplink);
+                    }
                 } else if let Ok(port) = usize::try_from(token) {
                     self.read_port(port, flags);
                 }
@@ -195,7 +217,7 @@ impl Engine<'_> {
                         bump(&shared.counters[port].unstamped);
                         read_at
                     });
-                    self.forward(port, len, arrival);
+                    self.forward(port, 0..len, arrival);
                     self.deliver_due();
                 }
                 Err(Errno::EAGAIN) => return,
@@ -208,18 +230,43 @@ impl Engine<'_> {
         }
     }
 
+    /// Reads up to [`READ_BATCH`] datagrams of the uplink, writing due copies
+    /// between them. A failed read is counted, not fatal: the next datagram may
+    /// be fine.
+    fn read_uplink(&mut self, uplink: &Uplink) {
+        for _ in 0..READ_BATCH {
+            match uplink.receive(&mut self.buffer, &mut self.control) {
+                Ok(Datagram::Frame { port, frame, stamp }) => {
+                    let now = Instant::now();
+                    let arrival = kernel_instant(stamp, now, wall_clock()).unwrap_or_else(|| {
+                        bump(&self.shared.counters[port].unstamped);
+                        now
+                    });
+                    self.forward(port, frame, arrival);
+                    self.deliver_due();
+                }
+                Ok(Datagram::Dropped) | Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    bump(&uplink.counters.errors);
+                    return;
+                }
+            }
+        }
+    }
+
     fn abandon(&mut self, port: usize, why: &str) {
         eprintln!("sdss lab-emulator: port {port} failed ({why}); it is no longer read");
         bump(&self.shared.counters[port].errors);
         epoll_delete(&self.epoll, &self.shared.taps[port]);
     }
 
-    /// Routes the frame of `len` bytes in the buffer and schedules its copies.
-    fn forward(&mut self, from: usize, len: usize, arrival: Instant) {
+    /// Routes the frame at `frame` in the buffer and schedules its copies.
+    fn forward(&mut self, from: usize, frame: Range<usize>, arrival: Instant) {
         let counters = &self.shared.counters;
         bump(&counters[from].received);
         self.verdicts.clear();
-        let frame = &self.buffer[..len];
+        let frame = &self.buffer[frame];
         if self
             .forwarder
             .route(from, frame, arrival, &mut self.verdicts)
@@ -259,26 +306,40 @@ fn write_frame(shared: &Shared, to: usize, due: Instant, frame: &[u8]) {
     if due.elapsed() > LATE {
         bump(&counters.late);
     }
-    match nix::unistd::write(&shared.taps[to], frame) {
-        Ok(_) => bump(&counters.forwarded),
+    let written = match &shared.uplink {
+        Some(uplink) if to >= shared.taps.len() => uplink.send(to, frame),
+        _ => nix::unistd::write(&shared.taps[to], frame).map(drop),
+    };
+    match written {
+        Ok(()) => bump(&counters.forwarded),
         Err(_) => bump(&counters.errors),
     }
+}
+
+/// The wall clock, as kernel stamps are given.
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The instant of a kernel CLOCK_REALTIME `stamp`, given the clocks read at one
+/// moment (`now`, `wall`); none if there is no stamp or it is not believable.
+fn kernel_instant(stamp: Option<Duration>, now: Instant, wall: Duration) -> Option<Instant> {
+    stamp
+        .and_then(|stamp| wall.checked_sub(stamp))
+        .filter(|age| *age <= MAX_STAMP_AGE)
+        .and_then(|age| now.checked_sub(age))
 }
 
 /// Moves every waiting kernel stamp of one port into `stamps`.
 fn drain_capture(capture: &OwnedFd, buffer: &mut [u8], stamps: &mut ArrivalStamps) {
     let now = Instant::now();
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let wall = wall_clock();
     loop {
         match tap::receive_captured(capture, buffer) {
             Ok((len, stamp)) => {
-                let at = stamp
-                    .and_then(|stamp| wall.checked_sub(stamp))
-                    .filter(|age| *age <= MAX_STAMP_AGE)
-                    .and_then(|age| now.checked_sub(age))
-                    .unwrap_or(now);
+                let at = kernel_instant(stamp, now, wall).unwrap_or(now);
                 stamps.push(len, &buffer[..len.min(buffer.len())], at);
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

@@ -113,22 +113,29 @@ pub enum Verdict {
 pub enum Rejected {
     /// Shorter than an Ethernet header.
     Runt,
-    /// Its destination is on the port it came from.
+    /// Its destination is on the port it came from, or, for a frame from
+    /// another host, behind the uplink too (split horizon).
     Filtered,
 }
 
-/// The switch and every link between its ports.
+/// The switch and every link between its ports. The last ports may be other
+/// hosts' uplinks: a frame from one of them is never sent to another (each
+/// host replicates its own floods to every host: VXLAN's head-end
+/// replication), so a stretched segment has no loops and no duplicates.
 #[derive(Debug)]
 pub struct Forwarder {
     ports: usize,
+    /// Ports below this are local (TAPs); the others are remote hosts.
+    locals: usize,
     links: Vec<Link>,
     table: MacTable,
     rng: XorShift,
 }
 
 impl Forwarder {
-    /// A switch whose links follow `matrix` (row `from`, column `to`).
-    pub fn new(matrix: &[Vec<Impairment>], reorder: bool, seed: u64) -> Self {
+    /// A switch whose links follow `matrix` (row `from`, column `to`), of which
+    /// the last `remotes` ports are other hosts.
+    pub fn new(matrix: &[Vec<Impairment>], remotes: usize, reorder: bool, seed: u64) -> Self {
         let ports = matrix.len();
         let links = matrix
             .iter()
@@ -136,6 +143,7 @@ impl Forwarder {
             .collect();
         Self {
             ports,
+            locals: ports.saturating_sub(remotes),
             links,
             table: MacTable::default(),
             rng: XorShift::new(seed),
@@ -174,11 +182,18 @@ impl Forwarder {
         let (Some(dst), Some(src)) = (mac_at(frame, 0), mac_at(frame, 6)) else {
             return Err(Rejected::Runt);
         };
+        // Split horizon: what came from another host goes to local ports only.
+        let reach = if from < self.locals {
+            self.ports
+        } else {
+            self.locals
+        };
         match self.table.forward(from, dst, src, arrival) {
             Destination::Filter => return Err(Rejected::Filtered),
+            Destination::Port(to) if to >= reach => return Err(Rejected::Filtered),
             Destination::Port(to) => out.push(self.verdict(from, to, arrival)),
             Destination::Flood => {
-                for to in (0..self.ports).filter(|to| *to != from) {
+                for to in (0..reach).filter(|to| *to != from) {
                     out.push(self.verdict(from, to, arrival));
                 }
             }
@@ -313,7 +328,7 @@ mod tests {
                 impairment(0, 0, 0.0),
             ],
         ];
-        let mut forwarder = Forwarder::new(&matrix, false, 5);
+        let mut forwarder = Forwarder::new(&matrix, 0, false, 5);
         let t0 = Instant::now();
         let mut out = Vec::new();
         forwarder
@@ -350,6 +365,71 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    /// Ports 0 and 1 local, 2 and 3 other hosts; the wire everywhere.
+    fn stretched() -> Forwarder {
+        Forwarder::new(&vec![vec![Impairment::default(); 4]; 4], 2, false, 9)
+    }
+
+    fn destinations(out: &[Verdict]) -> Vec<usize> {
+        out.iter()
+            .map(|v| match *v {
+                Verdict::Deliver { to, .. } | Verdict::Lost { to } => to,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_local_flood_reaches_every_host_once_and_a_remote_one_stays_local() {
+        let (a, b) = ([0x02, 0, 0, 0, 0, 0xa], [0x02, 0, 0, 0, 0, 0xb]);
+        let mut forwarder = stretched();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        forwarder
+            .route(0, &frame([0xff; 6], a), now, &mut out)
+            .unwrap();
+        assert_eq!(destinations(&out), [1, 2, 3]);
+        out.clear();
+        // Split horizon: host 2 sent its flood to host 3 itself.
+        forwarder
+            .route(2, &frame([0xff; 6], b), now, &mut out)
+            .unwrap();
+        assert_eq!(destinations(&out), [0, 1]);
+    }
+
+    #[test]
+    fn learns_across_the_uplink_and_sends_known_unicast_to_one_host() {
+        let (a, b, c) = (
+            [0x02, 0, 0, 0, 0, 0xa],
+            [0x02, 0, 0, 0, 0, 0xb],
+            [0x02, 0, 0, 0, 0, 0xc],
+        );
+        let mut forwarder = stretched();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        // b answers from host 3, c from host 2: both are learned on those ports.
+        forwarder.route(3, &frame(a, b), now, &mut out).unwrap();
+        assert_eq!(destinations(&out), [0, 1], "a is not known yet");
+        out.clear();
+        forwarder.route(2, &frame(a, c), now, &mut out).unwrap();
+        out.clear();
+        forwarder.route(0, &frame(b, a), now, &mut out).unwrap();
+        assert_eq!(destinations(&out), [3]);
+        out.clear();
+        forwarder.route(1, &frame(c, a), now, &mut out).unwrap();
+        assert_eq!(destinations(&out), [2]);
+        out.clear();
+        // a was learned on port 1 just now; a frame from a host reaches it there.
+        forwarder.route(3, &frame(a, b), now, &mut out).unwrap();
+        assert_eq!(destinations(&out), [1]);
+        out.clear();
+        // Host 3 never relays to host 2, even for an address learned there.
+        assert_eq!(
+            forwarder.route(3, &frame(c, b), now, &mut out),
+            Err(Rejected::Filtered)
+        );
+        assert!(out.is_empty());
+    }
+
     #[test]
     fn a_new_matrix_takes_effect_for_the_next_frame() {
         let wire = Impairment::default();
@@ -357,7 +437,7 @@ mod tests {
             delay: Duration::from_millis(30),
             ..Impairment::default()
         };
-        let mut forwarder = Forwarder::new(&[vec![wire, wire], vec![wire, wire]], false, 7);
+        let mut forwarder = Forwarder::new(&[vec![wire, wire], vec![wire, wire]], 0, false, 7);
         let frame = [0xffu8; 14];
         let now = Instant::now();
         let mut out = Vec::new();

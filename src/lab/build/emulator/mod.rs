@@ -9,6 +9,9 @@
 //! One thread ([`engine`]) stamps each frame as it leaves a TAP, decides its
 //! copies' fate ([`link::Forwarder`]), queues them ([`queue::TimedQueue`], bounded
 //! per link) and writes each copy to its destination TAP when due.
+//!
+//! A lab stretched over several hosts adds an [`uplink`]: each other host is a
+//! port too, reached in VXLAN's wire format ([`vxlan`]).
 
 use std::fmt;
 use std::io;
@@ -30,12 +33,16 @@ pub mod spin;
 pub mod stamp;
 pub mod switch;
 pub mod tap;
+mod uplink;
+pub mod vxlan;
 
 use counters::{bump, PortCells};
-pub use counters::{Counters, PortCounters};
-pub use spec::{EmulatorSpec, LinkSpec, PortSpec, SpecError};
+pub use counters::{Counters, PortCounters, UplinkCounters};
+pub use spec::{EmulatorSpec, LinkSpec, PortSpec, SpecError, UplinkSpec};
 pub use switch::Mac;
 pub use tap::TapError;
+use uplink::Uplink;
+pub use uplink::UplinkError;
 
 use crate::lab::plan::impairment::Impairment;
 use link::Forwarder;
@@ -84,6 +91,9 @@ pub enum EmulatorError {
         /// The cause.
         source: TapError,
     },
+    /// The uplink's socket could not be opened.
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
     /// A thread or an event fd could not be created.
     #[error("cannot start the emulator's {what}")]
     Start {
@@ -116,6 +126,8 @@ pub fn load_spec(path: &Path) -> Result<EmulatorSpec, EmulatorError> {
 struct Shared {
     taps: Vec<OwnedFd>,
     captures: Vec<OwnedFd>,
+    /// The other hosts, as the ports after the TAPs.
+    uplink: Option<Uplink>,
     stop: AtomicBool,
     /// An eventfd that wakes the thread out of its wait to see `stop` or `change`.
     wake: OwnedFd,
@@ -154,7 +166,7 @@ pub enum Priority {
 impl fmt::Debug for EmulatorHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmulatorHandle")
-            .field("ports", &self.shared.taps.len())
+            .field("ports", &self.shared.counters.len())
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +175,12 @@ impl fmt::Debug for EmulatorHandle {
 /// whatever was created is gone again.
 pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     spec.validate()?;
+    // First: a taken address fails before any TAP exists.
+    let uplink = spec
+        .uplink
+        .as_ref()
+        .map(|uplink| uplink::open(uplink, spec.ports.len()))
+        .transpose()?;
     let mut taps = Vec::with_capacity(spec.ports.len());
     let mut captures = Vec::with_capacity(spec.ports.len());
     for (index, port) in spec.ports.iter().enumerate() {
@@ -185,10 +203,11 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     }
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
     let wake = unsafe { OwnedFd::from_raw_fd(raw) };
-    let ports = taps.len();
+    let ports = spec.port_count();
     let shared = Arc::new(Shared {
         taps,
         captures,
+        uplink,
         stop: AtomicBool::new(false),
         wake,
         counters: (0..ports).map(|_| PortCells::default()).collect(),
@@ -197,6 +216,7 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     });
     let forwarder = Forwarder::new(
         &spec.matrix(),
+        ports - spec.ports.len(),
         spec.reorder,
         spec.seed.unwrap_or_else(random_seed),
     );
@@ -238,17 +258,19 @@ impl EmulatorHandle {
     pub fn counters(&self) -> Counters {
         Counters {
             ports: self.shared.counters.iter().map(PortCells::load).collect(),
+            uplink: self.shared.uplink.as_ref().map(|u| u.counters.load()),
         }
     }
 
     /// Replaces every link's impairment (row `from`, column `to`) while frames
-    /// flow; returns once the thread forwards by it, or after `limit`.
+    /// flow (every port, the uplink's remotes included); returns once the thread
+    /// forwards by it, or after `limit`.
     pub fn set_matrix(
         &self,
         matrix: Vec<Vec<Impairment>>,
         limit: Duration,
     ) -> Result<(), EmulatorError> {
-        let ports = self.shared.taps.len();
+        let ports = self.shared.counters.len();
         if matrix.len() != ports || matrix.iter().any(|row| row.len() != ports) {
             return Err(EmulatorError::ChangeShape { ports });
         }

@@ -1,11 +1,13 @@
 //! What the lab tells the emulator: which namespaces to join and what each ordered
 //! pair of ports does to its frames. Written by the lab as JSON into its state dir.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
+use super::vxlan;
 use crate::lab::plan::impairment::Impairment;
 
 /// Frames a link holds by default before it drops new ones: enough for a 25 ms link
@@ -21,6 +23,9 @@ const MAX_IFNAME_LEN: usize = 15;
 pub struct EmulatorSpec {
     /// One TAP device per port; a port's index is its identity in `impairments`.
     pub ports: Vec<PortSpec>,
+    /// The segment's extension to other hosts; their ports follow the TAPs'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkSpec>,
     /// What each listed ordered pair does; unlisted pairs get `default`.
     #[serde(default)]
     pub impairments: Vec<LinkSpec>,
@@ -69,11 +74,108 @@ pub struct PortSpec {
 impl PortSpec {
     /// The namespace file to `setns` into.
     pub fn netns_path(&self) -> PathBuf {
-        if self.netns.starts_with('/') {
-            PathBuf::from(&self.netns)
-        } else {
-            Path::new("/run/netns").join(&self.netns)
+        netns_path(&self.netns)
+    }
+}
+
+/// The lab's segment stretched to other hosts over VXLAN: every other host's
+/// uplink (an emulator's, or a kernel `vxlan` device) is one port of the switch.
+/// With `n` TAP ports, remote `r` is port `n + r` in `impairments`: `i -> n + r`
+/// is the sender's half of a cross-host pair, `n + r -> j` the receiver's half.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkSpec {
+    /// The UDP address to bind; without a port, VXLAN's 4789.
+    #[serde(deserialize_with = "endpoint")]
+    pub local: SocketAddr,
+    /// The lab's VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// The other hosts' uplinks (without a port, 4789); datagrams are accepted
+    /// from any source port of their addresses, as a kernel peer hashes it.
+    #[serde(default, deserialize_with = "endpoints")]
+    pub remotes: Vec<SocketAddr>,
+    /// Where `local` lives: a namespace name under `/run/netns` or an absolute
+    /// path (`/proc/PID/ns/net`); absent, the emulator's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+}
+
+impl UplinkSpec {
+    /// The namespace file to open the socket in, if not the emulator's own.
+    pub fn netns_path(&self) -> Option<PathBuf> {
+        self.netns.as_deref().map(netns_path)
+    }
+
+    /// What [`EmulatorSpec::validate`] checks of the uplink.
+    fn validate(&self) -> Result<(), SpecError> {
+        if self.vni > vxlan::MAX_VNI {
+            return Err(SpecError::Vni(self.vni));
         }
+        if let Some(netns) = &self.netns {
+            if !netns_ok(netns) {
+                return Err(SpecError::UplinkNetns(netns.clone()));
+            }
+        }
+        if self.local.port() == 0 {
+            return Err(SpecError::ZeroPort(self.local));
+        }
+        for (index, &remote) in self.remotes.iter().enumerate() {
+            if remote.port() == 0 {
+                return Err(SpecError::ZeroPort(remote));
+            }
+            if remote.is_ipv4() != self.local.is_ipv4() {
+                return Err(SpecError::Family {
+                    local: self.local,
+                    remote,
+                });
+            }
+            if remote == self.local || self.remotes[..index].contains(&remote) {
+                return Err(SpecError::Remote(remote));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An address with an optional port ("10.0.0.2" means "10.0.0.2:4789").
+fn parse_endpoint(text: &str) -> Option<SocketAddr> {
+    text.parse().ok().or_else(|| {
+        let ip: IpAddr = text.parse().ok()?;
+        Some(SocketAddr::new(ip, vxlan::DEFAULT_PORT))
+    })
+}
+
+fn endpoint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_endpoint(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an address[:port]")))
+}
+
+fn endpoints<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SocketAddr>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|text| {
+            parse_endpoint(text).ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?} is not an address[:port]"))
+            })
+        })
+        .collect()
+}
+
+fn netns_path(netns: &str) -> PathBuf {
+    if netns.starts_with('/') {
+        PathBuf::from(netns)
+    } else {
+        Path::new("/run/netns").join(netns)
+    }
+}
+
+/// A namespace name under `/run/netns` or an absolute path.
+fn netns_ok(netns: &str) -> bool {
+    if netns.starts_with('/') {
+        netns.len() > 1
+    } else {
+        !netns.is_empty() && !netns.contains('/') && netns != "." && netns != ".."
     }
 }
 
@@ -163,6 +265,27 @@ pub enum SpecError {
     /// A queue that holds nothing would drop every frame.
     #[error("queue_limit must be at least 1")]
     QueueLimit,
+    /// A VNI wider than VXLAN's 24 bits.
+    #[error("uplink: VNI {0} does not fit in 24 bits")]
+    Vni(u32),
+    /// A remote listed twice, or equal to the local address.
+    #[error("uplink: remote {0} is listed twice or is the local address")]
+    Remote(SocketAddr),
+    /// A remote of another address family than the local address, which the
+    /// socket cannot reach.
+    #[error("uplink: remote {remote} is not of the local address {local}'s family")]
+    Family {
+        /// The local address.
+        local: SocketAddr,
+        /// The remote.
+        remote: SocketAddr,
+    },
+    /// Port 0: a peer could not address it.
+    #[error("uplink: {0} has port 0")]
+    ZeroPort(SocketAddr),
+    /// An uplink namespace that is neither a name nor an absolute path.
+    #[error("uplink: {0:?} is not a namespace name under /run/netns or an absolute path")]
+    UplinkNetns(String),
 }
 
 impl EmulatorSpec {
@@ -171,6 +294,7 @@ impl EmulatorSpec {
     pub fn new(ports: Vec<PortSpec>, impairments: Vec<LinkSpec>) -> Self {
         EmulatorSpec {
             ports,
+            uplink: None,
             impairments,
             default: Impairment::default(),
             reorder: false,
@@ -193,15 +317,7 @@ impl EmulatorSpec {
             return Err(SpecError::NoPorts);
         }
         for (index, port) in self.ports.iter().enumerate() {
-            let netns_ok = if port.netns.starts_with('/') {
-                port.netns.len() > 1
-            } else {
-                !port.netns.is_empty()
-                    && !port.netns.contains('/')
-                    && port.netns != "."
-                    && port.netns != ".."
-            };
-            if !netns_ok {
+            if !netns_ok(&port.netns) {
                 return Err(SpecError::Netns {
                     index,
                     netns: port.netns.clone(),
@@ -230,8 +346,11 @@ impl EmulatorSpec {
                 });
             }
         }
+        if let Some(uplink) = &self.uplink {
+            uplink.validate()?;
+        }
         check_loss(None, self.default.loss)?;
-        let ports = self.ports.len();
+        let ports = self.port_count();
         let mut seen = vec![false; ports * ports];
         for link in &self.impairments {
             let (from, to) = (link.from, link.to);
@@ -254,9 +373,14 @@ impl EmulatorSpec {
         Ok(())
     }
 
+    /// Ports of the switch: the TAPs, then the uplink's remotes.
+    pub fn port_count(&self) -> usize {
+        self.ports.len() + self.uplink.as_ref().map_or(0, |u| u.remotes.len())
+    }
+
     /// The impairment of every ordered pair, row `from`, column `to`.
     pub fn matrix(&self) -> Vec<Vec<Impairment>> {
-        let ports = self.ports.len();
+        let ports = self.port_count();
         let mut matrix = vec![vec![self.default; ports]; ports];
         for link in &self.impairments {
             if let Some(cell) = matrix
@@ -311,6 +435,94 @@ mod tests {
         let spec = EmulatorSpec::from_json(TWO_PORTS).unwrap();
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(EmulatorSpec::from_json(&text).unwrap(), spec);
+    }
+
+    const UPLINK: &str = r#"{
+        "ports": [{"netns": "a"}, {"netns": "b"}],
+        "uplink": {
+            "local": "10.0.0.1:4789",
+            "vni": 42,
+            "remotes": ["10.0.0.2:4789", "10.0.0.3"],
+            "netns": "/proc/123/ns/net"
+        },
+        "impairments": [
+            {"from": 0, "to": 2, "impairment": {"delay": "3ms", "jitter": "0", "loss": 0.0}},
+            {"from": 3, "to": 1, "impairment": {"delay": "5ms", "jitter": "0", "loss": 0.0}}
+        ]
+    }"#;
+
+    #[test]
+    fn an_uplinks_remotes_are_ports_after_the_taps() {
+        let spec = EmulatorSpec::from_json(UPLINK).unwrap();
+        let uplink = spec.uplink.as_ref().unwrap();
+        assert_eq!(uplink.vni, 42);
+        assert_eq!(uplink.remotes[1], "10.0.0.3:4789".parse().unwrap());
+        assert_eq!(uplink.netns_path(), Some(PathBuf::from("/proc/123/ns/net")));
+        assert_eq!(spec.port_count(), 4);
+        let matrix = spec.matrix();
+        assert_eq!(matrix.len(), 4);
+        assert_eq!(matrix[0][2].delay, Duration::from_millis(3));
+        assert_eq!(matrix[3][1].delay, Duration::from_millis(5));
+        let text = serde_json::to_string(&spec).unwrap();
+        assert_eq!(EmulatorSpec::from_json(&text).unwrap(), spec);
+        // Without an uplink nothing is written, so older readers still parse it.
+        let plain = EmulatorSpec::from_json(TWO_PORTS).unwrap();
+        assert!(plain.uplink.is_none());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("uplink"));
+    }
+
+    #[test]
+    fn rejects_an_uplink_that_cannot_work() {
+        let with = |uplink: &str| {
+            EmulatorSpec::from_json(&format!(
+                r#"{{"ports": [{{"netns": "a"}}], "uplink": {uplink}}}"#
+            ))
+            .unwrap_err()
+        };
+        assert!(matches!(
+            with(r#"{"local": "10.0.0.1:4789", "vni": 16777216}"#),
+            SpecError::Vni(16_777_216)
+        ));
+        assert!(matches!(
+            with(r#"{"local": "10.0.0.1:4789", "vni": 1, "remotes": ["10.0.0.1"]}"#),
+            SpecError::Remote(_)
+        ));
+        assert!(matches!(
+            with(r#"{"local": "10.0.0.1", "vni": 1, "remotes": ["10.0.0.2", "10.0.0.2:4789"]}"#),
+            SpecError::Remote(_)
+        ));
+        assert!(matches!(
+            with(r#"{"local": "10.0.0.1", "vni": 1, "remotes": ["[fd00::2]:4789"]}"#),
+            SpecError::Family { .. }
+        ));
+        assert!(matches!(
+            with(r#"{"local": "10.0.0.1:0", "vni": 1}"#),
+            SpecError::ZeroPort(_)
+        ));
+        assert!(matches!(
+            with(r#"{"local": "10.0.0.1", "vni": 1, "netns": "x/y"}"#),
+            SpecError::UplinkNetns(_)
+        ));
+        assert!(matches!(
+            with(r#"{"local": "nowhere", "vni": 1}"#),
+            SpecError::Json(_)
+        ));
+        assert!(matches!(
+            with(r#"{"local": "10.0.0.1", "vni": 1, "group": "239.1.1.1"}"#),
+            SpecError::Json(_)
+        ));
+        // One port and one remote: port 1 is the remote, port 2 does not exist.
+        let link = |to: usize| {
+            format!(
+                r#"{{"ports": [{{"netns": "a"}}], "uplink": {{"local": "10.0.0.1", "vni": 1, "remotes": ["10.0.0.2"]}},
+                "impairments": [{{"from": 0, "to": {to}, "impairment": {{"delay": "1ms", "jitter": "0", "loss": 0.0}}}}]}}"#
+            )
+        };
+        assert!(EmulatorSpec::from_json(&link(1)).is_ok());
+        assert!(matches!(
+            EmulatorSpec::from_json(&link(2)).unwrap_err(),
+            SpecError::PortOutOfRange { ports: 2, .. }
+        ));
     }
 
     #[test]
