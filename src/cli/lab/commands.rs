@@ -239,10 +239,14 @@ pub(super) fn run_plan(
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("bringing lab {lab} up"))),
     };
+    let stages = if outcome.stages.laps.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} s)", outcome.stages)
+    };
     eprintln!(
-        "sdss lab {lab}: up in {:.3} s ({} s){}",
+        "sdss lab {lab}: up in {:.3} s{stages}{}",
         outcome.build_time.as_secs_f64(),
-        outcome.stages,
         outcome
             .report
             .as_ref()

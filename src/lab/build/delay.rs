@@ -7,14 +7,16 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::lab::build::emulator::{EmulatorSpec, PortSpec};
+use crate::lab::build::emulator::{EmulatorSpec, PortSpec, UplinkSpec};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
+use crate::lab::plan::hosts::VXLAN_PORT;
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::timeline::{PairState, Phase};
 use crate::lab::plan::{in_series, Plan, NODE_IFNAME};
@@ -191,7 +193,9 @@ impl DelayBackend for Emulator {
 }
 
 /// The emulator's spec for a plan: one port per node (its namespace's
-/// `eth0`); the impairments come through [`DelayBackend::apply`].
+/// `eth0`); the impairments come through [`DelayBackend::apply`]. A host's
+/// share of a lab over several gets an uplink to the other hosts, its socket
+/// in this process's namespace (the host's, where the underlay address is).
 pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
     let ports = plan
         .nodes
@@ -201,7 +205,18 @@ pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
             ifname: NODE_IFNAME.to_owned(),
         })
         .collect();
-    EmulatorSpec::new(ports, Vec::new())
+    let mut spec = EmulatorSpec::new(ports, Vec::new());
+    spec.uplink = plan.segment.as_ref().map(|segment| UplinkSpec {
+        local: SocketAddr::from((segment.local, VXLAN_PORT)),
+        vni: segment.vni,
+        remotes: segment
+            .remotes
+            .iter()
+            .map(|r| SocketAddr::from((*r, VXLAN_PORT)))
+            .collect(),
+        netns: Some(format!("/proc/{}/ns/net", std::process::id())),
+    });
+    spec
 }
 
 /// Kernel netem via `tc`.
@@ -233,6 +248,26 @@ impl DelayBackend for Netem {
 /// emulator is told. A separated pair loses every frame; pairs the phase does
 /// not list (the grading probe's) keep the egress model of the nodes' own links.
 pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
+    let mut matrix = local_matrix(plan, phase);
+    if let Some(segment) = &plan.segment {
+        // The other hosts are ports after the nodes: a frame to one of them gets
+        // its sender's link here, one from them its receiver's link here (the
+        // egress model split where each half lives); host to host never happens.
+        let remotes = segment.remotes.len();
+        for (row, from) in matrix.iter_mut().zip(&plan.nodes) {
+            row.extend(std::iter::repeat_n(from.link, remotes));
+        }
+        for _ in 0..remotes {
+            let mut row: Vec<Impairment> = plan.nodes.iter().map(|to| to.link).collect();
+            row.extend(std::iter::repeat_n(CUT, remotes));
+            matrix.push(row);
+        }
+    }
+    matrix
+}
+
+/// [`wire_matrix`] between this host's nodes.
+fn local_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
     plan.nodes
         .iter()
         .map(|from| {

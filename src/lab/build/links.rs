@@ -160,7 +160,17 @@ pub fn wire(
             Create::New,
             format!("adding {} to {NODE_IFNAME}", end.address),
         );
-        rtnl.push(up(end.index), Create::Change, "bringing up eth0");
+        let eth0 = LinkUnspec::new_with_index(end.index).up();
+        // Across hosts, VXLAN takes 50 bytes of every frame the underlay carries.
+        let eth0 = match &plan.segment {
+            Some(segment) => eth0.mtu(segment.mtu),
+            None => eth0,
+        };
+        rtnl.push(
+            RouteNetlinkMessage::SetLink(eth0.build()),
+            Create::Change,
+            "bringing up eth0",
+        );
         rtnl.push(up(LOOPBACK_INDEX), Create::Change, "bringing up lo");
         // `default dev eth0` (scope link): limited broadcasts leave by the lab link.
         let route = RouteMessageBuilder::<Ipv4Addr>::new()

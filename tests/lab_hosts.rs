@@ -1,0 +1,273 @@
+//! Labs over several hosts, on one machine: each "host" is a network
+//! namespace (its underlay address on a bridge between them) with a mount
+//! namespace of its own (its own /run/netns and /run/sdss), and the
+//! remote-exec command is a local one that enters it. A lab spread over three
+//! of them comes up on the emulator, every ordered pair (same-host and
+//! cross-host) is measured and verified, a host that stops answering is
+//! reported, and `down` leaves nothing on any host.
+
+mod lab_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use lab_support::{sandboxed, sdss, text, unique, Scratch};
+use sdss::lab::report::Report;
+
+/// Simulated hosts: namespaces held open by a process each, joined by a bridge.
+struct Hosts {
+    holders: Vec<Child>,
+    bridge: String,
+    veths: Vec<String>,
+    lab: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+impl Hosts {
+    /// `count` hosts with underlay addresses 10.77.0.1, .2, ...
+    fn new(count: usize, lab: &str) -> Hosts {
+        let tag = std::process::id() % 10_000;
+        let bridge = format!("ul{tag}");
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&["link", "set", &bridge, "up"]);
+        let mut hosts = Hosts {
+            holders: Vec::new(),
+            bridge,
+            veths: Vec::new(),
+            lab: lab.to_owned(),
+        };
+        for i in 1..=count {
+            // Its own network and mount namespaces, with fresh /run/netns and /run/sdss.
+            let mut holder = Command::new("unshare")
+                .args([
+                    "--net",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "--",
+                    "sh",
+                    "-c",
+                ])
+                .arg(
+                    "mount -t tmpfs -o mode=0755 host-netns /run/netns && \
+                     mount -t tmpfs -o mode=0700 host-state /run/sdss && \
+                     ip link set lo up && echo ready && exec sleep 100000",
+                )
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("unshare");
+            let mut ready = String::new();
+            BufReader::new(holder.stdout.take().expect("stdout"))
+                .read_line(&mut ready)
+                .expect("holder");
+            assert_eq!(ready.trim(), "ready");
+            let pid = holder.id().to_string();
+            let veth = format!("ul{tag}h{i}");
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &pid,
+            ]);
+            ip(&["link", "set", &veth, "master", &hosts.bridge, "up"]);
+            let inside = |args: &[&str]| {
+                let status = Command::new("nsenter")
+                    .args(["--target", &pid, "--net", "--", "ip"])
+                    .args(args)
+                    .status()
+                    .expect("nsenter");
+                assert!(status.success(), "ip {args:?} in host {i}");
+            };
+            inside(&["addr", "add", &format!("10.77.0.{i}/24"), "dev", "eth0"]);
+            inside(&["link", "set", "eth0", "up"]);
+            hosts.veths.push(veth);
+            hosts.holders.push(holder);
+        }
+        hosts
+    }
+
+    fn pid(&self, host: usize) -> u32 {
+        self.holders[host].id()
+    }
+
+    /// `ip netns list` on a host.
+    fn namespaces(&self, host: usize) -> Vec<String> {
+        let out = Command::new("nsenter")
+            .args([
+                "--target",
+                &self.pid(host).to_string(),
+                "--net",
+                "--mount",
+                "--",
+                "ip",
+                "netns",
+                "list",
+            ])
+            .output()
+            .expect("nsenter");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The lab file's `[[host]]` tables: `ssh` is the holder's PID, which the
+    /// remote-exec command below enters.
+    fn tables(&self) -> String {
+        (0..self.holders.len())
+            .map(|i| {
+                format!(
+                    "[[host]]\nname = \"h{}\"\nssh = \"{}\"\nunderlay = \"10.77.0.{}\"\n",
+                    i + 1,
+                    self.pid(i),
+                    i + 1
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        // A failed test still leaves nothing: each host's share is taken down there.
+        for holder in &self.holders {
+            let _ = Command::new("nsenter")
+                .args([
+                    "--target",
+                    &holder.id().to_string(),
+                    "--net",
+                    "--mount",
+                    "--",
+                ])
+                .arg(env!("CARGO_BIN_EXE_sdss"))
+                .args(["lab", "down", &self.lab])
+                .output();
+        }
+        for holder in &mut self.holders {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
+        for veth in &self.veths {
+            let _ = Command::new("ip").args(["link", "del", veth]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+/// A remote-exec script that enters the host, unless the test declared it dead.
+fn reach_script(scratch: &Scratch) -> PathBuf {
+    let path = scratch.0.join("reach.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ -e \"{dir}/dead-$1\" ]; then echo \"ssh: connect to host $1 port 22: Connection refused\" >&2; exit 255; fi\nexec nsenter --target \"$1\" --net --mount -- {sdss} lab agent\n",
+            dir = scratch.0.display(),
+            sdss = env!("CARGO_BIN_EXE_sdss"),
+        ),
+    )
+    .expect("write script");
+    path
+}
+
+fn lab(args: &[&str], reach: &Path) -> std::process::Output {
+    sdss()
+        .arg("lab")
+        .args(args)
+        .args(["--remote-exec", &format!("sh {} {{ssh}}", reach.display())])
+        .output()
+        .expect("sdss lab")
+}
+
+#[test]
+fn a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any() {
+    if !sandboxed("a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any") {
+        return;
+    }
+    let name = unique("hosts");
+    let hosts = Hosts::new(3, &name);
+    let scratch = Scratch::new("hosts");
+    let reach = reach_script(&scratch);
+    let mut file = format!(
+        "name = \"{name}\"\n[defaults]\ndelay = \"1ms\"\ninterval = \"250ms\"\n{}",
+        hosts.tables()
+    );
+    for i in 1..=12 {
+        let delay = if i % 4 == 0 { "\ndelay = \"3ms\"" } else { "" };
+        file.push_str(&format!("[[node]]\nname = \"n{i}\"{delay}\n"));
+    }
+    let file = scratch.lab("hosts.toml", &file);
+
+    let up = lab(
+        &[
+            "up",
+            "--json",
+            "--delay-backend",
+            "emulator",
+            file.to_str().unwrap(),
+        ],
+        &reach,
+    );
+    let report: Report =
+        serde_json::from_slice(&up.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&up)));
+    eprintln!(
+        "{}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        report.render()
+    );
+    let spread = report.hosts.clone().expect("a hosts part");
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    assert_eq!(report.summary.pairs, 132, "{}", text(&up));
+    assert_eq!(report.summary.passed, 132, "{}", text(&up));
+    assert_eq!(spread.cross_pairs.len(), 96);
+    assert_eq!(spread.underlay.len(), 6, "every ordered host pair measured");
+    assert!(spread.placement.iter().all(|(_, nodes)| nodes.len() == 4));
+    for host in 0..3 {
+        assert_eq!(
+            hosts.namespaces(host).len(),
+            5,
+            "4 nodes and the switch on host {host}"
+        );
+    }
+
+    // Host 3 stops answering: verify reports it, its pairs fail with the reason.
+    std::fs::write(scratch.0.join(format!("dead-{}", hosts.pid(2))), "").expect("marker");
+    let verify = lab(&["verify", "--json", &name], &reach);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    let report: Report = serde_json::from_slice(&verify.stdout).expect("report");
+    let lost = &report.hosts.as_ref().expect("hosts").lost;
+    assert!(
+        lost.len() == 1
+            && lost[0].starts_with("host h3:")
+            && lost[0].contains("Connection refused"),
+        "{lost:?}"
+    );
+    // `down` reaches the others, retries h3, reports it, and keeps the lab's state.
+    let down = lab(&["down", &name], &reach);
+    assert_eq!(down.status.code(), Some(2), "{}", text(&down));
+    assert!(
+        text(&down).contains("host h3: unreachable"),
+        "{}",
+        text(&down)
+    );
+    assert!(text(&down).contains("attempt 3 of 3"), "{}", text(&down));
+    assert!(hosts.namespaces(0).is_empty() && hosts.namespaces(1).is_empty());
+    assert_eq!(hosts.namespaces(2).len(), 5);
+    // Back again: `down` finishes the job.
+    std::fs::remove_file(scratch.0.join(format!("dead-{}", hosts.pid(2)))).expect("marker");
+    let down = lab(&["down", &name], &reach);
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    eprintln!("{}", String::from_utf8_lossy(&down.stderr));
+    for host in 0..3 {
+        assert!(
+            hosts.namespaces(host).is_empty(),
+            "host {host}: {:?}",
+            hosts.namespaces(host)
+        );
+    }
+    assert!(!Path::new("/run/sdss/labs").join(&name).exists());
+    let _ = std::fs::remove_dir_all(&scratch.0);
+}
