@@ -11,9 +11,11 @@ pub mod backend;
 mod grading;
 pub mod impairment;
 mod node;
+pub mod segment;
 pub mod timeline;
 
 pub use grading::GradeSettings;
+pub use segment::Segment;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -102,6 +104,10 @@ pub struct Plan {
     /// What happens to the lab while it runs, and what must follow.
     #[serde(default)]
     pub timeline: timeline::Timeline,
+    /// The other hosts this host's share of the lab is joined to, when the
+    /// lab spans several (its bridge then gets a VXLAN device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
 }
 
 /// One node of the plan.
@@ -436,6 +442,7 @@ impl Plan {
             },
             grading,
             timeline,
+            segment: None,
         }
     }
 
