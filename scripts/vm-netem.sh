@@ -10,7 +10,10 @@
 # Then labs/delay-step.toml plays its timeline on netem (live `tc` changes) and
 # is judged by its own expectations (it passes when every one holds), with
 # `--tolerance` the lab's 0.5 ms plus the largest floor those rounds measured
-# plus the slack.
+# plus the slack. The same VM also runs tests/lab_vxlan.rs with its ignored
+# tests (a lab stretched across two simulated hosts by a kernel VXLAN device:
+# its kernel has the vxlan module), built here first with `cargo test
+# --no-run`; each of its tests counts as one pass or fail in the summary.
 #
 #   scripts/vm-netem.sh [--no-install] [--rounds N] [--slack MS] [SDSS_BINARY]
 # SDSS_BINARY defaults to target/release/sdss. Under emulation a lab at zero
@@ -32,9 +35,19 @@ cd "$(dirname "$0")/.."
 self=$PWD/scripts/vm-netem.sh
 
 if [[ "${1:-}" == "--inside-vm" ]]; then
-  bin=$2 out=$3 rounds=$4 slack=$5
+  bin=$2 out=$3 rounds=$4 slack=$5 vxlan_test=$6
   modprobe sch_netem
   mkdir -p /run/netns
+  # Two simulated hosts joined by VXLAN, in a private network and mount
+  # namespace with the tmpfs /run/netns the test recognises as its sandbox
+  # (scripts/test.sh's); root tests may not skip.
+  status=0
+  modprobe vxlan >"$out/vxlan.out" 2>&1 &&
+    SDSS_REQUIRE_ROOT_TESTS=1 unshare --net --mount --propagation private -- sh -c '
+      mount -t tmpfs -o mode=0755 sdss-test-netns /run/netns && ip link set lo up &&
+      exec "$1" --include-ignored --test-threads 1' sh "$vxlan_test" >>"$out/vxlan.out" 2>&1 ||
+    status=$?
+  echo "$status" >"$out/vxlan.status"
   for round in $(seq "$rounds"); do
     for backend in none netem; do
       start=$(date +%s.%N) status=0
@@ -89,6 +102,16 @@ done
 [[ -x "$bin" ]] || { echo "vm-netem: no sdss binary at $bin (cargo build --release)" >&2; exit 2; }
 bin=$(realpath "$bin")
 command -v python3 >/dev/null || { echo "vm-netem: python3 missing" >&2; exit 2; }
+command -v cargo >/dev/null || { echo "vm-netem: cargo missing (it builds tests/lab_vxlan.rs)" >&2; exit 2; }
+# The VXLAN test's binary, built here: the VM shares this filesystem.
+vxlan_test=$(cargo test --locked --quiet --no-run --test lab_vxlan --message-format=json |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "lab_vxlan" and m.get("executable"):
+        print(m["executable"])') || true
+[[ -x "$vxlan_test" ]] || { echo "vm-netem: building tests/lab_vxlan.rs gave no test binary" >&2; exit 2; }
 
 # The newest kernel under /boot with netem (and, as a module, its sch_netem.ko).
 netem_kernel() {
@@ -145,15 +168,16 @@ mkdir "$work/out" "$work/tmp"
 
 echo "vm-netem: kernel $kver, $(vng --version), $(qemu-system-x86_64 --version | head -1)"
 echo "vm-netem: $rounds round(s) of labs/five-nodes.toml, --delay-backend none then netem, with $bin"
+echo "vm-netem: and tests/lab_vxlan.rs with its ignored tests: $vxlan_test"
 # CPU pressure on the host while the VM runs: other work starves the guest's
 # timers, and netem's delays grow with it (the floor lab barely shows it).
 psi() { awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/cpu 2>/dev/null || echo 0; }
 psi0=$(psi) start=$SECONDS
 status=0
 # vng's output goes to a file: QEMU reopens and truncates a redirected stdout.
-TMPDIR=$work/tmp timeout -k 10 $((150 + 60 * rounds)) vng --run "/boot/vmlinuz-$kver" --disable-kvm \
+TMPDIR=$work/tmp timeout -k 10 $((180 + 60 * rounds)) vng --run "/boot/vmlinuz-$kver" --disable-kvm \
   --user root --memory 2G --cpus 2 --cwd "$PWD" --rwdir "$work/out" \
-  --exec "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds" "$slack")" </dev/null >"$work/vm.log" 2>&1 &
+  --exec "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds" "$slack" "$vxlan_test")" </dev/null >"$work/vm.log" 2>&1 &
 vm=$!
 wait "$vm" || status=$?
 vm=
@@ -234,6 +258,25 @@ except (OSError, ValueError, KeyError) as e:
     print(f"live changes: no report ({e})")
 passed += live_ok
 failed += not live_ok
+# tests/lab_vxlan.rs: each test one pass or fail; a binary that did not run
+# (or ran nothing) is one fail.
+try:
+    vxlan_status = int(open(f"{out}/vxlan.status").read())
+    vxlan_out = open(f"{out}/vxlan.out").read()
+except (OSError, ValueError) as e:
+    vxlan_status, vxlan_out = None, f"no result ({e})"
+results = [l.split(" ... ") for l in vxlan_out.splitlines() if l.startswith("test ") and " ... " in l]
+print("tests/lab_vxlan.rs (kernel VXLAN across two simulated hosts), in the VM:")
+for name, verdict in results:
+    print(f"  {verdict:<4} {name[len('test '):]}")
+vxlan_passed = sum(v == "ok" for _, v in results)
+vxlan_failed = sum(v != "ok" for _, v in results)
+if vxlan_status != 0 or not results:
+    print(vxlan_out[-3000:], end="")
+    vxlan_failed = max(vxlan_failed, 1)
+print(f"  exit {vxlan_status}: {vxlan_passed} passed, {vxlan_failed} failed")
+passed += vxlan_passed
+failed += vxlan_failed
 print(f"vm-netem: {passed} passed, {failed} failed")
 sys.exit(0 if ok and failed == 0 else 1)
 PY

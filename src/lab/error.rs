@@ -10,6 +10,7 @@ use super::build::launch::LaunchError;
 use super::build::links::LinkError;
 use super::build::netns::NetnsError;
 use super::build::state::StateError;
+use super::build::vxlan::SegmentError;
 use super::plan::backend::BackendRefusal;
 
 /// Failures of lab operations.
@@ -24,6 +25,9 @@ pub enum LabError {
     /// Link trouble.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// Joining the other hosts failed.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
     /// Delay backend trouble.
     #[error(transparent)]
     Delay(#[from] DelayError),

@@ -16,8 +16,8 @@ use thiserror::Error;
 
 use crate::lab::build::emulator::{EmulatorSpec, PortSpec, UplinkSpec};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
-use crate::lab::plan::hosts::VXLAN_PORT;
 use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::segment::VXLAN_PORT;
 use crate::lab::plan::timeline::{PairState, Phase};
 use crate::lab::plan::{in_series, Plan, NODE_IFNAME};
 

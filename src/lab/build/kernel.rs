@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::super::plan::Plan;
+use super::super::plan::{Plan, Segment};
 use super::super::report::progress::Progress;
 use super::super::LabError;
 use super::delay::{DelayBackend, DelayError};
@@ -17,6 +17,7 @@ use super::launch::{self, Launch, LaunchError};
 use super::links;
 use super::netns::{self, NetnsError, NsId, Presence};
 use super::state::ProcessRecord;
+use super::vxlan::{self, SegmentError};
 
 /// The kernel objects build makes and teardown looks at and removes.
 pub trait Kernel {
@@ -43,6 +44,15 @@ pub trait Kernel {
         cancel: &CancellationToken,
         progress: &Progress,
     ) -> Result<(), LabError>;
+    /// Joins the bridge in `switch` (named `switch_netns`) to the other hosts
+    /// of `segment` with a VXLAN device, whose UDP socket stays in the
+    /// caller's namespace (the host's underlay).
+    fn join_segment(
+        &mut self,
+        switch: &Self::Netns,
+        switch_netns: &str,
+        segment: &Segment,
+    ) -> Result<(), SegmentError>;
     /// Puts `plan`'s impairments on the links, through `backend`.
     fn apply(&mut self, backend: &dyn DelayBackend, plan: &Plan) -> Result<(), DelayError>;
     /// Gives a namespace its ephemeral port range (the grading probe tells
@@ -97,6 +107,15 @@ impl Kernel for Host {
     ) -> Result<(), LabError> {
         // Netlink answers within its calls: off the async worker.
         tokio::task::block_in_place(|| links::wire(plan, switch, nodes, emulated, cancel, progress))
+    }
+
+    fn join_segment(
+        &mut self,
+        switch: &std::fs::File,
+        switch_netns: &str,
+        segment: &Segment,
+    ) -> Result<(), SegmentError> {
+        tokio::task::block_in_place(|| vxlan::join(switch, switch_netns, segment))
     }
 
     fn apply(&mut self, backend: &dyn DelayBackend, plan: &Plan) -> Result<(), DelayError> {
@@ -217,6 +236,10 @@ pub mod fake {
         pub fail_spawn: Option<usize>,
         /// Processes started so far.
         pub spawned: usize,
+        /// Segments joined: (switch namespace, segment).
+        pub segments: Vec<(String, Segment)>,
+        /// Whether the kernel lacks VXLAN.
+        pub no_vxlan: bool,
     }
 
     impl FakeKernel {
@@ -328,6 +351,21 @@ pub mod fake {
                 }
                 self.add_link(*ns, NODE_IFNAME);
             }
+            Ok(())
+        }
+
+        fn join_segment(
+            &mut self,
+            switch: &NsId,
+            switch_netns: &str,
+            segment: &Segment,
+        ) -> Result<(), SegmentError> {
+            if self.no_vxlan {
+                return Err(SegmentError::NoVxlan);
+            }
+            self.add_link(*switch, &segment.ifname());
+            self.segments
+                .push((switch_netns.to_owned(), segment.clone()));
             Ok(())
         }
 

@@ -239,14 +239,14 @@ fn link_of(rtnl: &mut Rtnl, name: &str) -> Result<Option<LinkMessage>, RtnlError
     }
 }
 
-fn index_of(rtnl: &mut Rtnl, name: &str) -> Result<u32, RtnlError> {
+pub(super) fn index_of(rtnl: &mut Rtnl, name: &str) -> Result<u32, RtnlError> {
     link_of(rtnl, name)?
         .map(|l| l.header.index)
         .ok_or_else(|| RtnlError::Answer(format!("{name} was made but is not there")))
 }
 
 /// Runs `f` with a netlink socket in the namespace `ns`, on a thread that entered it.
-fn in_namespace<T: Send>(
+pub(super) fn in_namespace<T: Send>(
     ns: &File,
     name: &str,
     f: impl FnOnce(&mut Rtnl) -> Result<T, RtnlError> + Send,

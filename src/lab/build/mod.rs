@@ -15,6 +15,7 @@ pub mod pool;
 pub mod rtnl;
 pub mod state;
 pub mod teardown;
+pub mod vxlan;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -180,6 +181,15 @@ pub async fn build_with<K: Kernel>(
     }
     check(cancel)?;
     kernel.wire(&plan, switch, nodes, emulated, cancel, progress)?;
+    // The emulator carries a segment itself (its uplink); a bridge needs a VXLAN device.
+    if let Some(segment) = plan.segment.as_ref().filter(|_| !emulated) {
+        progress.line(&format!(
+            "joining the bridge to {} other host(s), VNI {}",
+            segment.remotes.len(),
+            segment.vni
+        ));
+        kernel.join_segment(switch, &plan.switch_netns, segment)?;
+    }
     stages.lap("links");
 
     progress.step(&format!("applying delays ({})", backend.kind()), 1);
@@ -292,6 +302,13 @@ fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
             crate::lab::plan::BRIDGE_IFNAME,
             "bridge",
         ));
+        if let Some(segment) = &plan.segment {
+            links.push(link(
+                &plan.switch_netns,
+                &segment.ifname(),
+                "vxlan (bridge port)",
+            ));
+        }
     }
     for node in &plan.nodes {
         if emulated {
@@ -432,7 +449,15 @@ mod tests {
         root: &StateRoot,
         backend: BackendKind,
     ) -> Result<Built, LabError> {
-        let plan = Plan::from_text(LAB);
+        build_plan(kernel, root, backend, Plan::from_text(LAB)).await
+    }
+
+    async fn build_plan(
+        kernel: &mut FakeKernel,
+        root: &StateRoot,
+        backend: BackendKind,
+        plan: Plan,
+    ) -> Result<Built, LabError> {
         let dir = root.create(LabState::creating(plan.clone())).unwrap();
         let progress = Progress::new("td", true);
         let cancel = CancellationToken::new();
@@ -497,6 +522,77 @@ mod tests {
             );
             assert!(matches!(root.open("td"), Err(StateError::NotUp(_))));
         }
+    }
+
+    /// The lab `td` as host 10.98.0.1's share of a segment with two others.
+    fn joined() -> Plan {
+        let mut plan = Plan::from_text(LAB);
+        plan.segment = Some(crate::lab::plan::Segment {
+            vni: 42,
+            local: "10.98.0.1".parse().unwrap(),
+            remotes: vec!["10.98.0.2".parse().unwrap(), "10.98.0.3".parse().unwrap()],
+            mtu: 1450,
+        });
+        plan
+    }
+
+    #[tokio::test]
+    async fn a_lab_on_a_segment_records_its_vxlan_device_which_goes_with_the_switch() {
+        for backend in [BackendKind::None, BackendKind::Netem] {
+            let (temp, mut kernel) = (TempDir::new("build"), FakeKernel::default());
+            let root = StateRoot::at(&temp.0);
+            let mut built = build_plan(&mut kernel, &root, backend, joined())
+                .await
+                .unwrap();
+            reap(&mut built);
+            assert_eq!(kernel.segments.len(), 1);
+            assert_eq!(kernel.segments[0].0, "sdss-td");
+            assert_eq!(Some(&kernel.segments[0].1), joined().segment.as_ref());
+            let state = &built.dir.state;
+            let vxlan: Vec<_> = state
+                .links
+                .iter()
+                .filter(|l| l.kind.starts_with("vxlan"))
+                .map(|l| (l.netns.as_str(), l.name.as_str()))
+                .collect();
+            assert_eq!(vxlan, [("sdss-td", "sdss-vx42")], "{backend}");
+            let made: usize = kernel.links.values().map(|l| l.len()).sum();
+            assert_eq!(made, state.links.len(), "{backend}: made == recorded");
+            teardown_with(&mut kernel, &root, "td").unwrap();
+            assert!(kernel.links.is_empty(), "{backend}: {:?}", kernel.links);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kernel_without_vxlan_fails_the_build_by_name_and_teardown_undoes_it() {
+        let (temp, mut kernel) = (TempDir::new("build"), FakeKernel::default());
+        let root = StateRoot::at(&temp.0);
+        kernel.no_vxlan = true;
+        let failed = build_plan(&mut kernel, &root, BackendKind::None, joined()).await;
+        let Err(LabError::Segment(error)) = failed else {
+            panic!("expected a segment error, got {:?}", failed.err());
+        };
+        assert!(matches!(error, vxlan::SegmentError::NoVxlan));
+        assert!(error.to_string().contains("no vxlan module"), "{error}");
+        assert_eq!(kernel.spawned, 0, "no node started");
+        teardown_with(&mut kernel, &root, "td").unwrap();
+        assert!(kernel.netns.is_empty() && kernel.links.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_emulator_carries_a_segment_itself_without_a_vxlan_device() {
+        let (temp, mut kernel) = (TempDir::new("build"), FakeKernel::default());
+        let root = StateRoot::at(&temp.0);
+        let built = build_plan(&mut kernel, &root, BackendKind::Emulator, joined()).await;
+        assert!(built.is_ok(), "{:?}", built.err());
+        assert!(kernel.segments.is_empty());
+        let spec = delay::emulator_spec(&joined());
+        let uplink = spec.uplink.expect("an uplink");
+        assert_eq!(uplink.vni, joined().segment.expect("segment").vni);
+        assert_eq!(uplink.remotes.len(), 2);
+        drop(built);
+        teardown_with(&mut kernel, &root, "td").unwrap();
+        assert!(kernel.netns.is_empty());
     }
 
     #[tokio::test]

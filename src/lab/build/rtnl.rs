@@ -14,8 +14,8 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
-    NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE,
+    NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -56,6 +56,23 @@ pub enum Create {
     Replace,
     /// Changes an existing object (a link brought up).
     Change,
+    /// Adds beside those with the same key (a VXLAN flood entry: one
+    /// all-zeros entry per remote host).
+    Append,
+}
+
+impl Create {
+    /// The request's netlink flags.
+    pub fn flags(self) -> u16 {
+        NLM_F_REQUEST
+            | NLM_F_ACK
+            | match self {
+                Create::New => NLM_F_CREATE | NLM_F_EXCL,
+                Create::Replace => NLM_F_CREATE | NLM_F_REPLACE,
+                Create::Change => 0,
+                Create::Append => NLM_F_CREATE | NLM_F_APPEND,
+            }
+    }
 }
 
 /// A socket and the requests queued on it.
@@ -103,16 +120,9 @@ impl Rtnl {
 
     /// Queues a request; `what` names it in an error.
     pub fn push(&mut self, message: RouteNetlinkMessage, create: Create, what: impl Into<String>) {
-        let flags = NLM_F_REQUEST
-            | NLM_F_ACK
-            | match create {
-                Create::New => NLM_F_CREATE | NLM_F_EXCL,
-                Create::Replace => NLM_F_CREATE | NLM_F_REPLACE,
-                Create::Change => 0,
-            };
         let seq = self.seq();
         self.queued
-            .push((seq, request(message, flags, seq), what.into()));
+            .push((seq, request(message, create.flags(), seq), what.into()));
     }
 
     /// Sends every queued request, in order, and waits for each answer. All
@@ -225,7 +235,8 @@ impl Rtnl {
     }
 }
 
-fn request(
+/// `message` framed as request `seq`.
+pub fn request(
     message: RouteNetlinkMessage,
     flags: u16,
     seq: u32,

@@ -14,15 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::segment::Segment;
 use super::{NodePlan, Plan};
 use crate::lab::file::Topology;
-
-/// The UDP port VXLAN uses (IANA, RFC 7348).
-pub const VXLAN_PORT: u16 = 4789;
-
-/// MTU of a node's `eth0` when the segment crosses hosts: a 1500-byte underlay
-/// minus VXLAN's 50 bytes (outer IPv4, UDP, VXLAN headers and inner Ethernet).
-pub const SEGMENT_MTU: u32 = 1450;
 
 /// One machine of the lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,19 +27,6 @@ pub struct HostPlan {
     pub ssh: String,
     /// Its address between the hosts.
     pub underlay: Ipv4Addr,
-}
-
-/// How one host's share of the segment reaches the other hosts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
-    /// The lab's VXLAN network identifier (24 bits).
-    pub vni: u32,
-    /// This host's underlay address.
-    pub local: Ipv4Addr,
-    /// The other hosts' underlay addresses.
-    pub remotes: Vec<Ipv4Addr>,
-    /// MTU of the lab's interfaces on this host.
-    pub mtu: u32,
 }
 
 /// The one-way delay the network between two hosts adds, measured at `up`.
@@ -160,7 +141,8 @@ impl Plan {
                     .filter(|h| h.name != host)
                     .map(|h| h.underlay)
                     .collect(),
-                mtu: SEGMENT_MTU,
+                // Over an Ethernet underlay.
+                mtu: Segment::mtu_over(1500),
             }),
             ..self.clone()
         })
@@ -266,7 +248,7 @@ name = "n5"
             [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]
         );
         assert_eq!(segment.vni, plan.vni());
-        assert_eq!(segment.mtu, SEGMENT_MTU);
+        assert_eq!(segment.mtu, 1450);
         // Addresses are the whole lab's: unique across hosts.
         assert_eq!(share.nodes[0].address, plan.nodes[1].address);
     }

@@ -12,9 +12,11 @@ mod grading;
 pub mod hosts;
 pub mod impairment;
 mod node;
+pub mod segment;
 pub mod timeline;
 
 pub use grading::GradeSettings;
+pub use segment::Segment;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -111,7 +113,7 @@ pub struct Plan {
     pub underlay: Vec<hosts::UnderlayDelay>,
     /// In one host's share of a lab over several: how it joins the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<hosts::Segment>,
+    pub segment: Option<Segment>,
 }
 
 /// One node of the plan.
