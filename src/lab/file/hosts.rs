@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{check_name, Locator, Topology, TopologyError};
+use crate::lab::plan::backend::BackendChoice;
 
 /// One machine of a lab that spans several.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +22,9 @@ pub struct HostSection {
     /// Its address on the network between the hosts: the other hosts send the
     /// lab's frames there (VXLAN, UDP 4789).
     pub underlay: Spanned<String>,
+    /// Its delay backend, when not the one `up` is given (`emulator` on a
+    /// host without netem: its uplink speaks VXLAN with the others' devices).
+    pub backend: Option<BackendChoice>,
 }
 
 impl Topology {

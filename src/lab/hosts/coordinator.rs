@@ -76,11 +76,11 @@ async fn up_on_hosts(
     .await;
     let mut sessions = Vec::new();
     let mut failures = Vec::new();
-    let mut backend = None;
+    let mut backends = Vec::new();
     for result in built {
         match result {
             Ok((session, kind)) => {
-                backend.get_or_insert(kind);
+                backends.push((session.host.clone(), kind));
                 sessions.push(session);
             }
             Err(e) => failures.push(e),
@@ -92,11 +92,22 @@ async fn up_on_hosts(
         }
         return Err(LabError::Hosts(failures));
     }
-    let backend = backend.unwrap_or(BackendKind::None);
+    let backend = backends
+        .first()
+        .map_or(BackendKind::None, |(_, kind)| *kind);
+    // Hosts may settle differently (`auto`, or a host's own `backend`): say so.
+    let note = backends.iter().any(|(_, kind)| *kind != backend).then(|| {
+        let each: Vec<String> = backends
+            .iter()
+            .map(|(host, kind)| format!("{kind} on {host}"))
+            .collect();
+        format!("the hosts' delay backends differ: {}", each.join(", "))
+    });
     let build_time = started.elapsed();
     dir.record(|s| {
         s.phase = Phase::Running;
         s.backend = Some(backend);
+        s.backend_note = note;
         s.nodes_started_at = Some(wall_now());
     })?;
 
@@ -118,7 +129,7 @@ async fn up_on_hosts(
 
     let launched = Instant::now();
     let report = if options.verify {
-        Some(watch(&dir, sessions, backend, progress).await?)
+        Some(watch(&dir, sessions, progress).await?)
     } else {
         for session in sessions {
             session.close().await;
@@ -150,7 +161,7 @@ async fn build_on(
     session
         .send(&Request::Up {
             plan: Box::new(share),
-            backend: options.backend,
+            backend: host.backend.unwrap_or(options.backend),
         })
         .await?;
     match session.recv().await? {
@@ -228,10 +239,10 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
 async fn watch(
     dir: &LabDir,
     sessions: Vec<Session>,
-    backend: BackendKind,
     progress: &Progress,
 ) -> Result<Report, LabError> {
     let plan = &dir.state.plan;
+    let backend = dir.state.backend.unwrap_or(BackendKind::None);
     progress.step(
         "waiting for every pair to be measured",
         plan.expected.len() as u64,
@@ -313,7 +324,7 @@ async fn watch(
         plan,
         backend,
         None,
-        None,
+        dir.state.backend_note.clone(),
         verification,
         started.elapsed().as_secs_f64(),
     )
@@ -435,7 +446,7 @@ pub async fn verify_again(
         &plan,
         dir.state.backend.unwrap_or(BackendKind::None),
         None,
-        None,
+        dir.state.backend_note.clone(),
         verification,
         elapsed,
     )

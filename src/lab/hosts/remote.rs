@@ -254,6 +254,7 @@ mod tests {
             name: "b".into(),
             ssh: "root@10.0.0.2".into(),
             underlay: "10.0.0.2".parse().expect("ip"),
+            backend: None,
         }
     }
 

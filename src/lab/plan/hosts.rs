@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::BackendChoice;
 use super::segment::Segment;
 use super::{NodePlan, Plan};
 use crate::lab::file::Topology;
@@ -27,6 +28,9 @@ pub struct HostPlan {
     pub ssh: String,
     /// Its address between the hosts.
     pub underlay: Ipv4Addr,
+    /// Its own delay backend, if the file gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendChoice>,
 }
 
 /// The one-way delay the network between two hosts adds, measured at `up`.
@@ -52,6 +56,7 @@ pub(super) fn place(topology: &Topology, nodes: &mut [NodePlan]) -> Vec<HostPlan
                 name: h.name.get_ref().clone(),
                 ssh: h.ssh.get_ref().clone(),
                 underlay: h.underlay.get_ref().parse().ok()?,
+                backend: h.backend,
             })
         })
         .collect();
