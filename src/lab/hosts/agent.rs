@@ -125,7 +125,9 @@ where
                                 Ok(delays) => Reply::Underlay {
                                     delays: delays
                                         .into_iter()
-                                        .map(|(peer, d)| (peer, d.map(|d| d.as_secs_f64())))
+                                        .map(|(peer, m)| {
+                                            (peer, m.map(|m| (m.delay.as_secs_f64(), m.clock)))
+                                        })
                                         .collect(),
                                 },
                                 Err(e) => Reply::Failed {

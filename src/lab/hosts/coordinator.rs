@@ -118,10 +118,11 @@ async fn up_on_hosts(
     let underlay = measure(&plan, &mut sessions).await?;
     for u in &underlay {
         progress.line(&format!(
-            "underlay {} -> {}: {:.3} ms",
+            "underlay {} -> {}: {:.3} ms, clocks {:+.3} ms apart",
             u.from,
             u.to,
-            u.delay.as_secs_f64() * 1e3
+            u.delay.as_secs_f64() * 1e3,
+            u.clock * 1e3
         ));
     }
     let plan = plan.with_underlay(underlay);
@@ -180,7 +181,7 @@ async fn build_on(
     }
 }
 
-/// Each host measures the others; half the median round trip per host pair.
+/// Each host measures the others: half the shortest round trip, and the clocks, per host pair.
 async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDelay>, LabError> {
     let results = join_all(sessions.iter_mut().map(|session| async {
         let peers: Vec<_> = plan
@@ -206,10 +207,11 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
                         continue;
                     };
                     match delay {
-                        Some(seconds) => measured.push(UnderlayDelay {
+                        Some((seconds, clock)) => measured.push(UnderlayDelay {
                             from: from.clone(),
                             to: to.name.clone(),
                             delay: Duration::from_secs_f64(seconds.max(0.0)),
+                            clock,
                         }),
                         None => failures.push(HostError::Failed {
                             host: from.clone(),

@@ -1,7 +1,13 @@
 //! What the network between the hosts adds to a cross-host pair: each agent
 //! answers UDP probes on its underlay address while the lab comes up, and
-//! measures the round trip to every other host; half the median is the
+//! measures the round trip to every other host; half the shortest is the
 //! one-way delay added to that host pair's expected delays.
+//!
+//! A node measures a delay with two clocks (the peer's send time, its own
+//! arrival time), so across hosts the measurement also holds the difference
+//! of the hosts' clocks. The answer carries the answering host's time, and
+//! the probe's midpoint gives that difference (NTP's estimate), added to the
+//! expected delays too: calibrated, and reported, rather than blamed on the nodes.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -10,10 +16,12 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use crate::node::clock::wall_now;
+
 /// The UDP port of the probes (beside VXLAN's 4789; both must pass between hosts).
 pub const PROBE_PORT: u16 = 4788;
 
-/// Probes per peer; the median of their round trips is kept.
+/// Probes per peer; the one with the shortest round trip is kept.
 const PROBES: usize = 21;
 
 /// How long one probe waits for its answer.
@@ -46,42 +54,62 @@ pub async fn answer(socket: UdpSocket, peers: Vec<Ipv4Addr>, cancel: Cancellatio
             continue;
         }
         buffer[..8].copy_from_slice(ANSWER);
-        let _ = socket.send_to(&buffer[..16], from).await;
+        buffer[16..24].copy_from_slice(&wall_now().to_be_bytes());
+        let _ = socket.send_to(&buffer[..24], from).await;
     }
 }
 
-/// Half the median round trip to each peer, or `None` for a peer that never answered.
+/// What one host learnt of a peer, from its probe with the shortest round trip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// Half the round trip.
+    pub delay: Duration,
+    /// The peer's clock minus ours, seconds: its time in the answer minus
+    /// the midpoint of our send and receive times.
+    pub clock: f64,
+}
+
+/// Each peer measured, or `None` for a peer that never answered.
 pub async fn measure(
     local: Ipv4Addr,
     peers: &[Ipv4Addr],
-) -> io::Result<Vec<(Ipv4Addr, Option<Duration>)>> {
+) -> io::Result<Vec<(Ipv4Addr, Option<Measured>)>> {
     let socket = UdpSocket::bind(SocketAddrV4::new(local, 0)).await?;
     let mut out = Vec::with_capacity(peers.len());
     let mut sequence = 0u64;
     for peer in peers {
         let to = SocketAddrV4::new(*peer, PROBE_PORT);
-        let mut rtts = Vec::with_capacity(PROBES);
+        // NTP's clock filter: the sample with the shortest round trip waited
+        // least in queues and wake-ups, so its delay and clock are the truest.
+        let mut best: Option<(Duration, f64)> = None;
+        let mut answered = 0;
         let give_up = Instant::now() + PEER_WAIT;
-        while rtts.len() < PROBES && (Instant::now() < give_up || !rtts.is_empty()) {
+        while answered < PROBES && (Instant::now() < give_up || answered > 0) {
             sequence += 1;
-            if let Some(rtt) = probe(&socket, to, sequence).await {
-                rtts.push(rtt);
-            } else if !rtts.is_empty() && Instant::now() >= give_up {
+            if let Some((rtt, clock)) = probe(&socket, to, sequence).await {
+                answered += 1;
+                if best.is_none_or(|(least, _)| rtt < least) {
+                    best = Some((rtt, clock));
+                }
+            } else if answered > 0 && Instant::now() >= give_up {
                 break;
             }
         }
-        rtts.sort();
-        out.push((*peer, rtts.get(rtts.len() / 2).map(|rtt| *rtt / 2)));
+        let measured = best.map(|(rtt, clock)| Measured {
+            delay: rtt / 2,
+            clock,
+        });
+        out.push((*peer, measured));
     }
     Ok(out)
 }
 
-/// One probe's round trip, if its own answer came back in time.
-async fn probe(socket: &UdpSocket, to: SocketAddrV4, sequence: u64) -> Option<Duration> {
+/// One probe's round trip and clock difference, if its own answer came back in time.
+async fn probe(socket: &UdpSocket, to: SocketAddrV4, sequence: u64) -> Option<(Duration, f64)> {
     let mut ask = [0u8; 16];
     ask[..8].copy_from_slice(ASK);
     ask[8..].copy_from_slice(&sequence.to_be_bytes());
-    let sent = Instant::now();
+    let (sent, sent_wall) = (Instant::now(), wall_now());
     socket.send_to(&ask, to).await.ok()?;
     let deadline = sent + PROBE_WAIT;
     let mut buffer = [0u8; 64];
@@ -92,11 +120,17 @@ async fn probe(socket: &UdpSocket, to: SocketAddrV4, sequence: u64) -> Option<Du
             .ok()?
             .ok()?;
         if from == SocketAddr::V4(to)
-            && len == 16
+            && len == 24
             && &buffer[..8] == ANSWER
             && buffer[8..16] == ask[8..]
         {
-            return Some(sent.elapsed());
+            let rtt = sent.elapsed();
+            let mut theirs = [0u8; 8];
+            theirs.copy_from_slice(&buffer[16..24]);
+            let theirs = f64::from_be_bytes(theirs);
+            return theirs
+                .is_finite()
+                .then(|| (rtt, theirs - (sent_wall + rtt.as_secs_f64() / 2.0)));
         }
     }
 }
@@ -120,8 +154,10 @@ mod tests {
         let measured = measure(here, &[here, silent]).await.expect("measure");
         cancel.cancel();
         assert_eq!(measured[0].0, here);
-        let delay = measured[0].1.expect("loopback answers");
-        assert!(delay < Duration::from_millis(50), "{delay:?}");
+        let seen = measured[0].1.expect("loopback answers");
+        assert!(seen.delay < Duration::from_millis(50), "{seen:?}");
+        // One clock: the difference is within the round trip.
+        assert!(seen.clock.abs() < 0.05, "{seen:?}");
         assert_eq!(measured[1], (silent, None));
     }
 }

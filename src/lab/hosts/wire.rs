@@ -66,10 +66,10 @@ pub enum Reply {
         /// Its stages, as `lab up` prints them.
         stages: String,
     },
-    /// Half the median round trip to each peer, seconds; `None`: no answer.
+    /// Each peer as measured; `None`: it did not answer.
     Underlay {
-        /// Per peer.
-        delays: Vec<(Ipv4Addr, Option<f64>)>,
+        /// Per peer: half the shortest round trip, and its clock minus ours, seconds.
+        delays: Vec<(Ipv4Addr, Option<(f64, f64)>)>,
     },
     /// Bytes a node printed.
     Output {

@@ -40,9 +40,19 @@ pub struct UnderlayDelay {
     pub from: String,
     /// Receiving host.
     pub to: String,
-    /// Half the median round trip.
+    /// Half the shortest round trip of its probes.
     #[serde(with = "crate::units::serde_duration")]
     pub delay: Duration,
+    /// The receiving host's clock minus the sending host's, seconds: a node
+    /// measures with both clocks, so this is in what it measures too.
+    pub clock: f64,
+}
+
+impl UnderlayDelay {
+    /// What a node on `to` measures on top of the links' delays from a node on `from`.
+    pub fn added(&self) -> f64 {
+        self.delay.as_secs_f64() + self.clock
+    }
 }
 
 /// The hosts of a topology, and each node's host: its own, or the host with
@@ -153,8 +163,9 @@ impl Plan {
         })
     }
 
-    /// The plan with the measured underlay added to every cross-host pair's
-    /// expected delay, and kept for the report.
+    /// The plan with the measured underlay (its delay and the hosts' clock
+    /// difference) added to every cross-host pair's expected delay, and kept
+    /// for the report.
     pub fn with_underlay(&self, measured: Vec<UnderlayDelay>) -> Plan {
         let mut plan = self.clone();
         let host = |node: &str| self.node(node).and_then(|n| n.host.clone());
@@ -166,7 +177,8 @@ impl Plan {
                 continue;
             }
             if let Some(u) = measured.iter().find(|u| u.from == from && u.to == to) {
-                pair.impairment.delay += u.delay;
+                let total = pair.impairment.delay.as_secs_f64() + u.added();
+                pair.impairment.delay = Duration::from_secs_f64(total.max(0.0));
             }
         }
         plan.underlay = measured;
@@ -275,10 +287,11 @@ name = "n5"
             from: "a".into(),
             to: "b".into(),
             delay: us(300),
+            clock: -0.0001,
         }]);
-        // n2 (a) -> n3 (b): 1 ms + 1 ms + 0.3 ms.
+        // n2 (a) -> n3 (b): 1 ms + 1 ms + 0.3 ms, read 0.1 ms early by b's clock.
         let cross = plan.expected("n2", "n3").expect("pair");
-        assert_eq!(cross.impairment.delay, us(2300));
+        assert_eq!(cross.impairment.delay, us(2200));
         assert_eq!(plan.underlay_of("n2", "n3"), Some(us(300)));
         // n2 (a) -> n4 (a): same host, nothing added.
         assert_eq!(

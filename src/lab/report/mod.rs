@@ -125,10 +125,11 @@ impl HostsReport {
         for u in &self.underlay {
             let _ = writeln!(
                 out,
-                "  underlay {} -> {}: {:.3} ms (added to each pair across it)",
+                "  underlay {} -> {}: {:.3} ms, clock {:+.3} ms (both added to each pair across it)",
                 u.from,
                 u.to,
-                u.delay.as_secs_f64() * 1e3
+                u.delay.as_secs_f64() * 1e3,
+                u.clock * 1e3
             );
         }
         let cross: Vec<&PairResult> = pairs

@@ -34,6 +34,33 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         BackendChoice::Emulator => "the userspace emulator: a TAP eth0 per node, switched and delayed by sdss lab-emulator",
     };
     let _ = writeln!(out, "delay backend {backend}");
+    for host in &plan.hosts {
+        let nodes: Vec<&str> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.host.as_deref() == Some(host.name.as_str()))
+            .map(|n| n.name.as_str())
+            .collect();
+        let own = host
+            .backend
+            .map(|b| format!(", its own backend {b:?}").to_lowercase())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "host {} (reached as {:?}, underlay {}{own}): {}",
+            host.name,
+            host.ssh,
+            host.underlay,
+            nodes.join(", ")
+        );
+    }
+    if plan.spans_hosts() {
+        let _ = writeln!(
+            out,
+            "segment: VXLAN {} between the hosts (UDP 4789, eth0 MTU 1450); each host builds its own share; the underlay's delay is measured at up and added to every cross-host pair below",
+            plan.vni()
+        );
+    }
     let name_w = plan
         .nodes
         .iter()
