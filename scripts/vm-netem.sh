@@ -10,10 +10,11 @@
 # Then labs/delay-step.toml plays its timeline on netem (live `tc` changes) and
 # is judged by its own expectations (it passes when every one holds), with
 # `--tolerance` the lab's 0.5 ms plus the largest floor those rounds measured
-# plus the slack. The same VM also runs tests/lab_vxlan.rs with its ignored
-# tests (a lab stretched across two simulated hosts by a kernel VXLAN device:
-# its kernel has the vxlan module), built here first with `cargo test
-# --no-run`; each of its tests counts as one pass or fail in the summary.
+# plus the slack. The same VM also runs tests/lab_vxlan.rs (a lab's bridge
+# joined to another host's by a kernel VXLAN device) and the ignored tests of
+# tests/lab_hosts.rs (labs over three simulated hosts on netem with kernel
+# VXLAN, and with one host on the emulator), built here first with `cargo
+# test --no-run`; each test counts as one pass or fail in the summary.
 #
 #   scripts/vm-netem.sh [--no-install] [--rounds N] [--slack MS] [SDSS_BINARY]
 # SDSS_BINARY defaults to target/release/sdss. Under emulation a lab at zero
@@ -35,19 +36,24 @@ cd "$(dirname "$0")/.."
 self=$PWD/scripts/vm-netem.sh
 
 if [[ "${1:-}" == "--inside-vm" ]]; then
-  bin=$2 out=$3 rounds=$4 slack=$5 vxlan_test=$6
+  bin=$2 out=$3 rounds=$4 slack=$5
+  shift 5 # then NAME=TEST_BINARY:ARGS for each integration test to run here
   modprobe sch_netem
+  modprobe vxlan
+  modprobe tun 2>/dev/null || true # the emulator host of tests/lab_hosts.rs
   mkdir -p /run/netns
-  # Two simulated hosts joined by VXLAN, in a private network and mount
-  # namespace with the tmpfs /run/netns the test recognises as its sandbox
-  # (scripts/test.sh's); root tests may not skip.
-  status=0
-  modprobe vxlan >"$out/vxlan.out" 2>&1 &&
+  # Each test binary in a private network and mount namespace with the tmpfs
+  # /run/netns the tests recognise as their sandbox (scripts/test.sh's); root
+  # tests may not skip.
+  for test in "$@"; do
+    name=${test%%=*} rest=${test#*=}
+    status=0
     SDSS_REQUIRE_ROOT_TESTS=1 unshare --net --mount --propagation private -- sh -c '
       mount -t tmpfs -o mode=0755 sdss-test-netns /run/netns && ip link set lo up &&
-      exec "$1" --include-ignored --test-threads 1' sh "$vxlan_test" >>"$out/vxlan.out" 2>&1 ||
-    status=$?
-  echo "$status" >"$out/vxlan.status"
+      exec "$1" $2 --test-threads 1' sh "${rest%%:*}" "${rest#*:}" >"$out/test.$name.out" 2>&1 ||
+      status=$?
+    echo "$status" >"$out/test.$name.status"
+  done
   for round in $(seq "$rounds"); do
     for backend in none netem; do
       start=$(date +%s.%N) status=0
@@ -102,16 +108,22 @@ done
 [[ -x "$bin" ]] || { echo "vm-netem: no sdss binary at $bin (cargo build --release)" >&2; exit 2; }
 bin=$(realpath "$bin")
 command -v python3 >/dev/null || { echo "vm-netem: python3 missing" >&2; exit 2; }
-command -v cargo >/dev/null || { echo "vm-netem: cargo missing (it builds tests/lab_vxlan.rs)" >&2; exit 2; }
-# The VXLAN test's binary, built here: the VM shares this filesystem.
-vxlan_test=$(cargo test --locked --quiet --no-run --test lab_vxlan --message-format=json |
+command -v cargo >/dev/null || { echo "vm-netem: cargo missing (it builds the tests it runs)" >&2; exit 2; }
+# The integration tests the VM runs, built here (the VM shares this
+# filesystem): tests/lab_vxlan.rs whole, and the ignored tests of
+# tests/lab_hosts.rs (netem across hosts, which this machine's kernel lacks).
+declare -A test_args=([lab_vxlan]="--include-ignored" [lab_hosts]="--ignored")
+vm_tests=()
+while read -r name path; do
+  vm_tests+=("$name=$path:${test_args[$name]}")
+done < <(cargo test --locked --quiet --no-run --test lab_vxlan --test lab_hosts --message-format=json |
   python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "lab_vxlan" and m.get("executable"):
-        print(m["executable"])') || true
-[[ -x "$vxlan_test" ]] || { echo "vm-netem: building tests/lab_vxlan.rs gave no test binary" >&2; exit 2; }
+    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] and m.get("executable"):
+        print(m["target"]["name"], m["executable"])')
+[[ ${#vm_tests[@]} -eq ${#test_args[@]} ]] || { echo "vm-netem: building the tests gave ${#vm_tests[@]} of ${#test_args[@]} binaries" >&2; exit 2; }
 
 # The newest kernel under /boot with netem (and, as a module, its sch_netem.ko).
 netem_kernel() {
@@ -168,16 +180,16 @@ mkdir "$work/out" "$work/tmp"
 
 echo "vm-netem: kernel $kver, $(vng --version), $(qemu-system-x86_64 --version | head -1)"
 echo "vm-netem: $rounds round(s) of labs/five-nodes.toml, --delay-backend none then netem, with $bin"
-echo "vm-netem: and tests/lab_vxlan.rs with its ignored tests: $vxlan_test"
+echo "vm-netem: and these tests: ${vm_tests[*]}"
 # CPU pressure on the host while the VM runs: other work starves the guest's
 # timers, and netem's delays grow with it (the floor lab barely shows it).
 psi() { awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/cpu 2>/dev/null || echo 0; }
 psi0=$(psi) start=$SECONDS
 status=0
 # vng's output goes to a file: QEMU reopens and truncates a redirected stdout.
-TMPDIR=$work/tmp timeout -k 10 $((180 + 60 * rounds)) vng --run "/boot/vmlinuz-$kver" --disable-kvm \
+TMPDIR=$work/tmp timeout -k 10 $((360 + 60 * rounds)) vng --run "/boot/vmlinuz-$kver" --disable-kvm \
   --user root --memory 2G --cpus 2 --cwd "$PWD" --rwdir "$work/out" \
-  --exec "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds" "$slack" "$vxlan_test")" </dev/null >"$work/vm.log" 2>&1 &
+  --exec "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds" "$slack" "${vm_tests[@]}")" </dev/null >"$work/vm.log" 2>&1 &
 vm=$!
 wait "$vm" || status=$?
 vm=
@@ -258,25 +270,28 @@ except (OSError, ValueError, KeyError) as e:
     print(f"live changes: no report ({e})")
 passed += live_ok
 failed += not live_ok
-# tests/lab_vxlan.rs: each test one pass or fail; a binary that did not run
-# (or ran nothing) is one fail.
-try:
-    vxlan_status = int(open(f"{out}/vxlan.status").read())
-    vxlan_out = open(f"{out}/vxlan.out").read()
-except (OSError, ValueError) as e:
-    vxlan_status, vxlan_out = None, f"no result ({e})"
-results = [l.split(" ... ") for l in vxlan_out.splitlines() if l.startswith("test ") and " ... " in l]
-print("tests/lab_vxlan.rs (kernel VXLAN across two simulated hosts), in the VM:")
-for name, verdict in results:
-    print(f"  {verdict:<4} {name[len('test '):]}")
-vxlan_passed = sum(v == "ok" for _, v in results)
-vxlan_failed = sum(v != "ok" for _, v in results)
-if vxlan_status != 0 or not results:
-    print(vxlan_out[-3000:], end="")
-    vxlan_failed = max(vxlan_failed, 1)
-print(f"  exit {vxlan_status}: {vxlan_passed} passed, {vxlan_failed} failed")
-passed += vxlan_passed
-failed += vxlan_failed
+# The integration tests: each test one pass or fail; a binary that did not
+# run (or ran nothing) is one fail.
+import glob
+names = sorted(p[len(f"{out}/test."):-len(".status")] for p in glob.glob(f"{out}/test.*.status"))
+for name in names or ["(none)"]:
+    try:
+        status = int(open(f"{out}/test.{name}.status").read())
+        text = open(f"{out}/test.{name}.out").read()
+    except (OSError, ValueError) as e:
+        status, text = None, f"no result ({e})"
+    results = [l.split(" ... ") for l in text.splitlines() if l.startswith("test ") and " ... " in l]
+    print(f"tests/{name}.rs, in the VM:")
+    for test, verdict in results:
+        print(f"  {verdict:<4} {test[len('test '):]}")
+    good = sum(v == "ok" for _, v in results)
+    bad = sum(v != "ok" for _, v in results)
+    if status != 0 or not results:
+        print(text[-3000:], end="")
+        bad = max(bad, 1)
+    print(f"  exit {status}: {good} passed, {bad} failed")
+    passed += good
+    failed += bad
 print(f"vm-netem: {passed} passed, {failed} failed")
 sys.exit(0 if ok and failed == 0 else 1)
 PY

@@ -31,7 +31,10 @@ fn ip(args: &[&str]) {
 impl Hosts {
     /// `count` hosts with underlay addresses 10.77.0.1, .2, ...
     fn new(count: usize, lab: &str) -> Hosts {
-        let tag = std::process::id() % 10_000;
+        // Tests run in parallel: each set of hosts gets its own bridge and veths.
+        static SETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let set = SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}x{set}", std::process::id() % 10_000);
         let bridge = format!("ul{tag}");
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&["link", "set", &bridge, "up"]);
@@ -183,20 +186,23 @@ fn lab(args: &[&str], reach: &Path) -> std::process::Output {
 }
 
 /// A lab of `per_host` nodes on each of three hosts (`backends`: each host's
-/// own `backend`, if any), brought up with `--delay-backend backend`; checks
-/// the report and each host's namespaces, and returns what the test needs to go on.
+/// own `backend`, if any; links of 1 and 3 ms when `delayed`), brought up with
+/// `--delay-backend backend`; checks the report and each host's namespaces,
+/// and returns what the test needs to go on.
 fn three_hosts_up(
     name: &str,
     per_host: usize,
     backend: &str,
     backends: [Option<&str>; 3],
+    delayed: bool,
     tolerance: &str,
 ) -> (Hosts, Scratch, PathBuf, Report) {
     let hosts = Hosts::new(3, name);
     let scratch = Scratch::new(name);
     let reach = reach_script(&scratch);
     let mut file = format!(
-        "name = \"{name}\"\n[defaults]\ndelay = \"1ms\"\ninterval = \"250ms\"\n[verify]\ntolerance = \"{tolerance}\"\n"
+        "name = \"{name}\"\n[defaults]\ninterval = \"250ms\"\n{}[verify]\ntolerance = \"{tolerance}\"\n",
+        if delayed { "delay = \"1ms\"\n" } else { "" }
     );
     for (i, table) in hosts.tables().iter().enumerate() {
         file.push_str(table);
@@ -206,7 +212,11 @@ fn three_hosts_up(
     }
     let nodes = 3 * per_host;
     for i in 1..=nodes {
-        let delay = if i % 4 == 0 { "\ndelay = \"3ms\"" } else { "" };
+        let delay = if delayed && i % 4 == 0 {
+            "\ndelay = \"3ms\""
+        } else {
+            ""
+        };
         file.push_str(&format!("[[node]]\nname = \"n{i}\"{delay}\n"));
     }
     let file = scratch.lab("hosts.toml", &file);
@@ -272,7 +282,7 @@ fn a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any() {
         return;
     }
     let name = unique("hosts");
-    let (hosts, scratch, reach, _) = three_hosts_up(&name, 4, "emulator", [None; 3], "0.5ms");
+    let (hosts, scratch, reach, _) = three_hosts_up(&name, 4, "emulator", [None; 3], true, "0.5ms");
     let status = lab(&["status", "--json", &name], &reach);
     let listed: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status");
     assert_eq!(listed[0]["phase"], "running", "{}", text(&status));
@@ -311,7 +321,50 @@ fn a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any() {
     let _ = std::fs::remove_dir_all(&scratch.0);
 }
 
-// In a VM (scripts/vm-netem.sh): this machine's kernel has neither netem nor
+// This machine's kernel has VXLAN (built in) but no netem: kernel VXLAN
+// devices join the hosts natively with the `none` backend.
+
+#[test]
+fn three_hosts_at_zero_delay_are_joined_by_kernel_vxlan_devices() {
+    if !sandboxed("three_hosts_at_zero_delay_are_joined_by_kernel_vxlan_devices") {
+        return;
+    }
+    let name = unique("vxnone");
+    let (hosts, scratch, reach, report) =
+        three_hosts_up(&name, 2, "none", [None; 3], true, "0.5ms");
+    assert_eq!(report.backend, sdss::lab::plan::backend::BackendKind::None);
+    let note = report.backend_note.unwrap_or_default();
+    assert!(note.contains("not injected"), "{note}");
+    down_leaves_nothing(&name, &hosts, &reach);
+    let _ = std::fs::remove_dir_all(&scratch.0);
+}
+
+#[test]
+fn an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others() {
+    if !sandboxed("an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others") {
+        return;
+    }
+    let name = unique("vxmix");
+    // No delays: `auto` settles on `none` (a bridge and a VXLAN device) on
+    // h2 and h3, while h1's own backend is the emulator and its uplink.
+    let (hosts, scratch, reach, report) = three_hosts_up(
+        &name,
+        2,
+        "auto",
+        [Some("emulator"), None, None],
+        false,
+        "0.5ms",
+    );
+    let note = report.backend_note.unwrap_or_default();
+    assert!(
+        note.contains("emulator on h1, none on h2, none on h3"),
+        "{note}"
+    );
+    down_leaves_nothing(&name, &hosts, &reach);
+    let _ = std::fs::remove_dir_all(&scratch.0);
+}
+
+// In a VM (scripts/vm-netem.sh): this machine's kernel has no
 // VXLAN. Under its software emulation a zero-delay lab measures 0.2-1.1 ms,
 // hence a tolerance of 2 ms there.
 
@@ -322,7 +375,7 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
         return;
     }
     let name = unique("vxhosts");
-    let (hosts, scratch, reach, report) = three_hosts_up(&name, 2, "netem", [None; 3], "2ms");
+    let (hosts, scratch, reach, report) = three_hosts_up(&name, 2, "netem", [None; 3], true, "2ms");
     assert_eq!(report.backend, sdss::lab::plan::backend::BackendKind::Netem);
     down_leaves_nothing(&name, &hosts, &reach);
     let _ = std::fs::remove_dir_all(&scratch.0);
@@ -335,8 +388,14 @@ fn a_host_on_the_emulator_shares_a_lab_with_hosts_on_kernel_vxlan() {
         return;
     }
     let name = unique("mixhosts");
-    let (hosts, scratch, reach, report) =
-        three_hosts_up(&name, 2, "netem", [Some("emulator"), None, None], "2ms");
+    let (hosts, scratch, reach, report) = three_hosts_up(
+        &name,
+        2,
+        "netem",
+        [Some("emulator"), None, None],
+        true,
+        "2ms",
+    );
     let note = report.backend_note.unwrap_or_default();
     assert!(
         note.contains("emulator on h1, netem on h2, netem on h3"),

@@ -76,6 +76,16 @@ impl Topology {
                 ));
             }
         }
+        if let Some(host) = self
+            .hosts
+            .iter()
+            .find(|h| h.backend == Some(BackendChoice::None))
+        {
+            return Err(at.error(
+                Some(host.name.span()),
+                "backend \"none\" on one host would leave its links undelayed while the lab expects their delays: expected auto, netem or emulator (a zero-delay run of the whole lab: --delay-backend none)",
+            ));
+        }
         for node in &self.nodes {
             let Some(host) = &node.host else { continue };
             if !names.contains_key(host.get_ref().as_str()) {

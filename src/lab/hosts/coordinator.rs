@@ -20,7 +20,7 @@ use crate::lab::build::state::{LabDir, LabState, Phase, StateError, StateRoot};
 use crate::lab::build::Stages;
 use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::lifecycle::{UpOptions, UpOutcome};
-use crate::lab::plan::backend::BackendKind;
+use crate::lab::plan::backend::{BackendChoice, BackendKind};
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::{Printer, Progress};
@@ -45,7 +45,13 @@ pub async fn up(
     cancel: &CancellationToken,
     progress: &Progress,
 ) -> Result<UpOutcome, LabError> {
-    let dir = root.create(LabState::creating(plan.clone()))?;
+    // As on one machine: `none` injects nothing, so nothing is expected.
+    let zeroed = options.backend == BackendChoice::None && !plan.is_unimpaired();
+    let plan = if zeroed { plan.zero_delay() } else { plan };
+    let mut state = LabState::creating(plan.clone());
+    state.backend_note =
+        zeroed.then(|| "zero delay: the delays in the lab file were not injected".to_owned());
+    let dir = root.create(state)?;
     let result = tokio::select! {
         result = up_on_hosts(dir, options, exec, progress) => result,
         _ = cancel.cancelled() => Err(LabError::Cancelled),
@@ -96,7 +102,7 @@ async fn up_on_hosts(
         .first()
         .map_or(BackendKind::None, |(_, kind)| *kind);
     // Hosts may settle differently (`auto`, or a host's own `backend`): say so.
-    let note = backends.iter().any(|(_, kind)| *kind != backend).then(|| {
+    let differ = backends.iter().any(|(_, kind)| *kind != backend).then(|| {
         let each: Vec<String> = backends
             .iter()
             .map(|(host, kind)| format!("{kind} on {host}"))
@@ -107,7 +113,7 @@ async fn up_on_hosts(
     dir.record(|s| {
         s.phase = Phase::Running;
         s.backend = Some(backend);
-        s.backend_note = note;
+        s.backend_note = differ.or(s.backend_note.take());
         s.nodes_started_at = Some(wall_now());
     })?;
 
