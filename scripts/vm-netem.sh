@@ -49,7 +49,8 @@ if [[ "${1:-}" == "--inside-vm" ]]; then
     name=${test%%=*} rest=${test#*=}
     status=0
     SDSS_REQUIRE_ROOT_TESTS=1 unshare --net --mount --propagation private -- sh -c '
-      mount -t tmpfs -o mode=0755 sdss-test-netns /run/netns && ip link set lo up &&
+      mkdir -p /run/sdss && mount -t tmpfs -o mode=0755 sdss-test-netns /run/netns &&
+      mount -t tmpfs -o mode=0700 sdss-test-state /run/sdss && ip link set lo up &&
       exec "$1" $2 --test-threads 1' sh "${rest%%:*}" "${rest#*:}" >"$out/test.$name.out" 2>&1 ||
       status=$?
     echo "$status" >"$out/test.$name.status"

@@ -202,7 +202,7 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
     let mut pairs = Vec::with_capacity(plan.expected.len());
     for pair in &plan.expected {
         let expected = pair.impairment.delay;
-        let tolerance = verify.tolerance_for(expected);
+        let tolerance = verify.tolerance_for(expected) + pair.slack;
         let mut row = PairResult {
             from: pair.from.clone(),
             to: pair.to.clone(),

@@ -179,6 +179,9 @@ impl Plan {
             if let Some(u) = measured.iter().find(|u| u.from == from && u.to == to) {
                 let total = pair.impairment.delay.as_secs_f64() + u.added();
                 pair.impairment.delay = Duration::from_secs_f64(total.max(0.0));
+                // NTP's bound: a clock difference read from one probe is off by
+                // at most half its round trip (how the way out and back split).
+                pair.slack = u.delay;
             }
         }
         plan.underlay = measured;
@@ -292,6 +295,11 @@ name = "n5"
         // n2 (a) -> n3 (b): 1 ms + 1 ms + 0.3 ms, read 0.1 ms early by b's clock.
         let cross = plan.expected("n2", "n3").expect("pair");
         assert_eq!(cross.impairment.delay, us(2200));
+        assert_eq!(
+            cross.slack,
+            us(300),
+            "the clocks are known to half a round trip"
+        );
         assert_eq!(plan.underlay_of("n2", "n3"), Some(us(300)));
         // n2 (a) -> n4 (a): same host, nothing added.
         assert_eq!(

@@ -170,6 +170,14 @@ pub struct ExpectedPair {
     pub impairment: Impairment,
     /// Whether a `[[pair]]` set it (otherwise it is the sum of the two links).
     pub overridden: bool,
+    /// Added to its tolerance: what is known of the path only within a
+    /// bound (across hosts, the clocks' difference, known to half a round trip).
+    #[serde(
+        default,
+        skip_serializing_if = "Duration::is_zero",
+        with = "crate::units::serde_duration"
+    )]
+    pub slack: Duration,
 }
 
 /// Settings passed to every `sdss node`.
@@ -394,6 +402,7 @@ impl Plan {
                     to: to.name.clone(),
                     impairment,
                     overridden,
+                    slack: Duration::ZERO,
                 });
             }
         }

@@ -125,7 +125,7 @@ impl HostsReport {
         for u in &self.underlay {
             let _ = writeln!(
                 out,
-                "  underlay {} -> {}: {:.3} ms, clock {:+.3} ms (both added to each pair across it)",
+                "  underlay {} -> {}: {:.3} ms, clock {:+.3} ms (added to each pair across it, whose tolerance grows by the delay: the clocks are known to half a round trip)",
                 u.from,
                 u.to,
                 u.delay.as_secs_f64() * 1e3,
