@@ -48,7 +48,7 @@ if [[ "${1:-}" == "--inside-vm" ]]; then
   for test in "$@"; do
     name=${test%%=*} rest=${test#*=}
     status=0
-    SDSS_REQUIRE_ROOT_TESTS=1 unshare --net --mount --propagation private -- sh -c '
+    SDSS_REQUIRE_ROOT_TESTS=1 SDSS_TEST_SDSS=$bin unshare --net --mount --propagation private -- sh -c '
       mkdir -p /run/sdss && mount -t tmpfs -o mode=0755 sdss-test-netns /run/netns &&
       mount -t tmpfs -o mode=0700 sdss-test-state /run/sdss && ip link set lo up &&
       exec "$1" $2 --test-threads 1' sh "${rest%%:*}" "${rest#*:}" >"$out/test.$name.out" 2>&1 ||
@@ -113,7 +113,7 @@ command -v cargo >/dev/null || { echo "vm-netem: cargo missing (it builds the te
 # The integration tests the VM runs, built here (the VM shares this
 # filesystem): tests/lab_vxlan.rs whole, and the ignored tests of
 # tests/lab_hosts.rs (netem across hosts, which this machine's kernel lacks).
-declare -A test_args=([lab_vxlan]="--include-ignored" [lab_hosts]="--ignored")
+declare -A test_args=([lab_vxlan]="--include-ignored" [lab_hosts]="--ignored --nocapture")
 vm_tests=()
 while read -r name path; do
   vm_tests+=("$name=$path:${test_args[$name]}")
@@ -283,12 +283,17 @@ for name in names or ["(none)"]:
         status, text = None, f"no result ({e})"
     results = [l.split(" ... ") for l in text.splitlines() if l.startswith("test ") and " ... " in l]
     print(f"tests/{name}.rs, in the VM:")
+    # What the labs over hosts reported: placement, underlay, pairs, cleanup.
+    shown = ("  note:", "  host ", "  underlay ", "  cross-host", "PASS:", "FAIL", "after down")
+    for l in text.splitlines():
+        if l.startswith(shown) or l.startswith("lab ") and "delay backend" in l:
+            print(f"  | {l}")
     for test, verdict in results:
         print(f"  {verdict:<4} {test[len('test '):]}")
     good = sum(v == "ok" for _, v in results)
     bad = sum(v != "ok" for _, v in results)
     if status != 0 or not results:
-        print(text[-3000:], end="")
+        print(text[-12000:], end="")
         bad = max(bad, 1)
     print(f"  exit {status}: {good} passed, {bad} failed")
     passed += good

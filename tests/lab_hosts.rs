@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use lab_support::{sandboxed, sdss, text, unique, Scratch};
+use lab_support::{sandboxed, text, unique, Scratch};
 use sdss::lab::report::Report;
 
 /// Simulated hosts: namespaces held open by a process each, joined by a bridge.
@@ -145,7 +145,7 @@ impl Drop for Hosts {
                     "--mount",
                     "--",
                 ])
-                .arg(env!("CARGO_BIN_EXE_sdss"))
+                .arg(exe())
                 .args(["lab", "down", &self.lab])
                 .output();
         }
@@ -162,6 +162,14 @@ impl Drop for Hosts {
     }
 }
 
+/// The sdss that coordinates, serves as agent and runs the nodes: this
+/// build's, or `SDSS_TEST_SDSS` (the VM runs the release build: under
+/// software emulation a debug node adds 2-4 ms to what it measures).
+fn exe() -> PathBuf {
+    std::env::var_os("SDSS_TEST_SDSS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sdss")), PathBuf::from)
+}
+
 /// A remote-exec script that enters the host, unless the test declared it dead.
 fn reach_script(scratch: &Scratch) -> PathBuf {
     let path = scratch.0.join("reach.sh");
@@ -170,7 +178,7 @@ fn reach_script(scratch: &Scratch) -> PathBuf {
         format!(
             "#!/bin/sh\nif [ -e \"{dir}/dead-$1\" ]; then echo \"ssh: connect to host $1 port 22: Connection refused\" >&2; exit 255; fi\nexec nsenter --target \"$1\" --net --mount -- {sdss} lab agent\n",
             dir = scratch.0.display(),
-            sdss = env!("CARGO_BIN_EXE_sdss"),
+            sdss = exe().display(),
         ),
     )
     .expect("write script");
@@ -178,7 +186,7 @@ fn reach_script(scratch: &Scratch) -> PathBuf {
 }
 
 fn lab(args: &[&str], reach: &Path) -> std::process::Output {
-    sdss()
+    Command::new(exe())
         .arg("lab")
         .args(args)
         .args(["--remote-exec", &format!("sh {} {{ssh}}", reach.display())])
@@ -275,11 +283,9 @@ fn down_leaves_nothing(name: &str, hosts: &Hosts, reach: &Path) {
     assert_eq!(down.status.code(), Some(0), "{}", text(&down));
     eprintln!("{}", String::from_utf8_lossy(&down.stderr));
     for host in 0..3 {
-        assert!(
-            hosts.namespaces(host).is_empty(),
-            "host {host}: {:?}",
-            hosts.namespaces(host)
-        );
+        let left = hosts.namespaces(host);
+        assert!(left.is_empty(), "host {host}: {left:?}");
+        eprintln!("after down, ip netns list on host h{}: {left:?}", host + 1);
     }
     assert!(!Path::new("/run/sdss/labs").join(name).exists());
 }
@@ -382,8 +388,9 @@ fn an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others() {
 }
 
 // In a VM (scripts/vm-netem.sh): this machine's kernel has no
-// VXLAN. Under its software emulation a zero-delay lab measures 0.2-1.1 ms,
-// hence a tolerance of 2 ms there.
+// VXLAN. Under its software emulation a zero-delay lab measures 0.2-1.1 ms
+// and single runs have 1-3 ms outliers (scripts/vm-netem.sh), hence a
+// tolerance of 3 ms there.
 
 #[test]
 #[ignore = "needs a kernel with netem and VXLAN: scripts/vm-netem.sh runs it in a VM"]
@@ -395,7 +402,7 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let name = unique("vxhosts");
-    let (hosts, scratch, reach, report) = three_hosts_up(&name, 2, "netem", [None; 3], true, "2ms");
+    let (hosts, scratch, reach, report) = three_hosts_up(&name, 2, "netem", [None; 3], true, "3ms");
     assert_eq!(report.backend, sdss::lab::plan::backend::BackendKind::Netem);
     down_leaves_nothing(&name, &hosts, &reach);
     let _ = std::fs::remove_dir_all(&scratch.0);
@@ -417,7 +424,7 @@ fn a_host_on_the_emulator_shares_a_lab_with_hosts_on_kernel_vxlan() {
         "netem",
         [Some("emulator"), None, None],
         true,
-        "2ms",
+        "3ms",
     );
     let note = report.backend_note.unwrap_or_default();
     assert!(
