@@ -393,7 +393,7 @@ fn an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others() {
 // tolerance of 3 ms there.
 
 #[test]
-#[ignore = "needs a kernel with netem and VXLAN: scripts/vm-netem.sh runs it in a VM"]
+#[ignore = "needs a kernel with netem: scripts/vm-netem.sh runs it in a VM"]
 fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
     if !sandboxed("a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan") {
         return;
@@ -409,7 +409,7 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
 }
 
 #[test]
-#[ignore = "needs a kernel with netem and VXLAN: scripts/vm-netem.sh runs it in a VM"]
+#[ignore = "needs a kernel with netem: scripts/vm-netem.sh runs it in a VM"]
 fn a_host_on_the_emulator_shares_a_lab_with_hosts_on_kernel_vxlan() {
     if !sandboxed("a_host_on_the_emulator_shares_a_lab_with_hosts_on_kernel_vxlan") {
         return;
