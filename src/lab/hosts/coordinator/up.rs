@@ -1,23 +1,17 @@
-//! `sdss lab up/verify/down/status` of a lab over several hosts, on the
-//! machine where the user types: one plan for the whole lab, one share per
-//! host built there by its agent, the underlay between them measured, every
-//! node's output gathered here and judged as one lab.
-//!
-//! The coordinator keeps a state directory of its own (the plan with the
-//! underlay, the nodes' gathered output), so `verify` and `down` work later
-//! and from a killed `up`; the hosts keep theirs.
+//! `up` over several hosts: each host's share built by its agent, the
+//! underlay measured, then every node's output streamed here and judged.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::remote::{HostError, RemoteExec, Session};
-use super::wire::{Reply, Request};
-use crate::lab::build::state::{LabDir, LabState, Phase, StateError, StateRoot};
+use super::{gather, lock};
+use crate::lab::build::state::{LabDir, LabState, Phase, StateRoot};
 use crate::lab::build::Stages;
+use crate::lab::hosts::remote::{HostError, RemoteExec, Session};
+use crate::lab::hosts::wire::{Reply, Request};
 use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::lifecycle::{UpOptions, UpOutcome};
 use crate::lab::plan::backend::{BackendChoice, BackendKind};
@@ -31,9 +25,6 @@ use crate::node::clock::wall_now;
 
 /// How often gathered output is judged while waiting for convergence.
 const POLL: Duration = Duration::from_millis(250);
-
-/// Attempts `down` makes per host before reporting it unreachable.
-const DOWN_ATTEMPTS: u32 = 3;
 
 /// Brings a lab up on its hosts; on any failure or Ctrl-C every host's share
 /// is taken down again (each host's own `up` already removed a failed share).
@@ -58,7 +49,7 @@ pub async fn up(
     };
     if result.is_err() {
         progress.line("taking every host's share down");
-        if let Err(e) = down(root, &plan, exec, &progress.printer()).await {
+        if let Err(e) = super::down(root, &plan, exec, &progress.printer()).await {
             progress.line(&format!("{e}"));
         }
     }
@@ -224,8 +215,8 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
                             message: format!(
                                 "host {} ({peer}) does not answer on UDP {}: the hosts must reach each other on UDP {} and 4789",
                                 to.name,
-                                super::underlay::PROBE_PORT,
-                                super::underlay::PROBE_PORT
+                                crate::lab::hosts::underlay::PROBE_PORT,
+                                crate::lab::hosts::underlay::PROBE_PORT
                             ),
                         }),
                     }
@@ -337,246 +328,4 @@ async fn watch(
         started.elapsed().as_secs_f64(),
     )
     .with_hosts(HostsReport::new(plan, lost)))
-}
-
-/// Appends each `Output` to its node's file here; ends at `stop` or when the host does.
-async fn gather(
-    session: &mut Session,
-    paths: &HashMap<String, std::path::PathBuf>,
-    exited: &std::sync::Mutex<HashSet<String>>,
-    stop: &CancellationToken,
-) -> Result<(), HostError> {
-    let mut files: HashMap<String, tokio::fs::File> = HashMap::new();
-    loop {
-        let reply = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            reply = session.recv() => reply?,
-        };
-        match reply {
-            Reply::Output { node, text, .. } => {
-                let Some(path) = paths.get(&node) else {
-                    continue;
-                };
-                if !files.contains_key(&node) {
-                    let file = tokio::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .await
-                        .map_err(|e| HostError::Failed {
-                            host: session.host.clone(),
-                            message: format!("writing {}: {e}", path.display()),
-                        })?;
-                    files.insert(node.clone(), file);
-                }
-                if let Some(file) = files.get_mut(&node) {
-                    let _ = file.write_all(text.as_bytes()).await;
-                }
-            }
-            Reply::Exited { node } => {
-                lock(exited).insert(node);
-            }
-            Reply::End => return Ok(()),
-            other => return Err(session.unexpected(&other)),
-        }
-    }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Gathers every host's node output again (from the start) and judges it: `lab verify`.
-pub async fn verify_again(
-    root: &StateRoot,
-    lab: &str,
-    exec: &RemoteExec,
-    progress: &Progress,
-) -> Result<Report, LabError> {
-    let dir = root
-        .open(lab)?
-        .ok_or_else(|| StateError::NotUp(lab.to_owned()))?;
-    let plan = dir.state.plan.clone();
-    for node in &plan.nodes {
-        let _ = tokio::fs::remove_file(dir.stdout_log(&node.name)).await;
-    }
-    let exited = std::sync::Mutex::new(HashSet::new());
-    let never = CancellationToken::new();
-    let paths: HashMap<String, std::path::PathBuf> = plan
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
-        .collect();
-    let results = join_all(plan.hosts.iter().map(|host| async {
-        let mut session = Session::open(exec, host, progress.printer())?;
-        session
-            .send(&Request::Logs {
-                lab: plan.lab.clone(),
-                from: Vec::new(),
-                follow: false,
-            })
-            .await?;
-        let result = gather(&mut session, &paths, &exited, &never).await;
-        session.close().await;
-        result
-    }))
-    .await;
-    let lost: Vec<(String, String)> = plan
-        .hosts
-        .iter()
-        .zip(results)
-        .filter_map(|(h, r)| r.err().map(|e| (h.name.clone(), e.to_string())))
-        .collect();
-    let exited = lock(&exited).clone();
-    let mut observations = HashMap::new();
-    for node in plan.nodes.iter().filter(|n| n.graded) {
-        let text = tokio::fs::read(dir.stdout_log(&node.name))
-            .await
-            .unwrap_or_default();
-        let mut seen = Observations::parse(&String::from_utf8_lossy(&text));
-        let host = node.host.clone().unwrap_or_default();
-        if let Some((_, why)) = lost.iter().find(|(h, _)| *h == host) {
-            seen.exited = Some(format!("its host {host} was lost: {why}"));
-        } else if exited.contains(&node.name) {
-            seen.exited = Some("not running".to_owned());
-        }
-        observations.insert(node.name.clone(), seen);
-    }
-    let verification = verify(&plan, &observations);
-    let elapsed = dir.state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
-    let lost = lost
-        .into_iter()
-        .map(|(h, why)| format!("host {h}: {why}"))
-        .collect();
-    Ok(Report::new(
-        &plan,
-        dir.state.backend.unwrap_or(BackendKind::None),
-        None,
-        dir.state.backend_note.clone(),
-        verification,
-        elapsed,
-    )
-    .with_hosts(HostsReport::new(&plan, lost)))
-}
-
-/// What `down` did on every host.
-#[derive(Debug, Default)]
-pub struct DownAcross {
-    /// Hosts that had a share.
-    pub found: usize,
-    /// Processes stopped, over every host.
-    pub stopped: usize,
-    /// Namespaces removed, over every host.
-    pub removed: usize,
-}
-
-/// Takes every host's share down, each retried before it is reported
-/// unreachable; the coordinator's own state goes only once every host is done,
-/// so `down` can be run again for a host that was away.
-pub async fn down(
-    root: &StateRoot,
-    plan: &Plan,
-    exec: &RemoteExec,
-    printer: &Printer,
-) -> Result<DownAcross, LabError> {
-    let results = join_all(plan.hosts.iter().map(|host| async {
-        let mut last = None;
-        for attempt in 1..=DOWN_ATTEMPTS {
-            match down_on(exec, &plan.lab, host, printer.clone()).await {
-                Ok(done) => return Ok(done),
-                Err(e) => {
-                    printer.line(&format!("{e} (attempt {attempt} of {DOWN_ATTEMPTS})"));
-                    last = Some(e);
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-        }
-        Err(last.unwrap_or_else(|| HostError::Failed {
-            host: host.name.clone(),
-            message: "not attempted".to_owned(),
-        }))
-    }))
-    .await;
-    let mut across = DownAcross::default();
-    let mut failures = Vec::new();
-    for result in results {
-        match result {
-            Ok((found, stopped, removed)) => {
-                across.found += usize::from(found);
-                across.stopped += stopped;
-                across.removed += removed;
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(LabError::Hosts(failures));
-    }
-    match root.remove(&plan.lab) {
-        Ok(()) | Err(StateError::NotUp(_)) => Ok(across),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn down_on(
-    exec: &RemoteExec,
-    lab: &str,
-    host: &HostPlan,
-    printer: Printer,
-) -> Result<(bool, usize, usize), HostError> {
-    let mut session = Session::open(exec, host, printer)?;
-    session
-        .send(&Request::Down {
-            lab: lab.to_owned(),
-        })
-        .await?;
-    let reply = session.recv().await;
-    session.close().await;
-    match reply? {
-        Reply::Down {
-            found,
-            stopped,
-            removed,
-        } => Ok((found, stopped, removed)),
-        other => Err(HostError::Unexpected {
-            host: host.name.clone(),
-            reply: format!("{other:?}"),
-        }),
-    }
-}
-
-/// Each host's view of its share: (host, phase, nodes running, nodes), or why it did not answer.
-pub async fn status(
-    plan: &Plan,
-    exec: &RemoteExec,
-    printer: &Printer,
-) -> Vec<(String, Result<(String, usize, usize), HostError>)> {
-    join_all(plan.hosts.iter().map(|host| async {
-        let result = async {
-            let mut session = Session::open(exec, host, printer.clone())?;
-            session
-                .send(&Request::Status {
-                    lab: plan.lab.clone(),
-                })
-                .await?;
-            let reply = session.recv().await;
-            session.close().await;
-            match reply? {
-                Reply::Status {
-                    phase,
-                    nodes_running,
-                    nodes,
-                } => Ok((phase, nodes_running, nodes)),
-                other => Err(HostError::Unexpected {
-                    host: host.name.clone(),
-                    reply: format!("{other:?}"),
-                }),
-            }
-        }
-        .await;
-        (host.name.clone(), result)
-    }))
-    .await
 }

@@ -1,0 +1,73 @@
+//! `sdss lab up/verify/down/status` of a lab over several hosts, on the
+//! machine where the user types: one plan for the whole lab, one share per
+//! host built there by its agent, the underlay between them measured, every
+//! node's output gathered here and judged as one lab.
+//!
+//! The coordinator keeps a state directory of its own (the plan with the
+//! underlay, the nodes' gathered output), so `verify` and `down` work later
+//! and from a killed `up`; the hosts keep theirs.
+
+mod down;
+mod up;
+mod verify;
+
+pub use down::{down, status, DownAcross};
+pub use up::up;
+pub use verify::verify_again;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::remote::{HostError, Session};
+use super::wire::Reply;
+
+/// Appends each `Output` to its node's file here; ends at `stop` or when the host does.
+pub(super) async fn gather(
+    session: &mut Session,
+    paths: &HashMap<String, PathBuf>,
+    exited: &Mutex<HashSet<String>>,
+    stop: &CancellationToken,
+) -> Result<(), HostError> {
+    let mut files: HashMap<String, tokio::fs::File> = HashMap::new();
+    loop {
+        let reply = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            reply = session.recv() => reply?,
+        };
+        match reply {
+            Reply::Output { node, text, .. } => {
+                let Some(path) = paths.get(&node) else {
+                    continue;
+                };
+                if !files.contains_key(&node) {
+                    let file = tokio::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .await
+                        .map_err(|e| HostError::Failed {
+                            host: session.host.clone(),
+                            message: format!("writing {}: {e}", path.display()),
+                        })?;
+                    files.insert(node.clone(), file);
+                }
+                if let Some(file) = files.get_mut(&node) {
+                    let _ = file.write_all(text.as_bytes()).await;
+                }
+            }
+            Reply::Exited { node } => {
+                lock(exited).insert(node);
+            }
+            Reply::End => return Ok(()),
+            other => return Err(session.unexpected(&other)),
+        }
+    }
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
