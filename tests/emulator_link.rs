@@ -7,21 +7,21 @@
 //! `lab_support::sandboxed`).
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sdss::lab::build::emulator::{self, EmulatorSpec, PortSpec};
 
+mod emulator_support;
 mod lab_support;
+
+use emulator_support::{in_netns, round_trips, summary, Echo};
 use sdss::lab::plan::impairment::Impairment;
 
 const ONE_WAY: Duration = Duration::from_millis(25);
-const ECHO_PORT: u16 = 7777;
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -86,124 +86,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-/// Runs `f` on a thread of its own inside `netns`.
-fn in_netns<T: Send + 'static>(
-    netns: &Netns,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> JoinHandle<T> {
-    let path = netns.path();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-}
-
-/// A UDP echo server inside a namespace, stopped on drop.
-struct Echo {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start(netns: &Netns, address: &str) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let bind: SocketAddr = format!("{address}:{ECHO_PORT}").parse().unwrap();
-        let (ready, is_ready) = mpsc::channel();
-        let thread = in_netns(netns, move || {
-            let socket = UdpSocket::bind(bind).expect("bind echo");
-            socket
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            ready.send(()).unwrap();
-            let mut buffer = [0u8; 2048];
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok((len, peer)) = socket.recv_from(&mut buffer) {
-                    let _ = socket.send_to(&buffer[..len], peer);
-                }
-            }
-        });
-        is_ready
-            .recv_timeout(Duration::from_secs(5))
-            .expect("echo server ready");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Round trips to `server` from inside `netns`, after a warm-up that lets ARP cross
-/// the delayed link first (its first exchange pays for it).
-fn round_trips(netns: &Netns, server: &str, count: usize) -> Vec<Duration> {
-    let server: SocketAddr = format!("{server}:{ECHO_PORT}").parse().unwrap();
-    in_netns(netns, move || {
-        let socket = UdpSocket::bind("0.0.0.0:0").expect("bind client");
-        socket.connect(server).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut buffer = [0u8; 64];
-        let warm =
-            (0..20).any(|_| socket.send(b"warm-up").is_ok() && socket.recv(&mut buffer).is_ok());
-        if !warm {
-            // The kernel's ARP table is shared by every namespace: a big lab running
-            // beside this test can fill it (see dmesg: "neighbor table overflow").
-            let arp = std::fs::read_to_string("/proc/net/stat/arp_cache").unwrap_or_default();
-            let entries = arp.lines().nth(1).and_then(|l| l.split_whitespace().next());
-            let limit = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3");
-            eprintln!("ARP entries (all namespaces): {entries:?} of gc_thresh3 {limit:?}");
-            // What the client's namespace looked like, for the failure report.
-            for args in [&["-s", "addr"][..], &["neigh"][..]] {
-                if let Ok(out) = Command::new("ip").args(args).output() {
-                    eprintln!(
-                        "ip {}:\n{}",
-                        args.join(" "),
-                        String::from_utf8_lossy(&out.stdout)
-                    );
-                }
-            }
-        }
-        assert!(warm, "no echo through the emulator");
-        let mut samples = Vec::new();
-        for seq in 0..count as u32 {
-            let probe = seq.to_be_bytes();
-            let sent = Instant::now();
-            socket.send(&probe).unwrap();
-            loop {
-                let len = socket.recv(&mut buffer).expect("echo reply");
-                if buffer[..len] == probe {
-                    break;
-                }
-            }
-            samples.push(sent.elapsed());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        samples
-    })
-    .join()
-    .expect("client thread")
-}
-
-fn summary(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
-    samples.sort();
-    (
-        samples[0],
-        samples[samples.len() / 2],
-        samples[samples.len() - 1],
-    )
 }
 
 fn link_spec(a: &Netns, b: &Netns, queue_limit: usize) -> EmulatorSpec {
@@ -295,8 +177,8 @@ fn daemon_gives_a_50ms_round_trip_over_25ms_each_way_and_cleans_up() {
 
     a.address("10.200.0.1/24");
     b.address("10.200.0.2/24");
-    let _echo = Echo::start(&b, "10.200.0.2");
-    let mut samples = round_trips(&a, "10.200.0.2", 30);
+    let _echo = Echo::start(&b.path(), "10.200.0.2");
+    let mut samples = round_trips(&a.path(), "10.200.0.2", 30);
     let (min, median, max) = summary(&mut samples);
     eprintln!("RTT over 25 ms/way: min {min:?} median {median:?} max {max:?}");
     assert!(min >= 2 * ONE_WAY, "a frame left early: {min:?}");
@@ -332,11 +214,11 @@ fn survives_a_flood_with_drops_counted() {
     let handle = emulator::spawn(&link_spec(&a, &b, 64)).expect("spawn emulator");
     a.address("10.201.0.1/24");
     b.address("10.201.0.2/24");
-    let _echo = Echo::start(&b, "10.201.0.2");
+    let _echo = Echo::start(&b.path(), "10.201.0.2");
     // Warms ARP up, so the flood is unicast.
-    round_trips(&a, "10.201.0.2", 1);
+    round_trips(&a.path(), "10.201.0.2", 1);
 
-    let flooded = in_netns(&a, || {
+    let flooded = in_netns(&a.path(), || {
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let payload = [0u8; 200];
@@ -358,7 +240,7 @@ fn survives_a_flood_with_drops_counted() {
 
     // Still a precise link once the flood has drained.
     std::thread::sleep(Duration::from_millis(100));
-    let mut samples = round_trips(&a, "10.201.0.2", 10);
+    let mut samples = round_trips(&a.path(), "10.201.0.2", 10);
     let (min, median, _) = summary(&mut samples);
     eprintln!("RTT after the flood: min {min:?} median {median:?}");
     assert!(min >= 2 * ONE_WAY);

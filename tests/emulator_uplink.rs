@@ -13,15 +13,17 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sdss::lab::build::emulator::{Counters, EmulatorSpec, LinkSpec, PortSpec, UplinkSpec};
 use sdss::lab::plan::impairment::Impairment;
 
+mod emulator_support;
 mod lab_support;
+
+use emulator_support::{in_netns, round_trips, summary, Echo};
 
 /// The sender's half of a cross-host pair (its node's link).
 const SENDER: Duration = Duration::from_millis(3);
@@ -31,7 +33,6 @@ const RECEIVER: Duration = Duration::from_millis(5);
 const TOLERANCE: Duration = Duration::from_millis(1);
 const VNI: u32 = 4242;
 const VXLAN_PORT: u16 = 4789;
-const ECHO_PORT: u16 = 7777;
 const NODES_PER_HOST: usize = 2;
 
 fn ip(args: &[&str]) {
@@ -64,19 +65,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-/// Runs `f` on a thread of its own inside `netns`.
-fn in_netns<T: Send + 'static>(
-    netns: &Netns,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> JoinHandle<T> {
-    let path = netns.path();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
 }
 
 /// One host's emulator, stopped on drop, its last words shown.
@@ -293,84 +281,6 @@ impl Drop for Segment {
     }
 }
 
-/// A UDP echo server inside a namespace, stopped on drop.
-struct Echo {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start(netns: &Netns, address: &str) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let bind: SocketAddr = format!("{address}:{ECHO_PORT}").parse().unwrap();
-        let (ready, is_ready) = mpsc::channel();
-        let thread = in_netns(netns, move || {
-            let socket = UdpSocket::bind(bind).expect("bind echo");
-            socket
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            ready.send(()).unwrap();
-            let mut buffer = [0u8; 2048];
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok((len, peer)) = socket.recv_from(&mut buffer) {
-                    let _ = socket.send_to(&buffer[..len], peer);
-                }
-            }
-        });
-        is_ready
-            .recv_timeout(Duration::from_secs(5))
-            .expect("echo server ready");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Round trips to `server`'s echo from inside `netns`, after warm-up exchanges
-/// (ARP crosses the delayed links, and the underlay's, first).
-fn round_trips(netns: &Netns, server: &str, count: usize) -> Vec<Duration> {
-    let server: SocketAddr = format!("{server}:{ECHO_PORT}").parse().unwrap();
-    in_netns(netns, move || {
-        let socket = UdpSocket::bind("0.0.0.0:0").expect("bind client");
-        socket.connect(server).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut buffer = [0u8; 64];
-        let warm =
-            (0..20).any(|_| socket.send(b"warm-up").is_ok() && socket.recv(&mut buffer).is_ok());
-        assert!(warm, "no echo across the uplink");
-        let mut samples = Vec::new();
-        for seq in 0..count as u32 {
-            let probe = seq.to_be_bytes();
-            let sent = Instant::now();
-            socket.send(&probe).unwrap();
-            loop {
-                let len = socket.recv(&mut buffer).expect("echo reply");
-                if buffer[..len] == probe {
-                    break;
-                }
-            }
-            samples.push(sent.elapsed());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        samples
-    })
-    .join()
-    .expect("client thread")
-}
-
 /// Collects what arrives on UDP `port` inside `netns` until `last` has come and
 /// then `linger` has passed (late duplicates would arrive within it), or 5 s.
 fn collect(
@@ -380,7 +290,7 @@ fn collect(
     linger: Duration,
 ) -> (mpsc::Receiver<()>, JoinHandle<Vec<Vec<u8>>>) {
     let (ready, is_ready) = mpsc::channel();
-    let thread = in_netns(netns, move || {
+    let thread = in_netns(&netns.path(), move || {
         let socket = UdpSocket::bind(("0.0.0.0", port)).expect("bind receiver");
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
@@ -402,15 +312,6 @@ fn collect(
     (is_ready, thread)
 }
 
-fn summary(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
-    samples.sort();
-    (
-        samples[0],
-        samples[samples.len() / 2],
-        samples[samples.len() - 1],
-    )
-}
-
 #[test]
 fn three_hosts_share_one_segment_with_each_links_delay_and_no_duplicates() {
     if !lab_support::sandboxed(
@@ -421,8 +322,8 @@ fn three_hosts_share_one_segment_with_each_links_delay_and_no_duplicates() {
     let segment = Segment::new("seg", 3);
 
     // (a) Host 0's node to host 1's: the sender's link, then the receiver's.
-    let echo = Echo::start(&segment.nodes[1][0], &node_ip(1, 0));
-    let mut samples = round_trips(&segment.nodes[0][0], &node_ip(1, 0), 30);
+    let echo = Echo::start(&segment.nodes[1][0].path(), &node_ip(1, 0));
+    let mut samples = round_trips(&segment.nodes[0][0].path(), &node_ip(1, 0), 30);
     let (min, median, max) = summary(&mut samples);
     let one_way = SENDER + RECEIVER;
     eprintln!("RTT across hosts ({one_way:?} each way): min {min:?} median {median:?} max {max:?}");
@@ -449,7 +350,7 @@ fn three_hosts_share_one_segment_with_each_links_delay_and_no_duplicates() {
             .recv_timeout(Duration::from_secs(5))
             .expect("receiver ready");
     }
-    in_netns(&segment.nodes[0][0], || {
+    in_netns(&segment.nodes[0][0].path(), || {
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
         socket.set_broadcast(true).unwrap();
         for message in MESSAGES {
@@ -521,7 +422,7 @@ fn the_uplink_drops_and_counts_what_is_not_its_segments() {
     // From host 1's underlay address, from an arbitrary source port like a
     // kernel peer's: written by hand, so the format is the standard's, not ours.
     let uplink = format!("{}:{VXLAN_PORT}", host_ip(0));
-    in_netns(&segment.hosts[1], move || {
+    in_netns(&segment.hosts[1].path(), move || {
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
         let datagram = |flags: u8, vni: u32, payload: &[u8]| {
             let [_, a, b, c] = vni.to_be_bytes();
@@ -543,7 +444,7 @@ fn the_uplink_drops_and_counts_what_is_not_its_segments() {
     // From host 0's own address: not one of its remotes.
     let uplink = format!("{}:{VXLAN_PORT}", host_ip(0));
     let local = format!("{}:0", host_ip(0));
-    in_netns(&segment.hosts[0], move || {
+    in_netns(&segment.hosts[0].path(), move || {
         let socket = UdpSocket::bind(&local).unwrap();
         let mut datagram = vec![0x08, 0, 0, 0, 0, 0x10, 0x92, 0];
         datagram.extend_from_slice(&broadcast_frame(PORT, b"stranger"));

@@ -205,6 +205,21 @@ impl Session {
         }
     }
 
+    /// One request, its one reply, and the agent told to finish: a session
+    /// of a single question (`down`, `status`).
+    pub async fn ask(&mut self, request: &Request) -> Result<Reply, HostError> {
+        self.send(request).await?;
+        let reply = self.recv().await;
+        self.stdin = None;
+        if tokio::time::timeout(EXIT_WAIT, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        reply
+    }
+
     /// An answer out of turn, as an error.
     pub fn unexpected(&self, reply: &Reply) -> HostError {
         let mut text = format!("{reply:?}");
@@ -217,6 +232,10 @@ impl Session {
 
     /// Closes the agent's stdin (its cue to finish) and waits for it to exit.
     pub async fn close(mut self) {
+        self.finish().await;
+    }
+
+    async fn finish(&mut self) {
         self.stdin = None;
         if tokio::time::timeout(EXIT_WAIT, self.child.wait())
             .await

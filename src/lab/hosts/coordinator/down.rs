@@ -80,24 +80,17 @@ async fn down_on(
     host: &HostPlan,
     printer: Printer,
 ) -> Result<(bool, usize, usize), HostError> {
+    let request = Request::Down {
+        lab: lab.to_owned(),
+    };
     let mut session = Session::open(exec, host, printer)?;
-    session
-        .send(&Request::Down {
-            lab: lab.to_owned(),
-        })
-        .await?;
-    let reply = session.recv().await;
-    session.close().await;
-    match reply? {
+    match session.ask(&request).await? {
         Reply::Down {
             found,
             stopped,
             removed,
         } => Ok((found, stopped, removed)),
-        other => Err(HostError::Unexpected {
-            host: host.name.clone(),
-            reply: format!("{other:?}"),
-        }),
+        other => Err(session.unexpected(&other)),
     }
 }
 
@@ -108,25 +101,18 @@ pub async fn status(
     printer: &Printer,
 ) -> Vec<(String, Result<(String, usize, usize), HostError>)> {
     join_all(plan.hosts.iter().map(|host| async {
+        let request = Request::Status {
+            lab: plan.lab.clone(),
+        };
         let result = async {
             let mut session = Session::open(exec, host, printer.clone())?;
-            session
-                .send(&Request::Status {
-                    lab: plan.lab.clone(),
-                })
-                .await?;
-            let reply = session.recv().await;
-            session.close().await;
-            match reply? {
+            match session.ask(&request).await? {
                 Reply::Status {
                     phase,
                     nodes_running,
                     nodes,
                 } => Ok((phase, nodes_running, nodes)),
-                other => Err(HostError::Unexpected {
-                    host: host.name.clone(),
-                    reply: format!("{other:?}"),
-                }),
+                other => Err(session.unexpected(&other)),
             }
         }
         .await;
