@@ -12,8 +12,8 @@
 # `--tolerance` the lab's 0.5 ms plus the largest floor those rounds measured
 # plus the slack. The same VM also runs tests/lab_vxlan.rs (a lab's bridge
 # joined to another host's by a kernel VXLAN device) and the ignored tests of
-# tests/lab_hosts.rs (labs over three simulated hosts on netem with kernel
-# VXLAN, and with one host on the emulator), built here first with `cargo
+# tests/lab_hosts.rs (a lab over three simulated hosts on netem with kernel
+# VXLAN), built here first with `cargo
 # test --no-run`; each test counts as one pass or fail in the summary.
 #
 #   scripts/vm-netem.sh [--no-install] [--rounds N] [--slack MS] [SDSS_BINARY]
@@ -40,7 +40,6 @@ if [[ "${1:-}" == "--inside-vm" ]]; then
   shift 5 # then NAME=TEST_BINARY:ARGS for each integration test to run here
   modprobe sch_netem
   modprobe vxlan
-  modprobe tun 2>/dev/null || true # the emulator host of tests/lab_hosts.rs
   mkdir -p /run/netns
   # Each test binary in a private network and mount namespace with the tmpfs
   # /run/netns the tests recognise as their sandbox (scripts/test.sh's); root

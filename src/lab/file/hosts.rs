@@ -111,10 +111,20 @@ impl Topology {
             return Ok(());
         }
         // What the hosts cannot carry yet, refused rather than run wrong.
-        if let Some(event) = self.events.first() {
+        // Processes live on one host each; a link change would have to be
+        // split between the hosts of every pair it touches.
+        let on_links = ["set", "cut", "heal", "partition"];
+        if let Some(event) = self
+            .events
+            .iter()
+            .find(|e| on_links.contains(&e.action.get_ref().as_str()))
+        {
             return Err(at.error(
-                Some(event.at.1..event.at.1),
-                "a timeline ([[event]]) is not supported in a lab over several hosts yet: expected no [[event]] with [[host]]",
+                Some(event.action.span()),
+                format!(
+                    "action {:?} is not supported in a lab over several hosts yet: expected kill, stop, start or restart (a node's process lives on one host)",
+                    event.action.get_ref()
+                ),
             ));
         }
         if self.grades() {
@@ -198,6 +208,20 @@ underlay = "10.0.0.2"
         let text = TWO.replace("underlay = \"10.0.0.2\"", "underlay = \"hostb\"")
             + "[[node]]\nname = \"n\"\n";
         assert!(error(&text).contains("\"hostb\" is not an IPv4 address"));
+    }
+
+    #[test]
+    fn a_timeline_over_hosts_may_act_on_processes_not_links() {
+        let nodes = "[[node]]\nname = \"n1\"\n[[node]]\nname = \"n2\"\n";
+        let kill = "[[event]]\nat = \"5s\"\naction = \"kill\"\nnode = \"n2\"\n";
+        let text = format!("{TWO}{nodes}{kill}");
+        assert!(Topology::parse(Path::new("x.toml"), &text).is_ok());
+        let cut = "[[event]]\nat = \"5s\"\naction = \"cut\"\nnode = \"n2\"\n";
+        let message = error(&format!("{TWO}{nodes}{cut}"));
+        assert!(
+            message.contains("action \"cut\" is not supported in a lab over several hosts"),
+            "{message}"
+        );
     }
 
     #[test]

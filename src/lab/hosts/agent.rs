@@ -5,15 +5,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::underlay;
-use super::wire::{self, Reply, Request, WireError};
-use crate::lab::build::state::{StateError, StateRoot};
+use super::wire::{self, Action, Reply, Request, WireError};
+use crate::lab::build::launch::{self, Launch};
+use crate::lab::build::node_netns;
+use crate::lab::build::state::{LabDir, ProcessRecord, StateError, StateRoot};
 use crate::lab::build::teardown;
 use crate::lab::lifecycle::{self, UpOptions};
 use crate::lab::report::progress::Progress;
@@ -21,6 +23,9 @@ use crate::lab::LabError;
 
 /// How often followed output is read.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// How long a stopped node gets to exit before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// The most of one node's output sent per read.
 const CHUNK: u64 = 256 << 10;
@@ -58,7 +63,7 @@ where
             let segment = plan.segment.clone();
             let options = UpOptions {
                 backend,
-                sdss,
+                sdss: sdss.clone(),
                 verify: false,
                 injected: None,
             };
@@ -141,7 +146,8 @@ where
                         send(&mut output, &reply).await?;
                     }
                     Request::Logs { lab, from, follow } => {
-                        return logs(root, &lab, from, follow, &mut input, &mut output).await;
+                        return logs(root, &sdss, &lab, from, follow, &mut input, &mut output)
+                            .await;
                     }
                     other => {
                         let message = format!("not expected after up: {other:?}");
@@ -152,7 +158,7 @@ where
             Ok(())
         }
         Request::Logs { lab, from, follow } => {
-            logs(root, &lab, from, follow, &mut input, &mut output).await
+            logs(root, &sdss, &lab, from, follow, &mut input, &mut output).await
         }
         Request::Down { lab } => {
             let result = tokio::task::spawn_blocking({
@@ -193,8 +199,9 @@ where
             };
             send(&mut output, &reply).await
         }
-        Request::Measure { .. } => {
-            let message = "measure comes after up, in the same session".to_owned();
+        Request::Measure { .. } | Request::Play { .. } => {
+            let message =
+                "measure comes after up, and play while logs follow, in one session".to_owned();
             send(&mut output, &Reply::Failed { message }).await
         }
     }
@@ -204,6 +211,7 @@ where
 /// the coordinator closes stdin, else until caught up (`End`).
 async fn logs<R, W>(
     root: &StateRoot,
+    sdss: &Path,
     lab: &str,
     from: Vec<(String, u64)>,
     follow: bool,
@@ -214,7 +222,7 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let dir = match root.open(lab) {
+    let mut dir = match root.open(lab) {
         Ok(Some(dir)) => dir,
         Ok(None) | Err(StateError::NotUp(_)) => {
             let message = format!("lab {lab} is not up on this host");
@@ -231,7 +239,7 @@ where
         .map(|n| n.name.clone())
         .collect();
     let mut exited = HashSet::new();
-    let mut closed = Vec::new();
+    let mut line = Vec::new();
     loop {
         for node in &nodes {
             let offset = offsets.entry(node.clone()).or_default();
@@ -257,11 +265,64 @@ where
             return send(output, &Reply::End).await;
         }
         tokio::select! {
-            // Anything or nothing on stdin ends the stream: EOF is the usual end.
-            _ = wire::read::<Request, _>(input, &mut closed) => return Ok(()),
+            request = wire::read::<Request, _>(input, &mut line) => match request {
+                Ok(Some(Request::Play { event, node, action })) => {
+                    let error = play(&mut dir, sdss, &node, action).err();
+                    send(output, &Reply::Played { event, error }).await?;
+                }
+                // Anything else, or nothing, ends the stream: EOF is the usual end.
+                _ => return Ok(()),
+            },
             _ = tokio::time::sleep(FOLLOW_POLL) => {}
         }
     }
+}
+
+/// Acts on a node's process for a timeline event, as `lab up` does on one
+/// machine (scenario::play), from the process records of this host's share.
+fn play(dir: &mut LabDir, sdss: &Path, node: &str, action: Action) -> Result<(), String> {
+    let running: Vec<ProcessRecord> = dir
+        .state
+        .processes
+        .iter()
+        .filter(|p| p.node.as_deref() == Some(node) && p.alive())
+        .cloned()
+        .collect();
+    let pids: Vec<i32> = running.iter().map(|p| p.pid).collect();
+    let alive = |pid: i32| running.iter().any(|p| p.pid == pid && p.alive());
+    match action {
+        Action::Kill => launch::stop(&pids, Duration::ZERO, alive),
+        Action::Stop | Action::Restart => launch::stop(&pids, STOP_GRACE, alive),
+        Action::Start => {}
+    }
+    if matches!(action, Action::Start | Action::Restart) {
+        start(dir, sdss, node)?;
+    }
+    Ok(())
+}
+
+/// Starts a node of the share again, appending to its output.
+fn start(dir: &mut LabDir, sdss: &Path, name: &str) -> Result<(), String> {
+    let plan = dir.state.plan.clone();
+    let node = plan
+        .node(name)
+        .ok_or_else(|| format!("no node {name} on this host"))?;
+    let file = node_netns(dir, &node.netns).map_err(|e| e.to_string())?;
+    let launch = Launch {
+        ns: &file,
+        netns: &node.netns,
+        argv: node.argv(&plan, sdss),
+        env: node.env(&plan, sdss),
+        stdout: dir.stdout_log(name),
+        stderr: dir.stderr_log(name),
+    };
+    let child = launch::spawn_all(std::slice::from_ref(&launch))
+        .pop()
+        .unwrap_or(Err(launch::LaunchError::Empty))
+        .map_err(|e| e.to_string())?;
+    let record = ProcessRecord::of(child.id() as i32, Some(name.to_owned()));
+    dir.record(|s| s.processes.extend(record))
+        .map_err(|e| e.to_string())
 }
 
 /// The complete lines written at `offset` and after (at most [`CHUNK`]; a

@@ -41,6 +41,16 @@ pub enum Request {
         /// Keep streaming as the output grows.
         follow: bool,
     },
+    /// While `Logs` follows: acts on a node's process (a timeline event);
+    /// replies `Played`.
+    Play {
+        /// The event's index in the lab's timeline.
+        event: usize,
+        /// The node.
+        node: String,
+        /// What to do.
+        action: Action,
+    },
     /// How this host's share is; replies `Status`.
     Status {
         /// The lab.
@@ -51,6 +61,20 @@ pub enum Request {
         /// The lab.
         lab: String,
     },
+}
+
+/// What a timeline does to a node's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// SIGKILL, as a crash.
+    Kill,
+    /// SIGTERM, with a grace.
+    Stop,
+    /// Start it again.
+    Start,
+    /// Stop, then start.
+    Restart,
 }
 
 /// What an agent answers.
@@ -84,6 +108,13 @@ pub enum Reply {
     Exited {
         /// The node.
         node: String,
+    },
+    /// A `Play` was done, or why not.
+    Played {
+        /// The event's index.
+        event: usize,
+        /// Why it failed, if it did.
+        error: Option<String>,
     },
     /// The share was taken down.
     Down {
@@ -127,20 +158,21 @@ pub enum WireError {
 }
 
 /// Reads one message; `None` at the end of the stream. A line is bounded.
+/// Cancel-safe: a line cut short by a cancelled call stays in `line` and
+/// the next call goes on with it.
 pub async fn read<T, R>(reader: &mut R, line: &mut Vec<u8>) -> Result<Option<T>, WireError>
 where
     T: for<'de> Deserialize<'de>,
     R: AsyncBufRead + Unpin,
 {
-    line.clear();
     loop {
+        // The only await: nothing of this round is consumed before it returns.
         let available = reader.fill_buf().await?;
         if available.is_empty() {
-            return if line.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some(serde_json::from_slice(line)?))
-            };
+            if line.is_empty() {
+                return Ok(None);
+            }
+            return parse(line).map(Some);
         }
         let (taken, done) = match available.iter().position(|b| *b == b'\n') {
             Some(end) => (end + 1, true),
@@ -149,12 +181,20 @@ where
         line.extend_from_slice(&available[..taken]);
         reader.consume(taken);
         if line.len() > MAX_LINE {
+            line.clear();
             return Err(WireError::TooLong);
         }
         if done {
-            return Ok(Some(serde_json::from_slice(line)?));
+            return parse(line).map(Some);
         }
     }
+}
+
+/// The message in `line`, which is emptied for the next.
+fn parse<T: for<'de> Deserialize<'de>>(line: &mut Vec<u8>) -> Result<T, WireError> {
+    let parsed = serde_json::from_slice(line);
+    line.clear();
+    Ok(parsed?)
 }
 
 /// One message as a line.

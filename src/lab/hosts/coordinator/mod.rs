@@ -20,22 +20,44 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::remote::{HostError, Session};
-use super::wire::Reply;
+use super::wire::{Reply, Request};
 
-/// Appends each `Output` to its node's file here; ends at `stop` or when the host does.
+/// What the hosts' streams tell the judge, shared with the tasks that read them.
+#[derive(Debug, Default)]
+pub(super) struct Heard {
+    /// Nodes whose process is not running.
+    pub exited: Mutex<HashSet<String>>,
+    /// Timeline events done on their host: index -> why it failed, if it did.
+    pub played: Mutex<HashMap<usize, Option<String>>>,
+}
+
+/// Appends each `Output` to its node's file here, and passes on `requests`
+/// (timeline events) to the agent; ends at `stop` or when the host does.
 pub(super) async fn gather(
     session: &mut Session,
     paths: &HashMap<String, PathBuf>,
-    exited: &Mutex<HashSet<String>>,
+    heard: &Heard,
+    mut requests: Option<&mut mpsc::Receiver<Request>>,
     stop: &CancellationToken,
 ) -> Result<(), HostError> {
     let mut files: HashMap<String, tokio::fs::File> = HashMap::new();
     loop {
+        let next_request = async {
+            match requests.as_mut() {
+                Some(requests) => requests.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let reply = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
+            Some(request) = next_request => {
+                session.send(&request).await?;
+                continue;
+            }
             reply = session.recv() => reply?,
         };
         match reply {
@@ -60,7 +82,10 @@ pub(super) async fn gather(
                 }
             }
             Reply::Exited { node } => {
-                lock(exited).insert(node);
+                lock(&heard.exited).insert(node);
+            }
+            Reply::Played { event, error } => {
+                lock(&heard.played).insert(event, error);
             }
             Reply::End => return Ok(()),
             other => return Err(session.unexpected(&other)),

@@ -1,30 +1,39 @@
 //! `up` over several hosts: each host's share built by its agent, the
 //! underlay measured, then every node's output streamed here and judged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{gather, lock};
+use super::{gather, lock, Heard};
 use crate::lab::build::state::{LabDir, LabState, Phase, StateRoot};
 use crate::lab::build::Stages;
 use crate::lab::hosts::remote::{HostError, RemoteExec, Session};
-use crate::lab::hosts::wire::{Reply, Request};
+use crate::lab::hosts::wire::{Action, Reply, Request};
 use crate::lab::judge::delays::{verify, Observations};
+use crate::lab::judge::timeline::{describe_event, judge as judge_timeline, Played};
 use crate::lab::lifecycle::{UpOptions, UpOutcome};
 use crate::lab::plan::backend::{BackendChoice, BackendKind};
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
+use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::{Printer, Progress};
 use crate::lab::report::{HostsReport, Report};
+use crate::lab::scenario::grading::parse_stamped;
 use crate::lab::scenario::tail::LogTail;
 use crate::lab::LabError;
 use crate::node::clock::wall_now;
 
 /// How often gathered output is judged while waiting for convergence.
 const POLL: Duration = Duration::from_millis(250);
+
+/// Timeline events waiting for one host's stream (a lab's come seconds apart).
+const TIMELINE_QUEUE: usize = 64;
 
 /// Brings a lab up on its hosts; on any failure or Ctrl-C every host's share
 /// is taken down again (each host's own `up` already removed a failed share).
@@ -107,6 +116,7 @@ async fn up_on_hosts(
         s.backend_note = differ.or(s.backend_note.take());
         s.nodes_started_at = Some(wall_now());
     })?;
+    let launched = Instant::now();
 
     progress.step(
         "measuring the underlay between hosts",
@@ -125,9 +135,8 @@ async fn up_on_hosts(
     let plan = plan.with_underlay(underlay);
     dir.replace_plan(plan.clone())?;
 
-    let launched = Instant::now();
     let report = if options.verify {
-        Some(watch(&dir, sessions, progress).await?)
+        Some(watch(&dir, sessions, launched, progress).await?)
     } else {
         for session in sessions {
             session.close().await;
@@ -238,6 +247,7 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
 async fn watch(
     dir: &LabDir,
     sessions: Vec<Session>,
+    launched: Instant,
     progress: &Progress,
 ) -> Result<Report, LabError> {
     let plan = &dir.state.plan;
@@ -246,27 +256,30 @@ async fn watch(
         "waiting for every pair to be measured",
         plan.expected.len() as u64,
     );
-    let gone = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, String>::new()));
-    let exited = std::sync::Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let gone = Arc::new(Mutex::new(HashMap::<String, String>::new()));
+    let heard = Arc::new(Heard::default());
     let stop = CancellationToken::new();
     let mut streams = Vec::new();
+    let mut to_host = HashMap::new();
     for mut session in sessions {
         let request = Request::Logs {
             lab: plan.lab.clone(),
             from: Vec::new(),
             follow: true,
         };
-        let (gone, exited, stop) = (gone.clone(), exited.clone(), stop.clone());
-        let paths: HashMap<String, std::path::PathBuf> = plan
+        let (gone, heard, stop) = (gone.clone(), heard.clone(), stop.clone());
+        let paths: HashMap<String, PathBuf> = plan
             .nodes
             .iter()
             .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
             .collect();
+        let (events, mut requests) = mpsc::channel(TIMELINE_QUEUE);
+        to_host.insert(session.host.clone(), events);
         streams.push(tokio::spawn(async move {
             let host = session.host.clone();
             let result = async {
                 session.send(&request).await?;
-                gather(&mut session, &paths, &exited, &stop).await
+                gather(&mut session, &paths, &heard, Some(&mut requests), &stop).await
             }
             .await;
             if let Err(e) = result {
@@ -282,9 +295,33 @@ async fn watch(
         .map(|n| (n.name.clone(), LogTail::new(dir.stdout_log(&n.name))))
         .collect();
     let mut observations: HashMap<String, Observations> = HashMap::new();
-    let started = Instant::now();
-    let deadline = started + plan.verify.time_limit;
+    // The timeline as `lab up` plays it on one machine (scenario::watch):
+    // the delays are judged on what came before its first event.
+    let timeline = &plan.timeline;
+    let mut played: Vec<Played> = Vec::new();
+    let mut before_events: Option<HashMap<String, Observations>> = None;
+    let tail = plan.node_settings.interval * plan.node_settings.refresh_every * 2;
+    let timeline_end = launched + timeline.length() + tail;
+    let mut deadline = launched + plan.verify.time_limit;
+    if !timeline.is_empty() {
+        deadline = deadline.max(timeline_end + Duration::from_secs(5));
+    }
     let verification = loop {
+        while let Some(event) = timeline.events.get(played.len()) {
+            if launched.elapsed() < event.at {
+                break;
+            }
+            if before_events.is_none() && event.change.changes_expectations() {
+                before_events = Some(observations.clone());
+            }
+            let index = played.len();
+            progress.line(&format!(
+                "t={}: {}",
+                crate::units::format_duration(event.at),
+                describe_event(plan, index)
+            ));
+            played.push(play_on_host(plan, index, &to_host, launched));
+        }
         for (name, tail) in &mut tails {
             let seen = observations.entry(name.clone()).or_default();
             while tail.poll(seen)? > 0 {}
@@ -294,11 +331,11 @@ async fn watch(
                 .unwrap_or_default();
             if let Some(why) = lock(&gone).get(&host) {
                 seen.exited = Some(format!("its host {host} was lost: {why}"));
-            } else if lock(&exited).contains(name) {
+            } else if lock(&heard.exited).contains(name) {
                 seen.exited = Some("not running".to_owned());
             }
         }
-        let verification = verify(plan, &observations);
+        let verification = verify(plan, before_events.as_ref().unwrap_or(&observations));
         progress.set(
             verification
                 .pairs
@@ -306,7 +343,9 @@ async fn watch(
                 .filter(|p| p.samples >= verification.samples_wanted)
                 .count() as u64,
         );
-        if verification.converged() || Instant::now() >= deadline {
+        let watched = played.len() == timeline.events.len()
+            && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
+        if (verification.converged() && watched) || Instant::now() >= deadline {
             break verification;
         }
         tokio::time::sleep(POLL).await;
@@ -319,13 +358,80 @@ async fn watch(
         .iter()
         .map(|(host, why)| format!("host {host}: {why}"))
         .collect();
-    Ok(Report::new(
+    let mut report = Report::new(
         plan,
         backend,
         None,
         dir.state.backend_note.clone(),
         verification,
-        started.elapsed().as_secs_f64(),
+        launched.elapsed().as_secs_f64(),
     )
-    .with_hosts(HostsReport::new(plan, lost)))
+    .with_hosts(HostsReport::new(plan, lost));
+    if !timeline.is_empty() {
+        for event in &mut played {
+            if let Some(Some(error)) = lock(&heard.played).get(&event.event) {
+                event.error = Some(error.clone());
+            }
+        }
+        let started_at = dir.state.nodes_started_at.unwrap_or_else(wall_now);
+        let events = plan
+            .nodes
+            .iter()
+            .filter(|n| n.graded)
+            .map(|n| {
+                let text = std::fs::read(dir.stdout_log(&n.name)).unwrap_or_default();
+                let stamped = parse_stamped(&String::from_utf8_lossy(&text))
+                    .into_iter()
+                    .map(|(t, e)| (t - started_at, e))
+                    .collect();
+                (n.name.clone(), stamped)
+            })
+            .collect();
+        let settle = (plan.node_settings.interval * plan.node_settings.refresh_every).as_secs_f64();
+        let end = launched.elapsed().as_secs_f64();
+        report.timeline = Some(judge_timeline(plan, &played, &events, settle, end));
+    }
+    Ok(report)
+}
+
+/// Hands a timeline event to the host of the node it acts on; the host's
+/// answer (`Played`) comes back through its stream.
+fn play_on_host(
+    plan: &Plan,
+    index: usize,
+    to_host: &HashMap<String, mpsc::Sender<Request>>,
+    launched: Instant,
+) -> Played {
+    let event = &plan.timeline.events[index];
+    let mut played = Played {
+        event: index,
+        what: describe_event(plan, index),
+        at_s: launched.elapsed().as_secs_f64(),
+        took_ms: None,
+        error: None,
+    };
+    let (node, action) = match &event.change {
+        Change::Kill { node } => (node, Action::Kill),
+        Change::Stop { node } => (node, Action::Stop),
+        Change::Start { node } => (node, Action::Start),
+        Change::Restart { node } => (node, Action::Restart),
+        _ => {
+            played.error = Some("only a node's process can be acted on across hosts".to_owned());
+            return played;
+        }
+    };
+    let host = plan
+        .node(node)
+        .and_then(|n| n.host.clone())
+        .unwrap_or_default();
+    let request = Request::Play {
+        event: index,
+        node: node.clone(),
+        action,
+    };
+    match to_host.get(&host).map(|host| host.try_send(request)) {
+        Some(Ok(())) => {}
+        Some(Err(_)) | None => played.error = Some(format!("host {host} did not take it")),
+    }
+    played
 }

@@ -1,11 +1,11 @@
 //! `verify` over several hosts: every node's output gathered again and judged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::{gather, lock};
+use super::{gather, lock, Heard};
 use crate::lab::build::state::{StateError, StateRoot};
 use crate::lab::hosts::remote::{RemoteExec, Session};
 use crate::lab::hosts::wire::Request;
@@ -30,7 +30,7 @@ pub async fn verify_again(
     for node in &plan.nodes {
         let _ = tokio::fs::remove_file(dir.stdout_log(&node.name)).await;
     }
-    let exited = std::sync::Mutex::new(HashSet::new());
+    let heard = Heard::default();
     let never = CancellationToken::new();
     let paths: HashMap<String, std::path::PathBuf> = plan
         .nodes
@@ -46,7 +46,7 @@ pub async fn verify_again(
                 follow: false,
             })
             .await?;
-        let result = gather(&mut session, &paths, &exited, &never).await;
+        let result = gather(&mut session, &paths, &heard, None, &never).await;
         session.close().await;
         result
     }))
@@ -57,7 +57,7 @@ pub async fn verify_again(
         .zip(results)
         .filter_map(|(h, r)| r.err().map(|e| (h.name.clone(), e.to_string())))
         .collect();
-    let exited = lock(&exited).clone();
+    let exited = lock(&heard.exited).clone();
     let mut observations = HashMap::new();
     for node in plan.nodes.iter().filter(|n| n.graded) {
         let text = tokio::fs::read(dir.stdout_log(&node.name))
