@@ -47,7 +47,8 @@ if [[ "${1:-}" == "--inside-vm" ]]; then
   for test in "$@"; do
     name=${test%%=*} rest=${test#*=}
     status=0
-    SDSS_REQUIRE_ROOT_TESTS=1 SDSS_TEST_SDSS=$bin unshare --net --mount --propagation private -- sh -c '
+    mkdir -p "$out/reports"
+    SDSS_REQUIRE_ROOT_TESTS=1 SDSS_TEST_SDSS=$bin SDSS_TEST_REPORTS=$out/reports unshare --net --mount --propagation private -- sh -c '
       mkdir -p /run/sdss && mount -t tmpfs -o mode=0755 sdss-test-netns /run/netns &&
       mount -t tmpfs -o mode=0700 sdss-test-state /run/sdss && ip link set lo up &&
       exec "$1" $2 --test-threads 1' sh "${rest%%:*}" "${rest#*:}" >"$out/test.$name.out" 2>&1 ||
@@ -112,7 +113,7 @@ command -v cargo >/dev/null || { echo "vm-netem: cargo missing (it builds the te
 # The integration tests the VM runs, built here (the VM shares this
 # filesystem): tests/lab_vxlan.rs whole, and the ignored tests of
 # tests/lab_hosts.rs (netem across hosts, which this machine's kernel lacks).
-declare -A test_args=([lab_vxlan]="--include-ignored" [lab_hosts]="--ignored --nocapture")
+declare -A test_args=([lab_vxlan]="--include-ignored" [lab_hosts]="--ignored")
 vm_tests=()
 while read -r name path; do
   vm_tests+=("$name=$path:${test_args[$name]}")
@@ -282,11 +283,6 @@ for name in names or ["(none)"]:
         status, text = None, f"no result ({e})"
     results = [l.split(" ... ") for l in text.splitlines() if l.startswith("test ") and " ... " in l]
     print(f"tests/{name}.rs, in the VM:")
-    # What the labs over hosts reported: placement, underlay, pairs, cleanup.
-    shown = ("  note:", "  host ", "  underlay ", "  cross-host", "PASS:", "FAIL", "after down")
-    for l in text.splitlines():
-        if l.startswith(shown) or l.startswith("lab ") and "delay backend" in l:
-            print(f"  | {l}")
     for test, verdict in results:
         print(f"  {verdict:<4} {test[len('test '):]}")
     good = sum(v == "ok" for _, v in results)
@@ -297,6 +293,12 @@ for name in names or ["(none)"]:
     print(f"  exit {status}: {good} passed, {bad} failed")
     passed += good
     failed += bad
+# What the labs over hosts reported in the VM: placement, underlay, pairs, cleanup.
+for path in sorted(glob.glob(f"{out}/reports/*.txt")):
+    print(f"report of {path.rsplit('/', 1)[-1][:-4]}, in the VM:")
+    for l in open(path).read().splitlines():
+        if not l[:1].isalnum() or l.startswith(("lab ", "PASS", "FAIL", "after down")):
+            print(f"  | {l}")
 print(f"vm-netem: {passed} passed, {failed} failed")
 sys.exit(0 if ok and failed == 0 else 1)
 PY

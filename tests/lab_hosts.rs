@@ -255,6 +255,7 @@ fn three_hosts_up(
         report.render()
     );
     eprintln!("{shown}");
+    keep(name, &report.render());
     let spread = report.hosts.clone().expect("a hosts part");
     let pairs = nodes * (nodes - 1);
     assert_eq!(up.status.code(), Some(0), "{shown}");
@@ -279,6 +280,22 @@ fn three_hosts_up(
     (hosts, scratch, reach, report)
 }
 
+/// Appends `text` to `$SDSS_TEST_REPORTS/NAME.txt` when that is set: how
+/// scripts/vm-netem.sh shows what a lab in the VM reported, passing or not.
+fn keep(name: &str, text: &str) {
+    if let Some(dir) = std::env::var_os("SDSS_TEST_REPORTS") {
+        use std::io::Write;
+        let path = Path::new(&dir).join(format!("{name}.txt"));
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{text}");
+        }
+    }
+}
+
 /// `down`, then nothing is left on any host, nor here.
 fn down_leaves_nothing(name: &str, hosts: &Hosts, reach: &Path) {
     let down = lab(&["down", name], reach);
@@ -287,7 +304,9 @@ fn down_leaves_nothing(name: &str, hosts: &Hosts, reach: &Path) {
     for host in 0..3 {
         let left = hosts.namespaces(host);
         assert!(left.is_empty(), "host {host}: {left:?}");
-        eprintln!("after down, ip netns list on host h{}: {left:?}", host + 1);
+        let line = format!("after down, ip netns list on host h{}: {left:?}", host + 1);
+        eprintln!("{line}");
+        keep(name, &line);
     }
     assert!(!Path::new("/run/sdss/labs").join(name).exists());
 }
@@ -307,6 +326,14 @@ fn a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any() {
     let listed: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status");
     assert_eq!(listed[0]["phase"], "running", "{}", text(&status));
     assert_eq!(listed[0]["nodes_running"], 12, "{}", text(&status));
+    // What needs the nodes' namespaces here says where to run it instead.
+    let exec = lab(&["exec", &name, "n2", "--", "true"], &reach);
+    assert_eq!(exec.status.code(), Some(2), "{}", text(&exec));
+    assert!(
+        text(&exec).contains("node n2 lives on host h2"),
+        "{}",
+        text(&exec)
+    );
 
     // Host 3 stops answering: verify reports it, its pairs fail with the reason.
     std::fs::write(scratch.0.join(format!("dead-{}", hosts.pid(2))), "").expect("marker");

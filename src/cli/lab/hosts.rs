@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio::io::BufReader;
 use tokio_util::sync::CancellationToken;
 
@@ -139,4 +139,30 @@ pub(super) fn across_hosts(
         }
     }
     Ok(())
+}
+
+/// Refuses, with the way to do it instead, what needs a lab's namespaces on
+/// this machine when the lab lives on other hosts. (Its nodes' output is
+/// here: `up` and `verify` gather it, and `lab logs` prints that.)
+pub(super) fn here_only(root: &StateRoot, lab: &str, node: Option<&str>, why: &str) -> Result<()> {
+    let Some(plan) = lifecycle::running_plan(root, lab)? else {
+        return Ok(());
+    };
+    if !plan.spans_hosts() {
+        return Ok(());
+    }
+    let host = node
+        .and_then(|n| plan.host_of(n))
+        .map(|h| {
+            format!(
+                " (node {} lives on host {}, {})",
+                node.unwrap_or_default(),
+                h.name,
+                h.ssh
+            )
+        })
+        .unwrap_or_default();
+    bail!(
+        "lab {lab} spans hosts{host}: {why}; run it on that host, where the agent keeps the lab's state, or use `sdss lab verify {lab}`"
+    )
 }

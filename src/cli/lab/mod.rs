@@ -17,7 +17,7 @@ use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::Plan;
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
 use commands::{graph, lab_name, print_report, run_plan, up, verdict, watch, write_html, LabRun};
-use hosts::{across_hosts, agent, down, verify};
+use hosts::{across_hosts, agent, down, here_only, verify};
 
 /// Arguments of `sdss lab`.
 #[derive(Debug, clap::Args)]
@@ -247,8 +247,22 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             }
             Ok(verdict(&report))
         }
-        LabCommand::Watch { lab, count } => watch(root, &lab, count),
+        LabCommand::Watch { lab, count } => {
+            here_only(
+                &root,
+                &lab,
+                None,
+                "lab watch follows a lab's output as it grows here",
+            )?;
+            watch(root, &lab, count)
+        }
         LabCommand::Exec { lab, node, command } => {
+            here_only(
+                &root,
+                &lab,
+                Some(&node),
+                "lab exec enters a namespace of this machine",
+            )?;
             let sdss = std::env::current_exe().context("locating the sdss executable")?;
             let code = lifecycle::exec(&root, &lab, &node, &command, &sdss).with_context(|| {
                 format!("running {:?} in lab {lab} node {node}", command.join(" "))
@@ -256,6 +270,14 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         LabCommand::Logs { lab, node, stderr } => {
+            if stderr {
+                here_only(
+                    &root,
+                    &lab,
+                    Some(&node),
+                    "only a node's output is gathered here",
+                )?;
+            }
             let (dir, _) = lifecycle::open_node(&root, &lab, &node)?;
             let path = if stderr {
                 dir.stderr_log(&node)
