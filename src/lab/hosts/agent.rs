@@ -116,6 +116,11 @@ where
                 &mut output,
                 &Reply::Built {
                     backend: outcome.backend,
+                    netem: root
+                        .open(&lab)
+                        .ok()
+                        .flatten()
+                        .and_then(|dir| dir.state.netem.clone()),
                     seconds: outcome.build_time.as_secs_f64(),
                     stages: outcome.stages.to_string(),
                 },

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::lab::plan::backend::{BackendChoice, BackendKind};
+use crate::lab::plan::backend::{BackendChoice, BackendKind, NetemSupport};
 use crate::lab::plan::Plan;
 
 /// The longest line either side reads: a node's output is sent in chunks
@@ -85,6 +85,9 @@ pub enum Reply {
     Built {
         /// The delay backend the host settled on.
         backend: BackendKind,
+        /// Whether its kernel has netem, when it probed.
+        #[serde(default)]
+        netem: Option<NetemSupport>,
         /// Seconds the build took.
         seconds: f64,
         /// Its stages, as `lab up` prints them.

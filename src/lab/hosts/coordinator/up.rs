@@ -18,7 +18,7 @@ use crate::lab::hosts::wire::{Action, Reply, Request};
 use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::judge::timeline::{describe_event, judge as judge_timeline, Played};
 use crate::lab::lifecycle::{UpOptions, UpOutcome};
-use crate::lab::plan::backend::{BackendChoice, BackendKind};
+use crate::lab::plan::backend::{BackendChoice, BackendKind, NetemSupport};
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
 use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
@@ -83,9 +83,11 @@ async fn up_on_hosts(
     let mut sessions = Vec::new();
     let mut failures = Vec::new();
     let mut backends = Vec::new();
+    let mut netem = None;
     for result in built {
         match result {
-            Ok((session, kind)) => {
+            Ok((session, kind, probed)) => {
+                netem = netem.or(probed);
                 backends.push((session.host.clone(), kind));
                 sessions.push(session);
             }
@@ -114,6 +116,7 @@ async fn up_on_hosts(
         s.phase = Phase::Running;
         s.backend = Some(backend);
         s.backend_note = differ.or(s.backend_note.take());
+        s.netem = netem;
         s.nodes_started_at = Some(wall_now());
     })?;
     let launched = Instant::now();
@@ -159,7 +162,7 @@ async fn build_on(
     host: &HostPlan,
     options: &UpOptions,
     printer: Printer,
-) -> Result<(Session, BackendKind), HostError> {
+) -> Result<(Session, BackendKind, Option<NetemSupport>), HostError> {
     let share = plan.share(&host.name).ok_or_else(|| HostError::Failed {
         host: host.name.clone(),
         message: "not in the plan".to_owned(),
@@ -174,6 +177,7 @@ async fn build_on(
     match session.recv().await? {
         Reply::Built {
             backend,
+            netem,
             seconds,
             stages,
         } => {
@@ -181,7 +185,7 @@ async fn build_on(
                 "host {}: up in {seconds:.3} s ({stages} s)",
                 host.name
             ));
-            Ok((session, backend))
+            Ok((session, backend, netem))
         }
         other => Err(session.unexpected(&other)),
     }
@@ -361,7 +365,7 @@ async fn watch(
     let mut report = Report::new(
         plan,
         backend,
-        None,
+        dir.state.netem.clone(),
         dir.state.backend_note.clone(),
         verification,
         launched.elapsed().as_secs_f64(),

@@ -81,7 +81,7 @@ pub async fn verify_again(
     Ok(Report::new(
         &plan,
         dir.state.backend.unwrap_or(BackendKind::None),
-        None,
+        dir.state.netem.clone(),
         dir.state.backend_note.clone(),
         verification,
         elapsed,
