@@ -18,20 +18,10 @@ use sdss::lab::build::emulator::{self, EmulatorSpec, PortSpec};
 mod emulator_support;
 mod lab_support;
 
-use emulator_support::{in_netns, round_trips, summary, Echo};
+use emulator_support::{in_netns, ip, round_trips, summary, Echo};
 use sdss::lab::plan::impairment::Impairment;
 
 const ONE_WAY: Duration = Duration::from_millis(25);
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A named namespace, deleted on drop even if the test fails.
 struct Netns(String);

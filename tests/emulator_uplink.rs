@@ -23,7 +23,7 @@ use sdss::lab::plan::impairment::Impairment;
 mod emulator_support;
 mod lab_support;
 
-use emulator_support::{in_netns, round_trips, summary, Echo};
+use emulator_support::{in_netns, ip, round_trips, summary, Echo};
 
 /// The sender's half of a cross-host pair (its node's link).
 const SENDER: Duration = Duration::from_millis(3);
@@ -34,16 +34,6 @@ const TOLERANCE: Duration = Duration::from_millis(1);
 const VNI: u32 = 4242;
 const VXLAN_PORT: u16 = 4789;
 const NODES_PER_HOST: usize = 2;
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A named namespace, deleted on drop.
 struct Netns(String);
