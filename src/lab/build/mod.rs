@@ -403,6 +403,35 @@ async fn start_emulator<K: Kernel>(
     }
 }
 
+/// Starts a node of `plan` again in its namespace, appending to its logs, and
+/// records the process: a timeline's `start` and `restart`, on one machine
+/// (the scenario) or on one host of several (its agent).
+pub fn start_node(
+    dir: &mut LabDir,
+    plan: &Plan,
+    name: &str,
+    sdss: &std::path::Path,
+) -> Result<Child, LabError> {
+    let node = plan
+        .node(name)
+        .ok_or_else(|| LabError::Probe(format!("no node {name}")))?;
+    let file = node_netns(dir, &node.netns)?;
+    let start = Launch {
+        ns: &file,
+        netns: &node.netns,
+        argv: node.argv(plan, sdss),
+        env: node.env(plan, sdss),
+        stdout: dir.stdout_log(name),
+        stderr: dir.stderr_log(name),
+    };
+    let child = launch::spawn_all(std::slice::from_ref(&start))
+        .pop()
+        .unwrap_or(Err(LaunchError::Empty))?;
+    let record = state::ProcessRecord::of(child.id() as i32, Some(name.to_owned()));
+    dir.record(|s| s.processes.extend(record))?;
+    Ok(child)
+}
+
 /// Opens the namespace of a node of the lab in `dir`, checked against the
 /// identity recorded when it was made.
 pub fn node_netns(dir: &LabDir, netns: &str) -> Result<File, NetnsError> {

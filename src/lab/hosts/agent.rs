@@ -13,10 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::underlay;
 use super::wire::{self, Action, Reply, Request, WireError};
-use crate::lab::build::launch::{self, Launch};
-use crate::lab::build::node_netns;
 use crate::lab::build::state::{LabDir, ProcessRecord, StateError, StateRoot};
 use crate::lab::build::teardown;
+use crate::lab::build::{self, launch};
 use crate::lab::lifecycle::{self, UpOptions};
 use crate::lab::report::progress::Progress;
 use crate::lab::LabError;
@@ -301,33 +300,10 @@ fn play(dir: &mut LabDir, sdss: &Path, node: &str, action: Action) -> Result<(),
         Action::Start => {}
     }
     if matches!(action, Action::Start | Action::Restart) {
-        start(dir, sdss, node)?;
+        let plan = dir.state.plan.clone();
+        build::start_node(dir, &plan, node, sdss).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// Starts a node of the share again, appending to its output.
-fn start(dir: &mut LabDir, sdss: &Path, name: &str) -> Result<(), String> {
-    let plan = dir.state.plan.clone();
-    let node = plan
-        .node(name)
-        .ok_or_else(|| format!("no node {name} on this host"))?;
-    let file = node_netns(dir, &node.netns).map_err(|e| e.to_string())?;
-    let launch = Launch {
-        ns: &file,
-        netns: &node.netns,
-        argv: node.argv(&plan, sdss),
-        env: node.env(&plan, sdss),
-        stdout: dir.stdout_log(name),
-        stderr: dir.stderr_log(name),
-    };
-    let child = launch::spawn_all(std::slice::from_ref(&launch))
-        .pop()
-        .unwrap_or(Err(launch::LaunchError::Empty))
-        .map_err(|e| e.to_string())?;
-    let record = ProcessRecord::of(child.id() as i32, Some(name.to_owned()));
-    dir.record(|s| s.processes.extend(record))
-        .map_err(|e| e.to_string())
 }
 
 /// The complete lines written at `offset` and after (at most [`CHUNK`]; a

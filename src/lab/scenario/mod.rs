@@ -263,25 +263,9 @@ fn signal_node(built: &mut Built, name: &str, kill: bool) {
     }
 }
 
-/// Starts a node of the plan again, in its namespace, appending to its logs.
+/// Starts a node of the plan again, and follows its process.
 fn start_node(built: &mut Built, plan: &Plan, name: &str) -> Result<(), LabError> {
-    let node = plan
-        .node(name)
-        .ok_or_else(|| LabError::Probe(format!("no node {name}")))?;
-    let file = node_netns(&built.dir, &node.netns)?;
-    let start = launch::Launch {
-        ns: &file,
-        netns: &node.netns,
-        argv: node.argv(plan, &built.sdss),
-        env: node.env(plan, &built.sdss),
-        stdout: built.dir.stdout_log(name),
-        stderr: built.dir.stderr_log(name),
-    };
-    let child = launch::spawn_all(std::slice::from_ref(&start))
-        .pop()
-        .unwrap_or(Err(launch::LaunchError::Empty))?;
-    let record = ProcessRecord::of(child.id() as i32, Some(name.to_owned()));
-    built.dir.record(|s| s.processes.extend(record))?;
+    let child = super::build::start_node(&mut built.dir, plan, name, &built.sdss)?;
     built.children.insert(name.to_owned(), child);
     Ok(())
 }
@@ -310,7 +294,8 @@ fn kill_node(built: &mut Built, name: &str) {
     }
 }
 
-fn count_complete(verification: &Verification) -> usize {
+/// Pairs that have all their samples.
+pub(crate) fn count_complete(verification: &Verification) -> usize {
     verification
         .pairs
         .iter()

@@ -24,6 +24,7 @@ use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::{Printer, Progress};
 use crate::lab::report::{HostsReport, Report};
+use crate::lab::scenario::count_complete;
 use crate::lab::scenario::grading::parse_stamped;
 use crate::lab::scenario::tail::LogTail;
 use crate::lab::LabError;
@@ -340,13 +341,7 @@ async fn watch(
             }
         }
         let verification = verify(plan, before_events.as_ref().unwrap_or(&observations));
-        progress.set(
-            verification
-                .pairs
-                .iter()
-                .filter(|p| p.samples >= verification.samples_wanted)
-                .count() as u64,
-        );
+        progress.set(count_complete(&verification) as u64);
         let watched = played.len() == timeline.events.len()
             && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
         if (verification.converged() && watched) || Instant::now() >= deadline {
