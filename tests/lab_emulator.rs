@@ -87,3 +87,78 @@ fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
     }
     assert_clean(&lab, Some("lab-emulator"));
 }
+
+#[test]
+fn a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link() {
+    if !sandboxed("a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link") {
+        return;
+    }
+    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("emucal");
+    let lab = unique("emucal");
+    let claimed = shipped(&scratch, "five-nodes.toml", &lab);
+    // Calibration measures what the path adds, not what a link lacks: node
+    // e's link has 20 ms, not the 40 ms claimed, and its pairs still fail.
+    let told_text = std::fs::read_to_string(&claimed)
+        .unwrap()
+        .replace("delay = \"40ms\"", "delay = \"20ms\"");
+    let told = scratch.lab("told.toml", &told_text);
+    let (output, report) = run_on_emulator(
+        &claimed,
+        &["--calibrate", "--inject-from", told.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", report.render());
+    for pair in &report.pairs {
+        let floor = pair
+            .floor_ms
+            .unwrap_or_else(|| panic!("{pair:?}: no floor"));
+        assert!(
+            (0.0..1.0).contains(&floor),
+            "{pair:?}: a floor of microseconds"
+        );
+        let measured = pair.measured_ms.unwrap();
+        let error = pair.error_ms.unwrap();
+        assert!(
+            (error - (measured - floor - pair.expected_ms)).abs() < 0.002,
+            "{pair:?}: the error is taken beyond the floor"
+        );
+        let touches_e = pair.from == "e" || pair.to == "e";
+        if touches_e {
+            assert!((error + 20.0).abs() < 1.0, "{pair:?}: 20 ms short");
+            assert_eq!(pair.verdict, Verdict::Fail, "{pair:?}");
+        } else {
+            assert_eq!(pair.verdict, Verdict::Pass, "{pair:?}");
+        }
+    }
+    assert!(
+        report.render().contains("calibrated: each pair's floor"),
+        "{}",
+        report.render()
+    );
+    assert_clean(&lab, Some("lab-emulator"));
+}
+
+#[test]
+fn calibrating_a_lab_without_delays_is_refused_with_the_reason() {
+    if !sandboxed("calibrating_a_lab_without_delays_is_refused_with_the_reason") {
+        return;
+    }
+    let scratch = Scratch::new("emucalnone");
+    let lab = unique("emucalnone");
+    let file = shipped(&scratch, "five-nodes.toml", &lab);
+    let output = run(&[
+        "lab",
+        "run",
+        "--calibrate",
+        "--delay-backend",
+        "none",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("the none delay backend injects no delay"),
+        "{}",
+        text(&output)
+    );
+    assert_clean(&lab, None);
+}

@@ -12,6 +12,7 @@ use super::build::netns::NetnsError;
 use super::build::state::StateError;
 use super::build::vxlan::SegmentError;
 use super::plan::backend::BackendRefusal;
+use super::plan::calibration::CalibrationRefusal;
 
 /// Failures of lab operations.
 #[derive(Debug, Error)]
@@ -34,6 +35,9 @@ pub enum LabError {
     /// No delay backend fits the lab.
     #[error(transparent)]
     Backend(#[from] BackendRefusal),
+    /// The lab cannot be calibrated.
+    #[error(transparent)]
+    Calibration(#[from] CalibrationRefusal),
     /// A node could not be started.
     #[error(transparent)]
     Launch(#[from] LaunchError),

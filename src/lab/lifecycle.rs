@@ -23,9 +23,11 @@ use super::judge::delays::{verify as verify_delays, Observations};
 use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
 use super::plan::backend::{self, BackendChoice, BackendKind};
+use super::plan::calibration;
 use super::plan::Plan;
 use super::report::progress::Progress;
 use super::report::{LabStatus, Report};
+use super::scenario::calibrate::calibrate;
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::{start_probe, watch};
 use super::LabError;
@@ -83,6 +85,7 @@ pub async fn up(
     } else {
         plan
     };
+    calibration::check(&plan, backend)?;
     let lab_name = plan.lab.clone();
     let mut state = LabState::creating(plan.clone());
     state.netem = netem;
@@ -106,7 +109,16 @@ pub async fn up(
             Some(_) => Some(start_probe(&built)?),
             None => None,
         };
-        let converged = watch(&mut built, cancel, progress, probe.as_ref()).await;
+        let calibrated = if built.dir.state.plan.verify.calibrate {
+            let told = options
+                .injected
+                .clone()
+                .unwrap_or_else(|| built.dir.state.plan.clone());
+            Some(calibrate(&mut built, &told, cancel, progress).await?)
+        } else {
+            None
+        };
+        let converged = watch(&mut built, cancel, progress, probe.as_ref(), calibrated).await;
         let log = match probe {
             Some(probe) => {
                 if converged.is_err() {

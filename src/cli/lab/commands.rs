@@ -133,6 +133,9 @@ pub(super) fn up(
     if let Some(tolerance) = args.tolerance {
         plan.verify.tolerance = tolerance;
     }
+    if args.calibrate {
+        plan = plan.calibrated();
+    }
     if args.dry_run {
         let sdss = std::env::current_exe().context("locating the sdss executable")?;
         let shown = if args.backend == BackendChoice::None {

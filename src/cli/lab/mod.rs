@@ -65,6 +65,11 @@ struct UpArgs {
     /// under software emulation, a loaded host), measured with `--delay-backend none`.
     #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
     tolerance: Option<std::time::Duration>,
+    /// Measure each pair's floor first, with every pair at 1 ms (what the
+    /// kernel's path and the nodes add by themselves), then apply the delays
+    /// and subtract it, as `[verify] calibrate = true` does; the report shows it.
+    #[arg(long)]
+    calibrate: bool,
     /// Testing aid: inject the delays of this other lab file (same nodes) while
     /// grading against FILE's, to prove that verification catches wrong links.
     #[arg(long, hide = true, value_name = "OTHER")]

@@ -311,13 +311,40 @@ pub fn change_links(
     after: &Phase,
     control: &Path,
 ) -> Result<Duration, DelayError> {
+    switch(backend, control, &wire_matrix(plan, Some(after)), || {
+        netem_changes(plan, before, after)
+    })
+}
+
+/// Moves a running lab's links from what plan `before` injects to what
+/// `after` injects (the same nodes: calibration's phase, then the lab's
+/// own), like [`change_links`].
+pub fn change_plan(
+    backend: BackendKind,
+    before: &Plan,
+    after: &Plan,
+    control: &Path,
+) -> Result<Duration, DelayError> {
+    switch(backend, control, &wire_matrix(after, None), || {
+        netem_plan_changes(before, after)
+    })
+}
+
+/// Gives the backend its new links: the emulator a whole matrix, netem the
+/// commands that change what differs.
+fn switch(
+    backend: BackendKind,
+    control: &Path,
+    matrix: &[Vec<Impairment>],
+    netem: impl FnOnce() -> Vec<TcCommand>,
+) -> Result<Duration, DelayError> {
     let started = Instant::now();
     match backend {
         BackendKind::None => {}
-        BackendKind::Emulator => send_matrix(control, &wire_matrix(plan, Some(after)))?,
+        BackendKind::Emulator => send_matrix(control, matrix)?,
         BackendKind::Netem => {
             let tc = Tc;
-            for command in netem_changes(plan, before, after) {
+            for command in netem() {
                 tc.run(&command.netns, &command.args)?;
             }
         }
@@ -350,22 +377,12 @@ fn send_matrix(control: &Path, matrix: &[Vec<Impairment>]) -> Result<(), DelayEr
 /// the leaf of every pair whose impairment changed, and the default class of
 /// a node whose broadcasts a cut stops or a heal lets pass again.
 pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcCommand> {
-    let before_matrix = wire_matrix(plan, Some(before));
-    let after_matrix = wire_matrix(plan, Some(after));
-    let mut commands = Vec::new();
-    let dev = NODE_IFNAME;
-    for (i, from) in plan.nodes.iter().enumerate() {
-        for j in 0..plan.nodes.len() {
-            if i == j || before_matrix[i][j] == after_matrix[i][j] {
-                continue;
-            }
-            let minor = format!("{:x}", j + 16);
-            commands.push(tc_command(
-                &from.netns,
-                &format!("qdisc replace dev {dev} parent 1:{minor} handle {minor}:"),
-                Some(&after_matrix[i][j]),
-            ));
-        }
+    let mut commands = leaf_changes(
+        plan,
+        &wire_matrix(plan, Some(before)),
+        &wire_matrix(plan, Some(after)),
+    );
+    for from in &plan.nodes {
         // Cut off from every other node (not merely partitioned): its broadcasts stop too.
         let isolated = |phase: &Phase| {
             plan.nodes
@@ -375,14 +392,56 @@ pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcComman
         };
         if isolated(before) != isolated(after) {
             let own = if isolated(after) { CUT } else { from.link };
+            commands.push(default_class(&from.netns, &own));
+        }
+    }
+    commands
+}
+
+/// The tc commands that move a per-pair netem lab from what plan `before`
+/// injects to what `after` does: every pair's leaf that differs, and the
+/// default class (broadcasts) of every node whose own link differs.
+pub fn netem_plan_changes(before: &Plan, after: &Plan) -> Vec<TcCommand> {
+    let mut commands = leaf_changes(after, &wire_matrix(before, None), &wire_matrix(after, None));
+    for (old, new) in before.nodes.iter().zip(&after.nodes) {
+        if old.link != new.link {
+            commands.push(default_class(&new.netns, &new.link));
+        }
+    }
+    commands
+}
+
+/// Replaces the leaf of every pair whose impairment differs between two matrices.
+fn leaf_changes(
+    plan: &Plan,
+    before: &[Vec<Impairment>],
+    after: &[Vec<Impairment>],
+) -> Vec<TcCommand> {
+    let dev = NODE_IFNAME;
+    let mut commands = Vec::new();
+    for (i, from) in plan.nodes.iter().enumerate() {
+        for j in 0..plan.nodes.len() {
+            if i == j || before[i][j] == after[i][j] {
+                continue;
+            }
+            let minor = format!("{:x}", j + 16);
             commands.push(tc_command(
                 &from.netns,
-                &format!("qdisc replace dev {dev} parent 1:1 handle 2:"),
-                Some(&own),
+                &format!("qdisc replace dev {dev} parent 1:{minor} handle {minor}:"),
+                Some(&after[i][j]),
             ));
         }
     }
     commands
+}
+
+/// Sets what a node's default class (everything but its pairs' unicast) does.
+fn default_class(netns: &str, impairment: &Impairment) -> TcCommand {
+    tc_command(
+        netns,
+        &format!("qdisc replace dev {NODE_IFNAME} parent 1:1 handle 2:"),
+        Some(impairment),
+    )
 }
 
 /// One `tc -n NETNS ARGS...` invocation.
@@ -591,6 +650,51 @@ mod tests {
             .iter()
             .any(|c| c.starts_with("tc -n sdss-t-b") && c.contains("netem")));
         assert!(!commands.iter().any(|c| c.contains("sdss-t ")));
+    }
+
+    #[test]
+    fn calibration_moves_the_changed_leaves_and_default_classes_to_the_lab() {
+        let plan = Plan::from_text(
+            "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[[node]]\nname = \"a\"\ndelay = \"1ms\"\n\
+             [[node]]\nname = \"b\"\ndelay = \"2ms\"\n[[node]]\nname = \"c\"\n",
+        )
+        .calibrated();
+        let calibrating = crate::lab::plan::calibration::phase(&plan);
+        assert!(calibrating.per_pair, "built with the classes to change");
+        let commands: Vec<String> = netem_plan_changes(&calibrating, &plan)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Every pair is at 1 ms: a <-> c stays, the four others change;
+        // a's and b's broadcasts get their links, c has none.
+        assert_eq!(commands.len(), 6, "{commands:#?}");
+        assert!(commands.contains(
+            &"tc -n sdss-t-a qdisc replace dev eth0 parent 1:11 handle 11: netem delay 3000us"
+                .to_owned()
+        ));
+        assert!(commands.contains(
+            &"tc -n sdss-t-c qdisc replace dev eth0 parent 1:11 handle 11: netem delay 2000us"
+                .to_owned()
+        ));
+        assert!(commands.contains(
+            &"tc -n sdss-t-b qdisc replace dev eth0 parent 1:1 handle 2: netem delay 2000us"
+                .to_owned()
+        ));
+        let unchanged = [
+            "tc -n sdss-t-a qdisc replace dev eth0 parent 1:12",
+            "tc -n sdss-t-c qdisc replace dev eth0 parent 1:10",
+        ];
+        assert!(
+            !commands
+                .iter()
+                .any(|c| unchanged.iter().any(|u| c.starts_with(u))),
+            "{commands:#?}"
+        );
+        assert!(netem_plan_changes(&plan, &plan).is_empty());
+        assert_eq!(
+            wire_matrix(&plan, None)[0][1].delay,
+            Duration::from_millis(3)
+        );
     }
 
     #[test]

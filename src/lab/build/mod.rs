@@ -29,6 +29,7 @@ use crate::node::clock::wall_now;
 
 use super::lifecycle::UpOptions;
 use super::plan::backend::BackendKind;
+use super::plan::calibration;
 use super::plan::{Plan, Program};
 use super::report::progress::Progress;
 use super::LabError;
@@ -164,12 +165,20 @@ pub async fn build_with<K: Kernel>(
             .as_ref()
             .map_or("not probed".to_owned(), ToString::to_string)
     ));
-    let told = match &options.injected {
+    let injected = match &options.injected {
         Some(injected) if backend.kind() != BackendKind::None => {
             progress.line("injecting the delays of another lab file (--inject-from)");
             injected
         }
         _ => &plan,
+    };
+    // A calibrated lab starts in its calibration phase (scenario::calibrate moves it on).
+    let calibrating;
+    let told = if options.verify && plan.verify.calibrate {
+        calibrating = calibration::phase(injected);
+        &calibrating
+    } else {
+        injected
     };
     let emulated = backend.provides_links();
     dir.record(|s| s.links = planned_links(&plan, emulated))?;

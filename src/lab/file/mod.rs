@@ -146,6 +146,8 @@ pub struct VerifySection {
     pub warmup: Option<u32>,
     /// How long `up` waits for every pair to have enough samples.
     pub time_limit: Option<DurationValue>,
+    /// Measure each pair's floor at zero delay first, and subtract it.
+    pub calibrate: Option<bool>,
 }
 
 /// One `[[node]]`.

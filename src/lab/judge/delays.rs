@@ -90,8 +90,11 @@ pub struct PairResult {
     pub expected_ms: f64,
     /// Median of the graded samples, ms.
     pub measured_ms: Option<f64>,
-    /// `measured - expected`, ms.
+    /// `measured - floor - expected`, ms.
     pub error_ms: Option<f64>,
+    /// The pair's floor, measured at zero delay (`[verify] calibrate`), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_ms: Option<f64>,
     /// Allowed absolute error, ms.
     pub tolerance_ms: f64,
     /// Samples the median was taken over.
@@ -209,6 +212,7 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
             expected_ms: ms(expected),
             measured_ms: None,
             error_ms: None,
+            floor_ms: pair.floor.map(ms),
             tolerance_ms: ms(tolerance),
             samples: 0,
             total_samples: 0,
@@ -276,7 +280,7 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
             continue;
         }
         let measured = median(graded);
-        let error = measured - row.expected_ms;
+        let error = measured - row.floor_ms.unwrap_or(0.0) - row.expected_ms;
         row.measured_ms = Some(round3(measured));
         row.error_ms = Some(round3(error));
         if graded.len() < wanted {
@@ -427,6 +431,34 @@ mod tests {
         );
         assert!(!verification.summary.ok());
         assert!(verification.converged());
+    }
+
+    #[test]
+    fn a_calibrated_floor_is_subtracted_from_what_was_measured() {
+        let mut plan = Plan::from_text(TWO);
+        // b -> a: 15 ms injected, 40 us of floor measured at zero delay.
+        plan.expected[1].floor = Some(Duration::from_micros(40));
+        let mut obs = HashMap::new();
+        obs.insert(
+            "a".to_owned(),
+            observed(&[
+                started("aaaaaaaa"),
+                neighbor("bbbbbbbb", "10.0.0.2", 0.5),
+                neighbor("bbbbbbbb", "10.0.0.2", 15.045),
+                neighbor("bbbbbbbb", "10.0.0.2", 15.05),
+                neighbor("bbbbbbbb", "10.0.0.2", 15.041),
+            ]),
+        );
+        let ba = &verify(&plan, &obs).pairs[1];
+        assert_eq!(ba.measured_ms, Some(15.045), "the median as measured");
+        assert_eq!(ba.floor_ms, Some(0.04));
+        assert_eq!(ba.error_ms, Some(0.005), "{ba:?}");
+        assert_eq!(ba.verdict, Verdict::Pass);
+        assert_eq!(
+            verify(&plan, &obs).pairs[0].floor_ms,
+            None,
+            "a -> b has none"
+        );
     }
 
     #[test]

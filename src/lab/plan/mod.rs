@@ -8,6 +8,7 @@
 //! `[[pair]]` sets that ordered pair outright.
 
 pub mod backend;
+pub mod calibration;
 mod grading;
 pub mod hosts;
 pub mod impairment;
@@ -178,6 +179,15 @@ pub struct ExpectedPair {
         with = "crate::units::serde_duration"
     )]
     pub slack: Duration,
+    /// Measured before the delays were applied (`[verify] calibrate`, see
+    /// `calibration`): what the path and the nodes add by themselves,
+    /// subtracted from what they measure.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::units::serde_duration_option"
+    )]
+    pub floor: Option<Duration>,
 }
 
 /// Settings passed to every `sdss node`.
@@ -209,6 +219,9 @@ pub struct VerifySettings {
     /// How long to wait for enough samples.
     #[serde(with = "crate::units::serde_duration")]
     pub time_limit: Duration,
+    /// Measure every pair's floor first and subtract it (`calibration`).
+    #[serde(default)]
+    pub calibrate: bool,
 }
 
 impl VerifySettings {
@@ -403,6 +416,7 @@ impl Plan {
                     impairment,
                     overridden,
                     slack: Duration::ZERO,
+                    floor: None,
                 });
             }
         }
@@ -448,7 +462,9 @@ impl Plan {
             subnet,
             nodes,
             // Live link changes need a class per pair to change.
-            per_pair: !overrides.is_empty() || timeline.changes_links(),
+            per_pair: !overrides.is_empty()
+                || timeline.changes_links()
+                || verify.calibrate == Some(true),
             expected,
             node_settings,
             verify: VerifySettings {
@@ -460,6 +476,7 @@ impl Plan {
                 samples,
                 warmup,
                 time_limit,
+                calibrate: verify.calibrate.unwrap_or(false),
             },
             grading,
             timeline,
@@ -467,6 +484,15 @@ impl Plan {
             underlay: Vec::new(),
             segment: None,
         }
+    }
+
+    /// The same lab verified with `[verify] calibrate` (`--calibrate`): its
+    /// links then change live, from the calibration phase to their own, so
+    /// each pair gets a class of its own.
+    pub fn calibrated(mut self) -> Plan {
+        self.verify.calibrate = true;
+        self.per_pair = true;
+        self
     }
 
     /// The same lab with every impairment removed: what the zero-delay backend
@@ -505,7 +531,7 @@ impl Plan {
         for (node, theirs) in told.nodes.iter_mut().zip(&other.nodes) {
             node.link = theirs.link;
         }
-        told.per_pair = other.per_pair;
+        told.per_pair = self.per_pair || other.per_pair;
         told.expected.clone_from(&other.expected);
         told.timeline.clone_from(&other.timeline);
         Ok(told)

@@ -334,6 +334,7 @@ pub(crate) mod tests {
                     expected_ms: expected,
                     measured_ms: Some(expected + error),
                     error_ms: Some(error),
+                    floor_ms: None,
                     tolerance_ms: 0.5,
                     samples: 5,
                     total_samples: 6,

@@ -21,7 +21,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::lab::build::emulator::{PortCounters, LATE};
-use crate::lab::judge::delays::{PairResult, Summary, Verdict, Verification};
+use crate::lab::judge::delays::{median, PairResult, Summary, Verdict, Verification};
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
@@ -155,6 +155,24 @@ impl HostsReport {
     }
 }
 
+/// What calibration measured, in one line: the floors' spread, and the pairs
+/// that have none (not measured at zero delay, so graded without).
+fn calibration_line(pairs: &[PairResult]) -> String {
+    let floors: Vec<f64> = pairs.iter().filter_map(|p| p.floor_ms).collect();
+    let missing = pairs.len() - floors.len();
+    let max = floors.iter().copied().fold(0.0, f64::max);
+    format!(
+        "calibrated: each pair's floor, what it measured beyond 1 ms before the delays were applied, \
+         is subtracted (FLOOR): median {:.3} ms, max {max:.3} ms{}",
+        median(&floors),
+        if missing > 0 {
+            format!("; {missing} pair(s) had no floor and are graded without")
+        } else {
+            String::new()
+        }
+    )
+}
+
 /// Share of late frames beyond which the report warns that the machine did not
 /// keep up with the emulator (a healthy five-node lab stays far below it).
 const LATE_WARNING: f64 = 0.01;
@@ -279,6 +297,10 @@ impl Report {
             self.elapsed_s,
             if self.converged { "" } else { " (time limit reached)" }
         );
+        let calibrated = self.pairs.iter().any(|p| p.floor_ms.is_some());
+        if calibrated {
+            let _ = writeln!(out, "{}", calibration_line(&self.pairs));
+        }
         let width = self
             .pairs
             .iter()
@@ -286,10 +308,25 @@ impl Report {
             .max()
             .unwrap_or(4)
             .max(4);
+        // The floor column shows only when the lab was calibrated.
+        let floor_column = |value: String| {
+            if calibrated {
+                format!("  {value:>7}")
+            } else {
+                String::new()
+            }
+        };
         let _ = writeln!(
             out,
-            "{:<width$}  {:<width$}  {:>9}  {:>9}  {:>8}  {:>7}  {:>7}  RESULT",
-            "FROM", "TO", "EXPECTED", "MEASURED", "ERROR", "TOL", "SAMPLES"
+            "{:<width$}  {:<width$}  {:>9}  {:>9}{}  {:>8}  {:>7}  {:>7}  RESULT",
+            "FROM",
+            "TO",
+            "EXPECTED",
+            "MEASURED",
+            floor_column("FLOOR".to_owned()),
+            "ERROR",
+            "TOL",
+            "SAMPLES"
         );
         let num = |v: Option<f64>, signed: bool| match v {
             Some(v) if signed => format!("{v:+.3}"),
@@ -309,11 +346,12 @@ impl Report {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{:<width$}  {:<width$}  {:>9}  {:>9}  {:>8}  {:>7}  {:>7}  {verdict}{reason}",
+                "{:<width$}  {:<width$}  {:>9}  {:>9}{}  {:>8}  {:>7}  {:>7}  {verdict}{reason}",
                 pair.from,
                 pair.to,
                 format!("{:.3}", pair.expected_ms),
                 num(pair.measured_ms, false),
+                floor_column(num(pair.floor_ms, false)),
                 num(pair.error_ms, true),
                 format!("{:.3}", pair.tolerance_ms),
                 format!("{}/{}", pair.samples, pair.total_samples),

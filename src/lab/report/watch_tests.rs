@@ -25,6 +25,7 @@ fn measured(plan: &Plan, error: impl Fn(usize) -> Option<f64>) -> Verification {
                 expected_ms,
                 measured_ms: error_ms.map(|e| expected_ms + e),
                 error_ms,
+                floor_ms: None,
                 tolerance_ms: 0.5,
                 samples: 5,
                 total_samples: 6,

@@ -1,6 +1,7 @@
 //! What happens while a lab's nodes run: their output followed as it grows,
 //! the grading probe and its timeline, nodes killed on schedule.
 
+pub mod calibrate;
 mod fakes;
 pub mod grading;
 pub mod probe;
@@ -26,6 +27,7 @@ use super::plan::Program;
 use super::report::progress::Progress;
 use super::report::Report;
 use super::LabError;
+use calibrate::Calibrated;
 use grading::{parse_stamped, LabSide, RunningProbe};
 use probe::{ProbeSpec, Target};
 use tail::LogTail;
@@ -72,25 +74,38 @@ pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
 /// Watches the nodes until every pair has its samples (or the time limit, or
 /// the grading run, is over), killing on schedule; returns the report of the
 /// delays and what the lab side saw for the grading checklist.
+///
+/// After calibration, it goes on reading where calibration stopped, and its
+/// time limit counts from the links' change.
 pub async fn watch(
     built: &mut Built,
     cancel: &CancellationToken,
     progress: &Progress,
     probe: Option<&RunningProbe>,
+    calibrated: Option<Calibrated>,
 ) -> Result<(Report, LabSide, Vec<Played>), LabError> {
     let plan = built.dir.state.plan.clone();
-    let mut tails: HashMap<String, LogTail> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.graded)
-        .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
-        .collect();
-    let mut observations: HashMap<String, Observations> = tails
-        .keys()
-        .map(|name| (name.clone(), Observations::default()))
-        .collect();
+    let since = calibrated
+        .as_ref()
+        .map_or(built.launched_at, |c| c.switched_at);
+    let (mut tails, mut observations) = match calibrated {
+        Some(calibrated) => (calibrated.tails, calibrated.observations),
+        None => {
+            let tails: HashMap<String, LogTail> = plan
+                .nodes
+                .iter()
+                .filter(|n| n.graded)
+                .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
+                .collect();
+            let observations = tails
+                .keys()
+                .map(|name| (name.clone(), Observations::default()))
+                .collect();
+            (tails, observations)
+        }
+    };
     let grading = plan.grading.as_ref().filter(|_| probe.is_some());
-    let mut deadline = built.launched_at + plan.verify.time_limit;
+    let mut deadline = since + plan.verify.time_limit;
     let mut lab = LabSide {
         started_at: built.dir.state.nodes_started_at.unwrap_or_else(wall_now),
         ..LabSide::default()
@@ -131,15 +146,7 @@ pub async fn watch(
             ));
             played.push(play(built, &plan, index, probe).await);
         }
-        for (name, tail) in &mut tails {
-            let seen = observations.entry(name.clone()).or_default();
-            while tail.poll(seen)? > 0 {}
-            if let Some(child) = built.children.get_mut(name) {
-                if let Ok(Some(status)) = child.try_wait() {
-                    seen.exited = Some(format!("exited: {status}"));
-                }
-            }
-        }
+        read_tails(built, &mut tails, &mut observations)?;
         let verification = verify(&plan, before_events.as_ref().unwrap_or(&observations));
         progress.set(count_complete(&verification) as u64);
         let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration)
@@ -191,6 +198,24 @@ pub async fn watch(
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// Reads what each node printed since the last read, and whether it exited.
+fn read_tails(
+    built: &mut Built,
+    tails: &mut HashMap<String, LogTail>,
+    observations: &mut HashMap<String, Observations>,
+) -> Result<(), LabError> {
+    for (name, tail) in tails {
+        let seen = observations.entry(name.clone()).or_default();
+        while tail.poll(seen)? > 0 {}
+        if let Some(child) = built.children.get_mut(name) {
+            if let Ok(Some(status)) = child.try_wait() {
+                seen.exited = Some(format!("exited: {status}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Plays event `index` of the plan's timeline on the running lab.

@@ -19,6 +19,7 @@ use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::judge::timeline::{describe_event, judge as judge_timeline, Played};
 use crate::lab::lifecycle::{UpOptions, UpOutcome};
 use crate::lab::plan::backend::{BackendChoice, BackendKind, NetemSupport};
+use crate::lab::plan::calibration::CalibrationRefusal;
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
 use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
@@ -49,6 +50,9 @@ pub async fn up(
     // As on one machine: `none` injects nothing, so nothing is expected.
     let zeroed = options.backend == BackendChoice::None && !plan.is_unimpaired();
     let plan = if zeroed { plan.zero_delay() } else { plan };
+    if plan.verify.calibrate {
+        return Err(CalibrationRefusal::Hosts.into());
+    }
     let mut state = LabState::creating(plan.clone());
     state.backend_note =
         zeroed.then(|| "zero delay: the delays in the lab file were not injected".to_owned());

@@ -1,0 +1,99 @@
+//! Calibration (`[verify] calibrate`): the lab is built in its calibration
+//! phase (every pair at 1 ms, `plan::calibration`); once every pair has its
+//! samples there, what each measured beyond its delay is its floor (what the
+//! kernel's path and the nodes add by themselves), kept in the plan for the
+//! judge to subtract and the report to show, and the links move to the lab's
+//! own delays, live.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::tail::LogTail;
+use super::{count_complete, read_tails, POLL};
+use crate::lab::build::delay::change_plan;
+use crate::lab::build::{Built, CONTROL_SOCKET};
+use crate::lab::judge::delays::{verify, Observations};
+use crate::lab::plan::backend::BackendKind;
+use crate::lab::plan::calibration;
+use crate::lab::plan::Plan;
+use crate::lab::report::progress::Progress;
+use crate::lab::LabError;
+use crate::node::event::NodeEvent;
+
+/// Where calibration left the nodes' output: the watch that grades goes on
+/// from there, so that no sample taken at zero delay is graded.
+#[derive(Debug)]
+pub struct Calibrated {
+    /// Each graded node's stdout, read up to the switch.
+    pub tails: HashMap<String, LogTail>,
+    /// What was read up to the switch, but its samples: that the nodes
+    /// started and discovered each other still counts.
+    pub observations: HashMap<String, Observations>,
+    /// When the links took the lab's delays.
+    pub switched_at: Instant,
+}
+
+/// Measures every pair's floor on a lab built at zero delay, records it in
+/// the plan, and gives the links `told`'s delays (the lab's own, or those of
+/// `--inject-from`). A pair not measured by the time limit gets no floor
+/// (the report says so); the lab goes on.
+pub async fn calibrate(
+    built: &mut Built,
+    told: &Plan,
+    cancel: &CancellationToken,
+    progress: &Progress,
+) -> Result<Calibrated, LabError> {
+    let mut plan = built.dir.state.plan.clone();
+    let calibrating = calibration::phase(told);
+    let mut tails: HashMap<String, LogTail> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.graded)
+        .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
+        .collect();
+    let mut seen: HashMap<String, Observations> = HashMap::new();
+    progress.step(
+        "calibrating: every pair measured at 1 ms",
+        plan.expected.len() as u64,
+    );
+    let deadline = built.launched_at + plan.verify.time_limit;
+    let verification = loop {
+        read_tails(built, &mut tails, &mut seen)?;
+        let verification = verify(&calibrating, &seen);
+        progress.set(count_complete(&verification) as u64);
+        if verification.converged() || Instant::now() >= deadline {
+            break verification;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(LabError::Cancelled),
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    };
+    for (pair, row) in plan.expected.iter_mut().zip(&verification.pairs) {
+        pair.floor = row
+            .error_ms
+            .filter(|_| row.samples >= verification.samples_wanted)
+            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3));
+    }
+    built.dir.replace_plan(plan)?;
+    let backend = built.dir.state.backend.unwrap_or(BackendKind::None);
+    let control = built.dir.emulator_file(CONTROL_SOCKET);
+    tokio::task::block_in_place(|| change_plan(backend, &calibrating, told, &control))?;
+    let switched_at = Instant::now();
+    // What the nodes printed until the links changed is not graded; the one
+    // exchange per pair that straddles the change is the warm-up's.
+    read_tails(built, &mut tails, &mut seen)?;
+    for observations in seen.values_mut() {
+        observations
+            .events
+            .retain(|e| !matches!(e, NodeEvent::Neighbor(_)));
+    }
+    progress.line("calibrated: the links now have the lab's delays");
+    Ok(Calibrated {
+        tails,
+        observations: seen,
+        switched_at,
+    })
+}
