@@ -140,6 +140,17 @@ late = f"{100 * frames['late'] / max(1, frames['forwarded']):.1f}" if frames els
 print(f"{count:>5}  {interval:>8}  {report['backend']:<9}  {s['passed']:>5}/{s['pairs']:<6}  "
       f"{100 * s['passed'] / max(1, s['pairs']):>9.1f}%  {pct(0.5):>9}  {pct(0.95):>9}  {late:>7}  {emu:>9}  {nodes_s:>6.1f}s   "
       f"graded after {report['elapsed_s']:.1f} s")
+# Why pairs failed, grouped by the start of their reason, with the worst error.
+failed = [p for p in report["pairs"] if p["verdict"] == "fail"]
+if failed:
+    kinds = {}
+    for p in failed:
+        kind = (p.get("reason") or "?").split(":")[0].split(" by ")[0]
+        kinds.setdefault(kind, []).append(p)
+    for kind, pairs in sorted(kinds.items(), key=lambda k: -len(k[1])):
+        worst = max(pairs, key=lambda p: abs(p.get("error_ms") or 0))
+        print(f"       failed, {kind}: {len(pairs)} pair(s), e.g. {worst['from']} -> {worst['to']}: "
+              f"{worst.get('reason')} ({worst['samples']}/{worst['total_samples']} samples)")
 PY
     done
   done
