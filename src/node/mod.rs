@@ -143,11 +143,10 @@ impl Node {
             listener,
             tcp_port,
         } = self;
-        let table = NeighborTable::new(TableConfig::new(
-            config.interval,
-            config.refresh_every,
-            config.max_neighbors,
-        ));
+        let table = NeighborTable::new(TableConfig {
+            stagger: Some(uuid::Uuid::new_v4().as_u64_pair().0),
+            ..TableConfig::new(config.interval, config.refresh_every, config.max_neighbors)
+        });
         let shared = Arc::new(Shared {
             config,
             tcp_port,

@@ -8,6 +8,7 @@
 //! when room is needed. Which source address may add IDs is [`Admission`]'s call.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,12 @@ pub struct TableConfig {
     pub capacity: usize,
     /// What one source address may add.
     pub admission: AdmissionConfig,
+    /// Staggers refreshes: with `Some(salt)`, a new peer's first refresh
+    /// comes after 1 to `refresh_every` broadcasts (its phase, from a hash of
+    /// the salt and its ID), then every `refresh_every`. Nodes started
+    /// together otherwise refresh every peer on the same broadcast, a burst
+    /// of n(n-1) exchanges per round whose load delays their own answers.
+    pub stagger: Option<u64>,
 }
 
 impl TableConfig {
@@ -48,7 +55,18 @@ impl TableConfig {
                 burst: 16,
                 refill_every: interval,
             },
+            stagger: None,
         }
+    }
+
+    /// Broadcasts already counted toward a new peer's first refresh.
+    fn phase(&self, id: &NodeId) -> u32 {
+        let Some(salt) = self.stagger else {
+            return 0;
+        };
+        let mut hasher = std::hash::DefaultHasher::new();
+        (salt, id).hash(&mut hasher);
+        (hasher.finish() % u64::from(self.refresh_every.max(1))) as u32
     }
 }
 
@@ -284,6 +302,7 @@ impl NeighborTable {
             manner: Manner::default(),
         };
         let order = peer.order(id, ExchangeReason::New, now);
+        peer.broadcasts_since_exchange = self.config.phase(id);
         self.peers.insert(id.clone(), peer);
         Heard::New(order)
     }
@@ -559,6 +578,41 @@ mod tests {
                 first: Some(FirstSpeaker::Server)
             }
         );
+    }
+
+    #[test]
+    fn staggered_peers_refresh_first_after_their_phase_then_every_tenth_broadcast() {
+        let mut table = NeighborTable::new(TableConfig {
+            stagger: Some(7),
+            ..TableConfig::new(SECOND, 10, 64)
+        });
+        let now = Instant::now();
+        let mut firsts = Vec::new();
+        for n in 0..40u32 {
+            let peer = id(&format!("{n:08x}"));
+            let at = SocketAddr::from(([10, 0, 1, n as u8], 7000));
+            assert!(matches!(table.heard(&peer, at, now), Heard::New(_)));
+            table.exchange_succeeded(&peer, sample(5.0));
+            let mut refreshes = Vec::new();
+            for i in 1..=30 {
+                if let Heard::Known(Some(_)) = table.heard(&peer, at, now + i * SECOND) {
+                    refreshes.push(i);
+                    table.exchange_succeeded(&peer, sample(5.0));
+                }
+            }
+            let first = refreshes[0];
+            assert!((1..=10).contains(&first), "{refreshes:?}");
+            assert_eq!(
+                refreshes,
+                [first, first + 10, first + 20],
+                "then every tenth"
+            );
+            firsts.push(first);
+        }
+        // Forty peers heard together do not all refresh on the same broadcast.
+        firsts.sort_unstable();
+        firsts.dedup();
+        assert!(firsts.len() >= 6, "phases {firsts:?}");
     }
 
     #[test]
