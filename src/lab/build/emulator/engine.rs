@@ -22,7 +22,7 @@ use nix::errno::Errno;
 
 use super::link::{Forwarder, Verdict};
 use super::queue::{Pending, TimedQueue};
-use super::spin::SpinWindow;
+use super::spin::{SpinBudget, SpinWindow};
 use super::stamp::ArrivalStamps;
 use super::uplink::{self, Datagram, Uplink};
 use super::{bump, tap, Shared, FRAME_BUFFER, LATE, MAX_STAMP_AGE, READ_BATCH};
@@ -101,6 +101,7 @@ pub(super) fn run(shared: &Shared, forwarder: Forwarder, queue_limit: usize) -> 
 impl Engine<'_> {
     fn serve(&mut self) -> io::Result<()> {
         let mut window = SpinWindow::new();
+        let mut budget = SpinBudget::new(Instant::now());
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
@@ -112,13 +113,16 @@ impl Engine<'_> {
                 None => None,
                 Some(due) => {
                     let wait = due.saturating_duration_since(now);
-                    if wait <= window.get() {
+                    let spin = window.get();
+                    let spinning = budget.allows(now, spin);
+                    if wait <= spin && spinning {
                         while Instant::now() < due {
                             std::hint::spin_loop();
                         }
+                        budget.spent(Instant::now().saturating_duration_since(now));
                         continue;
                     }
-                    Some(wait - window.get())
+                    Some(if spinning { wait - spin } else { wait })
                 }
             };
             let ready = match epoll_wait(&self.epoll, &mut events, timeout) {

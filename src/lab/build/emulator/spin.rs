@@ -9,7 +9,7 @@
 //! wake-up costs that one frame the difference, which is what a fixed ceiling
 //! would have spent on every frame.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The spin window, learnt from how late timed sleeps wake.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +53,48 @@ impl SpinWindow {
     }
 }
 
+/// A bound on the CPU spinning takes from the nodes: a token bucket filled at
+/// [`SpinBudget::SHARE`] of one core, up to [`SpinBudget::BURST`]. A light lab
+/// spins before every frame; under a dense stream of due times (a hundred
+/// nodes measuring each other) spinning before each would take a core from
+/// the nodes the lab measures, so frames beyond the budget are released by
+/// the timed sleep alone, a wake-up's latency late.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpinBudget {
+    tokens: Duration,
+    last: Instant,
+}
+
+impl SpinBudget {
+    /// Share of one core spinning may take, over time.
+    pub const SHARE: f64 = 0.2;
+    /// Spinning saved up while idle.
+    pub const BURST: Duration = Duration::from_millis(20);
+
+    /// A full bucket.
+    pub fn new(now: Instant) -> SpinBudget {
+        SpinBudget {
+            tokens: Self::BURST,
+            last: now,
+        }
+    }
+
+    /// Whether spinning `window` fits in the budget at `now`.
+    pub fn allows(&mut self, now: Instant, window: Duration) -> bool {
+        let earned = now
+            .saturating_duration_since(self.last)
+            .mul_f64(Self::SHARE);
+        self.tokens = (self.tokens + earned).min(Self::BURST);
+        self.last = now;
+        self.tokens >= window
+    }
+
+    /// Takes what a spin cost.
+    pub fn spent(&mut self, spun: Duration) {
+        self.tokens = self.tokens.saturating_sub(spun);
+    }
+}
+
 impl Default for SpinWindow {
     fn default() -> Self {
         Self::new()
@@ -69,6 +111,30 @@ mod tests {
             window.woke_late_by(Duration::from_micros(micros));
         }
         window.get()
+    }
+
+    #[test]
+    fn the_budget_allows_a_fifth_of_a_core_of_spinning_over_time() {
+        let start = Instant::now();
+        let mut budget = SpinBudget::new(start);
+        let window = Duration::from_micros(100);
+        // A frame every 100 us, each asking to spin its whole gap: over one
+        // second about a fifth of them (plus the burst) may.
+        let mut spun = 0;
+        for i in 1..=10_000u32 {
+            if budget.allows(start + window * i, window) {
+                budget.spent(window);
+                spun += 1;
+            }
+        }
+        let allowed = (SpinBudget::SHARE * 10_000.0) as i32 + 200;
+        assert!(
+            (allowed - 20..=allowed + 1).contains(&spun),
+            "{spun} of {allowed}"
+        );
+        // Idle, it fills again, up to the burst.
+        assert!(budget.allows(start + Duration::from_secs(5), SpinBudget::BURST));
+        assert!(!budget.allows(start + Duration::from_secs(5), SpinBudget::BURST + window));
     }
 
     #[test]
