@@ -41,6 +41,14 @@ fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
     assert_clean(&lab, Some("lab-emulator"));
 }
 
+/// The five-node lab `claimed` with node e's link at 20 ms, not the 40 ms it claims.
+fn e_at_twenty_ms(scratch: &Scratch, claimed: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(claimed)
+        .unwrap()
+        .replace("delay = \"40ms\"", "delay = \"20ms\"");
+    scratch.lab("told.toml", &text)
+}
+
 #[test]
 fn the_five_node_lab_passes_on_the_emulator() {
     if sandboxed("the_five_node_lab_passes_on_the_emulator") {
@@ -64,11 +72,7 @@ fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
     let scratch = Scratch::new("emulie");
     let lab = unique("emulie");
     let claimed = shipped(&scratch, "five-nodes.toml", &lab);
-    // Node e's link really has 20 ms, not the 40 ms the file claims.
-    let told_text = std::fs::read_to_string(&claimed)
-        .unwrap()
-        .replace("delay = \"40ms\"", "delay = \"20ms\"");
-    let told = scratch.lab("told.toml", &told_text);
+    let told = e_at_twenty_ms(&scratch, &claimed);
     let (output, report) = run_on_emulator(&claimed, &["--inject-from", told.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{}", report.render());
     assert_eq!(report.summary.failed, 8, "{}", report.render());
@@ -99,10 +103,7 @@ fn a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link() 
     let claimed = shipped(&scratch, "five-nodes.toml", &lab);
     // Calibration measures what the path adds, not what a link lacks: node
     // e's link has 20 ms, not the 40 ms claimed, and its pairs still fail.
-    let told_text = std::fs::read_to_string(&claimed)
-        .unwrap()
-        .replace("delay = \"40ms\"", "delay = \"20ms\"");
-    let told = scratch.lab("told.toml", &told_text);
+    let told = e_at_twenty_ms(&scratch, &claimed);
     let (output, report) = run_on_emulator(
         &claimed,
         &["--calibrate", "--inject-from", told.to_str().unwrap()],

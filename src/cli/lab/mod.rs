@@ -84,7 +84,7 @@ enum LabCommand {
         #[command(flatten)]
         args: UpArgs,
         /// Do not wait for measurements: create the lab and start the nodes only.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "calibrate")]
         no_verify: bool,
     },
     /// Up, verify, down. Exit code 0 when every pair passes, 1 when one fails, 2 on error.
