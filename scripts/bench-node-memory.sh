@@ -7,7 +7,9 @@
 # announcement goes to 127.255.255.255. Once the subject's own output says its
 # table holds every peer (and the peers say it measured each of them), the
 # subject runs --settle seconds more (a full refresh round), then its memory
-# is read from /proc/PID/status: VmRSS, RssAnon, RssFile, VmHWM, threads.
+# is read from /proc/PID/status: VmRSS, RssAnon, RssFile, VmHWM, threads,
+# and RssFile split by /proc/PID/smaps between the executable and the shared
+# libraries.
 #
 # Subjects: each sdss binary given (default target/release/sdss, built first),
 # then the assignment's node in Python (tests/interop/dialect_binary.py on
@@ -85,10 +87,16 @@ for line in open(sys.argv[1]):
 print(len(ids))
 PY
 }
-# The subject's memory: "rss anon file hwm threads" in KiB (threads a count).
+# The subject's memory: "rss anon file hwm threads exe libs" in KiB (threads a
+# count); exe and libs split the file pages between the executable's own
+# mappings and the shared libraries' (/proc/PID/smaps).
 memory() {
-  awk '/^VmRSS:/{r=$2} /^RssAnon:/{a=$2} /^RssFile:/{f=$2} /^VmHWM:/{h=$2} /^Threads:/{t=$2}
-       END{print r, a, f, h, t}' "/proc/$1/status"
+  local exe
+  exe=$(readlink "/proc/$1/exe")
+  echo "$(awk '/^VmRSS:/{r=$2} /^RssAnon:/{a=$2} /^RssFile:/{f=$2} /^VmHWM:/{h=$2} /^Threads:/{t=$2}
+       END{print r, a, f, h, t}' "/proc/$1/status")" \
+    "$(awk -v exe="$exe" '/^[0-9a-f]+-[0-9a-f]+ /{name=$6} /^Rss:/{if (name == exe) e+=$2; else if (name ~ /\.so/) l+=$2}
+       END{print e+0, l+0}' "/proc/$1/smaps")"
 }
 
 results=()
@@ -116,8 +124,8 @@ run_subject() {
   full=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b - a}')
   sleep "$settle"
   size=$(table_size "$dir/node.json")
-  read -r rss anon file hwm threads < <(memory "$node")
-  results+=("$label $rss $anon $file $hwm $threads $size $full")
+  read -r rss anon file hwm threads exe libs < <(memory "$node")
+  results+=("$label $rss $anon $file $exe $libs $hwm $threads $size $full")
   kill -TERM "$node" "$sim" 2>/dev/null || true
   wait "$node" "$sim" 2>/dev/null || true
 }
@@ -133,8 +141,9 @@ run_subject python-seed bash -c 'exec python3 tests/interop/dialect_binary.py \
   --destination 127.255.255.255 --duration 3600 --port "$0"'
 
 echo "one node with $peers peers on loopback, read ${settle}s after its table was full (KiB; $(nproc) cores)"
-printf '%-16s %8s %8s %8s %8s %8s %6s %9s\n' subject rss anon file peak threads table full-in-s
+echo "(exe, libs: every resident page of the executable's mappings, of the shared libraries'; their written pages count in anon too)"
+printf '%-16s %8s %8s %8s %8s %8s %8s %8s %6s %9s\n' subject rss anon file exe libs peak threads table full-in-s
 for r in "${results[@]}"; do
-  read -r label rss anon file hwm threads size full <<<"$r"
-  printf '%-16s %8s %8s %8s %8s %8s %6s %9s\n' "$label" "$rss" "$anon" "$file" "$hwm" "$threads" "$size" "$full"
+  read -r label rss anon file exe libs hwm threads size full <<<"$r"
+  printf '%-16s %8s %8s %8s %8s %8s %8s %8s %6s %9s\n' "$label" "$rss" "$anon" "$file" "$exe" "$libs" "$hwm" "$threads" "$size" "$full"
 done
