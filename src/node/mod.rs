@@ -405,7 +405,7 @@ impl Shared {
 }
 
 /// A uniformly random duration in `[0, span)`.
-fn random_fraction_of(span: Duration) -> Duration {
+pub(super) fn random_fraction_of(span: Duration) -> Duration {
     let (random, _) = uuid::Uuid::new_v4().as_u64_pair();
     span.mul_f64(random as f64 / (u64::MAX as f64 + 1.0))
 }

@@ -17,9 +17,12 @@ use super::event::{NodeEvent, RemovalCause, WarningKind};
 use super::server;
 use super::table::{Heard, Ignored};
 use super::tally::DatagramKind;
-use super::{error_chain, Shared};
+use super::{error_chain, random_fraction_of, Shared};
 
-/// Announces this node every interval, the first time at once.
+/// Announces this node every interval, the first time at once and the second
+/// after a random part of an interval: nodes started together (a lab's, after
+/// a power cut) would otherwise announce in the same millisecond every
+/// interval, forever, and their switch carry n(n-1) copies in one burst.
 pub(super) async fn announce(
     shared: Arc<Shared>,
     mut announcer: Announcer,
@@ -33,10 +36,14 @@ pub(super) async fn announce(
     let mut ticks = tokio::time::interval(shared.config.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut targets = Some(first_targets);
+    let mut phased = false;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = shared.cancel.cancelled() => return,
+        }
+        if !std::mem::replace(&mut phased, true) {
+            ticks.reset_at(Instant::now() + random_fraction_of(shared.config.interval));
         }
         let targets = match targets.take().map_or_else(|| announcer.targets(), Ok) {
             Ok(targets) => targets,
