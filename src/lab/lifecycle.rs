@@ -101,14 +101,7 @@ pub async fn up(
     let build_time = started.elapsed();
     let launched = Instant::now();
     let report = if options.verify {
-        progress.step(
-            "waiting for every pair to be measured",
-            built.dir.state.plan.expected.len() as u64,
-        );
-        let probe = match &built.dir.state.plan.grading {
-            Some(_) => Some(start_probe(&built)?),
-            None => None,
-        };
+        // Calibration and a grading probe never meet (calibration::check).
         let calibrated = if built.dir.state.plan.verify.calibrate {
             let told = options
                 .injected
@@ -117,6 +110,14 @@ pub async fn up(
             Some(calibrate(&mut built, &told, cancel, progress).await?)
         } else {
             None
+        };
+        progress.step(
+            "waiting for every pair to be measured",
+            built.dir.state.plan.expected.len() as u64,
+        );
+        let probe = match &built.dir.state.plan.grading {
+            Some(_) => Some(start_probe(&built)?),
+            None => None,
         };
         let converged = watch(&mut built, cancel, progress, probe.as_ref(), calibrated).await;
         let log = match probe {

@@ -156,7 +156,7 @@ impl HostsReport {
 }
 
 /// What calibration measured, in one line: the floors' spread, and the pairs
-/// that have none (not measured at zero delay, so graded without).
+/// that have none (not measured while calibrating, so graded without).
 fn calibration_line(pairs: &[PairResult]) -> String {
     let floors: Vec<f64> = pairs.iter().filter_map(|p| p.floor_ms).collect();
     let missing = pairs.len() - floors.len();

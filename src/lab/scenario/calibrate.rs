@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::tail::LogTail;
-use super::{count_complete, read_tails, POLL};
+use super::{count_complete, follow_graded, read_tails, POLL};
 use crate::lab::build::delay::change_plan;
 use crate::lab::build::{Built, CONTROL_SOCKET};
 use crate::lab::judge::delays::{verify, Observations};
@@ -23,7 +23,7 @@ use crate::lab::LabError;
 use crate::node::event::NodeEvent;
 
 /// Where calibration left the nodes' output: the watch that grades goes on
-/// from there, so that no sample taken at zero delay is graded.
+/// from there, so that no sample taken while calibrating is graded.
 #[derive(Debug)]
 pub struct Calibrated {
     /// Each graded node's stdout, read up to the switch.
@@ -35,10 +35,10 @@ pub struct Calibrated {
     pub switched_at: Instant,
 }
 
-/// Measures every pair's floor on a lab built at zero delay, records it in
-/// the plan, and gives the links `told`'s delays (the lab's own, or those of
-/// `--inject-from`). A pair not measured by the time limit gets no floor
-/// (the report says so); the lab goes on.
+/// Measures every pair's floor on a lab built in its calibration phase,
+/// records it in the plan, and gives the links `told`'s delays (the lab's
+/// own, or those of `--inject-from`). A pair not measured by the time limit
+/// gets no floor (the report says so); the lab goes on.
 pub async fn calibrate(
     built: &mut Built,
     told: &Plan,
@@ -47,12 +47,7 @@ pub async fn calibrate(
 ) -> Result<Calibrated, LabError> {
     let mut plan = built.dir.state.plan.clone();
     let calibrating = calibration::phase(told);
-    let mut tails: HashMap<String, LogTail> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.graded)
-        .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
-        .collect();
+    let mut tails = follow_graded(built);
     let mut seen: HashMap<String, Observations> = HashMap::new();
     progress.step(
         "calibrating: every pair measured at 1 ms",

@@ -91,12 +91,7 @@ pub async fn watch(
     let (mut tails, mut observations) = match calibrated {
         Some(calibrated) => (calibrated.tails, calibrated.observations),
         None => {
-            let tails: HashMap<String, LogTail> = plan
-                .nodes
-                .iter()
-                .filter(|n| n.graded)
-                .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
-                .collect();
+            let tails = follow_graded(built);
             let observations = tails
                 .keys()
                 .map(|name| (name.clone(), Observations::default()))
@@ -198,6 +193,16 @@ pub async fn watch(
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// Follows the stdout of every graded node from its beginning.
+fn follow_graded(built: &Built) -> HashMap<String, LogTail> {
+    let plan = &built.dir.state.plan;
+    plan.nodes
+        .iter()
+        .filter(|n| n.graded)
+        .map(|n| (n.name.clone(), LogTail::new(built.dir.stdout_log(&n.name))))
+        .collect()
 }
 
 /// Reads what each node printed since the last read, and whether it exited.
