@@ -24,6 +24,17 @@ const LAST_WORDS: usize = 5;
 /// How long `close` waits for an agent to exit after its stdin closed.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a single question (`down`, `status`) waits for its answer:
+/// taking down a hundred nodes takes seconds.
+const ASK_WAIT: Duration = Duration::from_secs(60);
+
+/// How long an agent may take to build its share of a lab: seconds for a
+/// hundred nodes, minutes under software emulation.
+pub const BUILD_WAIT: Duration = Duration::from_secs(180);
+
+/// How long an agent may take to measure the underlay to every other host.
+pub const MEASURE_WAIT: Duration = Duration::from_secs(60);
+
 /// Why a host could not be worked with.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -73,6 +84,16 @@ pub enum HostError {
         host: String,
         /// The reply, abridged.
         reply: String,
+    },
+    /// The agent neither answered nor ended in time.
+    #[error("host {host}: no answer to {what} within {} s", .waited.as_secs())]
+    Silent {
+        /// The host.
+        host: String,
+        /// What it was asked.
+        what: &'static str,
+        /// How long it was given.
+        waited: Duration,
     },
 }
 
@@ -205,11 +226,30 @@ impl Session {
         }
     }
 
+    /// The agent's next reply, if it comes within `limit`: an agent that hangs
+    /// (a stuck host, a lost connection ssh does not notice) must not hang
+    /// the lab with it.
+    pub async fn recv_within(
+        &mut self,
+        what: &'static str,
+        limit: Duration,
+    ) -> Result<Reply, HostError> {
+        tokio::time::timeout(limit, self.recv())
+            .await
+            .unwrap_or_else(|_| {
+                Err(HostError::Silent {
+                    host: self.host.clone(),
+                    what,
+                    waited: limit,
+                })
+            })
+    }
+
     /// One request, its one reply, and the agent told to finish: a session
     /// of a single question (`down`, `status`).
     pub async fn ask(&mut self, request: &Request) -> Result<Reply, HostError> {
         self.send(request).await?;
-        let reply = self.recv().await;
+        let reply = self.recv_within(request.name(), ASK_WAIT).await;
         self.stdin = None;
         if tokio::time::timeout(EXIT_WAIT, self.child.wait())
             .await
@@ -294,6 +334,22 @@ mod tests {
         );
         let exec = RemoteExec::parse("nsenter --target={ssh} -n -m sdss lab agent").expect("ok");
         assert_eq!(exec.argv(&host())[1], "--target=root@10.0.0.2");
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_neither_answers_nor_ends_is_given_up_on() {
+        // `cat` waits for our stdin, which says nothing: it neither answers nor ends.
+        let exec = RemoteExec::parse("sh -c cat {ssh}").expect("template");
+        let printer = crate::lab::report::progress::Progress::new("t", true).printer();
+        let mut session = Session::open(&exec, &host(), printer).expect("spawned");
+        let limit = Duration::from_millis(200);
+        let error = session.recv_within("up", limit).await.unwrap_err();
+        assert!(
+            matches!(error, HostError::Silent { what: "up", waited, .. } if waited == limit),
+            "{error}"
+        );
+        assert_eq!(error.to_string(), "host b: no answer to up within 0 s");
+        session.close().await;
     }
 
     #[test]

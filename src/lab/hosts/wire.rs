@@ -63,6 +63,20 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The request in one word, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Up { .. } => "up",
+            Request::Measure { .. } => "measure",
+            Request::Logs { .. } => "logs",
+            Request::Play { .. } => "play",
+            Request::Status { .. } => "status",
+            Request::Down { .. } => "down",
+        }
+    }
+}
+
 /// What a timeline does to a node's process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{gather, lock, Heard};
 use crate::lab::build::state::{LabDir, LabState, Phase, StateRoot};
 use crate::lab::build::Stages;
-use crate::lab::hosts::remote::{HostError, RemoteExec, Session};
+use crate::lab::hosts::remote::{HostError, RemoteExec, Session, BUILD_WAIT, MEASURE_WAIT};
 use crate::lab::hosts::wire::{Action, Reply, Request};
 use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::judge::timeline::{describe_event, judge as judge_timeline, Played};
@@ -179,7 +179,7 @@ async fn build_on(
             backend: host.backend.unwrap_or(options.backend),
         })
         .await?;
-    match session.recv().await? {
+    match session.recv_within("up", BUILD_WAIT).await? {
         Reply::Built {
             backend,
             netem,
@@ -206,7 +206,7 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
             .map(|h| h.underlay)
             .collect();
         session.send(&Request::Measure { peers }).await?;
-        match session.recv().await? {
+        match session.recv_within("measure", MEASURE_WAIT).await? {
             Reply::Underlay { delays } => Ok((session.host.clone(), delays)),
             other => Err(session.unexpected(&other)),
         }
