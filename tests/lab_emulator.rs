@@ -4,7 +4,7 @@
 
 mod lab_support;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use lab_support::*;
 use sdss::lab::judge::delays::Verdict;
@@ -13,6 +13,11 @@ use sdss::lab::judge::delays::Verdict;
 /// time, and two of them beside a dozen nodes on a 2-core machine would grade the
 /// machine's load rather than the emulator.
 static ONE_EMULATED_LAB: Mutex<()> = Mutex::new(());
+
+/// [`ONE_EMULATED_LAB`], held, when `test` may run here (it says why not otherwise).
+fn one_emulated_lab(test: &str) -> Option<MutexGuard<'static, ()>> {
+    sandboxed(test).then(|| ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
 fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
     let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -65,10 +70,11 @@ fn the_per_pair_matrix_lab_passes_on_the_emulator() {
 
 #[test]
 fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
-    if !sandboxed("an_emulator_told_other_delays_than_the_file_claims_fails_verification") {
+    let Some(_one) =
+        one_emulated_lab("an_emulator_told_other_delays_than_the_file_claims_fails_verification")
+    else {
         return;
-    }
-    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let scratch = Scratch::new("emulie");
     let lab = unique("emulie");
     let claimed = shipped(&scratch, "five-nodes.toml", &lab);
@@ -94,10 +100,11 @@ fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
 
 #[test]
 fn a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link() {
-    if !sandboxed("a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link") {
+    let Some(_one) = one_emulated_lab(
+        "a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link",
+    ) else {
         return;
-    }
-    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let scratch = Scratch::new("emucal");
     let lab = unique("emucal");
     let claimed = shipped(&scratch, "five-nodes.toml", &lab);

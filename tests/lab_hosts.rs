@@ -199,6 +199,15 @@ fn lab(args: &[&str], reach: &Path) -> std::process::Output {
 /// late enough to fail a pair (+0.6 ms against 0.56).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// [`ONE_AT_A_TIME`], held, when `test` may run here (it says why not otherwise).
+fn one_at_a_time(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    sandboxed(test).then(|| {
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    })
+}
+
 /// What [`three_hosts_up`] makes.
 struct Spread<'a> {
     per_host: usize,
@@ -339,12 +348,11 @@ fn down_leaves_nothing(name: &str, hosts: &Hosts, reach: &Path) {
 
 #[test]
 fn a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any() {
-    if !sandboxed("a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any") {
+    let Some(_one) =
+        one_at_a_time("a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let name = unique("hosts");
     // Three emulators, each with a real-time thread, share this machine's two
     // cores with twelve debug-build nodes: at a 250 ms interval and 0.5 ms a
@@ -407,12 +415,9 @@ fn a_lab_over_three_hosts_verifies_every_pair_and_leaves_nothing_on_any() {
 
 #[test]
 fn a_timeline_kills_and_restarts_a_node_on_its_host() {
-    if !sandboxed("a_timeline_kills_and_restarts_a_node_on_its_host") {
+    let Some(_one) = one_at_a_time("a_timeline_kills_and_restarts_a_node_on_its_host") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let name = unique("hostsfail");
     // n5 lives on h2: the coordinator has h2's agent kill it, then start it
     // again; every other node, on every host, must notice both.
@@ -445,12 +450,10 @@ fn a_timeline_kills_and_restarts_a_node_on_its_host() {
 
 #[test]
 fn three_hosts_at_zero_delay_are_joined_by_kernel_vxlan_devices() {
-    if !sandboxed("three_hosts_at_zero_delay_are_joined_by_kernel_vxlan_devices") {
+    let Some(_one) = one_at_a_time("three_hosts_at_zero_delay_are_joined_by_kernel_vxlan_devices")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let name = unique("vxnone");
     let (hosts, scratch, reach, report) = three_hosts_up(
         &name,
@@ -468,12 +471,11 @@ fn three_hosts_at_zero_delay_are_joined_by_kernel_vxlan_devices() {
 
 #[test]
 fn an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others() {
-    if !sandboxed("an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others") {
+    let Some(_one) =
+        one_at_a_time("an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let name = unique("vxmix");
     // No delays: `auto` settles on `none` (a bridge and a VXLAN device) on
     // h2 and h3, while h1's own backend is the emulator and its uplink.
@@ -505,12 +507,10 @@ fn an_emulator_host_speaks_vxlan_with_kernel_devices_on_the_others() {
 #[test]
 #[ignore = "needs a kernel with netem: scripts/vm-netem.sh runs it in a VM"]
 fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
-    if !sandboxed("a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan") {
+    let Some(_one) = one_at_a_time("a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let name = unique("vxhosts");
     let (hosts, scratch, reach, report) = three_hosts_up(
         &name,

@@ -610,10 +610,7 @@ mod tests {
         let plan = Plan::from_text(
             "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n",
         );
-        let commands: Vec<String> = netem_commands(&plan)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let commands: Vec<String> = lines(netem_commands(&plan));
         assert_eq!(
             commands,
             [
@@ -623,15 +620,17 @@ mod tests {
         );
     }
 
+    /// Commands as they would be typed.
+    fn lines(commands: Vec<TcCommand>) -> Vec<String> {
+        commands.iter().map(ToString::to_string).collect()
+    }
+
     #[test]
     fn per_pair_labs_classify_by_destination() {
         let plan = Plan::from_text(
             "name = \"t\"\nsubnet = \"10.0.0.0/24\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"7ms\"\n",
         );
-        let commands: Vec<String> = netem_commands(&plan)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let commands: Vec<String> = lines(netem_commands(&plan));
         assert!(commands.contains(
             &"tc -n sdss-t-a qdisc replace dev eth0 root handle 1: htb default 1".to_owned()
         ));
@@ -661,10 +660,7 @@ mod tests {
         .calibrated();
         let calibrating = crate::lab::plan::calibration::phase(&plan);
         assert!(calibrating.per_pair, "built with the classes to change");
-        let commands: Vec<String> = netem_plan_changes(&calibrating, &plan)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let commands: Vec<String> = lines(netem_plan_changes(&calibrating, &plan));
         // Every pair is at 1 ms: a <-> c stays, the four others change;
         // a's and b's broadcasts get their links, c has none.
         assert_eq!(commands.len(), 6, "{commands:#?}");
@@ -706,10 +702,7 @@ mod tests {
              [[event]]\nat = \"2s\"\naction = \"cut\"\nnode = \"c\"\n",
         );
         let phases = &plan.timeline.phases;
-        let step: Vec<String> = netem_changes(&plan, &phases[0], &phases[1])
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let step: Vec<String> = lines(netem_changes(&plan, &phases[0], &phases[1]));
         // c's pairs change, a <-> b does not: a -> c, b -> c, c -> a, c -> b.
         assert_eq!(step.len(), 4, "{step:#?}");
         assert!(step.contains(
@@ -720,10 +713,7 @@ mod tests {
             &"tc -n sdss-t-a qdisc replace dev eth0 parent 1:12 handle 12: netem delay 10000us"
                 .to_owned()
         ));
-        let cut: Vec<String> = netem_changes(&plan, &phases[1], &phases[2])
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let cut: Vec<String> = lines(netem_changes(&plan, &phases[1], &phases[2]));
         assert!(
             cut.contains(
                 &"tc -n sdss-t-c qdisc replace dev eth0 parent 1:1 handle 2: netem loss 100%"

@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn a_calibrated_floor_is_subtracted_from_what_was_measured() {
         let mut plan = Plan::from_text(TWO);
-        // b -> a: 15 ms injected, 40 us of floor measured at zero delay.
+        // b -> a: 15 ms injected, 40 us of floor measured while calibrating.
         plan.expected[1].floor = Some(Duration::from_micros(40));
         let mut obs = HashMap::new();
         obs.insert(

@@ -456,16 +456,14 @@ impl Plan {
             },
             |d| d.0,
         );
-        Plan {
+        let plan = Plan {
             switch_netns: switch_netns(&lab),
             lab,
             source: std::path::absolute(source).unwrap_or_else(|_| source.to_owned()),
             subnet,
             nodes,
             // Live link changes need a class per pair to change.
-            per_pair: !overrides.is_empty()
-                || timeline.changes_links()
-                || verify.calibrate == Some(true),
+            per_pair: !overrides.is_empty() || timeline.changes_links(),
             expected,
             node_settings,
             verify: VerifySettings {
@@ -477,13 +475,18 @@ impl Plan {
                 samples,
                 warmup,
                 time_limit,
-                calibrate: verify.calibrate.unwrap_or(false),
+                calibrate: false,
             },
             grading,
             timeline,
             hosts,
             underlay: Vec::new(),
             segment: None,
+        };
+        if verify.calibrate == Some(true) {
+            plan.calibrated()
+        } else {
+            plan
         }
     }
 
