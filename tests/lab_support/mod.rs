@@ -47,9 +47,12 @@ pub fn unique(stem: &str) -> String {
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
-    /// A fresh directory.
+    /// A fresh directory, its own even when tests of one process ask for the
+    /// same name at once (a counter beside the process ID).
     pub fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("sdss-test-{name}-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sdss-test-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
