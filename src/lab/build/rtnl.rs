@@ -10,7 +10,6 @@
 //! time `sendmsg` returns. Messages are built with rtnetlink's builders.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -19,6 +18,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 use thiserror::Error;
 
 /// Requests per `sendmsg`: their acknowledgements must fit the receive buffer.
@@ -93,23 +94,9 @@ impl Rtnl {
             .map_err(RtnlError::Socket)?;
         // Acknowledgements without a copy of the request: more fit the buffer.
         socket.set_cap_ack(true).map_err(RtnlError::Socket)?;
-        let timeout = libc::timeval {
-            tv_sec: ANSWER.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid socket and a timeval of the size given.
-        let set = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if set != 0 {
-            return Err(RtnlError::Socket(io::Error::last_os_error()));
-        }
+        let timeout = TimeVal::new(ANSWER.as_secs() as libc::time_t, 0);
+        setsockopt(&socket, sockopt::ReceiveTimeout, &timeout)
+            .map_err(|errno| RtnlError::Socket(errno.into()))?;
         Ok(Rtnl {
             socket,
             next_seq: 1,

@@ -14,17 +14,18 @@
 
 use std::io;
 use std::ops::Range;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use super::link::{Forwarder, Verdict};
 use super::queue::{Pending, TimedQueue};
 use super::spin::{SpinBudget, SpinWindow};
-use super::stamp::ArrivalStamps;
-use super::uplink::{self, Datagram, Uplink};
+use super::stamp::{self, ArrivalStamps};
+use super::uplink::{Datagram, Uplink};
 use super::{bump, tap, Shared, FRAME_BUFFER, LATE, MAX_STAMP_AGE, READ_BATCH};
 
 /// Spare flights kept for reuse; beyond it, finished ones are freed.
@@ -63,20 +64,21 @@ struct Engine<'a> {
     stamps: Vec<ArrivalStamps>,
     buffer: Vec<u8>,
     captured: Vec<u8>,
-    /// Control messages of the uplink's receipts (empty without an uplink).
+    /// Control messages of a capture's or the uplink's receipts.
     control: Vec<u8>,
-    epoll: OwnedFd,
+    epoll: Epoll,
 }
 
 /// Runs the emulator until `shared.stop`; `queue_limit` bounds each link.
 pub(super) fn run(shared: &Shared, forwarder: Forwarder, queue_limit: usize) -> io::Result<()> {
-    let epoll = epoll_create()?;
-    epoll_add(&epoll, &shared.wake, WAKE)?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    let readable = |token| EpollEvent::new(EpollFlags::EPOLLIN, token);
+    epoll.add(&shared.wake, readable(WAKE))?;
     for (port, tap) in shared.taps.iter().enumerate() {
-        epoll_add(&epoll, tap, port as u64)?;
+        epoll.add(tap, readable(port as u64))?;
     }
     if let Some(uplink) = &shared.uplink {
-        epoll_add(&epoll, uplink.socket(), UPLINK)?;
+        epoll.add(uplink.socket(), readable(UPLINK))?;
     }
     let mut engine = Engine {
         shared,
@@ -89,10 +91,7 @@ pub(super) fn run(shared: &Shared, forwarder: Forwarder, queue_limit: usize) -> 
             .collect(),
         buffer: vec![0; FRAME_BUFFER],
         captured: vec![0; FRAME_BUFFER],
-        control: match shared.uplink {
-            Some(_) => uplink::control_buffer(),
-            None => Vec::new(),
-        },
+        control: stamp::control_buffer(),
         epoll,
     };
     engine.serve()
@@ -214,7 +213,8 @@ impl Engine<'_> {
                     // The capture saw the frame before the TAP queued it, so
                     // one drain finds its stamp if the previous did not.
                     let arrival = stamps.take(frame).or_else(|| {
-                        drain_capture(&shared.captures[port], &mut self.captured, stamps);
+                        let capture = &shared.captures[port];
+                        drain_capture(capture, &mut self.captured, &mut self.control, stamps);
                         stamps.take(frame)
                     });
                     let arrival = arrival.unwrap_or_else(|| {
@@ -262,7 +262,7 @@ impl Engine<'_> {
     fn abandon(&mut self, port: usize, why: &str) {
         eprintln!("sdss lab-emulator: port {port} failed ({why}); it is no longer read");
         bump(&self.shared.counters[port].errors);
-        epoll_delete(&self.epoll, &self.shared.taps[port]);
+        let _ = self.epoll.delete(&self.shared.taps[port]);
     }
 
     /// Routes the frame at `frame` in the buffer and schedules its copies.
@@ -337,11 +337,16 @@ fn kernel_instant(stamp: Option<Duration>, now: Instant, wall: Duration) -> Opti
 }
 
 /// Moves every waiting kernel stamp of one port into `stamps`.
-fn drain_capture(capture: &OwnedFd, buffer: &mut [u8], stamps: &mut ArrivalStamps) {
+fn drain_capture(
+    capture: &OwnedFd,
+    buffer: &mut [u8],
+    control: &mut [u8],
+    stamps: &mut ArrivalStamps,
+) {
     let now = Instant::now();
     let wall = wall_clock();
     loop {
-        match tap::receive_captured(capture, buffer) {
+        match tap::receive_captured(capture, buffer, control) {
             Ok((len, stamp)) => {
                 let at = kernel_instant(stamp, now, wall).unwrap_or(now);
                 stamps.push(len, &buffer[..len.min(buffer.len())], at);
@@ -353,46 +358,10 @@ fn drain_capture(capture: &OwnedFd, buffer: &mut [u8], stamps: &mut ArrivalStamp
     }
 }
 
-fn epoll_create() -> io::Result<OwnedFd> {
-    // SAFETY: plain epoll_create1(2); the result is checked before it is owned.
-    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-fn epoll_add(epoll: &OwnedFd, fd: &impl AsFd, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
-        u64: token,
-    };
-    let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: epoll_ctl(2) on open descriptors with a live event.
-    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn epoll_delete(epoll: &OwnedFd, fd: &impl AsFd) {
-    let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: epoll_ctl(2) on open descriptors; DEL ignores the event pointer.
-    let _ = unsafe {
-        libc::epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_DEL,
-            fd,
-            std::ptr::null_mut(),
-        )
-    };
-}
-
 /// Waits for events up to `timeout` (forever if none) at the timer's full
 /// precision (epoll_pwait2: nanoseconds, where epoll_wait has milliseconds).
 fn epoll_wait(
-    epoll: &OwnedFd,
+    epoll: &Epoll,
     events: &mut [libc::epoll_event],
     timeout: Option<Duration>,
 ) -> Result<usize, Errno> {
@@ -409,7 +378,7 @@ fn epoll_wait(
     let ready = unsafe {
         libc::syscall(
             libc::SYS_epoll_pwait2,
-            epoll.as_raw_fd(),
+            epoll.0.as_raw_fd(),
             events.as_mut_ptr(),
             events.len() as libc::c_int,
             timeout_ptr,

@@ -15,13 +15,14 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use thiserror::Error;
 
 mod counters;
@@ -193,16 +194,12 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
         taps.push(tap.fd);
         captures.push(tap.capture);
     }
-    // SAFETY: plain eventfd(2); the result is checked before it is owned.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if raw < 0 {
-        return Err(EmulatorError::Start {
+    let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+        .map(OwnedFd::from)
+        .map_err(|errno| EmulatorError::Start {
             what: "event fd",
-            source: io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let wake = unsafe { OwnedFd::from_raw_fd(raw) };
+            source: errno.into(),
+        })?;
     let ports = spec.port_count();
     let shared = Arc::new(Shared {
         taps,

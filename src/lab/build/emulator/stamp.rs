@@ -6,7 +6,10 @@
 //! forwarding never does.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{ControlMessageOwned, RecvMsg};
+use nix::sys::time::TimeSpec;
 
 /// Bytes of a frame's head compared when matching (the capture keeps this many).
 pub const HEAD_LEN: usize = 96;
@@ -14,6 +17,23 @@ pub const HEAD_LEN: usize = 96;
 /// Kernel stamps waiting for their frame, held at most this many (a port whose
 /// TAP queue overflowed leaves stamps nobody will claim).
 const CAPACITY: usize = 2048;
+
+/// Room for the control messages of one receipt: its stamp (`SO_TIMESTAMPNS`,
+/// set on the TAPs' captures and the uplink).
+pub fn control_buffer() -> Vec<u8> {
+    nix::cmsg_space!(TimeSpec)
+}
+
+/// The kernel's CLOCK_REALTIME stamp of a received frame or datagram, if any.
+pub fn kernel_stamp<S>(message: &RecvMsg<'_, '_, S>) -> Option<Duration> {
+    message.cmsgs().ok()?.find_map(|cmsg| match cmsg {
+        ControlMessageOwned::ScmTimestampns(time) => Some(Duration::new(
+            u64::try_from(time.tv_sec()).ok()?,
+            u32::try_from(time.tv_nsec()).ok()?,
+        )),
+        _ => None,
+    })
+}
 
 /// Kept inline, so that a stamp costs no allocation.
 #[derive(Debug)]

@@ -11,9 +11,12 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, MsgFlags};
+use socket2::{Domain, SockFilter, Socket, Type};
 use thiserror::Error;
 
 use super::spec::PortSpec;
+use super::stamp::kernel_stamp;
 
 /// A TAP device owned by the emulator: the device lives as long as `fd`.
 #[derive(Debug)]
@@ -112,17 +115,9 @@ fn create_here(ifname: &str) -> Result<Tap, TapError> {
     }
 
     // Interface flags are set through any socket of the namespace.
-    // SAFETY: plain socket(2); the result is checked before it is owned.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(configure(
-            "open a socket to configure",
-            io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-
+    let socket: OwnedFd = Socket::new(Domain::IPV4, Type::DGRAM, None)
+        .map_err(|e| configure("open a socket to configure", e))?
+        .into();
     let mut request = ifreq(ifname);
     socket_ioctl(&socket, libc::SIOCGIFFLAGS, &mut request)
         .map_err(|e| configure("read flags of", e))?;
@@ -131,56 +126,42 @@ fn create_here(ifname: &str) -> Result<Tap, TapError> {
     socket_ioctl(&socket, libc::SIOCSIFFLAGS, &mut request)
         .map_err(|e| configure("bring up", e))?;
 
-    let mut request = ifreq(ifname);
-    socket_ioctl(&socket, libc::SIOCGIFINDEX, &mut request)
-        .map_err(|e| configure("find the index of", e))?;
-    // SAFETY: SIOCGIFINDEX filled the ifindex member.
-    let ifindex = unsafe { request.ifr_ifru.ifru_ifindex };
+    let ifindex = nix::net::if_::if_nametoindex(ifname)
+        .map_err(|e| configure("find the index of", e.into()))?;
     let capture = open_capture(ifindex).map_err(|e| configure("capture frames of", e))?;
     Ok(Tap { fd, capture })
 }
 
 /// A packet socket that receives, stamped by the kernel, only the frames leaving
 /// through interface `ifindex` (the node's transmissions), not those we write.
-fn open_capture(ifindex: libc::c_int) -> io::Result<OwnedFd> {
+fn open_capture(ifindex: u32) -> io::Result<OwnedFd> {
     // Protocol 0 receives nothing until `bind`, after the filter is in place.
-    // SAFETY: plain socket(2); the result is checked before it is owned.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let socket = Socket::new(Domain::PACKET, Type::RAW.nonblocking(), None)?;
     // Classic BPF, as `tcpdump -dd outbound`: keep outgoing frames whole, drop the rest.
-    let mut program = [
-        bpf(0x28, 0, 0, (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32),
-        bpf(0x15, 0, 1, u32::from(libc::PACKET_OUTGOING)),
-        bpf(0x06, 0, 0, 0x0004_0000),
-        bpf(0x06, 0, 0, 0),
-    ];
-    let filter = libc::sock_fprog {
-        len: program.len() as libc::c_ushort,
-        filter: program.as_mut_ptr(),
-    };
-    set_option(&socket, libc::SO_ATTACH_FILTER, &filter)?;
-    set_option(&socket, libc::SO_TIMESTAMPNS, &(1 as libc::c_int))?;
+    socket.attach_filter(&[
+        SockFilter::new(0x28, 0, 0, (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32),
+        SockFilter::new(0x15, 0, 1, u32::from(libc::PACKET_OUTGOING)),
+        SockFilter::new(0x06, 0, 0, 0x0004_0000),
+        SockFilter::new(0x06, 0, 0, 0),
+    ])?;
+    let socket = OwnedFd::from(socket);
+    setsockopt(&socket, sockopt::ReceiveTimestampns, &true)?;
     // Room for a flood's worth of frames; FORCE needs CAP_NET_ADMIN, which making
     // the TAP already required, and the plain option is the fallback.
-    let buffer: libc::c_int = 4 << 20;
-    set_option(&socket, libc::SO_RCVBUFFORCE, &buffer)
-        .or_else(|_| set_option(&socket, libc::SO_RCVBUF, &buffer))?;
-    // SAFETY: sockaddr_ll is plain data for which all zeroes is valid.
-    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    address.sll_family = libc::AF_PACKET as libc::c_ushort;
-    address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    address.sll_ifindex = ifindex;
-    // SAFETY: `address` is a valid sockaddr_ll of the length given.
+    let buffer = 4 << 20;
+    setsockopt(&socket, sockopt::RcvBufForce, &buffer)
+        .or_else(|_| setsockopt(&socket, sockopt::RcvBuf, &buffer))?;
+    let address = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
+        sll_ifindex: libc::c_int::try_from(ifindex).map_err(io::Error::other)?,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    // SAFETY: `address` is a valid sockaddr_ll of the length given (neither
+    // nix nor socket2 builds a link-layer address to bind to).
     let bound = unsafe {
         libc::bind(
             socket.as_raw_fd(),
@@ -194,72 +175,23 @@ fn open_capture(ifindex: libc::c_int) -> io::Result<OwnedFd> {
     Ok(socket)
 }
 
-fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
-
-fn set_option<T>(socket: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size given.
-    let done = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if done < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// Receives one captured frame into `buffer`: its length and the kernel's
-/// CLOCK_REALTIME stamp of its transmission. `WouldBlock` when none is waiting.
+/// CLOCK_REALTIME stamp of its transmission. `control` is scratch room from
+/// [`super::stamp::control_buffer`]. `WouldBlock` when none is waiting.
 pub fn receive_captured(
     capture: &OwnedFd,
     buffer: &mut [u8],
+    control: &mut [u8],
 ) -> io::Result<(usize, Option<std::time::Duration>)> {
-    let mut iov = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
-    };
-    // Aligned room for one timespec control message and then some.
-    let mut control = [0u64; 16];
-    // SAFETY: msghdr is plain data for which all zeroes is valid.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `message` refers to a live buffer of the length given.
-    let received = unsafe { libc::recvmsg(capture.as_raw_fd(), &mut message, 0) };
-    if received < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut stamp = None;
-    // SAFETY: the kernel filled `message.msg_control` with well-formed headers
-    // within `msg_controllen`, which the CMSG macros walk without leaving it.
-    unsafe {
-        let mut header = libc::CMSG_FIRSTHDR(&message);
-        while !header.is_null() {
-            if (*header).cmsg_level == libc::SOL_SOCKET
-                && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let time: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
-                stamp = u32::try_from(time.tv_nsec).ok().and_then(|nanos| {
-                    Some(std::time::Duration::new(
-                        u64::try_from(time.tv_sec).ok()?,
-                        nanos,
-                    ))
-                });
-            }
-            header = libc::CMSG_NXTHDR(&message, header);
-        }
-    }
-    Ok((received as usize, stamp))
+    let mut iov = [io::IoSliceMut::new(buffer)];
+    let message = recvmsg::<()>(
+        capture.as_raw_fd(),
+        &mut iov,
+        Some(control),
+        MsgFlags::empty(),
+    )?;
+    let stamp = kernel_stamp(&message);
+    Ok((message.bytes, stamp))
 }
 
 fn configure(what: &'static str, source: io::Error) -> TapError {

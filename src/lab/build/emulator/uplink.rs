@@ -19,14 +19,13 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::socket::{
-    self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    SockaddrStorage,
+    self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrStorage,
 };
-use nix::sys::time::TimeSpec;
 use thiserror::Error;
 
 use super::counters::{bump, UplinkCells};
 use super::spec::UplinkSpec;
+use super::stamp::kernel_stamp;
 use super::vxlan::{self, HeaderError, HEADER_LEN};
 
 /// Receive and send buffer asked of the kernel: a burst from every remote at once.
@@ -173,11 +172,6 @@ fn bind(local: SocketAddr) -> Result<OwnedFd, UplinkError> {
     Ok(socket)
 }
 
-/// Room for the control messages of one receipt (its stamp).
-pub(super) fn control_buffer() -> Vec<u8> {
-    nix::cmsg_space!(TimeSpec)
-}
-
 impl Uplink {
     /// The socket, to wait on.
     pub(super) fn socket(&self) -> &OwnedFd {
@@ -195,12 +189,7 @@ impl Uplink {
                 Some(control),
                 MsgFlags::empty(),
             )?;
-            let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
-                cmsgs.find_map(|cmsg| match cmsg {
-                    ControlMessageOwned::ScmTimestampns(time) => duration_of(time),
-                    _ => None,
-                })
-            });
+            let stamp = kernel_stamp(&message);
             let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
             (message.bytes, message.address, truncated, stamp)
         };
@@ -273,13 +262,6 @@ fn socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddrV6::from(*v6).into())
 }
 
-fn duration_of(time: TimeSpec) -> Option<Duration> {
-    Some(Duration::new(
-        u64::try_from(time.tv_sec()).ok()?,
-        u32::try_from(time.tv_nsec()).ok()?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,7 +304,7 @@ mod tests {
 
     /// Waits (bounded) for the next datagram the uplink takes.
     fn next(uplink: &Uplink, buffer: &mut [u8]) -> Datagram {
-        let mut control = control_buffer();
+        let mut control = crate::lab::build::emulator::stamp::control_buffer();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             match uplink.receive(buffer, &mut control) {
