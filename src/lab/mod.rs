@@ -21,6 +21,7 @@ pub mod hosts;
 pub mod judge;
 pub mod lifecycle;
 pub mod plan;
+pub mod procfs;
 pub mod report;
 pub mod scenario;
 pub mod watch;

@@ -278,8 +278,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         let pid = running.id() as i32;
         stop(&[pid], Duration::from_secs(2), |p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .is_ok_and(|stat| !stat.contains(") Z "))
+            crate::lab::procfs::Stat::of(p).is_some_and(|stat| stat.state != 'Z')
         });
         let status = exited.try_wait().expect("its status is still there");
         assert!(status.is_some_and(|s| s.success()));

@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::lab::build::netns::NsId;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::Plan;
+use crate::lab::procfs::Stat;
 
 /// Default root of lab state.
 pub const DEFAULT_ROOT: &str = "/run/sdss/labs";
@@ -101,8 +102,10 @@ impl ProcessRecord {
 
     /// Whether this very process still runs (same PID and start time, not a zombie).
     pub fn alive(&self) -> bool {
-        match stat_fields(self.pid) {
-            Some((state, start)) => start == self.start_time && state != 'Z' && state != 'X',
+        match Stat::of(self.pid) {
+            Some(stat) => {
+                stat.start_time == self.start_time && stat.state != 'Z' && stat.state != 'X'
+            }
             None => false,
         }
     }
@@ -414,21 +417,9 @@ fn write_json(file: &Path, value: &impl Serialize) -> Result<(), StateError> {
     fs::rename(&tmp, file).map_err(io("renaming", &tmp))
 }
 
-/// State and start time of a process, from `/proc/PID/stat`.
-fn stat_fields(pid: i32) -> Option<(char, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain anything: parse after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // Field 3 is the state; the start time is field 22, i.e. 19 further on.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
 /// A process's start time in clock ticks since boot.
 pub fn start_time(pid: i32) -> Option<u64> {
-    stat_fields(pid).map(|(_, start)| start)
+    Stat::of(pid).map(|stat| stat.start_time)
 }
 
 #[cfg(test)]
