@@ -3,19 +3,19 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 
 use crate::node::event::{NeighborReport, NodeEvent};
 use crate::protocol::NodeId;
 
-const RESET: &str = "\x1b[0m";
-const BOLD: &str = "\x1b[1m";
-const DIM: &str = "\x1b[2m";
-const RED: &str = "\x1b[31m";
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const BLUE: &str = "\x1b[34m";
-const CYAN: &str = "\x1b[36m";
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const RED: Style = AnsiColor::Red.on_default();
+const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const BLUE: Style = AnsiColor::Blue.on_default();
+const CYAN: Style = AnsiColor::Cyan.on_default();
 
 /// Renders events for people; keeps the latest report per neighbor for the table.
 #[derive(Debug)]
@@ -39,9 +39,9 @@ impl Human {
         }
     }
 
-    fn paint(&self, color: &str, text: &str) -> String {
+    fn paint(&self, style: Style, text: &str) -> String {
         if self.color {
-            format!("{color}{text}{RESET}")
+            format!("{style}{text}{style:#}")
         } else {
             text.to_owned()
         }
@@ -182,16 +182,17 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("1.500"), "{table}");
-        human.event(
-            &NodeEvent::Removed {
-                id: "aaaaaaaa".parse().unwrap(),
-                ip: "10.0.0.2".parse().unwrap(),
-                cause: crate::node::event::RemovalCause::Refused,
-                reason: "refresh failed: connection refused".into(),
-            },
-            now,
-        );
+        human.event(&removed(), now);
         assert!(!human.table().contains("aaaaaaaa"));
+    }
+
+    fn removed() -> NodeEvent {
+        NodeEvent::Removed {
+            id: "aaaaaaaa".parse().unwrap(),
+            ip: "10.0.0.2".parse().unwrap(),
+            cause: crate::node::event::RemovalCause::Refused,
+            reason: "refresh failed: connection refused".into(),
+        }
     }
 
     #[test]
@@ -209,5 +210,10 @@ mod tests {
         );
         let line = Human::new(true, true).event(&heard, Utc::now());
         assert!(line.contains('\x1b'));
+        // Plain SGR codes that every terminal reads, each word reset after.
+        let line = Human::new(true, false).event(&NodeEvent::Stopped, Utc::now());
+        assert!(line.contains("\x1b[1mstopped\x1b[0m"), "{line:?}");
+        let line = Human::new(true, false).event(&removed(), Utc::now());
+        assert!(line.contains("\x1b[31mremoved\x1b[0m"), "{line:?}");
     }
 }
