@@ -361,15 +361,21 @@ def cmd_summarize(a):
                                                    cpu(a.t1, a.t2) if after else None))])
         if after and idle_cpu is not None:
             # Back to normal: the end of the last 0.5 s sample interval after the
-            # attack whose output or CPU is still well above the idle level.
+            # attack whose output or CPU is still well above the idle level. The
+            # summaries of suppressed warnings do not count: they come by design
+            # one warning period (10 s) after the first, one line per kind and
+            # address, so a short attack's fall in the window after it.
             idle_lines = lines_rate(a.idle, a.t0) or 0
+            summaries = [e["t"] for e in A if e.get("event") == "warning" and e.get("suppressed")]
+            def output_rate(t, u):
+                return lines_rate(t, u) - sum(t <= v < u for v in summaries) / (u - t)
             pts = [s for s in S if a.t1 <= s[0] <= a.t2]
             last_bad = None
             for s, v in zip(pts, pts[1:]):
                 c = (v[2] - s[2]) / tck / (v[0] - s[0]) * 100
                 busy = c > 2 * idle_cpu + 10
                 if A:
-                    busy |= lines_rate(s[0], v[0]) > 2 * idle_lines + 5
+                    busy |= output_rate(s[0], v[0]) > 2 * idle_lines + 5
                 if busy:
                     last_bad = v[0]
             if last_bad is None:
