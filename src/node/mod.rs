@@ -144,7 +144,7 @@ impl Node {
             tcp_port,
         } = self;
         let table = NeighborTable::new(TableConfig {
-            stagger: Some(uuid::Uuid::new_v4().as_u64_pair().0),
+            stagger: Some(fastrand::u64(..)),
             ..TableConfig::new(config.interval, config.refresh_every, config.max_neighbors)
         });
         let shared = Arc::new(Shared {
@@ -406,8 +406,7 @@ impl Shared {
 
 /// A uniformly random duration in `[0, span)`.
 pub(super) fn random_fraction_of(span: Duration) -> Duration {
-    let (random, _) = uuid::Uuid::new_v4().as_u64_pair();
-    span.mul_f64(random as f64 / (u64::MAX as f64 + 1.0))
+    span.mul_f64(fastrand::f64())
 }
 
 fn with_repeats(message: String, suppressed: u64) -> String {

@@ -4,42 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use fastrand::Rng;
+
 use super::switch::{Destination, Mac, MacTable};
 use crate::lab::plan::impairment::Impairment;
 
 /// Bytes of the Ethernet header the switch needs (destination, source, type).
 pub const ETHERNET_HEADER_LEN: usize = 14;
-
-/// A small, fast, seedable generator (xorshift64*): jitter and loss need uniform
-/// numbers, not cryptography, and a seed makes a lab run reproducible.
-#[derive(Debug, Clone)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator for `seed`; zero, the one state xorshift cannot leave, is remapped.
-    pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 {
-            0x9e37_79b9_7f4a_7c15
-        } else {
-            seed
-        })
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0.0..1.0`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// One direction between two ports: its impairment and the due time of the last
 /// frame it accepted, which keeps it FIFO under jitter.
@@ -61,25 +32,25 @@ impl Link {
     }
 
     /// Whether a frame entering now is lost.
-    pub fn loses(&self, rng: &mut XorShift) -> bool {
+    pub fn loses(&self, rng: &mut Rng) -> bool {
         let loss = self.impairment.loss;
-        loss > 0.0 && (loss >= 1.0 || rng.next_f64() < loss)
+        loss > 0.0 && (loss >= 1.0 || rng.f64() < loss)
     }
 
     /// The delay of one frame: `delay ± jitter`, uniform like netem without a
     /// distribution table, never negative.
-    pub fn sample_delay(&self, rng: &mut XorShift) -> Duration {
+    pub fn sample_delay(&self, rng: &mut Rng) -> Duration {
         let Impairment { delay, jitter, .. } = self.impairment;
         if jitter.is_zero() {
             return delay;
         }
-        let offset = (rng.next_f64() * 2.0 - 1.0) * jitter.as_secs_f64();
+        let offset = (rng.f64() * 2.0 - 1.0) * jitter.as_secs_f64();
         Duration::try_from_secs_f64((delay.as_secs_f64() + offset).max(0.0)).unwrap_or(delay)
     }
 
     /// When a frame that arrived at `arrival` leaves the link. Without reordering no
     /// frame leaves before one that entered earlier.
-    pub fn due(&mut self, arrival: Instant, rng: &mut XorShift) -> Instant {
+    pub fn due(&mut self, arrival: Instant, rng: &mut Rng) -> Instant {
         let mut due = arrival + self.sample_delay(rng);
         if !self.reorder {
             if let Some(last) = self.last_due {
@@ -129,7 +100,8 @@ pub struct Forwarder {
     locals: usize,
     links: Vec<Link>,
     table: MacTable,
-    rng: XorShift,
+    /// Jitter and loss draw from it; a seed makes a lab run reproducible.
+    rng: Rng,
 }
 
 impl Forwarder {
@@ -146,7 +118,7 @@ impl Forwarder {
             locals: ports.saturating_sub(remotes),
             links,
             table: MacTable::default(),
-            rng: XorShift::new(seed),
+            rng: Rng::with_seed(seed),
         }
     }
 
@@ -240,21 +212,8 @@ mod tests {
     }
 
     #[test]
-    fn seeded_generator_is_reproducible_and_uniform() {
-        let mut a = XorShift::new(42);
-        let mut b = XorShift::new(42);
-        let draws: Vec<f64> = (0..10_000).map(|_| a.next_f64()).collect();
-        assert!(draws
-            .iter()
-            .all(|x| *x == b.next_f64() && (0.0..1.0).contains(x)));
-        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
-        assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
-        assert_ne!(XorShift::new(0).next_u64(), 0);
-    }
-
-    #[test]
     fn loss_follows_its_probability() {
-        let mut rng = XorShift::new(7);
+        let mut rng = Rng::with_seed(7);
         let never = Link::new(impairment(0, 0, 0.0), false);
         let always = Link::new(impairment(0, 0, 1.0), false);
         let half = Link::new(impairment(0, 0, 0.3), false);
@@ -266,7 +225,7 @@ mod tests {
 
     #[test]
     fn fixed_delay_is_exact() {
-        let mut rng = XorShift::new(1);
+        let mut rng = Rng::with_seed(1);
         let mut link = Link::new(impairment(25, 0, 0.0), false);
         let t0 = Instant::now();
         assert_eq!(link.due(t0, &mut rng), t0 + 25 * MS);
@@ -275,7 +234,7 @@ mod tests {
 
     #[test]
     fn jitter_stays_in_bounds_and_never_goes_negative() {
-        let mut rng = XorShift::new(3);
+        let mut rng = Rng::with_seed(3);
         let link = Link::new(impairment(10, 2, 0.0), true);
         let samples: Vec<Duration> = (0..10_000).map(|_| link.sample_delay(&mut rng)).collect();
         assert!(samples.iter().all(|d| (8 * MS..=12 * MS).contains(d)));
@@ -295,7 +254,7 @@ mod tests {
         let t0 = Instant::now();
         let step = Duration::from_micros(100);
         let run = |reorder: bool| {
-            let mut rng = XorShift::new(11);
+            let mut rng = Rng::with_seed(11);
             let mut link = Link::new(impairment(10, 5, 0.0), reorder);
             (0..1000u32)
                 .map(|i| link.due(t0 + step * i, &mut rng))
@@ -363,6 +322,25 @@ mod tests {
             Err(Rejected::Runt)
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_seed_makes_jitter_and_loss_reproducible() {
+        let jittery = impairment(10, 4, 0.3);
+        let matrix = vec![vec![jittery; 2]; 2];
+        let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let t0 = Instant::now();
+        let fates = |seed: u64| {
+            let mut forwarder = Forwarder::new(&matrix, 0, true, seed);
+            let mut out = Vec::new();
+            for n in 0..200u32 {
+                let at = t0 + n * MS;
+                forwarder.route(0, &frame(b, a), at, &mut out).unwrap();
+            }
+            out
+        };
+        assert_eq!(fates(21), fates(21));
+        assert_ne!(fates(21), fates(22));
     }
 
     /// Ports 0 and 1 local, 2 and 3 other hosts; the wire everywhere.

@@ -215,7 +215,7 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
         &spec.matrix(),
         ports - spec.ports.len(),
         spec.reorder,
-        spec.seed.unwrap_or_else(random_seed),
+        spec.seed.unwrap_or_else(|| fastrand::u64(..)),
     );
     let mut handle = EmulatorHandle {
         shared,
@@ -311,13 +311,6 @@ impl Drop for EmulatorHandle {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn random_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 /// Sets the calling thread's timer slack and, if asked, SCHED_FIFO.
