@@ -14,4 +14,5 @@ pub mod manual;
 pub mod node;
 pub mod output;
 pub mod protocol;
+pub mod table;
 pub mod units;

@@ -1,13 +1,13 @@
 //! Event lines and the neighbor table for a terminal.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 
 use crate::node::event::{NeighborReport, NodeEvent};
 use crate::protocol::NodeId;
+use crate::table::{Align, Table};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -109,40 +109,35 @@ impl Human {
         if self.neighbors.is_empty() {
             return String::new();
         }
-        let mut text = format!(
-            "{}\n",
-            self.paint(
-                BOLD,
-                &format!(
-                    "  {:<10} {:<21} {:>9} {:>9} {:>9} {:>8} {:>9} {:>7}  {}",
-                    "NEIGHBOR",
-                    "TIMESTAMP SERVER",
-                    "DELAY ms",
-                    "MIN",
-                    "MEAN",
-                    "JITTER",
-                    "RTT ms",
-                    "SAMPLES",
-                    "DIALECT"
-                )
-            )
-        );
+        // Fixed minimum widths: the tables printed one after another line up.
+        let mut table = Table::new(&[
+            ("NEIGHBOR", Align::Left),
+            ("TIMESTAMP SERVER", Align::Left),
+            ("DELAY ms", Align::Right),
+            ("MIN", Align::Right),
+            ("MEAN", Align::Right),
+            ("JITTER", Align::Right),
+            ("RTT ms", Align::Right),
+            ("SAMPLES", Align::Right),
+            ("DIALECT", Align::Left),
+        ])
+        .indent("  ")
+        .gap(" ")
+        .min_widths(&[10, 21, 9, 9, 9, 8, 9, 7]);
         for report in self.neighbors.values() {
-            let _ = writeln!(
-                text,
-                "  {:<10} {:<21} {:>9} {:>9} {:>9} {:>8} {:>9.3} {:>7}  {}",
-                report.id.as_str(),
+            table.row(vec![
+                report.id.as_str().to_owned(),
                 format!("{}:{}", report.ip, report.port),
                 ms(report.delay_ms),
                 ms(report.min_ms),
                 ms(report.mean_ms),
                 ms(report.jitter_ms),
-                report.rtt_ms,
-                report.samples,
-                report.dialect
-            );
+                format!("{:.3}", report.rtt_ms),
+                report.samples.to_string(),
+                report.dialect.to_string(),
+            ]);
         }
-        text
+        format!("{}\n{}", self.paint(BOLD, &table.header()), table.body())
     }
 }
 

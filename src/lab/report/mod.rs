@@ -28,6 +28,7 @@ use crate::lab::plan::backend::{BackendKind, NetemSupport};
 
 use crate::lab::plan::hosts::UnderlayDelay;
 use crate::lab::plan::Plan;
+use crate::table::{Align, Table};
 
 /// The verification report of a lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,62 +302,59 @@ impl Report {
         if calibrated {
             let _ = writeln!(out, "{}", calibration_line(&self.pairs));
         }
-        let width = self
-            .pairs
-            .iter()
-            .map(|p| p.from.len().max(p.to.len()))
-            .max()
-            .unwrap_or(4)
-            .max(4);
         // The floor column shows only when the lab was calibrated.
-        let floor_column = |value: String| {
-            if calibrated {
-                format!("  {value:>7}")
-            } else {
-                String::new()
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:<width$}  {:>9}  {:>9}{}  {:>8}  {:>7}  {:>7}  RESULT",
-            "FROM",
-            "TO",
-            "EXPECTED",
-            "MEASURED",
-            floor_column("FLOOR".to_owned()),
-            "ERROR",
-            "TOL",
-            "SAMPLES"
-        );
+        let mut columns = vec![
+            ("FROM", Align::Left, 4),
+            ("TO", Align::Left, 4),
+            ("EXPECTED", Align::Right, 9),
+            ("MEASURED", Align::Right, 9),
+        ];
+        if calibrated {
+            columns.push(("FLOOR", Align::Right, 7));
+        }
+        columns.extend([
+            ("ERROR", Align::Right, 8),
+            ("TOL", Align::Right, 7),
+            ("SAMPLES", Align::Right, 7),
+            ("RESULT", Align::Left, 0),
+        ]);
         let num = |v: Option<f64>, signed: bool| match v {
             Some(v) if signed => format!("{v:+.3}"),
             Some(v) => format!("{v:.3}"),
             None => "-".to_owned(),
         };
+        let headers: Vec<(&str, Align)> = columns.iter().map(|(h, a, _)| (*h, *a)).collect();
+        let widths: Vec<usize> = columns.iter().map(|(_, _, w)| *w).collect();
+        let mut table = Table::new(&headers).min_widths(&widths);
         for pair in &self.pairs {
             let verdict = match pair.verdict {
-                Verdict::Pass => "pass".to_owned(),
-                Verdict::Fail => "FAIL".to_owned(),
-                Verdict::Skipped => "skipped".to_owned(),
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+                Verdict::Skipped => "skipped",
             };
             let reason = pair
                 .reason
                 .as_deref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:<width$}  {:>9}  {:>9}{}  {:>8}  {:>7}  {:>7}  {verdict}{reason}",
-                pair.from,
-                pair.to,
+            let mut cells = vec![
+                pair.from.clone(),
+                pair.to.clone(),
                 format!("{:.3}", pair.expected_ms),
                 num(pair.measured_ms, false),
-                floor_column(num(pair.floor_ms, false)),
+            ];
+            if calibrated {
+                cells.push(num(pair.floor_ms, false));
+            }
+            cells.extend([
                 num(pair.error_ms, true),
                 format!("{:.3}", pair.tolerance_ms),
                 format!("{}/{}", pair.samples, pair.total_samples),
-            );
+                format!("{verdict}{reason}"),
+            ]);
+            table.row(cells);
         }
+        out.push_str(&table.render());
         let s = &self.summary;
         let _ = writeln!(
             out,

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::timeline::PairState;
 use crate::lab::plan::{Plan, Program};
+use crate::table::{Align, Table};
 use crate::units::format_duration;
 
 /// The plan as `--dry-run` prints it: namespaces, addresses, programs and the
@@ -61,6 +62,7 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             plan.vni()
         );
     }
+    // The matrix and the phases below align to the node names too.
     let name_w = plan
         .nodes
         .iter()
@@ -68,18 +70,16 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
-    let ns_w = plan
-        .nodes
-        .iter()
-        .map(|n| n.netns.len())
-        .max()
-        .unwrap_or(9)
-        .max(9);
-    let _ = writeln!(
-        out,
-        "  {:<name_w$}  {:<ns_w$}  {:<18}  {:<5}  {:<22}  RUNS",
-        "NODE", "NAMESPACE", "ADDRESS (eth0)", "PORT", "LINK delay/jitter/loss"
-    );
+    let mut table = Table::new(&[
+        ("NODE", Align::Left),
+        ("NAMESPACE", Align::Left),
+        ("ADDRESS (eth0)", Align::Left),
+        ("PORT", Align::Left),
+        ("LINK delay/jitter/loss", Align::Left),
+        ("RUNS", Align::Left),
+    ])
+    .indent("  ")
+    .min_widths(&[4, 9, 18, 5, 22]);
     for node in &plan.nodes {
         let link = format!(
             "{}/{}/{}%",
@@ -102,16 +102,16 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             ),
             Program::Probe => "(the grading probe: no process)".to_owned(),
         };
-        let _ = writeln!(
-            out,
-            "  {:<name_w$}  {:<ns_w$}  {:<18}  {:<5}  {:<22}  {runs}",
-            node.name,
-            node.netns,
+        table.row(vec![
+            node.name.clone(),
+            node.netns.clone(),
             format!("{}/{}", node.address, plan.subnet.prefix),
-            node.bridge_port,
-            link
-        );
+            node.bridge_port.to_string(),
+            link,
+            runs,
+        ]);
     }
+    out.push_str(&table.render());
     let _ = writeln!(
         out,
         "expected one-way delay in ms, {} (row: sender B, column: receiver A; A measures B -> A){}:",

@@ -2,10 +2,10 @@
 //! (`table`, the default) or for programs as JSON or CSV with the same fields.
 
 use std::borrow::Cow;
-use std::fmt::Write;
 use std::path::PathBuf;
 
 use crate::lab::plan::backend::BackendKind;
+use crate::table::{Align, Table};
 
 /// One line per lab with state. Its field names are the JSON keys and the CSV
 /// header ([`STATUS_FIELDS`]): a contract for scripts, kept stable.
@@ -63,23 +63,26 @@ fn status_table(labs: &[LabStatus]) -> String {
     if labs.is_empty() {
         return "no lab is up\n".to_owned();
     }
-    let mut out = format!(
-        "{:<20}  {:<12}  {:>7}  {:<8}  {:<19}  FILE\n",
-        "LAB", "PHASE", "NODES", "BACKEND", "SINCE"
-    );
+    let mut table = Table::new(&[
+        ("LAB", Align::Left),
+        ("PHASE", Align::Left),
+        ("NODES", Align::Right),
+        ("BACKEND", Align::Left),
+        ("SINCE", Align::Left),
+        ("FILE", Align::Left),
+    ])
+    .min_widths(&[20, 12, 7, 8, 19]);
     for s in labs {
-        let _ = writeln!(
-            out,
-            "{:<20}  {:<12}  {:>7}  {:<8}  {:<19}  {}",
-            s.lab,
-            s.phase,
+        table.row(vec![
+            s.lab.clone(),
+            s.phase.to_string(),
             format!("{}/{}", s.nodes_running, s.nodes),
             s.backend.map_or("-".to_owned(), |b| b.to_string()),
             since(&s.created_at),
-            s.source.display()
-        );
+            s.source.display().to_string(),
+        ]);
     }
-    out
+    table.render()
 }
 
 fn status_csv(labs: &[LabStatus]) -> String {
