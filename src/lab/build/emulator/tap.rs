@@ -161,7 +161,7 @@ fn open_capture(ifindex: u32) -> io::Result<OwnedFd> {
         sll_addr: [0; 8],
     };
     // SAFETY: `address` is a valid sockaddr_ll of the length given (neither
-    // nix nor socket2 builds a link-layer address to bind to).
+    // nix nor socket2 makes a link-layer address without unsafe code).
     let bound = unsafe {
         libc::bind(
             socket.as_raw_fd(),
