@@ -1,0 +1,271 @@
+//! How delay gets onto the lab's links: a [`DelayBackend`] with a zero-delay
+//! implementation, the userspace link emulator (`super::emulator`), which a
+//! kernel without `sch_netem` needs, and netem ([`netem`]); and the live
+//! changes of a running lab's links, through whichever it has.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::lab::build::emulator::{EmulatorSpec, PortSpec, UplinkSpec};
+use crate::lab::plan::backend::BackendKind;
+use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::segment::VXLAN_PORT;
+use crate::lab::plan::timeline::{PairState, Phase};
+use crate::lab::plan::{in_series, Plan, NODE_IFNAME};
+
+pub mod netem;
+
+pub use netem::{
+    netem_args, netem_changes, netem_commands, netem_plan_changes, Netem, Tc, TcCommand, TcError,
+};
+/// Failures of a delay backend.
+#[derive(Debug, Error)]
+pub enum DelayError {
+    /// The kernel lost netem between the probe and its use.
+    #[error("the kernel has no sch_netem")]
+    NoNetem,
+    /// tc failed.
+    #[error(transparent)]
+    Tc(#[from] TcError),
+    /// The emulator daemon failed to start.
+    #[error("the link emulator did not start: {0}")]
+    Emulator(String),
+    /// A live link change did not reach the emulator.
+    #[error("the link emulator did not take a link change: {0}")]
+    EmulatorChange(String),
+}
+
+/// Puts a plan's impairments onto the links of a lab whose namespaces and links exist.
+pub trait DelayBackend {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+    /// Whether the backend makes the nodes' `eth0` itself (no bridge, no veth).
+    fn provides_links(&self) -> bool {
+        false
+    }
+    /// Applies every impairment of the plan to links that exist.
+    fn apply(&self, plan: &Plan) -> Result<(), DelayError>;
+}
+
+/// Injects nothing: for labs without delays, and zero-delay runs of any lab.
+#[derive(Debug, Default)]
+pub struct NoDelay;
+
+impl DelayBackend for NoDelay {
+    fn kind(&self) -> BackendKind {
+        BackendKind::None
+    }
+
+    fn apply(&self, _plan: &Plan) -> Result<(), DelayError> {
+        Ok(())
+    }
+}
+
+/// The userspace link emulator (`build/emulator/`), run as the daemon
+/// `sdss lab-emulator SPEC` in the switch namespace: it creates each node's
+/// `eth0` as a TAP device (the links, so the build starts it first, as a
+/// process it records) and forwards frames with each ordered pair's
+/// impairment, which `apply` gives it on its control socket, the same way a
+/// timeline changes them live.
+#[derive(Debug)]
+pub struct Emulator {
+    /// The daemon's control socket.
+    pub control: std::path::PathBuf,
+}
+
+impl DelayBackend for Emulator {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Emulator
+    }
+
+    fn provides_links(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, plan: &Plan) -> Result<(), DelayError> {
+        send_matrix(&self.control, &wire_matrix(plan, None))
+    }
+}
+
+/// The emulator's spec for a plan: one port per node (its namespace's
+/// `eth0`); the impairments come through [`DelayBackend::apply`]. A host's
+/// share of a lab over several gets an uplink to the other hosts, its socket
+/// in this process's namespace (the host's, where the underlay address is).
+pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
+    let ports = plan
+        .nodes
+        .iter()
+        .map(|n| PortSpec {
+            netns: n.netns.clone(),
+            ifname: NODE_IFNAME.to_owned(),
+        })
+        .collect();
+    let mut spec = EmulatorSpec::new(ports, Vec::new());
+    spec.uplink = plan.segment.as_ref().map(|segment| UplinkSpec {
+        local: SocketAddr::from((segment.local, VXLAN_PORT)),
+        vni: segment.vni,
+        remotes: segment
+            .remotes
+            .iter()
+            .map(|r| SocketAddr::from((*r, VXLAN_PORT)))
+            .collect(),
+        netns: Some(format!("/proc/{}/ns/net", std::process::id())),
+    });
+    spec
+}
+
+/// The impairment of every ordered pair of the plan's nodes (row: sender, in
+/// the plan's order) in `phase`, or as the lab starts (`None`): what the
+/// emulator is told. A separated pair loses every frame; pairs the phase does
+/// not list (the grading probe's) keep the egress model of the nodes' own links.
+pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
+    let mut matrix = local_matrix(plan, phase);
+    if let Some(segment) = &plan.segment {
+        // The other hosts are ports after the nodes: a frame to one of them gets
+        // its sender's link here, one from them its receiver's link here (the
+        // egress model split where each half lives); host to host never happens.
+        let remotes = segment.remotes.len();
+        for (row, from) in matrix.iter_mut().zip(&plan.nodes) {
+            row.extend(std::iter::repeat_n(from.link, remotes));
+        }
+        for _ in 0..remotes {
+            let mut row: Vec<Impairment> = plan.nodes.iter().map(|to| to.link).collect();
+            row.extend(std::iter::repeat_n(CUT, remotes));
+            matrix.push(row);
+        }
+    }
+    matrix
+}
+
+/// [`wire_matrix`] between this host's nodes.
+fn local_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
+    plan.nodes
+        .iter()
+        .map(|from| {
+            plan.nodes
+                .iter()
+                .map(|to| {
+                    if from.name == to.name {
+                        return Impairment::default();
+                    }
+                    let state = match phase {
+                        Some(phase) => phase.pair(&from.name, &to.name),
+                        None => plan
+                            .expected(&from.name, &to.name)
+                            .map(|p| PairState::Linked(p.impairment)),
+                    };
+                    match state {
+                        Some(PairState::Linked(impairment)) => impairment,
+                        Some(PairState::Separated) => CUT,
+                        None => in_series(&from.link, &to.link),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A link that passes nothing.
+const CUT: Impairment = Impairment {
+    delay: Duration::ZERO,
+    jitter: Duration::ZERO,
+    loss: 1.0,
+};
+
+/// Moves a running lab's links from phase `before` to `after`, through its
+/// backend; returns how long the backend took to confirm. `control` is the
+/// emulator's control socket.
+pub fn change_links(
+    backend: BackendKind,
+    plan: &Plan,
+    before: &Phase,
+    after: &Phase,
+    control: &Path,
+) -> Result<Duration, DelayError> {
+    switch(backend, control, &wire_matrix(plan, Some(after)), || {
+        netem_changes(plan, before, after)
+    })
+}
+
+/// Moves a running lab's links from what plan `before` injects to what
+/// `after` injects (the same nodes: calibration's phase, then the lab's
+/// own), like [`change_links`].
+pub fn change_plan(
+    backend: BackendKind,
+    before: &Plan,
+    after: &Plan,
+    control: &Path,
+) -> Result<Duration, DelayError> {
+    switch(backend, control, &wire_matrix(after, None), || {
+        netem_plan_changes(before, after)
+    })
+}
+
+/// Gives the backend its new links: the emulator a whole matrix, netem the
+/// commands that change what differs.
+fn switch(
+    backend: BackendKind,
+    control: &Path,
+    matrix: &[Vec<Impairment>],
+    netem: impl FnOnce() -> Vec<TcCommand>,
+) -> Result<Duration, DelayError> {
+    let started = Instant::now();
+    match backend {
+        BackendKind::None => {}
+        BackendKind::Emulator => send_matrix(control, matrix)?,
+        BackendKind::Netem => {
+            let tc = Tc;
+            for command in netem() {
+                tc.run(&command.netns, &command.args)?;
+            }
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Gives the emulator behind `control` a new matrix; returns once it forwards by it.
+fn send_matrix(control: &Path, matrix: &[Vec<Impairment>]) -> Result<(), DelayError> {
+    let line =
+        serde_json::to_string(matrix).map_err(|e| DelayError::EmulatorChange(e.to_string()))?;
+    let answer = (|| -> std::io::Result<String> {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(control)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(format!("{line}\n").as_bytes())?;
+        let mut answer = String::new();
+        BufReader::new(stream).read_line(&mut answer)?;
+        Ok(answer)
+    })()
+    .map_err(|e| DelayError::EmulatorChange(format!("{}: {e}", control.display())))?;
+    if answer.trim() == "ok" {
+        Ok(())
+    } else {
+        Err(DelayError::EmulatorChange(answer.trim().to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emulator_gets_its_ports_in_the_spec_and_the_impairments_as_a_matrix() {
+        let plan = Plan::from_text(
+            "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n",
+        );
+        let spec = emulator_spec(&plan);
+        assert_eq!(spec.ports[1].netns, "sdss-t-b");
+        assert_eq!(spec.ports[1].ifname, "eth0");
+        assert!(spec.impairments.is_empty(), "they come through apply");
+        // What the lab writes is what the emulator daemon accepts.
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(EmulatorSpec::from_json(&json).unwrap(), spec);
+        let matrix = wire_matrix(&plan, None);
+        assert_eq!(matrix[0][1].delay, Duration::from_millis(5));
+        assert_eq!(matrix[1][0].delay, Duration::from_millis(5));
+        assert_eq!(matrix[0][0], Impairment::default());
+    }
+}
