@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod calibration;
+mod compute;
 mod grading;
 pub mod hosts;
 pub mod impairment;
@@ -19,14 +20,13 @@ pub mod timeline;
 pub use grading::GradeSettings;
 pub use segment::Segment;
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::file::{Ipv4Net, Topology};
+use crate::lab::file::Ipv4Net;
 use crate::lab::plan::impairment::Impairment;
 
 /// Prefix of every kernel object name sdss creates.
@@ -253,243 +253,6 @@ pub fn in_series(first: &Impairment, second: &Impairment) -> Impairment {
 }
 
 impl Plan {
-    /// A plan from lab-file text: the one way the lab's unit tests build one.
-    #[cfg(test)]
-    pub(crate) fn from_text(text: &str) -> Plan {
-        let source = Path::new("/labs/x.toml");
-        let topology = Topology::parse(source, text).expect("a valid test lab");
-        Plan::new(&topology, source)
-    }
-
-    /// Computes the plan of a validated topology. `source` is where it was read from.
-    pub fn new(topology: &Topology, source: &Path) -> Plan {
-        let lab = topology.name.get_ref().clone();
-        let subnet = topology.subnet();
-        let defaults = &topology.defaults;
-        let default_link = Impairment {
-            delay: defaults.delay.map_or(Duration::ZERO, |d| d.0),
-            jitter: defaults.jitter.map_or(Duration::ZERO, |d| d.0),
-            loss: defaults.loss.as_ref().map_or(0.0, |l| *l.get_ref()),
-        };
-
-        // Fixed addresses first, then the lowest free host addresses in file order.
-        let taken: Vec<Ipv4Addr> = topology
-            .nodes
-            .iter()
-            .filter_map(|n| n.address.as_ref().and_then(|a| a.get_ref().parse().ok()))
-            .collect();
-        let mut next_host = 1u64;
-        let mut nodes = Vec::with_capacity(topology.nodes.len());
-        for (index, node) in topology.nodes.iter().enumerate() {
-            let address = match node.address.as_ref().and_then(|a| a.get_ref().parse().ok()) {
-                Some(ip) => ip,
-                None => loop {
-                    let ip = subnet.host(next_host).unwrap_or(subnet.addr);
-                    next_host += 1;
-                    if !taken.contains(&ip) {
-                        break ip;
-                    }
-                },
-            };
-            let link = Impairment {
-                delay: node.delay.map_or(default_link.delay, |d| d.0),
-                jitter: node.jitter.map_or(default_link.jitter, |d| d.0),
-                loss: node
-                    .loss
-                    .as_ref()
-                    .map_or(default_link.loss, |l| *l.get_ref()),
-            };
-            let (program, graded) = match &node.command {
-                None => (
-                    Program::Sdss {
-                        args: node.args.clone(),
-                    },
-                    node.json.unwrap_or(true),
-                ),
-                Some(command) => {
-                    let mut argv = command.get_ref().clone();
-                    argv.extend(node.args.iter().cloned());
-                    (Program::Command { argv }, node.json.unwrap_or(false))
-                }
-            };
-            let name = node.name.get_ref().clone();
-            nodes.push(NodePlan {
-                netns: node_netns(&lab, &name),
-                name,
-                address,
-                link,
-                bridge_port: format!("p{index}"),
-                program,
-                graded,
-                grade: node.grade,
-                host: None,
-            });
-        }
-        let hosts = hosts::place(topology, &mut nodes);
-        let grading = topology.grades().then(|| {
-            let sdss_nodes: Vec<&NodePlan> = nodes
-                .iter()
-                .filter(|n| matches!(n.program, Program::Sdss { .. }) && !n.grade)
-                .collect();
-            let kill = match topology.grade.kill.as_ref().map(|k| k.get_ref().clone()) {
-                Some(name) if name.is_empty() => None,
-                Some(name) => Some(name),
-                None if sdss_nodes.len() >= 2 => sdss_nodes.last().map(|n| n.name.clone()),
-                None => None,
-            };
-            GradeSettings::new(
-                &lab,
-                topology
-                    .grade
-                    .duration
-                    .map_or(GradeSettings::DEFAULT_DURATION, |d| d.0),
-                kill,
-            )
-        });
-        if let Some(grading) = &grading {
-            let taken: Vec<Ipv4Addr> = nodes.iter().map(|n| n.address).collect();
-            let address = loop {
-                let ip = subnet.host(next_host).unwrap_or(subnet.addr);
-                next_host += 1;
-                if !taken.contains(&ip) {
-                    break ip;
-                }
-            };
-            let index = nodes.len();
-            nodes.push(NodePlan {
-                netns: node_netns(&lab, &grading.probe),
-                name: grading.probe.clone(),
-                address,
-                link: default_link,
-                bridge_port: format!("p{index}"),
-                program: Program::Probe,
-                graded: false,
-                grade: false,
-                host: None,
-            });
-        }
-
-        let mut overrides: HashMap<(&str, &str), Impairment> = HashMap::new();
-        for pair in &topology.pairs {
-            let impairment = Impairment {
-                delay: pair.delay.map_or(Duration::ZERO, |d| d.0),
-                jitter: pair.jitter.map_or(Duration::ZERO, |d| d.0),
-                loss: pair.loss.as_ref().map_or(0.0, |l| *l.get_ref()),
-            };
-            overrides.insert((pair.from.get_ref(), pair.to.get_ref()), impairment);
-            if pair.symmetric {
-                overrides.insert((pair.to.get_ref(), pair.from.get_ref()), impairment);
-            }
-        }
-        let measured_names: Vec<String> = nodes
-            .iter()
-            .filter(|n| n.program != Program::Probe)
-            .map(|n| n.name.clone())
-            .collect();
-        let timeline = timeline::Timeline::new(
-            topology,
-            nodes.iter().map(|n| (n.name.clone(), n.link)).collect(),
-            overrides
-                .iter()
-                .map(|((from, to), i)| (((*from).to_owned(), (*to).to_owned()), *i))
-                .collect(),
-            &measured_names,
-            grading
-                .as_ref()
-                .map(GradeSettings::timeline)
-                .unwrap_or_default(),
-        );
-        let mut expected = Vec::new();
-        let measured = || nodes.iter().filter(|n| n.program != Program::Probe);
-        for from in measured() {
-            for to in measured() {
-                if from.name == to.name {
-                    continue;
-                }
-                let key = (from.name.as_str(), to.name.as_str());
-                let (impairment, overridden) = match overrides.get(&key) {
-                    Some(i) => (*i, true),
-                    None => (in_series(&from.link, &to.link), false),
-                };
-                expected.push(ExpectedPair {
-                    from: from.name.clone(),
-                    to: to.name.clone(),
-                    impairment,
-                    overridden,
-                    slack: Duration::ZERO,
-                    floor: None,
-                });
-            }
-        }
-
-        let verify = &topology.verify;
-        let mut args = defaults.args.clone();
-        if grading.is_some() {
-            // The observers report every datagram heard and client served.
-            args.push("--verbose".to_owned());
-        }
-        let node_settings = NodeSettings {
-            interval: defaults
-                .interval
-                .map_or_else(|| defaults::interval_for(topology.nodes.len()), |d| d.0),
-            refresh_every: defaults
-                .refresh_every
-                .as_ref()
-                .map_or(defaults::REFRESH_EVERY, |r| *r.get_ref()),
-            exchange_timeout: defaults
-                .exchange_timeout
-                .map(|d| crate::units::format_duration(d.0)),
-            args,
-        };
-        let samples = verify
-            .samples
-            .as_ref()
-            .map_or(defaults::SAMPLES, |s| *s.get_ref());
-        let warmup = verify.warmup.unwrap_or(defaults::WARMUP);
-        let time_limit = verify.time_limit.map_or_else(
-            || {
-                defaults::time_limit_for(
-                    node_settings.interval,
-                    node_settings.refresh_every,
-                    warmup + samples,
-                )
-            },
-            |d| d.0,
-        );
-        let plan = Plan {
-            switch_netns: switch_netns(&lab),
-            lab,
-            source: std::path::absolute(source).unwrap_or_else(|_| source.to_owned()),
-            subnet,
-            nodes,
-            // Live link changes need a class per pair to change.
-            per_pair: !overrides.is_empty() || timeline.changes_links(),
-            expected,
-            node_settings,
-            verify: VerifySettings {
-                tolerance: verify.tolerance.map_or(defaults::TOLERANCE, |d| d.0),
-                tolerance_percent: verify
-                    .tolerance_percent
-                    .as_ref()
-                    .map_or(defaults::TOLERANCE_PERCENT, |p| *p.get_ref()),
-                samples,
-                warmup,
-                time_limit,
-                calibrate: false,
-            },
-            grading,
-            timeline,
-            hosts,
-            underlay: Vec::new(),
-            segment: None,
-        };
-        if verify.calibrate == Some(true) {
-            plan.calibrated()
-        } else {
-            plan
-        }
-    }
-
     /// The same lab verified with `[verify] calibrate` (`--calibrate`): its
     /// links then change live, from the calibration phase to their own, so
     /// each pair gets a class of its own.
@@ -568,6 +331,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const THREE: &str = r#"
 name = "t"

@@ -1,0 +1,314 @@
+//! How a validated topology becomes a plan, one step at a time: the nodes
+//! (addresses, links, programs) and their hosts, the grading probe, the
+//! pairs and what each is expected to measure, the timeline, the settings.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{
+    defaults, hosts, in_series, node_netns, switch_netns, timeline, ExpectedPair, GradeSettings,
+    NodePlan, NodeSettings, Plan, Program, VerifySettings,
+};
+use crate::lab::file::{DurationValue, Ipv4Net, NodeSection, Topology};
+use crate::lab::plan::impairment::Impairment;
+
+/// Which pair a `[[pair]]` entry sets: (from, to).
+type Overrides = HashMap<(String, String), Impairment>;
+
+impl Plan {
+    /// A plan from lab-file text: the one way the lab's unit tests build one.
+    #[cfg(test)]
+    pub(crate) fn from_text(text: &str) -> Plan {
+        let source = Path::new("/labs/x.toml");
+        let topology = Topology::parse(source, text).expect("a valid test lab");
+        Plan::new(&topology, source)
+    }
+
+    /// Computes the plan of a validated topology. `source` is where it was read from.
+    pub fn new(topology: &Topology, source: &Path) -> Plan {
+        let lab = topology.name.get_ref().clone();
+        let subnet = topology.subnet();
+        let defaults = &topology.defaults;
+        let default_link = link(
+            defaults.delay,
+            defaults.jitter,
+            defaults.loss.as_ref(),
+            Impairment::default(),
+        );
+        let mut addresses = FreeAddresses::new(subnet, topology);
+        let mut nodes = node_plans(topology, &lab, default_link, &mut addresses);
+        let hosts = hosts::place(topology, &mut nodes);
+        let grading = grade_settings(topology, &lab, &nodes);
+        if let Some(grading) = &grading {
+            let probe = probe_node(&lab, grading, default_link, &mut addresses, &nodes);
+            nodes.push(probe);
+        }
+        let overrides = overrides(topology);
+        let measured_names: Vec<String> = measured(&nodes).map(|n| n.name.clone()).collect();
+        let timeline = timeline::Timeline::new(
+            topology,
+            nodes.iter().map(|n| (n.name.clone(), n.link)).collect(),
+            overrides.clone(),
+            &measured_names,
+            grading
+                .as_ref()
+                .map(GradeSettings::timeline)
+                .unwrap_or_default(),
+        );
+        let expected = expected_pairs(&nodes, &overrides);
+        let node_settings = node_settings(topology, grading.is_some());
+        let verify = verify_settings(topology, &node_settings);
+        let plan = Plan {
+            switch_netns: switch_netns(&lab),
+            lab,
+            source: std::path::absolute(source).unwrap_or_else(|_| source.to_owned()),
+            subnet,
+            nodes,
+            // Live link changes need a class per pair to change.
+            per_pair: !overrides.is_empty() || timeline.changes_links(),
+            expected,
+            node_settings,
+            verify,
+            grading,
+            timeline,
+            hosts,
+            underlay: Vec::new(),
+            segment: None,
+        };
+        if topology.verify.calibrate == Some(true) {
+            plan.calibrated()
+        } else {
+            plan
+        }
+    }
+}
+
+/// A link as a file section gives it, what it leaves out from `fallback`.
+fn link(
+    delay: Option<DurationValue>,
+    jitter: Option<DurationValue>,
+    loss: Option<&Spanned<f64>>,
+    fallback: Impairment,
+) -> Impairment {
+    Impairment {
+        delay: delay.map_or(fallback.delay, |d| d.0),
+        jitter: jitter.map_or(fallback.jitter, |d| d.0),
+        loss: loss.map_or(fallback.loss, |l| *l.get_ref()),
+    }
+}
+
+/// Host addresses not fixed by the file, lowest first.
+struct FreeAddresses {
+    subnet: Ipv4Net,
+    next: u64,
+    taken: Vec<Ipv4Addr>,
+}
+
+impl FreeAddresses {
+    /// The subnet's, less the addresses the file fixes.
+    fn new(subnet: Ipv4Net, topology: &Topology) -> FreeAddresses {
+        let taken = topology.nodes.iter().filter_map(fixed_address).collect();
+        FreeAddresses {
+            subnet,
+            next: 1,
+            taken,
+        }
+    }
+
+    /// The lowest free one, taken from now on.
+    fn take(&mut self) -> Ipv4Addr {
+        loop {
+            let ip = self.subnet.host(self.next).unwrap_or(self.subnet.addr);
+            self.next += 1;
+            if !self.taken.contains(&ip) {
+                self.taken.push(ip);
+                return ip;
+            }
+        }
+    }
+}
+
+fn fixed_address(node: &NodeSection) -> Option<Ipv4Addr> {
+    node.address.as_ref().and_then(|a| a.get_ref().parse().ok())
+}
+
+/// The file's nodes, in its order: fixed addresses first, then the lowest
+/// free ones.
+fn node_plans(
+    topology: &Topology,
+    lab: &str,
+    default_link: Impairment,
+    addresses: &mut FreeAddresses,
+) -> Vec<NodePlan> {
+    let mut nodes = Vec::with_capacity(topology.nodes.len() + 1);
+    for (index, node) in topology.nodes.iter().enumerate() {
+        let address = fixed_address(node).unwrap_or_else(|| addresses.take());
+        let (program, graded) = match &node.command {
+            None => (
+                Program::Sdss {
+                    args: node.args.clone(),
+                },
+                node.json.unwrap_or(true),
+            ),
+            Some(command) => {
+                let mut argv = command.get_ref().clone();
+                argv.extend(node.args.iter().cloned());
+                (Program::Command { argv }, node.json.unwrap_or(false))
+            }
+        };
+        let name = node.name.get_ref().clone();
+        nodes.push(NodePlan {
+            netns: node_netns(lab, &name),
+            name,
+            address,
+            link: link(node.delay, node.jitter, node.loss.as_ref(), default_link),
+            bridge_port: format!("p{index}"),
+            program,
+            graded,
+            grade: node.grade,
+            host: None,
+        });
+    }
+    nodes
+}
+
+/// A graded lab's settings: by default the last of at least two sdss nodes
+/// is killed while the graded one is watched.
+fn grade_settings(topology: &Topology, lab: &str, nodes: &[NodePlan]) -> Option<GradeSettings> {
+    topology.grades().then(|| {
+        let sdss_nodes: Vec<&NodePlan> = nodes
+            .iter()
+            .filter(|n| matches!(n.program, Program::Sdss { .. }) && !n.grade)
+            .collect();
+        let kill = match topology.grade.kill.as_ref().map(|k| k.get_ref().clone()) {
+            Some(name) if name.is_empty() => None,
+            Some(name) => Some(name),
+            None if sdss_nodes.len() >= 2 => sdss_nodes.last().map(|n| n.name.clone()),
+            None => None,
+        };
+        let duration = topology
+            .grade
+            .duration
+            .map_or(GradeSettings::DEFAULT_DURATION, |d| d.0);
+        GradeSettings::new(lab, duration, kill)
+    })
+}
+
+/// The grading probe's namespace: the next free address, the lab's default link.
+fn probe_node(
+    lab: &str,
+    grading: &GradeSettings,
+    default_link: Impairment,
+    addresses: &mut FreeAddresses,
+    nodes: &[NodePlan],
+) -> NodePlan {
+    addresses.taken.extend(nodes.iter().map(|n| n.address));
+    NodePlan {
+        netns: node_netns(lab, &grading.probe),
+        name: grading.probe.clone(),
+        address: addresses.take(),
+        link: default_link,
+        bridge_port: format!("p{}", nodes.len()),
+        program: Program::Probe,
+        graded: false,
+        grade: false,
+        host: None,
+    }
+}
+
+/// The pairs `[[pair]]` sets outright, both ways when symmetric.
+fn overrides(topology: &Topology) -> Overrides {
+    let mut overrides = Overrides::new();
+    for pair in &topology.pairs {
+        let impairment = link(
+            pair.delay,
+            pair.jitter,
+            pair.loss.as_ref(),
+            Impairment::default(),
+        );
+        let (from, to) = (pair.from.get_ref(), pair.to.get_ref());
+        overrides.insert((from.clone(), to.clone()), impairment);
+        if pair.symmetric {
+            overrides.insert((to.clone(), from.clone()), impairment);
+        }
+    }
+    overrides
+}
+
+/// The nodes whose delays are measured (all but the grading probe).
+fn measured(nodes: &[NodePlan]) -> impl Iterator<Item = &NodePlan> {
+    nodes.iter().filter(|n| n.program != Program::Probe)
+}
+
+/// Every ordered pair of measured nodes: set outright, or the egress model.
+fn expected_pairs(nodes: &[NodePlan], overrides: &Overrides) -> Vec<ExpectedPair> {
+    let mut expected = Vec::new();
+    for from in measured(nodes) {
+        for to in measured(nodes).filter(|to| to.name != from.name) {
+            let key = (from.name.clone(), to.name.clone());
+            let (impairment, overridden) = match overrides.get(&key) {
+                Some(i) => (*i, true),
+                None => (in_series(&from.link, &to.link), false),
+            };
+            expected.push(ExpectedPair {
+                from: from.name.clone(),
+                to: to.name.clone(),
+                impairment,
+                overridden,
+                slack: Duration::ZERO,
+                floor: None,
+            });
+        }
+    }
+    expected
+}
+
+fn node_settings(topology: &Topology, graded: bool) -> NodeSettings {
+    let defaults = &topology.defaults;
+    let mut args = defaults.args.clone();
+    if graded {
+        // The observers report every datagram heard and client served.
+        args.push("--verbose".to_owned());
+    }
+    NodeSettings {
+        interval: defaults
+            .interval
+            .map_or_else(|| defaults::interval_for(topology.nodes.len()), |d| d.0),
+        refresh_every: defaults
+            .refresh_every
+            .as_ref()
+            .map_or(defaults::REFRESH_EVERY, |r| *r.get_ref()),
+        exchange_timeout: defaults
+            .exchange_timeout
+            .map(|d| crate::units::format_duration(d.0)),
+        args,
+    }
+}
+
+fn verify_settings(topology: &Topology, nodes: &NodeSettings) -> VerifySettings {
+    let verify = &topology.verify;
+    let samples = verify
+        .samples
+        .as_ref()
+        .map_or(defaults::SAMPLES, |s| *s.get_ref());
+    let warmup = verify.warmup.unwrap_or(defaults::WARMUP);
+    let time_limit = verify.time_limit.map_or_else(
+        || defaults::time_limit_for(nodes.interval, nodes.refresh_every, warmup + samples),
+        |d| d.0,
+    );
+    VerifySettings {
+        tolerance: verify.tolerance.map_or(defaults::TOLERANCE, |d| d.0),
+        tolerance_percent: verify
+            .tolerance_percent
+            .as_ref()
+            .map_or(defaults::TOLERANCE_PERCENT, |p| *p.get_ref()),
+        samples,
+        warmup,
+        time_limit,
+        calibrate: false,
+    }
+}
