@@ -19,7 +19,7 @@ struct Column {
 }
 
 /// A header and rows; each column as wide as its widest cell, at least its
-/// header and its minimum. The last column, when left-aligned, is not padded.
+/// header and its minimum width. The last column, when left-aligned, is not padded.
 #[derive(Debug)]
 pub struct Table {
     columns: Vec<Column>,
@@ -29,15 +29,16 @@ pub struct Table {
 }
 
 impl Table {
-    /// A table of these columns, two spaces between them.
-    pub fn new(columns: &[(&str, Align)]) -> Table {
+    /// A table of these columns (header, alignment, minimum width: tables
+    /// printed one after another line up), two spaces between them.
+    pub fn new(columns: &[(&str, Align, usize)]) -> Table {
         Table {
             columns: columns
                 .iter()
-                .map(|(header, align)| Column {
+                .map(|(header, align, min)| Column {
                     header: (*header).to_owned(),
                     align: *align,
-                    width: header.chars().count(),
+                    width: header.chars().count().max(*min),
                 })
                 .collect(),
             rows: Vec::new(),
@@ -55,15 +56,6 @@ impl Table {
     /// Puts `gap` between columns instead of two spaces.
     pub fn gap(mut self, gap: &'static str) -> Table {
         self.gap = gap;
-        self
-    }
-
-    /// Keeps each column at least this wide (in order; fewer leaves the rest
-    /// alone), so that tables printed one after another line up.
-    pub fn min_widths(mut self, widths: &[usize]) -> Table {
-        for (column, width) in self.columns.iter_mut().zip(widths) {
-            column.width = column.width.max(*width);
-        }
         self
     }
 
@@ -129,9 +121,9 @@ mod tests {
     #[test]
     fn columns_fit_their_widest_cell_and_numbers_align_right() {
         let mut table = Table::new(&[
-            ("NAME", Align::Left),
-            ("MS", Align::Right),
-            ("NOTE", Align::Left),
+            ("NAME", Align::Left, 0),
+            ("MS", Align::Right, 0),
+            ("NOTE", Align::Left, 0),
         ]);
         table.row(vec!["a".into(), "1.500".into(), "ok".into()]);
         table.row(vec!["a-long-name".into(), "12.000".into(), "late".into()]);
@@ -145,10 +137,9 @@ mod tests {
 
     #[test]
     fn minimum_widths_indent_and_gap_keep_a_fixed_layout() {
-        let mut table = Table::new(&[("ID", Align::Left), ("N", Align::Right)])
+        let mut table = Table::new(&[("ID", Align::Left, 6), ("N", Align::Right, 4)])
             .indent("  ")
-            .gap(" ")
-            .min_widths(&[6, 4]);
+            .gap(" ");
         table.row(vec!["abc".into(), "7".into()]);
         assert_eq!(table.header(), "  ID        N");
         assert_eq!(table.body(), "  abc       7\n");
@@ -156,7 +147,11 @@ mod tests {
 
     #[test]
     fn a_short_row_leaves_cells_empty() {
-        let mut table = Table::new(&[("A", Align::Left), ("B", Align::Right), ("C", Align::Left)]);
+        let mut table = Table::new(&[
+            ("A", Align::Left, 0),
+            ("B", Align::Right, 0),
+            ("C", Align::Left, 0),
+        ]);
         table.row(vec!["x".into()]);
         assert_eq!(table.body(), "x     \n");
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use nix::unistd::{sysconf, SysconfVar};
 
@@ -56,13 +57,13 @@ impl Stat {
     }
 
     /// Reads the `stat` file at `path` (`/proc/PID/stat` or a thread's).
-    pub fn read(path: &str) -> Option<Stat> {
+    pub fn read(path: impl AsRef<Path>) -> Option<Stat> {
         Stat::parse(&std::fs::read_to_string(path).ok()?)
     }
 
     /// Reads process `pid`'s; none when it is gone.
     pub fn of(pid: i32) -> Option<Stat> {
-        Stat::read(&format!("/proc/{pid}/stat"))
+        Stat::read(format!("/proc/{pid}/stat"))
     }
 }
 
@@ -104,10 +105,7 @@ pub fn groups(leaders: &[i32]) -> HashMap<i32, GroupReading> {
         reading.rss_kb += stat.rss_pages * page_kb;
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
             let runnable = tasks.filter_map(Result::ok).any(|task| {
-                let path = task.path().join("stat");
-                path.to_str()
-                    .and_then(Stat::read)
-                    .is_some_and(|thread| thread.state == 'R')
+                Stat::read(task.path().join("stat")).is_some_and(|thread| thread.state == 'R')
             });
             reading.runnable |= runnable;
         }

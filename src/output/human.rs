@@ -111,19 +111,18 @@ impl Human {
         }
         // Fixed minimum widths: the tables printed one after another line up.
         let mut table = Table::new(&[
-            ("NEIGHBOR", Align::Left),
-            ("TIMESTAMP SERVER", Align::Left),
-            ("DELAY ms", Align::Right),
-            ("MIN", Align::Right),
-            ("MEAN", Align::Right),
-            ("JITTER", Align::Right),
-            ("RTT ms", Align::Right),
-            ("SAMPLES", Align::Right),
-            ("DIALECT", Align::Left),
+            ("NEIGHBOR", Align::Left, 10),
+            ("TIMESTAMP SERVER", Align::Left, 21),
+            ("DELAY ms", Align::Right, 9),
+            ("MIN", Align::Right, 9),
+            ("MEAN", Align::Right, 9),
+            ("JITTER", Align::Right, 8),
+            ("RTT ms", Align::Right, 9),
+            ("SAMPLES", Align::Right, 7),
+            ("DIALECT", Align::Left, 0),
         ])
         .indent("  ")
-        .gap(" ")
-        .min_widths(&[10, 21, 9, 9, 9, 8, 9, 7]);
+        .gap(" ");
         for report in self.neighbors.values() {
             table.row(vec![
                 report.id.as_str().to_owned(),

@@ -86,7 +86,7 @@ pub enum HostError {
         reply: String,
     },
     /// The agent neither answered nor ended in time.
-    #[error("host {host}: no answer to {what} within {} s", .waited.as_secs())]
+    #[error("host {host}: no answer to {what} within {}", crate::units::format_duration(*.waited))]
     Silent {
         /// The host.
         host: String,
@@ -348,7 +348,7 @@ mod tests {
             matches!(error, HostError::Silent { what: "up", waited, .. } if waited == limit),
             "{error}"
         );
-        assert_eq!(error.to_string(), "host b: no answer to up within 0 s");
+        assert_eq!(error.to_string(), "host b: no answer to up within 200ms");
         session.close().await;
     }
 

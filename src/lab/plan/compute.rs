@@ -44,7 +44,7 @@ impl Plan {
         let hosts = hosts::place(topology, &mut nodes);
         let grading = grade_settings(topology, &lab, &nodes);
         if let Some(grading) = &grading {
-            let probe = probe_node(&lab, grading, default_link, &mut addresses, &nodes);
+            let probe = probe_node(&lab, grading, default_link, addresses.take(), nodes.len());
             nodes.push(probe);
         }
         let overrides = overrides(topology);
@@ -121,14 +121,16 @@ impl FreeAddresses {
 
     /// The lowest free one, taken from now on.
     fn take(&mut self) -> Ipv4Addr {
-        loop {
-            let ip = self.subnet.host(self.next).unwrap_or(self.subnet.addr);
+        while let Some(ip) = self.subnet.host(self.next) {
             self.next += 1;
             if !self.taken.contains(&ip) {
                 self.taken.push(ip);
                 return ip;
             }
         }
+        // Not reached: the file's validation leaves a host address for every
+        // node and the grading probe.
+        self.subnet.addr
     }
 }
 
@@ -198,21 +200,21 @@ fn grade_settings(topology: &Topology, lab: &str, nodes: &[NodePlan]) -> Option<
     })
 }
 
-/// The grading probe's namespace: the next free address, the lab's default link.
+/// The grading probe's namespace, the `index`th on the bridge: the next free
+/// address, the lab's default link.
 fn probe_node(
     lab: &str,
     grading: &GradeSettings,
     default_link: Impairment,
-    addresses: &mut FreeAddresses,
-    nodes: &[NodePlan],
+    address: Ipv4Addr,
+    index: usize,
 ) -> NodePlan {
-    addresses.taken.extend(nodes.iter().map(|n| n.address));
     NodePlan {
         netns: node_netns(lab, &grading.probe),
         name: grading.probe.clone(),
-        address: addresses.take(),
+        address,
         link: default_link,
-        bridge_port: format!("p{}", nodes.len()),
+        bridge_port: format!("p{index}"),
         program: Program::Probe,
         graded: false,
         grade: false,

@@ -323,9 +323,7 @@ impl Report {
             Some(v) => format!("{v:.3}"),
             None => "-".to_owned(),
         };
-        let headers: Vec<(&str, Align)> = columns.iter().map(|(h, a, _)| (*h, *a)).collect();
-        let widths: Vec<usize> = columns.iter().map(|(_, _, w)| *w).collect();
-        let mut table = Table::new(&headers).min_widths(&widths);
+        let mut table = Table::new(&columns);
         for pair in &self.pairs {
             let verdict = match pair.verdict {
                 Verdict::Pass => "pass",

@@ -71,15 +71,14 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         .unwrap_or(4)
         .max(4);
     let mut table = Table::new(&[
-        ("NODE", Align::Left),
-        ("NAMESPACE", Align::Left),
-        ("ADDRESS (eth0)", Align::Left),
-        ("PORT", Align::Left),
-        ("LINK delay/jitter/loss", Align::Left),
-        ("RUNS", Align::Left),
+        ("NODE", Align::Left, 4),
+        ("NAMESPACE", Align::Left, 9),
+        ("ADDRESS (eth0)", Align::Left, 18),
+        ("PORT", Align::Left, 5),
+        ("LINK delay/jitter/loss", Align::Left, 22),
+        ("RUNS", Align::Left, 0),
     ])
-    .indent("  ")
-    .min_widths(&[4, 9, 18, 5, 22]);
+    .indent("  ");
     for node in &plan.nodes {
         let link = format!(
             "{}/{}/{}%",

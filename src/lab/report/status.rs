@@ -64,14 +64,13 @@ fn status_table(labs: &[LabStatus]) -> String {
         return "no lab is up\n".to_owned();
     }
     let mut table = Table::new(&[
-        ("LAB", Align::Left),
-        ("PHASE", Align::Left),
-        ("NODES", Align::Right),
-        ("BACKEND", Align::Left),
-        ("SINCE", Align::Left),
-        ("FILE", Align::Left),
-    ])
-    .min_widths(&[20, 12, 7, 8, 19]);
+        ("LAB", Align::Left, 20),
+        ("PHASE", Align::Left, 12),
+        ("NODES", Align::Right, 7),
+        ("BACKEND", Align::Left, 8),
+        ("SINCE", Align::Left, 19),
+        ("FILE", Align::Left, 0),
+    ]);
     for s in labs {
         table.row(vec![
             s.lab.clone(),
@@ -178,6 +177,24 @@ mod tests {
         assert_eq!(
             render_status(&[], StatusFormat::Table).unwrap(),
             "no lab is up\n"
+        );
+    }
+
+    #[test]
+    fn a_long_lab_name_widens_its_column_and_the_rest_stay_aligned() {
+        let mut labs = labs();
+        labs[0].lab = "a-lab-name-of-thirty-characters".to_owned();
+        let table = render_status(&labs, StatusFormat::Table).unwrap();
+        let column = |line: &str, word: &str| line.find(word).unwrap_or(usize::MAX);
+        let lines: Vec<&str> = table.lines().collect();
+        let phase = column(lines[0], "PHASE");
+        assert_eq!(phase, 31 + 2, "{table}");
+        assert_eq!(column(lines[1], "running"), phase, "{table}");
+        assert_eq!(column(lines[2], "interrupted"), phase, "{table}");
+        assert_eq!(
+            column(lines[1], "labs/"),
+            column(lines[0], "FILE"),
+            "{table}"
         );
     }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fakes::{burst, fake_peer};
 use crate::lab::plan::timeline::ProbeStep;
+use crate::lab::procfs;
 
 use crate::lab::judge::observe::{
     Destination, Probe, ProbeKind, ProcessSample, LISTEN_BEFORE_SPEAKING,
@@ -400,10 +401,10 @@ async fn sample(targets: Vec<Target>, log: Shared, stop: CancellationToken) {
         }
         let at = now();
         let leaders: Vec<i32> = targets.iter().map(|t| t.pid).collect();
-        let readings = crate::lab::procfs::groups(&leaders);
+        let readings = procfs::groups(&leaders);
         for target in &targets {
             let reading = readings.get(&target.pid);
-            let (listening, connections) = crate::lab::procfs::sockets(target.pid, target.address);
+            let (listening, connections) = procfs::sockets(target.pid, target.address);
             let mut log = lock(&log);
             match reading {
                 Some(s) if !s.zombie => {
