@@ -14,27 +14,38 @@ pub(super) fn prompt(seen: &Observed) -> Check {
     const TITLE: &str = "it connects promptly to a newly started node";
     let mut worst: Option<(f64, String)> = None;
     let mut lines = Vec::new();
+    // Promptness counts from when both were running: a graded program that a
+    // loaded machine started seconds after the sdss nodes could not have
+    // connected before it ran. Its first datagram says it runs.
+    let first_heard = seen.datagrams.first().map(|d| d.at);
     for o in &seen.observers {
         let Some(started) = o.started_at else {
             continue;
         };
         let from = started.max(seen.timeline.started_at);
+        let both_running = from.max(first_heard.unwrap_or(from));
         match o.connections.iter().find(|t| **t >= from - 0.5) {
             Some(t) => {
-                let after = t - from;
+                let after = (t - both_running).max(0.0);
                 lines.push(format!("{} after {after:.1} s", o.name));
                 if worst.as_ref().is_none_or(|(w, _)| after > *w) {
                     worst = Some((after, o.name.clone()));
                 }
             }
-            None if end_of(o, seen) - from > 5.0 => {
+            None if end_of(o, seen) - both_running > 5.0 => {
                 lines.push(format!("{} never", o.name));
                 worst = Some((f64::INFINITY, o.name.clone()));
             }
             None => {}
         }
     }
-    let evidence = format!("first connection to each sdss node: {}", lines.join(", "));
+    let mut evidence = format!("first connection to each sdss node: {}", lines.join(", "));
+    if let Some(at) = first_heard.filter(|at| *at > seen.timeline.started_at + 0.5) {
+        evidence.push_str(&format!(
+            " (counted from {}, when it was first heard)",
+            secs(at, seen)
+        ));
+    }
     match worst {
         None => not_measured(ID, TITLE, "no sdss node ran long enough"),
         Some((w, _)) if w <= 3.0 => check(ID, TITLE, Verdict::Pass, evidence),

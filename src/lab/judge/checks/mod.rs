@@ -247,6 +247,46 @@ mod tests {
     }
 
     #[test]
+    fn promptness_counts_from_when_the_graded_program_was_first_heard() {
+        // The machine started the program 2.6 s after the sdss nodes; it
+        // connected to each 0.2 s after its first announcement.
+        let mut seen = correct();
+        seen.datagrams.retain(|d| d.at >= T0 + 2.6);
+        for d in &mut seen.datagrams {
+            d.at += 0.6;
+        }
+        for o in seen.observers.iter_mut().filter(|o| o.name != "joiner") {
+            o.connections[0] = T0 + 3.8;
+        }
+        let check = grade(&seen);
+        let prompt = check
+            .checks
+            .iter()
+            .find(|c| c.id == "client.prompt")
+            .unwrap();
+        assert_eq!(prompt.verdict, Verdict::Pass, "{}", prompt.evidence);
+        assert!(
+            prompt.evidence.contains("a after 0.2 s")
+                && prompt
+                    .evidence
+                    .ends_with("(counted from t=3.6s, when it was first heard)"),
+            "{}",
+            prompt.evidence
+        );
+        // Seconds after it ran, it is slow wherever the lab started.
+        for o in seen.observers.iter_mut().filter(|o| o.name != "joiner") {
+            o.connections[0] = T0 + 7.6;
+        }
+        let check = grade(&seen);
+        let prompt = check
+            .checks
+            .iter()
+            .find(|c| c.id == "client.prompt")
+            .unwrap();
+        assert_eq!(prompt.verdict, Verdict::Warn, "{}", prompt.evidence);
+    }
+
+    #[test]
     fn a_correct_node_passes_every_check() {
         let list = grade(&correct());
         assert_eq!(list.checks.len(), 21);
