@@ -74,3 +74,51 @@ fn errors_name_file_line_column_and_exit_2() {
         );
     }
 }
+
+/// The example labs the lab tests run are graded with tolerances that a
+/// loaded machine meets; this shows that each still catches a wrong link:
+/// for every node's link, some pair through it is off by at least twice its
+/// tolerance when that link loses its delay, and so is every `[[pair]]`.
+#[test]
+fn every_example_lab_fails_a_link_that_lost_its_delay() {
+    use std::time::Duration;
+    for lab in [
+        "two-nodes",
+        "five-nodes",
+        "matrix",
+        "lossy",
+        "delay-step",
+        "failover",
+        "partition",
+    ] {
+        let path = format!("{}/labs/{lab}.toml", env!("CARGO_MANIFEST_DIR"));
+        let output = run(&["lab", "up", "--dry-run", "--json", &path]);
+        assert!(output.status.success(), "{lab}: {}", text(&output));
+        let plan: sdss::lab::plan::Plan = serde_json::from_slice(&output.stdout).unwrap();
+        let caught =
+            |lost: Duration, expected: Duration| lost >= 2 * plan.verify.tolerance_for(expected);
+        for node in plan.nodes.iter().filter(|n| !n.link.delay.is_zero()) {
+            let through = plan
+                .expected
+                .iter()
+                .filter(|p| !p.overridden && (p.from == node.name || p.to == node.name));
+            assert!(
+                through
+                    .clone()
+                    .any(|p| caught(node.link.delay, p.impairment.delay)),
+                "{lab}: node {}'s {:?} link could be lost unnoticed",
+                node.name,
+                node.link.delay
+            );
+        }
+        for pair in plan.expected.iter().filter(|p| p.overridden) {
+            let delay = pair.impairment.delay;
+            assert!(
+                delay.is_zero() || caught(delay, delay),
+                "{lab}: pair {} -> {} ({delay:?}) could be lost unnoticed",
+                pair.from,
+                pair.to
+            );
+        }
+    }
+}

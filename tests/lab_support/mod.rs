@@ -240,3 +240,13 @@ pub fn run_on_emulator(file: &Path, extra: &[&str]) -> (Output, sdss::lab::repor
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
     (output, report)
 }
+
+/// Guards a test's tolerance: the shortest link a graded pair carries must be
+/// at least twice the tolerance, so that a link that lost its delay (or a pair
+/// given the wrong one) stays outside the tolerance whatever the machine adds.
+pub fn wrong_link_still_fails(shortest_link_ms: f64, tolerance_ms: f64) {
+    assert!(
+        shortest_link_ms >= 2.0 * tolerance_ms,
+        "a tolerance of {tolerance_ms} ms would let a lost {shortest_link_ms} ms link pass"
+    );
+}
