@@ -7,8 +7,9 @@
 #   scripts/flake-hunt.sh [--runs N] [--no-hog] [--test NAME]... [-- cargo test filter]
 #
 # --runs N     rounds (default 10)
-# --test NAME  an integration test file to hunt in (repeatable; default: every
-#              one that runs nodes, labs or the emulator)
+# --test NAME  an integration test file to hunt in (repeatable; default: the
+#              unit tests and every integration test that runs nodes, labs or
+#              the emulator)
 # --no-hog     no CPU hog (to tell load from logic)
 # The failing rounds' output is kept in target/flake-hunt/ROUND.log.
 # Target: 0 failures in 10 rounds. Needs what scripts/test.sh needs (root for
@@ -30,7 +31,8 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-if ((${#tests[@]} == 0)); then
+explicit=$((${#tests[@]} > 0))
+if ((!explicit)); then
   # Every integration test that starts real nodes, labs or the emulator; the
   # pure ones (lab files, man pages) cannot flake on time.
   for file in tests/*.rs; do
@@ -40,6 +42,8 @@ if ((${#tests[@]} == 0)); then
 fi
 build=()
 for name in "${tests[@]}"; do build+=(--test "$name"); done
+# By default the unit tests too: some time a node's exchanges on loopback.
+((explicit)) || build+=(--lib)
 args=("${build[@]}")
 if ((${#filter[@]})); then args+=(-- "${filter[@]}"); fi
 

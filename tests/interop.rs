@@ -34,12 +34,16 @@ fn measure_both_ways(
     (sdss_view, fixture_view, sdss)
 }
 
+/// A time read in the wrong encoding, or in local time, is off by seconds to
+/// years; a right one on loopback by what the reader's wake-up adds, which on
+/// a loaded machine reaches tens of milliseconds for a Python peer (12.8 ms
+/// with a CPU hog beside the tests).
 fn assert_loopback_delay(value: &serde_json::Value, what: &str) {
     let delay = value
         .as_f64()
         .unwrap_or_else(|| panic!("{what}: no delay in {value}"));
     assert!(
-        (-1.0..5.0).contains(&delay),
+        (-1.0..250.0).contains(&delay),
         "{what}: {delay} ms is not a loopback delay"
     );
 }

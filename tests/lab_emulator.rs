@@ -43,7 +43,7 @@ fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
         "{}",
         report.render()
     );
-    assert_clean(&lab, Some("lab-emulator"));
+    assert_clean(&lab, Some(&emulator_of(&lab)));
 }
 
 /// The five-node lab `claimed` with node e's link at 20 ms, not the 40 ms it claims.
@@ -95,7 +95,7 @@ fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
             assert!((error + 20.0).abs() < 1.0, "{pair:?}: 20 ms short");
         }
     }
-    assert_clean(&lab, Some("lab-emulator"));
+    assert_clean(&lab, Some(&emulator_of(&lab)));
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link() 
         "{}",
         report.render()
     );
-    assert_clean(&lab, Some("lab-emulator"));
+    assert_clean(&lab, Some(&emulator_of(&lab)));
 }
 
 #[test]

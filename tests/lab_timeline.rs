@@ -51,7 +51,7 @@ fn every_expectation_holds(file: &str, stem: &str, link_changes: usize) {
         );
     }
     assert!(rendered.contains("expectations held"), "{rendered}");
-    assert_clean(&lab, Some("lab-emulator"));
+    assert_clean(&lab, Some(&emulator_of(&lab)));
 }
 
 #[test]
@@ -131,5 +131,5 @@ within = "3s"
         rendered.contains("FAIL: 0 of 1 expectations held"),
         "{rendered}"
     );
-    assert_clean(&lab, Some("lab-emulator"));
+    assert_clean(&lab, Some(&emulator_of(&lab)));
 }

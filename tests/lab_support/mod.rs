@@ -197,8 +197,9 @@ pub fn assert_clean(lab: &str, marker: Option<&str>) {
     let state = Path::new("/run/sdss/labs").join(lab);
     assert!(!state.exists(), "state left behind: {}", state.display());
     if let Some(marker) = marker {
-        // Killed processes may take a moment to be reaped by init.
-        for _ in 0..50 {
+        // Killed processes may take a moment to be reaped by init, and a
+        // loaded machine a few.
+        for _ in 0..500 {
             if processes_with(marker).is_empty() {
                 return;
             }
@@ -206,6 +207,12 @@ pub fn assert_clean(lab: &str, marker: Option<&str>) {
         }
         panic!("processes left behind: {:?}", processes_with(marker));
     }
+}
+
+/// What only the emulator of lab `lab` has in its command line (its spec under
+/// the lab's state): other labs' emulators, other runs' included, may be up.
+pub fn emulator_of(lab: &str) -> String {
+    format!("/labs/{lab}/lab-emulator.")
 }
 
 /// A shipped lab file (`labs/FILE`) under a name unique to this run.
