@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -124,6 +124,14 @@ fn flood(
     }
 }
 
+/// The most IDs one address can have added in `elapsed`: the node admits a
+/// burst of 16, then one per interval (200 ms here), whenever the flood's
+/// datagrams are read (a loaded machine reads them later, over more intervals);
+/// one more for the interval under way.
+fn admissible(elapsed: Duration) -> usize {
+    16 + (elapsed.as_secs_f64() / 0.2).ceil() as usize + 1
+}
+
 fn fake_id(salt: u32) -> impl Fn(u32) -> String {
     move |i| format!("{:08x}", i.wrapping_mul(2_654_435_761) ^ salt)
 }
@@ -180,6 +188,7 @@ fn a_flood_of_fake_ids_neither_starves_a_measured_peer_nor_floods_the_output() {
     // A server that never answers: every fake ID's exchange runs to its timeout.
     let mute = TcpListener::bind((attacker, 0)).unwrap();
     let before = samples_of(&victim, &peer_id);
+    let started = Instant::now();
     flood(
         port,
         attacker,
@@ -195,9 +204,10 @@ fn a_flood_of_fake_ids_neither_starves_a_measured_peer_nor_floods_the_output() {
         "the measured peer got {during} samples during the flood"
     );
     let discovered = about(&victim, "discovered", "127.0.0.66").len();
+    let allowed = admissible(started.elapsed());
     assert!(
-        discovered <= 16 + 20,
-        "{discovered} fake IDs admitted: a burst, then one per interval"
+        discovered <= allowed,
+        "{discovered} fake IDs admitted, more than {allowed}: a burst, then one per interval"
     );
     let warnings = about(&victim, "warning", "127.0.0.66").len();
     assert!(
@@ -230,6 +240,7 @@ fn liars_never_become_lasting_neighbors_and_a_real_newcomer_still_gets_in() {
     let noise_port = liar_server(noise);
     // Liars of the second kind point at a real server: theirs is a real time.
     let echo = Ipv4Addr::new(127, 0, 0, 67);
+    let started = Instant::now();
     let (a, b) = (
         std::thread::spawn(move || {
             flood(
@@ -269,9 +280,10 @@ fn liars_never_become_lasting_neighbors_and_a_real_newcomer_still_gets_in() {
         .iter()
         .map(|line| line["id"].as_str().unwrap().to_owned())
         .collect();
+    let allowed = admissible(started.elapsed());
     assert!(
-        echoed.len() <= 32,
-        "{} IDs of one address became neighbors",
+        echoed.len() <= allowed,
+        "{} IDs of one address became neighbors, more than {allowed}",
         echoed.len()
     );
     // Heard once, they fall silent: each is forgotten within two refresh periods.
