@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
+use super::late::{tcp_payload_ports, LateDelivery};
 use super::link::{Forwarder, Verdict};
 use super::queue::{Pending, TimedQueue};
 use super::spin::{SpinBudget, SpinWindow};
@@ -163,7 +164,7 @@ impl Engine<'_> {
                 if due > Instant::now() {
                     break;
                 }
-                write_frame(self.shared, to, due, &flight.frame);
+                write_frame(self.shared, flight.from, to, due, &flight.frame);
                 self.queue.done(flight.from, to);
                 flight.next += 1;
             }
@@ -303,12 +304,23 @@ impl Engine<'_> {
     }
 }
 
-/// Writes one copy to port `to`, counting it late if it is.
-fn write_frame(shared: &Shared, to: usize, due: Instant, frame: &[u8]) {
+/// Writes one copy from port `from` to port `to`, counting it late if it is, and
+/// logging it then if it carries a TCP payload (a node's answer, maybe).
+fn write_frame(shared: &Shared, from: usize, to: usize, due: Instant, frame: &[u8]) {
     let counters = &shared.counters[to];
     // Measured before writing: the write itself runs the receiver's stack.
-    if due.elapsed() > LATE {
+    let late = due.elapsed();
+    if late > LATE {
         bump(&counters.late);
+        if let Some((source_port, _)) = tcp_payload_ports(frame) {
+            shared.late.record(&LateDelivery {
+                at_us: u64::try_from(wall_clock().as_micros()).unwrap_or(u64::MAX),
+                from: u16::try_from(from).unwrap_or(u16::MAX),
+                to: u16::try_from(to).unwrap_or(u16::MAX),
+                source_port,
+                late_us: u32::try_from(late.as_micros()).unwrap_or(u32::MAX),
+            });
+        }
     }
     let written = match &shared.uplink {
         Some(uplink) if to >= shared.taps.len() => uplink.send(to, frame),
