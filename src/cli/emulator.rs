@@ -5,8 +5,9 @@
 //! uplink to other hosts bound, if the spec has one); SIGTERM or SIGINT
 //! stops it, and the counters go to stderr; with `--counters FILE` they are also
 //! kept in FILE, rewritten every second, for the lab's report; with `--late
-//! FILE`, the frames with a TCP payload it delivered late are appended to FILE
-//! every second, one line each, for the lab's judge. With `--control
+//! FILE`, the frames with a TCP payload it delivered late (or that reached it
+//! well after the time they carry) are appended to FILE every second, one line
+//! each, for the lab's judge. With `--control
 //! SOCKET`, it takes live link changes on that Unix socket: one JSON line per
 //! connection, the whole matrix of impairments (row: sender port), answered
 //! `ok` once frames follow it. Any failure exits non-zero with nothing left
@@ -34,9 +35,10 @@ pub struct EmulatorArgs {
     /// for the lab's report.
     #[arg(long)]
     counters: Option<PathBuf>,
-    /// Where to append the frames with a TCP payload delivered late (one line
-    /// each: wall-clock microseconds, from port, to port, TCP source port,
-    /// microseconds late), every second, for the lab's judge.
+    /// Where to append the frames with a TCP payload delivered late or held by
+    /// their sender (one line each: wall-clock microseconds, from port, to port,
+    /// TCP source port, microseconds late, microseconds held), every second, for
+    /// the lab's judge.
     #[arg(long)]
     late: Option<PathBuf>,
     /// A Unix socket to create for live link changes.

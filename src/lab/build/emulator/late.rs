@@ -1,20 +1,32 @@
-//! Which frames the emulator delivered late, for the lab's judge: a node's delay
+//! Which frames the machine made late, for the lab's judge: a node's delay
 //! sample whose answer arrived late measures the machine, not the link.
 //!
+//! A frame is late when the emulator wrote it more than [`super::LATE`] after
+//! its due time, or when it is a time (an answer's: 8 bytes of a binary
+//! double, or a decimal) that reached the emulator more than [`HELD`] after
+//! the time it carries: its sender's process or kernel did not run between
+//! stamping and sending, and the link starts only when the frame leaves.
 //! Only frames that carry a TCP payload are logged (an answer's time is one; a
 //! pure ACK or a broadcast is none), each as a [`LateDelivery`]. The real-time
 //! thread records into a fixed [`LateRing`] (atomics, no lock, no allocation);
 //! another thread drains it and appends the entries to a text file the lab
 //! follows ([`LateDelivery::line`], [`LateDelivery::parse`]).
 
+use std::ops::Range;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Entries the ring holds: at 100 nodes on a loaded 2-core machine about 1500
 /// payload frames a second were late, so this is ten seconds of them between
 /// two drains (the drain runs every second).
 pub const RING: usize = 16_384;
 
-/// One frame that carried a TCP payload and was written to its port late.
+/// How long after the time it carries a time may reach the emulator before it
+/// counts as held by its sender: an idle machine takes tens of microseconds.
+pub const HELD: Duration = Duration::from_micros(100);
+
+/// One frame that carried a TCP payload and was late: written to its port late,
+/// or held by its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LateDelivery {
     /// When it was written, wall clock, microseconds since the Unix epoch.
@@ -25,16 +37,19 @@ pub struct LateDelivery {
     pub to: u16,
     /// Its TCP source port: a node's timestamp server answers from its own.
     pub source_port: u16,
-    /// How late it was written, microseconds (saturated).
+    /// How late it was written, microseconds (saturated; 0 if on time).
     pub late_us: u32,
+    /// How long after the time it carries it reached the emulator, if it carries
+    /// one, microseconds (saturated; 0 if none or unknown).
+    pub held_us: u32,
 }
 
 impl LateDelivery {
-    /// One line of the late log: `at_us from to source_port late_us`.
+    /// One line of the late log: `at_us from to source_port late_us held_us`.
     pub fn line(&self) -> String {
         format!(
-            "{} {} {} {} {}\n",
-            self.at_us, self.from, self.to, self.source_port, self.late_us
+            "{} {} {} {} {} {}\n",
+            self.at_us, self.from, self.to, self.source_port, self.late_us, self.held_us
         )
     }
 
@@ -47,16 +62,17 @@ impl LateDelivery {
             to: fields.next()?.parse().ok()?,
             source_port: fields.next()?.parse().ok()?,
             late_us: fields.next()?.parse().ok()?,
+            held_us: fields.next()?.parse().ok()?,
         };
         fields.next().is_none().then_some(entry)
     }
 }
 
-/// The TCP ports `(source, destination)` of an Ethernet frame that carries a
-/// TCP segment with a payload (IPv4 unfragmented or IPv6 without extension
-/// headers, an 802.1Q tag allowed); none for anything else (a pure ACK, a SYN,
-/// UDP, ARP, a runt). Reads only headers: no allocation, no copy.
-pub fn tcp_payload_ports(frame: &[u8]) -> Option<(u16, u16)> {
+/// The TCP source port of an Ethernet frame that carries a TCP segment with a
+/// payload (IPv4 unfragmented or IPv6 without extension headers, an 802.1Q tag
+/// allowed), and where its payload lies in the frame; none for anything else
+/// (a pure ACK, a SYN, UDP, ARP, a runt). Reads only headers: no allocation.
+pub fn tcp_payload(frame: &[u8]) -> Option<(u16, Range<usize>)> {
     let be16 = |at: usize| -> Option<u16> {
         Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
     };
@@ -87,7 +103,25 @@ pub fn tcp_payload_ports(frame: &[u8]) -> Option<(u16, u16)> {
     if offset < 20 || segment_len <= offset {
         return None;
     }
-    Some((be16(tcp)?, be16(tcp + 2)?))
+    let payload = (tcp + offset).min(frame.len())..(tcp + segment_len).min(frame.len());
+    Some((be16(tcp)?, payload))
+}
+
+/// The Unix time (seconds) a payload carries, if it is one as nodes send them
+/// (PROTOCOL.md section 2): 8 bytes of a big- or little-endian double, or a
+/// decimal such as `1733216462.123456`, within a minute before `now` (or a
+/// millisecond after, for rounding): anything else is no time.
+pub fn carried_time(payload: &[u8], now: f64) -> Option<f64> {
+    let plausible = |t: f64| (now - 60.0..=now + 1e-3).contains(&t);
+    if let Ok(bytes) = <[u8; 8]>::try_from(payload) {
+        let (be, le) = (f64::from_be_bytes(bytes), f64::from_le_bytes(bytes));
+        return [be, le].into_iter().find(|t| plausible(*t));
+    }
+    if payload.len() > 32 || !payload.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        return None;
+    }
+    let time: f64 = std::str::from_utf8(payload).ok()?.parse().ok()?;
+    plausible(time).then_some(time)
 }
 
 /// A fixed ring of late deliveries: one writer (the real-time thread) that never
@@ -132,7 +166,10 @@ impl LateRing {
             u64::from(entry.from) << 32 | u64::from(entry.to) << 16 | u64::from(entry.source_port);
         slot[0].store(entry.at_us, Ordering::Relaxed);
         slot[1].store(ports, Ordering::Relaxed);
-        slot[2].store(u64::from(entry.late_us), Ordering::Relaxed);
+        slot[2].store(
+            u64::from(entry.held_us) << 32 | u64::from(entry.late_us),
+            Ordering::Relaxed,
+        );
         self.written.store(n + 1, Ordering::Release);
     }
 
@@ -145,13 +182,17 @@ impl LateRing {
         let start = out.len();
         for n in first..written {
             let slot = &self.slots[(n % capacity) as usize];
-            let ports = slot[1].load(Ordering::Relaxed);
+            let (ports, times) = (
+                slot[1].load(Ordering::Relaxed),
+                slot[2].load(Ordering::Relaxed),
+            );
             out.push(LateDelivery {
                 at_us: slot[0].load(Ordering::Relaxed),
                 from: (ports >> 32) as u16,
                 to: (ports >> 16) as u16,
                 source_port: ports as u16,
-                late_us: u32::try_from(slot[2].load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+                late_us: times as u32,
+                held_us: (times >> 32) as u32,
             });
         }
         // Entry `n` is intact unless the writer claimed `n + capacity` (its slot)
@@ -189,46 +230,75 @@ mod tests {
 
     #[test]
     fn the_classifier_takes_tcp_payloads_and_nothing_else() {
-        assert_eq!(tcp_payload_ports(&ipv4_tcp(20, 8)), Some((7000, 40000)));
+        assert_eq!(tcp_payload(&ipv4_tcp(20, 8)), Some((7000, 54..62)));
         assert_eq!(
-            tcp_payload_ports(&ipv4_tcp(32, 8)),
-            Some((7000, 40000)),
+            tcp_payload(&ipv4_tcp(32, 8)),
+            Some((7000, 66..74)),
             "with options"
         );
-        assert_eq!(tcp_payload_ports(&ipv4_tcp(20, 0)), None, "a pure ACK");
+        assert_eq!(tcp_payload(&ipv4_tcp(20, 0)), None, "a pure ACK");
         assert_eq!(
-            tcp_payload_ports(&ipv4_tcp(32, 0)),
+            tcp_payload(&ipv4_tcp(32, 0)),
             None,
             "an ACK with timestamps"
         );
         // Ethernet padding of a short segment is no payload: IPv4's length says so.
         let mut padded = ipv4_tcp(20, 0);
         padded.resize(60, 0);
-        assert_eq!(tcp_payload_ports(&padded), None, "a padded ACK");
+        assert_eq!(tcp_payload(&padded), None, "a padded ACK");
         let mut udp = ipv4_tcp(20, 8);
         udp[23] = 17;
-        assert_eq!(tcp_payload_ports(&udp), None, "UDP");
+        assert_eq!(tcp_payload(&udp), None, "UDP");
         let mut fragment = ipv4_tcp(20, 8);
         fragment[21] = 1;
-        assert_eq!(tcp_payload_ports(&fragment), None, "a later fragment");
+        assert_eq!(tcp_payload(&fragment), None, "a later fragment");
         let mut arp = ipv4_tcp(20, 8);
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(tcp_payload_ports(&arp), None, "ARP");
-        assert_eq!(tcp_payload_ports(&ipv4_tcp(20, 8)[..40]), None, "a runt");
-        assert_eq!(tcp_payload_ports(&[]), None);
+        assert_eq!(tcp_payload(&arp), None, "ARP");
+        assert_eq!(tcp_payload(&ipv4_tcp(20, 8)[..40]), None, "a runt");
+        assert_eq!(tcp_payload(&[]), None);
         let mut tagged = ipv4_tcp(20, 8);
         tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
-        assert_eq!(tcp_payload_ports(&tagged), Some((7000, 40000)), "802.1Q");
+        assert_eq!(tcp_payload(&tagged), Some((7000, 58..66)), "802.1Q");
         let mut v6 = vec![0u8; 14 + 40 + 20 + 8];
         v6[12..14].copy_from_slice(&[0x86, 0xdd]);
         v6[18..20].copy_from_slice(&28u16.to_be_bytes());
         v6[20] = 6;
         v6[54..56].copy_from_slice(&7000u16.to_be_bytes());
-        v6[56..58].copy_from_slice(&40000u16.to_be_bytes());
         v6[66] = 5 << 4;
-        assert_eq!(tcp_payload_ports(&v6), Some((7000, 40000)), "IPv6");
+        assert_eq!(tcp_payload(&v6), Some((7000, 74..82)), "IPv6");
         v6[18..20].copy_from_slice(&20u16.to_be_bytes());
-        assert_eq!(tcp_payload_ports(&v6), None, "an IPv6 pure ACK");
+        assert_eq!(tcp_payload(&v6), None, "an IPv6 pure ACK");
+    }
+
+    #[test]
+    fn a_time_is_read_in_the_dialects_nodes_send_and_nothing_else_is() {
+        let now: f64 = 1_767_225_600.5;
+        let sent = now - 0.012;
+        assert_eq!(carried_time(&sent.to_be_bytes(), now), Some(sent));
+        assert_eq!(carried_time(&sent.to_le_bytes(), now), Some(sent));
+        assert_eq!(
+            carried_time(b"1767225600.488", now),
+            Some(1_767_225_600.488)
+        );
+        assert_eq!(
+            carried_time(&(now - 120.0).to_be_bytes(), now),
+            None,
+            "too old"
+        );
+        assert_eq!(
+            carried_time(&(now + 1.0).to_be_bytes(), now),
+            None,
+            "from the future"
+        );
+        assert_eq!(
+            carried_time(&(sent as f32).to_be_bytes(), now),
+            None,
+            "4-byte floats"
+        );
+        assert_eq!(carried_time(b"hello wo", now), None);
+        assert_eq!(carried_time(b"GET / HTTP/1.0", now), None);
+        assert_eq!(carried_time(b"", now), None);
     }
 
     fn entry(n: u64) -> LateDelivery {
@@ -238,6 +308,7 @@ mod tests {
             to: 65_535,
             source_port: 40_000,
             late_us: 70_000 + n as u32,
+            held_us: 5_000_000,
         }
     }
 
@@ -267,8 +338,8 @@ mod tests {
     fn a_log_line_parses_back_and_nothing_else_does() {
         let late = entry(5);
         assert_eq!(LateDelivery::parse(late.line().trim_end()), Some(late));
-        assert_eq!(LateDelivery::parse("1 2 3 4"), None);
-        assert_eq!(LateDelivery::parse("1 2 3 4 5 6"), None);
+        assert_eq!(LateDelivery::parse("1 2 3 4 5"), None);
+        assert_eq!(LateDelivery::parse("1 2 3 4 5 6 7"), None);
         assert_eq!(LateDelivery::parse("# lost 4"), None);
     }
 }
