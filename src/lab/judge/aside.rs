@@ -2,17 +2,20 @@
 //! when the emulator delivered the peer's answer late, because then it measures
 //! the machine, not the link.
 //!
-//! A sample of B by A is A's `neighbor` event: its `delay_ms` ends at A's
-//! receive stamp of B's answer, sent from B's timestamp server port (the
-//! event's `port`). The emulator logs each frame with a TCP payload it wrote
-//! late (`build::emulator::late`); a sample is set aside when such a frame
-//! from B's port to A was written within [`window`] before the event's `ts`.
+//! A sample of B by A is A's `neighbor` event: its `delay_ms` runs from the
+//! time B stamped in its answer to A's receive stamp of it, and the answer
+//! comes from B's timestamp server port (the event's `port`). The emulator logs
+//! each frame with a TCP payload it wrote late, or that reached it well after
+//! the time it carries (B's process or kernel held it: `build::emulator::late`);
+//! a sample is set aside when such a frame from B's port to A was written
+//! within [`window`] before the event's `ts`.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lab::build::emulator::late::HELD;
 use crate::lab::build::emulator::LateDelivery;
 use crate::lab::plan::Plan;
 
@@ -47,8 +50,45 @@ struct Late {
     at: f64,
     /// The TCP port it came from.
     source_port: u16,
-    /// How late, microseconds.
-    late_us: u32,
+    /// How it was late.
+    spoil: Spoil,
+}
+
+/// How a sample's answer was late (the most, if several frames were).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Spoil {
+    /// How late the emulator wrote it, µs (0: on time).
+    pub late_us: u32,
+    /// How long after the time it carries it reached the emulator, µs.
+    pub held_us: u32,
+}
+
+impl Spoil {
+    fn max(self, other: Spoil) -> Spoil {
+        Spoil {
+            late_us: self.late_us.max(other.late_us),
+            held_us: self.held_us.max(other.held_us),
+        }
+    }
+}
+
+/// Why samples were set aside, for a reason: the worst of each cause.
+pub fn describe(spoils: &[Spoil]) -> String {
+    let worst = spoils.iter().fold(Spoil::default(), |a, b| a.max(*b));
+    let mut causes = Vec::new();
+    if worst.late_us > 0 {
+        causes.push(format!(
+            "the emulator delivered it up to {:.3} ms late",
+            f64::from(worst.late_us) / 1e3
+        ));
+    }
+    if u128::from(worst.held_us) > HELD.as_micros() {
+        causes.push(format!(
+            "its sender sent it up to {:.3} ms after the time in it",
+            f64::from(worst.held_us) / 1e3
+        ));
+    }
+    format!("their answer was late ({})", causes.join("; "))
 }
 
 /// The emulator's late deliveries of frames with a TCP payload, by ordered pair
@@ -74,16 +114,19 @@ impl LateAnswers {
         let late = Late {
             at: late.at_us as f64 / 1e6,
             source_port: late.source_port,
-            late_us: late.late_us,
+            spoil: Spoil {
+                late_us: late.late_us,
+                held_us: late.held_us,
+            },
         };
         // In time order, which the emulator's log nearly always is already.
         let at = kept.partition_point(|k| k.at <= late.at);
         kept.insert(at, late);
     }
 
-    /// How late (µs; the most, if several) the emulator delivered a frame from
-    /// port `source_port` of node `from` to node `to` (plan indices) within
-    /// `window` before `ts` (Unix seconds); none if it delivered none late.
+    /// How late a frame from port `source_port` of node `from` to node `to`
+    /// (plan indices) was, written within `window` before `ts` (Unix seconds);
+    /// none if no such frame was late.
     pub fn spoiled(
         &self,
         from: usize,
@@ -91,7 +134,7 @@ impl LateAnswers {
         source_port: u16,
         ts: f64,
         window: Duration,
-    ) -> Option<u32> {
+    ) -> Option<Spoil> {
         let (earliest, latest) = (ts - window.as_secs_f64(), ts + AFTER.as_secs_f64());
         self.pairs
             .get(&(from, to))?
@@ -100,8 +143,8 @@ impl LateAnswers {
             .skip_while(|l| l.at > latest)
             .take_while(|l| l.at >= earliest)
             .filter(|l| l.source_port == source_port)
-            .map(|l| l.late_us)
-            .max()
+            .map(|l| l.spoil)
+            .reduce(Spoil::max)
     }
 }
 
@@ -144,13 +187,15 @@ impl SetAside {
             String::new()
         };
         format!(
-            "set aside: {} of {} samples after warm-up ({:.1}%), whose answer the emulator \
-             delivered late (by more than {} us, within {:.0} ms before the sample): they \
+            "set aside: {} of {} samples after warm-up ({:.1}%), whose answer was late \
+             (the emulator delivered it more than {} us late, or its sender sent it more \
+             than {} us after the time in it; within {:.0} ms before the sample): they \
              measure the machine; pairs are graded on the rest{missed}",
             self.samples,
             self.of,
             self.percent(),
             crate::lab::build::emulator::LATE.as_micros(),
+            HELD.as_micros(),
             self.window_ms,
         )
     }
@@ -167,7 +212,12 @@ mod tests {
             to,
             source_port: port,
             late_us,
+            held_us: 20,
         }
+    }
+
+    fn spoil(late_us: u32, held_us: u32) -> Option<Spoil> {
+        Some(Spoil { late_us, held_us })
     }
 
     const T0: f64 = 1_000_000.0;
@@ -183,11 +233,11 @@ mod tests {
         let at = |ms: f64| T0 + ms / 1e3;
         assert_eq!(
             answers.spoiled(1, 0, 7000, at(1_050.0), window),
-            Some(1_300)
+            spoil(1_300, 20)
         );
         assert_eq!(
             answers.spoiled(1, 0, 7000, at(1_105.0), window),
-            Some(1_300)
+            spoil(1_300, 20)
         );
         assert_eq!(
             answers.spoiled(1, 0, 7000, at(1_111.0), window),
@@ -196,7 +246,7 @@ mod tests {
         );
         assert_eq!(
             answers.spoiled(1, 0, 7000, at(1_003.0), window),
-            Some(300),
+            spoil(300, 20),
             "the first only"
         );
         assert_eq!(
@@ -213,6 +263,30 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_its_sender_held_spoils_like_a_late_one_and_reasons_name_both() {
+        let mut answers = LateAnswers::default();
+        let mut held = late(1_000, 1, 0, 7000, 0);
+        held.held_us = 12_000;
+        answers.add(&held);
+        answers.add(&late(1_001, 1, 0, 7000, 400));
+        let window = Duration::from_millis(100);
+        let worst = answers.spoiled(1, 0, 7000, T0 + 1.050, window);
+        assert_eq!(worst, spoil(400, 12_000), "the worst of each");
+        assert_eq!(
+            describe(&[Spoil {
+                late_us: 1_300,
+                held_us: 20
+            }]),
+            "their answer was late (the emulator delivered it up to 1.300 ms late)"
+        );
+        assert_eq!(
+            describe(&[spoil(0, 12_000).unwrap(), spoil(400, 30).unwrap()]),
+            "their answer was late (the emulator delivered it up to 0.400 ms late; \
+             its sender sent it up to 12.000 ms after the time in it)"
+        );
+    }
+
+    #[test]
     fn each_pair_keeps_a_bounded_log() {
         let mut answers = LateAnswers::default();
         for n in 0..KEPT as u64 + 10 {
@@ -225,7 +299,10 @@ mod tests {
             None,
             "dropped"
         );
-        assert_eq!(answers.spoiled(0, 1, 7000, T0 + 0.5, window), Some(100));
+        assert_eq!(
+            answers.spoiled(0, 1, 7000, T0 + 0.5, window),
+            spoil(100, 20)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::aside::{self, LateAnswers, SetAside};
+use super::aside::{self, LateAnswers, SetAside, Spoil};
 use crate::lab::plan::Plan;
 use crate::node::event::{NodeEvent, RemovalCause};
 
@@ -344,21 +344,21 @@ pub fn verify_aside(
             late?.spoiled(*from, *to, port, ts?, window)
         };
         let mut on_time = Vec::new();
-        let mut late_us = Vec::new();
+        let mut spoils = Vec::new();
         for (i, delay) in view.delays.iter().enumerate().skip(warmup) {
             match spoiled(i) {
-                Some(us) => late_us.push(us),
+                Some(spoil) => spoils.push(spoil),
                 None => on_time.push(*delay),
             }
         }
-        row.set_aside = late_us.len();
-        total.samples += late_us.len();
-        total.of += late_us.len() + on_time.len();
+        row.set_aside = spoils.len();
+        total.samples += spoils.len();
+        total.of += spoils.len() + on_time.len();
         let graded = &on_time[on_time.len().saturating_sub(wanted)..];
         row.samples = graded.len();
         // Too few on time, but enough had the machine kept up.
-        let machine = (graded.len() < wanted && graded.len() + late_us.len() >= wanted)
-            .then(|| machine_reason(&late_us, graded.len(), wanted));
+        let machine = (graded.len() < wanted && graded.len() + spoils.len() >= wanted)
+            .then(|| machine_reason(&spoils, graded.len(), wanted));
         if let (Some(reason), true) = (&machine, graded.is_empty()) {
             row.reason = Some(reason.clone());
             pairs.push(row);
@@ -374,12 +374,12 @@ pub fn verify_aside(
                     view.timeless
                 ),
                 (_, 0) => "not measured: discovered, but no exchange completed".to_owned(),
-                (_, n) if late_us.is_empty() => {
+                (_, n) if spoils.is_empty() => {
                     format!("not measured: only {n} warm-up sample(s), none graded")
                 }
                 (_, _) => format!(
                     "too few samples: none on time of {wanted} after {warmup} warm-up{}",
-                    aside_note(&late_us)
+                    aside_note(&spoils)
                 ),
             });
             pairs.push(row);
@@ -395,7 +395,7 @@ pub fn verify_aside(
             row.reason = Some(format!(
                 "too few samples: {} of {wanted} after {warmup} warm-up{}",
                 graded.len(),
-                aside_note(&late_us)
+                aside_note(&spoils)
             ));
         } else if error.abs() <= row.tolerance_ms {
             row.verdict = Verdict::Pass;
@@ -425,25 +425,23 @@ pub fn verify_aside(
 }
 
 /// What a reason adds about samples set aside, if any were.
-fn aside_note(late_us: &[u32]) -> String {
-    match late_us.iter().max() {
-        Some(worst) => format!(
-            ", and {} set aside (the emulator delivered their answer late, up to {:.3} ms)",
-            late_us.len(),
-            f64::from(*worst) / 1e3
-        ),
-        None => String::new(),
+fn aside_note(spoils: &[Spoil]) -> String {
+    if spoils.is_empty() {
+        return String::new();
     }
+    format!(
+        ", and {} set aside: {}",
+        spoils.len(),
+        aside::describe(spoils)
+    )
 }
 
 /// Why a pair with too few samples on time fails: the machine, not the node.
-fn machine_reason(late_us: &[u32], on_time: usize, wanted: usize) -> String {
-    let worst = late_us.iter().copied().max().unwrap_or(0);
+fn machine_reason(spoils: &[Spoil], on_time: usize, wanted: usize) -> String {
     format!(
-        "machine: {} sample(s) set aside: the emulator delivered their answer late (up to {:.3} ms); \
-         too few on time ({on_time} of {wanted})",
-        late_us.len(),
-        f64::from(worst) / 1e3,
+        "machine: {} sample(s) set aside: {}; too few on time ({on_time} of {wanted})",
+        spoils.len(),
+        aside::describe(spoils),
     )
 }
 
@@ -719,6 +717,7 @@ mod tests {
             to: 0,
             source_port: port,
             late_us: 1_300,
+            held_us: 30,
         });
     }
 
@@ -818,7 +817,7 @@ mod tests {
         assert_eq!(ba.measured_ms, Some(15.05), "the median of those on time");
         assert_eq!(
             ba.reason.as_deref(),
-            Some("machine: 1 sample(s) set aside: the emulator delivered their answer late (up to 1.300 ms); too few on time (2 of 3)")
+            Some("machine: 1 sample(s) set aside: their answer was late (the emulator delivered it up to 1.300 ms late); too few on time (2 of 3)")
         );
         // One more on time, and it converges and passes.
         let obs = two_observing(&[(80.0, 10), (15.0, 20), (40.0, 30), (15.1, 40), (15.2, 50)]);
@@ -828,7 +827,7 @@ mod tests {
         // Too few even with those set aside: short of exchanges, not only the machine.
         let obs = two_observing(&[(80.0, 10), (40.0, 30)]);
         let ba = verify_aside(&plan, &obs, Some(&answers)).pairs[1].clone();
-        assert_eq!(ba.reason.as_deref(), Some("too few samples: none on time of 3 after 1 warm-up, and 1 set aside (the emulator delivered their answer late, up to 1.300 ms)"));
+        assert_eq!(ba.reason.as_deref(), Some("too few samples: none on time of 3 after 1 warm-up, and 1 set aside: their answer was late (the emulator delivered it up to 1.300 ms late)"));
     }
 
     #[test]
