@@ -464,6 +464,64 @@ mod tests {
     }
 
     #[test]
+    fn samples_set_aside_show_per_pair_and_in_all_only_when_known() {
+        let plan =
+            Plan::from_text("name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let row = |from: &str, to: &str, set_aside| PairResult {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            expected_ms: 2.0,
+            measured_ms: Some(2.01),
+            error_ms: Some(0.01),
+            floor_ms: None,
+            tolerance_ms: 0.5,
+            samples: 5,
+            total_samples: 6 + set_aside,
+            set_aside,
+            verdict: Verdict::Pass,
+            reason: None,
+            series: Vec::new(),
+        };
+        let verification = |set_aside| Verification {
+            pairs: vec![row("a", "b", 0), row("b", "a", 2)],
+            summary: Summary {
+                pairs: 2,
+                passed: 2,
+                ..Summary::default()
+            },
+            samples_wanted: 5,
+            set_aside,
+        };
+        let total = SetAside {
+            samples: 2,
+            of: 12,
+            window_ms: 100.0,
+            missed: 0,
+        };
+        let report = |v| Report::new(&plan, BackendKind::Emulator, None, None, v, 9.0);
+        let text = report(verification(Some(total))).render();
+        assert!(
+            text.contains("  set aside: 2 of 12 samples after warm-up (16.7%)"),
+            "{text}"
+        );
+        let header = text.lines().find(|l| l.starts_with("FROM")).unwrap();
+        assert!(header.contains("ASIDE"), "{text}");
+        let ba = text.lines().find(|l| l.starts_with("b ")).unwrap();
+        assert!(ba.contains("5/8      2  pass"), "{text}");
+        let json = serde_json::to_value(report(verification(Some(total)))).unwrap();
+        assert_eq!(json["set_aside"]["samples"], 2);
+        assert_eq!(json["pairs"][1]["set_aside"], 2);
+        // netem or no delays: no late log, no total, no column.
+        let mut plain = verification(None);
+        plain.pairs[1].set_aside = 0;
+        let text = report(plain).render();
+        assert!(
+            !text.contains("set aside") && !text.contains("ASIDE"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_healthy_emulator_gets_one_line_and_no_warning() {
         let lines = emulator_lines(&counters(10_000, 20, 0), true);
         assert_eq!(
