@@ -3,7 +3,9 @@
 # a generated lab (link delays 2-21 ms) runs with `sdss lab run --json`, inside a
 # private network and mount namespace like scripts/test.sh, and one row prints
 # the pairs that passed, the median and p95 |error| of the measured delays, the
-# emulator's late frames, and how long the lab took to come up and to grade.
+# emulator's late frames, the samples set aside because the emulator delivered
+# their answer late ("-" without the emulator), and how long the lab took to
+# come up and to grade.
 #
 #   scripts/bench-scale.sh [--nodes "5 20 50"] [--intervals "default 250ms 1s"]
 #                          [--backend emulator|none|auto] [--runs N] [--bin PATH]
@@ -66,7 +68,7 @@ PY
 }
 
 echo "$bin lab run --delay-backend $backend on $(nproc) cores; link delays 2-21 ms one way per pair"
-printf '%5s  %8s  %-9s  %12s  %10s  %9s  %9s  %7s  %9s  %7s\n' nodes interval backend pass pass% 'med|e|us' 'p95|e|us' late% 'emu cpu' 'nodes'
+printf '%5s  %8s  %-9s  %12s  %10s  %9s  %9s  %7s  %7s  %9s  %7s\n' nodes interval backend pass pass% 'med|e|us' 'p95|e|us' late% aside% 'emu cpu' 'nodes'
 
 # Samples, until process $1 exits, the CPU time of its children (the emulator and
 # the nodes, started by `sdss lab run`) and writes "emulator_s emulator_life_s nodes_s".
@@ -137,8 +139,10 @@ def pct(q):
 s = report["summary"]
 frames = report.get("emulator")
 late = f"{100 * frames['late'] / max(1, frames['forwarded']):.1f}" if frames else "-"
+aside = report.get("set_aside")
+aside = f"{100 * aside['samples'] / max(1, aside['of']):.1f}" if aside else "-"
 print(f"{count:>5}  {interval:>8}  {report['backend']:<9}  {s['passed']:>5}/{s['pairs']:<6}  "
-      f"{100 * s['passed'] / max(1, s['pairs']):>9.1f}%  {pct(0.5):>9}  {pct(0.95):>9}  {late:>7}  {emu:>9}  {nodes_s:>6.1f}s   "
+      f"{100 * s['passed'] / max(1, s['pairs']):>9.1f}%  {pct(0.5):>9}  {pct(0.95):>9}  {late:>7}  {aside:>7}  {emu:>9}  {nodes_s:>6.1f}s   "
       f"graded after {report['elapsed_s']:.1f} s")
 # Why pairs failed, grouped by the start of their reason, with the worst error.
 failed = [p for p in report["pairs"] if p["verdict"] == "fail"]

@@ -43,6 +43,13 @@ fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
         "{}",
         report.render()
     );
+    // The lab followed the emulator's log of late answers: what it set aside
+    // (normally nothing on a five-node lab) is counted among the samples.
+    let aside = report
+        .set_aside
+        .expect("the samples set aside, on the emulator");
+    assert!(aside.of >= pairs && aside.samples <= aside.of, "{aside:?}");
+    assert!(aside.window_ms >= 50.0, "{aside:?}");
     assert_clean(&lab, Some(&emulator_of(&lab)));
 }
 

@@ -4,7 +4,10 @@
 //! Protocol with the lab: `ready` on stdout once every TAP is up (and the
 //! uplink to other hosts bound, if the spec has one); SIGTERM or SIGINT
 //! stops it, and the counters go to stderr; with `--counters FILE` they are also
-//! kept in FILE, rewritten every second, for the lab's report. With `--control
+//! kept in FILE, rewritten every second, for the lab's report; with `--late
+//! FILE`, the frames with a TCP payload it delivered late (or that reached it
+//! well after the time they carry) are appended to FILE every second, one line
+//! each, for the lab's judge. With `--control
 //! SOCKET`, it takes live link changes on that Unix socket: one JSON line per
 //! connection, the whole matrix of impairments (row: sender port), answered
 //! `ok` once frames follow it. Any failure exits non-zero with nothing left
@@ -32,6 +35,12 @@ pub struct EmulatorArgs {
     /// for the lab's report.
     #[arg(long)]
     counters: Option<PathBuf>,
+    /// Where to append the frames with a TCP payload delivered late or held by
+    /// their sender (one line each: wall-clock microseconds, from port, to port,
+    /// TCP source port, microseconds late, microseconds held), every second, for
+    /// the lab's judge.
+    #[arg(long)]
+    late: Option<PathBuf>,
     /// A Unix socket to create for live link changes.
     #[arg(long)]
     control: Option<PathBuf>,
@@ -80,10 +89,14 @@ fn serve(args: &EmulatorArgs) -> anyhow::Result<emulator::Counters> {
         .and_then(|()| stdout.flush())
         .context("cannot tell the lab the emulator is ready")?;
     drop(stdout);
+    let mut late = LateLog::default();
     let signal = loop {
         if let Some(path) = &args.counters {
             // Best effort: the counters are a diagnostic, forwarding goes on without them.
             let _ = handle.counters().write_to(path);
+        }
+        if let Some(path) = &args.late {
+            late.append(&handle, path);
         }
         match wait_for(&signals, COUNTERS_PERIOD) {
             Ok(Some(signal)) => break signal,
@@ -98,11 +111,43 @@ fn serve(args: &EmulatorArgs) -> anyhow::Result<emulator::Counters> {
         let _ = std::fs::remove_file(path);
     }
     let counters = handle.counters();
+    if let Some(path) = &args.late {
+        late.append(&handle, path);
+    }
     drop(handle); // The control thread's clone dies with the process.
     if let Some(path) = &args.counters {
         let _ = counters.write_to(path);
     }
     Ok(counters)
+}
+
+/// The late deliveries appended so far, drained from the emulator's ring.
+#[derive(Default)]
+struct LateLog {
+    cursor: u64,
+    entries: Vec<emulator::LateDelivery>,
+}
+
+impl LateLog {
+    /// Appends what the ring holds since the last call to `path`, and a `missed
+    /// N` line for entries overwritten before they were drained. Best effort,
+    /// like the counters: the judge then sets aside fewer samples.
+    fn append(&mut self, handle: &emulator::EmulatorHandle, path: &std::path::Path) {
+        self.entries.clear();
+        let missed = handle.drain_late(&mut self.cursor, &mut self.entries);
+        if self.entries.is_empty() && missed == 0 {
+            return;
+        }
+        let mut text: String = self.entries.iter().map(|e| e.line()).collect();
+        if missed > 0 {
+            text.push_str(&format!("missed {missed}\n"));
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        let _ = file.and_then(|mut f| f.write_all(text.as_bytes()));
+    }
 }
 
 /// Takes live link changes, one connection each, until the process ends.

@@ -8,6 +8,7 @@
 pub mod delay;
 pub mod emulator;
 pub mod kernel;
+pub mod late;
 pub mod launch;
 pub mod links;
 pub mod netns;
@@ -345,6 +346,10 @@ fn planned_links(plan: &Plan, emulated: bool) -> Vec<LinkRecord> {
 /// The emulator's control socket, in its state directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
 
+/// The emulator's log of frames with a TCP payload it delivered late, in its
+/// state directory ([`late`] reads it).
+pub const LATE_LOG: &str = "late.log";
+
 /// How long the emulator gets to report `ready`.
 const EMULATOR_START: Duration = Duration::from_secs(15);
 
@@ -373,6 +378,8 @@ async fn start_emulator<K: Kernel>(
         spec_path.display().to_string(),
         "--counters".to_owned(),
         dir.emulator_file("counters.json").display().to_string(),
+        "--late".to_owned(),
+        dir.emulator_file(LATE_LOG).display().to_string(),
         "--control".to_owned(),
         dir.emulator_file(CONTROL_SOCKET).display().to_string(),
     ];

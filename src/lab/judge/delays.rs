@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::aside::{self, LateAnswers, SetAside, Spoil};
 use crate::lab::plan::Plan;
 use crate::node::event::{NodeEvent, RemovalCause};
 
@@ -16,6 +17,9 @@ use crate::node::event::{NodeEvent, RemovalCause};
 pub struct Observations {
     /// Events in the order the node printed them.
     pub events: Vec<NodeEvent>,
+    /// Each event's `ts` (Unix seconds), in step with `events` where known: a
+    /// sample's time, to tell whether the emulator delivered its answer late.
+    pub times: Vec<Option<f64>>,
     /// Lines that were not events (counted, so a broken stream is visible).
     pub unreadable_lines: usize,
     /// Why the node is no longer running, if it is not.
@@ -27,12 +31,33 @@ impl Observations {
     pub fn parse(text: &str) -> Observations {
         let mut observations = Observations::default();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            match serde_json::from_str::<NodeEvent>(line) {
-                Ok(event) => observations.events.push(event),
+            match serde_json::from_str::<Line>(line) {
+                Ok(line) => {
+                    let ts = line.ts.as_deref().and_then(|ts| {
+                        let ts = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+                        Some(ts.timestamp_micros() as f64 / 1e6)
+                    });
+                    observations.events.push(line.event);
+                    observations.times.push(ts);
+                }
                 Err(_) => observations.unreadable_lines += 1,
             }
         }
         observations
+    }
+
+    /// Appends what another parse found.
+    pub fn extend(&mut self, more: Observations) {
+        // Keeps `times` in step with `events` even if someone pushed events alone.
+        self.times.resize(self.events.len(), None);
+        self.events.extend(more.events);
+        self.times.extend(more.times);
+        self.unreadable_lines += more.unreadable_lines;
+    }
+
+    /// The `ts` of event `index`, if known.
+    fn time(&self, index: usize) -> Option<f64> {
+        self.times.get(index).copied().flatten()
     }
 
     /// Drops the events grading can no longer use, so that a node followed
@@ -62,9 +87,22 @@ impl Observations {
             })
             .collect();
         wanted.reverse();
-        let mut wanted = wanted.into_iter();
-        self.events.retain(|_| wanted.next().unwrap_or(false));
+        self.times.resize(self.events.len(), None);
+        let mut keep = wanted.iter();
+        self.events
+            .retain(|_| keep.next().copied().unwrap_or(false));
+        let mut keep = wanted.iter();
+        self.times.retain(|_| keep.next().copied().unwrap_or(false));
     }
+}
+
+/// One line of a node's `--json` output: the event and, leniently, its `ts`.
+#[derive(Deserialize)]
+struct Line {
+    #[serde(default)]
+    ts: Option<String>,
+    #[serde(flatten)]
+    event: NodeEvent,
 }
 
 /// The verdict on one ordered pair.
@@ -101,6 +139,10 @@ pub struct PairResult {
     pub samples: usize,
     /// All samples received, warm-up included.
     pub total_samples: usize,
+    /// Samples after warm-up set aside because the emulator delivered their
+    /// answer late (not graded, not in `samples`).
+    #[serde(default)]
+    pub set_aside: usize,
     /// The verdict.
     pub verdict: Verdict,
     /// Why it failed or was skipped.
@@ -145,6 +187,9 @@ pub struct Verification {
     pub summary: Summary,
     /// Samples each pair needs to be graded (`[verify] samples`).
     pub samples_wanted: usize,
+    /// Samples set aside over all pairs, when the emulator's late deliveries were
+    /// known (none with netem or no delays: nothing is set aside there).
+    pub set_aside: Option<SetAside>,
 }
 
 impl Verification {
@@ -161,13 +206,35 @@ impl Verification {
 struct PeerView {
     discovered: bool,
     delays: Vec<f64>,
+    /// Per delay: its event's `ts` and the peer's timestamp server port.
+    stamps: Vec<(Option<f64>, u16)>,
     /// Exchanges that succeeded without a usable time (a 4-byte float answer).
     timeless: usize,
     last_removal: Option<(RemovalCause, String)>,
 }
 
-/// Verifies every ordered pair of the plan against the nodes' observations (keyed by node name).
+/// Verifies every ordered pair of the plan against the nodes' observations
+/// (keyed by node name), setting nothing aside.
 pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Verification {
+    verify_aside(plan, observations, None)
+}
+
+/// Verifies every ordered pair, grading each only on the samples whose answer
+/// the emulator delivered on time when its `late` deliveries are known: the
+/// rest are set aside (counted), and a pair left with too few fails with a
+/// reason that names the machine.
+pub fn verify_aside(
+    plan: &Plan,
+    observations: &HashMap<String, Observations>,
+    late: Option<&LateAnswers>,
+) -> Verification {
+    let index: HashMap<&str, usize> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let window = aside::window(plan);
     let by_ip: HashMap<IpAddr, &str> = plan
         .nodes
         .iter()
@@ -175,7 +242,7 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
         .collect();
     let mut views: HashMap<(&str, &str), PeerView> = HashMap::new();
     for (observer, seen) in observations {
-        for event in &seen.events {
+        for (at, event) in seen.events.iter().enumerate() {
             let ip = match event {
                 NodeEvent::Discovered { ip, .. } | NodeEvent::Removed { ip, .. } => *ip,
                 NodeEvent::Neighbor(report) => report.ip,
@@ -189,7 +256,10 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
                 NodeEvent::Neighbor(report) => {
                     view.discovered = true;
                     match report.delay_ms {
-                        Some(delay) => view.delays.push(delay),
+                        Some(delay) => {
+                            view.delays.push(delay);
+                            view.stamps.push((seen.time(at), report.port));
+                        }
                         None => view.timeless += 1,
                     }
                 }
@@ -202,6 +272,11 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
     }
 
     let verify = &plan.verify;
+    let mut total = SetAside {
+        window_ms: ms(window),
+        missed: late.map_or(0, |l| l.missed),
+        ..SetAside::default()
+    };
     let mut pairs = Vec::with_capacity(plan.expected.len());
     for pair in &plan.expected {
         let expected = pair.impairment.delay;
@@ -216,6 +291,7 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
             tolerance_ms: ms(tolerance),
             samples: 0,
             total_samples: 0,
+            set_aside: 0,
             verdict: Verdict::Fail,
             reason: None,
             series: Vec::new(),
@@ -261,9 +337,33 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
         };
         let warmup = verify.warmup as usize;
         let wanted = verify.samples as usize;
-        let graded: Vec<f64> = view.delays.iter().skip(warmup).copied().collect::<Vec<_>>();
-        let graded = &graded[graded.len().saturating_sub(wanted)..];
+        // How late each sample's answer was, if the emulator delivered it late.
+        let spoiled = |i: usize| {
+            let (ts, port) = view.stamps[i];
+            let (from, to) = (index.get(pair.from.as_str())?, index.get(pair.to.as_str())?);
+            late?.spoiled(*from, *to, port, ts?, window)
+        };
+        let mut on_time = Vec::new();
+        let mut spoils = Vec::new();
+        for (i, delay) in view.delays.iter().enumerate().skip(warmup) {
+            match spoiled(i) {
+                Some(spoil) => spoils.push(spoil),
+                None => on_time.push(*delay),
+            }
+        }
+        row.set_aside = spoils.len();
+        total.samples += spoils.len();
+        total.of += spoils.len() + on_time.len();
+        let graded = &on_time[on_time.len().saturating_sub(wanted)..];
         row.samples = graded.len();
+        // Too few on time, but enough had the machine kept up.
+        let machine = (graded.len() < wanted && graded.len() + spoils.len() >= wanted)
+            .then(|| machine_reason(&spoils, graded.len(), wanted));
+        if let (Some(reason), true) = (&machine, graded.is_empty()) {
+            row.reason = Some(reason.clone());
+            pairs.push(row);
+            continue;
+        }
         if graded.is_empty() {
             row.reason = Some(match (&view.last_removal, view.delays.len()) {
                 (Some((cause, reason)), 0) => {
@@ -274,7 +374,13 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
                     view.timeless
                 ),
                 (_, 0) => "not measured: discovered, but no exchange completed".to_owned(),
-                (_, n) => format!("not measured: only {n} warm-up sample(s), none graded"),
+                (_, n) if spoils.is_empty() => {
+                    format!("not measured: only {n} warm-up sample(s), none graded")
+                }
+                (_, _) => format!(
+                    "too few samples: none on time of {wanted} after {warmup} warm-up{}",
+                    aside_note(&spoils)
+                ),
             });
             pairs.push(row);
             continue;
@@ -283,10 +389,13 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
         let error = measured - row.floor_ms.unwrap_or(0.0) - row.expected_ms;
         row.measured_ms = Some(round3(measured));
         row.error_ms = Some(round3(error));
-        if graded.len() < wanted {
+        if let Some(reason) = machine {
+            row.reason = Some(reason);
+        } else if graded.len() < wanted {
             row.reason = Some(format!(
-                "too few samples: {} of {wanted} after {warmup} warm-up",
-                graded.len()
+                "too few samples: {} of {wanted} after {warmup} warm-up{}",
+                graded.len(),
+                aside_note(&spoils)
             ));
         } else if error.abs() <= row.tolerance_ms {
             row.verdict = Verdict::Pass;
@@ -311,7 +420,29 @@ pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Veri
         pairs,
         summary,
         samples_wanted: verify.samples as usize,
+        set_aside: late.map(|_| total),
     }
+}
+
+/// What a reason adds about samples set aside, if any were.
+fn aside_note(spoils: &[Spoil]) -> String {
+    if spoils.is_empty() {
+        return String::new();
+    }
+    format!(
+        ", and {} set aside: {}",
+        spoils.len(),
+        aside::describe(spoils)
+    )
+}
+
+/// Why a pair with too few samples on time fails: the machine, not the node.
+fn machine_reason(spoils: &[Spoil], on_time: usize, wanted: usize) -> String {
+    format!(
+        "machine: {} sample(s) set aside: {}; too few on time ({on_time} of {wanted})",
+        spoils.len(),
+        aside::describe(spoils),
+    )
 }
 
 /// What a `removed` event's cause means, for the report.
@@ -557,6 +688,146 @@ mod tests {
         assert_eq!(before.measured_ms, after.measured_ms);
         assert_eq!(before.verdict, after.verdict);
         assert_eq!(after.total_samples, 4);
+    }
+
+    /// A `neighbor` event of the peer at `ip` answering from port 7, printed at
+    /// `at` seconds after 2026-01-01T00:00:00Z.
+    fn neighbor_at(id: &str, ip: &str, delay: f64, at: u32) -> String {
+        neighbor(id, ip, delay).replace(
+            r#""ts":"x""#,
+            &format!(
+                r#""ts":"2026-01-01T00:{:02}:{:02}.250000Z""#,
+                at / 60,
+                at % 60
+            ),
+        )
+    }
+
+    /// Unix seconds of [`neighbor_at`]'s `at`.
+    fn unix(at: u32) -> f64 {
+        1_767_225_600.0 + f64::from(at) + 0.25
+    }
+
+    /// The emulator delivered b's answer from `port` to a late, `before` seconds
+    /// before a's event at `at`.
+    fn late_answer(answers: &mut LateAnswers, at: u32, before: f64, port: u16) {
+        answers.add(&crate::lab::build::emulator::LateDelivery {
+            at_us: ((unix(at) - before) * 1e6) as u64,
+            from: 1,
+            to: 0,
+            source_port: port,
+            late_us: 1_300,
+            held_us: 30,
+        });
+    }
+
+    /// b's samples as a measured them (b -> a, 15 ms expected), and a's of b.
+    fn two_observing(a_saw: &[(f64, u32)]) -> HashMap<String, Observations> {
+        let mut a = vec![started("aaaaaaaa")];
+        a.extend(
+            a_saw
+                .iter()
+                .map(|(delay, at)| neighbor_at("bbbbbbbb", "10.0.0.2", *delay, *at)),
+        );
+        let mut b = vec![started("bbbbbbbb")];
+        b.extend((0..4).map(|_| neighbor("aaaaaaaa", "10.0.0.1", 15.0)));
+        HashMap::from([
+            ("a".to_owned(), observed(&a)),
+            ("b".to_owned(), observed(&b)),
+        ])
+    }
+
+    #[test]
+    fn events_keep_their_time_through_parsing_and_compaction() {
+        let mut seen = observed(&[
+            started("aaaaaaaa"),
+            neighbor_at("bbbbbbbb", "10.0.0.2", 1.0, 10),
+            neighbor_at("bbbbbbbb", "10.0.0.2", 2.0, 20),
+        ]);
+        assert_eq!(
+            seen.times,
+            [Some(unix(0) - 0.25), Some(unix(10)), Some(unix(20))]
+        );
+        seen.compact(1);
+        assert_eq!(seen.events.len(), 2);
+        assert_eq!(seen.times, [Some(unix(0) - 0.25), Some(unix(20))]);
+    }
+
+    #[test]
+    fn exactly_the_samples_whose_answer_was_late_in_the_window_are_set_aside() {
+        let plan = Plan::from_text(TWO);
+        let window = aside::window(&plan).as_secs_f64();
+        // Warm-up, two good samples, two spoiled by late answers, one good.
+        let obs = two_observing(&[
+            (80.0, 10),
+            (15.0, 20),
+            (15.1, 30),
+            (40.0, 40),
+            (55.0, 50),
+            (15.2, 60),
+        ]);
+        let mut answers = LateAnswers::default();
+        late_answer(&mut answers, 40, 0.001, 7);
+        late_answer(&mut answers, 50, window * 0.9, 7);
+        // Not b's answer: b's client writing its time to a's server.
+        late_answer(&mut answers, 30, 0.001, 45_000);
+        // b's answer, late, but before the window of the sample at 60.
+        late_answer(&mut answers, 60, window + 0.01, 7);
+        // The warm-up sample is not graded whatever its answer.
+        late_answer(&mut answers, 10, 0.001, 7);
+        let verification = verify_aside(&plan, &obs, Some(&answers));
+        let ba = &verification.pairs[1];
+        assert_eq!(ba.verdict, Verdict::Pass, "{ba:?}");
+        assert_eq!((ba.samples, ba.set_aside, ba.total_samples), (3, 2, 6));
+        assert_eq!(ba.measured_ms, Some(15.1), "graded on 15.0, 15.1, 15.2");
+        assert_eq!(
+            ba.series,
+            [80.0, 15.0, 15.1, 40.0, 55.0, 15.2],
+            "plots keep all"
+        );
+        let total = verification.set_aside.unwrap();
+        assert_eq!(
+            (total.samples, total.of),
+            (2, 8),
+            "a's 5 and b's 3 after warm-up"
+        );
+        assert_eq!(verification.pairs[0].set_aside, 0);
+        // Without the emulator's word the spoiled samples fail the pair.
+        let blind = verify(&plan, &obs);
+        assert_eq!(blind.pairs[1].verdict, Verdict::Fail);
+        assert_eq!(blind.pairs[1].measured_ms, Some(40.0));
+        assert_eq!(blind.set_aside, None, "netem and no delays: nothing known");
+    }
+
+    #[test]
+    fn convergence_waits_for_samples_on_time_and_the_machine_is_named_when_too_few() {
+        let plan = Plan::from_text(TWO);
+        let obs = two_observing(&[(80.0, 10), (15.0, 20), (40.0, 30), (15.1, 40)]);
+        let mut answers = LateAnswers::default();
+        late_answer(&mut answers, 30, 0.002, 7);
+        assert!(
+            verify(&plan, &obs).converged(),
+            "three samples after warm-up"
+        );
+        let verification = verify_aside(&plan, &obs, Some(&answers));
+        assert!(!verification.converged(), "only two on time");
+        let ba = &verification.pairs[1];
+        assert_eq!(ba.verdict, Verdict::Fail);
+        assert_eq!((ba.samples, ba.set_aside), (2, 1));
+        assert_eq!(ba.measured_ms, Some(15.05), "the median of those on time");
+        assert_eq!(
+            ba.reason.as_deref(),
+            Some("machine: 1 sample(s) set aside: their answer was late (the emulator delivered it up to 1.300 ms late); too few on time (2 of 3)")
+        );
+        // One more on time, and it converges and passes.
+        let obs = two_observing(&[(80.0, 10), (15.0, 20), (40.0, 30), (15.1, 40), (15.2, 50)]);
+        let verification = verify_aside(&plan, &obs, Some(&answers));
+        assert!(verification.converged());
+        assert_eq!(verification.pairs[1].verdict, Verdict::Pass);
+        // Too few even with those set aside: short of exchanges, not only the machine.
+        let obs = two_observing(&[(80.0, 10), (40.0, 30)]);
+        let ba = verify_aside(&plan, &obs, Some(&answers)).pairs[1].clone();
+        assert_eq!(ba.reason.as_deref(), Some("too few samples: none on time of 3 after 1 warm-up, and 1 set aside: their answer was late (the emulator delivered it up to 1.300 ms late)"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! JSON streams); [`checks::grade`] turns it into a [`Checklist`] without any
 //! I/O, so every verdict is unit-tested with synthetic observations.
 
+pub mod aside;
 pub mod checks;
 pub mod delays;
 pub mod observe;

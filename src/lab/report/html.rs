@@ -119,6 +119,9 @@ fn summary(out: &mut String, report: &Report) {
     {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(&line));
     }
+    if let Some(aside) = &report.set_aside {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(&aside.line()));
+    }
 }
 
 fn heat_maps(out: &mut String, report: &Report, plan: &Plan) {
@@ -338,6 +341,7 @@ pub(crate) mod tests {
                     tolerance_ms: 0.5,
                     samples: 5,
                     total_samples: 6,
+                    set_aside: 0,
                     verdict: if i + 1 == count {
                         Verdict::Fail
                     } else {
@@ -368,6 +372,7 @@ pub(crate) mod tests {
             pairs,
             grading: Vec::new(),
             emulator: None,
+            set_aside: None,
             timeline: None,
             hosts: None,
         }

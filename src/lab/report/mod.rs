@@ -21,6 +21,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::lab::build::emulator::{PortCounters, LATE};
+use crate::lab::judge::aside::SetAside;
 use crate::lab::judge::delays::{median, PairResult, Summary, Verdict, Verification};
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
@@ -65,6 +66,11 @@ pub struct Report {
     /// late or dropped frames explain delays no node could have measured right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<PortCounters>,
+    /// Samples set aside because the emulator delivered their answer late, over
+    /// all pairs (each pair's own count is its `set_aside`); absent when no late
+    /// deliveries were known (netem, no delays): nothing was set aside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<SetAside>,
     /// The timeline as played, its expectations and each phase's delays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<TimelineVerdicts>,
@@ -226,6 +232,7 @@ impl Report {
             warmup: plan.verify.warmup,
             elapsed_s: (elapsed_s * 10.0).round() / 10.0,
             converged: verification.converged(),
+            set_aside: verification.set_aside,
             pairs: verification.pairs,
             summary: verification.summary,
             grading: Vec::new(),
@@ -288,6 +295,9 @@ impl Report {
         {
             let _ = writeln!(out, "  {line}");
         }
+        if let Some(aside) = &self.set_aside {
+            let _ = writeln!(out, "  {}", aside.line());
+        }
         let _ = writeln!(
             out,
             "graded: median of the last {} samples after {} warm-up, tolerance max({} ms, {}%), after {:.1} s{}",
@@ -312,12 +322,17 @@ impl Report {
         if calibrated {
             columns.push(("FLOOR", Align::Right, 7));
         }
+        // So does the set-aside column, when a sample was set aside.
+        let aside = self.pairs.iter().any(|p| p.set_aside > 0);
         columns.extend([
             ("ERROR", Align::Right, 8),
             ("TOL", Align::Right, 7),
             ("SAMPLES", Align::Right, 7),
-            ("RESULT", Align::Left, 0),
         ]);
+        if aside {
+            columns.push(("ASIDE", Align::Right, 5));
+        }
+        columns.push(("RESULT", Align::Left, 0));
         let num = |v: Option<f64>, signed: bool| match v {
             Some(v) if signed => format!("{v:+.3}"),
             Some(v) => format!("{v:.3}"),
@@ -348,8 +363,11 @@ impl Report {
                 num(pair.error_ms, true),
                 format!("{:.3}", pair.tolerance_ms),
                 format!("{}/{}", pair.samples, pair.total_samples),
-                format!("{verdict}{reason}"),
             ]);
+            if aside {
+                cells.push(pair.set_aside.to_string());
+            }
+            cells.push(format!("{verdict}{reason}"));
             table.row(cells);
         }
         out.push_str(&table.render());
@@ -443,6 +461,64 @@ mod tests {
             lost: 3,
             ..PortCounters::default()
         }
+    }
+
+    #[test]
+    fn samples_set_aside_show_per_pair_and_in_all_only_when_known() {
+        let plan =
+            Plan::from_text("name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let row = |from: &str, to: &str, set_aside| PairResult {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            expected_ms: 2.0,
+            measured_ms: Some(2.01),
+            error_ms: Some(0.01),
+            floor_ms: None,
+            tolerance_ms: 0.5,
+            samples: 5,
+            total_samples: 6 + set_aside,
+            set_aside,
+            verdict: Verdict::Pass,
+            reason: None,
+            series: Vec::new(),
+        };
+        let verification = |set_aside| Verification {
+            pairs: vec![row("a", "b", 0), row("b", "a", 2)],
+            summary: Summary {
+                pairs: 2,
+                passed: 2,
+                ..Summary::default()
+            },
+            samples_wanted: 5,
+            set_aside,
+        };
+        let total = SetAside {
+            samples: 2,
+            of: 12,
+            window_ms: 100.0,
+            missed: 0,
+        };
+        let report = |v| Report::new(&plan, BackendKind::Emulator, None, None, v, 9.0);
+        let text = report(verification(Some(total))).render();
+        assert!(
+            text.contains("  set aside: 2 of 12 samples after warm-up (16.7%)"),
+            "{text}"
+        );
+        let header = text.lines().find(|l| l.starts_with("FROM")).unwrap();
+        assert!(header.contains("ASIDE"), "{text}");
+        let ba = text.lines().find(|l| l.starts_with("b ")).unwrap();
+        assert!(ba.contains("5/8      2  pass"), "{text}");
+        let json = serde_json::to_value(report(verification(Some(total)))).unwrap();
+        assert_eq!(json["set_aside"]["samples"], 2);
+        assert_eq!(json["pairs"][1]["set_aside"], 2);
+        // netem or no delays: no late log, no total, no column.
+        let mut plain = verification(None);
+        plain.pairs[1].set_aside = 0;
+        let text = report(plain).render();
+        assert!(
+            !text.contains("set aside") && !text.contains("ASIDE"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn measured(plan: &Plan, error: impl Fn(usize) -> Option<f64>) -> Verification {
                 tolerance_ms: 0.5,
                 samples: 5,
                 total_samples: 6,
+                set_aside: 0,
                 verdict: match error_ms {
                     Some(e) if e.abs() <= 0.5 => Verdict::Pass,
                     _ => Verdict::Fail,
@@ -45,6 +46,7 @@ fn measured(plan: &Plan, error: impl Fn(usize) -> Option<f64>) -> Verification {
         },
         pairs,
         samples_wanted: 5,
+        set_aside: None,
     }
 }
 

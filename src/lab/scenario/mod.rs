@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::build::delay::change_links;
+use super::build::late::LateFollower;
 use super::build::state::ProcessRecord;
 use super::build::{emulator_totals, launch, node_netns, Built, CONTROL_SOCKET};
-use super::judge::delays::{verify, Observations, Verification};
+use super::judge::delays::{verify_aside, Observations, Verification};
 use super::judge::timeline::{describe_event, Played};
 use super::plan::backend::BackendKind;
 use super::plan::timeline::Change;
@@ -34,6 +35,11 @@ use tail::LogTail;
 
 /// How often `up` reads the nodes' output while waiting for convergence.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How long convergence must hold before it counts when the emulator's late
+/// deliveries are followed: the emulator appends them every second, so a sample
+/// printed just before may have its late answer logged only this much later.
+const LATE_SETTLE: Duration = Duration::from_millis(1500);
 
 /// Starts the grading probe for the lab's graded nodes.
 pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
@@ -106,6 +112,8 @@ pub async fn watch(
         ..LabSide::default()
     };
     let mut played = Vec::new();
+    let mut late = LateFollower::new(&built.dir);
+    let mut converged_since: Option<Instant> = None;
     // With a timeline, the delay table is judged on what came before its
     // first event; each phase is judged on its own (judge::timeline).
     let mut before_events: Option<HashMap<String, Observations>> = None;
@@ -142,12 +150,22 @@ pub async fn watch(
             played.push(play(built, &plan, index, probe).await);
         }
         read_tails(built, &mut tails, &mut observations)?;
-        let verification = verify(&plan, before_events.as_ref().unwrap_or(&observations));
+        let answers = late.poll();
+        let settle = if answers.is_some() {
+            LATE_SETTLE
+        } else {
+            Duration::ZERO
+        };
+        let observed = before_events.as_ref().unwrap_or(&observations);
+        let verification = verify_aside(&plan, observed, answers);
         progress.set(count_complete(&verification) as u64);
         let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration)
             && played.len() == timeline.events.len()
             && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
-        if (verification.converged() && watched) || Instant::now() >= deadline {
+        converged_since = (verification.converged() && watched)
+            .then(|| converged_since.unwrap_or_else(Instant::now));
+        let settled = converged_since.is_some_and(|since| since.elapsed() >= settle);
+        if settled || Instant::now() >= deadline {
             if grading.is_some() {
                 lab.ended_at = wall_now();
                 for node in plan.nodes.iter().filter(|n| n.grade) {

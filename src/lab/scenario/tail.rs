@@ -57,9 +57,7 @@ impl LogTail {
         self.partial.push_str(&String::from_utf8_lossy(&bytes));
         if let Some(end) = self.partial.rfind('\n') {
             let complete: String = self.partial.drain(..=end).collect();
-            let more = Observations::parse(&complete);
-            seen.events.extend(more.events);
-            seen.unreadable_lines += more.unreadable_lines;
+            seen.extend(Observations::parse(&complete));
         }
         if self.partial.len() > MAX_LINE {
             self.partial.clear();

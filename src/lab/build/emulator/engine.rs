@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
+use super::late::{carried_time, tcp_payload, LateDelivery, HELD};
 use super::link::{Forwarder, Verdict};
 use super::queue::{Pending, TimedQueue};
 use super::spin::{SpinBudget, SpinWindow};
@@ -52,6 +53,8 @@ struct Flight {
     /// (due, destination port), sorted.
     copies: Vec<(Instant, usize)>,
     next: usize,
+    /// How long after the time it carries it arrived, µs (0: no time).
+    held_us: u32,
 }
 
 /// Everything the thread owns.
@@ -163,7 +166,14 @@ impl Engine<'_> {
                 if due > Instant::now() {
                     break;
                 }
-                write_frame(self.shared, to, due, &flight.frame);
+                write_frame(
+                    self.shared,
+                    flight.from,
+                    to,
+                    due,
+                    flight.held_us,
+                    &flight.frame,
+                );
                 self.queue.done(flight.from, to);
                 flight.next += 1;
             }
@@ -297,18 +307,50 @@ impl Engine<'_> {
             self.spare.push(flight);
             return;
         };
+        flight.held_us = held_us(frame, arrival);
         flight.frame.clear();
         flight.frame.extend_from_slice(frame);
         self.queue.push(first, flight);
     }
 }
 
-/// Writes one copy to port `to`, counting it late if it is.
-fn write_frame(shared: &Shared, to: usize, due: Instant, frame: &[u8]) {
+/// How long after the time it carries a frame arrived (µs), if it is a TCP
+/// payload that carries one (a node's answer); 0 otherwise.
+fn held_us(frame: &[u8], arrival: Instant) -> u32 {
+    let Some((_, payload)) = tcp_payload(frame) else {
+        return 0;
+    };
+    let ago = Instant::now().saturating_duration_since(arrival);
+    let arrived = wall_clock().saturating_sub(ago).as_secs_f64();
+    carried_time(&frame[payload], arrived).map_or(0, |time| ((arrived - time) * 1e6) as u32)
+}
+
+/// Writes one copy from port `from` to port `to`, counting it late if it is, and
+/// logging it if it carries a TCP payload (a node's answer, maybe) and was late
+/// or `held_us` by its sender.
+fn write_frame(shared: &Shared, from: usize, to: usize, due: Instant, held_us: u32, frame: &[u8]) {
     let counters = &shared.counters[to];
     // Measured before writing: the write itself runs the receiver's stack.
-    if due.elapsed() > LATE {
+    let late = due.elapsed();
+    let is_late = late > LATE;
+    if is_late {
         bump(&counters.late);
+    }
+    if is_late || u128::from(held_us) > HELD.as_micros() {
+        if let Some((source_port, _)) = tcp_payload(frame) {
+            shared.late.record(&LateDelivery {
+                at_us: u64::try_from(wall_clock().as_micros()).unwrap_or(u64::MAX),
+                from: u16::try_from(from).unwrap_or(u16::MAX),
+                to: u16::try_from(to).unwrap_or(u16::MAX),
+                source_port,
+                late_us: if is_late {
+                    u32::try_from(late.as_micros()).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
+                held_us,
+            });
+        }
     }
     let written = match &shared.uplink {
         Some(uplink) if to >= shared.taps.len() => uplink.send(to, frame),

@@ -27,6 +27,7 @@ use thiserror::Error;
 
 mod counters;
 mod engine;
+pub mod late;
 pub mod link;
 pub mod queue;
 pub mod spec;
@@ -39,6 +40,7 @@ pub mod vxlan;
 
 use counters::{bump, PortCells};
 pub use counters::{Counters, PortCounters, UplinkCounters};
+pub use late::LateDelivery;
 pub use spec::{EmulatorSpec, LinkSpec, PortSpec, SpecError, UplinkSpec};
 pub use switch::Mac;
 pub use tap::TapError;
@@ -133,6 +135,8 @@ struct Shared {
     /// An eventfd that wakes the thread out of its wait to see `stop` or `change`.
     wake: OwnedFd,
     counters: Vec<PortCells>,
+    /// Frames with a TCP payload written late, for the lab's judge.
+    late: late::LateRing,
     /// A new matrix for the thread, and how many it has applied so far.
     change: Mutex<Change>,
     /// Signalled whenever the thread applied a change.
@@ -208,6 +212,7 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
         stop: AtomicBool::new(false),
         wake,
         counters: (0..ports).map(|_| PortCells::default()).collect(),
+        late: late::LateRing::default(),
         change: Mutex::new((None, 0)),
         changed: Condvar::new(),
     });
@@ -257,6 +262,13 @@ impl EmulatorHandle {
             ports: self.shared.counters.iter().map(PortCells::load).collect(),
             uplink: self.shared.uplink.as_ref().map(|u| u.counters.load()),
         }
+    }
+
+    /// Appends the late deliveries recorded since `cursor` to `out` (moving the
+    /// cursor past them); returns how many were lost because nobody drained them
+    /// for [`late::RING`] entries.
+    pub fn drain_late(&self, cursor: &mut u64, out: &mut Vec<LateDelivery>) -> u64 {
+        self.shared.late.drain(cursor, out)
     }
 
     /// Replaces every link's impairment (row `from`, column `to`) while frames
