@@ -25,6 +25,11 @@ pub const RING: usize = 16_384;
 /// counts as held by its sender: an idle machine takes tens of microseconds.
 pub const HELD: Duration = Duration::from_micros(100);
 
+/// Beyond this the time in a frame is not one its sender held but a wrong one
+/// (local time, a clock of its own): a sample made of it must fail as the
+/// node's fault, not be set aside as the machine's.
+pub const HELD_AT_MOST: Duration = Duration::from_secs(1);
+
 /// One frame that carried a TCP payload and was late: written to its port late,
 /// or held by its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,10 +114,11 @@ pub fn tcp_payload(frame: &[u8]) -> Option<(u16, Range<usize>)> {
 
 /// The Unix time (seconds) a payload carries, if it is one as nodes send them
 /// (PROTOCOL.md section 2): 8 bytes of a big- or little-endian double, or a
-/// decimal such as `1733216462.123456`, within a minute before `now` (or a
-/// millisecond after, for rounding): anything else is no time.
+/// decimal such as `1733216462.123456`, within [`HELD_AT_MOST`] before `now`
+/// (or a millisecond after, for rounding): anything else is no time held,
+/// though it may be a wrong one.
 pub fn carried_time(payload: &[u8], now: f64) -> Option<f64> {
-    let plausible = |t: f64| (now - 60.0..=now + 1e-3).contains(&t);
+    let plausible = |t: f64| (now - HELD_AT_MOST.as_secs_f64()..=now + 1e-3).contains(&t);
     if let Ok(bytes) = <[u8; 8]>::try_from(payload) {
         let (be, le) = (f64::from_be_bytes(bytes), f64::from_le_bytes(bytes));
         return [be, le].into_iter().find(|t| plausible(*t));
@@ -285,6 +291,13 @@ mod tests {
             carried_time(&(now - 120.0).to_be_bytes(), now),
             None,
             "too old"
+        );
+        // A node whose clock is 30 s behind sends a wrong time, not a held
+        // one: its samples must fail as its own, not be set aside.
+        assert_eq!(carried_time(&(now - 30.0).to_be_bytes(), now), None);
+        assert_eq!(
+            carried_time(&(now - 0.9).to_be_bytes(), now),
+            Some(now - 0.9)
         );
         assert_eq!(
             carried_time(&(now + 1.0).to_be_bytes(), now),
