@@ -19,7 +19,7 @@ use super::build::launch::{self, LaunchError};
 use super::build::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
 use super::build::{build, emulator_totals, node_netns, TeardownGuard};
 use super::build::{Built, Stages};
-use super::judge::delays::{verify as verify_delays, Observations};
+use super::judge::delays::{verify_aside, Observations};
 use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
 use super::plan::backend::{self, BackendChoice, BackendKind};
@@ -29,6 +29,7 @@ use super::report::progress::Progress;
 use super::report::{LabStatus, Report};
 use super::scenario::calibrate::calibrate;
 use super::scenario::grading::{assemble, LabSide};
+use super::scenario::late::LateFollower;
 use super::scenario::{start_probe, watch};
 use super::LabError;
 
@@ -199,7 +200,8 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         }
         observations.insert(node.name.clone(), seen);
     }
-    let verification = verify_delays(&state.plan, &observations);
+    let mut late = LateFollower::new(&dir);
+    let verification = verify_aside(&state.plan, &observations, late.poll());
     let elapsed = state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
     Ok(Report::new(
         &state.plan,

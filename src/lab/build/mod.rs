@@ -8,7 +8,6 @@
 pub mod delay;
 pub mod emulator;
 pub mod kernel;
-pub mod late;
 pub mod launch;
 pub mod links;
 pub mod netns;

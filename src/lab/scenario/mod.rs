@@ -4,6 +4,7 @@
 pub mod calibrate;
 mod fakes;
 pub mod grading;
+pub mod late;
 pub mod probe;
 pub mod tail;
 
@@ -16,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::build::delay::change_links;
-use super::build::late::LateFollower;
 use super::build::state::ProcessRecord;
 use super::build::{emulator_totals, launch, node_netns, Built, CONTROL_SOCKET};
 use super::judge::delays::{verify_aside, Observations, Verification};
@@ -30,6 +30,7 @@ use super::report::Report;
 use super::LabError;
 use calibrate::Calibrated;
 use grading::{parse_stamped, LabSide, RunningProbe};
+use late::LateFollower;
 use probe::{ProbeSpec, Target};
 use tail::LogTail;
 

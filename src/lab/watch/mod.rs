@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::build::state::{LabDir, StateError, StateRoot};
-use super::judge::delays::{verify, Observations, Verification};
+use super::judge::delays::{verify_aside, Observations, Verification};
 use super::report::watch::{render, Size};
+use super::scenario::late::LateFollower;
 use super::scenario::tail::LogTail;
 use super::LabError;
 use terminal::Terminal;
@@ -51,6 +52,8 @@ struct Source {
     compacted: HashMap<String, usize>,
     /// Neighbor events kept per peer: what grading uses.
     keep: usize,
+    /// The emulator's late answers: samples they spoiled are set aside, as `up` does.
+    late: LateFollower,
 }
 
 impl Source {
@@ -66,12 +69,14 @@ impl Source {
             .map(|n| (n.name.clone(), LogTail::new(dir.stdout_log(&n.name))))
             .collect();
         let keep = (plan.verify.warmup + plan.verify.samples) as usize;
+        let late = LateFollower::new(&dir);
         Ok(Source {
             dir,
             tails,
             observations: HashMap::new(),
             compacted: HashMap::new(),
             keep,
+            late,
         })
     }
 
@@ -96,7 +101,11 @@ impl Source {
                 .any(|p| p.node.as_deref() == Some(name.as_str()) && p.alive());
             seen.exited = (!alive).then(|| "not running".to_owned());
         }
-        Ok(verify(&state.plan, &self.observations))
+        Ok(verify_aside(
+            &state.plan,
+            &self.observations,
+            self.late.poll(),
+        ))
     }
 
     fn elapsed(&self) -> f64 {

@@ -1,13 +1,13 @@
 //! The emulator's late deliveries as the lab reads them: its log followed as it
-//! grows, like the counters beside it ([`super::emulator_totals`]).
+//! grows, like the counters beside it ([`crate::lab::build::emulator_totals`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use super::state::LabDir;
-use super::LATE_LOG;
 use crate::lab::build::emulator::LateDelivery;
+use crate::lab::build::state::LabDir;
+use crate::lab::build::LATE_LOG;
 use crate::lab::judge::aside::LateAnswers;
 use crate::lab::plan::backend::BackendKind;
 
