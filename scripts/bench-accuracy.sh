@@ -16,9 +16,12 @@
 #     targets. These figures include what the nodes' own TCP stacks and wake-ups add;
 #     a zero-delay run over veth (`--delay-backend none`) prints that baseline, and a
 #     calibrated run of five-nodes (`--calibrate`) the error beyond each pair's floor.
+#     With --baseline, every lab runs with both binaries, alternately (so machine
+#     noise hits both alike), and each figure prints in two columns.
 #
-#   scripts/bench-accuracy.sh [--pings N] [--probes N] [--bin PATH]
-# --bin runs that sdss binary instead of building target/release/sdss (to compare builds).
+#   scripts/bench-accuracy.sh [--pings N] [--probes N] [--bin PATH] [--baseline PATH]
+# --bin runs that sdss binary instead of building target/release/sdss; --baseline
+# runs another build beside it in part 3 (e.g. the last release, to compare).
 # Needs root, iputils-ping (apt-get install -y iputils-ping) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,7 @@ cd "$(dirname "$0")/.."
 pings=500
 probes=50
 bin=""
+baseline=""
 inside=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -33,7 +37,8 @@ while [[ $# -gt 0 ]]; do
     --pings) pings="$2"; shift ;;
     --probes) probes="$2"; shift ;;
     --bin) bin=$(realpath "$2"); shift ;;
-    *) echo "usage: $0 [--pings N] [--probes N] [--bin PATH]" >&2; exit 2 ;;
+    --baseline) baseline=$(realpath "$2"); shift ;;
+    *) echo "usage: $0 [--pings N] [--probes N] [--bin PATH] [--baseline PATH]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -43,7 +48,11 @@ if [[ $inside -eq 0 ]]; then
   command -v ping >/dev/null || { echo "bench-accuracy: ping missing: apt-get install -y iputils-ping" >&2; exit 1; }
   command -v python3 >/dev/null || { echo "bench-accuracy: python3 missing" >&2; exit 1; }
   if [[ -z "$bin" ]]; then cargo build --release --quiet; bin=$PWD/target/release/sdss; fi
-  exec unshare --net --mount --propagation private -- "$0" --inside-sandbox --pings "$pings" --probes "$probes" --bin "$bin"
+  for b in "$bin" ${baseline:+"$baseline"}; do
+    [[ -x $b ]] || { echo "bench-accuracy: $b is not an executable" >&2; exit 1; }
+  done
+  exec unshare --net --mount --propagation private -- "$0" --inside-sandbox --pings "$pings" --probes "$probes" \
+    --bin "$bin" ${baseline:+--baseline "$baseline"}
 fi
 
 mkdir -p /run/netns
@@ -213,66 +222,138 @@ EOF
 # ------------------------------------------------------ 3. the example labs, end to end
 echo
 echo "== Example labs on the emulator: injected vs measured by the sdss nodes"
-reports=()
-for lab in five-nodes matrix two-nodes; do
-  "$bin" lab run --json --delay-backend emulator "labs/$lab.toml" >"$work/lab-$lab.json" 2>"$work/lab-$lab.err" || true
-  reports+=("$work/lab-$lab.json")
+builds=("new=$bin")
+if [[ -n "$baseline" ]]; then
+  builds=("base=$baseline" "new=$bin")
+  echo "    baseline:   $baseline"
+  echo "    this build: $bin"
+  echo "    (every lab runs with both, alternately, so machine noise hits both alike)"
+fi
+# A name, then the `lab run` arguments; each runs once per build, the builds alternating.
+runs=(
+  "five|--delay-backend emulator labs/five-nodes.toml"
+  "matrix|--delay-backend emulator labs/matrix.toml"
+  "two|--delay-backend emulator labs/two-nodes.toml"
+  "floor|--delay-backend none labs/five-nodes.toml"
+  "calibrated|--calibrate --delay-backend emulator labs/five-nodes.toml"
+)
+for run in "${runs[@]}"; do
+  name=${run%%|*}
+  read -r -a args <<<"${run#*|}"
+  for build in "${builds[@]}"; do
+    tag=${build%%=*}
+    "${build#*=}" lab run --json "${args[@]}" >"$work/$tag-$name.json" 2>"$work/$tag-$name.err" || true
+  done
 done
-"$bin" lab run --json --delay-backend none labs/five-nodes.toml >"$work/baseline.json" 2>"$work/baseline.err" || true
-"$bin" lab run --json --calibrate --delay-backend emulator labs/five-nodes.toml >"$work/calibrated.json" 2>"$work/calibrated.err" || true
-python3 - "$work/baseline.json" "$work/calibrated.json" "${reports[@]}" <<'EOF'
+tags=$(for build in "${builds[@]}"; do echo "${build%%=*}"; done)
+# shellcheck disable=SC2086 # one argument per build
+python3 - "$work" $tags <<'EOF'
 import json, statistics, sys
+work, tags = sys.argv[1], sys.argv[2:]
+header = {"base": "baseline", "new": "this build"}
+labs = ("five", "matrix", "two")
 def pct(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-def load(path):
+def load(tag, name):
+    path = "%s/%s-%s.json" % (work, tag, name)
     try:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
-        print("    %s: no report (%s)" % (path, e)); return None
-baseline = load(sys.argv[1])
-calibrated = load(sys.argv[2])
-errors = []
-five = []
-print("    %-8s %-5s %-5s %13s %13s %10s  %s" % ("lab", "from", "to", "injected ms", "measured ms", "error us", "verdict"))
-for path in sys.argv[3:]:
-    report = load(path)
-    if report is None:
-        continue
-    for p in report["pairs"]:
-        if p["measured_ms"] is None:
-            print("    %-8s %-5s %-5s %13.3f %13s %10s  %s" % (report["lab"], p["from"], p["to"], p["expected_ms"], "-", "-", p.get("reason", "")))
-            continue
-        error_us = (p["measured_ms"] - p["expected_ms"]) * 1000
-        errors.append(abs(error_us))
-        if report["lab"] == "five":
-            five.append(abs(error_us))
-        print("    %-8s %-5s %-5s %13.3f %13.3f %+10.1f  %s" % (report["lab"], p["from"], p["to"], p["expected_ms"], p["measured_ms"], error_us, p["verdict"]))
-if errors:
-    median, p95 = statistics.median(errors), pct(errors, 0.95)
-    print("    over all %d pairs: median |error| %.1f us (target <= 50): %s; p95 |error| %.1f us (target <= 250): %s"
-          % (len(errors), median, "PASS" if median <= 50 else "FAIL", p95, "PASS" if p95 <= 250 else "FAIL"))
-if baseline is not None:
-    base = [p["measured_ms"] * 1000 for p in baseline["pairs"] if p["measured_ms"] is not None]
-    if base:
-        print("    baseline, five-nodes at zero delay over veth (no emulator): median %.1f us, p95 %.1f us over %d pairs"
-              % (statistics.median(base), pct(base, 0.95), len(base)))
-        if errors:
-            beyond = [abs(e - statistics.median(base)) for e in errors]
-            print("    beyond that baseline (what the emulator adds): median |error| %.1f us (target <= 50): %s; p95 %.1f us (target <= 250): %s"
-                  % (statistics.median(beyond), "PASS" if statistics.median(beyond) <= 50 else "FAIL", pct(beyond, 0.95), "PASS" if pct(beyond, 0.95) <= 250 else "FAIL"))
-if five:
-    print("    five-nodes as measured: median |error| %.1f us, p95 %.1f us over %d pairs"
-          % (statistics.median(five), pct(five, 0.95), len(five)))
-if calibrated is not None:
-    rows = [p for p in calibrated["pairs"] if p.get("error_ms") is not None]
-    floors = [p["floor_ms"] * 1000 for p in rows if p.get("floor_ms") is not None]
-    cal = [abs(p["error_ms"]) * 1000 for p in rows]
-    if cal and floors:
-        print("    five-nodes calibrated (--calibrate: each pair's floor measured at 1 ms, then subtracted):")
-        print("      floors: median %.1f us, max %.1f us; |error| beyond them: median %.1f us (target <= 15): %s; p95 %.1f us (target <= 40): %s; %d of %d pairs pass"
-              % (statistics.median(floors), max(floors), statistics.median(cal), "PASS" if statistics.median(cal) <= 15 else "FAIL",
-                 pct(cal, 0.95), "PASS" if pct(cal, 0.95) <= 40 else "FAIL",
-                 sum(1 for p in calibrated["pairs"] if p["verdict"] == "pass"), len(calibrated["pairs"])))
+        print("    %s, %s: no report (%s)" % (header[tag], name, e))
+        return None
+reports = {tag: {name: load(tag, name) for name in labs + ("floor", "calibrated")} for tag in tags}
+
+# Per pair, what each build measured.
+print("    %-8s %-5s %-5s %12s" % ("lab", "from", "to", "injected ms")
+      + "".join("   %12s %9s %-7s" % ("measured ms", "error us", "verdict") for _ in tags)
+      + ("   (%s)" % " | ".join(header[t] for t in tags) if len(tags) > 1 else ""))
+rows = {}
+for tag in tags:
+    for name in labs:
+        report = reports[tag][name]
+        for p in (report or {}).get("pairs", []):
+            rows.setdefault((report["lab"], p["from"], p["to"]), {"expected": p["expected_ms"]})[tag] = p
+for (lab, f, t), row in rows.items():
+    line = "    %-8s %-5s %-5s %12.3f" % (lab, f, t, row["expected"])
+    for tag in tags:
+        p = row.get(tag)
+        if p is None or p["measured_ms"] is None:
+            line += "   %12s %9s %-7s" % ("-", "-", (p or {}).get("verdict", "-"))
+        else:
+            error_us = (p["measured_ms"] - p["expected_ms"]) * 1000
+            line += "   %12.3f %+9.1f %-7s" % (p["measured_ms"], error_us, p["verdict"])
+    print(line)
+
+def figures(r):
+    out = {}
+    errors, five = [], []
+    for name in labs:
+        for p in (r[name] or {}).get("pairs", []):
+            if p["measured_ms"] is not None:
+                error_us = (p["measured_ms"] - p["expected_ms"]) * 1000
+                errors.append(error_us)
+                if name == "five":
+                    five.append(abs(error_us))
+    floor = [p["measured_ms"] * 1000 for p in (r["floor"] or {}).get("pairs", []) if p["measured_ms"] is not None]
+    if floor:
+        out["floor"] = (statistics.median(floor), pct(floor, 0.95), len(floor))
+    if errors:
+        absolute = [abs(e) for e in errors]
+        out["all"] = (statistics.median(absolute), pct(absolute, 0.95), len(errors))
+        if floor:
+            beyond = [abs(e - statistics.median(floor)) for e in errors]
+            out["beyond"] = (statistics.median(beyond), pct(beyond, 0.95), len(beyond))
+    if five:
+        out["five"] = (statistics.median(five), pct(five, 0.95), len(five))
+    calibrated = (r["calibrated"] or {}).get("pairs", [])
+    graded = [p for p in calibrated if p.get("error_ms") is not None]
+    floors = [p["floor_ms"] * 1000 for p in graded if p.get("floor_ms") is not None]
+    beyond_floors = [abs(p["error_ms"]) * 1000 for p in graded]
+    if beyond_floors and floors:
+        out["floors"] = (statistics.median(floors), max(floors), len(floors))
+        out["calibrated"] = (statistics.median(beyond_floors), pct(beyond_floors, 0.95), len(beyond_floors))
+        out["passed"] = (sum(1 for p in calibrated if p["verdict"] == "pass"), len(calibrated))
+    return out
+got = {tag: figures(reports[tag]) for tag in tags}
+
+# The figures, one column per build.
+def cell(tag, key):
+    v = got[tag].get(key)
+    if key == "passed":
+        return "%d of %d" % v if v else "-"
+    return "%.1f / %.1f (n=%d)" % v if v else "-"
+lines = (
+    ("zero-delay floor over veth (five-nodes, no emulator): median / p95 us", "floor"),
+    ("emulator beyond that floor (three labs): median / p95 |error| us", "beyond"),
+    ("three labs as measured: median / p95 |error| us", "all"),
+    ("five-nodes uncalibrated: median / p95 |error| us", "five"),
+    ("five-nodes calibrated, floors (at 1 ms): median / max us", "floors"),
+    ("five-nodes calibrated, beyond the floors: median / p95 |error| us", "calibrated"),
+    ("five-nodes calibrated: pairs that pass", "passed"),
+)
+print()
+print("    %-70s" % "" + "".join(" %-23s" % header[t] for t in tags))
+for label, key in lines:
+    print("    %-70s" % label + "".join(" %-23s" % cell(t, key) for t in tags))
+
+# Verdicts on this build; against the baseline's figures when there is one.
+new = got["new"]
+def verdict(ok):
+    return "PASS" if ok else "FAIL"
+if "all" in new:
+    print("    this build, three labs: median |error| %.1f us (target <= 50): %s; p95 %.1f us (target <= 250): %s"
+          % (new["all"][0], verdict(new["all"][0] <= 50), new["all"][1], verdict(new["all"][1] <= 250)))
+if "beyond" in new:
+    print("    this build, emulator beyond the floor: median %.1f us (target <= 50): %s; p95 %.1f us (target <= 250): %s"
+          % (new["beyond"][0], verdict(new["beyond"][0] <= 50), new["beyond"][1], verdict(new["beyond"][1] <= 250)))
+if "calibrated" in new:
+    print("    this build, calibrated: median %.1f us (target <= 15): %s; p95 %.1f us (target <= 40): %s"
+          % (new["calibrated"][0], verdict(new["calibrated"][0] <= 15), new["calibrated"][1], verdict(new["calibrated"][1] <= 40)))
+base = got.get("base", {})
+for label, key in (("zero-delay floor, median", "floor"), ("five-nodes uncalibrated, median |error|", "five")):
+    if key in base and key in new:
+        print("    this build, %s: %.1f us, at most half the baseline's %.1f us (<= %.1f): %s"
+              % (label, new[key][0], base[key][0], base[key][0] / 2, verdict(new[key][0] <= base[key][0] / 2)))
 EOF

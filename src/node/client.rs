@@ -6,10 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
-use nix::sys::time::TimeSpec;
+use nix::sys::socket::{setsockopt, sockopt};
 use thiserror::Error;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -20,6 +19,7 @@ use crate::protocol::{
 
 use super::clock::wall_now;
 use super::event::RemovalCause;
+use super::stamps::{handshake_rtt, read_stamped, Arrival};
 
 /// Once the first bytes of an answer are in, how long to wait for the rest
 /// from a server that does not close: ASCII answers have no fixed length.
@@ -91,10 +91,13 @@ impl ExchangeError {
 /// A completed exchange: the peer answered something.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exchange {
-    /// TCP handshake duration.
+    /// TCP handshake duration: the kernel's first RTT sample, else the time
+    /// around `connect`.
     pub rtt: Duration,
     /// Our wall clock when the answer had fully arrived (`t2`).
     pub received_at: f64,
+    /// Where `received_at` came from.
+    pub arrival: Arrival,
     /// The peer's time, or why its bytes were not one.
     pub answer: Result<DecodedTimestamp, TimestampError>,
     /// The dialect we spoke, if we had to speak.
@@ -142,7 +145,7 @@ pub async fn exchange(
         .await
         .map_err(|_| ExchangeError::TimedOut(Phase::Connect))?
         .map_err(ExchangeError::from_io)?;
-    let rtt = started.elapsed();
+    let rtt = handshake_rtt(&stream).unwrap_or_else(|| started.elapsed());
     let _ = stream.set_nodelay(true);
     // The kernel stamps each segment as it arrives: `t2` then excludes how long
     // this task took to wake up, which is most of a LAN measurement's error.
@@ -172,10 +175,11 @@ pub async fn exchange(
             }
         }
     };
-    let (answer, received_at) = read?;
+    let (answer, received_at, arrival) = read?;
     Ok(Exchange {
         rtt,
         received_at,
+        arrival,
         answer: decode_timestamp(&answer, received_at),
         spoke,
     })
@@ -188,41 +192,6 @@ async fn speak(stream: &mut TcpStream, dialect: Dialect, deadline: Instant) {
     let _ = timeout_at(deadline, stream.write_all(&greeting)).await;
 }
 
-/// Reads what has arrived, with the kernel's arrival stamp (UTC seconds) of
-/// the last segment read when the socket gives one.
-async fn read_stamped(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<(usize, Option<f64>)> {
-    loop {
-        stream.readable().await?;
-        let received = stream.try_io(Interest::READABLE, || {
-            let mut space = nix::cmsg_space!(TimeSpec);
-            let mut iov = [io::IoSliceMut::new(buffer)];
-            let message = recvmsg::<()>(
-                std::os::fd::AsRawFd::as_raw_fd(stream),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::empty(),
-            )
-            .map_err(io::Error::from)?;
-            let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
-                cmsgs.find_map(|cmsg| match cmsg {
-                    ControlMessageOwned::ScmTimestampns(at) => {
-                        Some(at.tv_sec() as f64 + at.tv_nsec() as f64 * 1e-9)
-                    }
-                    _ => None,
-                })
-            });
-            // A stamp from another clock epoch (never seen, but cheap to refuse)
-            // would corrupt every delay: keep only one from the last second.
-            let stamp = stamp.filter(|at| (0.0..1.0).contains(&(wall_now() - at)));
-            Ok((message.bytes, stamp))
-        });
-        match received {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return other,
-        }
-    }
-}
-
 /// Reads until EOF, a complete 8-byte time, or a pause after the first bytes;
 /// the first bytes must come by `first_by`, the rest by `deadline`.
 /// Returns the bytes and the wall-clock time the last of them arrived.
@@ -230,10 +199,10 @@ async fn read_answer(
     stream: &mut TcpStream,
     first_by: Instant,
     deadline: Instant,
-) -> Result<(Vec<u8>, f64), ExchangeError> {
+) -> Result<(Vec<u8>, f64, Arrival), ExchangeError> {
     let mut answer = Vec::with_capacity(MAX_ANSWER);
     let mut chunk = [0u8; MAX_ANSWER];
-    let mut received_at = 0.0;
+    let (mut received_at, mut arrival) = (0.0, Arrival::Read);
     loop {
         let wait_until = if answer.is_empty() {
             first_by
@@ -244,7 +213,10 @@ async fn read_answer(
             Err(_) if answer.is_empty() => return Err(ExchangeError::TimedOut(Phase::Answer)),
             Err(_) | Ok(Ok((0, _))) => break,
             Ok(Ok((n, stamp))) => {
-                received_at = stamp.unwrap_or_else(wall_now);
+                (received_at, arrival) = match stamp {
+                    Some(at) => (at, Arrival::Kernel),
+                    None => (wall_now(), Arrival::Read),
+                };
                 answer.extend_from_slice(&chunk[..n]);
                 let binary_complete =
                     answer.len() == 8 && decode_timestamp(&answer, received_at).is_ok();
@@ -263,7 +235,7 @@ async fn read_answer(
     if answer.is_empty() {
         return Err(ExchangeError::NoAnswer);
     }
-    Ok((answer, received_at))
+    Ok((answer, received_at, arrival))
 }
 
 #[cfg(test)]
@@ -340,6 +312,18 @@ mod tests {
                 (measured.spoke, measured.first()),
                 (None, FirstSpeaker::Server)
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exchange_takes_the_answers_arrival_from_the_kernel() {
+        for dialect in [Dialect::BinaryBe, Dialect::Ascii] {
+            let (addr, server) = scripted(Script::WritesFirst(dialect)).await;
+            let measured = exchange(addr, Manner::default(), TIMEOUT).await.unwrap();
+            drop(server.await.unwrap());
+            assert_eq!(measured.arrival, Arrival::Kernel, "{dialect}: {measured:?}");
+            assert!(measured.delay().unwrap().abs() < 0.030, "{measured:?}");
+            assert!(measured.rtt < Duration::from_millis(30), "{measured:?}");
         }
     }
 

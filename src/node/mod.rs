@@ -8,6 +8,7 @@ pub mod clock;
 pub mod discovery;
 pub mod event;
 pub mod server;
+pub mod stamps;
 pub mod table;
 pub mod tally;
 

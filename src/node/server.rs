@@ -18,9 +18,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::protocol::{dialect_of, encode_timestamp, Dialect};
+use crate::protocol::{dialect_of, Dialect};
 
 use super::clock::wall_now;
+use super::stamps::answer_with_fin;
 
 /// How long to listen for a client that may speak first: what it sends tells
 /// its dialect better than anything known of its address (several
@@ -109,15 +110,14 @@ impl Drop for Slot {
 }
 
 /// Answers a client that gets no slot: our time in the dialect its address is
-/// known to read (else the assignment's), written without waiting, then closed.
-/// A fresh socket's send buffer always has room for 8 bytes.
+/// known to read (else the assignment's), written without waiting, with our
+/// FIN, then closed. A fresh socket's send buffer always has room for 8 bytes.
 pub fn answer_at_once(stream: TcpStream, hint: ClientHint) {
     let dialect = match hint {
         ClientHint::Known(dialect) => dialect,
         ClientHint::Pending { .. } | ClientHint::Unknown => Dialect::BinaryBe,
     };
-    let _ = stream.set_nodelay(true);
-    let _ = stream.try_write(&encode_timestamp(wall_now(), dialect));
+    let _ = answer_with_fin(&stream, dialect);
 }
 
 /// What the node knows of the dialect a connecting client reads.
@@ -194,17 +194,22 @@ pub async fn serve(
             () = sleep_until(wait_until) => {}
         }
     };
-    // `T_B` is read as it is written: however long we held, the client measures
-    // only the way back.
-    let answer = encode_timestamp(wall_now(), answered);
+    // `T_B` is read as it is sent, with our FIN (see `answer_with_fin`):
+    // however long we held, the client measures only the way back. Closing our
+    // side first matters: closing with unread data would reset the connection,
+    // and a reset can destroy our answer before the client has read it.
     let answered_after = accepted.elapsed();
-    let _ = timeout(WRITE_TIMEOUT, stream.write_all(&answer)).await;
+    let (sent, answer) = answer_with_fin(&stream, answered);
+    if !matches!(sent, Ok(n) if n == answer.len()) {
+        // The send buffer was full (never seen with one time) or the client is
+        // gone: the rest the slow way, then the FIN.
+        let rest = &answer[sent.unwrap_or(0)..];
+        let _ = timeout(WRITE_TIMEOUT, stream.write_all(rest)).await;
+        let _ = stream.shutdown().await;
+    }
 
-    // Close our side, then drain what the client still sends until it closes:
-    // closing with unread data would reset the connection, and a reset can
-    // destroy our answer before the client has read it. A client sends a time
+    // Drain what the client still sends until it closes. A client sends a time
     // at most: past that many bytes it is reset, its answer long written.
-    let _ = stream.shutdown().await;
     let mut after = Vec::with_capacity(MAX_GREETING);
     let _ = timeout(AFTER_ANSWER_WAIT, async {
         while after.len() < MAX_GREETING {
@@ -229,7 +234,8 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::node::client::{exchange, Exchange};
-    use crate::protocol::{decode_timestamp, FirstSpeaker, Manner};
+    use crate::node::stamps::tcp_info;
+    use crate::protocol::{decode_timestamp, encode_timestamp, FirstSpeaker, Manner};
     use std::sync::{Arc, Mutex};
     use tokio::net::TcpListener;
 
@@ -303,6 +309,47 @@ mod tests {
             served.answered_after,
             delay * 1e3
         );
+    }
+
+    #[tokio::test]
+    async fn the_answer_and_our_fin_reach_the_client_in_one_segment() {
+        // Held until we have counted the segments in so far (the SYN-ACK).
+        let hint = Arc::new(Mutex::new(pending_for(Duration::from_secs(5))));
+        let (learn, learnt) = watch::channel(());
+        let (addr, served) = one_client(hint.clone(), learnt).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let before = tcp_info(&stream).unwrap().tcpi_segs_in;
+        *hint.lock().unwrap() = ClientHint::Known(Dialect::BinaryBe);
+        learn.send_replace(());
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let after = tcp_info(&stream).unwrap().tcpi_segs_in;
+        drop(stream);
+        assert_eq!(served.await.unwrap().answered, Dialect::BinaryBe);
+        assert!(decode_timestamp(&answer, wall_now()).is_ok(), "{answer:?}");
+        assert_eq!(
+            after - before,
+            1,
+            "the time and the FIN came in {} segments",
+            after - before
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_without_a_slot_gets_our_time_and_fin_in_one_segment() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            answer_at_once(stream, ClientHint::Known(Dialect::Ascii));
+        });
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        server.await.unwrap();
+        assert_eq!(dialect_of(&answer, wall_now()), Some(Dialect::Ascii));
+        // The SYN-ACK, then one segment with the time and the FIN.
+        assert_eq!(tcp_info(&stream).unwrap().tcpi_segs_in, 2);
     }
 
     #[tokio::test]
