@@ -249,21 +249,21 @@ mod tests {
     #[test]
     fn promptness_counts_from_when_the_graded_program_was_first_heard() {
         // The machine started the program 2.6 s after the sdss nodes; it
-        // connected to each 0.2 s after its first announcement.
-        let mut seen = correct();
-        seen.datagrams.retain(|d| d.at >= T0 + 2.6);
-        for d in &mut seen.datagrams {
-            d.at += 0.6;
-        }
-        for o in seen.observers.iter_mut().filter(|o| o.name != "joiner") {
-            o.connections[0] = T0 + 3.8;
-        }
-        let check = grade(&seen);
-        let prompt = check
-            .checks
-            .iter()
-            .find(|c| c.id == "client.prompt")
-            .unwrap();
+        // connected to each at `at`, and was first heard at t=3.6 s.
+        let connected_at = |at: f64| {
+            let mut seen = correct();
+            seen.datagrams.retain(|d| d.at >= T0 + 2.6);
+            for d in &mut seen.datagrams {
+                d.at += 0.6;
+            }
+            for o in seen.observers.iter_mut().filter(|o| o.name != "joiner") {
+                o.connections[0] = T0 + at;
+            }
+            let list = grade(&seen);
+            let prompt = list.checks.into_iter().find(|c| c.id == "client.prompt");
+            prompt.unwrap()
+        };
+        let prompt = connected_at(3.8);
         assert_eq!(prompt.verdict, Verdict::Pass, "{}", prompt.evidence);
         assert!(
             prompt.evidence.contains("a after 0.2 s")
@@ -274,15 +274,7 @@ mod tests {
             prompt.evidence
         );
         // Seconds after it ran, it is slow wherever the lab started.
-        for o in seen.observers.iter_mut().filter(|o| o.name != "joiner") {
-            o.connections[0] = T0 + 7.6;
-        }
-        let check = grade(&seen);
-        let prompt = check
-            .checks
-            .iter()
-            .find(|c| c.id == "client.prompt")
-            .unwrap();
+        let prompt = connected_at(7.6);
         assert_eq!(prompt.verdict, Verdict::Warn, "{}", prompt.evidence);
     }
 
