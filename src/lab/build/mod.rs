@@ -398,11 +398,14 @@ async fn start_emulator<K: Kernel>(
     dir.record(|s| s.processes.extend(record))?;
     let deadline = Instant::now() + EMULATOR_START;
     loop {
+        // Whether it exited is asked before its output is read: one that said
+        // `ready` and exited between the two would otherwise be a failure.
+        let exited = child.try_wait();
         let said = tokio::fs::read_to_string(&stdout).await;
         if said.is_ok_and(|t| t.lines().any(|l| l.trim() == "ready")) {
             return Ok(());
         }
-        let failure = if let Ok(Some(status)) = child.try_wait() {
+        let failure = if let Ok(Some(status)) = exited {
             Some(format!("it exited ({status})"))
         } else if Instant::now() >= deadline {
             Some(format!("no `ready` within {} s", EMULATOR_START.as_secs()))
