@@ -19,7 +19,7 @@ use crate::protocol::{
 
 use super::clock::wall_now;
 use super::event::RemovalCause;
-use super::stamps::{handshake_rtt, read_stamped, Arrival};
+use super::stamps::{handshake_rtt, keep_stamping, read_stamped, Arrival};
 
 /// Once the first bytes of an answer are in, how long to wait for the rest
 /// from a server that does not close: ASCII answers have no fixed length.
@@ -139,6 +139,7 @@ pub async fn exchange(
     known: Manner,
     timeout: Duration,
 ) -> Result<Exchange, ExchangeError> {
+    keep_stamping();
     let started = Instant::now();
     let deadline = started + timeout;
     let mut stream = timeout_at(deadline, TcpStream::connect(addr))
@@ -317,7 +318,19 @@ mod tests {
 
     #[tokio::test]
     async fn an_exchange_takes_the_answers_arrival_from_the_kernel() {
-        for dialect in [Dialect::BinaryBe, Dialect::Ascii] {
+        // Stamping comes on from deferred kernel work: wait until it is on (the
+        // first exchange of a process may precede it), then every one is stamped.
+        let on = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (addr, server) = scripted(Script::WritesFirst(Dialect::BinaryBe)).await;
+            let measured = exchange(addr, Manner::default(), TIMEOUT).await.unwrap();
+            drop(server.await.unwrap());
+            if measured.arrival == Arrival::Kernel {
+                break;
+            }
+            assert!(Instant::now() < on, "never stamped: {measured:?}");
+        }
+        for dialect in [Dialect::BinaryBe, Dialect::Ascii, Dialect::BinaryBe] {
             let (addr, server) = scripted(Script::WritesFirst(dialect)).await;
             let measured = exchange(addr, Manner::default(), TIMEOUT).await.unwrap();
             drop(server.await.unwrap());

@@ -138,6 +138,8 @@ impl Node {
 
     /// Runs until `cancel` fires; every task ends with it. The last event is `Stopped`.
     pub async fn run(self, events: EventSender, cancel: CancellationToken) {
+        // Before the first exchange: stamping comes on only from deferred work.
+        stamps::keep_stamping();
         let Node {
             config,
             receiver,

@@ -16,9 +16,10 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
 use nix::sys::time::TimeSpec;
 use socket2::SockRef;
 use tokio::io::Interest;
@@ -27,6 +28,22 @@ use tokio::net::TcpStream;
 use crate::protocol::{encode_timestamp, Dialect};
 
 use super::clock::wall_now;
+
+/// Keeps the kernel stamping arriving packets for as long as the process runs.
+/// The kernel stamps only while some socket asks for stamps; when the last one
+/// closes (between two exchanges, every client socket is closed) it stops, and
+/// the next request turns stamping on again only later, from deferred work,
+/// after the answer may have arrived unstamped (a CI run saw that on its first
+/// exchange). One socket that asks, never bound and never closed, keeps it on.
+pub fn keep_stamping() {
+    static KEEP: OnceLock<Option<socket2::Socket>> = OnceLock::new();
+    KEEP.get_or_init(|| {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true).ok()?;
+        Some(socket)
+    });
+}
 
 /// Where an exchange's `t2` came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
