@@ -1,8 +1,6 @@
 //! The emulator's late deliveries as the lab reads them: its log followed as it
 //! grows, like the counters beside it ([`crate::lab::build::emulator_totals`]).
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use crate::lab::build::emulator::LateDelivery;
@@ -11,16 +9,13 @@ use crate::lab::build::LATE_LOG;
 use crate::lab::judge::aside::LateAnswers;
 use crate::lab::plan::backend::BackendKind;
 
-/// The most one poll reads: a long log is caught up over several polls.
-const CHUNK: u64 = 4 << 20;
+use super::tail::Lines;
 
 /// Follows the emulator's late log into [`LateAnswers`].
 #[derive(Debug)]
 pub struct LateFollower {
     /// The log, when the emulator carries the lab (netem and no delays have none).
-    path: Option<PathBuf>,
-    offset: u64,
-    partial: String,
+    log: Option<Lines>,
     answers: LateAnswers,
 }
 
@@ -34,9 +29,7 @@ impl LateFollower {
 
     fn at(path: Option<PathBuf>) -> LateFollower {
         LateFollower {
-            path,
-            offset: 0,
-            partial: String::new(),
+            log: path.map(Lines::new),
             answers: LateAnswers::default(),
         }
     }
@@ -45,27 +38,14 @@ impl LateFollower {
     /// so far, or none when there is no late log to follow. An unreadable log
     /// reads as no more late answers: grading goes on, setting fewer aside.
     pub fn poll(&mut self) -> Option<&LateAnswers> {
-        let path = self.path.as_ref()?;
-        let mut bytes = Vec::new();
-        if let Ok(mut file) = File::open(path) {
-            let read = file
-                .seek(SeekFrom::Start(self.offset))
-                .and_then(|_| file.take(CHUNK).read_to_end(&mut bytes));
-            if read.is_err() {
-                bytes.clear();
+        let log = self.log.as_mut()?;
+        let complete = log.read().map(|read| read.complete).unwrap_or_default();
+        for line in complete.lines() {
+            if let Some(late) = LateDelivery::parse(line) {
+                self.answers.add(&late);
+            } else if let Some(missed) = line.strip_prefix("missed ") {
+                self.answers.missed += missed.trim().parse::<u64>().unwrap_or(0);
             }
-        }
-        self.offset += bytes.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&bytes));
-        if let Some(end) = self.partial.rfind('\n') {
-            for line in self.partial[..end].lines() {
-                if let Some(late) = LateDelivery::parse(line) {
-                    self.answers.add(&late);
-                } else if let Some(missed) = line.strip_prefix("missed ") {
-                    self.answers.missed += missed.trim().parse::<u64>().unwrap_or(0);
-                }
-            }
-            self.partial.drain(..=end);
         }
         Some(&self.answers)
     }
@@ -73,6 +53,7 @@ impl LateFollower {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::Write;
     use std::time::Duration;
 

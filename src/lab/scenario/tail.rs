@@ -15,55 +15,88 @@ const CHUNK: u64 = 1 << 20;
 /// newline costs this much memory, not its whole output.
 const MAX_LINE: usize = 64 << 10;
 
-/// Follows a node's stdout as it grows.
+/// A text file followed as it grows: complete lines only, the rest kept
+/// until its line ends (at most [`MAX_LINE`] of it).
 #[derive(Debug)]
-pub struct LogTail {
+pub struct Lines {
     path: PathBuf,
     offset: u64,
     partial: String,
 }
 
-impl LogTail {
+/// What one read of a [`Lines`] gave.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The lines completed since the last read, newline-terminated.
+    pub complete: String,
+    /// Bytes read (0: caught up).
+    pub bytes: u64,
+    /// Whether an endless line was dropped.
+    pub overlong: bool,
+}
+
+impl Lines {
     /// Follows `path` from its beginning (it need not exist yet).
-    pub fn new(path: PathBuf) -> LogTail {
-        LogTail {
+    pub fn new(path: PathBuf) -> Lines {
+        Lines {
             path,
             offset: 0,
             partial: String::new(),
         }
     }
 
-    /// Adds the events written since the last poll to `seen`, reading at
-    /// most [`CHUNK`] bytes; returns how many it read (0: caught up).
-    pub fn poll(&mut self, seen: &mut Observations) -> Result<u64, LabError> {
+    /// The file it follows.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Reads at most [`CHUNK`] bytes written since the last read.
+    pub fn read(&mut self) -> io::Result<Chunk> {
         let mut file = match File::open(&self.path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(source) => {
-                return Err(LabError::Log {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Chunk::default()),
+            Err(e) => return Err(e),
         };
         let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(self.offset))
-            .and_then(|_| file.take(CHUNK).read_to_end(&mut bytes))
-            .map_err(|source| LabError::Log {
-                path: self.path.clone(),
-                source,
-            })?;
+            .and_then(|_| file.take(CHUNK).read_to_end(&mut bytes))?;
         self.offset += bytes.len() as u64;
         self.partial.push_str(&String::from_utf8_lossy(&bytes));
+        let mut read = Chunk {
+            bytes: bytes.len() as u64,
+            ..Chunk::default()
+        };
         if let Some(end) = self.partial.rfind('\n') {
-            let complete: String = self.partial.drain(..=end).collect();
-            seen.extend(Observations::parse(&complete));
+            read.complete = self.partial.drain(..=end).collect();
         }
         if self.partial.len() > MAX_LINE {
             self.partial.clear();
-            seen.unreadable_lines += 1;
+            read.overlong = true;
         }
-        Ok(bytes.len() as u64)
+        Ok(read)
+    }
+}
+
+/// Follows a node's stdout as it grows.
+#[derive(Debug)]
+pub struct LogTail(Lines);
+
+impl LogTail {
+    /// Follows `path` from its beginning (it need not exist yet).
+    pub fn new(path: PathBuf) -> LogTail {
+        LogTail(Lines::new(path))
+    }
+
+    /// Adds the events written since the last poll to `seen`, reading at
+    /// most [`CHUNK`] bytes; returns how many it read (0: caught up).
+    pub fn poll(&mut self, seen: &mut Observations) -> Result<u64, LabError> {
+        let read = self.0.read().map_err(|source| LabError::Log {
+            path: self.0.path().to_owned(),
+            source,
+        })?;
+        seen.extend(Observations::parse(&read.complete));
+        seen.unreadable_lines += usize::from(read.overlong);
+        Ok(read.bytes)
     }
 }
 
