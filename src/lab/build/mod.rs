@@ -13,6 +13,7 @@ pub mod links;
 pub mod netns;
 pub mod pool;
 pub mod rtnl;
+pub mod sandbox;
 pub mod state;
 pub mod teardown;
 pub mod vxlan;

@@ -14,6 +14,7 @@ mod grading;
 pub mod hosts;
 pub mod impairment;
 mod node;
+pub mod sandbox;
 pub mod segment;
 pub mod timeline;
 

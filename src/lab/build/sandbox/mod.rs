@@ -1,0 +1,3 @@
+//! Confinement of the programs nobody here wrote (see `plan::sandbox`).
+
+pub mod spec;
