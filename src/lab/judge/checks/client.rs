@@ -65,22 +65,30 @@ pub(super) fn refresh(seen: &Observed) -> Check {
     // steps say the rest).
     let stuck_at = stuck(seen).map_or(f64::INFINITY, |s| s.since.1);
     for o in &seen.observers {
-        let Some(first) = o.connections.first() else {
+        let (Some(first), Some(last)) = (o.connections.first(), o.connections.last()) else {
             continue;
         };
-        let end = end_of(o, seen).min(stuck_at);
+        let r = o.connections.len() - 1;
+        // Whole periods only, first to last connection: a run cut short (the
+        // client got stuck) would otherwise count a broken period's broadcasts
+        // against one refresh, and fail a cadence that was right.
+        let end = if r > 0 {
+            *last
+        } else {
+            end_of(o, seen).min(stuck_at)
+        };
         let b = o
             .broadcasts
             .iter()
             .filter(|t| **t > *first && **t <= end)
             .count();
-        let r = o.connections.len() - 1;
         lines.push(format!(
-            "{}: {} connections, {b} broadcasts after the first",
+            "{}: {} connections, {b} broadcasts from the first to the last",
             o.name,
             r + 1
         ));
-        if b >= 10 {
+        // One that never came back is judged once it had time to.
+        if r > 0 || b >= 10 {
             broadcasts += b;
             refreshes += r;
             lowest = lowest.min(b as f64 / r.max(1) as f64);

@@ -503,6 +503,25 @@ mod tests {
     }
 
     #[test]
+    fn a_client_stuck_mid_period_keeps_the_cadence_it_had() {
+        let mut seen = correct();
+        // Refreshing every 10 broadcasts (2.5 s), stuck on the silent peer at
+        // 6.05 s, 2.25 s into its second period: that period is not whole.
+        seen.silent_peer_connections = vec![T0 + 6.05];
+        for o in &mut seen.observers {
+            o.connections = if o.name == "joiner" {
+                Vec::new()
+            } else {
+                vec![T0 + 1.3, T0 + 3.8]
+            };
+        }
+        let list = grade(&seen);
+        let refresh = list.check("client.refresh").unwrap();
+        assert_eq!(refresh.verdict, Verdict::Pass, "{}", refresh.evidence);
+        assert!(refresh.evidence.starts_with("one connection per 10.0 broadcasts"));
+    }
+
+    #[test]
     fn a_server_that_never_answers_fails_everything_it_serves() {
         let mut seen = correct();
         for p in &mut seen.probes {
