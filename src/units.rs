@@ -1,5 +1,6 @@
-//! Durations as people write them (`1s`, `250ms`, `2.5ms`, `40us`), shared by the
-//! command line and lab files so both accept the same spellings.
+//! Durations as people write them (`1s`, `250ms`, `2.5ms`, `40us`), and sizes
+//! (`512MiB`, `64 MiB`, `1GiB`), shared by the command line and lab files so
+//! both accept the same spellings.
 
 use std::time::Duration;
 
@@ -70,6 +71,54 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{value}{unit}")
 }
 
+/// Why a size string was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SizeError {
+    /// Missing number or unit, a unit that is not one, or out of range.
+    #[error("{0:?} is not a size: write a number and a unit, e.g. 512MiB, 64MiB, 1GiB")]
+    Syntax(String),
+}
+
+/// Parses `<number><unit>`, the unit one of `B`, `KiB`, `MiB`, `GiB` (or the
+/// decimal `kB`, `MB`, `GB`), with an optional space and fraction.
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let syntax = || SizeError::Syntax(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(syntax)?;
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number.parse().map_err(|_| syntax())?;
+    let scale: u64 = match unit.trim() {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(syntax()),
+    };
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(syntax());
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Prints a size the way people would write it: `512 MiB`, `1.5 GiB`, `100 B`.
+pub fn format_size(bytes: u64) -> String {
+    let units = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (scale, unit) in units {
+        if bytes >= scale {
+            let value = bytes as f64 / scale as f64;
+            let rounded = (value * 10.0).round() / 10.0;
+            return format!("{rounded} {unit}");
+        }
+    }
+    format!("{bytes} B")
+}
+
 /// Serde adapter for `Duration` fields written as strings like `"10ms"`.
 pub mod serde_duration {
     use std::time::Duration;
@@ -118,6 +167,21 @@ pub mod serde_duration_option {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_and_print_as_people_write_them() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        for bad in ["512", "MiB", "5 mib", "1.2.3MiB", "-1MiB", "1e30GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_size(512 << 20), "512 MiB");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+        assert_eq!(format_size(100), "100 B");
+    }
 
     #[test]
     fn parses_every_unit_and_fractions() {

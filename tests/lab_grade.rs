@@ -22,7 +22,7 @@ fn fixture(name: &str) -> String {
 }
 
 /// Every check the grader makes, in order.
-const ALL_CHECKS: [&str; 21] = [
+const ALL_CHECKS: [&str; 22] = [
     "announce.format",
     "announce.port",
     "announce.cadence",
@@ -44,6 +44,7 @@ const ALL_CHECKS: [&str; 21] = [
     "process.alive",
     "process.cpu",
     "process.memory",
+    "process.limits",
 ];
 
 /// Each fixture, its node name, and the checks its fault must fail (all
@@ -150,6 +151,11 @@ fn every_fixture_fails_exactly_its_checks() {
             .unwrap_or_else(|| panic!("no checklist for {name}: {}", report.render()));
         assert_grade(list, failing);
     }
+    // Every program ran confined, and said so.
+    for list in &report.grading {
+        let limits = &list.check("process.limits").unwrap().evidence;
+        assert!(limits.starts_with("confined: 512 MiB memory"), "{limits}");
+    }
     // The text report carries the same checklists.
     let rendered = report.render();
     assert!(rendered.contains("score correct: 100.0%"), "{rendered}");
@@ -158,14 +164,23 @@ fn every_fixture_fails_exactly_its_checks() {
 }
 
 #[test]
-fn lab_grade_grades_one_program_in_a_default_lab() {
-    if !sandboxed("lab_grade_grades_one_program_in_a_default_lab") {
+fn lab_grade_grades_a_trusted_program_unconfined_in_a_default_lab() {
+    if !sandboxed("lab_grade_grades_a_trusted_program_unconfined_in_a_default_lab") {
         return;
     }
     let lab = unique("gone");
     let correct = fixture("correct.py");
     let output = run(&[
-        "lab", "grade", "--json", "--name", &lab, "--", "python3", &correct, &lab,
+        "lab",
+        "grade",
+        "--json",
+        "--no-sandbox",
+        "--name",
+        &lab,
+        "--",
+        "python3",
+        &correct,
+        &lab,
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let report: Report =
@@ -176,6 +191,8 @@ fn lab_grade_grades_one_program_in_a_default_lab() {
         report.grading[0].command,
         ["python3", correct.as_str(), lab.as_str()]
     );
+    let limits = &report.grading[0].check("process.limits").unwrap().evidence;
+    assert!(limits.starts_with("not confined"), "{limits}");
     assert_clean(&lab, Some(&format!(".py {lab}")));
 }
 
@@ -187,8 +204,10 @@ fn grade_alone(test: &str, stem: &str, file: &str) -> Option<Checklist> {
     }
     let lab = unique(stem);
     let path = fixture(file);
+    // It runs the interop fixture beside its own folder: its folder is tests/.
+    let tests = env!("CARGO_MANIFEST_DIR").to_owned() + "/tests";
     let output = run(&[
-        "lab", "grade", "--json", "--name", &lab, "--", "python3", &path, &lab,
+        "lab", "grade", "--json", "--name", &lab, "--dir", &tests, "--", "python3", &path, &lab,
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let report: Report =

@@ -211,7 +211,8 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         verification,
         elapsed,
     )
-    .with_emulator(emulator_totals(&dir)))
+    .with_emulator(emulator_totals(&dir))
+    .with_boxes(super::report::boxes::boxes(&dir, &state.plan)))
 }
 
 /// The plan of a lab that is up (as it was built: zero delay under the `none`

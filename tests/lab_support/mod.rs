@@ -196,6 +196,22 @@ pub fn assert_clean(lab: &str, marker: Option<&str>) {
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
     let state = Path::new("/run/sdss/labs").join(lab);
     assert!(!state.exists(), "state left behind: {}", state.display());
+    // The boxes' cgroups, v1 controllers and v2 alike.
+    for controller in ["", "memory", "pids", "cpu"] {
+        let dir = Path::new("/sys/fs/cgroup").join(controller);
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| *n == prefix || n.starts_with(&format!("{prefix}-")))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "cgroups left behind in {}: {left:?}",
+            dir.display()
+        );
+    }
     if let Some(marker) = marker {
         // Killed processes may take a moment to be reaped by init, and a
         // loaded machine a few.

@@ -136,6 +136,9 @@ pub(super) fn up(
     if args.calibrate {
         plan = plan.calibrated();
     }
+    if args.no_sandbox {
+        plan = plan.unconfined();
+    }
     if args.dry_run {
         let sdss = std::env::current_exe().context("locating the sdss executable")?;
         let shown = if args.backend == BackendChoice::None {

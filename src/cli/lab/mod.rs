@@ -70,6 +70,10 @@ struct UpArgs {
     /// and subtract it, as `[verify] calibrate = true` does; the report shows it.
     #[arg(long)]
     calibrate: bool,
+    /// Run every program as sdss itself runs (root, the machine's own view,
+    /// no limits), as `[sandbox] enabled = false` does: for programs you trust.
+    #[arg(long)]
+    no_sandbox: bool,
     /// Testing aid: inject the delays of this other lab file (same nodes) while
     /// grading against FILE's, to prove that verification catches wrong links.
     #[arg(long, hide = true, value_name = "OTHER")]
@@ -166,6 +170,14 @@ enum LabCommand {
         /// How long the program is watched (at least 12s).
         #[arg(long, default_value = "24s", value_parser = crate::units::parse_duration)]
         duration: std::time::Duration,
+        /// The program's folder (the submission's): confined, it sees a
+        /// private copy of it and starts there. Default: the folder of the
+        /// first argument that names a file.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Run it as sdss itself runs (root, no limits): for a program you trust.
+        #[arg(long)]
+        no_sandbox: bool,
         /// The program and its arguments (after `--`), run in its lab namespace.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -215,10 +227,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             json,
             name,
             duration,
+            dir,
+            no_sandbox,
             command,
         } => {
-            let (topology, path) = Topology::grading(&name, duration, &command)?;
-            let plan = Plan::new(&topology, &path);
+            let (topology, path) = Topology::grading(&name, duration, &command, dir.as_deref())?;
+            let mut plan = Plan::new(&topology, &path);
+            if no_sandbox {
+                plan = plan.unconfined();
+            }
             let run = LabRun {
                 backend: BackendChoice::None,
                 injected: None,

@@ -75,6 +75,9 @@ pub trait Kernel {
     fn alive(&self, record: &ProcessRecord) -> bool;
     /// SIGTERM, `grace` to exit, then SIGKILL, for those of `pids` still `records`.
     fn stop(&mut self, pids: &[i32], grace: Duration, records: &[ProcessRecord]);
+    /// Kills what is left in a box's cgroup `name` and removes it from every
+    /// controller; one that is not there is done.
+    fn remove_cgroup(&mut self, name: &str);
 }
 
 /// The machine sdss runs on.
@@ -179,6 +182,10 @@ impl Kernel for Host {
             records.iter().any(|r| r.pid == pid && r.alive())
         });
     }
+
+    fn remove_cgroup(&mut self, name: &str) {
+        super::sandbox::remove_cgroup(name);
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +247,8 @@ pub mod fake {
         pub segments: Vec<(String, Segment)>,
         /// Whether the kernel lacks VXLAN.
         pub no_vxlan: bool,
+        /// Cgroups removed, in order.
+        pub cgroups_removed: Vec<String>,
     }
 
     impl FakeKernel {
@@ -428,6 +437,10 @@ pub mod fake {
                     self.stopped.insert(*pid);
                 }
             }
+        }
+
+        fn remove_cgroup(&mut self, name: &str) {
+            self.cgroups_removed.push(name.to_owned());
         }
     }
 }

@@ -47,6 +47,14 @@ pub enum LaunchError {
     /// Nothing to run.
     #[error("empty command line")]
     Empty,
+    /// Its confinement could not be prepared.
+    #[error("confining node {node}: {reason}")]
+    Box {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
     /// The namespace could not be entered.
     #[error("entering namespace {netns}: {source}")]
     Enter {

@@ -224,23 +224,29 @@ pub async fn build_with<K: Kernel>(
     // Recorded together once started (one write, not one per node): a node
     // started but not yet recorded is found by teardown in its namespace.
     check(cancel)?;
-    let (started, launches): (Vec<_>, Vec<_>) = plan
+    let boxes: Vec<String> = plan
         .nodes
         .iter()
-        .zip(nodes)
-        .filter(|(node, _)| node.program != Program::Probe)
-        .map(|(node, ns)| {
-            let launch = Launch {
-                ns,
-                netns: &node.netns,
-                argv: node.argv(&plan, &options.sdss),
-                env: node.env(&plan, &options.sdss),
-                stdout: dir.stdout_log(&node.name),
-                stderr: dir.stderr_log(&node.name),
-            };
-            (node.name.clone(), launch)
-        })
-        .unzip();
+        .filter(|n| n.confined(&plan, &options.sdss))
+        .map(|n| sandbox::start::cgroup_name(&plan.lab, &n.name))
+        .collect();
+    dir.record(|s| s.cgroups.extend(boxes))?;
+    let mut started = Vec::new();
+    let mut launches = Vec::new();
+    for (index, (node, ns)) in plan.nodes.iter().zip(nodes).enumerate() {
+        if node.program == Program::Probe {
+            continue;
+        }
+        launches.push(Launch {
+            ns,
+            netns: &node.netns,
+            argv: node_argv(&dir, &plan, index, &options.sdss)?,
+            env: node.env(&plan, &options.sdss),
+            stdout: dir.stdout_log(&node.name),
+            stderr: dir.stderr_log(&node.name),
+        });
+        started.push(node.name.clone());
+    }
     let mut records = Vec::with_capacity(launches.len());
     let mut failure = None;
     for (name, result) in started.into_iter().zip(kernel.spawn(&launches)) {
@@ -435,10 +441,11 @@ pub fn start_node(
         .node(name)
         .ok_or_else(|| LabError::Probe(format!("no node {name}")))?;
     let file = node_netns(dir, &node.netns)?;
+    let index = plan.nodes.iter().position(|n| n.name == name).unwrap_or(0);
     let start = Launch {
         ns: &file,
         netns: &node.netns,
-        argv: node.argv(plan, sdss),
+        argv: node_argv(dir, plan, index, sdss)?,
         env: node.env(plan, sdss),
         stdout: dir.stdout_log(name),
         stderr: dir.stderr_log(name),
@@ -449,6 +456,22 @@ pub fn start_node(
     let record = state::ProcessRecord::of(child.id() as i32, Some(name.to_owned()));
     dir.record(|s| s.processes.extend(record))?;
     Ok(child)
+}
+
+/// The command line of the `index`th node of `plan`: its program's, or,
+/// confined, the box keeper's with the spec it writes into `dir`.
+fn node_argv(
+    dir: &LabDir,
+    plan: &Plan,
+    index: usize,
+    sdss: &std::path::Path,
+) -> Result<Vec<String>, LaunchError> {
+    let node = &plan.nodes[index];
+    if node.confined(plan, sdss) {
+        sandbox::start::prepare(dir, plan, node, index, sdss)
+    } else {
+        Ok(node.argv(plan, sdss))
+    }
 }
 
 /// Opens the namespace of a node of the lab in `dir`, checked against the

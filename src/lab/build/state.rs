@@ -183,6 +183,9 @@ pub struct Record {
     pub links: Vec<LinkRecord>,
     /// Node processes.
     pub processes: Vec<ProcessRecord>,
+    /// The cgroups of confined programs, each recorded before its start.
+    #[serde(default)]
+    pub cgroups: Vec<String>,
 }
 
 /// A lab's state directory, held by the process that reads or changes it.
@@ -210,6 +213,7 @@ impl LabState {
                 namespaces: Vec::new(),
                 links: Vec::new(),
                 processes: Vec::new(),
+                cgroups: Vec::new(),
             },
         }
     }
@@ -367,6 +371,12 @@ impl LabDir {
     /// Where a node's stdout goes.
     pub fn stdout_log(&self, node: &str) -> PathBuf {
         self.dir.join(format!("{node}.out"))
+    }
+
+    /// Where a node's box keeps `what` (`json`: its spec; `hits`: the limits
+    /// it hit; `folder`: the empty folder of a program that names none).
+    pub fn box_file(&self, node: &str, what: &str) -> PathBuf {
+        self.dir.join(format!("{node}.box.{what}"))
     }
 
     /// Where a node's stderr goes.

@@ -112,6 +112,10 @@ pub fn teardown_with(
     let records: Vec<ProcessRecord> = pids.iter().filter_map(|p| kernel.process(*p)).collect();
     outcome.stopped = pids.len();
     kernel.stop(&pids, STOP_GRACE, &records);
+    // After the stop: what a killed keeper left in its box goes with it.
+    for name in &state.cgroups {
+        kernel.remove_cgroup(name);
+    }
 
     for ns in state.namespaces.iter().rev() {
         match kernel.presence(&ns.name) {
@@ -199,6 +203,8 @@ mod tests {
         }
         let node = kernel.start_process(4001, 77, 101);
         dir.record(|s| s.processes.push(node)).unwrap();
+        dir.record(|s| s.cgroups.push("sdss-td-b".to_owned()))
+            .unwrap();
     }
 
     #[test]
@@ -211,6 +217,7 @@ mod tests {
         kernel.start_process(4003, 5, 1); // and one elsewhere
         let outcome = teardown_with(&mut kernel, &root, "td").unwrap();
         assert_eq!(kernel.removed, ["sdss-td-b", "sdss-td-a", "sdss-td"]);
+        assert_eq!(kernel.cgroups_removed, ["sdss-td-b"]);
         assert_eq!(outcome.foreign, ["sdss-td-zz"]);
         assert_eq!(
             kernel.stopped.iter().copied().collect::<Vec<_>>(),

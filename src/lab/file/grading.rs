@@ -1,7 +1,7 @@
 //! Grading in a lab file: the `[grade]` section, the names and bounds it
 //! needs, and the built-in lab of `sdss lab grade`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -28,13 +28,14 @@ pub const MIN_GRADE_DURATION: Duration = Duration::from_secs(12);
 
 impl Topology {
     /// The built-in lab of `sdss lab grade`: three sdss nodes (one killed
-    /// half-way) beside the program `command`, graded for `duration`, with
+    /// half-way) beside the program `command` (its folder `dir`), graded for `duration`, with
     /// measurements short enough for the run. A lab file like any other,
     /// so it is checked like one; its path names it in errors.
     pub fn grading(
         name: &str,
         duration: Duration,
         command: &[String],
+        dir: Option<&Path>,
     ) -> Result<(Topology, PathBuf), TopologyError> {
         let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
         let argv: Vec<String> = command.iter().map(|a| quote(a)).collect();
@@ -42,10 +43,12 @@ impl Topology {
             "name = {}\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n\
              [grade]\nduration = {}\n\
              [[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n\
-             [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n",
+             [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n{}",
             quote(name),
             quote(&crate::units::format_duration(duration)),
-            argv.join(", ")
+            argv.join(", "),
+            dir.map(|d| format!("dir = {}\n", quote(&d.to_string_lossy())))
+                .unwrap_or_default()
         );
         let path = PathBuf::from("(the built-in lab of sdss lab grade)");
         Topology::parse(&path, &text).map(|topology| (topology, path))

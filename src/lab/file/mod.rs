@@ -20,11 +20,13 @@ use toml::Spanned;
 
 mod grading;
 mod hosts;
+mod sandbox;
 mod subnet;
 pub mod timeline;
 
 pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
 pub use hosts::HostSection;
+pub use sandbox::{SandboxSection, SizeValue};
 use subnet::RESERVED;
 pub use subnet::{Ipv4Net, DEFAULT_SUBNET};
 pub use timeline::{Action, EventSection, ExpectSection, Expectation};
@@ -103,6 +105,9 @@ pub struct Topology {
     /// How nodes marked `grade = true` are graded against the assignment.
     #[serde(default)]
     pub grade: GradeSection,
+    /// How programs nobody here wrote are confined.
+    #[serde(default)]
+    pub sandbox: SandboxSection,
     /// The timeline: what happens to the lab, and when.
     #[serde(default, rename = "event")]
     pub events: Vec<EventSection>,
@@ -177,6 +182,10 @@ pub struct NodeSection {
     pub grade: bool,
     /// The `[[host]]` it lives on; unset, nodes are spread evenly.
     pub host: Option<Spanned<String>>,
+    /// The folder of its program (the submission's): confined, the program
+    /// sees a private copy of it and starts there. Unset: the folder of the
+    /// first argument that names a file.
+    pub dir: Option<Spanned<String>>,
 }
 
 /// One `[[pair]]`: the impairment from one node to another, overriding the link model.
@@ -428,6 +437,7 @@ impl Topology {
         }
 
         self.validate_grade(at)?;
+        self.validate_sandbox(at)?;
         self.validate_timeline(at)?;
         self.validate_hosts(at)?;
 

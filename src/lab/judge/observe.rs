@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use crate::lab::build::sandbox::spec::LimitHit;
+use crate::lab::plan::sandbox::Limits;
 use crate::protocol::Dialect;
 
 /// Which destination a datagram was sent to, as told by the lab's listener
@@ -159,6 +161,10 @@ pub struct Observed {
     pub samples: Vec<ProcessSample>,
     /// How it ended before the lab stopped it (`None`: still running at the end).
     pub exited: Option<String>,
+    /// The limits it ran within (`None`: it ran unconfined).
+    pub confined: Option<Limits>,
+    /// The limits it hit, as its box's keeper saw them.
+    pub limits_hit: Vec<LimitHit>,
     /// The scenario's steps.
     pub timeline: Timeline,
 }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::lab::file::{DurationValue, Ipv4Net, NodeSection, Topology};
 use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::sandbox::SandboxSettings;
 
 /// Which pair a `[[pair]]` entry sets: (from, to).
 type Overrides = HashMap<(String, String), Impairment>;
@@ -78,6 +79,7 @@ impl Plan {
             hosts,
             underlay: Vec::new(),
             segment: None,
+            sandbox: SandboxSettings::from_section(&topology.sandbox),
         };
         if topology.verify.calibrate == Some(true) {
             plan.calibrated()
@@ -173,6 +175,11 @@ fn node_plans(
             graded,
             grade: node.grade,
             host: None,
+            // Relative to where sdss runs, as a command's own paths are.
+            dir: node.dir.as_ref().map(|d| {
+                let dir = Path::new(d.get_ref());
+                std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned())
+            }),
         });
     }
     nodes
@@ -219,6 +226,7 @@ fn probe_node(
         graded: false,
         grade: false,
         host: None,
+        dir: None,
     }
 }
 

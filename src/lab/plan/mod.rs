@@ -117,6 +117,9 @@ pub struct Plan {
     /// In one host's share of a lab over several: how it joins the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
+    /// How programs nobody here wrote are confined.
+    #[serde(default)]
+    pub sandbox: sandbox::SandboxSettings,
 }
 
 /// One node of the plan.
@@ -142,6 +145,9 @@ pub struct NodePlan {
     /// The host it lives on, in a lab over several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Its program's folder, absolute (`dir`), when the file names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
 /// What a node namespace runs.

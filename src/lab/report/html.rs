@@ -372,6 +372,7 @@ pub(crate) mod tests {
             pairs,
             grading: Vec::new(),
             emulator: None,
+            boxes: Vec::new(),
             set_aside: None,
             timeline: None,
             hosts: None,

@@ -3,6 +3,7 @@
 //! and what `lab status` prints ([`status`]); the same report as one HTML page
 //! ([`html`]), and the lab's topology for `lab graph` ([`graph`]).
 
+pub mod boxes;
 pub mod graph;
 pub mod html;
 mod plan;
@@ -77,6 +78,10 @@ pub struct Report {
     /// In a lab over several hosts: where the nodes live, the underlay, the lost hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<HostsReport>,
+    /// How each program nobody here wrote ran (confined or not, its limits
+    /// and what it hit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boxes: Vec<boxes::BoxReport>,
 }
 
 /// The part of a report about the hosts a lab spans.
@@ -239,7 +244,14 @@ impl Report {
             emulator: None,
             timeline: None,
             hosts: None,
+            boxes: Vec::new(),
         }
+    }
+
+    /// Adds how each program ran.
+    pub fn with_boxes(mut self, boxes: Vec<boxes::BoxReport>) -> Report {
+        self.boxes = boxes;
+        self
     }
 
     /// Adds the hosts part of a lab over several hosts.
@@ -298,6 +310,7 @@ impl Report {
         if let Some(aside) = &self.set_aside {
             let _ = writeln!(out, "  {}", aside.line());
         }
+        out.push_str(&boxes::render(&self.boxes));
         let _ = writeln!(
             out,
             "graded: median of the last {} samples after {} warm-up, tolerance max({} ms, {}%), after {:.1} s{}",

@@ -87,10 +87,23 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             node.link.loss * 100.0
         );
         let runs = match &node.program {
-            Program::Sdss { .. } => node.argv(plan, sdss).join(" "),
-            Program::Command { .. } => format!(
+            Program::Sdss { .. } => format!(
                 "{}{}",
                 node.argv(plan, sdss).join(" "),
+                if node.confined(plan, sdss) {
+                    " [confined]"
+                } else {
+                    ""
+                }
+            ),
+            Program::Command { .. } => format!(
+                "{}{}{}",
+                node.argv(plan, sdss).join(" "),
+                if node.confined(plan, sdss) {
+                    " [confined]"
+                } else {
+                    ""
+                },
                 if node.grade {
                     " (graded against the assignment)"
                 } else if node.graded {
@@ -111,6 +124,13 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         ]);
     }
     out.push_str(&table.render());
+    if plan.nodes.iter().any(|n| n.confined(plan, sdss)) {
+        let _ = writeln!(
+            out,
+            "confined programs run as an unprivileged user, in mount and PID namespaces of their own, with a seccomp filter, within {} ([sandbox]; --no-sandbox for programs you trust)",
+            plan.sandbox.limits.describe()
+        );
+    }
     let _ = writeln!(
         out,
         "expected one-way delay in ms, {} (row: sender B, column: receiver A; A measures B -> A){}:",

@@ -14,6 +14,7 @@ use nix::sched::{setns, CloneFlags};
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{self, FakePeer, ProbeLog, ProbeSpec};
+use crate::lab::build::sandbox::spec::LimitHit;
 use crate::lab::judge::observe::{Datagram, Observed, Observer, Timeline};
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::plan::{Plan, Program};
@@ -93,6 +94,8 @@ pub struct LabSide {
     pub exited: HashMap<String, String>,
     /// The last line each graded node wrote on stderr.
     pub last_words: HashMap<String, String>,
+    /// The limits each confined graded node hit.
+    pub limits_hit: HashMap<String, Vec<LimitHit>>,
 }
 
 /// Name under which the probe's joining peer appears among the observers.
@@ -197,6 +200,9 @@ pub fn assemble(plan: &Plan, log: &ProbeLog, lab: &LabSide) -> Vec<Observed> {
                 .collect(),
             samples: log.samples.get(&node.name).cloned().unwrap_or_default(),
             exited,
+            // A graded node runs confined unless the lab turned that off.
+            confined: plan.sandbox.enabled.then_some(plan.sandbox.limits),
+            limits_hit: lab.limits_hit.get(&node.name).cloned().unwrap_or_default(),
             timeline: Timeline {
                 started_at: lab.started_at,
                 ended_at: lab.ended_at,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::build::delay::change_links;
+use super::build::sandbox::spec::LimitHit;
 use super::build::state::ProcessRecord;
 use super::build::{emulator_totals, launch, node_netns, Built, CONTROL_SOCKET};
 use super::judge::delays::{verify_aside, Observations, Verification};
@@ -25,6 +26,7 @@ use super::plan::backend::BackendKind;
 use super::plan::timeline::Change;
 use super::plan::Plan;
 use super::plan::Program;
+use super::report::boxes::boxes;
 use super::report::progress::Progress;
 use super::report::Report;
 use super::LabError;
@@ -178,6 +180,10 @@ pub async fn watch(
                         if let Some(line) = last_line(&built.dir.stderr_log(&node.name)) {
                             lab.last_words.insert(node.name.clone(), line);
                         }
+                        let hits = std::fs::read_to_string(built.dir.box_file(&node.name, "hits"))
+                            .unwrap_or_default();
+                        lab.limits_hit
+                            .insert(node.name.clone(), LimitHit::parse_all(&hits));
                     }
                 }
             }
@@ -204,7 +210,8 @@ pub async fn watch(
                 verification,
                 built.launched_at.elapsed().as_secs_f64(),
             )
-            .with_emulator(emulator_totals(&built.dir));
+            .with_emulator(emulator_totals(&built.dir))
+            .with_boxes(boxes(&built.dir, &plan));
             return Ok((report, lab, played));
         }
         tokio::select! {

@@ -18,7 +18,7 @@ use crate::protocol::{decode_timestamp, time_zone_offset_hours, Announcement, Ti
 
 use announce::{announced_port, cadence, format, heard, own_datagrams};
 use client::{joined, prompt, refresh, survives};
-use process::{alive, cpu, memory};
+use process::{alive, cpu, limits, memory};
 use server::{closes, encoding, port_zero, reachable, robust, speaks_first, utc};
 
 /// The assignment's broadcast period.
@@ -78,6 +78,7 @@ pub fn grade(seen: &Observed) -> Checklist {
         alive(seen),
         cpu(seen),
         memory(seen),
+        limits(seen),
     ];
     Checklist::new(seen.node.clone(), seen.command.clone(), checks)
 }
@@ -226,6 +227,8 @@ mod tests {
                 })
                 .collect(),
             exited: None,
+            confined: Some(crate::lab::plan::sandbox::Limits::default()),
+            limits_hit: Vec::new(),
             timeline: Timeline {
                 started_at: T0,
                 ended_at: T0 + 24.0,
@@ -281,7 +284,7 @@ mod tests {
     #[test]
     fn a_correct_node_passes_every_check() {
         let list = grade(&correct());
-        assert_eq!(list.checks.len(), 21);
+        assert_eq!(list.checks.len(), 22);
         assert!(
             list.checks.iter().all(|c| c.verdict == Verdict::Pass),
             "{}",
@@ -518,7 +521,9 @@ mod tests {
         let list = grade(&seen);
         let refresh = list.check("client.refresh").unwrap();
         assert_eq!(refresh.verdict, Verdict::Pass, "{}", refresh.evidence);
-        assert!(refresh.evidence.starts_with("one connection per 10.0 broadcasts"));
+        assert!(refresh
+            .evidence
+            .starts_with("one connection per 10.0 broadcasts"));
     }
 
     #[test]
@@ -656,5 +661,50 @@ mod tests {
             result.contains(&"client.joined Fail".to_owned()),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn a_limit_hit_fails_the_limits_check_and_waiting_for_the_cpu_only_warns() {
+        use crate::lab::build::sandbox::spec::{LimitHit, LimitKind};
+        let hit = |limit, text: &str| LimitHit {
+            limit,
+            at: 9.3,
+            text: text.to_owned(),
+        };
+        let mut seen = correct();
+        let check = |seen: &Observed| {
+            grade(seen)
+                .checks
+                .into_iter()
+                .find(|c| c.id == "process.limits")
+                .unwrap()
+        };
+        let passed = check(&seen);
+        assert_eq!(passed.verdict, Verdict::Pass);
+        assert!(
+            passed.evidence.contains("512 MiB memory"),
+            "{}",
+            passed.evidence
+        );
+        seen.limits_hit = vec![hit(LimitKind::Cpu, "held to 1 CPU")];
+        assert_eq!(check(&seen).verdict, Verdict::Warn);
+        seen.limits_hit.push(hit(
+            LimitKind::Memory,
+            "killed by the memory limit of 512 MiB",
+        ));
+        let failed = check(&seen);
+        assert_eq!(failed.verdict, Verdict::Fail);
+        assert!(
+            failed
+                .evidence
+                .contains("killed by the memory limit of 512 MiB at t=9.3s"),
+            "{}",
+            failed.evidence
+        );
+        seen.confined = None;
+        seen.limits_hit.clear();
+        let unconfined = check(&seen);
+        assert_eq!(unconfined.verdict, Verdict::Pass);
+        assert!(unconfined.evidence.starts_with("not confined"));
     }
 }

@@ -1,6 +1,7 @@
-//! The process: alive, CPU, memory.
+//! The process: alive, CPU, memory, the limits of its box.
 
 use super::*;
+use crate::lab::build::sandbox::spec::LimitKind;
 
 pub(super) fn alive(seen: &Observed) -> Check {
     const ID: &str = "process.alive";
@@ -81,4 +82,34 @@ pub(super) fn memory(seen: &Observed) -> Check {
     } else {
         check(ID, TITLE, Verdict::Pass, evidence)
     }
+}
+
+pub(super) fn limits(seen: &Observed) -> Check {
+    const ID: &str = "process.limits";
+    const TITLE: &str = "it stays within the limits of its box (memory, tasks, CPU, files, disk)";
+    let Some(limits) = &seen.confined else {
+        return check(
+            ID,
+            TITLE,
+            Verdict::Pass,
+            "not confined: it ran as sdss does ([sandbox] enabled = false, or --no-sandbox)"
+                .to_owned(),
+        );
+    };
+    let within = format!("confined: {}", limits.describe());
+    if seen.limits_hit.is_empty() {
+        return check(ID, TITLE, Verdict::Pass, format!("{within}; no limit hit"));
+    }
+    let hits: Vec<String> = seen
+        .limits_hit
+        .iter()
+        .map(|h| format!("{} at t={:.1}s", h.text, h.at))
+        .collect();
+    // Waiting for the CPU harms no one; every other limit refused it something.
+    let verdict = if seen.limits_hit.iter().all(|h| h.limit == LimitKind::Cpu) {
+        Verdict::Warn
+    } else {
+        Verdict::Fail
+    };
+    check(ID, TITLE, verdict, format!("{}; {within}", hits.join("; ")))
 }
