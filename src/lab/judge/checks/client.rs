@@ -16,8 +16,20 @@ pub(super) fn prompt(seen: &Observed) -> Check {
     let mut lines = Vec::new();
     // Promptness counts from when both were running: a graded program that a
     // loaded machine started seconds after the sdss nodes could not have
-    // connected before it ran. Its first datagram says it runs.
-    let first_heard = seen.datagrams.first().map(|d| d.at);
+    // connected before it ran. Its first datagram says it runs, and so does
+    // its first connection (a program nobody hears still connects).
+    let first_heard = seen
+        .datagrams
+        .first()
+        .map(|d| d.at)
+        .into_iter()
+        .chain(seen.observers.iter().flat_map(|o| {
+            let started = o.started_at.unwrap_or(f64::NEG_INFINITY);
+            o.connections.iter().copied().filter(move |t| *t >= started)
+        }))
+        .chain(seen.silent_peer_connections.iter().copied())
+        .filter(|t| *t >= seen.timeline.started_at)
+        .min_by(f64::total_cmp);
     for o in &seen.observers {
         let Some(started) = o.started_at else {
             continue;
@@ -42,7 +54,7 @@ pub(super) fn prompt(seen: &Observed) -> Check {
     let mut evidence = format!("first connection to each sdss node: {}", lines.join(", "));
     if let Some(at) = first_heard.filter(|at| *at > seen.timeline.started_at + 0.5) {
         evidence.push_str(&format!(
-            " (counted from {}, when it was first heard)",
+            " (counted from {}, when it was first seen running: its first datagram or connection)",
             secs(at, seen)
         ));
     }

@@ -260,7 +260,8 @@ mod tests {
                 d.at += 0.6;
             }
             for o in seen.observers.iter_mut().filter(|o| o.name != "joiner") {
-                o.connections[0] = T0 + at;
+                o.connections.retain(|t| *t > T0 + at);
+                o.connections.insert(0, T0 + at);
             }
             let list = grade(&seen);
             let prompt = list.checks.into_iter().find(|c| c.id == "client.prompt");
@@ -272,13 +273,32 @@ mod tests {
             prompt.evidence.contains("a after 0.2 s")
                 && prompt
                     .evidence
-                    .ends_with("(counted from t=3.6s, when it was first heard)"),
+                    .ends_with("(counted from t=3.6s, when it was first seen running: its first datagram or connection)"),
             "{}",
             prompt.evidence
         );
         // Seconds after it ran, it is slow wherever the lab started.
         let prompt = connected_at(7.6);
         assert_eq!(prompt.verdict, Verdict::Warn, "{}", prompt.evidence);
+    }
+
+    #[test]
+    fn promptness_of_a_program_nobody_hears_counts_from_its_first_connection() {
+        // It broadcasts where the lab cannot hear it, and the machine started
+        // it 2 s late: it connected to a at 2.3 s and to the others by 3.0 s.
+        let mut seen = correct();
+        seen.datagrams.clear();
+        for (o, at) in seen.observers.iter_mut().zip([2.3, 2.5, 3.0]) {
+            o.connections[0] = T0 + at;
+        }
+        let list = grade(&seen);
+        let prompt = list.check("client.prompt").unwrap();
+        assert_eq!(prompt.verdict, Verdict::Pass, "{}", prompt.evidence);
+        assert!(
+            prompt.evidence.contains("c after 0.7 s"),
+            "{}",
+            prompt.evidence
+        );
     }
 
     #[test]
