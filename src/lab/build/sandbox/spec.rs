@@ -97,7 +97,10 @@ mod tests {
             at: 9.3,
             text: "killed by the memory limit of 512 MiB".to_owned(),
         };
-        let text = format!("{}\n{{\"limit\":\"tas", serde_json::to_string(&hit).unwrap());
+        let text = format!(
+            "{}\n{{\"limit\":\"tas",
+            serde_json::to_string(&hit).unwrap()
+        );
         assert_eq!(LimitHit::parse_all(&text), vec![hit]);
     }
 }

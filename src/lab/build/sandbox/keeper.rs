@@ -1,0 +1,191 @@
+//! The box keeper: the process the lab starts for a confined node (`sdss
+//! lab-box SPEC`), root, in the node's network namespace. It makes the node's
+//! cgroups, starts the box's init in new namespaces, forwards the lab's
+//! signals, watches the limits, removes the cgroups when the box has ended,
+//! and ends as the program did, so the lab sees the program's own death.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{kill, raise, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult};
+
+use super::cgroup::Cgroup;
+use super::init::{self, Outcome};
+use super::spec::BoxSpec;
+use super::watch::Watch;
+use super::{sys, SandboxError};
+
+/// How often the keeper looks at the limits while it waits.
+const POLL: Duration = Duration::from_millis(100);
+/// The signals the keeper hands on to the box.
+const FORWARDED: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+/// Runs the box to its end. Returns the exit status to end with: the
+/// program's, or [`init::BUILD_FAILED`] when the box could not be made (said
+/// on stderr); a program killed by a signal makes the keeper die of it and
+/// this never returns.
+pub fn run(spec: &BoxSpec) -> u8 {
+    let result = check(spec).and_then(|()| Cgroup::create(&spec.cgroup, &spec.limits));
+    let group = match result {
+        Ok(group) => group,
+        Err(error) => {
+            eprintln!("sdss lab-box: {}: {error}", spec.node);
+            return init::BUILD_FAILED as u8;
+        }
+    };
+    let outcome = match keep(spec, &group) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("sdss lab-box: {}: {error}", spec.node);
+            None
+        }
+    };
+    group.remove();
+    match outcome {
+        Some(Outcome::Exited(code)) => code.clamp(0, 255) as u8,
+        Some(Outcome::Killed(signal)) => die_of(signal),
+        None => init::BUILD_FAILED as u8,
+    }
+}
+
+/// Refuses a spec that would run the program unconfined or nowhere.
+fn check(spec: &BoxSpec) -> Result<(), SandboxError> {
+    let refuse = |why: &str| Err(SandboxError::Spec(why.to_owned()));
+    if spec.argv.is_empty() {
+        return refuse("the command line is empty");
+    }
+    if spec.user.uid == 0 || spec.user.gid == 0 {
+        return refuse("the user is root");
+    }
+    if !spec.folder.is_absolute() || !spec.cwd.is_absolute() {
+        return refuse("the folder and the working directory must be absolute paths");
+    }
+    if spec.visible.iter().any(|p| !p.is_absolute()) {
+        return refuse("a visible path is not absolute");
+    }
+    Ok(())
+}
+
+/// Starts the init in the group and waits for it; the program's outcome.
+fn keep(spec: &BoxSpec, group: &Cgroup) -> Result<Option<Outcome>, SandboxError> {
+    let mut signals = SigSet::empty();
+    for signal in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+        signals.add(signal);
+    }
+    signals
+        .thread_block()
+        .map_err(sys("cannot block signals"))?;
+    let (status_in, status_out) =
+        pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(sys("cannot make a pipe"))?;
+    let (alive_in, alive_out) = pipe2(OFlag::O_CLOEXEC).map_err(sys("cannot make a pipe"))?;
+    // The status pipe's end the init writes is blocking.
+    nix::fcntl::fcntl(&status_out, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))
+        .map_err(sys("cannot make a pipe"))?;
+
+    group.enter()?;
+    let started = unshare(CloneFlags::CLONE_NEWPID)
+        .map_err(sys("cannot make the box's PID namespace"))
+        // SAFETY: the keeper is single-threaded; the child runs the init and exits.
+        .and_then(|()| unsafe { fork() }.map_err(sys("cannot start the box")));
+    let init = match started {
+        Ok(ForkResult::Child) => {
+            drop((status_in, alive_out));
+            init::run(spec, status_out, alive_in, &signals)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(error) => {
+            group.leave();
+            return Err(error);
+        }
+    };
+    group.leave();
+    drop((status_out, alive_in));
+    let start = Instant::now();
+    let mut watch = Watch::new(spec, start);
+    let mut lines = Lines::default();
+    let mut tick = 0u64;
+    let ended = loop {
+        if let Some(signal) = wait_signal(&signals, POLL)? {
+            if FORWARDED.contains(&signal) {
+                let _ = kill(init, signal);
+            }
+        }
+        if lines.read(&status_in) {
+            watch.attach(init, spec);
+        }
+        watch.poll(group, tick);
+        tick += 1;
+        match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(status) => break Outcome::of(status),
+            Err(errno) => return Err(sys("cannot wait for the box")(errno)),
+        }
+    };
+    lines.read(&status_in);
+    let outcome = lines.outcome.or(ended);
+    watch.finish(group, outcome);
+    drop(alive_out);
+    Ok(outcome)
+}
+
+/// What the init said so far.
+#[derive(Default)]
+struct Lines {
+    text: String,
+    ready: bool,
+    outcome: Option<Outcome>,
+}
+
+impl Lines {
+    /// Reads what is there; whether the init has just said `ready`.
+    fn read(&mut self, pipe: &OwnedFd) -> bool {
+        let mut buffer = [0u8; 256];
+        while let Ok(n @ 1..) = nix::unistd::read(pipe, &mut buffer) {
+            self.text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+        let was_ready = self.ready;
+        while let Some((line, rest)) = self.text.split_once('\n') {
+            if line == "ready" {
+                self.ready = true;
+            } else if let Some(outcome) = Outcome::parse(line) {
+                self.outcome = Some(outcome);
+            }
+            self.text = rest.to_owned();
+        }
+        self.ready && !was_ready
+    }
+}
+
+/// Waits up to `timeout` for one of the blocked `signals`.
+fn wait_signal(signals: &SigSet, timeout: Duration) -> Result<Option<Signal>, SandboxError> {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: sigtimedwait(2) with a valid set, a null info pointer and a valid timeout.
+    let number = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
+    match nix::errno::Errno::result(number) {
+        Ok(number) => Ok(Signal::try_from(number).ok()),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),
+        Err(errno) => Err(sys("cannot wait for signals")(errno)),
+    }
+}
+
+/// Dies of `signal` as the program did (without a core file); returns the
+/// shell's status for it only if the signal does not kill.
+fn die_of(signal: Signal) -> u8 {
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: restoring the default action installs no handler.
+    let _ = unsafe { sigaction(signal, &default) };
+    let mut only = SigSet::empty();
+    only.add(signal);
+    let _ = only.thread_unblock();
+    let _ = raise(signal);
+    (128 + signal as i32) as u8
+}
