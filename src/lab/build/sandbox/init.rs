@@ -4,7 +4,9 @@
 //! the kernel kills whatever is left in the box.
 //!
 //! It speaks to the keeper on a pipe, one line each: `ready` once the root is
-//! built, then `exit N` or `signal N` when the program ended.
+//! built, then `exit N` or `signal N` when the program ended. The keeper
+//! answers `ready` with a byte on a pipe of its own, whose end also tells the
+//! init that the keeper died.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -61,7 +63,7 @@ impl Outcome {
 }
 
 /// Runs the init: never returns. `status` is the pipe to the keeper; `alive`
-/// hangs up when the keeper dies. `signals` are blocked already.
+/// brings the keeper's go and hangs up when the keeper dies. `signals` are blocked already.
 pub fn run(spec: &BoxSpec, status: OwnedFd, alive: OwnedFd, signals: &SigSet) -> ! {
     let code = match serve(spec, status, &alive, signals) {
         Ok(Outcome::Exited(code)) => code,
@@ -96,6 +98,11 @@ fn serve(
     status
         .write_all(b"ready\n")
         .map_err(sys("cannot tell the keeper"))?;
+    // The keeper's go, once it holds the box's disks; nothing: it died.
+    let mut go = [0u8; 1];
+    if nix::unistd::read(alive, &mut go) != Ok(1) {
+        return Err(SandboxError::Spec("the keeper died".to_owned()));
+    }
 
     // SAFETY: the init is single-threaded; the child only confines itself and execs.
     let program = match unsafe { fork() }.map_err(sys("cannot start the program"))? {

@@ -4,13 +4,15 @@
 //! signals, watches the limits, removes the cgroups when the box has ended,
 //! and ends as the program did, so the lab sees the program's own death.
 
-use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
 
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{kill, raise, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult};
 
@@ -20,8 +22,8 @@ use super::spec::BoxSpec;
 use super::watch::Watch;
 use super::{sys, SandboxError};
 
-/// How often the keeper looks at the limits while it waits.
-const POLL: Duration = Duration::from_millis(100);
+/// How often, in milliseconds, the keeper looks at the limits while it waits.
+const POLL_MS: u16 = 100;
 /// The signals the keeper hands on to the box.
 const FORWARDED: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
 
@@ -105,21 +107,35 @@ fn keep(spec: &BoxSpec, group: &Cgroup) -> Result<Option<Outcome>, SandboxError>
     };
     group.leave();
     drop((status_out, alive_in));
+    let signal_fd = SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(sys("cannot watch for signals"))?;
     let start = Instant::now();
     let mut watch = Watch::new(spec, start);
     let mut lines = Lines::default();
-    let mut tick = 0u64;
     let ended = loop {
-        if let Some(signal) = wait_signal(&signals, POLL)? {
-            if FORWARDED.contains(&signal) {
+        let mut fds = [
+            PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(status_in.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(POLL_MS)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(sys("cannot wait for the box")(errno)),
+        }
+        while let Ok(Some(info)) = signal_fd.read_signal() {
+            let forward = Signal::try_from(info.ssi_signo as i32)
+                .ok()
+                .filter(|s| FORWARDED.contains(s));
+            if let Some(signal) = forward {
                 let _ = kill(init, signal);
             }
         }
         if lines.read(&status_in) {
+            // The program starts once the keeper holds its disks: even one
+            // that ends at once is looked at.
             watch.attach(init, spec);
+            let _ = nix::unistd::write(&alive_out, b"g");
         }
-        watch.poll(group, tick);
-        tick += 1;
+        watch.poll(group);
         match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
             Ok(status) => break Outcome::of(status),
@@ -158,21 +174,6 @@ impl Lines {
             self.text = rest.to_owned();
         }
         self.ready && !was_ready
-    }
-}
-
-/// Waits up to `timeout` for one of the blocked `signals`.
-fn wait_signal(signals: &SigSet, timeout: Duration) -> Result<Option<Signal>, SandboxError> {
-    let timeout = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: sigtimedwait(2) with a valid set, a null info pointer and a valid timeout.
-    let number = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
-    match nix::errno::Errno::result(number) {
-        Ok(number) => Ok(Signal::try_from(number).ok()),
-        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),
-        Err(errno) => Err(sys("cannot wait for signals")(errno)),
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::dir::Dir;
 use nix::fcntl::OFlag;
@@ -25,6 +25,10 @@ use crate::lab::plan::sandbox::Limits;
 const REPORTS_MAX: usize = 5;
 /// The most entries one look for large files visits.
 const WALK_MAX: usize = 4096;
+/// How often the processes' open files are counted.
+const FILES_EVERY: Duration = Duration::from_millis(500);
+/// How often the disks are looked at.
+const DISKS_EVERY: Duration = Duration::from_secs(1);
 
 /// A private tmpfs of the box, held open so it can be looked at to the end.
 struct Disk {
@@ -46,6 +50,8 @@ pub struct Watch {
     reported: [usize; 6],
     disks: Vec<Disk>,
     large: Vec<PathBuf>,
+    files_seen: Instant,
+    disks_seen: Instant,
 }
 
 impl Watch {
@@ -59,6 +65,8 @@ impl Watch {
             reported: [0; 6],
             disks: Vec::new(),
             large: Vec::new(),
+            files_seen: start,
+            disks_seen: start,
         }
     }
 
@@ -87,13 +95,15 @@ impl Watch {
     }
 
     /// Looks at the cheap counters every call, at the processes' open files
-    /// every `files`-th, at the disks every `disks`-th.
-    pub fn poll(&mut self, group: &Cgroup, tick: u64) {
+    /// and the disks now and then.
+    pub fn poll(&mut self, group: &Cgroup) {
         self.counters(group.counters());
-        if tick % 5 == 0 {
+        if self.files_seen.elapsed() >= FILES_EVERY {
+            self.files_seen = Instant::now();
             self.open_files(group);
         }
-        if tick % 10 == 0 {
+        if self.disks_seen.elapsed() >= DISKS_EVERY {
+            self.disks_seen = Instant::now();
             self.disks();
         }
     }
