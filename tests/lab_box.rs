@@ -277,6 +277,44 @@ fn memory_and_task_limits_are_hit_and_reported() {
 }
 
 #[test]
+fn file_size_disk_and_open_file_limits_are_reported() {
+    if !sandboxed("file_size_disk_and_open_file_limits_are_reported") {
+        return;
+    }
+    let boxed = Boxed::new("files", 6);
+    // dd does not ignore SIGXFSZ: it dies of it, and so does its keeper.
+    let ran = boxed.run(&["dd", "if=/dev/zero", "of=big", "bs=1M", "count=100"]);
+    assert_eq!(ran.status.signal(), Some(libc::SIGXFSZ), "{}", ran.stderr);
+    let texts: Vec<String> = boxed.hits().into_iter().map(|h| h.text).collect();
+    assert!(
+        texts.contains(&"killed for writing a file past the size limit of 64 MiB".to_owned()),
+        "{texts:?}"
+    );
+    let big = boxed.folder().join("big");
+    let seen = format!("a file reached the size limit of 64 MiB: {}", big.display());
+    assert!(texts.contains(&seen), "{texts:?}");
+    assert!(!big.exists());
+
+    let ran = boxed.run(&sh(
+        "head -c 40M /dev/zero > /tmp/a; head -c 40M /dev/zero > /tmp/b",
+    ));
+    assert!(
+        ran.stderr.contains("No space left on device"),
+        "{}",
+        ran.stderr
+    );
+    // Open files are counted twice a second: the program stays at its limit a while.
+    let files =
+        "import time\nfs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\n\
+                 except OSError:\n    time.sleep(1.2)\n";
+    let ran = boxed.run(&["python3", "-c", files]);
+    assert!(ran.status.success(), "{}", ran.stderr);
+    let kinds: Vec<LimitKind> = boxed.hits().iter().map(|h| h.limit).collect();
+    assert!(kinds.contains(&LimitKind::Disk), "{kinds:?}");
+    assert!(kinds.contains(&LimitKind::Files), "{kinds:?}");
+}
+
+#[test]
 fn the_hostile_fixture_is_refused_everything() {
     if !sandboxed("the_hostile_fixture_is_refused_everything") {
         return;

@@ -32,7 +32,16 @@ const FORWARDED: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]
 /// on stderr); a program killed by a signal makes the keeper die of it and
 /// this never returns.
 pub fn run(spec: &BoxSpec) -> u8 {
-    let result = check(spec).and_then(|()| Cgroup::create(&spec.cgroup, &spec.limits));
+    // Blocked first: a SIGTERM while the groups are made must not leave them.
+    let mut signals = SigSet::empty();
+    for signal in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+        signals.add(signal);
+    }
+    let result = signals
+        .thread_block()
+        .map_err(sys("cannot block signals"))
+        .and_then(|()| check(spec))
+        .and_then(|()| Cgroup::create(&spec.cgroup, &spec.limits));
     let group = match result {
         Ok(group) => group,
         Err(error) => {
@@ -40,7 +49,7 @@ pub fn run(spec: &BoxSpec) -> u8 {
             return init::BUILD_FAILED as u8;
         }
     };
-    let outcome = match keep(spec, &group) {
+    let outcome = match keep(spec, &group, &signals) {
         Ok(outcome) => outcome,
         Err(error) => {
             eprintln!("sdss lab-box: {}: {error}", spec.node);
@@ -74,14 +83,7 @@ fn check(spec: &BoxSpec) -> Result<(), SandboxError> {
 }
 
 /// Starts the init in the group and waits for it; the program's outcome.
-fn keep(spec: &BoxSpec, group: &Cgroup) -> Result<Option<Outcome>, SandboxError> {
-    let mut signals = SigSet::empty();
-    for signal in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
-        signals.add(signal);
-    }
-    signals
-        .thread_block()
-        .map_err(sys("cannot block signals"))?;
+fn keep(spec: &BoxSpec, group: &Cgroup, signals: &SigSet) -> Result<Option<Outcome>, SandboxError> {
     let (status_in, status_out) =
         pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(sys("cannot make a pipe"))?;
     let (alive_in, alive_out) = pipe2(OFlag::O_CLOEXEC).map_err(sys("cannot make a pipe"))?;
@@ -97,7 +99,7 @@ fn keep(spec: &BoxSpec, group: &Cgroup) -> Result<Option<Outcome>, SandboxError>
     let init = match started {
         Ok(ForkResult::Child) => {
             drop((status_in, alive_out));
-            init::run(spec, status_out, alive_in, &signals)
+            init::run(spec, status_out, alive_in, signals)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(error) => {
@@ -107,7 +109,7 @@ fn keep(spec: &BoxSpec, group: &Cgroup) -> Result<Option<Outcome>, SandboxError>
     };
     group.leave();
     drop((status_out, alive_in));
-    let signal_fd = SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    let signal_fd = SignalFd::with_flags(signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(sys("cannot watch for signals"))?;
     let start = Instant::now();
     let mut watch = Watch::new(spec, start);
