@@ -119,7 +119,8 @@ fn keep(spec: &BoxSpec, group: &Cgroup, signals: &SigSet) -> Result<Option<Outco
             PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
             PollFd::new(status_in.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::from(POLL_MS)) {
+        let watched = if lines.closed { 1 } else { 2 };
+        match poll(&mut fds[..watched], PollTimeout::from(POLL_MS)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(errno) => return Err(sys("cannot wait for the box")(errno)),
         }
@@ -157,14 +158,20 @@ struct Lines {
     text: String,
     ready: bool,
     outcome: Option<Outcome>,
+    /// Whether the init closed its end (it is ending): not waited on again.
+    closed: bool,
 }
 
 impl Lines {
     /// Reads what is there; whether the init has just said `ready`.
     fn read(&mut self, pipe: &OwnedFd) -> bool {
         let mut buffer = [0u8; 256];
-        while let Ok(n @ 1..) = nix::unistd::read(pipe, &mut buffer) {
-            self.text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        while !self.closed {
+            match nix::unistd::read(pipe, &mut buffer) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.text.push_str(&String::from_utf8_lossy(&buffer[..n])),
+                Err(_) => break,
+            }
         }
         let was_ready = self.ready;
         while let Some((line, rest)) = self.text.split_once('\n') {
