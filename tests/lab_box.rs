@@ -136,14 +136,22 @@ fn a_boxed_program_is_unprivileged_and_sees_only_its_box() {
     if !sandboxed("a_boxed_program_is_unprivileged_and_sees_only_its_box") {
         return;
     }
-    let boxed = Boxed::new("sees", 0);
+    let mut boxed = Boxed::new("sees", 0);
+    let sdss = PathBuf::from(env!("CARGO_BIN_EXE_sdss"));
+    boxed.spec.visible = vec![sdss.clone()];
+    boxed
+        .spec
+        .env
+        .push(("SDSS".to_owned(), sdss.display().to_string()));
     let script = "id -u
 grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status
 if touch /etc/sdss-boxtest 2>/dev/null; then echo etc-writable; else echo etc-refused; fi
 [ -e /root ] && echo root-present || echo root-absent
 [ -e /run/sdss ] && echo run-present || echo run-absent
 echo changed > given.txt && echo made > made.txt && cat given.txt made.txt
-for p in /proc/[0-9]*; do echo \"proc ${p#/proc/} $(cat $p/comm)\"; done";
+for p in /proc/[0-9]*; do echo \"proc ${p#/proc/} $(cat $p/comm)\"; done
+\"$SDSS\" --version
+ls \"$(dirname \"$SDSS\")\"";
     let ran = boxed.run(&sh(script));
     assert!(ran.status.success(), "{}\n{}", ran.stdout, ran.stderr);
     let lines: Vec<&str> = ran.stdout.lines().collect();
@@ -182,6 +190,9 @@ for p in /proc/[0-9]*; do echo \"proc ${p#/proc/} $(cat $p/comm)\"; done";
         let comm = process.split_once(' ').map_or("", |(_, c)| c);
         assert!(["sdss", "sh", "cat"].contains(&comm), "{processes:?}");
     }
+    // A visible file is there, alone in its folder.
+    assert!(lines.iter().any(|l| l.starts_with("sdss ")), "{lines:?}");
+    assert_eq!(lines.last(), Some(&"sdss"), "{lines:?}");
     assert!(boxed.hits().is_empty(), "{:?}", boxed.hits());
 }
 
