@@ -227,10 +227,14 @@ impl Watch {
 }
 
 /// Files under `dir` of at least `size` bytes, by their path below it; never
-/// follows a link, and looks at a bounded number of entries.
+/// follows a link nor enters another mount (the folder's is under `/tmp`),
+/// and looks at a bounded number of entries.
 fn large_files(dir: &OwnedFd, size: u64) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut visited = 0;
+    let Ok(device) = nix::sys::stat::fstat(dir.as_fd()).map(|s| s.st_dev) else {
+        return found;
+    };
     let Ok(top) = nix::unistd::dup(dir.as_fd()) else {
         return found;
     };
@@ -261,7 +265,7 @@ fn large_files(dir: &OwnedFd, size: u64) -> Vec<PathBuf> {
             let shown = path.join(Path::new(std::ffi::OsStr::from_bytes(name.as_bytes())));
             if kind == SFlag::S_IFREG && stat.st_size as u64 >= size {
                 found.push(shown);
-            } else if kind == SFlag::S_IFDIR {
+            } else if kind == SFlag::S_IFDIR && stat.st_dev == device {
                 let flags =
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
                 if let Ok(child) =
@@ -273,4 +277,24 @@ fn large_files(dir: &OwnedFd, size: u64) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_are_found_below_and_links_are_not_followed() {
+        let dir = std::env::temp_dir().join(format!("sdss-large-{}", std::process::id()));
+        fs::create_dir_all(dir.join("a/b")).unwrap();
+        fs::write(dir.join("small"), b"1234").unwrap();
+        fs::write(dir.join("a/b/large"), b"123456").unwrap();
+        std::os::unix::fs::symlink(dir.join("a/b/large"), dir.join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.join("a"), dir.join("dir-link")).unwrap();
+        let fd =
+            nix::fcntl::open(&dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        assert_eq!(large_files(&fd, 5), vec![PathBuf::from("a/b/large")]);
+        assert_eq!(large_files(&fd, 4).len(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
