@@ -8,7 +8,29 @@
 #   scripts/bench-box-start.sh [SDSS_BINARY (default target/release/sdss)] [RUNS (default 50)]
 # Needs root.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
+
+# Milliseconds per run of the command, over $runs runs.
+per_start() {
+  local start end i
+  start=$(date +%s%N)
+  for ((i = 0; i < runs; i++)); do "$@" || { echo "bench-box-start.sh: $* failed" >&2; exit 1; }; done
+  end=$(date +%s%N)
+  awk -v ns=$((end - start)) -v n="$runs" 'BEGIN { printf "%.2f", ns / 1e6 / n }'
+}
+
+# In the private network namespace: both measurements, side by side.
+if [[ "${1:-}" == "--inside" ]]; then
+  sdss=$2 spec=$3 runs=$4
+  ip link set lo up
+  "$sdss" lab-box "$spec" # warm the caches
+  direct=$(per_start /bin/true)
+  boxed=$(per_start "$sdss" lab-box "$spec")
+  printf "%-24s %8s ms per start\n" "/bin/true" "$direct" "sdss lab-box /bin/true" "$boxed"
+  printf "%-24s %8s ms\n" "confinement costs" "$(awk -v a="$boxed" -v b="$direct" 'BEGIN { printf "%.2f", a - b }')"
+  exit 0
+fi
 
 sdss=$(realpath "${1:-target/release/sdss}")
 runs=${2:-50}
@@ -31,25 +53,7 @@ cat >"$work/spec.json" <<JSON
  "cgroup": "sdss-boxbench-$$", "hits": "$work/hits.jsonl"}
 JSON
 
-# Milliseconds per run of the command, over $runs runs.
-per_start() {
-  local start end
-  start=$(date +%s%N)
-  for ((i = 0; i < runs; i++)); do "$@" || { echo "bench-box-start.sh: $* failed" >&2; exit 1; }; done
-  end=$(date +%s%N)
-  awk -v ns=$((end - start)) -v n="$runs" 'BEGIN { printf "%.2f", ns / 1e6 / n }'
-}
-export -f per_start
-export runs
-
-unshare --net -- bash -c '
-  ip link set lo up
-  "$1" lab-box "$2" # warm the caches
-  direct=$(per_start /bin/true)
-  boxed=$(per_start "$1" lab-box "$2")
-  printf "%-28s %8s ms per start\n" "/bin/true" "$direct" "sdss lab-box /bin/true" "$boxed"
-  printf "%-28s %8s ms\n" "confinement costs" "$(awk -v a="$boxed" -v b="$direct" 'BEGIN { printf "%.2f", a - b }')"
-' bench "$sdss" "$work/spec.json"
+unshare --net -- "$self" --inside "$sdss" "$work/spec.json" "$runs"
 if [[ -s "$work/hits.jsonl" ]]; then
   echo "limits were hit:" >&2
   cat "$work/hits.jsonl" >&2

@@ -49,7 +49,7 @@ pub struct Counters {
 pub struct Cgroup {
     layout: Layout,
     name: String,
-    /// The `cgroup.procs` files of the groups the keeper came from.
+    /// The groups the keeper came from.
     origin: Vec<PathBuf>,
 }
 
@@ -167,10 +167,12 @@ impl Cgroup {
         }
     }
 
-    /// Moves the calling process into the group, so what it forks is born there.
+    /// Moves the calling process, which must be single-threaded, into the
+    /// group, so what it forks is born there.
     pub fn enter(&self) -> Result<(), SandboxError> {
+        let file = join_file(self.layout);
         for dir in dirs(self.layout, &self.name) {
-            write(&dir.join("cgroup.procs"), "0")?;
+            write(&dir.join(file), "0")?;
         }
         Ok(())
     }
@@ -178,12 +180,10 @@ impl Cgroup {
     /// Moves the calling process back where it came from (the root when that
     /// group is gone), so the group holds only the box and can be removed.
     pub fn leave(&self) {
-        let roots = dirs(self.layout, "")
-            .into_iter()
-            .map(|d| d.join("cgroup.procs"));
-        for (origin, root) in self.origin.iter().zip(roots) {
-            if fs::write(origin, "0").is_err() {
-                let _ = fs::write(root, "0");
+        let file = join_file(self.layout);
+        for (origin, root) in self.origin.iter().zip(dirs(self.layout, "")) {
+            if fs::write(origin.join(file), "0").is_err() {
+                let _ = fs::write(root.join(file), "0");
             }
         }
     }
@@ -212,6 +212,17 @@ impl Cgroup {
     }
 }
 
+/// The file a process joins a group through. On v1, the calling thread alone
+/// through `tasks`: moving a whole process through `cgroup.procs` takes a
+/// lock that waits for an RCU grace period (some 10 ms, most of a box's start);
+/// one thread moving itself does not, and the keeper has no other thread.
+fn join_file(layout: Layout) -> &'static str {
+    match layout {
+        Layout::V1 => "tasks",
+        Layout::V2 => "cgroup.procs",
+    }
+}
+
 /// The value of `key` in a flat keyed file (`key value` lines); 0 when absent.
 fn field(path: &Path, key: &str) -> u64 {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -235,8 +246,8 @@ fn processes(procs: &Path) -> Vec<Pid> {
         .collect()
 }
 
-/// The `cgroup.procs` of the calling process's groups, one per hierarchy of
-/// [`dirs`], from `/proc/self/cgroup`.
+/// The calling process's groups, one per hierarchy of [`dirs`], from
+/// `/proc/self/cgroup`.
 fn origin(layout: Layout) -> Vec<PathBuf> {
     let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     parse_origin(layout, &text)
@@ -254,9 +265,7 @@ fn parse_origin(layout: Layout, text: &str) -> Vec<PathBuf> {
             matches.then(|| path.trim_start_matches('/').to_owned())
         })
     };
-    let procs = |base: PathBuf, path: Option<String>| {
-        base.join(path.unwrap_or_default()).join("cgroup.procs")
-    };
+    let procs = |base: PathBuf, path: Option<String>| base.join(path.unwrap_or_default());
     match layout {
         Layout::V1 => V1_CONTROLLERS
             .iter()
@@ -320,17 +329,15 @@ mod tests {
         assert_eq!(
             v1,
             vec![
-                PathBuf::from("/sys/fs/cgroup/memory/api/45d8/cgroup.procs"),
-                PathBuf::from("/sys/fs/cgroup/pids/cgroup.procs"),
-                PathBuf::from("/sys/fs/cgroup/cpu/cgroup.procs"),
+                PathBuf::from("/sys/fs/cgroup/memory/api/45d8"),
+                PathBuf::from("/sys/fs/cgroup/pids"),
+                PathBuf::from("/sys/fs/cgroup/cpu"),
             ]
         );
         let v2 = parse_origin(Layout::V2, "0::/user.slice/session-2.scope\n");
         assert_eq!(
             v2,
-            vec![PathBuf::from(
-                "/sys/fs/cgroup/user.slice/session-2.scope/cgroup.procs"
-            )]
+            vec![PathBuf::from("/sys/fs/cgroup/user.slice/session-2.scope")]
         );
     }
 
