@@ -254,6 +254,42 @@ fn a_killed_keeper_takes_its_box_along_and_its_group_is_removed_by_name() {
 }
 
 #[test]
+fn the_folder_is_read_as_its_owner_and_links_stay_links() {
+    if !sandboxed("the_folder_is_read_as_its_owner_and_links_stay_links") {
+        return;
+    }
+    let boxed = Boxed::new("owner", 7);
+    let folder = boxed.folder().to_owned();
+    let owner = identity::pick("sdss-boxtest", 8, None).unwrap();
+    let chown =
+        |path: &Path| std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", folder.join("shadow")).unwrap();
+    chown(&folder);
+    chown(&folder.join("given.txt"));
+    chown(&folder.join("shadow"));
+    let ran = boxed.run(&sh(
+        "cat given.txt; readlink shadow; cat shadow || echo shadow-refused",
+    ));
+    assert_eq!(
+        ran.stdout, "given\n/etc/shadow\nshadow-refused\n",
+        "{}",
+        ran.stderr
+    );
+
+    // A file of the folder its owner cannot read is not copied for them.
+    let hidden = folder.join("root-only");
+    fs::write(&hidden, "root's\n").unwrap();
+    fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ran = boxed.run(&["cat", "root-only"]);
+    assert_eq!(ran.status.code(), Some(125), "{}", ran.stdout);
+    assert!(
+        ran.stderr.contains("root-only: Permission denied"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
 fn memory_and_task_limits_are_hit_and_reported() {
     if !sandboxed("memory_and_task_limits_are_hit_and_reported") {
         return;

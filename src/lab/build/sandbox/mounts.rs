@@ -8,7 +8,7 @@
 //! root detached.
 
 use std::fs;
-use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+use std::os::unix::fs::{lchown, symlink, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -47,13 +47,21 @@ pub fn build(spec: &BoxSpec) -> Result<(), SandboxError> {
         .iter()
         .map(|p| fs::canonicalize(p).map_err(sys(format!("cannot find {}", p.display()))))
         .collect::<Result<Vec<PathBuf>, _>>()?;
-    let mut size = footprint(&folder)?;
-    size = size.saturating_add(spec.limits.disk);
+    let owner = fs::metadata(&folder)
+        .map(|m| Owner(m.uid(), m.gid()))
+        .map_err(|e| SandboxError::Folder {
+            path: spec.folder.clone(),
+            why: e.to_string(),
+        })?;
+    // The init's own groups: root's must not open what the owner could not.
+    nix::unistd::setgroups(&[]).map_err(sys("cannot drop the supplementary groups"))?;
+    let size = as_owner(owner, || footprint(&folder))?.saturating_add(spec.limits.disk);
 
     let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
     mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
         .map_err(sys("cannot make the mounts private"))?;
-    tmpfs("/tmp", "mode=0700,size=1m")?;
+    // Searchable: the folder is read through it as its owner.
+    tmpfs("/tmp", "mode=0755,size=1m")?;
     for dir in ["/tmp/old", "/tmp/new"] {
         fs::create_dir(dir).map_err(sys(format!("cannot create {dir}")))?;
     }
@@ -80,7 +88,7 @@ pub fn build(spec: &BoxSpec) -> Result<(), SandboxError> {
     fs::create_dir(&tmp).map_err(sys("cannot create /tmp"))?;
     tmpfs(&tmp, &format!("mode=1777,size={}", spec.limits.disk))?;
 
-    copy_folder(spec, &folder, size)?;
+    copy_folder(spec, &folder, size, owner)?;
     for (shown, source) in spec.visible.iter().zip(&visible) {
         show(source, &inside(shown))?;
     }
@@ -243,9 +251,32 @@ fn footprint(folder: &Path) -> Result<u64, SandboxError> {
     Ok(bytes)
 }
 
+/// Whose the folder is: its files are read as that user.
+#[derive(Debug, Clone, Copy)]
+struct Owner(u32, u32);
+
+/// Runs `read` with the file-system identity of the folder's `owner`: the
+/// copy holds only what its owner could read, whatever links or renames they
+/// make in it meanwhile (root's, not the owner's, for a folder of root's).
+fn as_owner<T>(owner: Owner, read: impl FnOnce() -> T) -> T {
+    // SAFETY: setfsgid(2) and setfsuid(2) change only this single-threaded
+    // process's file-system ids, and cannot fail for root.
+    unsafe {
+        libc::setfsgid(owner.1);
+        libc::setfsuid(owner.0);
+    }
+    let result = read();
+    // SAFETY: as above, back to root's (its file capabilities come back with it).
+    unsafe {
+        libc::setfsuid(0);
+        libc::setfsgid(0);
+    }
+    result
+}
+
 /// The folder's private copy: a tmpfs of `size` bytes at the folder's path,
 /// holding its files, folders and links, all the box user's.
-fn copy_folder(spec: &BoxSpec, folder: &Path, size: u64) -> Result<(), SandboxError> {
+fn copy_folder(spec: &BoxSpec, folder: &Path, size: u64, owner: Owner) -> Result<(), SandboxError> {
     let target = inside(&spec.folder);
     fs::create_dir_all(&target).map_err(sys(format!("cannot create {}", spec.folder.display())))?;
     let mode = fs::metadata(host(folder))
@@ -256,34 +287,47 @@ fn copy_folder(spec: &BoxSpec, folder: &Path, size: u64) -> Result<(), SandboxEr
     let (uid, gid) = (spec.user.uid, spec.user.gid);
     let options = format!("mode={mode:o},size={size},uid={uid},gid={gid}");
     tmpfs(&target.to_string_lossy(), &options)?;
-    copy_tree(&host(folder), &target, uid, gid)
+    copy_tree(&host(folder), &target, (uid, gid), owner)
 }
 
-fn copy_tree(from: &Path, to: &Path, uid: u32, gid: u32) -> Result<(), SandboxError> {
+/// Copies `from` (the host's, read as `owner`) into `to` (the box's, written
+/// as root), every entry given to `user`.
+fn copy_tree(from: &Path, to: &Path, user: (u32, u32), owner: Owner) -> Result<(), SandboxError> {
     let fail = |path: &Path| sys(format!("cannot copy {}", path.display()));
-    for entry in fs::read_dir(from).map_err(fail(from))? {
+    for entry in as_owner(owner, || fs::read_dir(from)).map_err(fail(from))? {
         let entry = entry.map_err(fail(from))?;
         let source = entry.path();
         let target = to.join(entry.file_name());
-        let meta = fs::symlink_metadata(&source).map_err(fail(&source))?;
+        let meta = as_owner(owner, || fs::symlink_metadata(&source)).map_err(fail(&source))?;
         let mode = meta.permissions().mode() & 0o1777;
         let kind = meta.file_type();
         if kind.is_symlink() {
-            let link = fs::read_link(&source).map_err(fail(&source))?;
+            let link = as_owner(owner, || fs::read_link(&source)).map_err(fail(&source))?;
             symlink(link, &target).map_err(fail(&source))?;
         } else if kind.is_dir() {
             fs::create_dir(&target).map_err(fail(&source))?;
-            copy_tree(&source, &target, uid, gid)?;
+            copy_tree(&source, &target, user, owner)?;
             fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                 .map_err(fail(&source))?;
         } else if kind.is_file() {
-            fs::copy(&source, &target).map_err(fail(&source))?;
+            let open = || {
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&source)
+            };
+            let mut input = as_owner(owner, open).map_err(fail(&source))?;
+            if !input.metadata().is_ok_and(|m| m.is_file()) {
+                continue; // Replaced meanwhile by something else.
+            }
+            let mut output = fs::File::create(&target).map_err(fail(&source))?;
+            std::io::copy(&mut input, &mut output).map_err(fail(&source))?;
             fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                 .map_err(fail(&source))?;
         } else {
             continue; // Devices, sockets and pipes are not a submission's.
         }
-        lchown(&target, Some(uid), Some(gid)).map_err(fail(&source))?;
+        lchown(&target, Some(user.0), Some(user.1)).map_err(fail(&source))?;
     }
     Ok(())
 }
