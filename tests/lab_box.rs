@@ -353,7 +353,7 @@ fn file_size_disk_and_open_file_limits_are_reported() {
     // Open files are counted twice a second: the program stays at its limit a while.
     let files =
         "import time\nfs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\n\
-                 except OSError:\n    time.sleep(1.2)\n";
+                 except OSError:\n    time.sleep(2)\n";
     let ran = boxed.run(&["python3", "-c", files]);
     assert!(ran.status.success(), "{}", ran.stderr);
     let kinds: Vec<LimitKind> = boxed.hits().iter().map(|h| h.limit).collect();
