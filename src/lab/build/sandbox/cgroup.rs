@@ -214,7 +214,7 @@ impl Cgroup {
 
 /// The file a process joins a group through. On v1, the calling thread alone
 /// through `tasks`: moving a whole process through `cgroup.procs` takes a
-/// lock that waits for an RCU grace period (some 10 ms, most of a box's start);
+/// lock that may wait for an RCU grace period (milliseconds, on a busy machine);
 /// one thread moving itself does not, and the keeper has no other thread.
 fn join_file(layout: Layout) -> &'static str {
     match layout {
