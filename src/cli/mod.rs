@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod lab;
 pub mod man;
 pub mod node;
+pub mod sandbox;
 
 /// Simple Delay Sync Service: a node, and network-namespace labs to verify nodes.
 #[derive(Debug, Parser)]
@@ -30,6 +31,8 @@ enum Command {
     Man(man::ManArgs),
     #[command(hide = true, name = "lab-emulator")]
     LabEmulator(emulator::EmulatorArgs),
+    #[command(hide = true, name = "lab-box")]
+    LabBox(sandbox::BoxArgs),
 }
 
 /// Runs the command the user asked for and turns its outcome into an exit code.
@@ -40,6 +43,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::LabEmulator(args) => emulator::run(args),
+        Command::LabBox(args) => sandbox::run(args),
     }
 }
 

@@ -9,6 +9,7 @@ use super::build::delay::DelayError;
 use super::build::launch::LaunchError;
 use super::build::links::LinkError;
 use super::build::netns::NetnsError;
+use super::build::sandbox::SandboxError;
 use super::build::state::StateError;
 use super::build::vxlan::SegmentError;
 use super::plan::backend::BackendRefusal;
@@ -41,6 +42,9 @@ pub enum LabError {
     /// A node could not be started.
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    /// A box's cgroup could not be removed.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     /// Hosts of a lab over several failed, each with its reason.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Hosts(Vec<crate::lab::hosts::HostError>),

@@ -16,6 +16,7 @@ use super::delay::{DelayBackend, DelayError};
 use super::launch::{self, Launch, LaunchError};
 use super::links;
 use super::netns::{self, NetnsError, NsId, Presence};
+use super::sandbox::SandboxError;
 use super::state::ProcessRecord;
 use super::vxlan::{self, SegmentError};
 
@@ -77,7 +78,7 @@ pub trait Kernel {
     fn stop(&mut self, pids: &[i32], grace: Duration, records: &[ProcessRecord]);
     /// Kills what is left in a box's cgroup `name` and removes it from every
     /// controller; one that is not there is done.
-    fn remove_cgroup(&mut self, name: &str);
+    fn remove_cgroup(&mut self, name: &str) -> Result<(), SandboxError>;
 }
 
 /// The machine sdss runs on.
@@ -183,8 +184,8 @@ impl Kernel for Host {
         });
     }
 
-    fn remove_cgroup(&mut self, name: &str) {
-        super::sandbox::remove_cgroup(name);
+    fn remove_cgroup(&mut self, name: &str) -> Result<(), SandboxError> {
+        super::sandbox::cgroup::remove_cgroup(name)
     }
 }
 
@@ -439,8 +440,9 @@ pub mod fake {
             }
         }
 
-        fn remove_cgroup(&mut self, name: &str) {
+        fn remove_cgroup(&mut self, name: &str) -> Result<(), SandboxError> {
             self.cgroups_removed.push(name.to_owned());
+            Ok(())
         }
     }
 }

@@ -48,12 +48,12 @@ pub enum LaunchError {
     #[error("empty command line")]
     Empty,
     /// Its confinement could not be prepared.
-    #[error("confining node {node}: {reason}")]
+    #[error("confining node {node}: {source}")]
     Box {
         /// The node.
         node: String,
         /// Why.
-        reason: String,
+        source: super::sandbox::SandboxError,
     },
     /// The namespace could not be entered.
     #[error("entering namespace {netns}: {source}")]

@@ -112,9 +112,10 @@ pub fn teardown_with(
     let records: Vec<ProcessRecord> = pids.iter().filter_map(|p| kernel.process(*p)).collect();
     outcome.stopped = pids.len();
     kernel.stop(&pids, STOP_GRACE, &records);
-    // After the stop: what a killed keeper left in its box goes with it.
+    // After the stop: what a killed keeper left in its box goes with it. One
+    // that stays keeps the state, so that `down` can be run again.
     for name in &state.cgroups {
-        kernel.remove_cgroup(name);
+        kernel.remove_cgroup(name)?;
     }
 
     for ns in state.namespaces.iter().rev() {

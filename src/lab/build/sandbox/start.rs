@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::spec::BoxSpec;
+use super::{sys, SandboxError};
 use crate::lab::build::launch::LaunchError;
 use crate::lab::build::state::LabDir;
 use crate::lab::plan::{NodePlan, Plan, PREFIX};
@@ -68,33 +69,29 @@ pub fn prepare(
     index: usize,
     sdss: &Path,
 ) -> Result<Vec<String>, LaunchError> {
-    let failed = |source: std::io::Error| LaunchError::Box {
+    let failed = |source: SandboxError| LaunchError::Box {
         node: node.name.clone(),
-        reason: source.to_string(),
+        source,
     };
-    let cwd = std::env::current_dir().map_err(failed)?;
+    let cwd = std::env::current_dir().map_err(|e| failed(sys("reading the current folder")(e)))?;
     let placed = place(&node.argv(plan, sdss), node.dir.as_deref(), &cwd, sdss);
     let folder = match placed.folder.map(|f| (f.canonicalize(), f)) {
         Some((Ok(folder), _)) if folder.is_dir() => folder,
-        Some((_, folder)) => {
-            return Err(LaunchError::Box {
-                node: node.name.clone(),
-                reason: format!("its folder {} is not a folder", folder.display()),
-            })
+        Some((_, path)) => {
+            return Err(failed(SandboxError::Folder {
+                path,
+                why: "not a folder".to_owned(),
+            }))
         }
         None => {
             let empty = dir.box_file(&node.name, "folder");
-            std::fs::create_dir_all(&empty).map_err(failed)?;
+            std::fs::create_dir_all(&empty)
+                .map_err(|e| failed(sys(format!("creating {}", empty.display()))(e)))?;
             empty
         }
     };
     let user =
-        super::identity::pick(&plan.lab, index, plan.sandbox.user.as_deref()).map_err(|e| {
-            LaunchError::Box {
-                node: node.name.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        super::identity::pick(&plan.lab, index, plan.sandbox.user.as_deref()).map_err(failed)?;
     let spec = BoxSpec {
         node: node.name.clone(),
         argv: placed.argv,
@@ -108,8 +105,10 @@ pub fn prepare(
         hits: dir.box_file(&node.name, "hits"),
     };
     let path = dir.box_file(&node.name, "json");
-    let json = serde_json::to_vec_pretty(&spec).map_err(|e| failed(e.into()))?;
-    std::fs::write(&path, json).map_err(failed)?;
+    let json = serde_json::to_vec_pretty(&spec)
+        .map_err(|e| failed(sys("writing the box spec")(std::io::Error::from(e))))?;
+    std::fs::write(&path, json)
+        .map_err(|e| failed(sys(format!("writing {}", path.display()))(e)))?;
     Ok(vec![
         sdss.display().to_string(),
         "lab-box".to_owned(),
