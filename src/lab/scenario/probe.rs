@@ -266,7 +266,7 @@ fn ports_for(target: &Target, log: &Shared) -> (Option<u16>, Option<u16>) {
 }
 
 /// The kind of the `n`-th round of connections: `Listen` until `risky`
-/// (the index of the first round at or after [`ProbeSpec::risky_from`]),
+/// (the index of the first round that starts at or after [`ProbeSpec::risky_from`]),
 /// then a mute client that gives up and a binary one, each followed by a
 /// `Listen` that tells whether the server survived it.
 fn round_kind(n: usize, risky: usize) -> ProbeKind {
@@ -278,35 +278,57 @@ fn round_kind(n: usize, risky: usize) -> ProbeKind {
 }
 
 async fn probe_servers(spec: ProbeSpec, start: f64, log: Shared, stop: CancellationToken) {
+    let rounds = spec
+        .targets
+        .iter()
+        .map(|target| probe_server(target, &spec, start, &log, &stop));
+    futures::future::join_all(rounds).await;
+}
+
+/// One graded server's rounds, on a schedule of its own: a server that is
+/// slow to answer (one that waits for the client first) delays only its own
+/// rounds, not the others' (in a lab of ten graded servers, one round of all
+/// took longer than a period, and the risky clients came after the run).
+async fn probe_server(
+    target: &Target,
+    spec: &ProbeSpec,
+    start: f64,
+    log: &Shared,
+    stop: &CancellationToken,
+) {
     let every = PROBE_EVERY.as_secs_f64();
-    let risky = (spec.risky_from.as_secs_f64() / every).ceil().max(1.0) as usize - 1;
+    let risky_at = start + spec.risky_from.as_secs_f64();
+    // The first round that starts once the scenario's steps are judged.
+    let mut risky = None;
     let mut round = 0usize;
     let mut next = start + every;
-    while sleep_until(next, &stop).await {
-        next += every;
-        let kind = round_kind(round, risky);
+    while sleep_until(next, stop).await {
+        // A slow round is followed at once, not by a burst to catch up.
+        next = (next + every).max(now());
+        if now() >= risky_at {
+            risky.get_or_insert(round);
+        }
+        let kind = risky.map_or(ProbeKind::Listen, |r| round_kind(round, r));
         round += 1;
-        for target in &spec.targets {
-            let (announced, listening) = ports_for(target, &log);
-            let mut ports: Vec<u16> = announced.into_iter().collect();
-            if let Some(port) = listening.filter(|p| Some(*p) != announced) {
-                ports.push(port);
-            }
-            for port in ports {
-                let probe = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    p = connect_once(SocketAddrV4::new(target.address, port), kind) => p,
-                };
-                let failed_announced = Some(port) == announced && probe.connect_error.is_some();
-                lock(&log)
-                    .probes
-                    .entry(target.name.clone())
-                    .or_default()
-                    .push(probe);
-                // The listening port is tried only when the announced one fails.
-                if !failed_announced {
-                    break;
-                }
+        let (announced, listening) = ports_for(target, log);
+        let mut ports: Vec<u16> = announced.into_iter().collect();
+        if let Some(port) = listening.filter(|p| Some(*p) != announced) {
+            ports.push(port);
+        }
+        for port in ports {
+            let probe = tokio::select! {
+                _ = stop.cancelled() => return,
+                p = connect_once(SocketAddrV4::new(target.address, port), kind) => p,
+            };
+            let failed_announced = Some(port) == announced && probe.connect_error.is_some();
+            lock(log)
+                .probes
+                .entry(target.name.clone())
+                .or_default()
+                .push(probe);
+            // The listening port is tried only when the announced one fails.
+            if !failed_announced {
+                break;
             }
         }
     }
