@@ -28,6 +28,8 @@ pub struct GroupReading {
 pub struct Stat {
     /// `R` running or runnable, `Z` zombie, `X` dead, ...
     pub state: char,
+    /// Its parent.
+    pub parent: i32,
     /// Its process group.
     pub group: i32,
     /// User and system CPU time, in clock ticks.
@@ -49,6 +51,7 @@ impl Stat {
         let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
         Some(Stat {
             state: fields.first()?.chars().next()?,
+            parent: fields.get(1)?.parse().ok()?,
             group: fields.get(2)?.parse().ok()?,
             cpu_ticks: number(11)? + number(12)?,
             start_time: number(19)?,
@@ -67,8 +70,10 @@ impl Stat {
     }
 }
 
-/// Every process of the process groups led by `leaders`, in one pass
-/// over `/proc`; a leader that is gone has no entry.
+/// Every process of the process groups led by `leaders`, and every
+/// descendant of a leader (a confined program leaves the group of the box's
+/// keeper, and a program may start a session of its own: its processes are
+/// still its own), in one pass over `/proc`; a leader that is gone has no entry.
 pub fn groups(leaders: &[i32]) -> HashMap<i32, GroupReading> {
     let mut readings: HashMap<i32, GroupReading> = leaders
         .iter()
@@ -90,14 +95,16 @@ pub fn groups(leaders: &[i32]) -> HashMap<i32, GroupReading> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return readings;
     };
-    for pid in entries
+    let all: HashMap<i32, Stat> = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-    {
-        let Some(stat) = Stat::of(pid) else {
+        .filter_map(|pid| Some((pid, Stat::of(pid)?)))
+        .collect();
+    for (pid, stat) in &all {
+        let Some(leader) = leader_of(*pid, stat, &all, &readings) else {
             continue;
         };
-        let Some(reading) = readings.get_mut(&stat.group) else {
+        let Some(reading) = readings.get_mut(&leader) else {
             continue;
         };
         reading.processes += 1;
@@ -111,6 +118,28 @@ pub fn groups(leaders: &[i32]) -> HashMap<i32, GroupReading> {
         }
     }
     readings
+}
+
+/// The leader whose group `pid` is in, or which it descends from.
+fn leader_of<T>(
+    pid: i32,
+    stat: &Stat,
+    all: &HashMap<i32, Stat>,
+    leaders: &HashMap<i32, T>,
+) -> Option<i32> {
+    if leaders.contains_key(&stat.group) {
+        return Some(stat.group);
+    }
+    let mut at = pid;
+    // Bounded: a chain of parents is short, and a PID reused meanwhile
+    // could make a loop of a stale reading.
+    for _ in 0..64 {
+        if leaders.contains_key(&at) {
+            return Some(at);
+        }
+        at = all.get(&at)?.parent;
+    }
+    None
 }
 
 /// Parses `ADDR:PORT` as in `/proc/net/tcp` (address in host byte order hex).
@@ -184,6 +213,7 @@ mod tests {
             stat,
             Stat {
                 state: 'S',
+                parent: 1,
                 group: 4242,
                 cpu_ticks: 12,
                 start_time: 123456,
@@ -191,6 +221,36 @@ mod tests {
             }
         );
         assert_eq!(Stat::parse("4242 (cut) S 1 4242"), None, "a short line");
+    }
+
+    #[test]
+    fn a_process_that_left_its_group_still_counts_for_its_ancestor() {
+        let stat = |parent, group| Stat {
+            state: 'S',
+            parent,
+            group,
+            cpu_ticks: 0,
+            start_time: 0,
+            rss_pages: 0,
+        };
+        // 10 leads its group; 11 is its child in it; 12, a child of 11, made
+        // a session of its own; 20 is a stranger.
+        let all: HashMap<i32, Stat> = [
+            (10, stat(1, 10)),
+            (11, stat(10, 10)),
+            (12, stat(11, 12)),
+            (20, stat(1, 20)),
+        ]
+        .into();
+        let leaders: HashMap<i32, ()> = [(10, ())].into();
+        for pid in [10, 11, 12] {
+            assert_eq!(
+                leader_of(pid, &all[&pid], &all, &leaders),
+                Some(10),
+                "{pid}"
+            );
+        }
+        assert_eq!(leader_of(20, &all[&20], &all, &leaders), None);
     }
 
     #[test]
