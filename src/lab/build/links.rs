@@ -1,7 +1,7 @@
 //! The lab's links: a bridge in the switch namespace and one veth pair per
 //! node, made with its node end already in the node's namespace and named
-//! `eth0`; then, in each node's namespace, its address, links up, a default
-//! route and a permanent neighbour entry for every other node.
+//! `eth0`; then, in each node's namespace, its address, links up, a route
+//! for limited broadcasts and a permanent neighbour entry for every other node.
 //!
 //! Every step is a batch of netlink requests ([`super::rtnl`]): the switch's
 //! links in one, each node's configuration in one, the nodes configured by a
@@ -172,15 +172,18 @@ pub fn wire(
             "bringing up eth0",
         );
         rtnl.push(up(LOOPBACK_INDEX), Create::Change, "bringing up lo");
-        // `default dev eth0` (scope link): limited broadcasts leave by the lab link.
+        // `255.255.255.255/32 dev eth0` (scope link): limited broadcasts leave
+        // by the lab link; nothing else has a route, so a datagram to an
+        // address outside the lab is refused (ENETUNREACH) where it is sent.
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(Ipv4Addr::BROADCAST, 32)
             .output_interface(end.index)
             .scope(RouteScope::Link)
             .build();
         rtnl.push(
             RouteNetlinkMessage::NewRoute(route),
             Create::New,
-            "adding the default route",
+            "adding the route for limited broadcasts",
         );
         for peer in ends.iter().filter(|p| p.address != end.address) {
             rtnl.push(
