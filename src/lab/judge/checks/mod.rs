@@ -634,6 +634,43 @@ mod tests {
     }
 
     #[test]
+    fn a_right_cadence_held_now_and_then_by_the_machine_passes_and_an_irregular_one_warns() {
+        let cadence = |seen: &Observed| grade(seen).check("announce.cadence").unwrap().clone();
+        let mut seen = correct();
+        // Each tick also goes to the directed broadcast; once, the machine
+        // held the program 0.3 s between its two sends, and once 0.3 s
+        // before a tick; its second tick came 0.4 s after its first (phased).
+        let mut datagrams = Vec::new();
+        for (i, d) in seen.datagrams.iter().enumerate() {
+            let mut d = d.clone();
+            d.at += match i {
+                0 => 0.0,
+                12 => -0.3,
+                _ => -0.6,
+            };
+            let mut directed = d.clone();
+            directed.destination = Destination::Directed;
+            directed.at += if i == 5 { 0.3 } else { 0.001 };
+            datagrams.extend([d, directed]);
+        }
+        seen.datagrams = datagrams;
+        let right = cadence(&seen);
+        assert_eq!(right.verdict, Verdict::Pass, "{}", right.evidence);
+        assert!(
+            right.evidence.starts_with("24 announcements"),
+            "{}",
+            right.evidence
+        );
+        // A program that sleeps a random 0.5 to 1.5 s is not on the period.
+        let mut seen = correct();
+        for (i, d) in seen.datagrams.iter_mut().enumerate() {
+            d.at = T0 + i as f64 + if i % 2 == 0 { 0.0 } else { 0.4 };
+        }
+        let irregular = cadence(&seen);
+        assert_eq!(irregular.verdict, Verdict::Warn, "{}", irregular.evidence);
+    }
+
+    #[test]
     fn a_slow_cadence_fails() {
         let mut seen = correct();
         for (i, d) in seen.datagrams.iter_mut().enumerate() {
