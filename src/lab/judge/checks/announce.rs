@@ -158,9 +158,10 @@ pub(super) fn cadence(seen: &Observed) -> Check {
     let gaps: Vec<f64> = ticks.windows(2).map(|w| w[1] - w[0]).collect();
     let (mean, sd) = mean_sd(&gaps);
     let max = gaps.iter().copied().fold(0.0, f64::max);
-    // A regular cadence keeps nearly every gap on the period: a loaded machine
-    // may hold a right program now and then (and one may phase its second
-    // announcement, as sdss does), an irregular one is off again and again.
+    // A regular cadence has a small spread, or keeps nearly every gap on the
+    // period: a loaded machine may hold a right program now and then (and one
+    // may phase its second announcement, as sdss does), which a spread alone
+    // counts against it; an irregular program is off again and again.
     let off = gaps
         .iter()
         .filter(|g| (*g - EXPECTED_INTERVAL_SECS).abs() > ON_PERIOD_SECS)
@@ -176,7 +177,8 @@ pub(super) fn cadence(seen: &Observed) -> Check {
             "; up to {per_tick} datagrams per tick (several destinations)"
         ));
     }
-    let verdict = if (mean - EXPECTED_INTERVAL_SECS).abs() <= 0.15 && off <= allowed && max < 3.0 {
+    let regular = sd <= 0.25 || off <= allowed;
+    let verdict = if (mean - EXPECTED_INTERVAL_SECS).abs() <= 0.15 && regular && max < 3.0 {
         Verdict::Pass
     } else if (0.5..=2.0).contains(&mean) {
         evidence.push_str(": irregular or off the 1 s period");
