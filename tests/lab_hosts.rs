@@ -558,9 +558,11 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
         &name,
         Spread {
             backend: "netem",
-            tolerance: 3.0,
+            // The VM's own floor (TCG, three hosts) took a same-host pair
+            // 3.45 ms over in a fresh-clone CI run; every error was above 0.4.
+            tolerance: 4.5,
             // Twice the tolerance or more: a lost link still fails.
-            links: (6.0, 12.0),
+            links: (9.0, 18.0),
             ..Spread::default()
         },
     );
