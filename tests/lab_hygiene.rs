@@ -199,7 +199,9 @@ fn two_labs_side_by_side_and_a_second_up_is_refused() {
         "{}",
         text(&again)
     );
+    // Other tests' labs come and go meanwhile: none may hide these two.
     let status = run(&["lab", "status"]);
+    assert!(status.status.success(), "{}", text(&status));
     let listing = String::from_utf8_lossy(&status.stdout);
     assert!(
         listing.contains(&first) && listing.contains(&second),

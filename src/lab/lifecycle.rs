@@ -233,16 +233,29 @@ pub fn status(root: &StateRoot, lab: Option<&str>) -> Result<Vec<LabStatus>, Lab
     };
     let mut out = Vec::new();
     for name in labs {
-        let Some(dir) = root.open(&name)? else {
-            out.push(LabStatus {
-                lab: name,
-                phase: "interrupted".to_owned(),
-                nodes_running: 0,
-                nodes: 0,
-                backend: None,
-                source: PathBuf::new(),
-                created_at: String::new(),
-            });
+        let blank = |phase: &str| LabStatus {
+            lab: name.clone(),
+            phase: phase.to_owned(),
+            nodes_running: 0,
+            nodes: 0,
+            backend: None,
+            source: PathBuf::new(),
+            created_at: String::new(),
+        };
+        let opened = match root.open(&name) {
+            Ok(opened) => opened,
+            // Listing every lab, one that another `down` removes meanwhile is
+            // simply gone, and one whose state cannot be read is shown as such:
+            // neither may hide the others.
+            Err(e) if lab.is_none() && vanished(&e) => continue,
+            Err(StateError::Corrupt { .. } | StateError::Io { .. }) if lab.is_none() => {
+                out.push(blank("unreadable"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(dir) = opened else {
+            out.push(blank("interrupted"));
             continue;
         };
         let s = &dir.state;
@@ -269,6 +282,15 @@ pub fn status(root: &StateRoot, lab: Option<&str>) -> Result<Vec<LabStatus>, Lab
         });
     }
     Ok(out)
+}
+
+/// Whether opening a lab failed because its state was removed meanwhile.
+fn vanished(e: &StateError) -> bool {
+    match e {
+        StateError::NotUp(_) => true,
+        StateError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+        _ => false,
+    }
 }
 
 /// The state of a lab and one of its nodes, for `exec` and `logs`.
@@ -317,4 +339,50 @@ pub fn exec(
         source,
     })?;
     Ok(status.code().unwrap_or(128))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state root in a fresh temporary directory, removed on drop.
+    struct Root(PathBuf);
+
+    impl Root {
+        fn new(name: &str) -> Root {
+            let dir =
+                std::env::temp_dir().join(format!("sdss-status-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Root(dir)
+        }
+    }
+
+    impl Drop for Root {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn listing_skips_a_lab_removed_meanwhile_and_shows_an_unreadable_one() {
+        let root = Root::new("list");
+        // A `down` in progress: the plan is gone, the record not yet.
+        std::fs::create_dir(root.0.join("going")).unwrap();
+        std::fs::write(root.0.join("going/state.json"), "{}").unwrap();
+        std::fs::create_dir(root.0.join("broken")).unwrap();
+        std::fs::write(root.0.join("broken/state.json"), "not json").unwrap();
+        std::fs::write(root.0.join("broken/plan.json"), "not json").unwrap();
+        std::fs::create_dir(root.0.join("early")).unwrap();
+        let state = StateRoot::at(&root.0);
+        let labs = status(&state, None).unwrap();
+        let rows: Vec<(&str, &str)> = labs
+            .iter()
+            .map(|s| (s.lab.as_str(), s.phase.as_str()))
+            .collect();
+        assert_eq!(rows, [("broken", "unreadable"), ("early", "interrupted")]);
+        // Asked by name, the cause is the answer.
+        assert!(status(&state, Some("broken")).is_err());
+        assert!(status(&state, Some("going")).is_err());
+    }
 }

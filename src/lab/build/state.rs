@@ -313,13 +313,13 @@ impl StateRoot {
             let path = path.to_owned();
             move |source| StateError::Corrupt { path, source }
         };
-        let record = serde_json::from_str(&text).map_err(corrupt(&file))?;
         let plan_file = dir.join(PLAN_FILE);
         let plan_text = read(&plan_file)?.ok_or_else(|| StateError::Io {
             action: "reading",
             path: plan_file.clone(),
             source: io::Error::from(io::ErrorKind::NotFound),
         })?;
+        let record = serde_json::from_str(&text).map_err(corrupt(&file))?;
         let plan = serde_json::from_str(&plan_text).map_err(corrupt(&plan_file))?;
         let state = LabState { plan, record };
         Ok(Some(LabDir { dir, state }))
