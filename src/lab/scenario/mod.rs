@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::build::delay::change_links;
-use super::build::sandbox::spec::LimitHit;
 use super::build::state::ProcessRecord;
 use super::build::{emulator_totals, launch, node_netns, Built, CONTROL_SOCKET};
 use super::judge::delays::{verify_aside, Observations, Verification};
@@ -169,6 +168,7 @@ pub async fn watch(
             .then(|| converged_since.unwrap_or_else(Instant::now));
         let settled = converged_since.is_some_and(|since| since.elapsed() >= settle);
         if settled || Instant::now() >= deadline {
+            let boxes = boxes(&built.dir, &plan);
             if grading.is_some() {
                 lab.ended_at = wall_now();
                 for node in plan.nodes.iter().filter(|n| n.grade) {
@@ -180,10 +180,10 @@ pub async fn watch(
                         if let Some(line) = last_line(&built.dir.stderr_log(&node.name)) {
                             lab.last_words.insert(node.name.clone(), line);
                         }
-                        let hits = std::fs::read_to_string(built.dir.box_file(&node.name, "hits"))
-                            .unwrap_or_default();
-                        lab.limits_hit
-                            .insert(node.name.clone(), LimitHit::parse_all(&hits));
+                        if let Some(b) = boxes.iter().find(|b| b.node == node.name) {
+                            lab.limits_hit
+                                .insert(node.name.clone(), b.limits_hit.clone());
+                        }
                     }
                 }
             }
@@ -211,7 +211,7 @@ pub async fn watch(
                 built.launched_at.elapsed().as_secs_f64(),
             )
             .with_emulator(emulator_totals(&built.dir))
-            .with_boxes(boxes(&built.dir, &plan));
+            .with_boxes(boxes);
             return Ok((report, lab, played));
         }
         tokio::select! {

@@ -12,16 +12,19 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, MsgFlags, SockaddrIn};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::fakes::{burst, fake_peer};
+use crate::lab::build::emulator::stamp::{control_buffer, kernel_stamp};
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::procfs;
 
@@ -164,7 +167,8 @@ pub async fn run(
             )),
         }
     }
-    tasks.spawn(sample(spec.targets.clone(), log.clone(), stop.clone()));
+    let (targets, sampled, sampling) = (spec.targets.clone(), log.clone(), stop.clone());
+    tasks.spawn_blocking(move || sample(&targets, &sampled, &sampling));
     tasks.spawn(probe_servers(
         spec.clone(),
         start,
@@ -217,8 +221,49 @@ fn listen(address: Ipv4Addr, port: u16) -> io::Result<UdpSocket> {
     socket.set_reuse_port(true)?;
     socket.set_broadcast(true)?;
     socket.set_nonblocking(true)?;
+    // Each datagram's arrival is the kernel's stamp, not when this thread got
+    // to read it: a loaded machine that holds the lab's thread for a second
+    // would otherwise show a right program's cadence as irregular.
+    setsockopt(&socket, sockopt::ReceiveTimestampns, &true)?;
     socket.bind(&SocketAddr::from((address, port)).into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// Receives one datagram: its length, sender and arrival (the kernel's stamp,
+/// else the time it was read).
+async fn recv_stamped(
+    socket: &UdpSocket,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr, f64)> {
+    loop {
+        socket.readable().await?;
+        let received = socket.try_io(Interest::READABLE, || {
+            let mut space = control_buffer();
+            let mut iov = [io::IoSliceMut::new(buffer)];
+            let message = recvmsg::<SockaddrIn>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let read_at = now();
+            // A stamp must be from this clock and this run, never the future.
+            let at = kernel_stamp(&message)
+                .map(|at| at.as_secs_f64())
+                .filter(|at| (0.0..60.0).contains(&(read_at - at)))
+                .unwrap_or(read_at);
+            let from = message
+                .address
+                .map(|a| SocketAddr::V4(SocketAddrV4::from(a)))
+                .ok_or_else(|| io::Error::other("a datagram without a sender"))?;
+            Ok((message.bytes, from, at))
+        });
+        match received {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
 }
 
 async fn receive(
@@ -232,16 +277,16 @@ async fn receive(
     loop {
         let received = tokio::select! {
             _ = stop.cancelled() => return,
-            r = socket.recv_from(&mut buffer) => r,
+            r = recv_stamped(&socket, &mut buffer) => r,
         };
-        let Ok((len, SocketAddr::V4(from))) = received else {
+        let Ok((len, SocketAddr::V4(from), at)) = received else {
             continue;
         };
         if *from.ip() == own {
             continue;
         }
         lock(&log).heard.push(Heard {
-            at: now(),
+            at,
             source: *from.ip(),
             destination,
             payload: buffer[..len.min(600)].to_vec(),
@@ -414,20 +459,21 @@ async fn connect_once(address: SocketAddrV4, kind: ProbeKind) -> Probe {
     probe
 }
 
-async fn sample(targets: Vec<Target>, log: Shared, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+/// Reads the graded processes in `/proc` every [`SAMPLE_EVERY`] until `stop`.
+/// It runs on a thread of its own: a scan of `/proc` is many blocking reads,
+/// slow on a loaded machine, and on the probe's thread it held the network
+/// side (a server's answer was read 9 s late, and the scenario's rounds never
+/// came).
+fn sample(targets: &[Target], log: &Shared, stop: &CancellationToken) {
+    let leaders: Vec<i32> = targets.iter().map(|t| t.pid).collect();
+    let mut next = std::time::Instant::now();
+    while !stop.is_cancelled() {
         let at = now();
-        let leaders: Vec<i32> = targets.iter().map(|t| t.pid).collect();
         let readings = procfs::groups(&leaders);
-        for target in &targets {
+        for target in targets {
             let reading = readings.get(&target.pid);
             let (listening, connections) = procfs::sockets(target.pid, target.address);
-            let mut log = lock(&log);
+            let mut log = lock(log);
             match reading {
                 Some(s) if !s.zombie => {
                     log.samples
@@ -456,6 +502,15 @@ async fn sample(targets: Vec<Target>, log: Shared, stop: CancellationToken) {
                 .entry(target.name.clone())
                 .or_default()
                 .extend(selfish);
+        }
+        // A slow scan is followed at once, not by a burst to catch up.
+        next = (next + SAMPLE_EVERY).max(std::time::Instant::now());
+        while !stop.is_cancelled() {
+            let left = next.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }

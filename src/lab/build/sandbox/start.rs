@@ -8,7 +8,7 @@ use super::spec::BoxSpec;
 use super::{sys, SandboxError};
 use crate::lab::build::launch::LaunchError;
 use crate::lab::build::state::LabDir;
-use crate::lab::plan::{NodePlan, Plan, PREFIX};
+use crate::lab::plan::{node_netns, NodePlan, Plan};
 
 /// Where system software lives: a program found there is not a submission,
 /// and its folder is not the submission's.
@@ -16,9 +16,10 @@ const SYSTEM: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix",
 ];
 
-/// The cgroup of a node's box, in each controller.
+/// The cgroup of a node's box, in each controller: named as the node's
+/// namespace is, one name per node for whoever lists what a lab made.
 pub fn cgroup_name(lab: &str, node: &str) -> String {
-    format!("{PREFIX}{lab}-{node}")
+    node_netns(lab, node)
 }
 
 /// What a confined program's folder is, and its command line as it runs
