@@ -52,6 +52,7 @@ impl Boxed {
             user: identity::pick("sdss-boxtest", index, None).unwrap(),
             limits: Limits::default(),
             cgroup: format!("sdss-boxtest-{name}-{}", std::process::id()),
+            nice: 0,
             hits: scratch.0.join("hits.jsonl"),
         };
         Boxed { scratch, spec }
@@ -260,6 +261,43 @@ fn a_killed_keeper_takes_its_box_along_and_its_group_is_removed_by_name() {
     remove_cgroup(&boxed.spec.cgroup).unwrap();
     boxed.assert_removed();
     remove_cgroup(&boxed.spec.cgroup).unwrap(); // a group that is gone is removed
+}
+
+#[test]
+fn a_box_weighs_as_one_task_at_the_labs_nice_value() {
+    if !sandboxed("a_box_weighs_as_one_task_at_the_labs_nice_value") {
+        return;
+    }
+    let mut boxed = Boxed::new("nice", 4);
+    boxed.spec.nice = 10;
+    let mut child = boxed.spawn(&["sleep", "30"]);
+    // The kernel's weight of a task at nice 10 (v1); v2 takes the nice value.
+    let (file, want) = if Path::new("/sys/fs/cgroup/cpu").is_dir() {
+        ("/sys/fs/cgroup/cpu", "110")
+    } else {
+        ("/sys/fs/cgroup", "10")
+    };
+    let group = Path::new(file).join(&boxed.spec.cgroup);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(group.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no box: {}", boxed.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let weight_file = if want == "110" {
+        "cpu.shares"
+    } else {
+        "cpu.weight.nice"
+    };
+    let weight = fs::read_to_string(group.join(weight_file)).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    remove_cgroup(&boxed.spec.cgroup).unwrap();
+    assert_eq!(weight.trim(), want, "{}", group.display());
 }
 
 #[test]

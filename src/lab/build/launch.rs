@@ -179,6 +179,15 @@ const LAB_BOOST: i32 = 10;
 /// The nice value `sdss lab` had before it raised itself: its children's.
 static CHILD_NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
 
+/// The nice value of the lab's programs: what `sdss lab` had before it
+/// raised itself, else what it has.
+pub fn child_nice() -> i32 {
+    CHILD_NICE.get().copied().unwrap_or_else(|| {
+        // SAFETY: getpriority has no preconditions; -1 is also a valid nice value.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    })
+}
+
 /// Raises the priority of every thread of this process by [`LAB_BOOST`]
 /// (threads made later inherit it), once. Without CAP_SYS_NICE nothing changes.
 pub fn raise_priority() {

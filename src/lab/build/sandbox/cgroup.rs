@@ -91,10 +91,22 @@ fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
     fs::write(path, value).map_err(sys(format!("cannot write {value:?} to {}", path.display())))
 }
 
+/// The scheduler's weight of a task at `nice` (-20..=19): the kernel's own
+/// table (`sched_prio_to_weight`), 1024 at 0, each step about 1.25 times.
+fn nice_weight(nice: i32) -> u32 {
+    const WEIGHTS: [u32; 40] = [
+        88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100,
+        4904, 3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172,
+        137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15,
+    ];
+    WEIGHTS[(nice.clamp(-20, 19) + 20) as usize]
+}
+
 impl Cgroup {
-    /// Makes the group `name` in each controller with `limits`; a group of that
-    /// name left by an earlier start is emptied and removed first.
-    pub fn create(name: &str, limits: &Limits) -> Result<Cgroup, SandboxError> {
+    /// Makes the group `name` in each controller with `limits` and the CPU
+    /// weight of one task at `nice`; a group of that name left by an earlier
+    /// start is emptied and removed first.
+    pub fn create(name: &str, limits: &Limits, nice: i32) -> Result<Cgroup, SandboxError> {
         check_name(name)?;
         let layout = layout().ok_or(SandboxError::NoCgroups)?;
         remove_cgroup(name)?;
@@ -114,15 +126,16 @@ impl Cgroup {
             name: name.to_owned(),
             origin: origin(layout),
         };
-        if let Err(error) = group.limit(limits) {
+        if let Err(error) = group.limit(limits, nice) {
             group.remove();
             return Err(error);
         }
         Ok(group)
     }
 
-    fn limit(&self, limits: &Limits) -> Result<(), SandboxError> {
+    fn limit(&self, limits: &Limits, nice: i32) -> Result<(), SandboxError> {
         let quota = ((limits.cpu * CPU_PERIOD_US as f64) as u64).max(1000);
+        let nice = nice.clamp(-20, 19);
         match self.layout {
             Layout::V1 => {
                 write(
@@ -139,7 +152,11 @@ impl Cgroup {
                     &self.file("cpu", "cpu.cfs_period_us"),
                     &CPU_PERIOD_US.to_string(),
                 )?;
-                write(&self.file("cpu", "cpu.cfs_quota_us"), &quota.to_string())
+                write(&self.file("cpu", "cpu.cfs_quota_us"), &quota.to_string())?;
+                write(
+                    &self.file("cpu", "cpu.shares"),
+                    &nice_weight(nice).to_string(),
+                )
             }
             Layout::V2 => {
                 write(
@@ -154,7 +171,8 @@ impl Cgroup {
                 write(
                     &self.file("cpu", "cpu.max"),
                     &format!("{quota} {CPU_PERIOD_US}"),
-                )
+                )?;
+                write(&self.file("cpu", "cpu.weight.nice"), &nice.to_string())
             }
         }
     }
@@ -312,6 +330,15 @@ pub fn remove_cgroup(name: &str) -> Result<(), SandboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nice_value_weighs_as_the_kernel_weighs_a_task() {
+        assert_eq!(nice_weight(0), 1024);
+        assert_eq!(nice_weight(10), 110);
+        assert_eq!(nice_weight(-20), 88761);
+        assert_eq!(nice_weight(19), 15);
+        assert_eq!(nice_weight(40), 15);
+    }
 
     #[test]
     fn counters_read_from_keyed_files() {

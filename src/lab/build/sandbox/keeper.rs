@@ -41,7 +41,7 @@ pub fn run(spec: &BoxSpec) -> u8 {
         .thread_block()
         .map_err(sys("cannot block signals"))
         .and_then(|()| check(spec))
-        .and_then(|()| Cgroup::create(&spec.cgroup, &spec.limits));
+        .and_then(|()| Cgroup::create(&spec.cgroup, &spec.limits, spec.nice));
     let group = match result {
         Ok(group) => group,
         Err(error) => {

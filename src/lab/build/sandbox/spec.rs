@@ -31,6 +31,12 @@ pub struct BoxSpec {
     pub limits: Limits,
     /// Its cgroup's name in each controller, `sdss-<lab>-<node>`.
     pub cgroup: String,
+    /// The nice value of the lab's own programs. The box's CPU weight is that
+    /// of one task at it: a group's weight ignores its tasks' nice values, so
+    /// at the default weight a busy box under `nice sdss lab ...` took ten
+    /// times the CPU of each niced node beside it.
+    #[serde(default)]
+    pub nice: i32,
     /// Where each limit it hits is appended, one JSON [`LimitHit`] a line.
     pub hits: PathBuf,
 }

@@ -103,6 +103,7 @@ pub fn prepare(
         user,
         limits: plan.sandbox.limits,
         cgroup: cgroup_name(&plan.lab, &node.name),
+        nice: crate::lab::build::launch::child_nice(),
         hits: dir.box_file(&node.name, "hits"),
     };
     let path = dir.box_file(&node.name, "json");
