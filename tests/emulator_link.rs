@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use sdss::lab::build::emulator::{self, EmulatorSpec, PortSpec};
+use sdss::lab::builder::emulator::{self, EmulatorSpec, PortSpec};
 
 mod emulator_support;
 mod lab_support;

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sdss::lab::build::emulator::{Counters, EmulatorSpec, LinkSpec, PortSpec, UplinkSpec};
+use sdss::lab::builder::emulator::{Counters, EmulatorSpec, LinkSpec, PortSpec, UplinkSpec};
 use sdss::lab::plan::impairment::Impairment;
 
 mod emulator_support;

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use lab_support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use sdss::lab::build::sandbox::cgroup::remove_cgroup;
-use sdss::lab::build::sandbox::identity;
-use sdss::lab::build::sandbox::spec::{BoxSpec, LimitHit, LimitKind};
+use sdss::lab::builder::sandbox::cgroup::remove_cgroup;
+use sdss::lab::builder::sandbox::identity;
+use sdss::lab::builder::sandbox::spec::{BoxSpec, LimitHit, LimitKind};
 use sdss::lab::plan::sandbox::Limits;
 
 /// The longest any boxed run here may take.

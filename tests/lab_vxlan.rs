@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use lab_support::*;
 use nix::sched::{setns, CloneFlags};
-use sdss::lab::build::kernel::{Host, Kernel};
-use sdss::lab::build::vxlan::SegmentError;
+use sdss::lab::builder::kernel::{Host, Kernel};
+use sdss::lab::builder::vxlan::SegmentError;
 use sdss::lab::file::Topology;
 use sdss::lab::plan::segment::VXLAN_PORT;
 use sdss::lab::plan::{Plan, Segment};
-use sdss::lab::report::progress::Progress;
+use sdss::lab::progress::Silent;
 use tokio_util::sync::CancellationToken;
 
 /// The underlay's addresses of hosts A and B.
@@ -63,7 +63,7 @@ fn share(made: &mut Namespaces, lab: &str, address: Ipv4Addr) -> (Plan, File, Fi
     let plan = Plan::new(&topology, path);
     let mut files = create(made, &plan.namespaces()).into_iter();
     let (switch, node) = (files.next().unwrap(), files.next().unwrap());
-    let progress = Progress::new(lab, true);
+    let progress = Silent;
     Host.wire(
         &plan,
         &switch,

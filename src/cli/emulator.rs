@@ -23,7 +23,7 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
-use crate::lab::build::emulator;
+use crate::lab::builder::emulator;
 
 /// Arguments of `sdss lab-emulator`.
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::lab::build::sandbox::{keeper, spec::BoxSpec};
+use crate::lab::builder::sandbox::{keeper, spec::BoxSpec};
 
 /// Arguments of `sdss lab-box`.
 #[derive(Debug, clap::Args)]
@@ -22,7 +22,7 @@ pub fn run(args: BoxArgs) -> ExitCode {
         Ok(spec) => ExitCode::from(keeper::run(&spec)),
         Err(error) => {
             eprintln!("sdss lab-box: {error:#}");
-            ExitCode::from(crate::lab::build::sandbox::init::BUILD_FAILED as u8)
+            ExitCode::from(crate::lab::builder::sandbox::init::BUILD_FAILED as u8)
         }
     }
 }

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use super::build::delay::DelayError;
-use super::build::launch::LaunchError;
-use super::build::links::LinkError;
-use super::build::netns::NetnsError;
-use super::build::sandbox::SandboxError;
-use super::build::state::StateError;
-use super::build::vxlan::SegmentError;
+use super::builder::delay::DelayError;
+use super::builder::launch::LaunchError;
+use super::builder::links::LinkError;
+use super::builder::netns::NetnsError;
+use super::builder::sandbox::SandboxError;
+use super::builder::state::StateError;
+use super::builder::vxlan::SegmentError;
 use super::plan::backend::BackendRefusal;
 use super::plan::calibration::CalibrationRefusal;
 

@@ -14,39 +14,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
-use super::build::delay::Tc;
-use super::build::launch::{self, LaunchError};
-use super::build::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
-use super::build::{build, emulator_totals, node_netns, TeardownGuard};
-use super::build::{Built, Stages};
-use super::judge::delays::{verify_aside, Observations};
+use super::builder::delay::Tc;
+use super::builder::launch::{self, LaunchError};
+use super::builder::sandbox::outcome::outcomes;
+use super::builder::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
+use super::builder::{build, emulator_totals, node_netns, TeardownGuard, UpOptions};
+use super::builder::{Built, Stages};
+use super::judge::delays::{verify_aside, Observations, Verification};
 use super::judge::timeline::{Played, TimelineVerdicts};
 use super::judge::{self};
-use super::plan::backend::{self, BackendChoice, BackendKind};
+use super::plan::backend::{self, BackendKind};
 use super::plan::calibration;
 use super::plan::Plan;
-use super::report::progress::Progress;
 use super::report::{LabStatus, Report};
 use super::scenario::calibrate::calibrate;
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::late::LateFollower;
-use super::scenario::{start_probe, watch};
+use super::scenario::{start_probe, watch, Watched};
 use super::LabError;
-
-/// How `up` runs.
-#[derive(Debug, Clone)]
-pub struct UpOptions {
-    /// Which delay backend.
-    pub backend: BackendChoice,
-    /// The sdss executable nodes run (`sdss node`).
-    pub sdss: PathBuf,
-    /// Wait for convergence and grade (off for a bare `up --no-verify`).
-    pub verify: bool,
-    /// What the delay backend is told to inject instead of the lab's own
-    /// impairments (the lab's plan with another file's delays): lets a test prove
-    /// that verification fails when the links do not match the lab file.
-    pub injected: Option<Plan>,
-}
+use crate::lab::progress::Progress;
 
 /// What `up` produced.
 #[derive(Debug)]
@@ -70,7 +56,7 @@ pub async fn up(
     options: &UpOptions,
     root: &StateRoot,
     cancel: &CancellationToken,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<UpOutcome, LabError> {
     let started = Instant::now();
     launch::raise_priority();
@@ -130,7 +116,14 @@ pub async fn up(
             }
             None => None,
         };
-        let (mut report, lab_side, played) = converged?;
+        let Watched {
+            verification,
+            elapsed_secs,
+            boxes,
+            lab: lab_side,
+            played,
+        } = converged?;
+        let mut report = report(&built.dir, verification, elapsed_secs).with_boxes(boxes);
         if !built.dir.state.plan.timeline.is_empty() {
             report.timeline = Some(judge_timeline(&built, &played, &lab_side));
         }
@@ -203,16 +196,21 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
     let mut late = LateFollower::new(&dir);
     let verification = verify_aside(&state.plan, &observations, late.poll());
     let elapsed = state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
-    Ok(Report::new(
+    Ok(report(&dir, verification, elapsed).with_boxes(outcomes(&dir, &state.plan)))
+}
+
+/// The report of a lab as its state and files tell, with `verification`.
+fn report(dir: &LabDir, verification: Verification, elapsed_secs: f64) -> Report {
+    let state = &dir.state;
+    Report::new(
         &state.plan,
         state.backend.unwrap_or(BackendKind::None),
         state.netem.clone(),
         state.backend_note.clone(),
         verification,
-        elapsed,
+        elapsed_secs,
     )
-    .with_emulator(emulator_totals(&dir))
-    .with_boxes(super::report::boxes::boxes(&dir, &state.plan)))
+    .with_emulator(emulator_totals(dir))
 }
 
 /// The plan of a lab that is up (as it was built: zero delay under the `none`

@@ -4,8 +4,9 @@
 //! file      the lab file as written, parsed and validated, errors at their position
 //!  -> plan      pure: names, addresses, links, expected delays, backend, all settled
 //!               before anything is created
-//!  -> build     kernel objects (namespaces, links, delays, processes), each recorded
-//!               in the lab's state before it is made; teardown is the exact inverse
+//!  -> builder   builds the kernel objects (namespaces, links, delays, processes), each
+//!               recorded in the lab's state before it is made; teardown is the exact
+//!               inverse (not `build/`: tools take a folder of that name for output)
 //!  -> scenario  plays the lab's timeline while the nodes run (kills, the grading probe)
 //!  -> judge     pure: observations in, verdicts out (delays, the grading checklist)
 //!  -> report    text and JSON
@@ -14,7 +15,7 @@
 //! [`lifecycle`] composes the stages into `up`, `verify`, `down` and `status`;
 //! [`hosts`] runs them over several machines, one share per host.
 
-pub mod build;
+pub mod builder;
 mod error;
 pub mod file;
 pub mod hosts;
@@ -22,6 +23,7 @@ pub mod judge;
 pub mod lifecycle;
 pub mod plan;
 pub mod procfs;
+pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod watch;

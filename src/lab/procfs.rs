@@ -1,5 +1,5 @@
 //! Reading processes and sockets from `/proc`: the lab's own records of the
-//! processes it started (`build::state`) and the grader's readings of them
+//! processes it started (`builder::state`) and the grader's readings of them
 //! (`scenario::probe`) parse `/proc/PID/stat` through one [`Stat`].
 
 use std::collections::HashMap;

@@ -10,13 +10,14 @@ use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::UpArgs;
-use crate::lab::build::state::StateRoot;
+use crate::lab::builder::state::StateRoot;
+use crate::lab::builder::UpOptions;
+use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
 use crate::lab::hosts::{coordinator, RemoteExec};
-use crate::lab::lifecycle::{self, UpOptions};
-use crate::lab::plan::backend::BackendChoice;
+use crate::lab::lifecycle;
 use crate::lab::plan::Plan;
-use crate::lab::report::progress::Progress;
+use crate::lab::report::progress::Console;
 use crate::lab::report::{render_graph, render_html, render_plan, GraphFormat, Report};
 use crate::lab::watch::WatchOptions;
 use crate::lab::LabError;
@@ -226,7 +227,7 @@ pub(super) fn run_plan(
             eprintln!("sdss lab: interrupted, tearing the lab down");
             on_signal.cancel();
         });
-        let progress = Progress::new(&lab, false);
+        let progress = Console::new(&lab, false);
         let result = if spans_hosts {
             coordinator::up(plan, &options, exec, root, &cancel, &progress).await
         } else {

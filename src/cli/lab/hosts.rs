@@ -8,13 +8,13 @@ use tokio::io::BufReader;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::lab_name;
-use crate::lab::build::state::StateRoot;
-use crate::lab::build::teardown;
+use crate::lab::builder::state::StateRoot;
+use crate::lab::builder::teardown;
 use crate::lab::file::Topology;
 use crate::lab::hosts::{agent as serve, coordinator, RemoteExec};
 use crate::lab::lifecycle;
 use crate::lab::plan::Plan;
-use crate::lab::report::progress::Progress;
+use crate::lab::report::progress::Console;
 use crate::lab::report::{LabStatus, Report};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -59,7 +59,7 @@ fn spanning_plan(root: &StateRoot, arg: &str) -> Result<Option<Plan>> {
 pub(super) fn down(root: &StateRoot, arg: &str, exec: &RemoteExec) -> Result<()> {
     let lab = lab_name(arg)?;
     if let Some(plan) = spanning_plan(root, arg)? {
-        let progress = Progress::new(&lab, false);
+        let progress = Console::new(&lab, false);
         let done = runtime()?
             .block_on(coordinator::down(root, &plan, exec, &progress.printer()))
             .with_context(|| {
@@ -98,7 +98,7 @@ pub(super) fn down(root: &StateRoot, arg: &str, exec: &RemoteExec) -> Result<()>
 pub(super) fn verify(root: &StateRoot, lab: &str, exec: &RemoteExec) -> Result<Report> {
     match lifecycle::running_plan(root, lab)? {
         Some(plan) if plan.spans_hosts() => {
-            let progress = Progress::new(lab, false);
+            let progress = Console::new(lab, false);
             Ok(runtime()?.block_on(coordinator::verify_again(root, lab, exec, &progress))?)
         }
         _ => Ok(lifecycle::verify(root, lab)?),
@@ -119,7 +119,7 @@ pub(super) fn across_hosts(
         if !plan.spans_hosts() {
             continue;
         }
-        let progress = Progress::new(&status.lab, true);
+        let progress = Console::new(&status.lab, true);
         let hosts = runtime()?.block_on(coordinator::status(&plan, exec, &progress.printer()));
         status.nodes_running = 0;
         for (host, result) in hosts {

@@ -9,11 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use crate::lab::build::state::StateRoot;
+use crate::lab::builder::state::StateRoot;
+use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
 use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
-use crate::lab::plan::backend::BackendChoice;
 use crate::lab::plan::Plan;
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
 use commands::{graph, lab_name, print_report, run_plan, up, verdict, watch, write_html, LabRun};

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{check_name, Locator, Topology, TopologyError};
-use crate::lab::plan::backend::BackendChoice;
+use crate::lab::file::backend::BackendChoice;
 
 /// One machine of a lab that spans several.
 #[derive(Debug, Clone, Deserialize)]

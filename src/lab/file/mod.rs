@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 use toml::Spanned;
 
+pub mod backend;
 mod grading;
 mod hosts;
 mod sandbox;

@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::underlay;
 use super::wire::{self, Action, Reply, Request, WireError};
-use crate::lab::build::state::{LabDir, ProcessRecord, StateError, StateRoot};
-use crate::lab::build::teardown;
-use crate::lab::build::{self, launch};
-use crate::lab::lifecycle::{self, UpOptions};
-use crate::lab::report::progress::Progress;
+use crate::lab::builder::state::{LabDir, ProcessRecord, StateError, StateRoot};
+use crate::lab::builder::teardown;
+use crate::lab::builder::UpOptions;
+use crate::lab::builder::{self, launch};
+use crate::lab::lifecycle;
+use crate::lab::report::progress::Console;
 use crate::lab::LabError;
 
 /// How often followed output is read.
@@ -66,7 +67,7 @@ where
                 verify: false,
                 injected: None,
             };
-            let progress = Progress::new(&lab, false);
+            let progress = Console::new(&lab, false);
             // The coordinator gone (stdin closed) cancels the build, which tears itself down.
             let building = cancel.child_token();
             let up = lifecycle::up(*plan, &options, root, &building, &progress);
@@ -301,7 +302,7 @@ fn play(dir: &mut LabDir, sdss: &Path, node: &str, action: Action) -> Result<(),
     }
     if matches!(action, Action::Start | Action::Restart) {
         let plan = dir.state.plan.clone();
-        build::start_node(dir, &plan, node, sdss).map_err(|e| e.to_string())?;
+        builder::start_node(dir, &plan, node, sdss).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

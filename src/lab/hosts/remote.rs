@@ -340,7 +340,7 @@ mod tests {
     async fn an_agent_that_neither_answers_nor_ends_is_given_up_on() {
         // `cat` waits for our stdin, which says nothing: it neither answers nor ends.
         let exec = RemoteExec::parse("sh -c cat {ssh}").expect("template");
-        let printer = crate::lab::report::progress::Progress::new("t", true).printer();
+        let printer = crate::lab::report::progress::Console::new("t", true).printer();
         let mut session = Session::open(&exec, &host(), printer).expect("spawned");
         let limit = Duration::from_millis(200);
         let error = session.recv_within("up", limit).await.unwrap_err();
@@ -368,7 +368,7 @@ mod tests {
                 "echo gone {ssh} >&2; exit 3".into(),
             ],
         };
-        let progress = crate::lab::report::progress::Progress::new("t", true);
+        let progress = crate::lab::report::progress::Console::new("t", true);
         let mut session = Session::open(&exec, &host(), progress.printer()).expect("spawn");
         let error = session.recv().await.expect_err("no reply");
         match error {

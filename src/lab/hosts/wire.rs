@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::lab::plan::backend::{BackendChoice, BackendKind, NetemSupport};
+use crate::lab::file::backend::BackendChoice;
+use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::Plan;
 
 /// The longest line either side reads: a node's output is sent in chunks

@@ -6,7 +6,7 @@
 //! time B stamped in its answer to A's receive stamp of it, and the answer
 //! comes from B's timestamp server port (the event's `port`). The emulator logs
 //! each frame with a TCP payload it wrote late, or that reached it well after
-//! the time it carries (B's process or kernel held it: `build::emulator::late`);
+//! the time it carries (B's process or kernel held it: `builder::emulator::late`);
 //! a sample is set aside when such a frame from B's port to A was written
 //! within [`window`] before the event's `ts`.
 
@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::build::emulator::late::HELD;
-use crate::lab::build::emulator::LateDelivery;
+use crate::lab::builder::emulator::late::HELD;
+use crate::lab::builder::emulator::LateDelivery;
 use crate::lab::plan::Plan;
 
 /// Late answers kept per ordered pair, newest: a pair gets one answer per
@@ -194,7 +194,7 @@ impl SetAside {
             self.samples,
             self.of,
             self.percent(),
-            crate::lab::build::emulator::LATE.as_micros(),
+            crate::lab::builder::emulator::LATE.as_micros(),
             HELD.as_micros(),
             self.window_ms,
         )

@@ -711,7 +711,7 @@ mod tests {
     /// The emulator delivered b's answer from `port` to a late, `before` seconds
     /// before a's event at `at`.
     fn late_answer(answers: &mut LateAnswers, at: u32, before: f64, port: u16) {
-        answers.add(&crate::lab::build::emulator::LateDelivery {
+        answers.add(&crate::lab::builder::emulator::LateDelivery {
             at_us: ((unix(at) - before) * 1e6) as u64,
             from: 1,
             to: 0,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use crate::lab::build::sandbox::spec::LimitHit;
+use crate::lab::builder::sandbox::spec::LimitHit;
 use crate::lab::plan::sandbox::Limits;
 use crate::protocol::Dialect;
 

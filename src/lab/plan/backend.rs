@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::Plan;
+use crate::lab::file::backend::BackendChoice;
 
 /// Which backend put the delays on a lab's links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,20 +28,6 @@ impl fmt::Display for BackendKind {
             BackendKind::Emulator => "emulator",
         })
     }
-}
-
-/// What the user asked for on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendChoice {
-    /// none if the lab has no delays; otherwise netem where the kernel has it, else the emulator.
-    Auto,
-    /// Kernel netem; an error where the kernel lacks it.
-    Netem,
-    /// The userspace link emulator (TAP devices and a switch process).
-    Emulator,
-    /// Inject nothing and expect zero delay everywhere (the file's delays are ignored).
-    None,
 }
 
 /// Whether the kernel can do netem.

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::BackendChoice;
 use super::segment::Segment;
 use super::{NodePlan, Plan};
+use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
 
 /// One machine of the lab.

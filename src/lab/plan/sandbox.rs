@@ -4,7 +4,7 @@
 //! Every program a lab starts that is not sdss itself (a `command` node, and
 //! any graded node, sdss included) runs boxed by default: an unprivileged user,
 //! a mount and PID namespace of its own, limits, a seccomp filter
-//! (`build::sandbox` sets it up). The defaults are far above what a correct
+//! (`builder::sandbox` sets it up). The defaults are far above what a correct
 //! solution of the assignment uses, in Python, C or Java.
 
 use std::path::Path;

@@ -21,7 +21,8 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::build::emulator::{PortCounters, LATE};
+use crate::lab::builder::emulator::{PortCounters, LATE};
+use crate::lab::builder::sandbox::outcome::BoxOutcome;
 use crate::lab::judge::aside::SetAside;
 use crate::lab::judge::delays::{median, PairResult, Summary, Verdict, Verification};
 use crate::lab::judge::timeline::TimelineVerdicts;
@@ -81,7 +82,7 @@ pub struct Report {
     /// How each program nobody here wrote ran (confined or not, its limits
     /// and what it hit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub boxes: Vec<boxes::BoxReport>,
+    pub boxes: Vec<BoxOutcome>,
 }
 
 /// The part of a report about the hosts a lab spans.
@@ -249,7 +250,7 @@ impl Report {
     }
 
     /// Adds how each program ran.
-    pub fn with_boxes(mut self, boxes: Vec<boxes::BoxReport>) -> Report {
+    pub fn with_boxes(mut self, boxes: Vec<BoxOutcome>) -> Report {
         self.boxes = boxes;
         self
     }

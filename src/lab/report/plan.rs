@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::lab::plan::backend::BackendChoice;
+use crate::lab::file::backend::BackendChoice;
 use crate::lab::plan::timeline::PairState;
 use crate::lab::plan::{Plan, Program};
 use crate::table::{Align, Table};

@@ -1,20 +1,23 @@
-//! Progress of a long lab operation: an indicatif bar on a terminal, plain
-//! lines otherwise (CI logs, pipes), always on stderr so stdout stays the report.
+//! Progress of a long lab operation shown: an indicatif bar on a terminal,
+//! plain lines otherwise (CI logs, pipes), always on stderr so stdout stays
+//! the report.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Reports the steps of `up` and `down`.
-pub struct Progress {
+use crate::lab::progress::Progress;
+
+/// Shows the steps of `up` and `down` on stderr.
+pub struct Console {
     lab: String,
     bar: Option<ProgressBar>,
 }
 
-impl Progress {
-    /// A reporter for a lab: a bar when stderr is a terminal, unless `quiet`.
-    pub fn new(lab: &str, quiet: bool) -> Progress {
+impl Console {
+    /// A console for a lab: a bar when stderr is a terminal, unless `quiet`.
+    pub fn new(lab: &str, quiet: bool) -> Console {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
@@ -27,43 +30,9 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Progress {
+        Console {
             lab: lab.to_owned(),
             bar,
-        }
-    }
-
-    /// A new step of `total` units.
-    pub fn step(&self, message: &str, total: u64) {
-        match &self.bar {
-            Some(bar) => {
-                bar.set_message(message.to_owned());
-                bar.set_length(total);
-                bar.set_position(0);
-            }
-            None => eprintln!("sdss lab {}: {message} ({total})", self.lab),
-        }
-    }
-
-    /// One unit of the current step done.
-    pub fn inc(&self) {
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-        }
-    }
-
-    /// Sets how far the current step is.
-    pub fn set(&self, position: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(position);
-        }
-    }
-
-    /// A line that stays (above the bar on a terminal).
-    pub fn line(&self, message: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(format!("lab {}: {message}", self.lab)),
-            None => eprintln!("sdss lab {}: {message}", self.lab),
         }
     }
 
@@ -83,13 +52,43 @@ impl Progress {
     }
 }
 
-impl Drop for Progress {
+impl Progress for Console {
+    fn step(&self, message: &str, total: u64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(message.to_owned());
+                bar.set_length(total);
+                bar.set_position(0);
+            }
+            None => eprintln!("sdss lab {}: {message} ({total})", self.lab),
+        }
+    }
+
+    fn inc(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn set(&self, position: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+        }
+    }
+
+    /// Above the bar on a terminal.
+    fn line(&self, message: &str) {
+        self.printer().line(message);
+    }
+}
+
+impl Drop for Console {
     fn drop(&mut self) {
         self.finish();
     }
 }
 
-/// Prints lines above a [`Progress`]'s bar from another task.
+/// Prints lines above a [`Console`]'s bar from another task.
 #[derive(Clone)]
 pub struct Printer {
     lab: String,

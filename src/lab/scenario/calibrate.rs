@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::tail::LogTail;
 use super::{count_complete, follow_graded, read_tails, POLL};
-use crate::lab::build::delay::change_plan;
-use crate::lab::build::{Built, CONTROL_SOCKET};
+use crate::lab::builder::delay::change_plan;
+use crate::lab::builder::{Built, CONTROL_SOCKET};
 use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::plan::backend::BackendKind;
 use crate::lab::plan::calibration;
 use crate::lab::plan::Plan;
-use crate::lab::report::progress::Progress;
+use crate::lab::progress::Progress;
 use crate::lab::LabError;
 use crate::node::event::NodeEvent;
 
@@ -43,7 +43,7 @@ pub async fn calibrate(
     built: &mut Built,
     told: &Plan,
     cancel: &CancellationToken,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<Calibrated, LabError> {
     let mut plan = built.dir.state.plan.clone();
     let calibrating = calibration::phase(told);

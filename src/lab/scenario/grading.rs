@@ -14,7 +14,7 @@ use nix::sched::{setns, CloneFlags};
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{self, FakePeer, ProbeLog, ProbeSpec};
-use crate::lab::build::sandbox::spec::LimitHit;
+use crate::lab::builder::sandbox::spec::LimitHit;
 use crate::lab::judge::observe::{Datagram, Observed, Observer, Timeline};
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::plan::{Plan, Program};

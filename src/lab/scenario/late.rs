@@ -1,11 +1,11 @@
 //! The emulator's late deliveries as the lab reads them: its log followed as it
-//! grows, like the counters beside it ([`crate::lab::build::emulator_totals`]).
+//! grows, like the counters beside it ([`crate::lab::builder::emulator_totals`]).
 
 use std::path::PathBuf;
 
-use crate::lab::build::emulator::LateDelivery;
-use crate::lab::build::state::LabDir;
-use crate::lab::build::LATE_LOG;
+use crate::lab::builder::emulator::LateDelivery;
+use crate::lab::builder::state::LabDir;
+use crate::lab::builder::LATE_LOG;
 use crate::lab::judge::aside::LateAnswers;
 use crate::lab::plan::backend::BackendKind;
 

@@ -16,19 +16,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
-use super::build::delay::change_links;
-use super::build::state::ProcessRecord;
-use super::build::{emulator_totals, launch, node_netns, Built, CONTROL_SOCKET};
+use super::builder::delay::change_links;
+use super::builder::sandbox::outcome::{outcomes, BoxOutcome};
+use super::builder::state::ProcessRecord;
+use super::builder::{launch, node_netns, Built, CONTROL_SOCKET};
 use super::judge::delays::{verify_aside, Observations, Verification};
 use super::judge::timeline::{describe_event, Played};
 use super::plan::backend::BackendKind;
 use super::plan::timeline::Change;
 use super::plan::Plan;
 use super::plan::Program;
-use super::report::boxes::boxes;
-use super::report::progress::Progress;
-use super::report::Report;
 use super::LabError;
+use crate::lab::progress::Progress;
 use calibrate::Calibrated;
 use grading::{parse_stamped, LabSide, RunningProbe};
 use late::LateFollower;
@@ -88,10 +87,10 @@ pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
 pub async fn watch(
     built: &mut Built,
     cancel: &CancellationToken,
-    progress: &Progress,
+    progress: &dyn Progress,
     probe: Option<&RunningProbe>,
     calibrated: Option<Calibrated>,
-) -> Result<(Report, LabSide, Vec<Played>), LabError> {
+) -> Result<Watched, LabError> {
     let plan = built.dir.state.plan.clone();
     let since = calibrated
         .as_ref()
@@ -168,7 +167,7 @@ pub async fn watch(
             .then(|| converged_since.unwrap_or_else(Instant::now));
         let settled = converged_since.is_some_and(|since| since.elapsed() >= settle);
         if settled || Instant::now() >= deadline {
-            let boxes = boxes(&built.dir, &plan);
+            let boxes = outcomes(&built.dir, &plan);
             if grading.is_some() {
                 lab.ended_at = wall_now();
                 for node in plan.nodes.iter().filter(|n| n.grade) {
@@ -201,24 +200,33 @@ pub async fn watch(
                     );
                 }
             }
-            let state = &built.dir.state;
-            let report = Report::new(
-                &plan,
-                state.backend.unwrap_or(BackendKind::None),
-                state.netem.clone(),
-                state.backend_note.clone(),
+            return Ok(Watched {
                 verification,
-                built.launched_at.elapsed().as_secs_f64(),
-            )
-            .with_emulator(emulator_totals(&built.dir))
-            .with_boxes(boxes);
-            return Ok((report, lab, played));
+                elapsed_secs: built.launched_at.elapsed().as_secs_f64(),
+                boxes,
+                lab,
+                played,
+            });
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(LabError::Cancelled),
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// What watching a lab came to, for the caller to judge and report.
+pub struct Watched {
+    /// The delays as last verified.
+    pub verification: Verification,
+    /// From the nodes' launch to the end of the watch.
+    pub elapsed_secs: f64,
+    /// How each program nobody here wrote ran.
+    pub boxes: Vec<BoxOutcome>,
+    /// What the lab itself did and saw, for the grading checklist.
+    pub lab: LabSide,
+    /// The timeline's events as played.
+    pub played: Vec<Played>,
 }
 
 /// Follows the stdout of every graded node from its beginning.
@@ -321,7 +329,7 @@ fn signal_node(built: &mut Built, name: &str, kill: bool) {
 
 /// Starts a node of the plan again, and follows its process.
 fn start_node(built: &mut Built, plan: &Plan, name: &str) -> Result<(), LabError> {
-    let child = super::build::start_node(&mut built.dir, plan, name, &built.sdss)?;
+    let child = super::builder::start_node(&mut built.dir, plan, name, &built.sdss)?;
     built.children.insert(name.to_owned(), child);
     Ok(())
 }

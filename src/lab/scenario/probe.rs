@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::fakes::{burst, fake_peer};
-use crate::lab::build::emulator::stamp::{control_buffer, kernel_stamp};
+use crate::lab::builder::emulator::stamp::{control_buffer, kernel_stamp};
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::procfs;
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
-use super::build::state::{LabDir, StateError, StateRoot};
+use super::builder::state::{LabDir, StateError, StateRoot};
 use super::judge::delays::{verify_aside, Observations, Verification};
 use super::report::watch::{render, Size};
 use super::scenario::late::LateFollower;

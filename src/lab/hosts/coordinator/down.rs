@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::lab::build::state::{StateError, StateRoot};
+use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::hosts::remote::{HostError, RemoteExec, Session};
 use crate::lab::hosts::wire::{Reply, Request};
 use crate::lab::plan::hosts::HostPlan;

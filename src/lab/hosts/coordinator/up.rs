@@ -11,19 +11,22 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{gather, lock, Heard};
-use crate::lab::build::state::{LabDir, LabState, Phase, StateRoot};
-use crate::lab::build::Stages;
+use crate::lab::builder::state::{LabDir, LabState, Phase, StateRoot};
+use crate::lab::builder::Stages;
+use crate::lab::builder::UpOptions;
+use crate::lab::file::backend::BackendChoice;
 use crate::lab::hosts::remote::{HostError, RemoteExec, Session, BUILD_WAIT, MEASURE_WAIT};
 use crate::lab::hosts::wire::{Action, Reply, Request};
 use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::judge::timeline::{describe_event, judge as judge_timeline, Played};
-use crate::lab::lifecycle::{UpOptions, UpOutcome};
-use crate::lab::plan::backend::{BackendChoice, BackendKind, NetemSupport};
+use crate::lab::lifecycle::UpOutcome;
+use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::calibration::CalibrationRefusal;
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
 use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
-use crate::lab::report::progress::{Printer, Progress};
+use crate::lab::progress::Progress;
+use crate::lab::report::progress::{Console, Printer};
 use crate::lab::report::{HostsReport, Report};
 use crate::lab::scenario::count_complete;
 use crate::lab::scenario::grading::parse_stamped;
@@ -45,7 +48,7 @@ pub async fn up(
     exec: &RemoteExec,
     root: &StateRoot,
     cancel: &CancellationToken,
-    progress: &Progress,
+    progress: &Console,
 ) -> Result<UpOutcome, LabError> {
     // As on one machine: `none` injects nothing, so nothing is expected.
     let zeroed = options.backend == BackendChoice::None && !plan.is_unimpaired();
@@ -74,7 +77,7 @@ async fn up_on_hosts(
     mut dir: LabDir,
     options: &UpOptions,
     exec: &RemoteExec,
-    progress: &Progress,
+    progress: &Console,
 ) -> Result<UpOutcome, LabError> {
     let started = Instant::now();
     let plan = dir.state.plan.clone();
@@ -257,7 +260,7 @@ async fn watch(
     dir: &LabDir,
     sessions: Vec<Session>,
     launched: Instant,
-    progress: &Progress,
+    progress: &Console,
 ) -> Result<Report, LabError> {
     let plan = &dir.state.plan;
     let backend = dir.state.backend.unwrap_or(BackendKind::None);

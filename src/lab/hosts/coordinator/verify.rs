@@ -6,12 +6,12 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::{gather, lock, Heard};
-use crate::lab::build::state::{StateError, StateRoot};
+use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::hosts::remote::{RemoteExec, Session};
 use crate::lab::hosts::wire::Request;
 use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::plan::backend::BackendKind;
-use crate::lab::report::progress::Progress;
+use crate::lab::report::progress::Console;
 use crate::lab::report::{HostsReport, Report};
 use crate::lab::LabError;
 use crate::node::clock::wall_now;
@@ -21,7 +21,7 @@ pub async fn verify_again(
     root: &StateRoot,
     lab: &str,
     exec: &RemoteExec,
-    progress: &Progress,
+    progress: &Console,
 ) -> Result<Report, LabError> {
     let dir = root
         .open(lab)?

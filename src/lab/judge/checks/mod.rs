@@ -722,7 +722,7 @@ mod tests {
 
     #[test]
     fn a_limit_hit_fails_the_limits_check_and_waiting_for_the_cpu_only_warns() {
-        use crate::lab::build::sandbox::spec::{LimitHit, LimitKind};
+        use crate::lab::builder::sandbox::spec::{LimitHit, LimitKind};
         let hit = |limit, text: &str| LimitHit {
             limit,
             at: 9.3,

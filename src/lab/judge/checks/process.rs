@@ -1,7 +1,7 @@
 //! The process: alive, CPU, memory, the limits of its box.
 
 use super::*;
-use crate::lab::build::sandbox::spec::LimitKind;
+use crate::lab::builder::sandbox::spec::LimitKind;
 
 pub(super) fn alive(seen: &Observed) -> Check {
     const ID: &str = "process.alive";

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod init;
 pub mod keeper;
 pub mod mounts;
+pub mod outcome;
 pub mod program;
 pub mod seccomp;
 pub mod spec;

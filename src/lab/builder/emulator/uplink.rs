@@ -304,7 +304,7 @@ mod tests {
 
     /// Waits (bounded) for the next datagram the uplink takes.
     fn next(uplink: &Uplink, buffer: &mut [u8]) -> Datagram {
-        let mut control = crate::lab::build::emulator::stamp::control_buffer();
+        let mut control = crate::lab::builder::emulator::stamp::control_buffer();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             match uplink.receive(buffer, &mut control) {

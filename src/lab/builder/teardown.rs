@@ -167,7 +167,7 @@ fn lookalikes(kernel: &impl Kernel, lab: &str) -> Vec<String> {
 mod tests {
     use super::super::kernel::fake::{FakeKernel, TempDir};
     use super::*;
-    use crate::lab::build::state::{LabState, NamespaceRecord};
+    use crate::lab::builder::state::{LabState, NamespaceRecord};
     use crate::lab::plan::Plan;
 
     /// A state root of its own, removed when dropped.

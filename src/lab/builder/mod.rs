@@ -21,6 +21,7 @@ pub mod vxlan;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,12 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
-use super::lifecycle::UpOptions;
+use super::file::backend::BackendChoice;
 use super::plan::backend::BackendKind;
 use super::plan::calibration;
 use super::plan::{Plan, Program};
-use super::report::progress::Progress;
 use super::LabError;
+use crate::lab::progress::Progress;
 use delay::{emulator_spec, DelayBackend, DelayError, Emulator, Netem, NoDelay};
 use emulator::{Counters, PortCounters};
 use kernel::{Host, Kernel};
@@ -46,6 +47,21 @@ fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// How `up` runs.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Which delay backend.
+    pub backend: BackendChoice,
+    /// The sdss executable nodes run (`sdss node`).
+    pub sdss: PathBuf,
+    /// Wait for convergence and grade (off for a bare `up --no-verify`).
+    pub verify: bool,
+    /// What the delay backend is told to inject instead of the lab's own
+    /// impairments (the lab's plan with another file's delays): lets a test prove
+    /// that verification fails when the links do not match the lab file.
+    pub injected: Option<Plan>,
 }
 
 /// A lab whose objects exist and whose nodes run.
@@ -114,7 +130,7 @@ pub async fn build(
     backend: BackendKind,
     options: &UpOptions,
     cancel: &CancellationToken,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<Built, LabError> {
     build_with(&mut Host, dir, plan, backend, options, cancel, progress).await
 }
@@ -127,7 +143,7 @@ pub async fn build_with<K: Kernel>(
     backend: BackendKind,
     options: &UpOptions,
     cancel: &CancellationToken,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<Built, LabError> {
     let mut stages = Stages::start();
     kernel.prepare()?;
@@ -502,7 +518,7 @@ mod tests {
     use super::state::{LabState, StateError, StateRoot};
     use super::teardown::teardown_with;
     use super::*;
-    use crate::lab::plan::backend::BackendChoice;
+    use crate::lab::file::backend::BackendChoice;
 
     const LAB: &str = "name = \"td\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
 
@@ -530,7 +546,7 @@ mod tests {
         plan: Plan,
     ) -> Result<Built, LabError> {
         let dir = root.create(LabState::creating(plan.clone())).unwrap();
-        let progress = Progress::new("td", true);
+        let progress = crate::lab::progress::Silent;
         let cancel = CancellationToken::new();
         build_with(kernel, dir, plan, backend, &options(), &cancel, &progress).await
     }
@@ -720,7 +736,7 @@ mod tests {
         let dir = root.create(LabState::creating(plan.clone())).unwrap();
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let progress = Progress::new("td", true);
+        let progress = crate::lab::progress::Silent;
         let built = build_with(
             &mut kernel,
             dir,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::lab::build::netns::NsId;
+use crate::lab::builder::netns::NsId;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::Plan;
 use crate::lab::procfs::Stat;

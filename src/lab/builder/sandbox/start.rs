@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::spec::BoxSpec;
 use super::{sys, SandboxError};
-use crate::lab::build::launch::LaunchError;
-use crate::lab::build::state::LabDir;
+use crate::lab::builder::launch::LaunchError;
+use crate::lab::builder::state::LabDir;
 use crate::lab::plan::{node_netns, NodePlan, Plan};
 
 /// Where system software lives: a program found there is not a submission,
@@ -103,7 +103,7 @@ pub fn prepare(
         user,
         limits: plan.sandbox.limits,
         cgroup: cgroup_name(&plan.lab, &node.name),
-        nice: crate::lab::build::launch::child_nice(),
+        nice: crate::lab::builder::launch::child_nice(),
         hits: dir.box_file(&node.name, "hits"),
     };
     let path = dir.box_file(&node.name, "json");

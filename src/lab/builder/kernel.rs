@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::super::plan::{Plan, Segment};
-use super::super::report::progress::Progress;
 use super::super::LabError;
 use super::delay::{DelayBackend, DelayError};
 use super::launch::{self, Launch, LaunchError};
@@ -19,6 +18,7 @@ use super::netns::{self, NetnsError, NsId, Presence};
 use super::sandbox::SandboxError;
 use super::state::ProcessRecord;
 use super::vxlan::{self, SegmentError};
+use crate::lab::progress::Progress;
 
 /// The kernel objects build makes and teardown looks at and removes.
 pub trait Kernel {
@@ -43,7 +43,7 @@ pub trait Kernel {
         nodes: &[Self::Netns],
         emulated: bool,
         cancel: &CancellationToken,
-        progress: &Progress,
+        progress: &dyn Progress,
     ) -> Result<(), LabError>;
     /// Joins the bridge in `switch` (named `switch_netns`) to the other hosts
     /// of `segment` with a VXLAN device, whose UDP socket stays in the
@@ -107,7 +107,7 @@ impl Kernel for Host {
         nodes: &[std::fs::File],
         emulated: bool,
         cancel: &CancellationToken,
-        progress: &Progress,
+        progress: &dyn Progress,
     ) -> Result<(), LabError> {
         // Netlink answers within its calls: off the async worker.
         tokio::task::block_in_place(|| links::wire(plan, switch, nodes, emulated, cancel, progress))
@@ -350,7 +350,7 @@ pub mod fake {
             nodes: &[NsId],
             emulated: bool,
             _cancel: &CancellationToken,
-            _progress: &Progress,
+            _progress: &dyn Progress,
         ) -> Result<(), LabError> {
             if !emulated {
                 self.add_link(*switch, BRIDGE_IFNAME);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::lab::build::emulator::{EmulatorSpec, PortSpec, UplinkSpec};
+use crate::lab::builder::emulator::{EmulatorSpec, PortSpec, UplinkSpec};
 use crate::lab::plan::backend::BackendKind;
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::segment::VXLAN_PORT;

@@ -32,7 +32,7 @@ use super::netns::NetnsError;
 use super::pool;
 use super::rtnl::{Create, Rtnl, RtnlError};
 use crate::lab::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
-use crate::lab::report::progress::Progress;
+use crate::lab::progress::Progress;
 use crate::lab::LabError;
 
 /// The index of `lo` in every network namespace.
@@ -80,7 +80,7 @@ pub fn wire(
     nodes: &[File],
     emulated: bool,
     cancel: &CancellationToken,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<(), LabError> {
     let in_ns = |netns: &str| {
         let netns = netns.to_owned();
