@@ -21,7 +21,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::protocol::{dialect_of, Dialect};
 
 use super::clock::wall_now;
-use super::stamps::answer_with_fin;
+use super::stamps::{answer_with_fin, Answered};
 
 /// How long to listen for a client that may speak first: what it sends tells
 /// its dialect better than anything known of its address (several
@@ -117,7 +117,7 @@ pub fn answer_at_once(stream: TcpStream, hint: ClientHint) {
         ClientHint::Known(dialect) => dialect,
         ClientHint::Pending { .. } | ClientHint::Unknown => Dialect::BinaryBe,
     };
-    let _ = answer_with_fin(&stream, dialect);
+    let _ = answer_with_fin(stream, dialect);
 }
 
 /// What the node knows of the dialect a connecting client reads.
@@ -199,7 +199,20 @@ pub async fn serve(
     // side first matters: closing with unread data would reset the connection,
     // and a reset can destroy our answer before the client has read it.
     let answered_after = accepted.elapsed();
-    let (sent, answer) = answer_with_fin(&stream, answered);
+    let Answered {
+        stream,
+        sent,
+        answer,
+    } = answer_with_fin(stream, answered);
+    let Some(mut stream) = stream else {
+        return Served {
+            peer,
+            answered,
+            client_dialect: greeted_in,
+            client_spoke_first: greeted_in.is_some(),
+            answered_after,
+        };
+    };
     if !matches!(sent, Ok(n) if n == answer.len()) {
         // The send buffer was full (never seen with one time) or the client is
         // gone: the rest the slow way, then the FIN.
