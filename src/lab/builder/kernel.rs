@@ -135,13 +135,14 @@ impl Kernel for Host {
     ) -> io::Result<()> {
         // From a thread that entered it: `/proc/sys/net` is the namespace of
         // the thread that opens it.
-        netns::run_in(ns, name, move || {
+        netns::on_thread_in(ns, || {
             std::fs::write(
                 "/proc/sys/net/ipv4/ip_local_port_range",
                 format!("{low} {high}"),
             )
         })
-        .map_err(io::Error::other)?
+        .and_then(|written| written)
+        .map_err(|e| io::Error::new(e.kind(), format!("in {name}: {e}")))
     }
 
     fn spawn(&mut self, launches: &[Launch<'_, std::fs::File>]) -> Vec<Result<Child, LaunchError>> {

@@ -28,7 +28,7 @@ use rtnetlink::{
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use super::netns::NetnsError;
+use super::netns::{on_thread_in, NetnsError};
 use super::pool;
 use super::rtnl::{Create, Rtnl, RtnlError};
 use crate::lab::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
@@ -254,29 +254,16 @@ pub(super) fn in_namespace<T: Send>(
     name: &str,
     f: impl FnOnce(&mut Rtnl) -> Result<T, RtnlError> + Send,
 ) -> Result<T, LinkError> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Sys {
-                    action: "entering",
-                    name: name.to_owned(),
-                    source: e.into(),
-                })?;
-                Rtnl::open()
-                    .and_then(|mut rtnl| f(&mut rtnl))
-                    .map_err(|source| LinkError::Netlink {
-                        netns: name.to_owned(),
-                        source,
-                    })
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(LinkError::Netlink {
-                    netns: name.to_owned(),
-                    source: RtnlError::Answer("a netlink thread panicked".to_owned()),
-                })
-            })
-    })
+    on_thread_in(ns, || Rtnl::open().and_then(|mut rtnl| f(&mut rtnl)))
+        .map_err(|source| NetnsError::Sys {
+            action: "entering",
+            name: name.to_owned(),
+            source,
+        })?
+        .map_err(|source| LinkError::Netlink {
+            netns: name.to_owned(),
+            source,
+        })
 }
 
 /// Runs `f(i, socket in node i's namespace)` for every node, on a few threads

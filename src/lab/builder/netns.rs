@@ -262,38 +262,21 @@ pub fn open(name: &str, expected: Option<NsId>) -> Result<File, NetnsError> {
     Ok(file)
 }
 
-/// Runs `f` on a fresh OS thread that has entered the namespace `ns`, and returns
-/// its result. Sockets opened there stay bound to that namespace.
-pub fn run_in<T: Send + 'static>(
-    ns: &File,
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, NetnsError> {
-    let ns = ns.try_clone().map_err(|source| NetnsError::Sys {
-        action: "duplicating the handle",
-        name: name.to_owned(),
-        source,
-    })?;
-    let label = name.to_owned();
-    std::thread::Builder::new()
-        .name(format!("in-{name}"))
-        .spawn(move || {
-            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(sys("entering", &label))?;
-            Ok(f())
-        })
-        .map_err(|source| NetnsError::Sys {
-            action: "starting a thread",
-            name: name.to_owned(),
-            source,
-        })?
-        .join()
-        .unwrap_or_else(|_| {
-            Err(NetnsError::Sys {
-                action: "running in",
-                name: name.to_owned(),
-                source: io::Error::other("thread panicked"),
-            })
-        })
+/// Runs `f` on a fresh OS thread that has entered the network namespace `ns`,
+/// and returns its result. The thread ends with `f`, so nothing else ever runs
+/// in that namespace by mistake; sockets opened there stay bound to it. The one
+/// way sdss does something inside a namespace from its own process.
+pub fn on_thread_in<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sdss-in-netns".to_owned())
+            .spawn_scoped(scope, || {
+                setns(ns, CloneFlags::CLONE_NEWNET)?;
+                Ok(f())
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a thread in a namespace panicked")))
+    })
 }
 
 /// Every process in one of the network namespaces with inodes `inos`, from

@@ -9,8 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use nix::errno::Errno;
-use nix::sched::CloneFlags;
+use crate::lab::builder::netns::on_thread_in;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, MsgFlags};
 use socket2::{Domain, SockFilter, Socket, Type};
 use thiserror::Error;
@@ -39,13 +38,14 @@ pub enum TapError {
         /// The cause.
         source: io::Error,
     },
-    /// `setns` refused (not a network namespace, or no privilege).
+    /// `setns` refused (not a network namespace, or no privilege), or no
+    /// thread could be started to enter it.
     #[error("cannot enter namespace {}", path.display())]
     EnterNetns {
         /// The namespace file.
         path: PathBuf,
         /// The cause.
-        source: Errno,
+        source: io::Error,
     },
     /// No TUN/TAP support or no privilege.
     #[error("cannot open /dev/net/tun (TUN/TAP missing or no privilege)")]
@@ -64,9 +64,6 @@ pub enum TapError {
         /// The cause.
         source: io::Error,
     },
-    /// The helper thread could not start or died.
-    #[error("namespace helper thread failed")]
-    Thread(#[source] io::Error),
 }
 
 /// Creates the TAP of `port` inside its namespace and brings it up.
@@ -78,18 +75,8 @@ pub fn create(port: &PortSpec) -> Result<Tap, TapError> {
         path: path.clone(),
         source,
     })?;
-    std::thread::Builder::new()
-        .name("sdss-emu-tap".to_owned())
-        .spawn(move || {
-            // This thread dies right after, so its namespace change is never seen
-            // by anything else.
-            nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET)
-                .map_err(|source| TapError::EnterNetns { path, source })?;
-            create_here(&ifname)
-        })
-        .map_err(TapError::Thread)?
-        .join()
-        .map_err(|_| TapError::Thread(io::Error::other("panicked")))?
+    on_thread_in(&netns, || create_here(&ifname))
+        .map_err(|source| TapError::EnterNetns { path, source })?
 }
 
 /// Creates, in the calling thread's namespace, a TAP named `ifname`, and sets it up.

@@ -16,8 +16,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::lab::builder::netns::on_thread_in;
 use nix::errno::Errno;
-use nix::sched::CloneFlags;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrStorage,
 };
@@ -42,13 +42,14 @@ pub enum UplinkError {
         /// The cause.
         source: io::Error,
     },
-    /// `setns` refused (not a network namespace, or no privilege).
+    /// `setns` refused (not a network namespace, or no privilege), or no
+    /// thread could be started to enter it.
     #[error("uplink: cannot enter namespace {}", path.display())]
     EnterNetns {
         /// The namespace file.
         path: PathBuf,
         /// The cause.
-        source: Errno,
+        source: io::Error,
     },
     /// The socket could not be made or set up.
     #[error("uplink: cannot {what} its socket")]
@@ -66,9 +67,6 @@ pub enum UplinkError {
         /// The cause.
         source: Errno,
     },
-    /// The helper thread could not start or died.
-    #[error("uplink: namespace helper thread failed")]
-    Thread(#[source] io::Error),
 }
 
 /// What one read of the socket gave.
@@ -110,17 +108,8 @@ pub(super) fn open(spec: &UplinkSpec, first_port: usize) -> Result<Uplink, Uplin
                 path: path.clone(),
                 source,
             })?;
-            std::thread::Builder::new()
-                .name("sdss-emu-uplink".to_owned())
-                .spawn(move || {
-                    // This thread dies right after: nothing else sees its namespace.
-                    nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET)
-                        .map_err(|source| UplinkError::EnterNetns { path, source })?;
-                    bind(local)
-                })
-                .map_err(UplinkError::Thread)?
-                .join()
-                .map_err(|_| UplinkError::Thread(io::Error::other("panicked")))??
+            on_thread_in(&netns, || bind(local))
+                .map_err(|source| UplinkError::EnterNetns { path, source })??
         }
     };
     Ok(Uplink {
