@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::discovery::Destinations;
-use crate::node::event::{self, EVENT_QUEUE};
+use crate::node::queue::{self, EVENT_QUEUE};
 use crate::node::{Node, NodeConfig};
 use crate::output::endpoint::Endpoint;
 use crate::output::{self, metrics, OutputMode};
@@ -145,7 +145,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let max_neighbors = config.max_neighbors;
     let node = Node::bind(config).await.context("cannot start the node")?;
     let cancel = CancellationToken::new();
-    let (events, received) = event::channel(EVENT_QUEUE);
+    let (events, received) = queue::channel(EVENT_QUEUE);
     let (peer_metrics, endpoint) = match args.metrics {
         Some(addr) => {
             let (peers, exposition) = metrics::metrics(received.tally(), max_neighbors);

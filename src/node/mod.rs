@@ -8,6 +8,7 @@ pub mod clock;
 pub mod discovery;
 pub mod event;
 pub mod forecast;
+pub mod queue;
 pub mod server;
 pub mod stamps;
 pub mod table;
@@ -31,7 +32,8 @@ use crate::protocol::{time_zone_offset_hours, Dialect, NodeId, TimestampError};
 
 use client::ExchangeError;
 use discovery::{Announcer, Destinations, DiscoveryError};
-use event::{EventSender, NodeEvent, RemovalCause, WarningKind};
+use event::{NodeEvent, RemovalCause, WarningKind};
+use queue::EventSender;
 use server::{ClientHint, Slots};
 use table::{ExchangeOrder, ExchangeReason, NeighborTable, Sample, TableConfig};
 use tally::ExchangeResult;

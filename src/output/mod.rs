@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::node::event::{EventReceiver, NodeEvent, StampedEvent};
+use crate::node::event::{NodeEvent, StampedEvent};
+use crate::node::queue::EventReceiver;
 
 pub use human::Human;
 use metrics::PeerMetrics;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
+use super::name::lab_name;
 use super::UpArgs;
 use crate::lab::builder::state::StateRoot;
 use crate::lab::builder::UpOptions;
@@ -44,16 +45,6 @@ pub(super) fn watch(root: StateRoot, lab: &str, count: Option<u64>) -> Result<Ex
     });
     result.with_context(|| format!("watching lab {lab}"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A lab name, or the name inside a lab file.
-pub(super) fn lab_name(arg: &str) -> Result<String> {
-    let path = Path::new(arg);
-    if arg.ends_with(".toml") || path.is_file() {
-        let topology = Topology::load(path)?;
-        return Ok(topology.name.get_ref().clone());
-    }
-    Ok(arg.to_owned())
 }
 
 /// `lab graph`: the topology of a lab file, or of a lab that is up (then with

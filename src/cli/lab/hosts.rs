@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::BufReader;
 use tokio_util::sync::CancellationToken;
 
-use super::commands::lab_name;
+use super::name::lab_name;
 use crate::lab::builder::state::StateRoot;
 use crate::lab::builder::teardown;
 use crate::lab::file::Topology;

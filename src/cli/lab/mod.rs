@@ -3,6 +3,7 @@
 
 mod commands;
 mod hosts;
+mod name;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +17,9 @@ use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
 use crate::lab::plan::Plan;
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
-use commands::{graph, lab_name, print_report, run_plan, up, verdict, watch, write_html, LabRun};
+use commands::{graph, print_report, run_plan, up, verdict, watch, write_html, LabRun};
 use hosts::{across_hosts, agent, down, here_only, verify};
+use name::lab_name;
 
 /// Arguments of `sdss lab`.
 #[derive(Debug, clap::Args)]

@@ -13,7 +13,7 @@ use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::{NodePlan, Plan};
 use crate::units::format_duration;
 
-use super::html::escape;
+use super::markup::escape;
 use super::Report;
 
 /// How `lab graph` prints the topology.

@@ -10,24 +10,9 @@ use crate::lab::judge::{self, Checklist};
 use crate::lab::plan::Plan;
 
 use super::graph::topology_svg;
+use super::markup::escape;
 use super::plots::{heat_map, plotted, samples_plot, Quantity};
 use super::{emulator_lines, Report};
-
-/// Text made safe for HTML and SVG, in content and in quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Failed pairs listed with their reasons, at most (the heat maps show all).
 const LISTED_FAILURES: usize = 100;

@@ -6,6 +6,7 @@
 pub mod boxes;
 pub mod graph;
 pub mod html;
+mod markup;
 mod plan;
 mod plots;
 pub mod progress;

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use crate::lab::judge::delays::{PairResult, Verdict};
 
-use super::html::escape;
+use super::markup::escape;
 
 /// Nodes up to which the heat maps name their rows and columns and every cell has a tooltip.
 pub const DETAILED: usize = 40;

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use super::probe::{lock, now, FakePeer, ProbeSpec, Shared, SILENT_HOLD};
+use super::probe_log::{lock, now, FakePeer, ProbeSpec, Shared, SILENT_HOLD};
 use crate::protocol::{encode_timestamp, Announcement, Dialect, NodeId};
 
 /// One of the probe's own peers: from now on, announces itself every second and

@@ -13,7 +13,8 @@ use std::thread::JoinHandle;
 use nix::sched::{setns, CloneFlags};
 use tokio_util::sync::CancellationToken;
 
-use super::probe::{self, FakePeer, ProbeLog, ProbeSpec};
+use super::probe;
+use super::probe_log::{FakePeer, ProbeLog, ProbeSpec};
 use crate::lab::builder::sandbox::spec::LimitHit;
 use crate::lab::judge::observe::{Datagram, Observed, Observer, Timeline};
 use crate::lab::plan::timeline::ProbeStep;

@@ -6,6 +6,7 @@ mod fakes;
 pub mod grading;
 pub mod late;
 pub mod probe;
+pub mod probe_log;
 pub mod tail;
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use crate::lab::progress::Progress;
 use calibrate::Calibrated;
 use grading::{parse_stamped, LabSide, RunningProbe};
 use late::LateFollower;
-use probe::{ProbeSpec, Target};
+use probe_log::{ProbeSpec, Target};
 use tail::LogTail;
 
 /// How often `up` reads the nodes' output while waiting for convergence.

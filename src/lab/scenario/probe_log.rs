@@ -1,0 +1,104 @@
+//! What the grading probe is told (its spec, its targets) and what it saw (its
+//! log): shared by the probe and the fake peers it plays, so neither imports
+//! the other.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::lab::judge::observe::{Destination, Probe, ProcessSample};
+
+/// Most connections the silent peer holds open at once.
+pub(super) const SILENT_HOLD: usize = 64;
+
+/// A graded node, as the probe knows it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name in the lab.
+    pub name: String,
+    /// Its address on the lab link.
+    pub address: Ipv4Addr,
+    /// Its process (a process group's leader: its children share its group).
+    pub pid: i32,
+}
+
+/// What the probe is told to do.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    /// The announcement port.
+    pub broadcast_port: u16,
+    /// The lab subnet's directed broadcast address.
+    pub directed: Ipv4Addr,
+    /// The probe's own address (its datagrams are not recorded).
+    pub own: Ipv4Addr,
+    /// The graded nodes.
+    pub targets: Vec<Target>,
+    /// How long to run.
+    pub duration: Duration,
+    /// From when the probes that may kill a fragile server are made: after
+    /// every step of the scenario, so that none is judged on a server the lab
+    /// itself broke.
+    pub risky_from: Duration,
+}
+
+/// One datagram heard on the lab link.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    /// Arrival, Unix seconds.
+    pub at: f64,
+    /// Sender.
+    pub source: Ipv4Addr,
+    /// Where it was sent.
+    pub destination: Destination,
+    /// Its bytes (at most 600).
+    pub payload: Vec<u8>,
+}
+
+/// Which of the probe's peers a connection reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakePeer {
+    /// The peer that joins late and answers correctly.
+    Joiner,
+    /// The peer that accepts and never answers.
+    Silent,
+}
+
+/// What the probe saw.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeLog {
+    /// Every datagram heard, except the probe's own.
+    pub heard: Vec<Heard>,
+    /// Connections to graded servers, by target name.
+    pub probes: HashMap<String, Vec<Probe>>,
+    /// Connections accepted by the probe's peers: which peer, from where, when.
+    pub accepted: Vec<(FakePeer, Ipv4Addr, f64)>,
+    /// When the joining peer announced itself.
+    pub joiner_broadcasts: Vec<f64>,
+    /// Readings of each target's processes.
+    pub samples: HashMap<String, Vec<ProcessSample>>,
+    /// Ports each target was seen listening on.
+    pub listening: HashMap<String, BTreeSet<u16>>,
+    /// Client ports of connections a target made to its own server.
+    pub self_connections: HashMap<String, BTreeSet<u16>>,
+    /// When a target's process was found gone (or a zombie).
+    pub gone: HashMap<String, f64>,
+    /// When each step was played.
+    pub silent_at: Option<f64>,
+    /// When the joining peer started.
+    pub joined_at: Option<f64>,
+    /// When the burst was sent.
+    pub burst_at: Option<f64>,
+    /// What went wrong in the probe itself.
+    pub errors: Vec<String>,
+}
+
+/// Wall clock, Unix seconds: the protocol's clock, which the grader compares
+/// with the timestamps it decodes.
+pub use crate::node::clock::wall_now as now;
+
+pub(super) type Shared = Arc<Mutex<ProbeLog>>;
+
+pub(super) fn lock(log: &Shared) -> MutexGuard<'_, ProbeLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
