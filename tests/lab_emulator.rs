@@ -7,7 +7,7 @@ mod lab_support;
 use std::sync::{Mutex, MutexGuard};
 
 use lab_support::*;
-use sdss::lab::judge::delays::Verdict;
+use sdss::lab::judge::delays::PairVerdict;
 
 /// One emulated lab at a time: each emulator spins a core near every frame's due
 /// time, and two of them beside a dozen nodes on a 2-core machine would grade the
@@ -30,7 +30,7 @@ fn assert_every_pair_passes(file: &str, stem: &str, pairs: usize) {
     assert_eq!(report.summary.passed, pairs, "{}", report.render());
     for pair in &report.pairs {
         assert!(pair.expected_ms >= 2.0, "{pair:?}: the lab injects delay");
-        assert_eq!(pair.verdict, Verdict::Pass, "{pair:?}");
+        assert_eq!(pair.verdict, PairVerdict::Pass, "{pair:?}");
     }
     // The report carries what the emulator did: it delivered the lab's frames.
     let frames = report
@@ -92,9 +92,9 @@ fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
     for pair in &report.pairs {
         let touches_e = pair.from == "e" || pair.to == "e";
         let expected = if touches_e {
-            Verdict::Fail
+            PairVerdict::Fail
         } else {
-            Verdict::Pass
+            PairVerdict::Pass
         };
         assert_eq!(pair.verdict, expected, "{pair:?}");
         if touches_e {
@@ -140,9 +140,9 @@ fn a_calibrated_lab_subtracts_each_pairs_floor_and_still_catches_a_wrong_link() 
         let touches_e = pair.from == "e" || pair.to == "e";
         if touches_e {
             assert!((error + 20.0).abs() < 1.0, "{pair:?}: 20 ms short");
-            assert_eq!(pair.verdict, Verdict::Fail, "{pair:?}");
+            assert_eq!(pair.verdict, PairVerdict::Fail, "{pair:?}");
         } else {
-            assert_eq!(pair.verdict, Verdict::Pass, "{pair:?}");
+            assert_eq!(pair.verdict, PairVerdict::Pass, "{pair:?}");
         }
     }
     assert!(

@@ -4,7 +4,7 @@
 mod lab_support;
 
 use lab_support::*;
-use sdss::lab::judge::delays::Verdict;
+use sdss::lab::judge::delays::PairVerdict;
 use sdss::lab::report::Report;
 
 /// A lab of `nodes` sdss nodes measuring often enough to converge in seconds.
@@ -91,14 +91,14 @@ fn nodes_that_misreport_fail_verification() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let report = report(&output);
     let lie = report.pairs.iter().find(|p| p.to == "liar").unwrap();
-    assert_eq!(lie.verdict, Verdict::Fail, "{}", report.render());
+    assert_eq!(lie.verdict, PairVerdict::Fail, "{}", report.render());
     assert_eq!(lie.measured_ms, Some(25.0));
     assert!(
         lie.reason.as_deref().unwrap().starts_with("off by +25"),
         "{lie:?}"
     );
     let honest = report.pairs.iter().find(|p| p.to == "n0").unwrap();
-    assert_eq!(honest.verdict, Verdict::Pass, "{}", report.render());
+    assert_eq!(honest.verdict, PairVerdict::Pass, "{}", report.render());
     assert_eq!(report.summary.failed, 1);
     assert_clean(&lab, Some("sed -u s/"));
 }
@@ -117,7 +117,7 @@ fn a_node_that_never_answers_is_a_failure_with_a_reason() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let report = report(&output);
     let from_mute = report.pairs.iter().find(|p| p.from == "mute").unwrap();
-    assert_eq!(from_mute.verdict, Verdict::Fail);
+    assert_eq!(from_mute.verdict, PairVerdict::Fail);
     assert!(
         from_mute
             .reason
@@ -127,7 +127,7 @@ fn a_node_that_never_answers_is_a_failure_with_a_reason() {
         "{from_mute:?}"
     );
     let to_mute = report.pairs.iter().find(|p| p.to == "mute").unwrap();
-    assert_eq!(to_mute.verdict, Verdict::Skipped);
+    assert_eq!(to_mute.verdict, PairVerdict::Skipped);
     assert_clean(&lab, Some("sleep 7501"));
 }
 

@@ -236,6 +236,14 @@ pub fn spawn_all(launches: &[Launch<'_, File>]) -> Vec<Result<Child, LaunchError
         .collect()
 }
 
+/// How long a node that a timeline stops (or restarts) gets to exit after
+/// SIGTERM: short, since the event's time is when the node is gone.
+pub const EVENT_STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// How long every process of a lab gets at teardown: longer, since a
+/// program's own clean shutdown is worth waiting for there.
+pub const TEARDOWN_STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// Stops processes: SIGTERM (to the whole process group when the process leads
 /// one, so a node's pipeline stops with it), up to `grace` to exit, then SIGKILL.
 /// `alive` says whether a PID is still the process that was meant.

@@ -41,7 +41,7 @@ use kernel::{Host, Kernel};
 use launch::{Launch, LaunchError};
 use netns::{NetnsError, Presence};
 use state::{LabDir, LinkRecord, NamespaceRecord, Phase};
-pub use teardown::{teardown, DownOutcome, TeardownGuard, STOP_GRACE};
+pub use teardown::{teardown, DownOutcome, TeardownGuard};
 
 fn now_unix() -> i64 {
     SystemTime::now()

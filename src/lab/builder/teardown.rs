@@ -11,9 +11,6 @@ use super::kernel::{Host, Kernel};
 use super::netns::{NetnsError, Presence};
 use super::state::{Phase, ProcessRecord, StateError, StateRoot};
 
-/// How long nodes get to stop after SIGTERM before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
-
 /// What `down` did.
 #[derive(Debug, Default)]
 pub struct DownOutcome {
@@ -111,7 +108,7 @@ pub fn teardown_with(
     // Each as it is now: a PID reused before the stop is not signalled.
     let records: Vec<ProcessRecord> = pids.iter().filter_map(|p| kernel.process(*p)).collect();
     outcome.stopped = pids.len();
-    kernel.stop(&pids, STOP_GRACE, &records);
+    kernel.stop(&pids, super::launch::TEARDOWN_STOP_GRACE, &records);
     // After the stop: what a killed keeper left in its box goes with it. One
     // that stays keeps the state, so that `down` can be run again.
     for name in &state.cgroups {

@@ -24,9 +24,6 @@ use crate::lab::LabError;
 /// How often followed output is read.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
-/// How long a stopped node gets to exit before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(1);
-
 /// The most of one node's output sent per read.
 const CHUNK: u64 = 256 << 10;
 
@@ -297,7 +294,7 @@ fn play(dir: &mut LabDir, sdss: &Path, node: &str, action: Action) -> Result<(),
     let alive = |pid: i32| running.iter().any(|p| p.pid == pid && p.alive());
     match action {
         Action::Kill => launch::stop(&pids, Duration::ZERO, alive),
-        Action::Stop | Action::Restart => launch::stop(&pids, STOP_GRACE, alive),
+        Action::Stop | Action::Restart => launch::stop(&pids, launch::EVENT_STOP_GRACE, alive),
         Action::Start => {}
     }
     if matches!(action, Action::Start | Action::Restart) {

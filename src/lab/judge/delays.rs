@@ -108,7 +108,7 @@ struct Line {
 /// The verdict on one ordered pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum PairVerdict {
     /// Measured within tolerance.
     Pass,
     /// Measured outside tolerance, or not measured.
@@ -144,7 +144,7 @@ pub struct PairResult {
     #[serde(default)]
     pub set_aside: usize,
     /// The verdict.
-    pub verdict: Verdict,
+    pub verdict: PairVerdict,
     /// Why it failed or was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -198,7 +198,7 @@ impl Verification {
     pub fn converged(&self) -> bool {
         self.pairs
             .iter()
-            .all(|p| p.verdict == Verdict::Skipped || p.samples >= self.samples_wanted)
+            .all(|p| p.verdict == PairVerdict::Skipped || p.samples >= self.samples_wanted)
     }
 }
 
@@ -292,13 +292,13 @@ pub fn verify_aside(
             samples: 0,
             total_samples: 0,
             set_aside: 0,
-            verdict: Verdict::Fail,
+            verdict: PairVerdict::Fail,
             reason: None,
             series: Vec::new(),
         };
         let observer = plan.node(&pair.to);
         if observer.is_some_and(|n| !n.graded) {
-            row.verdict = Verdict::Skipped;
+            row.verdict = PairVerdict::Skipped;
             row.reason = Some(format!(
                 "{} runs a custom command whose output is not sdss JSON (set json = true to grade it)",
                 pair.to
@@ -398,7 +398,7 @@ pub fn verify_aside(
                 aside_note(&spoils)
             ));
         } else if error.abs() <= row.tolerance_ms {
-            row.verdict = Verdict::Pass;
+            row.verdict = PairVerdict::Pass;
         } else {
             row.reason = Some(format!(
                 "off by {:+.3} ms, more than the {:.3} ms tolerance",
@@ -409,11 +409,17 @@ pub fn verify_aside(
     }
     let summary = Summary {
         pairs: pairs.len(),
-        passed: pairs.iter().filter(|p| p.verdict == Verdict::Pass).count(),
-        failed: pairs.iter().filter(|p| p.verdict == Verdict::Fail).count(),
+        passed: pairs
+            .iter()
+            .filter(|p| p.verdict == PairVerdict::Pass)
+            .count(),
+        failed: pairs
+            .iter()
+            .filter(|p| p.verdict == PairVerdict::Fail)
+            .count(),
         skipped: pairs
             .iter()
-            .filter(|p| p.verdict == Verdict::Skipped)
+            .filter(|p| p.verdict == PairVerdict::Skipped)
             .count(),
     };
     Verification {
@@ -536,13 +542,13 @@ mod tests {
         let verification = verify(&plan, &obs);
         let ba = &verification.pairs[1];
         assert_eq!((ba.from.as_str(), ba.to.as_str()), ("b", "a"));
-        assert_eq!(ba.verdict, Verdict::Pass, "{ba:?}");
+        assert_eq!(ba.verdict, PairVerdict::Pass, "{ba:?}");
         assert_eq!(ba.measured_ms, Some(15.1));
         assert_eq!(ba.samples, 3);
         assert_eq!(ba.total_samples, 4);
         assert_eq!(ba.series, [80.0, 15.1, 14.9, 15.2]);
         let ab = &verification.pairs[0];
-        assert_eq!(ab.verdict, Verdict::Fail);
+        assert_eq!(ab.verdict, PairVerdict::Fail);
         assert_eq!(ab.error_ms, Some(10.0));
         assert!(
             ab.reason
@@ -584,7 +590,7 @@ mod tests {
         assert_eq!(ba.measured_ms, Some(15.045), "the median as measured");
         assert_eq!(ba.floor_ms, Some(0.04));
         assert_eq!(ba.error_ms, Some(0.005), "{ba:?}");
-        assert_eq!(ba.verdict, Verdict::Pass);
+        assert_eq!(ba.verdict, PairVerdict::Pass);
         assert_eq!(
             verify(&plan, &obs).pairs[0].floor_ms,
             None,
@@ -656,7 +662,7 @@ mod tests {
             .unwrap()
             .contains("never started (exit status 2)"));
         let ab = &verification.pairs[0];
-        assert_eq!(ab.verdict, Verdict::Fail);
+        assert_eq!(ab.verdict, PairVerdict::Fail);
         assert_eq!(ab.measured_ms, Some(15.0));
         assert!(
             ab.reason
@@ -777,7 +783,7 @@ mod tests {
         late_answer(&mut answers, 10, 0.001, 7);
         let verification = verify_aside(&plan, &obs, Some(&answers));
         let ba = &verification.pairs[1];
-        assert_eq!(ba.verdict, Verdict::Pass, "{ba:?}");
+        assert_eq!(ba.verdict, PairVerdict::Pass, "{ba:?}");
         assert_eq!((ba.samples, ba.set_aside, ba.total_samples), (3, 2, 6));
         assert_eq!(ba.measured_ms, Some(15.1), "graded on 15.0, 15.1, 15.2");
         assert_eq!(
@@ -794,7 +800,7 @@ mod tests {
         assert_eq!(verification.pairs[0].set_aside, 0);
         // Without the emulator's word the spoiled samples fail the pair.
         let blind = verify(&plan, &obs);
-        assert_eq!(blind.pairs[1].verdict, Verdict::Fail);
+        assert_eq!(blind.pairs[1].verdict, PairVerdict::Fail);
         assert_eq!(blind.pairs[1].measured_ms, Some(40.0));
         assert_eq!(blind.set_aside, None, "netem and no delays: nothing known");
     }
@@ -812,7 +818,7 @@ mod tests {
         let verification = verify_aside(&plan, &obs, Some(&answers));
         assert!(!verification.converged(), "only two on time");
         let ba = &verification.pairs[1];
-        assert_eq!(ba.verdict, Verdict::Fail);
+        assert_eq!(ba.verdict, PairVerdict::Fail);
         assert_eq!((ba.samples, ba.set_aside), (2, 1));
         assert_eq!(ba.measured_ms, Some(15.05), "the median of those on time");
         assert_eq!(
@@ -823,7 +829,7 @@ mod tests {
         let obs = two_observing(&[(80.0, 10), (15.0, 20), (40.0, 30), (15.1, 40), (15.2, 50)]);
         let verification = verify_aside(&plan, &obs, Some(&answers));
         assert!(verification.converged());
-        assert_eq!(verification.pairs[1].verdict, Verdict::Pass);
+        assert_eq!(verification.pairs[1].verdict, PairVerdict::Pass);
         // Too few even with those set aside: short of exchanges, not only the machine.
         let obs = two_observing(&[(80.0, 10), (40.0, 30)]);
         let ba = verify_aside(&plan, &obs, Some(&answers)).pairs[1].clone();
@@ -847,8 +853,8 @@ mod tests {
         let mut plan = plan;
         plan.verify.samples = 1;
         let verification = verify(&plan, &obs);
-        assert_eq!(verification.pairs[0].verdict, Verdict::Skipped);
-        assert_eq!(verification.pairs[1].verdict, Verdict::Pass);
+        assert_eq!(verification.pairs[0].verdict, PairVerdict::Skipped);
+        assert_eq!(verification.pairs[1].verdict, PairVerdict::Pass);
         assert!(verification.summary.ok());
     }
 }

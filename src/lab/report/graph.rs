@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use serde_json::json;
 
-use crate::lab::judge::delays::{PairResult, Verdict};
+use crate::lab::judge::delays::{PairResult, PairVerdict};
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::{NodePlan, Plan};
 use crate::units::format_duration;
@@ -80,9 +80,9 @@ fn measured_label(pair: &PairResult) -> String {
         .measured_ms
         .map_or("not measured".to_owned(), |m| format!("{m:.3}ms"));
     let verdict = match pair.verdict {
-        Verdict::Pass => "",
-        Verdict::Fail => " FAIL",
-        Verdict::Skipped => " skipped",
+        PairVerdict::Pass => "",
+        PairVerdict::Fail => " FAIL",
+        PairVerdict::Skipped => " skipped",
     };
     format!("{}ms -> {measured}{verdict}", round3(pair.expected_ms))
 }
@@ -143,7 +143,7 @@ fn dot(plan: &Plan, measured: Option<&Report>) -> String {
         );
     }
     for pair in measured.map_or(&[][..], |r| &r.pairs) {
-        let color = if pair.verdict == Verdict::Fail {
+        let color = if pair.verdict == PairVerdict::Fail {
             "red"
         } else {
             "gray"

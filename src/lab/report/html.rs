@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::lab::judge::delays::Verdict;
+use crate::lab::judge::delays::PairVerdict;
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::{self, Checklist};
 use crate::lab::plan::Plan;
@@ -150,7 +150,7 @@ fn samples(out: &mut String, report: &Report) {
     );
     out.push_str("<div class=\"multiples\" id=\"samples\">");
     for pair in shown {
-        let class = if pair.verdict == Verdict::Fail {
+        let class = if pair.verdict == PairVerdict::Fail {
             "fail"
         } else {
             "pass"
@@ -161,9 +161,9 @@ fn samples(out: &mut String, report: &Report) {
             escape(&pair.from),
             escape(&pair.to),
             match pair.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Fail => "FAIL",
-                Verdict::Skipped => "skipped",
+                PairVerdict::Pass => "pass",
+                PairVerdict::Fail => "FAIL",
+                PairVerdict::Skipped => "skipped",
             },
             samples_plot(pair, report.warmup as usize)
         );
@@ -175,7 +175,7 @@ fn failures(out: &mut String, report: &Report) {
     let failed: Vec<_> = report
         .pairs
         .iter()
-        .filter(|p| p.verdict != Verdict::Pass)
+        .filter(|p| p.verdict != PairVerdict::Pass)
         .collect();
     if failed.is_empty() {
         return;
@@ -192,8 +192,8 @@ fn failures(out: &mut String, report: &Report) {
             escape(&pair.to),
             pair.expected_ms,
             pair.measured_ms.map_or("-".to_owned(), |m| format!("{m:.3}")),
-            if pair.verdict == Verdict::Fail { "fail" } else { "note" },
-            if pair.verdict == Verdict::Fail { "FAIL" } else { "skipped" },
+            if pair.verdict == PairVerdict::Fail { "fail" } else { "note" },
+            if pair.verdict == PairVerdict::Fail { "FAIL" } else { "skipped" },
             escape(pair.reason.as_deref().unwrap_or(""))
         );
     }
@@ -328,9 +328,9 @@ pub(crate) mod tests {
                     total_samples: 6,
                     set_aside: 0,
                     verdict: if i + 1 == count {
-                        Verdict::Fail
+                        PairVerdict::Fail
                     } else {
-                        Verdict::Pass
+                        PairVerdict::Pass
                     },
                     reason: (i + 1 == count).then(|| "off by <9 ms> & more".to_owned()),
                     series: vec![expected + 3.0, expected, expected + error, expected],

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::lab::builder::emulator::{PortCounters, LATE};
 use crate::lab::builder::sandbox::outcome::BoxOutcome;
 use crate::lab::judge::aside::SetAside;
-use crate::lab::judge::delays::{median, PairResult, Summary, Verdict, Verification};
+use crate::lab::judge::delays::{median, PairResult, PairVerdict, Summary, Verification};
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
@@ -154,12 +154,19 @@ impl HostsReport {
                     .any(|(f, t)| *f == p.from && *t == p.to)
             })
             .collect();
-        let passed = cross.iter().filter(|p| p.verdict == Verdict::Pass).count();
+        let passed = cross
+            .iter()
+            .filter(|p| p.verdict == PairVerdict::Pass)
+            .count();
         let _ = writeln!(
             out,
             "  cross-host pairs: {passed} of {} pass; same-host pairs: {} of {} pass",
             cross.len(),
-            pairs.iter().filter(|p| p.verdict == Verdict::Pass).count() - passed,
+            pairs
+                .iter()
+                .filter(|p| p.verdict == PairVerdict::Pass)
+                .count()
+                - passed,
             pairs.len() - cross.len()
         );
         for lost in &self.lost {
@@ -356,9 +363,9 @@ impl Report {
         let mut table = Table::new(&columns);
         for pair in &self.pairs {
             let verdict = match pair.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Fail => "FAIL",
-                Verdict::Skipped => "skipped",
+                PairVerdict::Pass => "pass",
+                PairVerdict::Fail => "FAIL",
+                PairVerdict::Skipped => "skipped",
             };
             let reason = pair
                 .reason
@@ -493,7 +500,7 @@ mod tests {
             samples: 5,
             total_samples: 6 + set_aside,
             set_aside,
-            verdict: Verdict::Pass,
+            verdict: PairVerdict::Pass,
             reason: None,
             series: Vec::new(),
         };

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::lab::judge::delays::{PairResult, Verdict};
+use crate::lab::judge::delays::{PairResult, PairVerdict};
 
 use super::markup::escape;
 
@@ -133,7 +133,7 @@ pub fn heat_map(quantity: Quantity, names: &[&str], pairs: &[PairResult]) -> Str
         };
         let value = quantity.value(pair);
         let fill = value.map_or("#cccccc".to_owned(), |v| color(quantity, v, max));
-        let outline = if pair.verdict == Verdict::Fail && quantity != Quantity::Expected {
+        let outline = if pair.verdict == PairVerdict::Fail && quantity != Quantity::Expected {
             " stroke=\"#d00\" stroke-width=\"2\""
         } else {
             ""
@@ -218,7 +218,11 @@ pub fn plotted(pairs: &[PairResult]) -> Vec<&PairResult> {
         return with_samples;
     }
     let badness = |p: &PairResult| {
-        let failed = if p.verdict == Verdict::Fail { 1e9 } else { 0.0 };
+        let failed = if p.verdict == PairVerdict::Fail {
+            1e9
+        } else {
+            0.0
+        };
         let tolerance = if p.tolerance_ms > 0.0 {
             p.tolerance_ms
         } else {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::lab::judge::delays::{PairResult, Verdict, Verification};
+use crate::lab::judge::delays::{PairResult, PairVerdict, Verification};
 use crate::lab::plan::{Plan, Program};
 
 /// How far a pair is from its expected delay.
@@ -84,7 +84,7 @@ const WORST: usize = 10;
 /// The class of one pair: by `|measured - expected|` against its tolerance.
 pub fn classify(pair: &PairResult) -> Class {
     match (pair.verdict, pair.error_ms) {
-        (Verdict::Skipped, _) | (_, None) => Class::Unmeasured,
+        (PairVerdict::Skipped, _) | (_, None) => Class::Unmeasured,
         (_, Some(error)) if error.abs() <= pair.tolerance_ms => Class::Pass,
         (_, Some(error)) if error.abs() <= 2.0 * pair.tolerance_ms => Class::Near,
         _ => Class::Off,
@@ -237,7 +237,7 @@ fn worst(pairs: &[PairResult], room: usize) -> Vec<Line> {
     let mut failing: Vec<(&PairResult, Class)> = pairs
         .iter()
         .map(|p| (p, classify(p)))
-        .filter(|(p, c)| *c != Class::Pass && p.verdict != Verdict::Skipped)
+        .filter(|(p, c)| *c != Class::Pass && p.verdict != PairVerdict::Skipped)
         .collect();
     let badness = |p: &PairResult| {
         p.error_ms

@@ -31,8 +31,8 @@ fn measured(plan: &Plan, error: impl Fn(usize) -> Option<f64>) -> Verification {
                 total_samples: 6,
                 set_aside: 0,
                 verdict: match error_ms {
-                    Some(e) if e.abs() <= 0.5 => Verdict::Pass,
-                    _ => Verdict::Fail,
+                    Some(e) if e.abs() <= 0.5 => PairVerdict::Pass,
+                    _ => PairVerdict::Fail,
                 },
                 reason: error_ms.is_none().then(|| "not discovered".to_owned()),
                 series: Vec::new(),

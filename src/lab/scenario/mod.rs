@@ -351,7 +351,7 @@ fn kill_node(built: &mut Built, name: &str) {
         let record = ProcessRecord::of(pid, Some(name.to_owned()));
         // Waiting for it to exit blocks: off the async worker while it does.
         tokio::task::block_in_place(|| {
-            launch::stop(&[pid], Duration::from_secs(1), |_| {
+            launch::stop(&[pid], launch::EVENT_STOP_GRACE, |_| {
                 record.as_ref().is_some_and(ProcessRecord::alive)
             })
         });

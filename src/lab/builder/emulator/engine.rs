@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use super::late::{carried_time, tcp_payload, LateDelivery, HELD};
-use super::link::{Forwarder, Verdict};
+use super::link::{Fate, Forwarder};
 use super::queue::{Pending, TimedQueue};
 use super::spin::{SpinBudget, SpinWindow};
 use super::stamp::{self, ArrivalStamps};
@@ -63,7 +63,7 @@ struct Engine<'a> {
     forwarder: Forwarder,
     queue: TimedQueue<Flight>,
     spare: Vec<Flight>,
-    verdicts: Vec<Verdict>,
+    fates: Vec<Fate>,
     stamps: Vec<ArrivalStamps>,
     buffer: Vec<u8>,
     captured: Vec<u8>,
@@ -88,7 +88,7 @@ pub(super) fn run(shared: &Shared, forwarder: Forwarder, queue_limit: usize) -> 
         forwarder,
         queue: TimedQueue::new(shared.counters.len(), queue_limit),
         spare: Vec::new(),
-        verdicts: Vec::new(),
+        fates: Vec::new(),
         stamps: (0..shared.taps.len())
             .map(|_| ArrivalStamps::default())
             .collect(),
@@ -279,11 +279,11 @@ impl Engine<'_> {
     fn forward(&mut self, from: usize, frame: Range<usize>, arrival: Instant) {
         let counters = &self.shared.counters;
         bump(&counters[from].received);
-        self.verdicts.clear();
+        self.fates.clear();
         let frame = &self.buffer[frame];
         if self
             .forwarder
-            .route(from, frame, arrival, &mut self.verdicts)
+            .route(from, frame, arrival, &mut self.fates)
             .is_err()
         {
             bump(&counters[from].rejected);
@@ -293,13 +293,13 @@ impl Engine<'_> {
         flight.from = from;
         flight.next = 0;
         flight.copies.clear();
-        for verdict in &self.verdicts {
-            match *verdict {
-                Verdict::Lost { to } => bump(&counters[to].lost),
-                Verdict::Deliver { to, due } if self.queue.admit(from, to) => {
+        for fate in &self.fates {
+            match *fate {
+                Fate::Lost { to } => bump(&counters[to].lost),
+                Fate::Deliver { to, due } if self.queue.admit(from, to) => {
                     flight.copies.push((due, to));
                 }
-                Verdict::Deliver { to, .. } => bump(&counters[to].overflowed),
+                Fate::Deliver { to, .. } => bump(&counters[to].overflowed),
             }
         }
         flight.copies.sort_unstable();

@@ -64,7 +64,7 @@ impl Link {
 
 /// What happens to one copy of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Fate {
     /// Write it to port `to` at `due`.
     Deliver {
         /// Destination port.
@@ -140,13 +140,13 @@ impl Forwarder {
     }
 
     /// Decides the fate of `frame`, which arrived on port `from` at `arrival`; the
-    /// copies' verdicts are appended to `out` (one per destination port).
+    /// copies' fates are appended to `out` (one per destination port).
     pub fn route(
         &mut self,
         from: usize,
         frame: &[u8],
         arrival: Instant,
-        out: &mut Vec<Verdict>,
+        out: &mut Vec<Fate>,
     ) -> Result<(), Rejected> {
         if frame.len() < ETHERNET_HEADER_LEN {
             return Err(Rejected::Runt);
@@ -163,22 +163,22 @@ impl Forwarder {
         match self.table.forward(from, dst, src, arrival) {
             Destination::Filter => return Err(Rejected::Filtered),
             Destination::Port(to) if to >= reach => return Err(Rejected::Filtered),
-            Destination::Port(to) => out.push(self.verdict(from, to, arrival)),
+            Destination::Port(to) => out.push(self.fate(from, to, arrival)),
             Destination::Flood => {
                 for to in (0..reach).filter(|to| *to != from) {
-                    out.push(self.verdict(from, to, arrival));
+                    out.push(self.fate(from, to, arrival));
                 }
             }
         }
         Ok(())
     }
 
-    fn verdict(&mut self, from: usize, to: usize, arrival: Instant) -> Verdict {
+    fn fate(&mut self, from: usize, to: usize, arrival: Instant) -> Fate {
         let link = &mut self.links[from * self.ports + to];
         if link.loses(&mut self.rng) {
-            Verdict::Lost { to }
+            Fate::Lost { to }
         } else {
-            Verdict::Deliver {
+            Fate::Deliver {
                 to,
                 due: link.due(arrival, &mut self.rng),
             }
@@ -296,18 +296,18 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Verdict::Deliver {
+                Fate::Deliver {
                     to: 1,
                     due: t0 + 5 * MS
                 },
-                Verdict::Lost { to: 2 }
+                Fate::Lost { to: 2 }
             ]
         );
         out.clear();
         forwarder.route(1, &frame(a, b), t0, &mut out).unwrap();
         assert_eq!(
             out,
-            vec![Verdict::Deliver {
+            vec![Fate::Deliver {
                 to: 0,
                 due: t0 + 3 * MS
             }]
@@ -348,10 +348,10 @@ mod tests {
         Forwarder::new(&vec![vec![Impairment::default(); 4]; 4], 2, false, 9)
     }
 
-    fn destinations(out: &[Verdict]) -> Vec<usize> {
+    fn destinations(out: &[Fate]) -> Vec<usize> {
         out.iter()
             .map(|v| match *v {
-                Verdict::Deliver { to, .. } | Verdict::Lost { to } => to,
+                Fate::Deliver { to, .. } | Fate::Lost { to } => to,
             })
             .collect()
     }
@@ -420,12 +420,12 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         forwarder.route(0, &frame, now, &mut out).unwrap();
-        let before: Vec<Verdict> = std::mem::take(&mut out);
+        let before: Vec<Fate> = std::mem::take(&mut out);
         forwarder.set_matrix(&[vec![wire, slow], vec![wire, wire]]);
         forwarder.route(0, &frame, now, &mut out).unwrap();
         assert_ne!(before, out, "the delay of 0 -> 1 changed");
         assert!(
-            out.iter().any(|v| matches!(v, Verdict::Deliver { due, .. } if *due >= now + Duration::from_millis(30))),
+            out.iter().any(|v| matches!(v, Fate::Deliver { due, .. } if *due >= now + Duration::from_millis(30))),
             "{out:?}"
         );
     }
