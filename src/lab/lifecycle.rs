@@ -26,7 +26,7 @@ use super::judge::{self};
 use super::plan::backend::{self, BackendKind};
 use super::plan::calibration;
 use super::plan::Plan;
-use super::report::{LabStatus, Report};
+use super::report::{LabPhase, LabStatus, Report};
 use super::scenario::calibrate::calibrate;
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::late::LateFollower;
@@ -231,9 +231,9 @@ pub fn status(root: &StateRoot, lab: Option<&str>) -> Result<Vec<LabStatus>, Lab
     };
     let mut out = Vec::new();
     for name in labs {
-        let blank = |phase: &str| LabStatus {
+        let blank = |phase: LabPhase| LabStatus {
             lab: name.clone(),
-            phase: phase.to_owned(),
+            phase,
             nodes_running: 0,
             nodes: 0,
             backend: None,
@@ -247,27 +247,27 @@ pub fn status(root: &StateRoot, lab: Option<&str>) -> Result<Vec<LabStatus>, Lab
             // neither may hide the others.
             Err(e) if lab.is_none() && vanished(&e) => continue,
             Err(StateError::Corrupt { .. } | StateError::Io { .. }) if lab.is_none() => {
-                out.push(blank("unreadable"));
+                out.push(blank(LabPhase::Unreadable));
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         let Some(dir) = opened else {
-            out.push(blank("interrupted"));
+            out.push(blank(LabPhase::Interrupted));
             continue;
         };
         let s = &dir.state;
         let owner_alive = s.owner.as_ref().is_some_and(ProcessRecord::alive);
         let phase = match s.phase {
-            Phase::Creating if owner_alive => "creating",
-            Phase::Creating => "interrupted",
-            Phase::Running => "running",
-            Phase::Removing if owner_alive => "removing",
-            Phase::Removing => "interrupted",
+            Phase::Creating if owner_alive => LabPhase::Creating,
+            Phase::Creating => LabPhase::Interrupted,
+            Phase::Running => LabPhase::Running,
+            Phase::Removing if owner_alive => LabPhase::Removing,
+            Phase::Removing => LabPhase::Interrupted,
         };
         out.push(LabStatus {
             lab: name,
-            phase: phase.to_owned(),
+            phase,
             nodes_running: s
                 .processes
                 .iter()

@@ -15,6 +15,7 @@ use crate::lab::hosts::{agent as serve, coordinator, RemoteExec};
 use crate::lab::lifecycle;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Console;
+use crate::lab::report::LabPhase;
 use crate::lab::report::{LabStatus, Report};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -126,13 +127,13 @@ pub(super) fn across_hosts(
             match result {
                 Ok((phase, running, _)) => {
                     status.nodes_running += running;
-                    if phase != "running" {
-                        status.phase = "degraded".to_owned();
+                    if phase != LabPhase::Running {
+                        status.phase = LabPhase::Degraded;
                         eprintln!("sdss lab {}: host {host}: {phase}", status.lab);
                     }
                 }
                 Err(e) => {
-                    status.phase = "degraded".to_owned();
+                    status.phase = LabPhase::Degraded;
                     eprintln!("sdss lab {}: {e}", status.lab);
                 }
             }

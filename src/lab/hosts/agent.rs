@@ -19,6 +19,7 @@ use crate::lab::builder::UpOptions;
 use crate::lab::builder::{self, launch};
 use crate::lab::lifecycle;
 use crate::lab::report::progress::Console;
+use crate::lab::report::LabPhase;
 use crate::lab::LabError;
 
 /// How often followed output is read.
@@ -325,7 +326,7 @@ async fn read_from(path: &std::path::Path, offset: u64) -> Option<(String, u64)>
 
 fn down_status() -> Reply {
     Reply::Status {
-        phase: "down".to_owned(),
+        phase: LabPhase::Down,
         nodes_running: 0,
         nodes: 0,
     }

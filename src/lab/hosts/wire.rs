@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::Plan;
+use crate::lab::report::LabPhase;
 
 /// The longest line either side reads: a node's output is sent in chunks
 /// below it, so only a broken peer reaches it.
@@ -145,8 +146,8 @@ pub enum Reply {
     },
     /// How the share is.
     Status {
-        /// `running`, `creating`, `interrupted`, ..., or `down` when it is not up here.
-        phase: String,
+        /// Where the share is, `down` when it is not up here.
+        phase: LabPhase,
         /// Node processes running.
         nodes_running: usize,
         /// Nodes in the share.

@@ -16,7 +16,7 @@ pub mod watch;
 pub use graph::{render_graph, GraphFormat};
 pub use html::render_html;
 pub use plan::render_plan;
-pub use status::{render_status, LabStatus, StatusFormat, STATUS_FIELDS};
+pub use status::{render_status, LabPhase, LabStatus, StatusFormat, STATUS_FIELDS};
 
 use std::fmt::Write;
 

@@ -13,8 +13,8 @@ use crate::table::{Align, Table};
 pub struct LabStatus {
     /// The lab.
     pub lab: String,
-    /// Its phase, or `interrupted` when its `up` died while building it.
-    pub phase: String,
+    /// Where it is in its life.
+    pub phase: LabPhase,
     /// Nodes whose process runs.
     pub nodes_running: usize,
     /// Nodes in the plan.
@@ -25,6 +25,47 @@ pub struct LabStatus {
     pub source: PathBuf,
     /// When `up` began (RFC 3339, UTC).
     pub created_at: String,
+}
+
+/// Where a lab is in its life, as `lab status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabPhase {
+    /// `up` is building it.
+    Creating,
+    /// Built, its nodes started.
+    Running,
+    /// `down` is removing it.
+    Removing,
+    /// Its `up` or `down` died half-way: `lab down` removes what is left.
+    Interrupted,
+    /// Its state cannot be read.
+    Unreadable,
+    /// Over several hosts, a host whose share is not running.
+    Degraded,
+    /// Not up (on a host asked about its share).
+    Down,
+}
+
+impl LabPhase {
+    /// The word the table, CSV and JSON show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabPhase::Creating => "creating",
+            LabPhase::Running => "running",
+            LabPhase::Removing => "removing",
+            LabPhase::Interrupted => "interrupted",
+            LabPhase::Unreadable => "unreadable",
+            LabPhase::Degraded => "degraded",
+            LabPhase::Down => "down",
+        }
+    }
+}
+
+impl std::fmt::Display for LabPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The fields of a [`LabStatus`], in order: JSON keys and CSV header.
@@ -136,7 +177,7 @@ mod tests {
         vec![
             LabStatus {
                 lab: "five".to_owned(),
-                phase: "running".to_owned(),
+                phase: LabPhase::Running,
                 nodes_running: 4,
                 nodes: 5,
                 backend: Some(BackendKind::Emulator),
@@ -145,7 +186,7 @@ mod tests {
             },
             LabStatus {
                 lab: "odd".to_owned(),
-                phase: "interrupted".to_owned(),
+                phase: LabPhase::Interrupted,
                 nodes_running: 0,
                 nodes: 0,
                 backend: None,

@@ -10,6 +10,7 @@ use crate::lab::hosts::wire::{Reply, Request};
 use crate::lab::plan::hosts::HostPlan;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Printer;
+use crate::lab::report::LabPhase;
 use crate::lab::LabError;
 
 /// Attempts `down` makes per host before reporting it unreachable.
@@ -99,7 +100,7 @@ pub async fn status(
     plan: &Plan,
     exec: &RemoteExec,
     printer: &Printer,
-) -> Vec<(String, Result<(String, usize, usize), HostError>)> {
+) -> Vec<(String, Result<(LabPhase, usize, usize), HostError>)> {
     join_all(plan.hosts.iter().map(|host| async {
         let request = Request::Status {
             lab: plan.lab.clone(),
