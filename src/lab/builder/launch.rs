@@ -9,6 +9,7 @@
 //! output in the lab's state directory. It outlives `lab up`: the lab is left
 //! running until `lab down`.
 
+use rustix::process::{getpriority_process, setpriority_pgrp, setpriority_process};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -132,9 +133,11 @@ fn spawn_here(l: &Launch<'_, File>) -> Result<Child, LaunchError> {
     let child = command.spawn().map_err(|source| failed(l, source))?;
     if let Some(nice) = CHILD_NICE.get() {
         // It leads its own process group: every thread it made so far.
-        // SAFETY: a plain system call on our own child's group.
-        unsafe {
-            libc::setpriority(libc::PRIO_PGRP, child.id(), *nice);
+        let group = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if group.is_some() {
+            let _ = setpriority_pgrp(group, *nice);
         }
     }
     Ok(child)
@@ -182,10 +185,10 @@ static CHILD_NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
 /// The nice value of the lab's programs: what `sdss lab` had before it
 /// raised itself, else what it has.
 pub fn child_nice() -> i32 {
-    CHILD_NICE.get().copied().unwrap_or_else(|| {
-        // SAFETY: getpriority has no preconditions; -1 is also a valid nice value.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-    })
+    CHILD_NICE
+        .get()
+        .copied()
+        .unwrap_or_else(|| getpriority_process(None).unwrap_or(0))
 }
 
 /// Raises the priority of every thread of this process by [`LAB_BOOST`]
@@ -194,8 +197,9 @@ pub fn raise_priority() {
     if CHILD_NICE.get().is_some() {
         return; // raised already
     }
-    // SAFETY: getpriority has no preconditions; -1 is also a valid nice value.
-    let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let Ok(base) = getpriority_process(None) else {
+        return;
+    };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return;
     };
@@ -203,12 +207,11 @@ pub fn raise_priority() {
     for tid in tasks.filter_map(Result::ok).filter_map(|t| {
         t.file_name()
             .to_str()
-            .and_then(|s| s.parse::<libc::id_t>().ok())
+            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
     }) {
         // On Linux, PRIO_PROCESS names one thread.
-        // SAFETY: a plain system call on a thread of this process.
-        raised |=
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, (base - LAB_BOOST).max(-20)) } == 0;
+        raised |= setpriority_process(Some(tid), (base - LAB_BOOST).max(-20)).is_ok();
     }
     if raised {
         let _ = CHILD_NICE.set(base);
