@@ -261,11 +261,14 @@ impl Default for Spread<'_> {
             interval: "250ms",
             // Three emulators (real-time threads) and up to twelve debug-build
             // nodes share two cores: a CI run at 0.5 ms had a pair 0.98 ms
-            // off, another at 1 ms three pairs 0.8-1.1 ms off. A link that
-            // lost its delay is 5 ms off, far outside 2 ms.
-            tolerance: 2.0,
-            // A pair expects 10, 15 or 20 ms.
-            links: (5.0, 10.0),
+            // off, another at 1 ms three pairs 0.8-1.1 ms off, and a hunt
+            // round at 2 ms (one core kept busy, a slow spell: the report
+            // test's browser timed out beside it) one cross-host pair 2.5 ms
+            // and another 2.8 ms off. A link that lost its delay is 8 ms off,
+            // twice the tolerance.
+            tolerance: 4.0,
+            // A pair expects 16, 24 or 32 ms.
+            links: (8.0, 16.0),
             timeline: "",
         }
     }
