@@ -8,7 +8,7 @@ mod lab_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lab_support::*;
 
@@ -48,16 +48,22 @@ fn browse(browser: &Path, page: &Path, profile: &Path, extra: &[String]) -> Outp
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("starting chromium");
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            break;
+    let child = command.spawn().expect("starting chromium");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Its output is read while it runs: a page's DOM beyond a pipe's 64 KiB
+    // held a browser that nobody read from until the time limit killed it.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output,
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            finished.recv().expect("the browser's reader")
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
+    };
+    output.unwrap()
 }
 
 fn console_errors(output: &Output) -> Vec<String> {
