@@ -562,10 +562,11 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
         Spread {
             backend: "netem",
             // The VM's own floor (TCG, three hosts) took a same-host pair
-            // 3.45 ms over in a fresh-clone CI run; every error was above 0.4.
-            tolerance: 4.5,
+            // 3.45 ms over in a fresh-clone CI run, and pairs 4.9 and 6.0 ms
+            // over in a later one; every error was above 0.4.
+            tolerance: 7.0,
             // Twice the tolerance or more: a lost link still fails.
-            links: (9.0, 18.0),
+            links: (14.0, 28.0),
             ..Spread::default()
         },
     );
