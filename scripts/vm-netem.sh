@@ -19,11 +19,15 @@
 #
 #   scripts/vm-netem.sh [--no-install] [--rounds N] [--slack MS] [SDSS_BINARY]
 # SDSS_BINARY defaults to target/release/sdss. Under emulation a lab at zero
-# delay measures 0.2-1.1 ms (the floor), netem adds about +0.3 ms beyond it
-# (its timers), and single runs have 1-3 ms outliers: one round judged with the
-# lab's own tolerance failed in 8 of 13 runs here. Hence the defaults, which
-# passed every time in the same data: --rounds 5 and --slack 0.5 (ms added to
-# every pair's tolerance); `--rounds 1 --slack 0` is the strict judgment.
+# delay measures 0.2-1.1 ms (the floor), netem adds 0.3-1.1 ms beyond it (its
+# timers; the mean over the 20 pairs went from 0.62 to 1.08 ms across four
+# runs here on a machine otherwise idle, with the floor between 0.33 and 0.54
+# ms), and single runs have 1-3 ms outliers: one round judged with the lab's
+# own tolerance failed in 8 of 13 runs here. Hence the defaults: --rounds 5
+# and --slack 1.0 (ms added to every pair's tolerance: a 6 ms pair passes
+# within 1.5 ms; a link of 5 ms or more that lost its delay still fails, while
+# node a's 1 ms was within the emulated VM's noise at 0.5 already);
+# `--rounds 1 --slack 0` is the strict judgment.
 # Needs root. Installs what is missing (qemu-system-x86, linux-image-amd64,
 # busybox-static from apt; virtme-ng from PyPI) unless --no-install, which
 # exits 2 naming what to install. Exit 0 only if every lab ran cleanly (exit 0
@@ -100,7 +104,7 @@ fi
 
 install=1
 rounds=5
-slack=0.5
+slack=1.0
 bin=target/release/sdss
 while [[ $# -gt 0 ]]; do
   case "$1" in

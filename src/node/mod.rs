@@ -7,6 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod discovery;
 pub mod event;
+pub mod forecast;
 pub mod queue;
 pub mod server;
 pub mod stamps;
