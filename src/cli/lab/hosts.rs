@@ -7,10 +7,9 @@ use anyhow::{bail, Context, Result};
 use tokio::io::BufReader;
 use tokio_util::sync::CancellationToken;
 
-use super::name::lab_name;
+use super::name::LabArg;
 use crate::lab::builder::state::StateRoot;
 use crate::lab::builder::teardown;
-use crate::lab::file::Topology;
 use crate::lab::hosts::{agent as serve, coordinator, RemoteExec};
 use crate::lab::lifecycle;
 use crate::lab::plan::Plan;
@@ -41,26 +40,22 @@ pub(super) fn agent(root: &StateRoot) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The plan of `arg` (a lab's name or file) when it spans hosts: from the
-/// lab's state, or from its file when a killed `up` left none here.
-fn spanning_plan(root: &StateRoot, arg: &str) -> Result<Option<Plan>> {
-    let lab = lab_name(arg)?;
-    if let Some(plan) = lifecycle::running_plan(root, &lab)? {
-        return Ok(plan.spans_hosts().then_some(plan));
-    }
-    let path = std::path::Path::new(arg);
-    if arg.ends_with(".toml") || path.is_file() {
-        let plan = Plan::new(&Topology::load(path)?, path);
-        return Ok(plan.spans_hosts().then_some(plan));
-    }
-    Ok(None)
+/// The plan of a lab when it spans hosts: from the lab's state, or from its
+/// file when a killed `up` left none here.
+fn spanning_plan(root: &StateRoot, lab: &LabArg) -> Result<Option<Plan>> {
+    let plan = match lifecycle::running_plan(root, lab.name())? {
+        Some(plan) => Some(plan),
+        None => lab.file_plan().cloned(),
+    };
+    Ok(plan.filter(Plan::spans_hosts))
 }
 
 /// `lab down`: here, or on every host of a lab over several.
 pub(super) fn down(root: &StateRoot, arg: &str, exec: &RemoteExec) -> Result<()> {
-    let lab = lab_name(arg)?;
-    if let Some(plan) = spanning_plan(root, arg)? {
-        let progress = Console::new(&lab, false);
+    let named = LabArg::parse(arg)?;
+    let lab = named.name();
+    if let Some(plan) = spanning_plan(root, &named)? {
+        let progress = Console::new(lab, false);
         let done = runtime()?
             .block_on(coordinator::down(root, &plan, exec, &progress.printer()))
             .with_context(|| {
@@ -76,7 +71,7 @@ pub(super) fn down(root: &StateRoot, arg: &str, exec: &RemoteExec) -> Result<()>
         return Ok(());
     }
     let outcome =
-        teardown::teardown(root, &lab).with_context(|| format!("taking lab {lab} down"))?;
+        teardown::teardown(root, lab).with_context(|| format!("taking lab {lab} down"))?;
     if !outcome.found {
         eprintln!("sdss lab {lab}: not up, nothing to remove");
     } else {
