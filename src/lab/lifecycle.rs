@@ -20,8 +20,8 @@ use super::builder::sandbox::outcome::outcomes;
 use super::builder::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
 use super::builder::{build, emulator_totals, node_netns, TeardownGuard, UpOptions};
 use super::builder::{Built, Stages};
-use super::judge::delays::{verify_aside, Observations, Verification};
-use super::judge::timeline::{Played, TimelineVerdicts};
+use super::judge::delays::{verify_aside, Verification};
+use super::judge::timeline::TimelineVerdicts;
 use super::judge::{self};
 use super::plan::backend::{self, BackendKind};
 use super::plan::calibration;
@@ -29,8 +29,10 @@ use super::plan::Plan;
 use super::report::{LabPhase, LabStatus, Report};
 use super::scenario::calibrate::calibrate;
 use super::scenario::grading::{assemble, LabSide};
-use super::scenario::late::LateFollower;
-use super::scenario::{start_probe, watch, Watched};
+use super::scenario::late::{LateAnswers, LateFollower};
+use super::scenario::played::Played;
+use super::scenario::stream::Observations;
+use super::scenario::{start_probe, watch, Convergence, Measured, Watched};
 use super::LabError;
 use crate::lab::progress::Progress;
 
@@ -94,7 +96,7 @@ pub async fn up(
                 .injected
                 .clone()
                 .unwrap_or_else(|| built.dir.state.plan.clone());
-            Some(calibrate(&mut built, &told, cancel, progress).await?)
+            Some(calibrate(&mut built, &told, &Judged, cancel, progress).await?)
         } else {
             None
         };
@@ -106,7 +108,15 @@ pub async fn up(
             Some(_) => Some(start_probe(&built)?),
             None => None,
         };
-        let converged = watch(&mut built, cancel, progress, probe.as_ref(), calibrated).await;
+        let converged = watch(
+            &mut built,
+            &Judged,
+            cancel,
+            progress,
+            probe.as_ref(),
+            calibrated,
+        )
+        .await;
         let log = match probe {
             Some(probe) => {
                 if converged.is_err() {
@@ -117,12 +127,14 @@ pub async fn up(
             None => None,
         };
         let Watched {
-            verification,
+            observed,
+            late,
             elapsed_secs,
             boxes,
             lab: lab_side,
             played,
         } = converged?;
+        let verification = verify_aside(&built.dir.state.plan, &observed, late.as_ref());
         let mut report = report(&built.dir, verification, elapsed_secs).with_boxes(boxes);
         if !built.dir.state.plan.timeline.is_empty() {
             report.timeline = Some(judge_timeline(&built, &played, &lab_side));
@@ -146,6 +158,33 @@ pub async fn up(
         stages: built.stages.clone(),
         converge_time: launched.elapsed(),
     })
+}
+
+/// The judge's answer to the scenario's question: which pairs have their
+/// samples, and each one's floor when calibrating.
+struct Judged;
+
+impl Convergence for Judged {
+    fn measured(
+        &self,
+        plan: &Plan,
+        observed: &HashMap<String, Observations>,
+        late: Option<&LateAnswers>,
+    ) -> Measured {
+        let verification = verify_aside(plan, observed, late);
+        Measured {
+            complete: verification.complete(),
+            converged: verification.converged(),
+        }
+    }
+
+    fn floors(
+        &self,
+        plan: &Plan,
+        observed: &HashMap<String, Observations>,
+    ) -> Vec<Option<Duration>> {
+        verify_aside(plan, observed, None).floors()
+    }
 }
 
 /// Judges the timeline from every observer's stamped events (read by the scenario).

@@ -10,23 +10,13 @@
 //! a sample is set aside when such a frame from B's port to A was written
 //! within [`window`] before the event's `ts`.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::lab::builder::emulator::late::HELD;
-use crate::lab::builder::emulator::LateDelivery;
 use crate::lab::plan::Plan;
-
-/// Late answers kept per ordered pair, newest: a pair gets one answer per
-/// `refresh_every × interval`, so this is hours of them even if all were late.
-const KEPT: usize = 1024;
-
-/// How far after the event's `ts` a late delivery still counts: the event is
-/// printed after the answer arrived, so only clock reading order (both read
-/// CLOCK_REALTIME on this machine; `ts` has microseconds) is allowed for.
-const AFTER: Duration = Duration::from_millis(5);
+use crate::lab::scenario::late::Spoil;
 
 /// The narrowest and widest window before the event's `ts`.
 const WINDOW_MIN: Duration = Duration::from_millis(50);
@@ -41,35 +31,6 @@ const WINDOW_MAX: Duration = Duration::from_secs(1);
 pub fn window(plan: &Plan) -> Duration {
     let settings = &plan.node_settings;
     (settings.interval * settings.refresh_every / 4).clamp(WINDOW_MIN, WINDOW_MAX)
-}
-
-/// One late answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Late {
-    /// When it was written, Unix seconds.
-    at: f64,
-    /// The TCP port it came from.
-    source_port: u16,
-    /// How it was late.
-    spoil: Spoil,
-}
-
-/// How a sample's answer was late (the most, if several frames were).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Spoil {
-    /// How late the emulator wrote it, µs (0: on time).
-    pub late_us: u32,
-    /// How long after the time it carries it reached the emulator, µs.
-    pub held_us: u32,
-}
-
-impl Spoil {
-    fn max(self, other: Spoil) -> Spoil {
-        Spoil {
-            late_us: self.late_us.max(other.late_us),
-            held_us: self.held_us.max(other.held_us),
-        }
-    }
 }
 
 /// Why samples were set aside, for a reason: the worst of each cause.
@@ -89,63 +50,6 @@ pub fn describe(spoils: &[Spoil]) -> String {
         ));
     }
     format!("their answer was late ({})", causes.join("; "))
-}
-
-/// The emulator's late deliveries of frames with a TCP payload, by ordered pair
-/// of the plan's nodes (emulator ports are the plan's nodes, in order).
-#[derive(Debug, Clone, Default)]
-pub struct LateAnswers {
-    pairs: HashMap<(usize, usize), VecDeque<Late>>,
-    /// Entries the emulator could not log (its ring overflowed): samples that
-    /// may have been late but are graded.
-    pub missed: u64,
-}
-
-impl LateAnswers {
-    /// Adds one logged delivery.
-    pub fn add(&mut self, late: &LateDelivery) {
-        let kept = self
-            .pairs
-            .entry((usize::from(late.from), usize::from(late.to)))
-            .or_default();
-        if kept.len() == KEPT {
-            kept.pop_front();
-        }
-        let late = Late {
-            at: late.at_us as f64 / 1e6,
-            source_port: late.source_port,
-            spoil: Spoil {
-                late_us: late.late_us,
-                held_us: late.held_us,
-            },
-        };
-        // In time order, which the emulator's log nearly always is already.
-        let at = kept.partition_point(|k| k.at <= late.at);
-        kept.insert(at, late);
-    }
-
-    /// How late a frame from port `source_port` of node `from` to node `to`
-    /// (plan indices) was, written within `window` before `ts` (Unix seconds);
-    /// none if no such frame was late.
-    pub fn spoiled(
-        &self,
-        from: usize,
-        to: usize,
-        source_port: u16,
-        ts: f64,
-        window: Duration,
-    ) -> Option<Spoil> {
-        let (earliest, latest) = (ts - window.as_secs_f64(), ts + AFTER.as_secs_f64());
-        self.pairs
-            .get(&(from, to))?
-            .iter()
-            .rev()
-            .skip_while(|l| l.at > latest)
-            .take_while(|l| l.at >= earliest)
-            .filter(|l| l.source_port == source_port)
-            .map(|l| l.spoil)
-            .reduce(Spoil::max)
-    }
 }
 
 /// Samples set aside over the whole lab.
@@ -204,6 +108,8 @@ impl SetAside {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::builder::emulator::LateDelivery;
+    use crate::lab::scenario::late::LateAnswers;
 
     fn late(at_ms: u64, from: u16, to: u16, port: u16, late_us: u32) -> LateDelivery {
         LateDelivery {
@@ -283,25 +189,6 @@ mod tests {
             describe(&[spoil(0, 12_000).unwrap(), spoil(400, 30).unwrap()]),
             "their answer was late (the emulator delivered it up to 0.400 ms late; \
              its sender sent it up to 12.000 ms after the time in it)"
-        );
-    }
-
-    #[test]
-    fn each_pair_keeps_a_bounded_log() {
-        let mut answers = LateAnswers::default();
-        for n in 0..KEPT as u64 + 10 {
-            answers.add(&late(n, 0, 1, 7000, 100));
-        }
-        assert_eq!(answers.pairs[&(0, 1)].len(), KEPT);
-        let window = Duration::from_millis(1);
-        assert_eq!(
-            answers.spoiled(0, 1, 7000, T0 + 0.003, window),
-            None,
-            "dropped"
-        );
-        assert_eq!(
-            answers.spoiled(0, 1, 7000, T0 + 0.5, window),
-            spoil(100, 20)
         );
     }
 

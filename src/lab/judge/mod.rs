@@ -3,14 +3,13 @@
 //! A lab node marked `grade = true` is watched while the lab plays a short
 //! scenario around it (a node joins, one is killed, a peer that never answers
 //! appears, a burst of malformed datagrams). What the lab saw is collected as
-//! [`observe::Observed`] by [`scenario`] (sockets, `/proc`, the sdss nodes'
-//! JSON streams); [`checks::grade`] turns it into a [`Checklist`] without any
+//! `scenario::observe::Observed` (sockets, `/proc`, the sdss nodes' JSON
+//! streams); [`checks::grade`] turns it into a [`Checklist`] without any
 //! I/O, so every verdict is unit-tested with synthetic observations.
 
 pub mod aside;
 pub mod checks;
 pub mod delays;
-pub mod observe;
 pub mod timeline;
 
 use std::fmt::Write;

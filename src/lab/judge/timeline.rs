@@ -11,29 +11,13 @@ use serde::{Deserialize, Serialize};
 use crate::lab::file::Expectation;
 use crate::lab::plan::timeline::{Expect, PairState, Phase};
 use crate::lab::plan::Plan;
+use crate::lab::scenario::played::Played;
 use crate::node::event::NodeEvent;
 
 use super::delays::median;
 
 /// A delay has settled once the median of this many consecutive samples is within tolerance.
 pub const SETTLED_SAMPLES: usize = 3;
-
-/// One event as the scenario played it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Played {
-    /// Index into the plan's timeline events.
-    pub event: usize,
-    /// The event, in words.
-    pub what: String,
-    /// When it was played, seconds after the nodes started.
-    pub at_s: f64,
-    /// How long the backend took to confirm a link change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub took_ms: Option<f64>,
-    /// Why it could not be played.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// The verdict on one expectation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -442,17 +426,6 @@ impl Judge<'_> {
             failures,
         }
     }
-}
-
-/// A change's word for the report's timeline.
-pub fn describe_event(plan: &Plan, index: usize) -> String {
-    let event = &plan.timeline.events[index];
-    let name = event
-        .name
-        .as_ref()
-        .map(|n| format!("{n}: "))
-        .unwrap_or_default();
-    format!("{name}{}", event.change.describe())
 }
 
 #[cfg(test)]

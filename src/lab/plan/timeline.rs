@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::impairment::Impairment;
 use super::in_series;
+use super::Plan;
 use crate::lab::file::{Action, Expectation, Topology};
 
 /// What an event does.
@@ -518,6 +519,17 @@ fn event(section: &crate::lab::file::EventSection) -> Option<Event> {
         at: section.at.0,
         change,
     })
+}
+
+/// A change's word for the report's timeline.
+pub fn describe_event(plan: &Plan, index: usize) -> String {
+    let event = &plan.timeline.events[index];
+    let name = event
+        .name
+        .as_ref()
+        .map(|n| format!("{n}: "))
+        .unwrap_or_default();
+    format!("{name}{}", event.change.describe())
 }
 
 #[cfg(test)]

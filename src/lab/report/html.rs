@@ -420,7 +420,8 @@ pub(crate) mod tests {
 
     #[test]
     fn timelines_and_checklists_are_rendered_escaped() {
-        use crate::lab::judge::timeline::{ExpectVerdict, Played};
+        use crate::lab::judge::timeline::ExpectVerdict;
+        use crate::lab::scenario::played::Played;
         let plan = five();
         let mut report = report_for(&plan);
         report.timeline = Some(TimelineVerdicts {

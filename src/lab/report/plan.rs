@@ -241,7 +241,7 @@ fn render_phases(plan: &Plan, name_w: usize) -> String {
             out,
             "at {}: {}; expected delay in ms from then on (row: sender):",
             format_duration(phase.from),
-            crate::lab::judge::timeline::describe_event(plan, index - 1)
+            crate::lab::plan::timeline::describe_event(plan, index - 1)
         );
         let _ = write!(out, "  {:<name_w$}", "B \\ A");
         for to in &measured {

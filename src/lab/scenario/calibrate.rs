@@ -6,15 +6,15 @@
 //! own delays, live.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::stream::Observations;
 use super::tail::LogTail;
-use super::{count_complete, follow_graded, read_tails, POLL};
+use super::{follow_graded, read_tails, Convergence, POLL};
 use crate::lab::builder::delay::change_plan;
 use crate::lab::builder::{Built, CONTROL_SOCKET};
-use crate::lab::judge::delays::{verify, Observations};
 use crate::lab::plan::backend::BackendKind;
 use crate::lab::plan::calibration;
 use crate::lab::plan::Plan;
@@ -42,6 +42,7 @@ pub struct Calibrated {
 pub async fn calibrate(
     built: &mut Built,
     told: &Plan,
+    convergence: &dyn Convergence,
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<Calibrated, LabError> {
@@ -54,23 +55,24 @@ pub async fn calibrate(
         plan.expected.len() as u64,
     );
     let deadline = built.launched_at + plan.verify.time_limit;
-    let verification = loop {
+    loop {
         read_tails(built, &mut tails, &mut seen)?;
-        let verification = verify(&calibrating, &seen);
-        progress.set(count_complete(&verification) as u64);
-        if verification.converged() || Instant::now() >= deadline {
-            break verification;
+        let measured = convergence.measured(&calibrating, &seen, None);
+        progress.set(measured.complete as u64);
+        if measured.converged || Instant::now() >= deadline {
+            break;
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(LabError::Cancelled),
             _ = tokio::time::sleep(POLL) => {}
         }
-    };
-    for (pair, row) in plan.expected.iter_mut().zip(&verification.pairs) {
-        pair.floor = row
-            .error_ms
-            .filter(|_| row.samples >= verification.samples_wanted)
-            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3));
+    }
+    for (pair, floor) in plan
+        .expected
+        .iter_mut()
+        .zip(convergence.floors(&calibrating, &seen))
+    {
+        pair.floor = floor;
     }
     built.dir.replace_plan(plan)?;
     let backend = built.dir.state.backend.unwrap_or(BackendKind::None);

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::probe;
 use super::probe_log::{FakePeer, ProbeLog, ProbeSpec};
 use crate::lab::builder::sandbox::spec::LimitHit;
-use crate::lab::judge::observe::{Datagram, Observed, Observer, Timeline};
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::plan::{Plan, Program};
+use crate::lab::scenario::observe::{Datagram, Observed, Observer, Timeline};
 use crate::node::event::{NodeEvent, StampedEvent};
 
 /// The probe, running in its namespace on a thread of its own.

@@ -5,8 +5,11 @@ pub mod calibrate;
 mod fakes;
 pub mod grading;
 pub mod late;
+pub mod observe;
+pub mod played;
 pub mod probe;
 pub mod probe_log;
+pub mod stream;
 pub mod tail;
 
 use std::collections::HashMap;
@@ -21,9 +24,8 @@ use super::builder::delay::change_links;
 use super::builder::sandbox::outcome::{outcomes, BoxOutcome};
 use super::builder::state::ProcessRecord;
 use super::builder::{launch, node_netns, Built, CONTROL_SOCKET};
-use super::judge::delays::{verify_aside, Observations, Verification};
-use super::judge::timeline::{describe_event, Played};
 use super::plan::backend::BackendKind;
+use super::plan::timeline::describe_event;
 use super::plan::timeline::Change;
 use super::plan::Plan;
 use super::plan::Program;
@@ -31,8 +33,10 @@ use super::LabError;
 use crate::lab::progress::Progress;
 use calibrate::Calibrated;
 use grading::{parse_stamped, LabSide, RunningProbe};
-use late::LateFollower;
+use late::{LateAnswers, LateFollower};
+use played::Played;
 use probe_log::{ProbeSpec, Target};
+use stream::Observations;
 use tail::LogTail;
 
 /// How often `up` reads the nodes' output while waiting for convergence.
@@ -42,6 +46,36 @@ const POLL: Duration = Duration::from_millis(250);
 /// deliveries are followed: the emulator appends them every second, so a sample
 /// printed just before may have its late answer logged only this much later.
 const LATE_SETTLE: Duration = Duration::from_millis(1500);
+
+/// How far the nodes' output has come, as the caller judges it: the scenario
+/// asks while it waits, and does not import the judge, which comes after it.
+pub trait Convergence: Sync {
+    /// From what the nodes said so far (`late`: the emulator's late answers,
+    /// whose samples are set aside), which pairs have their samples.
+    fn measured(
+        &self,
+        plan: &Plan,
+        observed: &HashMap<String, Observations>,
+        late: Option<&LateAnswers>,
+    ) -> Measured;
+
+    /// Each expected pair's floor, in the plan's order: what it measured
+    /// beyond its delay, for a pair with all its samples (calibration).
+    fn floors(
+        &self,
+        plan: &Plan,
+        observed: &HashMap<String, Observations>,
+    ) -> Vec<Option<Duration>>;
+}
+
+/// How far the nodes' output has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    /// Pairs that have all their samples.
+    pub complete: usize,
+    /// Whether every pair that can be measured has them.
+    pub converged: bool,
+}
 
 /// Starts the grading probe for the lab's graded nodes.
 pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
@@ -87,6 +121,7 @@ pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
 /// time limit counts from the links' change.
 pub async fn watch(
     built: &mut Built,
+    convergence: &dyn Convergence,
     cancel: &CancellationToken,
     progress: &dyn Progress,
     probe: Option<&RunningProbe>,
@@ -159,13 +194,13 @@ pub async fn watch(
             Duration::ZERO
         };
         let observed = before_events.as_ref().unwrap_or(&observations);
-        let verification = verify_aside(&plan, observed, answers);
-        progress.set(count_complete(&verification) as u64);
+        let measured = convergence.measured(&plan, observed, answers);
+        progress.set(measured.complete as u64);
         let watched = grading.is_none_or(|g| built.launched_at.elapsed() >= g.duration)
             && played.len() == timeline.events.len()
             && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
-        converged_since = (verification.converged() && watched)
-            .then(|| converged_since.unwrap_or_else(Instant::now));
+        converged_since =
+            (measured.converged && watched).then(|| converged_since.unwrap_or_else(Instant::now));
         let settled = converged_since.is_some_and(|since| since.elapsed() >= settle);
         if settled || Instant::now() >= deadline {
             let boxes = outcomes(&built.dir, &plan);
@@ -202,7 +237,8 @@ pub async fn watch(
                 }
             }
             return Ok(Watched {
-                verification,
+                observed: before_events.unwrap_or(observations),
+                late: late.into_answers(),
                 elapsed_secs: built.launched_at.elapsed().as_secs_f64(),
                 boxes,
                 lab,
@@ -218,8 +254,11 @@ pub async fn watch(
 
 /// What watching a lab came to, for the caller to judge and report.
 pub struct Watched {
-    /// The delays as last verified.
-    pub verification: Verification,
+    /// What the nodes said that the delays are judged on: up to the first
+    /// event that changes what is expected, or all of it.
+    pub observed: HashMap<String, Observations>,
+    /// The emulator's late answers, when it carries the lab.
+    pub late: Option<LateAnswers>,
     /// From the nodes' launch to the end of the watch.
     pub elapsed_secs: f64,
     /// How each program nobody here wrote ran.
@@ -357,13 +396,4 @@ fn kill_node(built: &mut Built, name: &str) {
         });
         let _ = child.try_wait();
     }
-}
-
-/// Pairs that have all their samples.
-pub(crate) fn count_complete(verification: &Verification) -> usize {
-    verification
-        .pairs
-        .iter()
-        .filter(|p| p.samples >= verification.samples_wanted)
-        .count()
 }

@@ -28,7 +28,7 @@ use crate::lab::builder::emulator::stamp::{control_buffer, kernel_stamp};
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::procfs;
 
-use crate::lab::judge::observe::{
+use crate::lab::scenario::observe::{
     Destination, Probe, ProbeKind, ProcessSample, LISTEN_BEFORE_SPEAKING,
 };
 use crate::protocol::{encode_timestamp, Announcement, Dialect};

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::lab::judge::observe::{Destination, Probe, ProcessSample};
+use crate::lab::scenario::observe::{Destination, Probe, ProcessSample};
 
 /// Most connections the silent peer holds open at once.
 pub(super) const SILENT_HOLD: usize = 64;

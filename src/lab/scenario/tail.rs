@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use crate::lab::judge::delays::Observations;
+use super::stream::Observations;
 use crate::lab::LabError;
 
 /// The most one poll reads: a long log is caught up over several polls.

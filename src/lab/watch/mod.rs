@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::node::clock::wall_now;
 
 use super::builder::state::{LabDir, StateError, StateRoot};
-use super::judge::delays::{verify_aside, Observations, Verification};
+use super::judge::delays::{verify_aside, Verification};
 use super::report::watch::{render, Size};
 use super::scenario::late::LateFollower;
+use super::scenario::stream::Observations;
 use super::scenario::tail::LogTail;
 use super::LabError;
 use terminal::Terminal;

@@ -17,19 +17,21 @@ use crate::lab::builder::UpOptions;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::hosts::remote::{HostError, RemoteExec, Session, BUILD_WAIT, MEASURE_WAIT};
 use crate::lab::hosts::wire::{Action, Reply, Request};
-use crate::lab::judge::delays::{verify, Observations};
-use crate::lab::judge::timeline::{describe_event, judge as judge_timeline, Played};
+use crate::lab::judge::delays::verify;
+use crate::lab::judge::timeline::judge as judge_timeline;
 use crate::lab::lifecycle::UpOutcome;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::calibration::CalibrationRefusal;
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
+use crate::lab::plan::timeline::describe_event;
 use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
 use crate::lab::progress::Progress;
 use crate::lab::report::progress::{Console, Printer};
 use crate::lab::report::{HostsReport, Report};
-use crate::lab::scenario::count_complete;
 use crate::lab::scenario::grading::parse_stamped;
+use crate::lab::scenario::played::Played;
+use crate::lab::scenario::stream::Observations;
 use crate::lab::scenario::tail::LogTail;
 use crate::lab::LabError;
 use crate::node::clock::wall_now;
@@ -348,7 +350,7 @@ async fn watch(
             }
         }
         let verification = verify(plan, before_events.as_ref().unwrap_or(&observations));
-        progress.set(count_complete(&verification) as u64);
+        progress.set(verification.complete() as u64);
         let watched = played.len() == timeline.events.len()
             && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
         if (verification.converged() && watched) || Instant::now() >= deadline {

@@ -9,10 +9,11 @@ use super::{gather, lock, Heard};
 use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::hosts::remote::{RemoteExec, Session};
 use crate::lab::hosts::wire::Request;
-use crate::lab::judge::delays::{verify, Observations};
+use crate::lab::judge::delays::verify;
 use crate::lab::plan::backend::BackendKind;
 use crate::lab::report::progress::Console;
 use crate::lab::report::{HostsReport, Report};
+use crate::lab::scenario::stream::Observations;
 use crate::lab::LabError;
 use crate::node::clock::wall_now;
 

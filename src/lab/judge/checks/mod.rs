@@ -12,8 +12,10 @@ mod server;
 
 use std::collections::BTreeMap;
 
-use super::observe::{Destination, Observed, Observer, Probe, ProbeKind, LISTEN_BEFORE_SPEAKING};
 use super::{Check, Checklist, Verdict};
+use crate::lab::scenario::observe::{
+    Destination, Observed, Observer, Probe, ProbeKind, LISTEN_BEFORE_SPEAKING,
+};
 use crate::protocol::{decode_timestamp, time_zone_offset_hours, Announcement, TimestampError};
 
 use announce::{announced_port, cadence, format, heard, own_datagrams};
@@ -133,7 +135,7 @@ fn announced_ports(seen: &Observed) -> BTreeMap<u16, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::judge::observe::{Datagram, ProcessSample, Timeline};
+    use crate::lab::scenario::observe::{Datagram, ProcessSample, Timeline};
     use crate::protocol::{encode_timestamp, Dialect};
 
     const T0: f64 = 1_800_000_000.0;
