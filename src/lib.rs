@@ -14,5 +14,7 @@ pub mod manual;
 pub mod node;
 pub mod output;
 pub mod protocol;
+#[allow(unsafe_code)]
+mod sys;
 pub mod table;
 pub mod units;

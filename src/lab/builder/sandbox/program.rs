@@ -5,7 +5,7 @@
 use std::ffi::CString;
 
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{chdir, execvp, setgroups, setresgid, setresuid, setsid, Gid, Uid};
 use rustix::io::Errno;
 use rustix::thread::{
@@ -23,10 +23,11 @@ pub const CONFINE_FAILED: i32 = 126;
 /// Exit status when its executable could not be started.
 pub const EXEC_FAILED: i32 = 127;
 
-/// Confines the calling process and execs the program; on any failure, says
-/// why on stderr and exits, the program never having run.
-pub fn exec(spec: &BoxSpec) -> ! {
-    let code = match confine(spec) {
+/// Confines the calling process (the init's forked child) and execs the
+/// program; returns only on a failure, said on stderr, with the status to
+/// exit with, the program never having run.
+pub fn exec(spec: &BoxSpec) -> i32 {
+    match confine(spec) {
         Ok(()) => start(spec),
         Err(error) => {
             eprintln!(
@@ -35,9 +36,7 @@ pub fn exec(spec: &BoxSpec) -> ! {
             );
             CONFINE_FAILED
         }
-    };
-    // SAFETY: _exit ends this forked process without running the init's destructors.
-    unsafe { libc::_exit(code) }
+    }
 }
 
 /// Everything but the exec; the order matters: limits and groups need root,
@@ -71,15 +70,7 @@ fn confine(spec: &BoxSpec) -> Result<(), SandboxError> {
     set_environment(&spec.env);
     // Whatever the lab left open is not the program's (the keeper's own
     // descriptors are close-on-exec already).
-    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only marks descriptors.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let _ = crate::sys::cloexec_from(3);
     Ok(())
 }
 
@@ -110,11 +101,9 @@ fn start(spec: &BoxSpec) -> i32 {
 fn default_signals() -> Result<(), SandboxError> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(sys("cannot unblock the signals"))?;
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in Signal::iterator() {
         if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
-            // SAFETY: restoring the default action installs no handler.
-            let _ = unsafe { sigaction(signal, &default) };
+            let _ = crate::sys::default_action(signal);
         }
     }
     Ok(())
