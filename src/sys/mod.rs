@@ -1,6 +1,10 @@
 //! The crate's only `unsafe` code: system calls that neither nix, rustix nor
 //! socket2 wraps safely, each behind a safe function whose comment says what
 //! makes it sound. Everything else is `#![deny(unsafe_code)]`.
+//!
+//! Process calls are here, socket and device ones in [`net`].
+
+mod net;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -15,6 +19,10 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::{ForkResult, Pid};
+
+pub use net::{
+    bind_packet, ethtool_set, interface_flags, set_interface_flags, tcp_info, tun_set_iff,
+};
 
 /// Exit status of a forked child whose work panicked, as a panicking `main`.
 const CHILD_PANICKED: i32 = 101;
