@@ -7,6 +7,7 @@
 //! * [`manual`]: shell completions and man pages, generated from the command line.
 //! * [`cli`]: the command line, which only wires the above together.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod lab;
@@ -14,5 +15,8 @@ pub mod manual;
 pub mod node;
 pub mod output;
 pub mod protocol;
+/// The crate's only unsafe code, behind safe functions.
+#[allow(unsafe_code)]
+mod sys;
 pub mod table;
 pub mod units;

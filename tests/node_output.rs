@@ -2,6 +2,8 @@
 //! node (exit 0), and one that stops reading stalls neither the node, nor its
 //! memory, nor its shutdown.
 
+#![deny(unsafe_code)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
@@ -10,6 +12,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{unique_port, LOOPBACK_BROADCAST};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// `sdss node --json` on loopback whose stdout the test holds, read or not.
 fn node(port: u16, extra: &[&str]) -> (Child, ChildStdout) {
@@ -88,8 +92,7 @@ fn a_stalled_reader_costs_bounded_memory_and_sigterm_still_ends_the_node() {
         stalled < idle + 16 * 1024,
         "RSS grew from {idle} KiB to {stalled} KiB behind a stalled reader"
     );
-    // SAFETY: kill(2) on our own child has no memory-safety preconditions.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    terminate(&child);
     let status = exit_within(&mut child, Duration::from_secs(5), "after SIGTERM");
     assert!(status.success(), "{status}");
     drop(stdout);
@@ -113,10 +116,14 @@ fn events_left_out_behind_a_stalled_reader_are_counted_once_it_reads() {
         }
     };
     assert!(dropped > 0);
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    terminate(&child);
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
     assert!(rest.contains(r#""event":"stopped""#), "{rest}");
     exit_within(&mut child, Duration::from_secs(5), "after SIGTERM");
+}
+
+/// SIGTERM, as a service manager stops a node.
+fn terminate(child: &Child) {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
 }

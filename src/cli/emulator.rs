@@ -176,14 +176,8 @@ const COUNTERS_PERIOD: Duration = Duration::from_secs(1);
 
 /// Waits up to `timeout` for one of the blocked `signals`.
 fn wait_for(signals: &SigSet, timeout: Duration) -> Result<Option<Signal>, Errno> {
-    let timeout = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: sigtimedwait(2) with a valid set, a null info pointer and a valid timeout.
-    let number = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
-    match Errno::result(number) {
-        Ok(number) => Signal::try_from(number).map(Some),
+    match crate::sys::sigtimedwait(signals, timeout) {
+        Ok(signal) => Ok(Some(signal)),
         Err(Errno::EAGAIN | Errno::EINTR) => Ok(None),
         Err(errno) => Err(errno),
     }

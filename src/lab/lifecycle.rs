@@ -369,7 +369,7 @@ pub fn exec(
     let plan = &dir.state.plan;
     let node = &plan.nodes[index];
     let file = node_netns(&dir, &node.netns)?;
-    let mut command = launch::command_in(&file, argv, &node.env(plan, sdss))?;
+    let mut command = launch::command_in(file, argv, &node.env(plan, sdss))?;
     let status = command.status().map_err(|source| LaunchError::Spawn {
         program: argv.first().cloned().unwrap_or_default(),
         netns: node.netns.clone(),

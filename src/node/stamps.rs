@@ -108,24 +108,7 @@ pub fn handshake_rtt(stream: &impl AsFd) -> Option<Duration> {
 
 /// The socket's `TCP_INFO`.
 pub fn tcp_info(stream: &impl AsFd) -> io::Result<libc::tcp_info> {
-    // SAFETY: tcp_info is plain integers, for which all zeroes is a value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` is writable for `len` bytes, and the kernel writes at most
-    // `len` (an older kernel fewer: the rest stays zero).
-    let result = unsafe {
-        libc::getsockopt(
-            stream.as_fd().as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(info)
+    crate::sys::tcp_info(stream)
 }
 
 /// Sends our time in `dialect` and closes our side, in one segment: `T_B` is

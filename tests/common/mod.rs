@@ -1,6 +1,7 @@
 //! Shared harness for integration tests: real processes, their JSON lines
 //! collected as they come, and guards that kill them whatever happens.
 #![allow(dead_code)]
+#![deny(unsafe_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -9,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 /// Loopback broadcast: reaches every socket bound to the port on this host
@@ -119,16 +122,15 @@ impl Proc {
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        // SAFETY: as in `drop`.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = kill(Pid::from_raw(-(self.child.id() as i32)), Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Sends `signal` and waits for the exit status, failing after `limit`.
     pub fn signal_and_wait(&mut self, signal: i32, limit: Duration) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let signal = Signal::try_from(signal).expect("a signal's number");
+        let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for child") {
@@ -148,8 +150,8 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group we created has no memory-safety preconditions.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        // The process group we created.
+        let _ = kill(Pid::from_raw(-(self.child.id() as i32)), Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -203,8 +205,7 @@ pub fn python_fixture(script: &str, id: &str, port: u16, duration_secs: u32) -> 
 
 /// Whether this process may create namespaces and network devices.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail and has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// Whether a root-only test may run: `true` as root; otherwise prints why it

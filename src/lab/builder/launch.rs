@@ -12,12 +12,12 @@
 use rustix::process::{getpriority_process, setpriority_pgrp, setpriority_process};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use thiserror::Error;
@@ -84,23 +84,12 @@ fn command(argv: &[String], env: &[(String, String)]) -> Result<Command, LaunchE
 /// Builds the command that runs `argv` inside the namespace `ns`, attached to
 /// the caller's terminal (`lab exec`).
 pub fn command_in(
-    ns: &File,
+    ns: File,
     argv: &[String],
     env: &[(String, String)],
 ) -> Result<Command, LaunchError> {
     let mut command = command(argv, env)?;
-    let fd = ns.as_raw_fd();
-    // SAFETY: between fork and exec only an async-signal-safe call happens:
-    // setns(2) is a plain system call; the fd stays open in the parent until
-    // spawn returns.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::sys::setns_before_exec(&mut command, ns.into(), CloneFlags::CLONE_NEWNET);
     Ok(command)
 }
 

@@ -118,37 +118,9 @@ pub fn join(switch: &File, switch_netns: &str, segment: &Segment) -> Result<(), 
 /// emulator reads the datagram's bytes, and its nodes dropped every frame
 /// from kernel hosts as corrupt. Costs one checksum per frame.
 fn checksum_in_software(ifname: &str) -> std::io::Result<()> {
-    /// `struct ethtool_value` (linux/ethtool.h).
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
     const ETHTOOL_STXCSUM: u32 = 0x17;
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: 0,
-    };
-    // SAFETY: an all-zero ifreq is valid; its name gets at most IFNAMSIZ - 1
-    // bytes and stays NUL-terminated; `ifru_data` points at `value`, alive
-    // for the call, which is what SIOCETHTOOL reads and writes.
-    let result = unsafe {
-        let mut request: libc::ifreq = std::mem::zeroed();
-        for (slot, byte) in request
-            .ifr_name
-            .iter_mut()
-            .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
-        {
-            *slot = byte as libc::c_char;
-        }
-        request.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-        libc::ioctl(socket.as_raw_fd(), libc::SIOCETHTOOL as _, &mut request)
-    };
-    if result < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::ethtool_set(&socket, ifname, ETHTOOL_STXCSUM, 0)
 }
 
 /// The device: `ip link add NAME netns SWITCH mtu MTU type vxlan id VNI

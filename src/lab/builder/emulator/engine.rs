@@ -14,12 +14,14 @@
 
 use std::io;
 use std::ops::Range;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use rustix::event::epoll::{self as rustix_epoll, Event, EventData, EventFlags};
+use rustix::event::Timespec;
 
 use super::late::{carried_time, tcp_payload, LateDelivery, HELD};
 use super::link::{Fate, Forwarder};
@@ -104,7 +106,10 @@ impl Engine<'_> {
     fn serve(&mut self) -> io::Result<()> {
         let mut window = SpinWindow::new();
         let mut budget = SpinBudget::new(Instant::now());
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        let mut events = [Event {
+            flags: EventFlags::empty(),
+            data: EventData::new_u64(0),
+        }; EVENTS];
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
                 return Ok(());
@@ -129,7 +134,7 @@ impl Engine<'_> {
             };
             let ready = match epoll_wait(&self.epoll, &mut events, timeout) {
                 Ok(ready) => ready,
-                Err(Errno::EINTR) => continue,
+                Err(rustix::io::Errno::INTR) => continue,
                 Err(errno) => return Err(errno.into()),
             };
             if ready == 0 {
@@ -137,8 +142,10 @@ impl Engine<'_> {
                     window.woke_late_by(Instant::now().saturating_duration_since(now + timeout));
                 }
             }
-            for event in &events[..ready] {
-                let (token, flags) = (event.u64, event.events);
+            for &event in &events[..ready] {
+                // Copied out: the kernel's layout is packed, so no references.
+                let (data, flags) = (event.data, event.flags);
+                let (token, flags) = (data.u64(), flags.bits());
                 if token == WAKE {
                     self.take_change();
                 } else if token == UPLINK {
@@ -401,32 +408,18 @@ fn drain_capture(
 }
 
 /// Waits for events up to `timeout` (forever if none) at the timer's full
-/// precision (epoll_pwait2: nanoseconds, where epoll_wait has milliseconds).
+/// precision: rustix makes epoll_pwait2 (nanoseconds, where epoll_wait has
+/// milliseconds) as its `linux_5_11` feature is on.
 fn epoll_wait(
     epoll: &Epoll,
-    events: &mut [libc::epoll_event],
+    events: &mut [Event],
     timeout: Option<Duration>,
-) -> Result<usize, Errno> {
-    let timeout = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-        tv_nsec: t.subsec_nanos().into(),
+) -> rustix::io::Result<usize> {
+    let timeout = timeout.map(|t| {
+        Timespec::try_from(t).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: t.subsec_nanos().into(),
+        })
     });
-    let timeout_ptr = timeout
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: epoll_pwait2(2) with a live event array of the length given, a live
-    // or null timeout and no signal mask; called directly, as older C libraries
-    // lack the wrapper.
-    let ready = unsafe {
-        libc::syscall(
-            libc::SYS_epoll_pwait2,
-            epoll.0.as_raw_fd(),
-            events.as_mut_ptr(),
-            events.len() as libc::c_int,
-            timeout_ptr,
-            std::ptr::null::<libc::sigset_t>(),
-            0usize,
-        )
-    };
-    Errno::result(ready).map(|ready| ready as usize)
+    rustix_epoll::wait(&epoll.0, events, timeout.as_ref())
 }

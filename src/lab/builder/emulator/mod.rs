@@ -333,13 +333,8 @@ fn set_priority(realtime: bool) -> Priority {
     if !realtime {
         return Priority::Normal(None);
     }
-    let param = libc::sched_param {
-        sched_priority: REALTIME_PRIORITY,
-    };
-    // SAFETY: sched_setscheduler(2) on the calling thread with a valid param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
-        Priority::Realtime
-    } else {
-        Priority::Normal(Some(io::Error::last_os_error().to_string()))
+    match crate::sys::set_fifo_scheduler(REALTIME_PRIORITY) {
+        Ok(()) => Priority::Realtime,
+        Err(error) => Priority::Normal(Some(error.to_string())),
     }
 }

@@ -10,6 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use crate::lab::builder::netns::on_thread_in;
+use crate::sys;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, MsgFlags};
 use socket2::{Domain, SockFilter, Socket, Type};
 use thiserror::Error;
@@ -89,12 +90,9 @@ fn create_here(ifname: &str) -> Result<Tap, TapError> {
         .map_err(TapError::OpenTun)?;
     let fd = OwnedFd::from(file);
 
-    let mut request = ifreq(ifname);
     // EXCL: never attach to a persistent TAP someone else left under that name.
-    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_TUN_EXCL) as _;
-    // SAFETY: TUNSETIFF reads and writes one `ifreq`, which lives across the call.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) } < 0 {
-        let error = io::Error::last_os_error();
+    let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_TUN_EXCL) as libc::c_short;
+    if let Err(error) = sys::tun_set_iff(&fd, ifname, flags) {
         return Err(match error.raw_os_error() {
             Some(libc::EBUSY) | Some(libc::EEXIST) => TapError::Exists,
             _ => TapError::Create(error),
@@ -105,12 +103,8 @@ fn create_here(ifname: &str) -> Result<Tap, TapError> {
     let socket: OwnedFd = Socket::new(Domain::IPV4, Type::DGRAM, None)
         .map_err(|e| configure("open a socket to configure", e))?
         .into();
-    let mut request = ifreq(ifname);
-    socket_ioctl(&socket, libc::SIOCGIFFLAGS, &mut request)
-        .map_err(|e| configure("read flags of", e))?;
-    // SAFETY: SIOCGIFFLAGS filled the flags member.
-    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    socket_ioctl(&socket, libc::SIOCSIFFLAGS, &mut request)
+    let flags = sys::interface_flags(&socket, ifname).map_err(|e| configure("read flags of", e))?;
+    sys::set_interface_flags(&socket, ifname, flags | libc::IFF_UP as libc::c_short)
         .map_err(|e| configure("bring up", e))?;
 
     let ifindex = nix::net::if_::if_nametoindex(ifname)
@@ -138,27 +132,7 @@ fn open_capture(ifindex: u32) -> io::Result<OwnedFd> {
     let buffer = 4 << 20;
     setsockopt(&socket, sockopt::RcvBufForce, &buffer)
         .or_else(|_| setsockopt(&socket, sockopt::RcvBuf, &buffer))?;
-    let address = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as libc::c_ushort,
-        sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
-        sll_ifindex: libc::c_int::try_from(ifindex).map_err(io::Error::other)?,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 0,
-        sll_addr: [0; 8],
-    };
-    // SAFETY: `address` is a valid sockaddr_ll of the length given (neither
-    // nix nor socket2 makes a link-layer address without unsafe code).
-    let bound = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&address as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if bound < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sys::bind_packet(&socket, libc::ETH_P_ALL as u16, ifindex)?;
     Ok(socket)
 }
 
@@ -183,28 +157,4 @@ pub fn receive_captured(
 
 fn configure(what: &'static str, source: io::Error) -> TapError {
     TapError::Configure { what, source }
-}
-
-fn ifreq(ifname: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain data for which all zeroes is valid.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    // The spec is validated to 15 bytes; the last byte stays NUL regardless.
-    for (slot, byte) in request
-        .ifr_name
-        .iter_mut()
-        .take(libc::IFNAMSIZ - 1)
-        .zip(ifname.bytes())
-    {
-        *slot = byte as libc::c_char;
-    }
-    request
-}
-
-fn socket_ioctl(socket: &OwnedFd, request: libc::Ioctl, ifreq: &mut libc::ifreq) -> io::Result<()> {
-    // SAFETY: these requests read and write one `ifreq`, which lives across the call.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), request, ifreq as *mut libc::ifreq) } < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }

@@ -21,6 +21,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrStorage,
 };
+use rustix::net::sockopt::{set_ip_mtu_discover, Ipv4PathMtuDiscovery};
 use thiserror::Error;
 
 use super::counters::{bump, UplinkCells};
@@ -144,17 +145,7 @@ fn bind(local: SocketAddr) -> Result<OwnedFd, UplinkError> {
     if local.is_ipv4() {
         // Never DF, like the kernel's vxlan device: an underlay with a smaller
         // MTU fragments a full-size frame instead of dropping it.
-        let value = libc::IP_PMTUDISC_DONT;
-        // SAFETY: setsockopt(2) with a live c_int of the size given.
-        let _ = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        let _ = set_ip_mtu_discover(&socket, Ipv4PathMtuDiscovery::DONT);
     }
     socket::bind(socket.as_raw_fd(), &SockaddrStorage::from(local))
         .map_err(|source| UplinkError::Bind { local, source })?;

@@ -2,7 +2,6 @@
 //! account uses, as systemd's `DynamicUser=` picks them.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 
 use nix::unistd::User;
 
@@ -65,34 +64,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Ids of the dynamic range that an account or a group of the system's
-/// databases (NSS) has. The enumeration's state is process-wide, hence the lock.
+/// databases (NSS) has.
 fn taken_ids() -> BTreeSet<u32> {
-    static ENUMERATION: Mutex<()> = Mutex::new(());
-    let _guard = ENUMERATION.lock().unwrap_or_else(|e| e.into_inner());
-    let mut taken = BTreeSet::new();
-    // SAFETY: the get*ent family is used under the lock above, and each entry
-    // is read before the next call overwrites it.
-    unsafe {
-        libc::setpwent();
-        loop {
-            let entry = libc::getpwent();
-            if entry.is_null() {
-                break;
-            }
-            taken.insert((*entry).pw_uid);
-            taken.insert((*entry).pw_gid);
-        }
-        libc::endpwent();
-        libc::setgrent();
-        loop {
-            let entry = libc::getgrent();
-            if entry.is_null() {
-                break;
-            }
-            taken.insert((*entry).gr_gid);
-        }
-        libc::endgrent();
-    }
+    let mut taken = crate::sys::account_and_group_ids();
     taken.retain(|id| (FIRST..=LAST).contains(id));
     taken
 }

@@ -15,7 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 use super::spec::BoxSpec;
 use super::{mounts, program, sys, SandboxError};
@@ -62,19 +62,18 @@ impl Outcome {
     }
 }
 
-/// Runs the init: never returns. `status` is the pipe to the keeper; `alive`
-/// brings the keeper's go and hangs up when the keeper dies. `signals` are blocked already.
-pub fn run(spec: &BoxSpec, status: OwnedFd, alive: OwnedFd, signals: &SigSet) -> ! {
-    let code = match serve(spec, status, &alive, signals) {
+/// Runs the init, in the keeper's forked child; returns its exit status.
+/// `status` is the pipe to the keeper; `alive` brings the keeper's go and
+/// hangs up when the keeper dies. `signals` are blocked already.
+pub fn run(spec: &BoxSpec, status: OwnedFd, alive: OwnedFd, signals: &SigSet) -> i32 {
+    match serve(spec, status, &alive, signals) {
         Ok(Outcome::Exited(code)) => code,
         Ok(Outcome::Killed(signal)) => 128 + signal as i32,
         Err(error) => {
             eprintln!("sdss lab-box: {}: cannot build the box: {error}", spec.node);
             BUILD_FAILED
         }
-    };
-    // SAFETY: _exit ends the init without running the keeper's destructors.
-    unsafe { libc::_exit(code) }
+    }
 }
 
 fn serve(
@@ -104,11 +103,9 @@ fn serve(
         return Err(SandboxError::Spec("the keeper died".to_owned()));
     }
 
-    // SAFETY: the init is single-threaded; the child only confines itself and execs.
-    let program = match unsafe { fork() }.map_err(sys("cannot start the program"))? {
-        ForkResult::Child => program::exec(spec),
-        ForkResult::Parent { child } => child,
-    };
+    // The init is single-threaded; the child only confines itself and execs.
+    let (program, ()) = crate::sys::fork_with((), |()| program::exec(spec))
+        .map_err(sys("cannot start the program"))?;
     let outcome = supervise(program, signals)?;
     let _ = status.write_all(outcome.line().as_bytes());
     Ok(outcome)

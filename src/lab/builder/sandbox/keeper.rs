@@ -11,10 +11,10 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{kill, raise, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, pipe2, ForkResult};
+use nix::unistd::pipe2;
 
 use super::cgroup::Cgroup;
 use super::init::{self, Outcome};
@@ -94,21 +94,23 @@ fn keep(spec: &BoxSpec, group: &Cgroup, signals: &SigSet) -> Result<Option<Outco
     group.enter()?;
     let started = unshare(CloneFlags::CLONE_NEWPID)
         .map_err(sys("cannot make the box's PID namespace"))
-        // SAFETY: the keeper is single-threaded; the child runs the init and exits.
-        .and_then(|()| unsafe { fork() }.map_err(sys("cannot start the box")));
-    let init = match started {
-        Ok(ForkResult::Child) => {
-            drop((status_in, alive_out));
-            init::run(spec, status_out, alive_in, signals)
-        }
-        Ok(ForkResult::Parent { child }) => child,
+        .and_then(|()| {
+            // The keeper is single-threaded. The child closes the keeper's
+            // ends and runs the init; the keeper closes the init's ends.
+            crate::sys::fork_with((status_in, alive_out), move |keepers| {
+                drop(keepers);
+                init::run(spec, status_out, alive_in, signals)
+            })
+            .map_err(sys("cannot start the box"))
+        });
+    let (init, (status_in, alive_out)) = match started {
+        Ok(started) => started,
         Err(error) => {
             group.leave();
             return Err(error);
         }
     };
     group.leave();
-    drop((status_out, alive_in));
     let signal_fd = SignalFd::with_flags(signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(sys("cannot watch for signals"))?;
     let start = Instant::now();
@@ -190,9 +192,7 @@ impl Lines {
 /// shell's status for it only if the signal does not kill.
 fn die_of(signal: Signal) -> u8 {
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: restoring the default action installs no handler.
-    let _ = unsafe { sigaction(signal, &default) };
+    let _ = crate::sys::default_action(signal);
     let mut only = SigSet::empty();
     only.add(signal);
     let _ = only.thread_unblock();

@@ -12,7 +12,7 @@ use std::os::unix::fs::{lchown, symlink, MetadataExt, OpenOptionsExt, Permission
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::unistd::{chdir, pivot_root};
+use nix::unistd::{chdir, pivot_root, setfsgid, setfsuid, Gid, Uid};
 
 use super::spec::BoxSpec;
 use super::{sys, SandboxError};
@@ -260,18 +260,14 @@ struct Owner(u32, u32);
 /// copy holds only what its owner could read, whatever links or renames they
 /// make in it meanwhile (root's, not the owner's, for a folder of root's).
 fn as_owner<T>(owner: Owner, read: impl FnOnce() -> T) -> T {
-    // SAFETY: setfsgid(2) and setfsuid(2) change only this single-threaded
-    // process's file-system ids, and cannot fail for root.
-    unsafe {
-        libc::setfsgid(owner.1);
-        libc::setfsuid(owner.0);
-    }
+    // setfsgid(2) and setfsuid(2) change only this single-threaded process's
+    // file-system ids, and cannot fail for root.
+    setfsgid(Gid::from_raw(owner.1));
+    setfsuid(Uid::from_raw(owner.0));
     let result = read();
-    // SAFETY: as above, back to root's (its file capabilities come back with it).
-    unsafe {
-        libc::setfsuid(0);
-        libc::setfsgid(0);
-    }
+    // Back to root's (its file capabilities come back with it).
+    setfsuid(Uid::from_raw(0));
+    setfsgid(Gid::from_raw(0));
     result
 }
 

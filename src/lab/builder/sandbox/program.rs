@@ -5,8 +5,13 @@
 use std::ffi::CString;
 
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{chdir, execvp, setgroups, setresgid, setresuid, setsid, Gid, Uid};
+use rustix::io::Errno;
+use rustix::thread::{
+    clear_ambient_capability_set, remove_capability_from_bounding_set, set_capabilities,
+    CapabilitySet, CapabilitySets,
+};
 
 use super::spec::BoxSpec;
 use super::{seccomp, sys, SandboxError};
@@ -18,10 +23,11 @@ pub const CONFINE_FAILED: i32 = 126;
 /// Exit status when its executable could not be started.
 pub const EXEC_FAILED: i32 = 127;
 
-/// Confines the calling process and execs the program; on any failure, says
-/// why on stderr and exits, the program never having run.
-pub fn exec(spec: &BoxSpec) -> ! {
-    let code = match confine(spec) {
+/// Confines the calling process (the init's forked child) and execs the
+/// program; returns only on a failure, said on stderr, with the status to
+/// exit with, the program never having run.
+pub fn exec(spec: &BoxSpec) -> i32 {
+    match confine(spec) {
         Ok(()) => start(spec),
         Err(error) => {
             eprintln!(
@@ -30,9 +36,7 @@ pub fn exec(spec: &BoxSpec) -> ! {
             );
             CONFINE_FAILED
         }
-    };
-    // SAFETY: _exit ends this forked process without running the init's destructors.
-    unsafe { libc::_exit(code) }
+    }
 }
 
 /// Everything but the exec; the order matters: limits and groups need root,
@@ -66,15 +70,7 @@ fn confine(spec: &BoxSpec) -> Result<(), SandboxError> {
     set_environment(&spec.env);
     // Whatever the lab left open is not the program's (the keeper's own
     // descriptors are close-on-exec already).
-    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only marks descriptors.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let _ = crate::sys::cloexec_from(3);
     Ok(())
 }
 
@@ -105,11 +101,9 @@ fn start(spec: &BoxSpec) -> i32 {
 fn default_signals() -> Result<(), SandboxError> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(sys("cannot unblock the signals"))?;
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in Signal::iterator() {
         if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
-            // SAFETY: restoring the default action installs no handler.
-            let _ = unsafe { sigaction(signal, &default) };
+            let _ = crate::sys::default_action(signal);
         }
     }
     Ok(())
@@ -118,17 +112,16 @@ fn default_signals() -> Result<(), SandboxError> {
 /// Drops every capability from the bounding set, so none can come back
 /// through an exec.
 fn drop_bounding_set() -> Result<(), SandboxError> {
-    let last: u64 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(63);
-    for cap in 0..=last {
-        // SAFETY: prctl(2) PR_CAPBSET_DROP takes a capability number.
-        let done = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if done != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
-            return Err(sys(format!("cannot drop capability {cap}"))(
-                nix::errno::Errno::last(),
-            ));
+    // A set holds capabilities 0 to 63, the most a kernel has room for.
+    for cap in 0..=last.min(63) {
+        let one = CapabilitySet::from_bits_retain(1 << cap);
+        match remove_capability_from_bounding_set(one) {
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(errno) => return Err(sys(format!("cannot drop capability {cap}"))(errno)),
         }
     }
     Ok(())
@@ -137,42 +130,17 @@ fn drop_bounding_set() -> Result<(), SandboxError> {
 /// Empties the effective, permitted, inheritable and ambient sets (the user
 /// change emptied the first two; the inheritable set survives it).
 fn clear_capabilities() -> Result<(), SandboxError> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: capset(2) reads a version-3 header and two data structures.
-    let done = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    nix::errno::Errno::result(done).map_err(sys("cannot clear the capabilities"))?;
-    // SAFETY: prctl(2) PR_CAP_AMBIENT_CLEAR_ALL takes no pointer.
-    let done = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    nix::errno::Errno::result(done).map_err(sys("cannot clear the ambient capabilities"))?;
+    let none = CapabilitySet::empty();
+    set_capabilities(
+        None,
+        CapabilitySets {
+            effective: none,
+            permitted: none,
+            inheritable: none,
+        },
+    )
+    .map_err(sys("cannot clear the capabilities"))?;
+    clear_ambient_capability_set().map_err(sys("cannot clear the ambient capabilities"))?;
     Ok(())
 }
 

@@ -144,39 +144,29 @@ mod tests {
     fn a_filtered_process_is_refused_mount_and_namespaces_but_forks() {
         // Built before the fork: the child of a threaded test runner should not allocate.
         let filters = filters().unwrap();
-        // SAFETY: the child only makes system calls and exits.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                let code = (|| {
-                    for filter in &filters {
-                        seccompiler::apply_filter(filter).ok()?;
-                    }
-                    let unshare = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS);
-                    if unshare != Err(nix::errno::Errno::EPERM) {
-                        return Some(2);
-                    }
-                    // SAFETY: a clone3 with a null argument only returns an error.
-                    let clone3 = unsafe { libc::syscall(libc::SYS_clone3, 0, 0) };
-                    if clone3 != -1 || nix::errno::Errno::last() != nix::errno::Errno::ENOSYS {
-                        return Some(3);
-                    }
-                    // SAFETY: the grandchild exits at once.
-                    match unsafe { nix::unistd::fork() }.ok()? {
-                        nix::unistd::ForkResult::Child => unsafe { libc::_exit(0) },
-                        nix::unistd::ForkResult::Parent { child } => {
-                            nix::sys::wait::waitpid(child, None).ok()?;
-                        }
-                    }
-                    Some(0)
-                })()
-                .unwrap_or(1);
-                // SAFETY: _exit ends the forked child without running the parent's destructors.
-                unsafe { libc::_exit(code) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                let status = nix::sys::wait::waitpid(child, None).unwrap();
-                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
-            }
-        }
+        // The child only makes system calls and exits.
+        let (child, ()) = crate::sys::fork_with((), |()| {
+            (|| {
+                for filter in &filters {
+                    seccompiler::apply_filter(filter).ok()?;
+                }
+                let unshare = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS);
+                if unshare != Err(nix::errno::Errno::EPERM) {
+                    return Some(2);
+                }
+                let clone3 = crate::sys::clone3_without_arguments();
+                if clone3 != Err(nix::errno::Errno::ENOSYS) {
+                    return Some(3);
+                }
+                // The grandchild exits at once.
+                let (grandchild, ()) = crate::sys::fork_with((), |()| 0).ok()?;
+                nix::sys::wait::waitpid(grandchild, None).ok()?;
+                Some(0)
+            })()
+            .unwrap_or(1)
+        })
+        .unwrap();
+        let status = nix::sys::wait::waitpid(child, None).unwrap();
+        assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
     }
 }
