@@ -45,9 +45,6 @@ pub enum LabError {
     /// A box's cgroup could not be removed.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    /// Hosts of a lab over several failed, each with its reason.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Hosts(Vec<crate::lab::hosts::HostError>),
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: the lab was torn down")]
     Cancelled,

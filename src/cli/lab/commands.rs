@@ -15,7 +15,8 @@ use crate::lab::builder::state::StateRoot;
 use crate::lab::builder::UpOptions;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
-use crate::lab::hosts::{coordinator, RemoteExec};
+use crate::lab::hosts::coordinator::{self, SpanError};
+use crate::lab::hosts::RemoteExec;
 use crate::lab::lifecycle;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Console;
@@ -222,14 +223,16 @@ pub(super) fn run_plan(
         let result = if spans_hosts {
             coordinator::up(plan, &options, exec, root, &cancel, &progress).await
         } else {
-            lifecycle::up(plan, &options, root, &cancel, &progress).await
+            lifecycle::up(plan, &options, root, &cancel, &progress)
+                .await
+                .map_err(SpanError::from)
         };
         progress.finish();
         result
     });
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(LabError::Cancelled) => {
+        Err(SpanError::Lab(LabError::Cancelled)) => {
             eprintln!("sdss lab {lab}: interrupted; everything it created was removed");
             // The shell's convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
             let number = signal.load(Ordering::Relaxed).clamp(0, 127);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::SpanError;
 use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::hosts::remote::{HostError, RemoteExec, Session};
 use crate::lab::hosts::wire::{Reply, Request};
@@ -11,7 +12,6 @@ use crate::lab::plan::hosts::HostPlan;
 use crate::lab::plan::Plan;
 use crate::lab::report::progress::Printer;
 use crate::lab::report::LabPhase;
-use crate::lab::LabError;
 
 /// Attempts `down` makes per host before reporting it unreachable.
 const DOWN_ATTEMPTS: u32 = 3;
@@ -35,7 +35,7 @@ pub async fn down(
     plan: &Plan,
     exec: &RemoteExec,
     printer: &Printer,
-) -> Result<DownAcross, LabError> {
+) -> Result<DownAcross, SpanError> {
     let results = join_all(plan.hosts.iter().map(|host| async {
         let mut last = None;
         for attempt in 1..=DOWN_ATTEMPTS {
@@ -67,7 +67,7 @@ pub async fn down(
         }
     }
     if !failures.is_empty() {
-        return Err(LabError::Hosts(failures));
+        return Err(SpanError::Hosts(failures));
     }
     match root.remove(&plan.lab) {
         Ok(()) | Err(StateError::NotUp(_)) => Ok(across),

@@ -23,8 +23,37 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use thiserror::Error;
+
 use super::remote::{HostError, Session};
 use super::wire::{Reply, Request};
+use crate::lab::builder::state::StateError;
+use crate::lab::plan::calibration::CalibrationRefusal;
+use crate::lab::LabError;
+
+/// What goes wrong in a lab over several hosts: what goes wrong in any lab,
+/// or hosts that failed, each with its reason.
+#[derive(Debug, Error)]
+pub enum SpanError {
+    /// As in a lab on one machine (including Ctrl-C).
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    /// Hosts that failed, each with its reason.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Hosts(Vec<HostError>),
+}
+
+impl From<StateError> for SpanError {
+    fn from(error: StateError) -> Self {
+        SpanError::Lab(error.into())
+    }
+}
+
+impl From<CalibrationRefusal> for SpanError {
+    fn from(error: CalibrationRefusal) -> Self {
+        SpanError::Lab(error.into())
+    }
+}
 
 /// What the hosts' streams tell the judge, shared with the tasks that read them.
 #[derive(Debug, Default)]

@@ -10,6 +10,7 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::SpanError;
 use super::{gather, lock, Heard};
 use crate::lab::builder::state::{LabDir, LabState, Phase, StateRoot};
 use crate::lab::builder::Stages;
@@ -51,7 +52,7 @@ pub async fn up(
     root: &StateRoot,
     cancel: &CancellationToken,
     progress: &Console,
-) -> Result<UpOutcome, LabError> {
+) -> Result<UpOutcome, SpanError> {
     // As on one machine: `none` injects nothing, so nothing is expected.
     let zeroed = options.backend == BackendChoice::None && !plan.is_unimpaired();
     let plan = if zeroed { plan.zero_delay() } else { plan };
@@ -64,7 +65,7 @@ pub async fn up(
     let dir = root.create(state)?;
     let result = tokio::select! {
         result = up_on_hosts(dir, options, exec, progress) => result,
-        _ = cancel.cancelled() => Err(LabError::Cancelled),
+        _ = cancel.cancelled() => Err(LabError::Cancelled.into()),
     };
     if result.is_err() {
         progress.line("taking every host's share down");
@@ -80,7 +81,7 @@ async fn up_on_hosts(
     options: &UpOptions,
     exec: &RemoteExec,
     progress: &Console,
-) -> Result<UpOutcome, LabError> {
+) -> Result<UpOutcome, SpanError> {
     let started = Instant::now();
     let plan = dir.state.plan.clone();
     progress.step("building every host's share", plan.hosts.len() as u64);
@@ -108,7 +109,7 @@ async fn up_on_hosts(
         for session in sessions {
             session.close().await;
         }
-        return Err(LabError::Hosts(failures));
+        return Err(SpanError::Hosts(failures));
     }
     let backend = backends
         .first()
@@ -202,7 +203,7 @@ async fn build_on(
 }
 
 /// Each host measures the others: half the shortest round trip, and the clocks, per host pair.
-async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDelay>, LabError> {
+async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDelay>, SpanError> {
     let results = join_all(sessions.iter_mut().map(|session| async {
         let peers: Vec<_> = plan
             .hosts
@@ -251,7 +252,7 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
     if failures.is_empty() {
         Ok(measured)
     } else {
-        Err(LabError::Hosts(failures))
+        Err(SpanError::Hosts(failures))
     }
 }
 
