@@ -154,7 +154,7 @@ pub fn wire(
             RouteNetlinkMessage::NewAddress(
                 AddressMessageBuilder::<Ipv4Addr>::new()
                     .index(end.index)
-                    .address(end.address, plan.subnet.prefix)
+                    .address(end.address, plan.subnet.prefix_len())
                     .build(),
             ),
             Create::New,

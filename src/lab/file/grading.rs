@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{DurationValue, Locator, Topology, TopologyError};
+use super::{DurationValue, LabSubnet, Locator, Topology, TopologyError};
 
 /// `[grade]`: the scenario played around graded nodes (see `labs/README.md`).
 #[derive(Debug, Clone, Default, Deserialize)]

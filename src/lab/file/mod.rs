@@ -29,7 +29,7 @@ pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
 pub use hosts::HostSection;
 pub use sandbox::{SandboxSection, SizeValue};
 use subnet::RESERVED;
-pub use subnet::{Ipv4Net, DEFAULT_SUBNET};
+pub use subnet::{Ipv4Net, LabSubnet, DEFAULT_SUBNET};
 pub use timeline::{Action, EventSection, ExpectSection, Expectation};
 
 /// Longest lab or node name: namespace names stay short and readable.
@@ -297,7 +297,7 @@ impl Topology {
     pub fn subnet(&self) -> Ipv4Net {
         self.subnet
             .as_ref()
-            .and_then(|s| s.get_ref().parse().ok())
+            .and_then(|s| subnet::parse(s.get_ref()).ok())
             .unwrap_or(DEFAULT_SUBNET)
     }
 
@@ -306,10 +306,8 @@ impl Topology {
         let subnet = match &self.subnet {
             None => DEFAULT_SUBNET,
             Some(text) => {
-                let net: Ipv4Net = text
-                    .get_ref()
-                    .parse()
-                    .map_err(|message: String| at.error(Some(text.span()), message))?;
+                let net = subnet::parse(text.get_ref())
+                    .map_err(|message| at.error(Some(text.span()), message))?;
                 if let Some((_, what)) = RESERVED.iter().find(|(r, _)| r.overlaps(&net)) {
                     return Err(at.error(
                         Some(text.span()),
@@ -417,11 +415,11 @@ impl Topology {
                         format!(
                             "{:?} is not an IPv4 address: expected e.g. {}",
                             text.get_ref(),
-                            subnet.host(1).unwrap_or(subnet.addr)
+                            subnet.host(1).unwrap_or(subnet.network())
                         ),
                     )
                 })?;
-                if !subnet.contains(ip) || ip == subnet.addr || ip == subnet.broadcast() {
+                if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
                     return Err(at.error(
                         Some(text.span()),
                         format!("address {ip} is not a host address of the lab subnet {subnet}"),

@@ -13,7 +13,7 @@ use super::{
     defaults, hosts, in_series, node_netns, switch_netns, timeline, ExpectedPair, GradeSettings,
     NodePlan, NodeSettings, Plan, Program, VerifySettings,
 };
-use crate::lab::file::{DurationValue, Ipv4Net, NodeSection, Topology};
+use crate::lab::file::{DurationValue, Ipv4Net, LabSubnet, NodeSection, Topology};
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::sandbox::SandboxSettings;
 
@@ -132,7 +132,7 @@ impl FreeAddresses {
         }
         // Not reached: the file's validation leaves a host address for every
         // node and the grading probe.
-        self.subnet.addr
+        self.subnet.network()
     }
 }
 

@@ -51,7 +51,10 @@ impl NodePlan {
             ("SDSS_NODE".to_owned(), self.name.clone()),
             ("SDSS_NETNS".to_owned(), self.netns.clone()),
             ("SDSS_ADDRESS".to_owned(), self.address.to_string()),
-            ("SDSS_PREFIX".to_owned(), plan.subnet.prefix.to_string()),
+            (
+                "SDSS_PREFIX".to_owned(),
+                plan.subnet.prefix_len().to_string(),
+            ),
             (
                 "SDSS_BROADCAST".to_owned(),
                 plan.subnet.broadcast().to_string(),
@@ -66,7 +69,7 @@ impl NodePlan {
             .replace("{node}", &self.name)
             .replace("{netns}", &self.netns)
             .replace("{address}", &self.address.to_string())
-            .replace("{prefix}", &plan.subnet.prefix.to_string())
+            .replace("{prefix}", &plan.subnet.prefix_len().to_string())
             .replace("{subnet}", &plan.subnet.to_string())
             .replace("{broadcast}", &plan.subnet.broadcast().to_string())
             .replace("{ifname}", NODE_IFNAME)

@@ -117,7 +117,7 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         table.row(vec![
             node.name.clone(),
             node.netns.clone(),
-            format!("{}/{}", node.address, plan.subnet.prefix),
+            format!("{}/{}", node.address, plan.subnet.prefix_len()),
             node.bridge_port.to_string(),
             link,
             runs,
