@@ -22,7 +22,7 @@ pub mod backend;
 mod grading;
 mod hosts;
 mod sandbox;
-mod subnet;
+pub mod subnet;
 pub mod timeline;
 
 pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};

@@ -25,6 +25,26 @@ pub fn parse(text: &str) -> Result<Ipv4Net, String> {
     Ok(net)
 }
 
+/// Reads a subnet as the plan writes it (`"198.18.0.0/24"`), or as builds
+/// before ipnet wrote it (`{"addr": "198.18.0.0", "prefix": 24}`), so that
+/// `lab down` still reads the state of a lab such a build left up.
+pub fn deserialize_either<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Ipv4Net, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(Ipv4Net),
+        Parts { addr: Ipv4Addr, prefix: u8 },
+    }
+    match serde::Deserialize::deserialize(deserializer)? {
+        Either::Text(net) => Ok(net),
+        Either::Parts { addr, prefix } => {
+            Ipv4Net::new(addr, prefix).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
 /// What a lab takes from its subnet.
 pub trait LabSubnet {
     /// Usable host addresses: the network and broadcast addresses excluded,
@@ -81,3 +101,27 @@ pub(super) const RESERVED: [(Ipv4Net, &str); 5] = [
         "reserved/limited broadcast (240.0.0.0/4)",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Holder {
+        #[serde(deserialize_with = "deserialize_either")]
+        subnet: Ipv4Net,
+    }
+
+    #[test]
+    fn a_subnet_reads_as_text_and_as_older_builds_wrote_it() {
+        let net: Ipv4Net = "10.1.0.0/16".parse().unwrap();
+        for json in [
+            r#"{"subnet": "10.1.0.0/16"}"#,
+            r#"{"subnet": {"addr": "10.1.0.0", "prefix": 16}}"#,
+        ] {
+            let holder: Holder = serde_json::from_str(json).unwrap();
+            assert_eq!(holder.subnet, net, "{json}");
+        }
+        assert!(serde_json::from_str::<Holder>(r#"{"subnet": "10.1.0.0/40"}"#).is_err());
+    }
+}

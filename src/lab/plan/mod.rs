@@ -88,6 +88,7 @@ pub struct Plan {
     /// The file it came from (absolute when it could be resolved).
     pub source: PathBuf,
     /// The lab's subnet.
+    #[serde(deserialize_with = "crate::lab::file::subnet::deserialize_either")]
     pub subnet: Ipv4Net,
     /// The namespace holding the bridge (or, later, the emulator).
     pub switch_netns: String,
