@@ -18,7 +18,7 @@ use crate::lab::file::Topology;
 use crate::lab::hosts::coordinator::{self, SpanError};
 use crate::lab::hosts::RemoteExec;
 use crate::lab::lifecycle;
-use crate::lab::plan::Plan;
+use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::progress::Console;
 use crate::lab::report::{render_graph, render_html, render_plan, GraphFormat, Report};
 use crate::lab::watch::WatchOptions;
@@ -122,16 +122,12 @@ pub(super) fn up(
     exec: &RemoteExec,
 ) -> Result<ExitCode> {
     let topology = Topology::load(&args.file)?;
-    let mut plan = Plan::new(&topology, &args.file);
-    if let Some(tolerance) = args.tolerance {
-        plan.verify.tolerance = tolerance;
-    }
-    if args.calibrate {
-        plan = plan.calibrated();
-    }
-    if args.no_sandbox {
-        plan = plan.unconfined();
-    }
+    let options = PlanOptions {
+        tolerance: args.tolerance,
+        calibrate: args.calibrate,
+        unconfined: args.no_sandbox,
+    };
+    let plan = Plan::with_options(&topology, &args.file, &options);
     if args.dry_run {
         let sdss = std::env::current_exe().context("locating the sdss executable")?;
         let shown = if args.backend == BackendChoice::None {

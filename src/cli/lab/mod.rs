@@ -15,7 +15,7 @@ use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
 use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
-use crate::lab::plan::Plan;
+use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
 use commands::{graph, print_report, run_plan, up, verdict, watch, write_html, LabRun};
 use hosts::{across_hosts, agent, down, here_only, verify};
@@ -234,10 +234,11 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             command,
         } => {
             let (topology, path) = Topology::grading(&name, duration, &command, dir.as_deref())?;
-            let mut plan = Plan::new(&topology, &path);
-            if no_sandbox {
-                plan = plan.unconfined();
-            }
+            let options = PlanOptions {
+                unconfined: no_sandbox,
+                ..PlanOptions::default()
+            };
+            let plan = Plan::with_options(&topology, &path, &options);
             let run = LabRun {
                 backend: BackendChoice::None,
                 injected: None,

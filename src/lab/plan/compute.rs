@@ -31,6 +31,12 @@ impl Plan {
 
     /// Computes the plan of a validated topology. `source` is where it was read from.
     pub fn new(topology: &Topology, source: &Path) -> Plan {
+        Plan::with_options(topology, source, &PlanOptions::default())
+    }
+
+    /// Computes the plan of a validated topology with what the command line
+    /// asks beyond the file, so that nothing edits the plan afterwards.
+    pub fn with_options(topology: &Topology, source: &Path, options: &PlanOptions) -> Plan {
         let lab = topology.name.get_ref().clone();
         let subnet = topology.subnet();
         let defaults = &topology.defaults;
@@ -81,11 +87,34 @@ impl Plan {
             segment: None,
             sandbox: SandboxSettings::from_section(&topology.sandbox),
         };
-        if topology.verify.calibrate == Some(true) {
-            plan.calibrated()
-        } else {
-            plan
+        options.apply(plan, topology.verify.calibrate == Some(true))
+    }
+}
+
+/// What the command line asks of a lab beyond its file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Judge every pair with this absolute tolerance instead of the file's
+    /// `[verify] tolerance` (`--tolerance`).
+    pub tolerance: Option<Duration>,
+    /// Calibrate, as `[verify] calibrate = true` does (`--calibrate`).
+    pub calibrate: bool,
+    /// Confine no program (`--no-sandbox`).
+    pub unconfined: bool,
+}
+
+impl PlanOptions {
+    fn apply(&self, mut plan: Plan, file_calibrates: bool) -> Plan {
+        if let Some(tolerance) = self.tolerance {
+            plan.verify.tolerance = tolerance;
         }
+        if file_calibrates || self.calibrate {
+            plan = plan.calibrated();
+        }
+        if self.unconfined {
+            plan = plan.unconfined();
+        }
+        plan
     }
 }
 

@@ -10,6 +10,8 @@
 pub mod backend;
 pub mod calibration;
 mod compute;
+
+pub use compute::PlanOptions;
 mod grading;
 pub mod hosts;
 pub mod impairment;
@@ -359,6 +361,24 @@ loss = 0.2
 name = "c"
 address = "10.9.0.1"
 "#;
+
+    #[test]
+    fn the_command_lines_options_are_in_the_plan_as_it_is_made() {
+        let source = Path::new("/labs/t.toml");
+        let topology = crate::lab::file::Topology::parse(source, THREE).unwrap();
+        let plain = Plan::new(&topology, source);
+        assert!(!plain.verify.calibrate && plain.sandbox.enabled);
+        let options = PlanOptions {
+            tolerance: Some(Duration::from_micros(700)),
+            calibrate: true,
+            unconfined: true,
+        };
+        let asked = Plan::with_options(&topology, source, &options);
+        assert_eq!(asked.verify.tolerance, Duration::from_micros(700));
+        assert!(asked.verify.calibrate && asked.per_pair);
+        assert!(!asked.sandbox.enabled);
+        assert_eq!(asked.verify.tolerance_percent, plain.verify.tolerance_percent);
+    }
 
     #[test]
     fn injected_impairments_come_from_the_other_file_and_nodes_stay() {
