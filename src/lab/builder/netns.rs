@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -265,7 +266,8 @@ pub fn open(name: &str, expected: Option<NsId>) -> Result<File, NetnsError> {
 /// Runs `f` on a fresh OS thread that has entered the network namespace `ns`,
 /// and returns its result. The thread ends with `f`, so nothing else ever runs
 /// in that namespace by mistake; sockets opened there stay bound to it. The one
-/// way sdss does something inside a namespace from its own process.
+/// way sdss does something inside a namespace from its own process, with
+/// [`spawn_in`] for work that outlives the caller.
 pub fn on_thread_in<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
@@ -277,6 +279,25 @@ pub fn on_thread_in<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Res
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("a thread in a namespace panicked")))
     })
+}
+
+/// Starts `f` on a named OS thread that has entered the network namespace
+/// `ns`, for work that outlives the caller's frame (the grading probe); as
+/// with [`on_thread_in`], the thread ends with `f`. The thread's result is
+/// `f`'s, or the error of entering the namespace.
+pub fn spawn_in<T: Send + 'static>(
+    ns: &File,
+    name: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<JoinHandle<io::Result<T>>> {
+    let ns = ns.try_clone()?;
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET)?;
+            drop(ns);
+            f()
+        })
 }
 
 /// Every process in one of the network namespaces with inodes `inos`, from

@@ -377,7 +377,10 @@ address = "10.9.0.1"
         assert_eq!(asked.verify.tolerance, Duration::from_micros(700));
         assert!(asked.verify.calibrate && asked.per_pair);
         assert!(!asked.sandbox.enabled);
-        assert_eq!(asked.verify.tolerance_percent, plain.verify.tolerance_percent);
+        assert_eq!(
+            asked.verify.tolerance_percent,
+            plain.verify.tolerance_percent
+        );
     }
 
     #[test]

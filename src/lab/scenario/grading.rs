@@ -7,14 +7,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
 use std::thread::JoinHandle;
 
-use nix::sched::{setns, CloneFlags};
 use tokio_util::sync::CancellationToken;
 
 use super::probe;
 use super::probe_log::{FakePeer, ProbeLog, ProbeSpec};
+use crate::lab::builder::netns::spawn_in;
 use crate::lab::builder::sandbox::spec::LimitHit;
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::plan::{Plan, Program};
@@ -32,19 +31,15 @@ impl RunningProbe {
     /// Starts the probe in the namespace `ns`; it stops by itself after
     /// `spec.duration` from `start` (Unix seconds).
     pub fn start(ns: &File, spec: ProbeSpec, start: f64) -> io::Result<RunningProbe> {
-        let ns = ns.try_clone()?;
         let cancel = CancellationToken::new();
         let token = cancel.clone();
         let (steps, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let thread = std::thread::Builder::new()
-            .name("grading-probe".to_owned())
-            .spawn(move || {
-                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                Ok(runtime.block_on(probe::run(spec, start, receiver, token)))
-            })?;
+        let thread = spawn_in(ns, "grading-probe", move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok(runtime.block_on(probe::run(spec, start, receiver, token)))
+        })?;
         Ok(RunningProbe {
             thread,
             cancel,
