@@ -264,13 +264,9 @@ fn without_root_one_clear_line_and_exit_2() {
     // Run as nobody, from a copy every user can reach: the checkout may sit
     // where other users cannot enter (a clone under /root).
     let sdss = PublicSdss::new();
-    let output = sdss
-        .command()
-        .args(["lab", "status"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let mut command = sdss.command();
+    command.args(["lab", "status"]).uid(65534).gid(65534);
+    let output = sdss.output(&mut command);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -119,6 +119,30 @@ impl PublicSdss {
         command.current_dir(&self.dir);
         command
     }
+
+    /// Runs `command` (from [`PublicSdss::command`]) to its end. The copy was
+    /// just written, and a child another test thread forked meanwhile holds
+    /// the write descriptor until it execs: until then the kernel refuses to
+    /// run the copy ("Text file busy", seen once in a hunt round). That
+    /// passes within milliseconds, so a busy copy is tried again, for at
+    /// most 5 s.
+    pub fn output(&self, command: &mut Command) -> std::process::Output {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match command.output() {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => {
+                    return other
+                        .unwrap_or_else(|e| panic!("running {}: {e}", self.exe().display()))
+                }
+            }
+        }
+    }
 }
 
 impl Drop for PublicSdss {
