@@ -134,7 +134,8 @@ pub async fn up(
             lab: lab_side,
             played,
         } = converged?;
-        let verification = verify_aside(&built.dir.state.plan, &observed, late.as_ref());
+        let state = &built.dir.state;
+        let verification = verify_aside(&state.plan, &state.floors, &observed, late.as_ref());
         let mut report = report(&built.dir, verification, elapsed_secs).with_boxes(boxes);
         if !built.dir.state.plan.timeline.is_empty() {
             report.timeline = Some(judge_timeline(&built, &played, &lab_side));
@@ -171,7 +172,7 @@ impl Convergence for Judged {
         observed: &HashMap<String, Observations>,
         late: Option<&LateAnswers>,
     ) -> Measured {
-        let verification = verify_aside(plan, observed, late);
+        let verification = verify_aside(plan, &[], observed, late);
         Measured {
             complete: verification.complete(),
             converged: verification.converged(),
@@ -183,7 +184,7 @@ impl Convergence for Judged {
         plan: &Plan,
         observed: &HashMap<String, Observations>,
     ) -> Vec<Option<Duration>> {
-        verify_aside(plan, observed, None).floors()
+        verify_aside(plan, &[], observed, None).floors()
     }
 }
 
@@ -233,7 +234,7 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         observations.insert(node.name.clone(), seen);
     }
     let mut late = LateFollower::new(&dir);
-    let verification = verify_aside(&state.plan, &observations, late.poll());
+    let verification = verify_aside(&state.plan, &state.floors, &observations, late.poll());
     let elapsed = state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
     Ok(report(&dir, verification, elapsed).with_boxes(outcomes(&dir, &state.plan)))
 }

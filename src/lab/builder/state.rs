@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -186,6 +187,11 @@ pub struct Record {
     /// The cgroups of confined programs, each recorded before its start.
     #[serde(default)]
     pub cgroups: Vec<String>,
+    /// Each expected pair's floor as calibration measured it, in the plan's
+    /// order (`[verify] calibrate`): a measurement, so it is recorded here,
+    /// beside the plan, which stays as it was made. Empty without calibration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floors: Vec<Option<Duration>>,
 }
 
 /// A lab's state directory, held by the process that reads or changes it.
@@ -214,6 +220,7 @@ impl LabState {
                 links: Vec::new(),
                 processes: Vec::new(),
                 cgroups: Vec::new(),
+                floors: Vec::new(),
             },
         }
     }

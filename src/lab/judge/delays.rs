@@ -146,15 +146,18 @@ struct PeerView {
 /// Verifies every ordered pair of the plan against the nodes' observations
 /// (keyed by node name), setting nothing aside.
 pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Verification {
-    verify_aside(plan, observations, None)
+    verify_aside(plan, &[], observations, None)
 }
 
 /// Verifies every ordered pair, grading each only on the samples whose answer
 /// the emulator delivered on time when its `late` deliveries are known: the
 /// rest are set aside (counted), and a pair left with too few fails with a
-/// reason that names the machine.
+/// reason that names the machine. `floors` are calibration's, one per
+/// expected pair in the plan's order (empty without calibration): what each
+/// pair's path and nodes add by themselves, subtracted from what they measure.
 pub fn verify_aside(
     plan: &Plan,
+    floors: &[Option<Duration>],
     observations: &HashMap<String, Observations>,
     late: Option<&LateAnswers>,
 ) -> Verification {
@@ -208,7 +211,7 @@ pub fn verify_aside(
         ..SetAside::default()
     };
     let mut pairs = Vec::with_capacity(plan.expected.len());
-    for pair in &plan.expected {
+    for (at, pair) in plan.expected.iter().enumerate() {
         let expected = pair.impairment.delay;
         let tolerance = verify.tolerance_for(expected) + pair.slack;
         let mut row = PairResult {
@@ -217,7 +220,7 @@ pub fn verify_aside(
             expected_ms: ms(expected),
             measured_ms: None,
             error_ms: None,
-            floor_ms: pair.floor.map(ms),
+            floor_ms: floors.get(at).copied().flatten().map(ms),
             tolerance_ms: ms(tolerance),
             samples: 0,
             total_samples: 0,
@@ -502,9 +505,9 @@ mod tests {
 
     #[test]
     fn a_calibrated_floor_is_subtracted_from_what_was_measured() {
-        let mut plan = Plan::from_text(TWO);
+        let plan = Plan::from_text(TWO);
         // b -> a: 15 ms injected, 40 us of floor measured while calibrating.
-        plan.expected[1].floor = Some(Duration::from_micros(40));
+        let floors = [None, Some(Duration::from_micros(40))];
         let mut obs = HashMap::new();
         obs.insert(
             "a".to_owned(),
@@ -516,13 +519,13 @@ mod tests {
                 neighbor("bbbbbbbb", "10.0.0.2", 15.041),
             ]),
         );
-        let ba = &verify(&plan, &obs).pairs[1];
+        let ba = &verify_aside(&plan, &floors, &obs, None).pairs[1];
         assert_eq!(ba.measured_ms, Some(15.045), "the median as measured");
         assert_eq!(ba.floor_ms, Some(0.04));
         assert_eq!(ba.error_ms, Some(0.005), "{ba:?}");
         assert_eq!(ba.verdict, PairVerdict::Pass);
         assert_eq!(
-            verify(&plan, &obs).pairs[0].floor_ms,
+            verify_aside(&plan, &floors, &obs, None).pairs[0].floor_ms,
             None,
             "a -> b has none"
         );
@@ -711,7 +714,7 @@ mod tests {
         late_answer(&mut answers, 60, window + 0.01, 7);
         // The warm-up sample is not graded whatever its answer.
         late_answer(&mut answers, 10, 0.001, 7);
-        let verification = verify_aside(&plan, &obs, Some(&answers));
+        let verification = verify_aside(&plan, &[], &obs, Some(&answers));
         let ba = &verification.pairs[1];
         assert_eq!(ba.verdict, PairVerdict::Pass, "{ba:?}");
         assert_eq!((ba.samples, ba.set_aside, ba.total_samples), (3, 2, 6));
@@ -745,7 +748,7 @@ mod tests {
             verify(&plan, &obs).converged(),
             "three samples after warm-up"
         );
-        let verification = verify_aside(&plan, &obs, Some(&answers));
+        let verification = verify_aside(&plan, &[], &obs, Some(&answers));
         assert!(!verification.converged(), "only two on time");
         let ba = &verification.pairs[1];
         assert_eq!(ba.verdict, PairVerdict::Fail);
@@ -757,12 +760,12 @@ mod tests {
         );
         // One more on time, and it converges and passes.
         let obs = two_observing(&[(80.0, 10), (15.0, 20), (40.0, 30), (15.1, 40), (15.2, 50)]);
-        let verification = verify_aside(&plan, &obs, Some(&answers));
+        let verification = verify_aside(&plan, &[], &obs, Some(&answers));
         assert!(verification.converged());
         assert_eq!(verification.pairs[1].verdict, PairVerdict::Pass);
         // Too few even with those set aside: short of exchanges, not only the machine.
         let obs = two_observing(&[(80.0, 10), (40.0, 30)]);
-        let ba = verify_aside(&plan, &obs, Some(&answers)).pairs[1].clone();
+        let ba = verify_aside(&plan, &[], &obs, Some(&answers)).pairs[1].clone();
         assert_eq!(ba.reason.as_deref(), Some("too few samples: none on time of 3 after 1 warm-up, and 1 set aside: their answer was late (the emulator delivered it up to 1.300 ms late)"));
     }
 

@@ -299,7 +299,6 @@ fn expected_pairs(nodes: &[NodePlan], overrides: &Overrides) -> Vec<ExpectedPair
                 impairment,
                 overridden,
                 slack: Duration::ZERO,
-                floor: None,
             });
         }
     }

@@ -190,15 +190,6 @@ pub struct ExpectedPair {
         with = "crate::units::serde_duration"
     )]
     pub slack: Duration,
-    /// Measured before the delays were applied (`[verify] calibrate`, see
-    /// `calibration`): what the path and the nodes add by themselves,
-    /// subtracted from what they measure.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::units::serde_duration_option"
-    )]
-    pub floor: Option<Duration>,
 }
 
 /// Settings passed to every `sdss node`.

@@ -1,9 +1,10 @@
 //! Calibration (`[verify] calibrate`): the lab is built in its calibration
 //! phase (every pair at 1 ms, `plan::calibration`); once every pair has its
 //! samples there, what each measured beyond its delay is its floor (what the
-//! kernel's path and the nodes add by themselves), kept in the plan for the
-//! judge to subtract and the report to show, and the links move to the lab's
-//! own delays, live.
+//! kernel's path and the nodes add by themselves), recorded in the lab's
+//! state beside its plan (a measurement: the plan stays as it was made) for
+//! the judge to subtract and the report to show, and the links move to the
+//! lab's own delays, live.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -36,7 +37,7 @@ pub struct Calibrated {
 }
 
 /// Measures every pair's floor on a lab built in its calibration phase,
-/// records it in the plan, and gives the links `told`'s delays (the lab's
+/// records it in the lab's state, and gives the links `told`'s delays (the lab's
 /// own, or those of `--inject-from`). A pair not measured by the time limit
 /// gets no floor (the report says so); the lab goes on.
 pub async fn calibrate(
@@ -46,7 +47,7 @@ pub async fn calibrate(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<Calibrated, LabError> {
-    let mut plan = built.dir.state.plan.clone();
+    let plan = &built.dir.state.plan;
     let calibrating = calibration::phase(told);
     let mut tails = follow_graded(built);
     let mut seen: HashMap<String, Observations> = HashMap::new();
@@ -67,14 +68,8 @@ pub async fn calibrate(
             _ = tokio::time::sleep(POLL) => {}
         }
     }
-    for (pair, floor) in plan
-        .expected
-        .iter_mut()
-        .zip(convergence.floors(&calibrating, &seen))
-    {
-        pair.floor = floor;
-    }
-    built.dir.replace_plan(plan)?;
+    let floors = convergence.floors(&calibrating, &seen);
+    built.dir.record(|s| s.floors = floors)?;
     let backend = built.dir.state.backend.unwrap_or(BackendKind::None);
     let control = built.dir.emulator_file(CONTROL_SOCKET);
     tokio::task::block_in_place(|| change_plan(backend, &calibrating, told, &control))?;

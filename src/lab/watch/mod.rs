@@ -104,6 +104,7 @@ impl Source {
         }
         Ok(verify_aside(
             &state.plan,
+            &state.floors,
             &self.observations,
             self.late.poll(),
         ))
