@@ -35,7 +35,7 @@ use super::plan::calibration;
 use super::plan::{Plan, Program};
 use super::LabError;
 use crate::lab::progress::Progress;
-use delay::{emulator_spec, DelayBackend, DelayError, Emulator, Netem, NoDelay};
+use delay::{emulator_spec, DelayBackend, DelayError};
 use emulator::{Counters, PortCounters};
 use kernel::{Host, Kernel};
 use launch::{Launch, LaunchError};
@@ -76,6 +76,8 @@ pub struct Built {
     pub sdss: std::path::PathBuf,
     /// How long each stage of the build took, in order.
     pub stages: Stages,
+    /// The delay backend that put the delays on: the live changes go through it.
+    pub delay: Box<dyn DelayBackend>,
 }
 
 /// How long each stage of a build took: where the time goes, printed by `up`.
@@ -167,13 +169,7 @@ pub async fn build_with<K: Kernel>(
         .split_first()
         .ok_or_else(|| NetnsError::Exists(plan.switch_netns.clone()))?;
 
-    let backend: Box<dyn DelayBackend> = match backend {
-        BackendKind::None => Box::new(NoDelay),
-        BackendKind::Netem => Box::new(Netem::default()),
-        BackendKind::Emulator => Box::new(Emulator {
-            control: dir.emulator_file(CONTROL_SOCKET),
-        }),
-    };
+    let backend = delay::backend(backend, dir.emulator_file(CONTROL_SOCKET));
     progress.line(&format!(
         "delay backend {}; netem {}",
         backend.kind(),
@@ -292,6 +288,7 @@ pub async fn build_with<K: Kernel>(
         dir,
         children,
         launched_at,
+        delay: backend,
     })
 }
 

@@ -14,9 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::stream::Observations;
 use super::tail::LogTail;
 use super::{follow_graded, read_tails, Convergence, POLL};
-use crate::lab::builder::delay::change_plan;
-use crate::lab::builder::{Built, CONTROL_SOCKET};
-use crate::lab::plan::backend::BackendKind;
+use crate::lab::builder::delay::{change_links, LinkChange};
+use crate::lab::builder::Built;
 use crate::lab::plan::calibration;
 use crate::lab::plan::Plan;
 use crate::lab::progress::Progress;
@@ -70,9 +69,11 @@ pub async fn calibrate(
     }
     let floors = convergence.floors(&calibrating, &seen);
     built.dir.record(|s| s.floors = floors)?;
-    let backend = built.dir.state.backend.unwrap_or(BackendKind::None);
-    let control = built.dir.emulator_file(CONTROL_SOCKET);
-    tokio::task::block_in_place(|| change_plan(backend, &calibrating, told, &control))?;
+    let change = LinkChange::Plans {
+        before: &calibrating,
+        after: told,
+    };
+    tokio::task::block_in_place(|| change_links(built.delay.as_ref(), &change))?;
     let switched_at = Instant::now();
     // What the nodes printed until the links changed is not graded; the one
     // exchange per pair that straddles the change is the warm-up's.

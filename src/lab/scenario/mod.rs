@@ -20,11 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
-use super::builder::delay::change_links;
+use super::builder::delay::{change_links, LinkChange};
 use super::builder::sandbox::outcome::{outcomes, BoxOutcome};
 use super::builder::state::ProcessRecord;
-use super::builder::{launch, node_netns, Built, CONTROL_SOCKET};
-use super::plan::backend::BackendKind;
+use super::builder::{launch, node_netns, Built};
 use super::plan::timeline::describe_event;
 use super::plan::timeline::Change;
 use super::plan::Plan;
@@ -315,13 +314,16 @@ async fn play(
     };
     let result: Result<(), LabError> = match &event.change {
         change if change.is_link() => {
-            let backend = built.dir.state.backend.unwrap_or(BackendKind::None);
-            let control = built.dir.emulator_file(CONTROL_SOCKET);
             let (before, after) = (
                 &plan.timeline.phases[index],
                 &plan.timeline.phases[index + 1],
             );
-            tokio::task::block_in_place(|| change_links(backend, plan, before, after, &control))
+            let change = LinkChange::Phases {
+                plan,
+                before,
+                after,
+            };
+            tokio::task::block_in_place(|| change_links(built.delay.as_ref(), &change))
                 .map(|took| played.took_ms = Some(took.as_secs_f64() * 1e3))
                 .map_err(LabError::from)
         }

@@ -39,7 +39,7 @@ pub enum DelayError {
 }
 
 /// Puts a plan's impairments onto the links of a lab whose namespaces and links exist.
-pub trait DelayBackend {
+pub trait DelayBackend: Send + Sync {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
     /// Whether the backend makes the nodes' `eth0` itself (no bridge, no veth).
@@ -48,6 +48,64 @@ pub trait DelayBackend {
     }
     /// Applies every impairment of the plan to links that exist.
     fn apply(&self, plan: &Plan) -> Result<(), DelayError>;
+    /// Moves a running lab's links as `change` says: the live path of a
+    /// timeline's link events and of calibration's switch.
+    fn change(&self, change: &LinkChange<'_>) -> Result<(), DelayError>;
+}
+
+/// The backend of kind `kind` for a lab whose emulator (if any) listens on
+/// `control`.
+pub fn backend(kind: BackendKind, control: std::path::PathBuf) -> Box<dyn DelayBackend> {
+    match kind {
+        BackendKind::None => Box::new(NoDelay),
+        BackendKind::Netem => Box::new(Netem::default()),
+        BackendKind::Emulator => Box::new(Emulator { control }),
+    }
+}
+
+/// A change of a running lab's links, from which each backend takes what it
+/// needs: the emulator the whole new matrix, netem the commands for what differs.
+#[derive(Debug, Clone, Copy)]
+pub enum LinkChange<'a> {
+    /// From one phase of the plan's timeline to another.
+    Phases {
+        /// The lab's plan.
+        plan: &'a Plan,
+        /// The phase in force.
+        before: &'a Phase,
+        /// The phase to move to.
+        after: &'a Phase,
+    },
+    /// From what one plan injects to what another does, on the same nodes
+    /// (calibration's phase, then the lab's own).
+    Plans {
+        /// What is injected now.
+        before: &'a Plan,
+        /// What to inject.
+        after: &'a Plan,
+    },
+}
+
+impl LinkChange<'_> {
+    /// The emulator's matrix after the change.
+    pub fn matrix(&self) -> Vec<Vec<Impairment>> {
+        match *self {
+            LinkChange::Phases { plan, after, .. } => wire_matrix(plan, Some(after)),
+            LinkChange::Plans { after, .. } => wire_matrix(after, None),
+        }
+    }
+
+    /// The `tc` commands that make the change on netem.
+    pub fn netem_commands(&self) -> Vec<TcCommand> {
+        match *self {
+            LinkChange::Phases {
+                plan,
+                before,
+                after,
+            } => netem_changes(plan, before, after),
+            LinkChange::Plans { before, after } => netem_plan_changes(before, after),
+        }
+    }
 }
 
 /// Injects nothing: for labs without delays, and zero-delay runs of any lab.
@@ -60,6 +118,10 @@ impl DelayBackend for NoDelay {
     }
 
     fn apply(&self, _plan: &Plan) -> Result<(), DelayError> {
+        Ok(())
+    }
+
+    fn change(&self, _change: &LinkChange<'_>) -> Result<(), DelayError> {
         Ok(())
     }
 }
@@ -87,6 +149,10 @@ impl DelayBackend for Emulator {
 
     fn apply(&self, plan: &Plan) -> Result<(), DelayError> {
         send_matrix(&self.control, &wire_matrix(plan, None))
+    }
+
+    fn change(&self, change: &LinkChange<'_>) -> Result<(), DelayError> {
+        send_matrix(&self.control, &change.matrix())
     }
 }
 
@@ -175,54 +241,14 @@ const CUT: Impairment = Impairment {
     loss: 1.0,
 };
 
-/// Moves a running lab's links from phase `before` to `after`, through its
-/// backend; returns how long the backend took to confirm. `control` is the
-/// emulator's control socket.
+/// Moves a running lab's links as `change` says, through `backend`; returns
+/// how long it took to confirm.
 pub fn change_links(
-    backend: BackendKind,
-    plan: &Plan,
-    before: &Phase,
-    after: &Phase,
-    control: &Path,
-) -> Result<Duration, DelayError> {
-    switch(backend, control, &wire_matrix(plan, Some(after)), || {
-        netem_changes(plan, before, after)
-    })
-}
-
-/// Moves a running lab's links from what plan `before` injects to what
-/// `after` injects (the same nodes: calibration's phase, then the lab's
-/// own), like [`change_links`].
-pub fn change_plan(
-    backend: BackendKind,
-    before: &Plan,
-    after: &Plan,
-    control: &Path,
-) -> Result<Duration, DelayError> {
-    switch(backend, control, &wire_matrix(after, None), || {
-        netem_plan_changes(before, after)
-    })
-}
-
-/// Gives the backend its new links: the emulator a whole matrix, netem the
-/// commands that change what differs.
-fn switch(
-    backend: BackendKind,
-    control: &Path,
-    matrix: &[Vec<Impairment>],
-    netem: impl FnOnce() -> Vec<TcCommand>,
+    backend: &dyn DelayBackend,
+    change: &LinkChange<'_>,
 ) -> Result<Duration, DelayError> {
     let started = Instant::now();
-    match backend {
-        BackendKind::None => {}
-        BackendKind::Emulator => send_matrix(control, matrix)?,
-        BackendKind::Netem => {
-            let tc = Tc;
-            for command in netem() {
-                tc.run(&command.netns, &command.args)?;
-            }
-        }
-    }
+    backend.change(change)?;
     Ok(started.elapsed())
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::{wire_matrix, DelayBackend, DelayError, CUT};
+use super::{wire_matrix, DelayBackend, DelayError, LinkChange, CUT};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::timeline::{PairState, Phase};
@@ -137,6 +137,13 @@ impl DelayBackend for Netem {
                 }
                 other => other?,
             }
+        }
+        Ok(())
+    }
+
+    fn change(&self, change: &LinkChange<'_>) -> Result<(), DelayError> {
+        for command in change.netem_commands() {
+            self.tc.run(&command.netns, &command.args)?;
         }
         Ok(())
     }
