@@ -19,8 +19,8 @@ impl LabArg {
     /// Reads `arg` as a lab file when it is one (ends in `.toml` or is a
     /// file), as a lab's name otherwise.
     pub(super) fn parse(arg: &str) -> Result<LabArg> {
-        let path = Path::new(arg);
-        if arg.ends_with(".toml") || path.is_file() {
+        if is_file(arg) {
+            let path = Path::new(arg);
             let topology = Topology::load(path)?;
             return Ok(LabArg::File(Box::new(Plan::new(&topology, path))));
         }
@@ -44,7 +44,16 @@ impl LabArg {
     }
 }
 
-/// A lab name, or the name inside a lab file.
+/// A lab name, or the name inside a lab file (read, not planned: only the
+/// name is wanted).
 pub(super) fn lab_name(arg: &str) -> Result<String> {
-    Ok(LabArg::parse(arg)?.name().to_owned())
+    if is_file(arg) {
+        return Ok(Topology::load(Path::new(arg))?.name.get_ref().clone());
+    }
+    Ok(arg.to_owned())
+}
+
+/// Whether the command line names a lab by its file.
+fn is_file(arg: &str) -> bool {
+    arg.ends_with(".toml") || Path::new(arg).is_file()
 }
