@@ -30,14 +30,14 @@ use super::report::{LabPhase, LabStatus, Report};
 use super::scenario::calibrate::calibrate;
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::late::{LateAnswers, LateFollower};
+use super::scenario::local::Local;
 use super::scenario::played::Played;
 use super::scenario::stream::Observations;
-use super::scenario::{start_probe, watch, Convergence, Measured, Watched};
+use super::scenario::{self, start_probe, Convergence, Measured, Run, Scene};
 use super::LabError;
 use crate::lab::progress::Progress;
 
 /// What `up` produced.
-#[derive(Debug)]
 pub struct UpOutcome {
     /// The delay backend it settled on.
     pub backend: BackendKind,
@@ -49,6 +49,9 @@ pub struct UpOutcome {
     pub stages: Stages,
     /// From node launch until the grade.
     pub converge_time: Duration,
+    /// The lab as built on this machine, for whoever plays events on it
+    /// later (a host's agent); none when the nodes live on other hosts.
+    pub built: Option<Built>,
 }
 
 /// Brings a lab up: namespaces, links, delays, nodes; then (with `verify`) waits
@@ -108,43 +111,34 @@ pub async fn up(
             Some(_) => Some(start_probe(&built)?),
             None => None,
         };
-        let converged = watch(
-            &mut built,
-            &Judged,
-            cancel,
-            progress,
-            probe.as_ref(),
-            calibrated,
-        )
-        .await;
+        let scene = Scene {
+            plan: &built.dir.state.plan.clone(),
+            launched: built.launched_at,
+            started_at: built.dir.state.nodes_started_at.unwrap_or_else(wall_now),
+            resume: calibrated,
+            graded_for: probe
+                .as_ref()
+                .and(built.dir.state.plan.grading.as_ref())
+                .map(|g| g.duration),
+        };
+        let mut here = [Local::new(&mut built, probe.as_ref())];
+        let ran = scenario::run(&mut here, scene, &Judged, cancel, progress).await;
         let log = match probe {
             Some(probe) => {
-                if converged.is_err() {
+                if ran.is_err() {
                     probe.cancel();
                 }
                 Some(probe.finish().map_err(|e| LabError::Probe(e.to_string()))?)
             }
             None => None,
         };
-        let Watched {
-            observed,
-            late,
-            elapsed_secs,
-            boxes,
-            lab: lab_side,
-            played,
-        } = converged?;
-        let state = &built.dir.state;
-        let verification = verify_aside(&state.plan, &state.floors, &observed, late.as_ref());
-        let mut report = report(&built.dir, verification, elapsed_secs).with_boxes(boxes);
-        if !built.dir.state.plan.timeline.is_empty() {
-            report.timeline = Some(judge_timeline(&built, &played, &lab_side));
-        }
+        let ran = ran?;
+        let mut report = judge_run(&built.dir, &ran, built.launched_at);
         if let Some(log) = log {
             for error in &log.errors {
                 progress.line(&format!("grading probe: {error}"));
             }
-            let observed = assemble(&built.dir.state.plan, &log, &lab_side);
+            let observed = assemble(&built.dir.state.plan, &log, &ran.lab);
             report.grading = observed.iter().map(judge::checks::grade).collect();
         }
         Some(report)
@@ -158,12 +152,13 @@ pub async fn up(
         build_time,
         stages: built.stages.clone(),
         converge_time: launched.elapsed(),
+        built: Some(built),
     })
 }
 
 /// The judge's answer to the scenario's question: which pairs have their
 /// samples, and each one's floor when calibrating.
-struct Judged;
+pub struct Judged;
 
 impl Convergence for Judged {
     fn measured(
@@ -188,9 +183,26 @@ impl Convergence for Judged {
     }
 }
 
+/// The report of a scenario's run on the lab in `dir` (over one machine or
+/// several hosts): its delays, boxes and timeline judged.
+pub fn judge_run(dir: &LabDir, ran: &Run, launched: Instant) -> Report {
+    let state = &dir.state;
+    let plan = &state.plan;
+    let verification = verify_aside(plan, &state.floors, &ran.observed, ran.late.as_ref());
+    let mut report = report(dir, verification, ran.elapsed_secs).with_boxes(ran.boxes.clone());
+    if !plan.timeline.is_empty() {
+        report.timeline = Some(judge_timeline(plan, &ran.played, &ran.lab, launched));
+    }
+    report
+}
+
 /// Judges the timeline from every observer's stamped events (read by the scenario).
-fn judge_timeline(built: &Built, played: &[Played], lab: &LabSide) -> TimelineVerdicts {
-    let plan = &built.dir.state.plan;
+fn judge_timeline(
+    plan: &Plan,
+    played: &[Played],
+    lab: &LabSide,
+    launched: Instant,
+) -> TimelineVerdicts {
     let events = plan
         .nodes
         .iter()
@@ -205,7 +217,7 @@ fn judge_timeline(built: &Built, played: &[Played], lab: &LabSide) -> TimelineVe
         })
         .collect();
     let settle = (plan.node_settings.interval * plan.node_settings.refresh_every).as_secs_f64();
-    let end = built.launched_at.elapsed().as_secs_f64();
+    let end = launched.elapsed().as_secs_f64();
     judge::timeline::judge(plan, played, &events, settle, end)
 }
 
@@ -240,7 +252,7 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
 }
 
 /// The report of a lab as its state and files tell, with `verification`.
-fn report(dir: &LabDir, verification: Verification, elapsed_secs: f64) -> Report {
+pub fn report(dir: &LabDir, verification: Verification, elapsed_secs: f64) -> Report {
     let state = &dir.state;
     Report::new(
         &state.plan,

@@ -5,19 +5,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::underlay;
-use super::wire::{self, Action, Reply, Request, WireError};
-use crate::lab::builder::state::{LabDir, ProcessRecord, StateError, StateRoot};
+use super::wire::{self, Reply, Request, WireError};
+use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::builder::teardown;
-use crate::lab::builder::UpOptions;
-use crate::lab::builder::{self, launch};
+use crate::lab::builder::{Built, UpOptions};
 use crate::lab::lifecycle;
+use crate::lab::scenario::local::Local;
+use crate::lab::scenario::site::Site;
 use crate::lab::report::progress::Console;
 use crate::lab::report::LabPhase;
 use crate::lab::LabError;
@@ -79,7 +80,7 @@ where
                 }
             };
             progress.finish();
-            let outcome = match outcome {
+            let mut outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(e) => return send(&mut output, &failed(&e)).await,
             };
@@ -149,7 +150,8 @@ where
                         send(&mut output, &reply).await?;
                     }
                     Request::Logs { lab, from, follow } => {
-                        return logs(root, &sdss, &lab, from, follow, &mut input, &mut output)
+                        let built = outcome.built.as_mut();
+                        return logs(root, built, &lab, from, follow, &mut input, &mut output)
                             .await;
                     }
                     other => {
@@ -161,7 +163,7 @@ where
             Ok(())
         }
         Request::Logs { lab, from, follow } => {
-            logs(root, &sdss, &lab, from, follow, &mut input, &mut output).await
+            logs(root, None, &lab, from, follow, &mut input, &mut output).await
         }
         Request::Down { lab } => {
             let result = tokio::task::spawn_blocking({
@@ -211,10 +213,11 @@ where
 }
 
 /// Streams the nodes' output from the offsets given; with `follow`, until
-/// the coordinator closes stdin, else until caught up (`End`).
+/// the coordinator closes stdin, else until caught up (`End`). In the session
+/// that built the share (`built`), plays the timeline's events as they come.
 async fn logs<R, W>(
     root: &StateRoot,
-    sdss: &Path,
+    mut built: Option<&mut Built>,
     lab: &str,
     from: Vec<(String, u64)>,
     follow: bool,
@@ -225,26 +228,27 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut dir = match root.open(lab) {
-        Ok(Some(dir)) => dir,
-        Ok(None) | Err(StateError::NotUp(_)) => {
-            let message = format!("lab {lab} is not up on this host");
-            return send(output, &Reply::Failed { message }).await;
-        }
-        Err(e) => return send(output, &failed(&LabError::State(e))).await,
+    let opened = match &built {
+        Some(_) => None,
+        None => match root.open(lab) {
+            Ok(Some(dir)) => Some(dir),
+            Ok(None) | Err(StateError::NotUp(_)) => {
+                let message = format!("lab {lab} is not up on this host");
+                return send(output, &Reply::Failed { message }).await;
+            }
+            Err(e) => return send(output, &failed(&LabError::State(e))).await,
+        },
     };
     let mut offsets: HashMap<String, u64> = from.into_iter().collect();
-    let nodes: Vec<String> = dir
-        .state
-        .plan
-        .nodes
-        .iter()
-        .map(|n| n.name.clone())
-        .collect();
     let mut exited = HashSet::new();
     let mut line = Vec::new();
     loop {
-        for node in &nodes {
+        // The built share's state is the one a played restart records in.
+        let Some(dir) = built.as_deref().map(|b| &b.dir).or(opened.as_ref()) else {
+            return Ok(());
+        };
+        for node in &dir.state.plan.nodes {
+            let node = &node.name;
             let offset = offsets.entry(node.clone()).or_default();
             while let Some((text, next)) = read_from(&dir.stdout_log(node), *offset).await {
                 *offset = next;
@@ -260,7 +264,9 @@ where
                 .processes
                 .iter()
                 .any(|p| p.node.as_deref() == Some(node.as_str()) && p.alive());
-            if !alive && exited.insert(node.clone()) {
+            if alive {
+                exited.remove(node);
+            } else if exited.insert(node.clone()) {
                 send(output, &Reply::Exited { node: node.clone() }).await?;
             }
         }
@@ -269,9 +275,9 @@ where
         }
         tokio::select! {
             request = wire::read::<Request, _>(input, &mut line) => match request {
-                Ok(Some(Request::Play { event, node, action })) => {
-                    let error = play(&mut dir, sdss, &node, action).err();
-                    send(output, &Reply::Played { event, error }).await?;
+                Ok(Some(Request::Play { event })) => {
+                    let reply = play(built.as_deref_mut(), event).await;
+                    send(output, &reply).await?;
                 }
                 // Anything else, or nothing, ends the stream: EOF is the usual end.
                 _ => return Ok(()),
@@ -281,28 +287,35 @@ where
     }
 }
 
-/// Acts on a node's process for a timeline event, as `lab up` does on one
-/// machine (scenario::play), from the process records of this host's share.
-fn play(dir: &mut LabDir, sdss: &Path, node: &str, action: Action) -> Result<(), String> {
-    let running: Vec<ProcessRecord> = dir
-        .state
-        .processes
-        .iter()
-        .filter(|p| p.node.as_deref() == Some(node) && p.alive())
-        .cloned()
-        .collect();
-    let pids: Vec<i32> = running.iter().map(|p| p.pid).collect();
-    let alive = |pid: i32| running.iter().any(|p| p.pid == pid && p.alive());
-    match action {
-        Action::Kill => launch::stop(&pids, Duration::ZERO, alive),
-        Action::Stop | Action::Restart => launch::stop(&pids, launch::EVENT_STOP_GRACE, alive),
-        Action::Start => {}
+/// Plays this host's share of timeline event `event` on the share it built,
+/// as `lab up` plays an event on one machine: the same site.
+async fn play(built: Option<&mut Built>, event: usize) -> Reply {
+    let Some(built) = built else {
+        let error = Some("events are played in the session that built the share".to_owned());
+        return Reply::Played {
+            event,
+            error,
+            took_ms: None,
+        };
+    };
+    let plan = built.dir.state.plan.clone();
+    if event >= plan.timeline.events.len() {
+        let error = Some(format!("the share's timeline has no event {event}"));
+        return Reply::Played {
+            event,
+            error,
+            took_ms: None,
+        };
     }
-    if matches!(action, Action::Start | Action::Restart) {
-        let plan = dir.state.plan.clone();
-        builder::start_node(dir, &plan, node, sdss).map_err(|e| e.to_string())?;
+    let played = Local::new(built, None).play(&plan, event).await;
+    Reply::Played {
+        event,
+        took_ms: played
+            .as_ref()
+            .ok()
+            .and_then(|took| took.map(|t| t.as_secs_f64() * 1e3)),
+        error: played.err(),
     }
-    Ok(())
 }
 
 /// The complete lines written at `offset` and after (at most [`CHUNK`]; a

@@ -43,15 +43,12 @@ pub enum Request {
         /// Keep streaming as the output grows.
         follow: bool,
     },
-    /// While `Logs` follows: acts on a node's process (a timeline event);
-    /// replies `Played`.
+    /// While `Logs` follows, in the session that built the share: plays
+    /// this host's share of a timeline event (a process change of one of its
+    /// nodes, its nodes' part of a link change); replies `Played`.
     Play {
-        /// The event's index in the lab's timeline.
+        /// The event's index in the lab's timeline (the share has it whole).
         event: usize,
-        /// The node.
-        node: String,
-        /// What to do.
-        action: Action,
     },
     /// How this host's share is; replies `Status`.
     Status {
@@ -77,20 +74,6 @@ impl Request {
             Request::Down { .. } => "down",
         }
     }
-}
-
-/// What a timeline does to a node's process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// SIGKILL, as a crash.
-    Kill,
-    /// SIGTERM, with a grace.
-    Stop,
-    /// Start it again.
-    Start,
-    /// Stop, then start.
-    Restart,
 }
 
 /// What an agent answers.
@@ -134,6 +117,9 @@ pub enum Reply {
         event: usize,
         /// Why it failed, if it did.
         error: Option<String>,
+        /// How long a link change took to confirm, ms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        took_ms: Option<f64>,
     },
     /// The share was taken down.
     Down {

@@ -95,6 +95,17 @@ impl Change {
         !matches!(self, Change::Probe { .. })
     }
 
+    /// The node whose process it acts on (kill, stop, start, restart).
+    pub fn process_node(&self) -> Option<&str> {
+        match self {
+            Change::Kill { node }
+            | Change::Stop { node }
+            | Change::Start { node }
+            | Change::Restart { node } => Some(node),
+            _ => None,
+        }
+    }
+
     /// Whether it changes what the links do (rather than which processes run).
     pub fn is_link(&self) -> bool {
         matches!(

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::local::Local;
 use super::stream::Observations;
 use super::tail::LogTail;
 use super::{follow_graded, read_tails, Convergence, POLL};
@@ -46,17 +47,18 @@ pub async fn calibrate(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<Calibrated, LabError> {
-    let plan = &built.dir.state.plan;
+    let plan = built.dir.state.plan.clone();
     let calibrating = calibration::phase(told);
-    let mut tails = follow_graded(built);
+    let deadline = built.launched_at + plan.verify.time_limit;
+    let mut here = [Local::new(built, None)];
+    let mut tails = follow_graded(&plan, &here);
     let mut seen: HashMap<String, Observations> = HashMap::new();
     progress.step(
         "calibrating: every pair measured at 1 ms",
         plan.expected.len() as u64,
     );
-    let deadline = built.launched_at + plan.verify.time_limit;
     loop {
-        read_tails(built, &mut tails, &mut seen)?;
+        read_tails(&mut here, &mut tails, &mut seen)?;
         let measured = convergence.measured(&calibrating, &seen, None);
         progress.set(measured.complete as u64);
         if measured.converged || Instant::now() >= deadline {
@@ -67,6 +69,7 @@ pub async fn calibrate(
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+    drop(here);
     let floors = convergence.floors(&calibrating, &seen);
     built.dir.record(|s| s.floors = floors)?;
     let change = LinkChange::Plans {
@@ -77,7 +80,7 @@ pub async fn calibrate(
     let switched_at = Instant::now();
     // What the nodes printed until the links changed is not graded; the one
     // exchange per pair that straddles the change is the warm-up's.
-    read_tails(built, &mut tails, &mut seen)?;
+    read_tails(&mut [Local::new(built, None)], &mut tails, &mut seen)?;
     for observations in seen.values_mut() {
         observations
             .events

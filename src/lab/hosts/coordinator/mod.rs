@@ -8,6 +8,7 @@
 //! and from a killed `up`; the hosts keep theirs.
 
 mod down;
+mod site;
 mod up;
 mod verify;
 
@@ -19,13 +20,16 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use std::time::Duration;
+
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use thiserror::Error;
 
 use super::remote::{HostError, Session};
+use site::{PlayAnswer, PlayRequest};
 use super::wire::{Reply, Request};
 use crate::lab::builder::state::StateError;
 use crate::lab::plan::calibration::CalibrationRefusal;
@@ -55,36 +59,39 @@ impl From<CalibrationRefusal> for SpanError {
     }
 }
 
-/// What the hosts' streams tell the judge, shared with the tasks that read them.
+/// What a host's stream tells, shared with the task that reads it.
 #[derive(Debug, Default)]
 pub(super) struct Heard {
     /// Nodes whose process is not running.
     pub exited: Mutex<HashSet<String>>,
-    /// Timeline events done on their host: index -> why it failed, if it did.
-    pub played: Mutex<HashMap<usize, Option<String>>>,
+    /// Why the stream ended early, if it did.
+    pub lost: Mutex<Option<String>>,
 }
 
-/// Appends each `Output` to its node's file here, and passes on `requests`
-/// (timeline events) to the agent; ends at `stop` or when the host does.
+/// Appends each `Output` to its node's file here, and passes on `plays`
+/// (timeline events) to the agent, each answered when the agent says it is
+/// done; ends at `stop` or when the host does.
 pub(super) async fn gather(
     session: &mut Session,
     paths: &HashMap<String, PathBuf>,
     heard: &Heard,
-    mut requests: Option<&mut mpsc::Receiver<Request>>,
+    mut plays: Option<&mut mpsc::Receiver<PlayRequest>>,
     stop: &CancellationToken,
 ) -> Result<(), HostError> {
     let mut files: HashMap<String, tokio::fs::File> = HashMap::new();
+    let mut waiting: HashMap<usize, oneshot::Sender<PlayAnswer>> = HashMap::new();
     loop {
-        let next_request = async {
-            match requests.as_mut() {
-                Some(requests) => requests.recv().await,
+        let next_play = async {
+            match plays.as_mut() {
+                Some(plays) => plays.recv().await,
                 None => std::future::pending().await,
             }
         };
         let reply = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            Some(request) = next_request => {
-                session.send(&request).await?;
+            Some((event, answer)) = next_play => {
+                session.send(&Request::Play { event }).await?;
+                waiting.insert(event, answer);
                 continue;
             }
             reply = session.recv() => reply?,
@@ -113,8 +120,15 @@ pub(super) async fn gather(
             Reply::Exited { node } => {
                 lock(&heard.exited).insert(node);
             }
-            Reply::Played { event, error } => {
-                lock(&heard.played).insert(event, error);
+            Reply::Played {
+                event,
+                error,
+                took_ms,
+            } => {
+                if let Some(answer) = waiting.remove(&event) {
+                    let took = took_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3));
+                    let _ = answer.send(error.map_or(Ok(took), Err));
+                }
             }
             Reply::End => return Ok(()),
             other => return Err(session.unexpected(&other)),

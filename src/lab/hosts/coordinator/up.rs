@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::site::{Host, PLAY_QUEUE};
 use super::SpanError;
 use super::{gather, lock, Heard};
 use crate::lab::builder::state::{LabDir, LabState, Phase, StateRoot};
@@ -17,31 +18,18 @@ use crate::lab::builder::Stages;
 use crate::lab::builder::UpOptions;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::hosts::remote::{HostError, RemoteExec, Session, BUILD_WAIT, MEASURE_WAIT};
-use crate::lab::hosts::wire::{Action, Reply, Request};
-use crate::lab::judge::delays::verify;
-use crate::lab::judge::timeline::judge as judge_timeline;
-use crate::lab::lifecycle::UpOutcome;
+use crate::lab::hosts::wire::{Reply, Request};
+use crate::lab::lifecycle::{judge_run, Judged, UpOutcome};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::calibration::CalibrationRefusal;
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
-use crate::lab::plan::timeline::describe_event;
-use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
 use crate::lab::progress::Progress;
 use crate::lab::report::progress::{Console, Printer};
 use crate::lab::report::{HostsReport, Report};
-use crate::lab::scenario::grading::parse_stamped;
-use crate::lab::scenario::played::Played;
-use crate::lab::scenario::stream::Observations;
-use crate::lab::scenario::tail::LogTail;
+use crate::lab::scenario::{self, Scene};
 use crate::lab::LabError;
 use crate::node::clock::wall_now;
-
-/// How often gathered output is judged while waiting for convergence.
-const POLL: Duration = Duration::from_millis(250);
-
-/// Timeline events waiting for one host's stream (a lab's come seconds apart).
-const TIMELINE_QUEUE: usize = 64;
 
 /// Brings a lab up on its hosts; on any failure or Ctrl-C every host's share
 /// is taken down again (each host's own `up` already removed a failed share).
@@ -64,7 +52,7 @@ pub async fn up(
         zeroed.then(|| "zero delay: the delays in the lab file were not injected".to_owned());
     let dir = root.create(state)?;
     let result = tokio::select! {
-        result = up_on_hosts(dir, options, exec, progress) => result,
+        result = up_on_hosts(dir, options, exec, cancel, progress) => result,
         _ = cancel.cancelled() => Err(LabError::Cancelled.into()),
     };
     if result.is_err() {
@@ -80,6 +68,7 @@ async fn up_on_hosts(
     mut dir: LabDir,
     options: &UpOptions,
     exec: &RemoteExec,
+    cancel: &CancellationToken,
     progress: &Console,
 ) -> Result<UpOutcome, SpanError> {
     let started = Instant::now();
@@ -150,7 +139,7 @@ async fn up_on_hosts(
     dir.replace_plan(plan.clone())?;
 
     let report = if options.verify {
-        Some(watch(&dir, sessions, launched, progress).await?)
+        Some(watch(&dir, sessions, launched, cancel, progress).await?)
     } else {
         for session in sessions {
             session.close().await;
@@ -163,6 +152,7 @@ async fn up_on_hosts(
         build_time,
         stages: Stages::default(),
         converge_time: launched.elapsed(),
+        built: None,
     })
 }
 
@@ -256,191 +246,77 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
     }
 }
 
-/// Streams every host's node output into this lab's directory and judges it
-/// until every pair has its samples or the time limit; a host that stops
-/// streaming is reported, and its nodes' pairs fail with the reason.
+/// Streams every host's node output into this lab's directory, plays the
+/// timeline over the hosts (the scenario's one loop, each host a site) and
+/// judges it as a lab on one machine is judged; a host that stops streaming
+/// is reported, and its nodes' pairs fail with the reason.
 async fn watch(
     dir: &LabDir,
     sessions: Vec<Session>,
     launched: Instant,
+    cancel: &CancellationToken,
     progress: &Console,
 ) -> Result<Report, LabError> {
     let plan = &dir.state.plan;
-    let backend = dir.state.backend.unwrap_or(BackendKind::None);
     progress.step(
         "waiting for every pair to be measured",
         plan.expected.len() as u64,
     );
-    let gone = Arc::new(Mutex::new(HashMap::<String, String>::new()));
-    let heard = Arc::new(Heard::default());
     let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let paths: HashMap<String, PathBuf> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
+        .collect();
     let mut streams = Vec::new();
-    let mut to_host = HashMap::new();
+    let mut hosts = Vec::new();
     for mut session in sessions {
         let request = Request::Logs {
             lab: plan.lab.clone(),
             from: Vec::new(),
             follow: true,
         };
-        let (gone, heard, stop) = (gone.clone(), heard.clone(), stop.clone());
-        let paths: HashMap<String, PathBuf> = plan
-            .nodes
-            .iter()
-            .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
-            .collect();
-        let (events, mut requests) = mpsc::channel(TIMELINE_QUEUE);
-        to_host.insert(session.host.clone(), events);
+        let heard = Arc::new(Heard::default());
+        let (plays, mut requests) = mpsc::channel(PLAY_QUEUE);
+        let name = session.host.clone();
+        hosts.push(Host {
+            nodes: plan
+                .nodes
+                .iter()
+                .filter(|n| n.host.as_deref() == Some(name.as_str()))
+                .map(|n| n.name.clone())
+                .collect(),
+            name,
+            paths: paths.clone(),
+            plays,
+            heard: heard.clone(),
+        });
+        let (paths, stop) = (paths.clone(), stop.clone());
         streams.push(tokio::spawn(async move {
-            let host = session.host.clone();
             let result = async {
                 session.send(&request).await?;
                 gather(&mut session, &paths, &heard, Some(&mut requests), &stop).await
             }
             .await;
             if let Err(e) = result {
-                lock(&gone).insert(host, e.to_string());
+                *lock(&heard.lost) = Some(e.to_string());
             }
             session.close().await;
         }));
     }
-    let mut tails: HashMap<String, LogTail> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.graded)
-        .map(|n| (n.name.clone(), LogTail::new(dir.stdout_log(&n.name))))
-        .collect();
-    let mut observations: HashMap<String, Observations> = HashMap::new();
-    // The timeline as `lab up` plays it on one machine (scenario::watch):
-    // the delays are judged on what came before its first event.
-    let timeline = &plan.timeline;
-    let mut played: Vec<Played> = Vec::new();
-    let mut before_events: Option<HashMap<String, Observations>> = None;
-    let tail = plan.node_settings.interval * plan.node_settings.refresh_every * 2;
-    let timeline_end = launched + timeline.length() + tail;
-    let mut deadline = launched + plan.verify.time_limit;
-    if !timeline.is_empty() {
-        deadline = deadline.max(timeline_end + Duration::from_secs(5));
-    }
-    let verification = loop {
-        while let Some(event) = timeline.events.get(played.len()) {
-            if launched.elapsed() < event.at {
-                break;
-            }
-            if before_events.is_none() && event.change.changes_expectations() {
-                before_events = Some(observations.clone());
-            }
-            let index = played.len();
-            progress.line(&format!(
-                "t={}: {}",
-                crate::units::format_duration(event.at),
-                describe_event(plan, index)
-            ));
-            played.push(play_on_host(plan, index, &to_host, launched));
-        }
-        for (name, tail) in &mut tails {
-            let seen = observations.entry(name.clone()).or_default();
-            while tail.poll(seen)? > 0 {}
-            let host = plan
-                .node(name)
-                .and_then(|n| n.host.clone())
-                .unwrap_or_default();
-            if let Some(why) = lock(&gone).get(&host) {
-                seen.exited = Some(format!("its host {host} was lost: {why}"));
-            } else if lock(&heard.exited).contains(name) {
-                seen.exited = Some("not running".to_owned());
-            }
-        }
-        let verification = verify(plan, before_events.as_ref().unwrap_or(&observations));
-        progress.set(verification.complete() as u64);
-        let watched = played.len() == timeline.events.len()
-            && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
-        if (verification.converged() && watched) || Instant::now() >= deadline {
-            break verification;
-        }
-        tokio::time::sleep(POLL).await;
+    let scene = Scene {
+        plan,
+        launched,
+        started_at: dir.state.nodes_started_at.unwrap_or_else(wall_now),
+        resume: None,
+        graded_for: None,
     };
+    let ran = scenario::run(&mut hosts, scene, &Judged, cancel, progress).await;
     stop.cancel();
     for stream in streams {
         let _ = stream.await;
     }
-    let lost: Vec<String> = lock(&gone)
-        .iter()
-        .map(|(host, why)| format!("host {host}: {why}"))
-        .collect();
-    let mut report = Report::new(
-        plan,
-        backend,
-        dir.state.netem.clone(),
-        dir.state.backend_note.clone(),
-        verification,
-        launched.elapsed().as_secs_f64(),
-    )
-    .with_hosts(HostsReport::new(plan, lost));
-    if !timeline.is_empty() {
-        for event in &mut played {
-            if let Some(Some(error)) = lock(&heard.played).get(&event.event) {
-                event.error = Some(error.clone());
-            }
-        }
-        let started_at = dir.state.nodes_started_at.unwrap_or_else(wall_now);
-        let events = plan
-            .nodes
-            .iter()
-            .filter(|n| n.graded)
-            .map(|n| {
-                let text = std::fs::read(dir.stdout_log(&n.name)).unwrap_or_default();
-                let stamped = parse_stamped(&String::from_utf8_lossy(&text))
-                    .into_iter()
-                    .map(|(t, e)| (t - started_at, e))
-                    .collect();
-                (n.name.clone(), stamped)
-            })
-            .collect();
-        let settle = (plan.node_settings.interval * plan.node_settings.refresh_every).as_secs_f64();
-        let end = launched.elapsed().as_secs_f64();
-        report.timeline = Some(judge_timeline(plan, &played, &events, settle, end));
-    }
-    Ok(report)
-}
-
-/// Hands a timeline event to the host of the node it acts on; the host's
-/// answer (`Played`) comes back through its stream.
-fn play_on_host(
-    plan: &Plan,
-    index: usize,
-    to_host: &HashMap<String, mpsc::Sender<Request>>,
-    launched: Instant,
-) -> Played {
-    let event = &plan.timeline.events[index];
-    let mut played = Played {
-        event: index,
-        what: describe_event(plan, index),
-        at_s: launched.elapsed().as_secs_f64(),
-        took_ms: None,
-        error: None,
-    };
-    let (node, action) = match &event.change {
-        Change::Kill { node } => (node, Action::Kill),
-        Change::Stop { node } => (node, Action::Stop),
-        Change::Start { node } => (node, Action::Start),
-        Change::Restart { node } => (node, Action::Restart),
-        _ => {
-            played.error = Some("only a node's process can be acted on across hosts".to_owned());
-            return played;
-        }
-    };
-    let host = plan
-        .node(node)
-        .and_then(|n| n.host.clone())
-        .unwrap_or_default();
-    let request = Request::Play {
-        event: index,
-        node: node.clone(),
-        action,
-    };
-    match to_host.get(&host).map(|host| host.try_send(request)) {
-        Some(Ok(())) => {}
-        Some(Err(_)) | None => played.error = Some(format!("host {host} did not take it")),
-    }
-    played
+    let ran = ran?;
+    Ok(judge_run(dir, &ran, launched).with_hosts(HostsReport::new(plan, ran.lost.clone())))
 }

@@ -10,7 +10,7 @@ use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::hosts::remote::{RemoteExec, Session};
 use crate::lab::hosts::wire::Request;
 use crate::lab::judge::delays::verify;
-use crate::lab::plan::backend::BackendKind;
+use crate::lab::lifecycle::report;
 use crate::lab::report::progress::Console;
 use crate::lab::report::{HostsReport, Report};
 use crate::lab::scenario::stream::Observations;
@@ -79,13 +79,5 @@ pub async fn verify_again(
         .into_iter()
         .map(|(h, why)| format!("host {h}: {why}"))
         .collect();
-    Ok(Report::new(
-        &plan,
-        dir.state.backend.unwrap_or(BackendKind::None),
-        dir.state.netem.clone(),
-        dir.state.backend_note.clone(),
-        verification,
-        elapsed,
-    )
-    .with_hosts(HostsReport::new(&plan, lost)))
+    Ok(report(&dir, verification, elapsed).with_hosts(HostsReport::new(&plan, lost)))
 }
