@@ -574,3 +574,80 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
     down_leaves_nothing(&name, &hosts, &reach);
     let _ = std::fs::remove_dir_all(&scratch.0);
 }
+
+/// Brings up `body` (nodes, events, expectations) over three hosts with
+/// `--delay-backend emulator`; returns the report, shown and kept, and the
+/// command's exit code.
+fn hosts_lab_up(
+    name: &str,
+    hosts: &Hosts,
+    scratch: &Scratch,
+    reach: &Path,
+    head: &str,
+    body: &str,
+) -> (Option<i32>, Report) {
+    let mut file = format!("name = \"{name}\"\n{head}");
+    for table in hosts.tables() {
+        file.push_str(&table);
+    }
+    file.push_str(body);
+    let file = scratch.lab("hosts.toml", &file);
+    let up = lab(
+        &[
+            "up",
+            "--json",
+            "--delay-backend",
+            "emulator",
+            file.to_str().unwrap(),
+        ],
+        reach,
+    );
+    let report: Report =
+        serde_json::from_slice(&up.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&up)));
+    eprintln!(
+        "status {:?}\n{}\n{}",
+        up.status.code(),
+        String::from_utf8_lossy(&up.stderr),
+        report.render()
+    );
+    keep(name, &report.render());
+    (up.status.code(), report)
+}
+
+#[test]
+fn a_graded_node_on_the_second_host_is_graded_with_its_probe_beside_it() {
+    let Some(_one) =
+        one_at_a_time("a_graded_node_on_the_second_host_is_graded_with_its_probe_beside_it")
+    else {
+        return;
+    };
+    let name = unique("hostsgrade");
+    let hosts = Hosts::new(3, &name);
+    let scratch = Scratch::new(&name);
+    let reach = reach_script(&scratch);
+    let correct = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grade/correct.py");
+    // The killed observer lives on h1; the student, and so the probe, on h2.
+    let body = format!(
+        "[grade]\nduration = \"24s\"\nkill = \"n1\"\n\
+         [[node]]\nname = \"n1\"\nhost = \"h1\"\n[[node]]\nname = \"n2\"\nhost = \"h3\"\n\
+         [[node]]\nname = \"n3\"\nhost = \"h3\"\n\
+         [[node]]\nname = \"student\"\nhost = \"h2\"\ncommand = [\"python3\", \"{correct}\", \"{{lab}}\"]\ngrade = true\n"
+    );
+    let head = "[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n";
+    let (code, report) = hosts_lab_up(&name, &hosts, &scratch, &reach, head, &body);
+    assert_eq!(report.grading.len(), 1, "{}", report.render());
+    let list = &report.grading[0];
+    assert_eq!(list.node, "student");
+    assert!(list.ok(), "{}", list.render());
+    let limits = &list
+        .check("process.limits")
+        .expect("limits checked")
+        .evidence;
+    assert!(limits.contains("confined"), "{limits}");
+    assert_eq!(code, Some(0), "{}", report.render());
+    // The probe's namespace was built on the student's host.
+    let probe = format!("sdss-{name}-grader");
+    assert!(hosts.namespaces(1).contains(&probe), "{:?}", hosts.namespaces(1));
+    down_leaves_nothing(&name, &hosts, &reach);
+    let _ = std::fs::remove_dir_all(&scratch.0);
+}

@@ -121,27 +121,9 @@ pub async fn up(
                 .and(built.dir.state.plan.grading.as_ref())
                 .map(|g| g.duration),
         };
-        let mut here = [Local::new(&mut built, probe.as_ref())];
-        let ran = scenario::run(&mut here, scene, &Judged, cancel, progress).await;
-        let log = match probe {
-            Some(probe) => {
-                if ran.is_err() {
-                    probe.cancel();
-                }
-                Some(probe.finish().map_err(|e| LabError::Probe(e.to_string()))?)
-            }
-            None => None,
-        };
-        let ran = ran?;
-        let mut report = judge_run(&built.dir, &ran, built.launched_at);
-        if let Some(log) = log {
-            for error in &log.errors {
-                progress.line(&format!("grading probe: {error}"));
-            }
-            let observed = assemble(&built.dir.state.plan, &log, &ran.lab);
-            report.grading = observed.iter().map(judge::checks::grade).collect();
-        }
-        Some(report)
+        let mut here = [Local::new(&mut built, probe)];
+        let ran = scenario::run(&mut here, scene, &Judged, cancel, progress).await?;
+        Some(judge_run(&built.dir, &ran, built.launched_at, progress)?)
     } else {
         None
     };
@@ -184,8 +166,15 @@ impl Convergence for Judged {
 }
 
 /// The report of a scenario's run on the lab in `dir` (over one machine or
-/// several hosts): its delays, boxes and timeline judged.
-pub fn judge_run(dir: &LabDir, ran: &Run, launched: Instant) -> Report {
+/// several hosts): its delays, boxes, timeline and graded nodes judged. A
+/// grading probe that failed fails the run: no graded node is judged on
+/// what the lab did not see.
+pub fn judge_run(
+    dir: &LabDir,
+    ran: &Run,
+    launched: Instant,
+    progress: &dyn Progress,
+) -> Result<Report, LabError> {
     let state = &dir.state;
     let plan = &state.plan;
     let verification = verify_aside(plan, &state.floors, &ran.observed, ran.late.as_ref());
@@ -193,7 +182,21 @@ pub fn judge_run(dir: &LabDir, ran: &Run, launched: Instant) -> Report {
     if !plan.timeline.is_empty() {
         report.timeline = Some(judge_timeline(plan, &ran.played, &ran.lab, launched));
     }
-    report
+    match &ran.probe {
+        Some(Ok(log)) => {
+            for error in &log.errors {
+                progress.line(&format!("grading probe: {error}"));
+            }
+            let observed = assemble(plan, log, &ran.lab);
+            report.grading = observed.iter().map(judge::checks::grade).collect();
+        }
+        Some(Err(e)) => return Err(LabError::Probe(e.clone())),
+        None if plan.grading.is_some() => {
+            return Err(LabError::Probe("no site ran the grading probe".to_owned()))
+        }
+        None => {}
+    }
+    Ok(report)
 }
 
 /// Judges the timeline from every observer's stamped events (read by the scenario).

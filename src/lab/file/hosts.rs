@@ -127,11 +127,20 @@ impl Topology {
                 ),
             ));
         }
-        if self.grades() {
-            return Err(at.error(
-                Some(self.name.span()),
-                "grading (grade = true) is not supported in a lab over several hosts yet: expected no graded node with [[host]]",
-            ));
+        // The grading probe reads its graded nodes' processes: they share a host.
+        let mut graded = self.nodes.iter().filter(|n| n.grade);
+        if let Some(first) = graded.clone().find_map(|n| n.host.as_ref()) {
+            if let Some(other) =
+                graded.find_map(|n| n.host.as_ref().filter(|h| h.get_ref() != first.get_ref()))
+            {
+                return Err(at.error(
+                    Some(other.span()),
+                    format!(
+                        "graded nodes live on one host, with the grading probe that reads their processes: expected host {:?} here too (another graded node is there), or no host",
+                        first.get_ref()
+                    ),
+                ));
+            }
         }
         if let Some(pair) = self.pairs.first() {
             return Err(at.error(
@@ -222,6 +231,24 @@ underlay = "10.0.0.2"
             message.contains("action \"cut\" is not supported in a lab over several hosts"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn graded_nodes_on_two_hosts_are_refused_with_the_reason() {
+        let grade = "command = [\"python3\", \"s.py\"]\ngrade = true\n";
+        let text = format!(
+            "{TWO}[[node]]\nname = \"g1\"\nhost = \"a\"\n{grade}[[node]]\nname = \"g2\"\nhost = \"b\"\n{grade}"
+        );
+        let message = error(&text);
+        assert!(
+            message.contains("graded nodes live on one host"),
+            "{message}"
+        );
+        assert!(message.contains("expected host \"a\""), "{message}");
+        // One graded node, on any host, is a lab the hosts carry.
+        let one =
+            format!("{TWO}[[node]]\nname = \"n\"\n[[node]]\nname = \"g\"\nhost = \"b\"\n{grade}");
+        assert!(Topology::parse(Path::new("x.toml"), &one).is_ok());
     }
 
     #[test]

@@ -17,10 +17,12 @@ use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::builder::teardown;
 use crate::lab::builder::{Built, UpOptions};
 use crate::lab::lifecycle;
-use crate::lab::scenario::local::Local;
-use crate::lab::scenario::site::Site;
+use crate::lab::plan::Plan;
 use crate::lab::report::progress::Console;
 use crate::lab::report::LabPhase;
+use crate::lab::scenario::local::Local;
+use crate::lab::scenario::site::{Finished, Site};
+use crate::lab::scenario::start_probe;
 use crate::lab::LabError;
 
 /// How often followed output is read.
@@ -150,9 +152,21 @@ where
                         send(&mut output, &reply).await?;
                     }
                     Request::Logs { lab, from, follow } => {
-                        let built = outcome.built.as_mut();
-                        return logs(root, built, &lab, from, follow, &mut input, &mut output)
-                            .await;
+                        let Some(built) = outcome.built.as_mut() else {
+                            return logs(root, None, &lab, from, follow, &mut input, &mut output)
+                                .await;
+                        };
+                        // The share's grading probe, when the probe node is here.
+                        let probe = match grades_here(built) {
+                            true => match start_probe(built) {
+                                Ok(probe) => Some(probe),
+                                Err(e) => return send(&mut output, &failed(&e)).await,
+                            },
+                            false => None,
+                        };
+                        let mut here = Local::new(built, probe);
+                        let here = Some(&mut here);
+                        return logs(root, here, &lab, from, follow, &mut input, &mut output).await;
                     }
                     other => {
                         let message = format!("not expected after up: {other:?}");
@@ -204,7 +218,7 @@ where
             };
             send(&mut output, &reply).await
         }
-        Request::Measure { .. } | Request::Play { .. } => {
+        Request::Measure { .. } | Request::Play { .. } | Request::Finish => {
             let message =
                 "measure comes after up, and play while logs follow, in one session".to_owned();
             send(&mut output, &Reply::Failed { message }).await
@@ -217,7 +231,7 @@ where
 /// that built the share (`built`), plays the timeline's events as they come.
 async fn logs<R, W>(
     root: &StateRoot,
-    mut built: Option<&mut Built>,
+    mut here: Option<&mut Local<'_>>,
     lab: &str,
     from: Vec<(String, u64)>,
     follow: bool,
@@ -228,7 +242,7 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let opened = match &built {
+    let opened = match &here {
         Some(_) => None,
         None => match root.open(lab) {
             Ok(Some(dir)) => Some(dir),
@@ -244,7 +258,7 @@ where
     let mut line = Vec::new();
     loop {
         // The built share's state is the one a played restart records in.
-        let Some(dir) = built.as_deref().map(|b| &b.dir).or(opened.as_ref()) else {
+        let Some(dir) = here.as_deref().map(Local::dir).or(opened.as_ref()) else {
             return Ok(());
         };
         for node in &dir.state.plan.nodes {
@@ -273,11 +287,19 @@ where
         if !follow {
             return send(output, &Reply::End).await;
         }
+        let plan = dir.state.plan.clone();
         tokio::select! {
             request = wire::read::<Request, _>(input, &mut line) => match request {
                 Ok(Some(Request::Play { event })) => {
-                    let reply = play(built.as_deref_mut(), event).await;
+                    let reply = play(here.as_deref_mut(), &plan, event).await;
                     send(output, &reply).await?;
+                }
+                Ok(Some(Request::Finish)) => {
+                    let finished = match here.as_deref_mut() {
+                        Some(here) => here.finish(&plan).await,
+                        None => Finished::default(),
+                    };
+                    send(output, &Reply::Finished(Box::new(finished))).await?;
                 }
                 // Anything else, or nothing, ends the stream: EOF is the usual end.
                 _ => return Ok(()),
@@ -287,27 +309,24 @@ where
     }
 }
 
+/// Whether this host's share runs the lab's grading probe (its node is here).
+fn grades_here(built: &Built) -> bool {
+    let plan = &built.dir.state.plan;
+    plan.grading
+        .as_ref()
+        .is_some_and(|g| plan.node(&g.probe).is_some())
+}
+
 /// Plays this host's share of timeline event `event` on the share it built,
 /// as `lab up` plays an event on one machine: the same site.
-async fn play(built: Option<&mut Built>, event: usize) -> Reply {
-    let Some(built) = built else {
-        let error = Some("events are played in the session that built the share".to_owned());
-        return Reply::Played {
-            event,
-            error,
-            took_ms: None,
-        };
+async fn play(here: Option<&mut Local<'_>>, plan: &Plan, event: usize) -> Reply {
+    let played = match here {
+        None => Err("events are played in the session that built the share".to_owned()),
+        Some(_) if event >= plan.timeline.events.len() => {
+            Err(format!("the share's timeline has no event {event}"))
+        }
+        Some(here) => here.play(plan, event).await,
     };
-    let plan = built.dir.state.plan.clone();
-    if event >= plan.timeline.events.len() {
-        let error = Some(format!("the share's timeline has no event {event}"));
-        return Reply::Played {
-            event,
-            error,
-            took_ms: None,
-        };
-    }
-    let played = Local::new(built, None).play(&plan, event).await;
     Reply::Played {
         event,
         took_ms: played

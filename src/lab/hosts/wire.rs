@@ -11,6 +11,7 @@ use crate::lab::file::backend::BackendChoice;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::Plan;
 use crate::lab::report::LabPhase;
+use crate::lab::scenario::site::Finished;
 
 /// The longest line either side reads: a node's output is sent in chunks
 /// below it, so only a broken peer reaches it.
@@ -50,6 +51,9 @@ pub enum Request {
         /// The event's index in the lab's timeline (the share has it whole).
         event: usize,
     },
+    /// While `Logs` follows, at the end of the run: replies `Finished`
+    /// with what the share's boxes and grading probe came to.
+    Finish,
     /// How this host's share is; replies `Status`.
     Status {
         /// The lab.
@@ -70,6 +74,7 @@ impl Request {
             Request::Measure { .. } => "measure",
             Request::Logs { .. } => "logs",
             Request::Play { .. } => "play",
+            Request::Finish => "finish",
             Request::Status { .. } => "status",
             Request::Down { .. } => "down",
         }
@@ -121,6 +126,8 @@ pub enum Reply {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         took_ms: Option<f64>,
     },
+    /// What the share's run came to (`Finish`).
+    Finished(Box<Finished>),
     /// The share was taken down.
     Down {
         /// Whether there was a share to take down.

@@ -51,7 +51,10 @@ impl Plan {
         let hosts = hosts::place(topology, &mut nodes);
         let grading = grade_settings(topology, &lab, &nodes);
         if let Some(grading) = &grading {
-            let probe = probe_node(&lab, grading, default_link, addresses.take(), nodes.len());
+            let mut probe = probe_node(&lab, grading, default_link, addresses.take(), nodes.len());
+            // Across hosts, the probe reads the graded nodes' processes: it
+            // lives on their host (placed together, `hosts::place`).
+            probe.host = nodes.iter().find(|n| n.grade).and_then(|n| n.host.clone());
             nodes.push(probe);
         }
         let overrides = overrides(topology);

@@ -79,15 +79,30 @@ pub(super) fn place(topology: &Topology, nodes: &mut [NodePlan]) -> Vec<HostPlan
             *load.entry(host.get_ref().as_str()).or_default() += 1;
         }
     }
+    // Graded nodes live together, with the grading probe that reads their
+    // processes: on the host one of them names, or the least loaded.
+    let mut graded_host: Option<String> = topology
+        .nodes
+        .iter()
+        .filter(|n| n.grade)
+        .find_map(|n| n.host.as_ref().map(|h| h.get_ref().clone()));
     for (node, section) in nodes.iter_mut().zip(&topology.nodes) {
         let host = match &section.host {
             Some(host) => host.get_ref().clone(),
+            None if section.grade && graded_host.is_some() => {
+                let host = graded_host.clone().unwrap_or_default();
+                *load.entry(hosts_name(&hosts, &host)).or_default() += 1;
+                host
+            }
             None => {
                 let least = hosts
                     .iter()
                     .min_by_key(|h| load.get(h.name.as_str()).copied().unwrap_or(0))
                     .map_or_else(String::new, |h| h.name.clone());
                 *load.entry(hosts_name(&hosts, &least)).or_default() += 1;
+                if section.grade {
+                    graded_host = Some(least.clone());
+                }
                 least
             }
         };
@@ -242,6 +257,26 @@ name = "n5"
         let plan = Plan::from_text(LAB);
         assert!(plan.spans_hosts());
         assert_eq!(hosts_of(&plan), ["c", "a", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn graded_nodes_and_their_probe_live_on_one_host() {
+        let grade = "command = [\"python3\", \"s.py\"]\ngrade = true\n";
+        let text = format!(
+            "{LAB}[[node]]\nname = \"g1\"\n{grade}[[node]]\nname = \"g2\"\nhost = \"b\"\n{grade}"
+        );
+        let plan = Plan::from_text(&text);
+        let host = |name: &str| plan.node(name).and_then(|n| n.host.clone());
+        assert_eq!(
+            host("g1").as_deref(),
+            Some("b"),
+            "with the one that names it"
+        );
+        assert_eq!(host("g2").as_deref(), Some("b"));
+        let probe = plan.grading.as_ref().expect("graded").probe.clone();
+        assert_eq!(host(&probe).as_deref(), Some("b"), "beside what it reads");
+        let share = plan.share("b").expect("host b");
+        assert!(share.node(&probe).is_some() && share.grading.is_some());
     }
 
     #[test]

@@ -20,9 +20,10 @@ use crate::lab::plan::{Plan, Program};
 use crate::lab::scenario::observe::{Datagram, Observed, Observer, Timeline};
 use crate::node::event::{NodeEvent, StampedEvent};
 
-/// The probe, running in its namespace on a thread of its own.
+/// The probe, running in its namespace on a thread of its own; dropped
+/// unfinished (a cancelled run), it is told to stop.
 pub struct RunningProbe {
-    thread: JoinHandle<io::Result<ProbeLog>>,
+    thread: Option<JoinHandle<io::Result<ProbeLog>>>,
     cancel: CancellationToken,
     steps: tokio::sync::mpsc::UnboundedSender<ProbeStep>,
 }
@@ -41,7 +42,7 @@ impl RunningProbe {
             Ok(runtime.block_on(probe::run(spec, start, receiver, token)))
         })?;
         Ok(RunningProbe {
-            thread,
+            thread: Some(thread),
             cancel,
             steps,
         })
@@ -54,16 +55,23 @@ impl RunningProbe {
             .map_err(|_| io::Error::other("the grading probe has stopped"))
     }
 
-    /// Stops it now (on cancellation of the lab).
-    pub fn cancel(&self) {
-        self.cancel.cancel();
-    }
-
     /// Waits for its end and returns what it saw.
-    pub fn finish(self) -> io::Result<ProbeLog> {
-        self.thread
+    pub fn finish(mut self) -> io::Result<ProbeLog> {
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| io::Error::other("the grading probe was finished"))?;
+        thread
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the grading probe panicked")))
+    }
+}
+
+impl Drop for RunningProbe {
+    fn drop(&mut self) {
+        // Its thread ends at once (not joined here: a drop may run on an
+        // async worker).
+        self.cancel.cancel();
     }
 }
 

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::grading::{LabSide, RunningProbe};
+use super::grading::RunningProbe;
 use super::late::{LateAnswers, LateFollower};
-use super::site::Site;
+use super::site::{Finished, Site};
 use crate::lab::builder::delay::{change_links, LinkChange};
-use crate::lab::builder::sandbox::outcome::{outcomes, BoxOutcome};
-use crate::lab::builder::state::ProcessRecord;
+use crate::lab::builder::sandbox::outcome::outcomes;
+use crate::lab::builder::state::{LabDir, ProcessRecord};
 use crate::lab::builder::{self, launch, Built};
 use crate::lab::plan::timeline::Change;
 use crate::lab::plan::Plan;
@@ -18,15 +18,22 @@ use crate::lab::LabError;
 /// The lab (or a host's share of one) built on this machine.
 pub struct Local<'a> {
     built: &'a mut Built,
-    probe: Option<&'a RunningProbe>,
+    probe: Option<RunningProbe>,
     late: LateFollower,
 }
 
 impl<'a> Local<'a> {
-    /// The site of `built`, with the grading probe that runs around it, if any.
-    pub fn new(built: &'a mut Built, probe: Option<&'a RunningProbe>) -> Local<'a> {
+    /// The site of `built`, with the grading probe that runs around it, if
+    /// any: the site finishes it at the end of the run, or stops it when
+    /// dropped before.
+    pub fn new(built: &'a mut Built, probe: Option<RunningProbe>) -> Local<'a> {
         let late = LateFollower::new(&built.dir);
         Local { built, probe, late }
+    }
+
+    /// The lab's state here.
+    pub fn dir(&self) -> &LabDir {
+        &self.built.dir
     }
 
     /// Plays event `index` here, as [`Site::play`] says.
@@ -51,7 +58,7 @@ impl<'a> Local<'a> {
                 self.signal(node, false);
                 self.start(plan, node)?;
             }
-            Change::Probe { step } => match self.probe {
+            Change::Probe { step } => match &self.probe {
                 Some(probe) => probe
                     .step(*step)
                     .map_err(|e| LabError::Probe(e.to_string()))?,
@@ -124,28 +131,35 @@ impl Site for Local<'_> {
         self.late.poll()
     }
 
-    fn finish(&mut self, plan: &Plan, lab: &mut LabSide) -> Vec<BoxOutcome> {
-        let boxes = outcomes(&self.built.dir, plan);
-        if self.probe.is_none() {
-            return boxes;
-        }
+    async fn finish(&mut self, plan: &Plan) -> Finished {
+        let mut finished = Finished {
+            boxes: outcomes(&self.built.dir, plan),
+            ..Finished::default()
+        };
+        let Some(probe) = self.probe.take() else {
+            return finished;
+        };
         for node in plan.nodes.iter().filter(|n| n.grade) {
             let Some(child) = self.built.children.get_mut(&node.name) else {
                 continue;
             };
             if let Ok(Some(status)) = child.try_wait() {
-                lab.exited
+                finished
+                    .exited
                     .insert(node.name.clone(), format!("it exited: {status}"));
             }
             if let Some(line) = last_line(&self.built.dir.stderr_log(&node.name)) {
-                lab.last_words.insert(node.name.clone(), line);
+                finished.last_words.insert(node.name.clone(), line);
             }
-            if let Some(b) = boxes.iter().find(|b| b.node == node.name) {
-                lab.limits_hit
-                    .insert(node.name.clone(), b.limits_hit.clone());
+            if let Some(b) = finished.boxes.iter().find(|b| b.node == node.name) {
+                let hit = b.limits_hit.clone();
+                finished.limits_hit.insert(node.name.clone(), hit);
             }
         }
-        boxes
+        // The probe ends by itself at the end of its run: its thread is joined.
+        let log = tokio::task::block_in_place(|| probe.finish());
+        finished.probe = Some(log.map_err(|e| e.to_string()));
+        finished
     }
 }
 

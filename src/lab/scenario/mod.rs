@@ -38,7 +38,7 @@ use calibrate::Calibrated;
 use grading::{parse_stamped, LabSide, RunningProbe};
 use late::LateAnswers;
 use played::Played;
-use probe_log::{ProbeSpec, Target};
+use probe_log::{ProbeLog, ProbeSpec, Target};
 use site::Site;
 use stream::Observations;
 use tail::LogTail;
@@ -227,8 +227,14 @@ pub async fn run<S: Site>(
     }
     let late = sites.iter_mut().find_map(|s| s.late()).cloned();
     let mut boxes = Vec::new();
+    let mut probe = None;
     for site in sites.iter_mut() {
-        boxes.extend(site.finish(plan, &mut lab));
+        let finished = site.finish(plan).await;
+        boxes.extend(finished.boxes);
+        probe = probe.or(finished.probe);
+        lab.exited.extend(finished.exited);
+        lab.last_words.extend(finished.last_words);
+        lab.limits_hit.extend(finished.limits_hit);
     }
     if graded_for.is_some() || !timeline.is_empty() {
         // Read once, for the checklist's observers and the timeline's judge.
@@ -259,6 +265,7 @@ pub async fn run<S: Site>(
         lab,
         played,
         lost,
+        probe,
     })
 }
 
@@ -279,6 +286,8 @@ pub struct Run {
     pub played: Vec<Played>,
     /// Sites lost during the run, each with why.
     pub lost: Vec<String>,
+    /// What the grading probe saw, when one ran, or why it failed.
+    pub probe: Option<Result<ProbeLog, String>>,
 }
 
 /// Plays event `index` on every site with a share in it (the site of the
@@ -294,10 +303,16 @@ async fn play<S: Site>(sites: &mut [S], plan: &Plan, index: usize, launched: Ins
         error: None,
     };
     let several = sites.len() > 1;
+    // A probe step is the probe node's site's to play.
+    let probe = plan.grading.as_ref().map(|g| g.probe.as_str());
+    let acted_on = match change {
+        Change::Probe { .. } => probe,
+        change => change.process_node(),
+    };
     let results = join_all(
         sites
             .iter_mut()
-            .filter(|site| change.process_node().is_none_or(|node| site.holds(node)))
+            .filter(|site| acted_on.is_none_or(|node| site.holds(node)))
             .map(|site| async move {
                 let (name, wait) = (site.name(), site.play_wait());
                 let result = match tokio::time::timeout(wait, site.play(plan, index)).await {

@@ -10,7 +10,7 @@ use crate::protocol::Dialect;
 
 /// Which destination a datagram was sent to, as told by the lab's listener
 /// (one socket bound to each broadcast address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Destination {
     /// `255.255.255.255`: heard by peers bound to it and by peers bound to `0.0.0.0`.
     Limited,
@@ -32,7 +32,7 @@ pub struct Datagram {
 /// How the lab behaved on one connection to a graded server. The judging
 /// kind comes first in every run; the others may kill a fragile server, so
 /// they come only after everything else has been judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProbeKind {
     /// Listens first; if the server stays mute for [`LISTEN_BEFORE_SPEAKING`],
     /// writes its time as text (as sdss does), then reads the answer.
@@ -48,7 +48,7 @@ pub enum ProbeKind {
 pub const LISTEN_BEFORE_SPEAKING: f64 = 1.0;
 
 /// One connection the lab made to the graded node's timestamp server.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Probe {
     /// When the connection was attempted.
     pub at: f64,
@@ -102,7 +102,7 @@ pub struct Observer {
 }
 
 /// One reading of the graded process tree in `/proc`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessSample {
     /// When.
     pub at: f64,

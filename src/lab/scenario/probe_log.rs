@@ -43,7 +43,7 @@ pub struct ProbeSpec {
 }
 
 /// One datagram heard on the lab link.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Heard {
     /// Arrival, Unix seconds.
     pub at: f64,
@@ -56,7 +56,7 @@ pub struct Heard {
 }
 
 /// Which of the probe's peers a connection reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FakePeer {
     /// The peer that joins late and answers correctly.
     Joiner,
@@ -65,7 +65,7 @@ pub enum FakePeer {
 }
 
 /// What the probe saw.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct ProbeLog {
     /// Every datagram heard, except the probe's own.
     pub heard: Vec<Heard>,

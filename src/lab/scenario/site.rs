@@ -3,13 +3,17 @@
 //! one loop (`super::run`) drives any set of them. This machine is one site
 //! ([`super::local::Local`]); a remote host's agent is another (`hosts`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::grading::LabSide;
+use serde::{Deserialize, Serialize};
+
 use super::late::LateAnswers;
+use super::probe_log::ProbeLog;
 use crate::lab::builder::sandbox::outcome::BoxOutcome;
+use crate::lab::builder::sandbox::spec::LimitHit;
 use crate::lab::plan::Plan;
 
 /// How long a site may take to play its share of an event, unless it says
@@ -58,8 +62,23 @@ pub trait Site: Send {
     }
 
     /// At the end: how its boxed programs ran, and what the grading
-    /// checklist needs of its graded nodes (written into `lab`).
-    fn finish(&mut self, _plan: &Plan, _lab: &mut LabSide) -> Vec<BoxOutcome> {
-        Vec::new()
+    /// checklist needs of its graded nodes and of its grading probe.
+    fn finish(&mut self, _plan: &Plan) -> impl Future<Output = Finished> + Send {
+        async { Finished::default() }
     }
+}
+
+/// What a site tells at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    /// How each of its programs nobody here wrote ran.
+    pub boxes: Vec<BoxOutcome>,
+    /// What its grading probe saw, when one ran there, or why it failed.
+    pub probe: Option<Result<ProbeLog, String>>,
+    /// Its graded nodes that exited before the end, and how.
+    pub exited: HashMap<String, String>,
+    /// The last line each of its graded nodes wrote on stderr.
+    pub last_words: HashMap<String, String>,
+    /// The limits each of its confined graded nodes hit.
+    pub limits_hit: HashMap<String, Vec<LimitHit>>,
 }

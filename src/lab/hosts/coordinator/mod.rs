@@ -29,11 +29,12 @@ use tokio_util::sync::CancellationToken;
 use thiserror::Error;
 
 use super::remote::{HostError, Session};
-use site::{PlayAnswer, PlayRequest};
 use super::wire::{Reply, Request};
 use crate::lab::builder::state::StateError;
 use crate::lab::plan::calibration::CalibrationRefusal;
+use crate::lab::scenario::site::Finished;
 use crate::lab::LabError;
+use site::{Ask, PlayAnswer};
 
 /// What goes wrong in a lab over several hosts: what goes wrong in any lab,
 /// or hosts that failed, each with its reason.
@@ -61,7 +62,7 @@ impl From<CalibrationRefusal> for SpanError {
 
 /// What a host's stream tells, shared with the task that reads it.
 #[derive(Debug, Default)]
-pub(super) struct Heard {
+struct Heard {
     /// Nodes whose process is not running.
     pub exited: Mutex<HashSet<String>>,
     /// Why the stream ended early, if it did.
@@ -71,27 +72,36 @@ pub(super) struct Heard {
 /// Appends each `Output` to its node's file here, and passes on `plays`
 /// (timeline events) to the agent, each answered when the agent says it is
 /// done; ends at `stop` or when the host does.
-pub(super) async fn gather(
+async fn gather(
     session: &mut Session,
     paths: &HashMap<String, PathBuf>,
     heard: &Heard,
-    mut plays: Option<&mut mpsc::Receiver<PlayRequest>>,
+    mut asks: Option<&mut mpsc::Receiver<Ask>>,
     stop: &CancellationToken,
 ) -> Result<(), HostError> {
     let mut files: HashMap<String, tokio::fs::File> = HashMap::new();
     let mut waiting: HashMap<usize, oneshot::Sender<PlayAnswer>> = HashMap::new();
+    let mut finishing: Option<oneshot::Sender<Finished>> = None;
     loop {
-        let next_play = async {
-            match plays.as_mut() {
-                Some(plays) => plays.recv().await,
+        let next_ask = async {
+            match asks.as_mut() {
+                Some(asks) => asks.recv().await,
                 None => std::future::pending().await,
             }
         };
         let reply = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            Some((event, answer)) = next_play => {
-                session.send(&Request::Play { event }).await?;
-                waiting.insert(event, answer);
+            Some(ask) = next_ask => {
+                match ask {
+                    Ask::Play(event, answer) => {
+                        session.send(&Request::Play { event }).await?;
+                        waiting.insert(event, answer);
+                    }
+                    Ask::Finish(answer) => {
+                        session.send(&Request::Finish).await?;
+                        finishing = Some(answer);
+                    }
+                }
                 continue;
             }
             reply = session.recv() => reply?,
@@ -117,6 +127,11 @@ pub(super) async fn gather(
                     let _ = file.write_all(text.as_bytes()).await;
                 }
             }
+            Reply::Finished(finished) => {
+                if let Some(answer) = finishing.take() {
+                    let _ = answer.send(*finished);
+                }
+            }
             Reply::Exited { node } => {
                 lock(&heard.exited).insert(node);
             }
@@ -136,6 +151,6 @@ pub(super) async fn gather(
     }
 }
 
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -10,16 +10,26 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{lock, Heard};
 use crate::lab::plan::Plan;
-use crate::lab::scenario::site::Site;
+use crate::lab::scenario::site::{Finished, Site};
 
 /// What a site's play comes to: how long a link change took, or why it failed.
 pub(super) type PlayAnswer = Result<Option<Duration>, String>;
 
-/// One event for the host's stream to pass on, and where its answer goes.
-pub(super) type PlayRequest = (usize, oneshot::Sender<PlayAnswer>);
+/// What the scenario asks of a host through its stream, and where the
+/// answer goes.
+pub(super) enum Ask {
+    /// Play its share of this event of the timeline.
+    Play(usize, oneshot::Sender<PlayAnswer>),
+    /// Tell what its boxes and grading probe came to.
+    Finish(oneshot::Sender<Finished>),
+}
 
-/// Events waiting for one host's stream (a lab's come seconds apart).
-pub(super) const PLAY_QUEUE: usize = 64;
+/// How long a host may take to finish: its grading probe runs to its own
+/// end, which its start (after the underlay's measure) puts a little later.
+const FINISH_WAIT: Duration = Duration::from_secs(30);
+
+/// Asks waiting for one host's stream (a lab's events come seconds apart).
+pub(super) const ASK_QUEUE: usize = 64;
 
 /// A host of the lab, reached through the task that gathers its stream.
 pub(super) struct Host {
@@ -30,7 +40,7 @@ pub(super) struct Host {
     /// Where each of its nodes' output is gathered here.
     pub paths: HashMap<String, PathBuf>,
     /// To the task that holds its session.
-    pub plays: mpsc::Sender<PlayRequest>,
+    pub asks: mpsc::Sender<Ask>,
     /// What its stream said.
     pub heard: Arc<Heard>,
 }
@@ -54,7 +64,8 @@ impl Site for Host {
         }
         let (answer, answered) = oneshot::channel();
         let gone = || "its stream ended before it answered".to_owned();
-        self.plays.send((index, answer)).await.map_err(|_| gone())?;
+        let ask = Ask::Play(index, answer);
+        self.asks.send(ask).await.map_err(|_| gone())?;
         answered.await.map_err(|_| gone())?
     }
 
@@ -69,5 +80,32 @@ impl Site for Host {
 
     fn lost(&self) -> Option<String> {
         lock(&self.heard.lost).clone()
+    }
+
+    async fn finish(&mut self, plan: &Plan) -> Finished {
+        let asked = async {
+            let (answer, answered) = oneshot::channel();
+            self.asks.send(Ask::Finish(answer)).await.ok()?;
+            tokio::time::timeout(FINISH_WAIT, answered).await.ok()?.ok()
+        };
+        match asked.await {
+            Some(finished) => finished,
+            None => {
+                // Its probe's log is lost with it: say so, rather than judge
+                // its graded nodes on nothing.
+                let probe = plan
+                    .grading
+                    .as_ref()
+                    .filter(|g| self.holds(&g.probe))
+                    .map(|_| {
+                        let why = self.lost().unwrap_or_else(|| "no answer".to_owned());
+                        Err(format!("host {} did not finish: {why}", self.name))
+                    });
+                Finished {
+                    probe,
+                    ..Finished::default()
+                }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::site::{Host, PLAY_QUEUE};
+use super::site::{Host, ASK_QUEUE};
 use super::SpanError;
 use super::{gather, lock, Heard};
 use crate::lab::builder::state::{LabDir, LabState, Phase, StateRoot};
@@ -278,7 +278,7 @@ async fn watch(
             follow: true,
         };
         let heard = Arc::new(Heard::default());
-        let (plays, mut requests) = mpsc::channel(PLAY_QUEUE);
+        let (asks, mut requests) = mpsc::channel(ASK_QUEUE);
         let name = session.host.clone();
         hosts.push(Host {
             nodes: plan
@@ -289,7 +289,7 @@ async fn watch(
                 .collect(),
             name,
             paths: paths.clone(),
-            plays,
+            asks,
             heard: heard.clone(),
         });
         let (paths, stop) = (paths.clone(), stop.clone());
@@ -310,7 +310,7 @@ async fn watch(
         launched,
         started_at: dir.state.nodes_started_at.unwrap_or_else(wall_now),
         resume: None,
-        graded_for: None,
+        graded_for: plan.grading.as_ref().map(|g| g.duration),
     };
     let ran = scenario::run(&mut hosts, scene, &Judged, cancel, progress).await;
     stop.cancel();
@@ -318,5 +318,6 @@ async fn watch(
         let _ = stream.await;
     }
     let ran = ran?;
-    Ok(judge_run(dir, &ran, launched).with_hosts(HostsReport::new(plan, ran.lost.clone())))
+    let report = judge_run(dir, &ran, launched, progress)?;
+    Ok(report.with_hosts(HostsReport::new(plan, ran.lost.clone())))
 }
