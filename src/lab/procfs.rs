@@ -1,12 +1,17 @@
-//! Reading processes and sockets from `/proc`: the lab's own records of the
-//! processes it started (`builder::state`) and the grader's readings of them
-//! (`scenario::probe`) parse `/proc/PID/stat` through one [`Stat`].
+//! The one place sdss reads processes from `/proc`, through the `procfs`
+//! crate: the lab's own records of the processes it started
+//! (`builder::state`), the grader's readings of them (`scenario::probe`),
+//! teardown's search for what is left in a lab's namespaces, and the box's
+//! watch. Callers see only the types here.
+//!
+//! Every reading is soft: a process may exit between two reads, so one that
+//! is gone (or unreadable) is absent from the answer, never an error.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr};
 
-use nix::unistd::{sysconf, SysconfVar};
+use ::procfs::net::{TcpNetEntry, TcpState};
+use ::procfs::process::{all_processes, Process};
 
 /// One reading of a process group's processes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,33 +45,29 @@ pub struct Stat {
     pub rss_pages: u64,
 }
 
+impl From<&::procfs::process::Stat> for Stat {
+    fn from(stat: &::procfs::process::Stat) -> Stat {
+        Stat {
+            state: stat.state,
+            parent: stat.ppid,
+            group: stat.pgrp,
+            cpu_ticks: stat.utime + stat.stime,
+            start_time: stat.starttime,
+            rss_pages: stat.rss,
+        }
+    }
+}
+
 impl Stat {
-    /// Parses a `stat` line. The command name, in parentheses, may hold
-    /// anything (spaces, parentheses): fields are counted after the last `)`.
-    pub fn parse(text: &str) -> Option<Stat> {
-        let rest = &text[text.rfind(')')? + 1..];
-        // After the name: state(0) ppid pgrp(2) ... utime(11) stime(12) ...
-        // starttime(19) vsize rss(21).
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
-        Some(Stat {
-            state: fields.first()?.chars().next()?,
-            parent: fields.get(1)?.parse().ok()?,
-            group: fields.get(2)?.parse().ok()?,
-            cpu_ticks: number(11)? + number(12)?,
-            start_time: number(19)?,
-            rss_pages: number(21)?,
-        })
-    }
-
-    /// Reads the `stat` file at `path` (`/proc/PID/stat` or a thread's).
-    pub fn read(path: impl AsRef<Path>) -> Option<Stat> {
-        Stat::parse(&std::fs::read_to_string(path).ok()?)
-    }
-
     /// Reads process `pid`'s; none when it is gone.
     pub fn of(pid: i32) -> Option<Stat> {
-        Stat::read(format!("/proc/{pid}/stat"))
+        Some(Stat::from(&Process::new(pid).ok()?.stat().ok()?))
+    }
+
+    /// Whether it still runs: an exited process stays readable as a zombie
+    /// (`Z`) until reaped, and briefly as dead (`X`).
+    pub fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
     }
 }
 
@@ -89,16 +90,16 @@ pub fn groups(leaders: &[i32]) -> HashMap<i32, GroupReading> {
             Some((leader, reading))
         })
         .collect();
-    let sysconf = |var, default| sysconf(var).ok().flatten().unwrap_or(default).max(1);
-    let ticks = sysconf(SysconfVar::CLK_TCK, 100) as f64;
-    let page_kb = (sysconf(SysconfVar::PAGE_SIZE, 4096) / 1024).max(1) as u64;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let ticks = ::procfs::ticks_per_second().max(1) as f64;
+    let page_kb = (::procfs::page_size() / 1024).max(1);
+    let Ok(processes) = all_processes() else {
         return readings;
     };
-    let all: HashMap<i32, Stat> = entries
+    // Each `Process` holds a descriptor: read the stat and let it go, so a
+    // machine of many processes costs no more descriptors than one.
+    let all: HashMap<i32, Stat> = processes
         .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter_map(|pid| Some((pid, Stat::of(pid)?)))
+        .filter_map(|process| Some((process.pid(), Stat::from(&process.stat().ok()?))))
         .collect();
     for (pid, stat) in &all {
         let Some(leader) = leader_of(*pid, stat, &all, &readings) else {
@@ -110,14 +111,19 @@ pub fn groups(leaders: &[i32]) -> HashMap<i32, GroupReading> {
         reading.processes += 1;
         reading.cpu_secs += stat.cpu_ticks as f64 / ticks;
         reading.rss_kb += stat.rss_pages * page_kb;
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            let runnable = tasks.filter_map(Result::ok).any(|task| {
-                Stat::read(task.path().join("stat")).is_some_and(|thread| thread.state == 'R')
-            });
-            reading.runnable |= runnable;
-        }
+        reading.runnable |= runnable(*pid);
     }
     readings
+}
+
+/// Whether a thread of process `pid` is running or runnable.
+fn runnable(pid: i32) -> bool {
+    let Ok(tasks) = Process::new(pid).and_then(|process| process.tasks()) else {
+        return false;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .any(|task| task.stat().is_ok_and(|thread| thread.state == 'R'))
 }
 
 /// The leader whose group `pid` is in, or which it descends from.
@@ -142,58 +148,29 @@ fn leader_of<T>(
     None
 }
 
-/// Parses `ADDR:PORT` as in `/proc/net/tcp` (address in host byte order hex).
-fn endpoint(text: &str) -> Option<(Ipv4Addr, u16)> {
-    let (address, port) = text.split_once(':')?;
-    let address = u32::from_str_radix(address, 16).ok()?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    Some((Ipv4Addr::from(address.to_le_bytes()), port))
-}
-
-/// Parses a `/proc/net/tcp` table: listening ports, and (local port, remote
-/// port) of connections from `own` to `own`.
-pub fn parse_tcp(text: &str, own: Ipv4Addr) -> (Vec<u16>, Vec<(u16, u16)>) {
-    let mut listening = Vec::new();
-    let mut selfish = Vec::new();
-    for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(remote), Some(state)) = (
-            fields.get(1).and_then(|f| endpoint(f)),
-            fields.get(2).and_then(|f| endpoint(f)),
-            fields.get(3),
-        ) else {
-            continue;
-        };
-        if *state == "0A" {
-            listening.push(local.1);
-        } else if local.0 == own && remote.0 == own {
-            selfish.push((local.1, remote.1));
-        }
-    }
-    (listening, selfish)
-}
-
-/// The listening TCP ports in the namespace of `pid`, and its connections to itself.
+/// The listening TCP ports (IPv4 and IPv6) in the namespace of `pid`, and its
+/// IPv4 connections from `own` to `own` as (local port, remote port).
 pub fn sockets(pid: i32, own: Ipv4Addr) -> (Vec<u16>, Vec<(u16, u16)>) {
+    let Ok(process) = Process::new(pid) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut entries = process.tcp().unwrap_or_default();
+    entries.extend(process.tcp6().unwrap_or_default());
+    classify(&entries, own)
+}
+
+/// Splits a socket table into listening ports and connections to itself. An
+/// IPv6 entry is never one to `own`: the v6 table shows a v4 peer as mapped.
+fn classify(entries: &[TcpNetEntry], own: Ipv4Addr) -> (Vec<u16>, Vec<(u16, u16)>) {
+    let own = IpAddr::V4(own);
     let mut listening = Vec::new();
     let mut selfish = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")) {
-        let (l, s) = parse_tcp(&text, own);
-        listening.extend(l);
-        selfish.extend(s);
-    }
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp6")) {
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.get(3) == Some(&"0A") {
-                if let Some(port) = fields
-                    .get(1)
-                    .and_then(|f| f.rsplit_once(':'))
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                {
-                    listening.push(port);
-                }
-            }
+    for entry in entries {
+        let (local, remote) = (entry.local_address, entry.remote_address);
+        if entry.state == TcpState::Listen {
+            listening.push(local.port());
+        } else if local.ip() == own && remote.ip() == own {
+            selfish.push((local.port(), remote.port()));
         }
     }
     listening.sort_unstable();
@@ -201,16 +178,81 @@ pub fn sockets(pid: i32, own: Ipv4Addr) -> (Vec<u16>, Vec<(u16, u16)>) {
     (listening, selfish)
 }
 
+/// Every process in one of the network namespaces with inodes `inos`, from
+/// one pass over `/proc`.
+///
+/// The namespace is read from the `ns/net` link alone: the crate's
+/// `namespaces()` stats every link, and fails for a process that unshared a
+/// PID namespace and has not forked yet (its `pid_for_children` is missing),
+/// which teardown must still find.
+pub fn in_net_namespaces(inos: &[u64]) -> Vec<i32> {
+    let Ok(processes) = all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .filter_map(Result::ok)
+        .map(|process| process.pid())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|link| {
+                link.to_str()
+                    .and_then(|l| l.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+                    .is_some_and(|ino: u64| inos.contains(&ino))
+            })
+        })
+        .collect()
+}
+
+/// The threads of this process.
+pub fn own_threads() -> Vec<i32> {
+    Process::myself()
+        .and_then(|me| me.tasks())
+        .map(|tasks| tasks.filter_map(Result::ok).map(|task| task.tid).collect())
+        .unwrap_or_default()
+}
+
+/// How many files process `pid` has open; none when it is gone.
+///
+/// Counted from `/proc/PID/fd` by hand: the crate's `fd_count` is right only
+/// from Linux 6.2 (before, it counts `.` and `..` too), and its `fd` reads
+/// each descriptor's link.
+pub fn open_files(pid: i32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// One line of `/proc/PID/cgroup`: the group a process is in, in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMembership {
+    /// The hierarchy's controllers (v1); none for the unified hierarchy (v2).
+    pub controllers: Vec<String>,
+    /// The group's path from the hierarchy's root, with its leading `/`.
+    pub path: String,
+}
+
+/// The groups this process is in, one per hierarchy; none when unreadable.
+pub fn own_cgroups() -> Vec<CgroupMembership> {
+    let Ok(groups) = Process::myself().and_then(|me| me.cgroups()) else {
+        return Vec::new();
+    };
+    groups
+        .into_iter()
+        .map(|group| CgroupMembership {
+            controllers: group.controllers,
+            path: group.pathname,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::procfs::{ExplicitSystemInfo, FromBufReadSI, FromRead};
 
     #[test]
     fn a_stat_line_is_read_after_the_last_parenthesis_of_the_name() {
-        let line = "4242 (sdss (node) x) S 1 4242 4242 0 -1 4194560 300 0 0 0 7 5 0 0 20 0 2 0 123456 9000000 1300 18446744073709551615";
-        let stat = Stat::parse(line).expect("a whole line");
+        let line = "4242 (sdss (node) x) S 1 4242 4242 0 -1 4194560 300 0 0 0 7 5 0 0 20 0 2 0 123456 9000000 1300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0";
+        let parsed = ::procfs::process::Stat::from_read(line.as_bytes()).expect("a whole line");
         assert_eq!(
-            stat,
+            Stat::from(&parsed),
             Stat {
                 state: 'S',
                 parent: 1,
@@ -220,7 +262,25 @@ mod tests {
                 rss_pages: 1300,
             }
         );
-        assert_eq!(Stat::parse("4242 (cut) S 1 4242"), None, "a short line");
+        let cut = ::procfs::process::Stat::from_read("4242 (cut) S 1 4242".as_bytes());
+        assert!(cut.is_err(), "a short line");
+    }
+
+    #[test]
+    fn this_test_reads_its_own_stat() {
+        let pid = std::process::id() as i32;
+        let me = Stat::of(pid).expect("our own stat");
+        assert!(me.alive());
+        assert_eq!(me.parent, nix::unistd::getppid().as_raw());
+        assert!(me.start_time > 0 && me.rss_pages > 0);
+        assert_eq!(
+            Stat::of(pid).map(|again| again.start_time),
+            Some(me.start_time)
+        );
+        // The main thread may sleep, but this one runs.
+        assert!(runnable(pid));
+        assert!(own_threads().contains(&nix::unistd::gettid().as_raw()));
+        assert!(open_files(pid).is_some_and(|n| n >= 3));
     }
 
     #[test]
@@ -256,10 +316,29 @@ mod tests {
     #[test]
     fn proc_net_tcp_lines_give_listening_ports_and_self_connections() {
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:A0D2 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n   1: 020012C6:A0D2 020012C6:9C40 06 00000000:00000000 00:00000000 00000000     0        0 0\n   2: 020012C6:A0D2 030012C6:9C41 01 00000000:00000000 00:00000000 00000000     0        0 2\n";
+        // The table prints addresses in the host's byte order; this one's is
+        // a little-endian host's.
+        let host = ExplicitSystemInfo {
+            boot_time_secs: 0,
+            ticks_per_second: 100,
+            page_size: 4096,
+            is_little_endian: true,
+        };
+        let table = ::procfs::net::TcpNetEntries::from_buf_read(text.as_bytes(), &host)
+            .expect("a whole table");
         let own = Ipv4Addr::new(198, 18, 0, 2);
-        let (listening, selfish) = parse_tcp(text, own);
+        let (listening, selfish) = classify(&table.0, own);
         assert_eq!(listening, [0xA0D2]);
         assert_eq!(selfish, [(0xA0D2, 0x9C40)]);
+    }
+
+    #[test]
+    fn a_listening_socket_of_ours_is_seen() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("its address").port();
+        let pid = std::process::id() as i32;
+        let (listening, _) = sockets(pid, Ipv4Addr::LOCALHOST);
+        assert!(listening.contains(&port), "{port} not in {listening:?}");
     }
 
     #[test]

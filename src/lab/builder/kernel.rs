@@ -18,6 +18,7 @@ use super::netns::{self, NetnsError, NsId, Presence};
 use super::sandbox::SandboxError;
 use super::state::ProcessRecord;
 use super::vxlan::{self, SegmentError};
+use crate::lab::procfs;
 use crate::lab::progress::Progress;
 
 /// The kernel objects build makes and teardown looks at and removes.
@@ -168,7 +169,7 @@ impl Kernel for Host {
     }
 
     fn processes_in(&self, inos: &[u64]) -> Vec<i32> {
-        netns::processes_in(inos)
+        procfs::in_net_namespaces(inos)
     }
 
     fn process(&self, pid: i32) -> Option<ProcessRecord> {

@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 use thiserror::Error;
 
 use super::pool;
+use crate::lab::procfs;
 
 /// Failures to start a process in a namespace.
 #[derive(Debug, Error)]
@@ -189,16 +190,11 @@ pub fn raise_priority() {
     let Ok(base) = getpriority_process(None) else {
         return;
     };
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
     let mut raised = false;
-    for tid in tasks.filter_map(Result::ok).filter_map(|t| {
-        t.file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-    }) {
+    for tid in procfs::own_threads()
+        .into_iter()
+        .filter_map(rustix::process::Pid::from_raw)
+    {
         // On Linux, PRIO_PROCESS names one thread.
         raised |= setpriority_process(Some(tid), (base - LAB_BOOST).max(-20)).is_ok();
     }
@@ -295,12 +291,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         let pid = running.id() as i32;
         stop(&[pid], Duration::from_secs(2), |p| {
-            crate::lab::procfs::Stat::of(p).is_some_and(|stat| stat.state != 'Z')
+            procfs::Stat::of(p).is_some_and(|stat| stat.state != 'Z')
         });
         let status = exited.try_wait().expect("its status is still there");
         assert!(status.is_some_and(|s| s.success()));
         // `running` was stopped and collected by `stop`: no zombie left.
-        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let gone = procfs::Stat::of(pid).is_none();
         let _ = running.kill();
         let _ = running.wait();
         assert!(gone, "sleep {pid} still there after stop");

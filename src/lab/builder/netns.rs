@@ -299,22 +299,3 @@ pub fn spawn_in<T: Send + 'static>(
             f()
         })
 }
-
-/// Every process in one of the network namespaces with inodes `inos`, from
-/// one pass over `/proc`.
-pub fn processes_in(inos: &[u64]) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|link| {
-                link.to_str()
-                    .and_then(|l| l.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
-                    .is_some_and(|ino: u64| inos.contains(&ino))
-            })
-        })
-        .collect()
-}

@@ -103,12 +103,7 @@ impl ProcessRecord {
 
     /// Whether this very process still runs (same PID and start time, not a zombie).
     pub fn alive(&self) -> bool {
-        match Stat::of(self.pid) {
-            Some(stat) => {
-                stat.start_time == self.start_time && stat.state != 'Z' && stat.state != 'X'
-            }
-            None => false,
-        }
+        Stat::of(self.pid).is_some_and(|stat| stat.start_time == self.start_time && stat.alive())
     }
 }
 

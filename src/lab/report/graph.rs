@@ -6,6 +6,7 @@
 use std::f64::consts::PI;
 use std::fmt::Write;
 
+use maud::{html, Markup};
 use serde_json::json;
 
 use crate::lab::judge::delays::{PairResult, PairVerdict};
@@ -13,7 +14,7 @@ use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::{NodePlan, Plan};
 use crate::units::format_duration;
 
-use super::markup::escape;
+use super::markup::fixed;
 use super::Report;
 
 /// How `lab graph` prints the topology.
@@ -42,7 +43,7 @@ pub fn render_graph(
         GraphFormat::Mermaid => mermaid(plan, measured),
         GraphFormat::Svg => {
             let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-            out.push_str(&topology_svg(plan, measured));
+            out.push_str(&topology_svg(plan, measured).into_string());
             out.push('\n');
             out
         }
@@ -289,78 +290,57 @@ fn mean_error(node: &NodePlan, report: &Report) -> Option<f64> {
 /// The star: the switch in the middle, the nodes on a circle around it, each
 /// link labelled with its injected impairment (and, with `measured`, the mean
 /// error of the pairs through it). Labels are left out past 40 nodes.
-pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> String {
+pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
     let count = plan.nodes.len().max(1);
     let size = if count > 40 { 720.0 } else { 560.0 };
     let center = size / 2.0;
     let radius = size / 2.0 - 60.0;
     let labelled = count <= 40;
     let node_r = if labelled { 20.0 } else { 6.0 };
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"topology\" width=\"{size}\" height=\"{size}\" viewBox=\"0 0 {size} {size}\" font-family=\"sans-serif\" font-size=\"12\">\
-         <title>lab {} topology</title>",
-        escape(&plan.lab)
-    );
     let position = |i: usize| {
         let angle = 2.0 * PI * i as f64 / count as f64 - PI / 2.0;
         (center + radius * angle.cos(), center + radius * angle.sin())
     };
-    for (i, node) in plan.nodes.iter().enumerate() {
-        let (x, y) = position(i);
+    let link_label = |node: &NodePlan| {
         let mut label = describe_link(&node.link);
         if let Some(error) = measured.and_then(|r| mean_error(node, r)) {
             let _ = write!(label, " (mean error {error:+.2}ms)");
         }
-        let _ = write!(
-            out,
-            "<line class=\"link\" x1=\"{center:.1}\" y1=\"{center:.1}\" x2=\"{x:.1}\" y2=\"{y:.1}\" stroke=\"#888\" stroke-width=\"1.5\"><title>{} link: {}</title></line>",
-            escape(&node.name),
-            escape(&label)
-        );
-        if labelled {
-            // Alternate distances from the switch, so neighbouring labels do not collide.
-            let along = if i % 2 == 0 { 0.5 } else { 0.72 };
-            let (lx, ly) = (center + (x - center) * along, center + (y - center) * along);
-            let _ = write!(
-                out,
-                "<text class=\"link-label\" x=\"{lx:.1}\" y=\"{ly:.1}\" text-anchor=\"middle\" fill=\"#333\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
-                escape(&label)
-            );
+        label
+    };
+    let c = fixed(center, 1);
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" class="topology" width=(size) height=(size) viewBox={ "0 0 " (size) " " (size) } font-family="sans-serif" font-size="12" {
+            title { "lab " (plan.lab) " topology" }
+            @for (i, node) in plan.nodes.iter().enumerate() {
+                @let (x, y) = position(i);
+                @let label = link_label(node);
+                line class="link" x1=(c) y1=(c) x2=(fixed(x, 1)) y2=(fixed(y, 1)) stroke="#888" stroke-width="1.5" {
+                    title { (node.name) " link: " (label) }
+                }
+                @if labelled {
+                    // Alternate distances from the switch, so neighbouring labels do not collide.
+                    @let along = if i % 2 == 0 { 0.5 } else { 0.72 };
+                    text class="link-label" x=(fixed(center + (x - center) * along, 1)) y=(fixed(center + (y - center) * along, 1)) text-anchor="middle" fill="#333" stroke="#fff" stroke-width="3" paint-order="stroke" { (label) }
+                }
+            }
+            g class="switch" {
+                rect x=(fixed(center - 45.0, 1)) y=(fixed(center - 18.0, 1)) width="90" height="36" rx="8" fill="#555" {}
+                text x=(c) y=(fixed(center + 4.0, 1)) text-anchor="middle" fill="#fff" { "switch" }
+                title { (plan.switch_netns) }
+            }
+            @for (i, node) in plan.nodes.iter().enumerate() {
+                @let (x, y) = position(i);
+                g class="node" {
+                    circle cx=(fixed(x, 1)) cy=(fixed(y, 1)) r=(node_r) fill="#2b6cb0" {}
+                    title { (node.name) " " (node.address) }
+                    @if labelled {
+                        text x=(fixed(center + (x - center) * 1.16, 1)) y=(fixed(center + (y - center) * 1.16 + 4.0, 1)) text-anchor="middle" font-weight="bold" { (node.name) }
+                    }
+                }
+            }
         }
     }
-    let _ = write!(
-        out,
-        "<g class=\"switch\"><rect x=\"{:.1}\" y=\"{:.1}\" width=\"90\" height=\"36\" rx=\"8\" fill=\"#555\"/><text x=\"{center:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#fff\">switch</text><title>{}</title></g>",
-        center - 45.0,
-        center - 18.0,
-        center + 4.0,
-        escape(&plan.switch_netns)
-    );
-    for (i, node) in plan.nodes.iter().enumerate() {
-        let (x, y) = position(i);
-        let _ = write!(
-            out,
-            "<g class=\"node\"><circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{node_r}\" fill=\"#2b6cb0\"/><title>{} {}</title>",
-            escape(&node.name),
-            node.address
-        );
-        if labelled {
-            let (tx, ty) = (
-                center + (x - center) * 1.16,
-                center + (y - center) * 1.16 + 4.0,
-            );
-            let _ = write!(
-                out,
-                "<text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>",
-                escape(&node.name)
-            );
-        }
-        out.push_str("</g>");
-    }
-    out.push_str("</svg>");
-    out
 }
 
 #[cfg(test)]
@@ -404,7 +384,7 @@ mod tests {
         let plan = Plan::from_text(&format!(
             "{FIVE}[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"7ms\"\n"
         ));
-        let mut report = super::super::html::tests::report_for(&plan);
+        let mut report = super::super::fixtures::report_for(&plan);
         report.pairs.truncate(1);
         let dot = render_graph(&plan, Some(&report), GraphFormat::Dot).unwrap();
         assert!(
@@ -440,7 +420,7 @@ mod tests {
 
     #[test]
     fn the_svg_star_has_the_switch_and_one_circle_and_link_per_node() {
-        let svg = topology_svg(&five(), None);
+        let svg = topology_svg(&five(), None).into_string();
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert_eq!(svg.matches("<circle").count(), 5);
         assert_eq!(svg.matches("<line class=\"link\"").count(), 5);

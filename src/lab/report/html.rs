@@ -2,7 +2,7 @@
 //! no script, nothing fetched): the topology, heat maps of the pairs, each
 //! pair's samples over time, the failures, the timeline and the checklists.
 
-use std::fmt::Write;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::lab::judge::delays::PairVerdict;
 use crate::lab::judge::timeline::TimelineVerdicts;
@@ -10,13 +10,14 @@ use crate::lab::judge::{self, Checklist};
 use crate::lab::plan::Plan;
 
 use super::graph::topology_svg;
-use super::markup::escape;
 use super::plots::{heat_map, plotted, samples_plot, Quantity};
 use super::{emulator_lines, Report};
 
 /// Failed pairs listed with their reasons, at most (the heat maps show all).
 const LISTED_FAILURES: usize = 100;
 
+/// The page's stylesheet: a constant of this file, so the one text put in
+/// the page unescaped (CSS is no HTML text).
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}\
 h1{margin-bottom:4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}\
 .pass{color:#276749;font-weight:bold}.fail{color:#c53030;font-weight:bold}.warn{color:#b7791f;font-weight:bold}\
@@ -26,113 +27,121 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f4f4f4}.evidence{color:#555;font-size:90%}.note{color:#555}code{background:#f4f4f4;padding:0 3px}";
 
 /// The page for `report`; `plan` is the lab as it was injected (its links).
+/// Every value goes through `maud`, which escapes it.
 pub fn render_html(report: &Report, plan: &Plan) -> String {
-    let mut out = String::new();
     let ok = report.ok();
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>sdss lab {} report</title><style>{STYLE}</style></head><body>\n",
-        escape(&report.lab)
-    );
-    let _ = writeln!(
-        out,
-        "<h1 id=\"title\">lab {} <span class=\"{}\" id=\"verdict\">{}</span></h1>",
-        escape(&report.lab),
-        if ok { "pass" } else { "fail" },
-        if ok { "PASS" } else { "FAIL" }
-    );
-    summary(&mut out, report);
-    let _ = writeln!(
-        out,
-        "<h2>Topology</h2><p class=\"note\">{} nodes on {}, each behind its own link to the switch; a frame from B to A crosses B's link then A's. Beside each link's delay, the mean error of the measured pairs through it.</p>\n<section id=\"topology\">{}</section>",
-        plan.nodes.len(),
-        plan.subnet,
-        topology_svg(plan, Some(report))
-    );
-    heat_maps(&mut out, report, plan);
-    samples(&mut out, report);
-    failures(&mut out, report);
-    if let Some(timeline) = &report.timeline {
-        render_timeline(&mut out, timeline);
-    }
-    if !report.grading.is_empty() {
-        out.push_str("<h2>Grading</h2>\n");
-        for checklist in &report.grading {
-            render_checklist(&mut out, checklist);
+    let page = html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "sdss lab " (report.lab) " report" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                "\n"
+                h1 id="title" {
+                    "lab " (report.lab) " "
+                    span class=(if ok { "pass" } else { "fail" }) id="verdict" { (if ok { "PASS" } else { "FAIL" }) }
+                }
+                "\n"
+                (summary(report))
+                h2 { "Topology" }
+                p class="note" {
+                    (plan.nodes.len()) " nodes on " (plan.subnet) ", each behind its own link to the switch; a frame from B to A crosses B's link then A's. Beside each link's delay, the mean error of the measured pairs through it."
+                }
+                "\n"
+                section id="topology" { (topology_svg(plan, Some(report))) }
+                "\n"
+                (heat_maps(report, plan))
+                (samples(report))
+                (failures(report))
+                @if let Some(timeline) = &report.timeline {
+                    (render_timeline(timeline))
+                }
+                @if !report.grading.is_empty() {
+                    h2 { "Grading" }
+                    "\n"
+                    @for checklist in &report.grading {
+                        (render_checklist(checklist))
+                    }
+                }
+            }
         }
-    }
-    out.push_str("</body></html>\n");
-    out
+        "\n"
+    };
+    page.into_string()
 }
 
-fn summary(out: &mut String, report: &Report) {
+fn summary(report: &Report) -> Markup {
     let netem = report
         .netem
         .as_ref()
         .map_or("not probed".to_owned(), ToString::to_string);
     let s = &report.summary;
-    let _ = writeln!(
-        out,
-        "<p id=\"summary\">{} pairs: <span class=\"pass\">{} pass</span>, <span class=\"{}\">{} fail</span>, {} skipped. \
-         Delay backend <b>{}</b>; netem {}. Graded on the median of the last {} samples after {} warm-up, \
-         tolerance max({} ms, {}%), {:.1} s after the nodes started{}.</p>",
-        s.pairs,
-        s.passed,
-        if s.failed > 0 { "fail" } else { "note" },
-        s.failed,
-        s.skipped,
-        escape(&report.backend.to_string()),
-        escape(&netem),
-        report.samples,
-        report.warmup,
-        report.tolerance_ms,
-        report.tolerance_percent,
-        report.elapsed_s,
-        if report.converged {
-            ""
-        } else {
-            " (time limit reached)"
-        }
-    );
-    if let Some(note) = &report.backend_note {
-        let _ = writeln!(out, "<p class=\"note\">note: {}</p>", escape(note));
-    }
-    for line in report
+    let emulator = report
         .emulator
         .iter()
-        .flat_map(|c| emulator_lines(c, s.failed > 0))
-    {
-        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(&line));
-    }
-    if let Some(aside) = &report.set_aside {
-        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(&aside.line()));
+        .flat_map(|c| emulator_lines(c, s.failed > 0));
+    html! {
+        p id="summary" {
+            (s.pairs) " pairs: "
+            span class="pass" { (s.passed) " pass" } ", "
+            span class=(if s.failed > 0 { "fail" } else { "note" }) { (s.failed) " fail" }
+            ", " (s.skipped) " skipped. Delay backend "
+            b { (report.backend) }
+            "; netem " (netem) ". Graded on the median of the last " (report.samples)
+            " samples after " (report.warmup) " warm-up, tolerance max(" (report.tolerance_ms)
+            " ms, " (report.tolerance_percent) "%), " (format!("{:.1}", report.elapsed_s))
+            " s after the nodes started"
+            @if !report.converged { " (time limit reached)" }
+            "."
+        }
+        "\n"
+        @if let Some(note) = &report.backend_note {
+            p class="note" { "note: " (note) }
+            "\n"
+        }
+        @for line in emulator {
+            p class="note" { (line) }
+            "\n"
+        }
+        @if let Some(aside) = &report.set_aside {
+            p class="note" { (aside.line()) }
+            "\n"
+        }
     }
 }
 
-fn heat_maps(out: &mut String, report: &Report, plan: &Plan) {
+fn heat_maps(report: &Report, plan: &Plan) -> Markup {
     let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
-    out.push_str(
-        "<h2>Delays per ordered pair</h2><p class=\"note\">Row: sender B; column: receiver A, \
-         who measures B -&gt; A. One-way delays in ms.</p>\n<div class=\"maps\">",
-    );
-    for (quantity, caption) in [
+    let maps = [
         (Quantity::Expected, "expected (injected)"),
         (Quantity::Measured, "measured (median)"),
         (Quantity::Error, "error (measured - expected)"),
-    ] {
-        let _ = write!(
-            out,
-            "<figure><figcaption>{caption}</figcaption>{}</figure>",
-            heat_map(quantity, &names, &report.pairs)
-        );
+    ];
+    html! {
+        h2 { "Delays per ordered pair" }
+        p class="note" {
+            "Row: sender B; column: receiver A, who measures B -> A. One-way delays in ms."
+        }
+        "\n"
+        div class="maps" {
+            @for (quantity, caption) in maps {
+                figure {
+                    figcaption { (caption) }
+                    (heat_map(quantity, &names, &report.pairs))
+                }
+            }
+        }
+        "\n"
     }
-    out.push_str("</div>\n");
 }
 
-fn samples(out: &mut String, report: &Report) {
+fn samples(report: &Report) -> Markup {
     let shown = plotted(&report.pairs);
     if shown.is_empty() {
-        return;
+        return html! {};
     }
     let with_samples = report.pairs.iter().filter(|p| !p.series.is_empty()).count();
     let which = if shown.len() == with_samples {
@@ -143,226 +152,178 @@ fn samples(out: &mut String, report: &Report) {
             shown.len()
         )
     };
-    let _ = writeln!(
-        out,
-        "<h2>Samples over time</h2><p class=\"note\">{which}: each sample in ms in arrival order (hollow: warm-up), \
-         the expected delay dashed, the tolerance shaded.</p>"
-    );
-    out.push_str("<div class=\"multiples\" id=\"samples\">");
-    for pair in shown {
-        let class = if pair.verdict == PairVerdict::Fail {
-            "fail"
-        } else {
-            "pass"
-        };
-        let _ = write!(
-            out,
-            "<figure><figcaption>{} -&gt; {} <span class=\"{class}\">{}</span></figcaption>{}</figure>",
-            escape(&pair.from),
-            escape(&pair.to),
-            match pair.verdict {
-                PairVerdict::Pass => "pass",
-                PairVerdict::Fail => "FAIL",
-                PairVerdict::Skipped => "skipped",
-            },
-            samples_plot(pair, report.warmup as usize)
-        );
+    html! {
+        h2 { "Samples over time" }
+        p class="note" {
+            (which) ": each sample in ms in arrival order (hollow: warm-up), the expected delay dashed, the tolerance shaded."
+        }
+        "\n"
+        div class="multiples" id="samples" {
+            @for pair in shown {
+                figure {
+                    figcaption {
+                        (pair.from) " -> " (pair.to) " "
+                        span class=(if pair.verdict == PairVerdict::Fail { "fail" } else { "pass" }) {
+                            @match pair.verdict {
+                                PairVerdict::Pass => { "pass" }
+                                PairVerdict::Fail => { "FAIL" }
+                                PairVerdict::Skipped => { "skipped" }
+                            }
+                        }
+                    }
+                    (samples_plot(pair, report.warmup as usize))
+                }
+            }
+        }
+        "\n"
     }
-    out.push_str("</div>\n");
 }
 
-fn failures(out: &mut String, report: &Report) {
+fn failures(report: &Report) -> Markup {
     let failed: Vec<_> = report
         .pairs
         .iter()
         .filter(|p| p.verdict != PairVerdict::Pass)
         .collect();
     if failed.is_empty() {
-        return;
+        return html! {};
     }
-    let _ = writeln!(
-        out,
-        "<h2>Pairs that did not pass</h2><table id=\"failures\"><tr><th>from</th><th>to</th><th>expected</th><th>measured</th><th>verdict</th><th>why</th></tr>"
-    );
-    for pair in failed.iter().take(LISTED_FAILURES) {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-            escape(&pair.from),
-            escape(&pair.to),
-            pair.expected_ms,
-            pair.measured_ms.map_or("-".to_owned(), |m| format!("{m:.3}")),
-            if pair.verdict == PairVerdict::Fail { "fail" } else { "note" },
-            if pair.verdict == PairVerdict::Fail { "FAIL" } else { "skipped" },
-            escape(pair.reason.as_deref().unwrap_or(""))
-        );
-    }
-    out.push_str("</table>\n");
-    if failed.len() > LISTED_FAILURES {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">and {} more (the JSON report lists them all)</p>",
-            failed.len() - LISTED_FAILURES
-        );
-    }
-}
-
-fn pass_fail(ok: bool) -> &'static str {
-    if ok {
-        "<span class=\"pass\">pass</span>"
-    } else {
-        "<span class=\"fail\">FAIL</span>"
+    html! {
+        h2 { "Pairs that did not pass" }
+        table id="failures" {
+            tr { th { "from" } th { "to" } th { "expected" } th { "measured" } th { "verdict" } th { "why" } }
+            "\n"
+            @for pair in failed.iter().take(LISTED_FAILURES) {
+                @let fail = pair.verdict == PairVerdict::Fail;
+                tr {
+                    td { (pair.from) }
+                    td { (pair.to) }
+                    td { (format!("{:.3}", pair.expected_ms)) }
+                    td { (pair.measured_ms.map_or("-".to_owned(), |m| format!("{m:.3}"))) }
+                    td class=(if fail { "fail" } else { "note" }) { (if fail { "FAIL" } else { "skipped" }) }
+                    td { (pair.reason.as_deref().unwrap_or("")) }
+                }
+                "\n"
+            }
+        }
+        "\n"
+        @if failed.len() > LISTED_FAILURES {
+            p class="note" {
+                "and " (failed.len() - LISTED_FAILURES) " more (the JSON report lists them all)"
+            }
+            "\n"
+        }
     }
 }
 
-fn render_timeline(out: &mut String, timeline: &TimelineVerdicts) {
-    let _ = writeln!(
-        out,
-        "<h2>Timeline {}</h2><p class=\"note\">The heat maps are the phase before the first event.</p><table id=\"timeline\"><tr><th>at</th><th>event</th><th>outcome</th></tr>",
-        pass_fail(timeline.ok())
-    );
-    for played in &timeline.played {
-        let outcome = match (&played.error, played.took_ms) {
-            (Some(error), _) => format!("<span class=\"fail\">FAILED</span>: {}", escape(error)),
-            (None, Some(ms)) => format!("links changed in {ms:.1} ms"),
-            (None, None) => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "<tr><td>+{:.1} s</td><td>{}</td><td>{outcome}</td></tr>",
-            played.at_s,
-            escape(&played.what)
-        );
+fn pass_fail(ok: bool) -> Markup {
+    html! {
+        @if ok {
+            span class="pass" { "pass" }
+        } @else {
+            span class="fail" { "FAIL" }
+        }
     }
-    out.push_str("</table>\n<table><tr><th>phase</th><th>after</th><th>pairs within tolerance</th><th>failures</th></tr>");
-    for phase in &timeline.phases {
-        let _ = writeln!(
-            out,
-            "<tr><td>{} {}</td><td>{}</td><td>{} of {}</td><td class=\"evidence\">{}</td></tr>",
-            phase.phase,
-            pass_fail(phase.failures.is_empty()),
-            escape(&phase.began),
-            phase.passed,
-            phase.judged,
-            phase
-                .failures
-                .iter()
-                .map(|f| escape(f))
-                .collect::<Vec<_>>()
-                .join("<br>")
-        );
-    }
-    out.push_str("</table>\n<table><tr><th>expectation</th><th>verdict</th><th>evidence</th></tr>");
-    for expect in &timeline.expects {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"evidence\">{}</td></tr>",
-            escape(&expect.what),
-            pass_fail(expect.held),
-            expect
-                .evidence
-                .iter()
-                .map(|e| escape(e))
-                .collect::<Vec<_>>()
-                .join("<br>")
-        );
-    }
-    out.push_str("</table>\n");
 }
 
-fn render_checklist(out: &mut String, checklist: &Checklist) {
-    let _ = writeln!(
-        out,
-        "<h3>graded node {} (<code>{}</code>): {:.1}%, {} pass, {} warn, {} fail</h3><table class=\"checklist\"><tr><th>verdict</th><th>check</th><th>requirement</th><th>evidence</th></tr>",
-        escape(&checklist.node),
-        escape(&checklist.command.join(" ")),
-        checklist.score,
-        checklist.passed,
-        checklist.warned,
-        checklist.failed
-    );
-    for check in &checklist.checks {
-        let verdict = match check.verdict {
-            judge::Verdict::Pass => "<span class=\"pass\">pass</span>",
-            judge::Verdict::Warn => "<span class=\"warn\">WARN</span>",
-            judge::Verdict::Fail => "<span class=\"fail\">FAIL</span>",
-        };
-        let _ = writeln!(
-            out,
-            "<tr><td>{verdict}</td><td>{}</td><td>{}</td><td class=\"evidence\">{}</td></tr>",
-            escape(&check.id),
-            escape(&check.title),
-            escape(&check.evidence)
-        );
+/// Lines of text, one under the other.
+fn lines(texts: &[String]) -> Markup {
+    html! {
+        @for (i, text) in texts.iter().enumerate() {
+            @if i > 0 { br; }
+            (text)
+        }
     }
-    out.push_str("</table>\n");
+}
+
+fn render_timeline(timeline: &TimelineVerdicts) -> Markup {
+    html! {
+        h2 { "Timeline " (pass_fail(timeline.ok())) }
+        p class="note" { "The heat maps are the phase before the first event." }
+        table id="timeline" {
+            tr { th { "at" } th { "event" } th { "outcome" } }
+            "\n"
+            @for played in &timeline.played {
+                tr {
+                    td { "+" (format!("{:.1}", played.at_s)) " s" }
+                    td { (played.what) }
+                    td {
+                        @match (&played.error, played.took_ms) {
+                            (Some(error), _) => { span class="fail" { "FAILED" } ": " (error) }
+                            (None, Some(ms)) => { "links changed in " (format!("{ms:.1}")) " ms" }
+                            (None, None) => {}
+                        }
+                    }
+                }
+                "\n"
+            }
+        }
+        "\n"
+        table {
+            tr { th { "phase" } th { "after" } th { "pairs within tolerance" } th { "failures" } }
+            @for phase in &timeline.phases {
+                tr {
+                    td { (phase.phase) " " (pass_fail(phase.failures.is_empty())) }
+                    td { (phase.began) }
+                    td { (phase.passed) " of " (phase.judged) }
+                    td class="evidence" { (lines(&phase.failures)) }
+                }
+                "\n"
+            }
+        }
+        "\n"
+        table {
+            tr { th { "expectation" } th { "verdict" } th { "evidence" } }
+            @for expect in &timeline.expects {
+                tr {
+                    td { (expect.what) }
+                    td { (pass_fail(expect.held)) }
+                    td class="evidence" { (lines(&expect.evidence)) }
+                }
+                "\n"
+            }
+        }
+        "\n"
+    }
+}
+
+fn render_checklist(checklist: &Checklist) -> Markup {
+    html! {
+        h3 {
+            "graded node " (checklist.node) " (" code { (checklist.command.join(" ")) } "): "
+            (format!("{:.1}", checklist.score)) "%, " (checklist.passed) " pass, "
+            (checklist.warned) " warn, " (checklist.failed) " fail"
+        }
+        table class="checklist" {
+            tr { th { "verdict" } th { "check" } th { "requirement" } th { "evidence" } }
+            "\n"
+            @for check in &checklist.checks {
+                tr {
+                    td {
+                        @match check.verdict {
+                            judge::Verdict::Pass => { span class="pass" { "pass" } }
+                            judge::Verdict::Warn => { span class="warn" { "WARN" } }
+                            judge::Verdict::Fail => { span class="fail" { "FAIL" } }
+                        }
+                    }
+                    td { (check.id) }
+                    td { (check.title) }
+                    td class="evidence" { (check.evidence) }
+                }
+                "\n"
+            }
+        }
+        "\n"
+    }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::lab::judge::delays::{PairResult, Summary};
-    use crate::lab::judge::{Check, Checklist};
-    use crate::lab::plan::backend::BackendKind;
+mod tests {
+    use std::fmt::Write;
 
-    /// A report of `plan` where every pair measured its delay plus 0.1 ms, but
-    /// the last, which failed by 9 ms.
-    pub(crate) fn report_for(plan: &Plan) -> Report {
-        let count = plan.expected.len();
-        let pairs: Vec<PairResult> = plan
-            .expected
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let expected = p.impairment.delay.as_secs_f64() * 1000.0;
-                let error = if i + 1 == count { 9.0 } else { 0.1 };
-                PairResult {
-                    from: p.from.clone(),
-                    to: p.to.clone(),
-                    expected_ms: expected,
-                    measured_ms: Some(expected + error),
-                    error_ms: Some(error),
-                    floor_ms: None,
-                    tolerance_ms: 0.5,
-                    samples: 5,
-                    total_samples: 6,
-                    set_aside: 0,
-                    verdict: if i + 1 == count {
-                        PairVerdict::Fail
-                    } else {
-                        PairVerdict::Pass
-                    },
-                    reason: (i + 1 == count).then(|| "off by <9 ms> & more".to_owned()),
-                    series: vec![expected + 3.0, expected, expected + error, expected],
-                }
-            })
-            .collect();
-        Report {
-            lab: plan.lab.clone(),
-            backend: BackendKind::Emulator,
-            backend_note: None,
-            netem: None,
-            tolerance_ms: 0.5,
-            tolerance_percent: 5.0,
-            samples: 5,
-            warmup: 1,
-            elapsed_s: 7.5,
-            converged: true,
-            summary: Summary {
-                pairs: count,
-                passed: count - 1,
-                failed: 1,
-                skipped: 0,
-            },
-            pairs,
-            grading: Vec::new(),
-            emulator: None,
-            boxes: Vec::new(),
-            set_aside: None,
-            timeline: None,
-            hosts: None,
-        }
-    }
+    use super::super::fixtures::report_for;
+    use super::*;
+    use crate::lab::judge::{Check, Checklist};
 
     fn five() -> Plan {
         let mut text = "name = \"five\"\nsubnet = \"198.18.5.0/24\"\n".to_owned();
@@ -370,15 +331,6 @@ pub(crate) mod tests {
             let _ = write!(text, "[[node]]\nname = \"{name}\"\ndelay = \"{delay}ms\"\n");
         }
         Plan::from_text(&text)
-    }
-
-    #[test]
-    fn escape_covers_markup_and_quotes() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-        assert_eq!(escape("plain"), "plain");
     }
 
     #[test]
@@ -468,5 +420,41 @@ pub(crate) mod tests {
         let page = render_html(&report_for(&plan), &plan);
         assert_eq!(page.matches("class=\"samples\"").count(), 12);
         assert!(page.len() < 3_000_000, "{} bytes", page.len());
+    }
+
+    #[test]
+    fn a_hostile_node_name_is_text_everywhere_on_the_page() {
+        let hostile = "<script>alert(1)</script>";
+        let mut plan = five();
+        plan.lab = "\"><img src=x onerror=alert(2)>".to_owned();
+        plan.nodes[0].name = hostile.to_owned();
+        for pair in &mut plan.expected {
+            for name in [&mut pair.from, &mut pair.to] {
+                if name == "a" {
+                    *name = hostile.to_owned();
+                }
+            }
+        }
+        let mut report = report_for(&plan);
+        if let Some(last) = report.pairs.last_mut() {
+            last.from = hostile.to_owned();
+        }
+        report.grading = vec![Checklist::new(hostile.to_owned(), Vec::new(), Vec::new())];
+        let page = render_html(&report, &plan);
+        assert!(!page.contains("<script"), "a script element");
+        assert!(!page.contains("<img"), "an image element");
+        let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;";
+        for place in [
+            format!("<title>{escaped} link: "),
+            format!("text-anchor=\"end\" dominant-baseline=\"middle\">{escaped}</text>"),
+            format!("<figcaption>{escaped} -&gt; "),
+            format!("<tr><td>{escaped}</td>"),
+            format!("graded node {escaped} ("),
+        ] {
+            assert!(page.contains(&place), "{place}");
+        }
+        assert!(page.contains(
+            "<title>sdss lab &quot;&gt;&lt;img src=x onerror=alert(2)&gt; report</title>"
+        ));
     }
 }

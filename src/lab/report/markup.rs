@@ -1,17 +1,7 @@
-//! What the HTML page and its SVG pictures share.
+//! What the SVG pictures share. Their markup is built with `maud`, which
+//! escapes every value it is given: no text reaches a page unescaped.
 
-/// Text made safe for HTML and SVG, in content and in quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// `value` with `places` decimals, as coordinates are written.
+pub fn fixed(value: f64, places: usize) -> String {
+    format!("{value:.places$}")
 }

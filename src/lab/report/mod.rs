@@ -4,6 +4,8 @@
 //! ([`html`]), and the lab's topology for `lab graph` ([`graph`]).
 
 pub mod boxes;
+#[cfg(test)]
+mod fixtures;
 pub mod graph;
 pub mod html;
 mod markup;

@@ -4,11 +4,12 @@
 //! shrink, and labels and tooltips are left out past [`DETAILED`] nodes.
 
 use std::collections::HashMap;
-use std::fmt::Write;
+
+use maud::{html, Markup};
 
 use crate::lab::judge::delays::{PairResult, PairVerdict};
 
-use super::markup::escape;
+use super::markup::fixed;
 
 /// Nodes up to which the heat maps name their rows and columns and every cell has a tooltip.
 pub const DETAILED: usize = 40;
@@ -97,7 +98,7 @@ fn scale(quantity: Quantity, pairs: &[PairResult]) -> f64 {
 
 /// One heat map: rows are senders (B), columns receivers (A); a cell is the
 /// pair B -> A as A measured it. Unmeasured cells are grey, failed ones outlined.
-pub fn heat_map(quantity: Quantity, names: &[&str], pairs: &[PairResult]) -> String {
+pub fn heat_map(quantity: Quantity, names: &[&str], pairs: &[PairResult]) -> Markup {
     let n = names.len().max(1);
     let detailed = names.len() <= DETAILED;
     let margin = if detailed { 60.0 } else { 10.0 };
@@ -105,105 +106,73 @@ pub fn heat_map(quantity: Quantity, names: &[&str], pairs: &[PairResult]) -> Str
     let max = scale(quantity, pairs);
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let size = margin + GRID + 10.0;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"heatmap {}\" width=\"{size}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\"><title>{} delay per ordered pair (row: sender, column: receiver)</title>",
-        quantity.name(),
-        size + 50.0,
-        quantity.name()
-    );
-    if detailed {
-        for (i, name) in names.iter().enumerate() {
-            let middle = margin + (i as f64 + 0.5) * cell;
-            let _ = write!(
-                out,
-                "<text x=\"{:.1}\" y=\"{middle:.1}\" text-anchor=\"end\" dominant-baseline=\"middle\">{}</text><text x=\"{middle:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-                margin - 4.0,
-                escape(name),
-                margin - 6.0,
-                escape(name)
-            );
-        }
-    }
-    for pair in pairs {
-        let (Some(&row), Some(&col)) = (index.get(pair.from.as_str()), index.get(pair.to.as_str()))
-        else {
-            continue;
-        };
-        let value = quantity.value(pair);
-        let fill = value.map_or("#cccccc".to_owned(), |v| color(quantity, v, max));
-        let outline = if pair.verdict == PairVerdict::Fail && quantity != Quantity::Expected {
-            " stroke=\"#d00\" stroke-width=\"2\""
-        } else {
-            ""
-        };
-        let _ = write!(
-            out,
-            "<rect class=\"cell\" x=\"{:.2}\" y=\"{:.2}\" width=\"{cell:.2}\" height=\"{cell:.2}\" fill=\"{fill}\"{outline}>",
-            margin + col as f64 * cell,
-            margin + row as f64 * cell
-        );
-        if detailed {
-            let shown = value.map_or("not measured".to_owned(), |v| format!("{v:.3} ms"));
-            let _ = write!(
-                out,
-                "<title>{} -&gt; {}: {} {shown}</title>",
-                escape(&pair.from),
-                escape(&pair.to),
-                quantity.name()
-            );
-        }
-        out.push_str("</rect>");
-        if names.len() <= 12 {
-            if let Some(v) = value {
-                let dark = quantity != Quantity::Error && v > max * 0.55
-                    || quantity == Quantity::Error && v.abs() > max * 0.55;
-                let _ = write!(
-                    out,
-                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" dominant-baseline=\"middle\" fill=\"{}\">{}</text>",
-                    margin + (col as f64 + 0.5) * cell,
-                    margin + (row as f64 + 0.5) * cell,
-                    if dark { "#fff" } else { "#000" },
-                    if quantity == Quantity::Error { format!("{v:+.2}") } else { format!("{v:.1}") }
-                );
+    let cells = pairs.iter().filter_map(|pair| {
+        let row = *index.get(pair.from.as_str())?;
+        let col = *index.get(pair.to.as_str())?;
+        Some((pair, row as f64, col as f64))
+    });
+    let side = fixed(cell, 2);
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" class={ "heatmap " (quantity.name()) } width=(size) height=(size + 50.0) font-family="sans-serif" font-size="11" {
+            title { (quantity.name()) " delay per ordered pair (row: sender, column: receiver)" }
+            @if detailed {
+                @for (i, name) in names.iter().enumerate() {
+                    @let middle = fixed(margin + (i as f64 + 0.5) * cell, 1);
+                    text x=(fixed(margin - 4.0, 1)) y=(middle) text-anchor="end" dominant-baseline="middle" { (name) }
+                    text x=(middle) y=(fixed(margin - 6.0, 1)) text-anchor="middle" { (name) }
+                }
             }
+            @for (pair, row, col) in cells {
+                @let value = quantity.value(pair);
+                @let failed = pair.verdict == PairVerdict::Fail && quantity != Quantity::Expected;
+                rect class="cell" x=(fixed(margin + col * cell, 2)) y=(fixed(margin + row * cell, 2)) width=(side) height=(side) fill=(value.map_or("#cccccc".to_owned(), |v| color(quantity, v, max))) stroke=[failed.then_some("#d00")] stroke-width=[failed.then_some("2")] {
+                    @if detailed {
+                        title {
+                            (pair.from) " -> " (pair.to) ": " (quantity.name()) " "
+                            @match value {
+                                Some(v) => { (fixed(v, 3)) " ms" }
+                                None => { "not measured" }
+                            }
+                        }
+                    }
+                }
+                @if let Some(v) = value.filter(|_| names.len() <= 12) {
+                    @let magnitude = if quantity == Quantity::Error { v.abs() } else { v };
+                    @let dark = magnitude > max * 0.55;
+                    text x=(fixed(margin + (col + 0.5) * cell, 1)) y=(fixed(margin + (row + 0.5) * cell, 1)) text-anchor="middle" dominant-baseline="middle" fill=(if dark { "#fff" } else { "#000" }) {
+                        @if quantity == Quantity::Error { (format!("{v:+.2}")) } @else { (fixed(v, 1)) }
+                    }
+                }
+            }
+            (legend(quantity, max, margin, margin + GRID + 14.0))
         }
     }
-    out.push_str(&legend(quantity, max, margin, margin + GRID + 14.0));
-    out.push_str("</svg>");
-    out
 }
 
 /// A colour bar under a heat map with its extremes in ms.
-fn legend(quantity: Quantity, max: f64, x: f64, y: f64) -> String {
+fn legend(quantity: Quantity, max: f64, x: f64, y: f64) -> Markup {
     let (low, high) = match quantity {
         Quantity::Error => (-max, max),
         _ => (0.0, max),
     };
-    let mut out = format!("<g class=\"legend\" transform=\"translate({x:.1},{y:.1})\">");
     let steps = 24;
     let width = 240.0 / f64::from(steps);
-    for step in 0..steps {
-        let value = low + (high - low) * (f64::from(step) + 0.5) / f64::from(steps);
-        let _ = write!(
-            out,
-            "<rect x=\"{:.1}\" y=\"0\" width=\"{:.1}\" height=\"12\" fill=\"{}\"/>",
-            f64::from(step) * width,
-            width + 0.5,
-            color(quantity, value, max)
-        );
+    html! {
+        g class="legend" transform={ "translate(" (fixed(x, 1)) "," (fixed(y, 1)) ")" } {
+            @for step in 0..steps {
+                @let value = low + (high - low) * (f64::from(step) + 0.5) / f64::from(steps);
+                rect x=(fixed(f64::from(step) * width, 1)) y="0" width=(fixed(width + 0.5, 1)) height="12" fill=(color(quantity, value, max)) {}
+            }
+            text x="0" y="26" { (fixed(low, 2)) " ms" }
+            text x="240" y="26" text-anchor="end" { (fixed(high, 2)) " ms" }
+            rect x="260" y="0" width="12" height="12" fill="#cccccc" {}
+            text x="276" y="10" { "not measured" }
+            @if quantity != Quantity::Expected {
+                rect x="370" y="0" width="12" height="12" fill="none" stroke="#d00" stroke-width="2" {}
+                text x="386" y="10" { "failed" }
+            }
+        }
     }
-    let _ = write!(
-        out,
-        "<text x=\"0\" y=\"26\">{low:.2} ms</text><text x=\"240\" y=\"26\" text-anchor=\"end\">{high:.2} ms</text>\
-         <rect x=\"260\" y=\"0\" width=\"12\" height=\"12\" fill=\"#cccccc\"/><text x=\"276\" y=\"10\">not measured</text>"
-    );
-    if quantity != Quantity::Expected {
-        out.push_str("<rect x=\"370\" y=\"0\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"#d00\" stroke-width=\"2\"/><text x=\"386\" y=\"10\">failed</text>");
-    }
-    out.push_str("</g>");
-    out
 }
 
 /// Pairs plotted over time: all of them in a small lab, else the worst.
@@ -238,7 +207,7 @@ pub fn plotted(pairs: &[PairResult]) -> Vec<&PairResult> {
 
 /// One pair's samples as a small plot: the tolerance band around the expected
 /// delay, the expected line, and the samples (warm-up ones hollow).
-pub fn samples_plot(pair: &PairResult, warmup: usize) -> String {
+pub fn samples_plot(pair: &PairResult, warmup: usize) -> Markup {
     let (width, height, pad) = (260.0, 110.0, 24.0);
     let tolerance = pair.tolerance_ms;
     let low = pair
@@ -258,58 +227,31 @@ pub fn samples_plot(pair: &PairResult, warmup: usize) -> String {
     let count = pair.series.len().max(2);
     let x = |i: usize| pad * 1.5 + i as f64 * (width - pad * 2.0) / (count - 1) as f64;
     let first = pair.total_samples.saturating_sub(pair.series.len());
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"samples\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"10\"><title>{} -&gt; {}: samples {} to {}</title>",
-        escape(&pair.from),
-        escape(&pair.to),
-        first + 1,
-        pair.total_samples
-    );
-    let _ = write!(
-        out,
-        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#e6f4ea\"/><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{e:.1}\" y2=\"{e:.1}\" stroke=\"#2f855a\" stroke-dasharray=\"4 3\"/>",
-        pad * 1.5,
-        y(pair.expected_ms + tolerance),
-        width - pad * 2.0,
-        (y(pair.expected_ms - tolerance) - y(pair.expected_ms + tolerance)).max(0.5),
-        pad * 1.5,
-        width - pad / 2.0,
-        e = y(pair.expected_ms)
-    );
     let points: Vec<String> = pair
         .series
         .iter()
         .enumerate()
         .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
         .collect();
-    let _ = write!(
-        out,
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#2b6cb0\" stroke-width=\"1.2\"/>",
-        points.join(" ")
-    );
-    for (i, v) in pair.series.iter().enumerate() {
-        let warm = first + i < warmup;
-        let _ = write!(
-            out,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.2\" fill=\"{}\" stroke=\"#2b6cb0\"><title>sample {}: {v:.3} ms{}</title></circle>",
-            x(i),
-            y(*v),
-            if warm { "#fff" } else { "#2b6cb0" },
-            first + i + 1,
-            if warm { " (warm-up)" } else { "" }
-        );
+    let band = y(pair.expected_ms + tolerance);
+    let expected = fixed(y(pair.expected_ms), 1);
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" class="samples" width=(width) height=(height) font-family="sans-serif" font-size="10" {
+            title { (pair.from) " -> " (pair.to) ": samples " (first + 1) " to " (pair.total_samples) }
+            rect x=(fixed(pad * 1.5, 1)) y=(fixed(band, 1)) width=(fixed(width - pad * 2.0, 1)) height=(fixed((y(pair.expected_ms - tolerance) - band).max(0.5), 1)) fill="#e6f4ea" {}
+            line x1=(fixed(pad * 1.5, 1)) x2=(fixed(width - pad / 2.0, 1)) y1=(expected) y2=(expected) stroke="#2f855a" stroke-dasharray="4 3" {}
+            polyline points=(points.join(" ")) fill="none" stroke="#2b6cb0" stroke-width="1.2" {}
+            @for (i, v) in pair.series.iter().enumerate() {
+                @let warm = first + i < warmup;
+                circle cx=(fixed(x(i), 1)) cy=(fixed(y(*v), 1)) r="2.2" fill=(if warm { "#fff" } else { "#2b6cb0" }) stroke="#2b6cb0" {
+                    title { "sample " (first + i + 1) ": " (fixed(*v, 3)) " ms" @if warm { " (warm-up)" } }
+                }
+            }
+            text x="2" y=(fixed(pad / 2.0 + 4.0, 1)) { (fixed(high, 1)) }
+            text x="2" y=(fixed(height - pad + 2.0, 1)) { (fixed(low, 1)) }
+            text x=(fixed(width - pad / 2.0, 1)) y=(fixed(height - 3.0, 1)) text-anchor="end" { "sample " (first + 1) " .. " (pair.total_samples) }
+        }
     }
-    let _ = write!(
-        out,
-        "<text x=\"2\" y=\"{:.1}\">{high:.1}</text><text x=\"2\" y=\"{:.1}\">{low:.1}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">sample {} .. {}</text></svg>",
-        pad / 2.0 + 4.0,
-        height - pad + 2.0,
-        width - pad / 2.0,
-        height - 3.0,
-        first + 1,
-        pair.total_samples
-    );
-    out
 }
 
 #[cfg(test)]

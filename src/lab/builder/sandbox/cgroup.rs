@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 
 use super::{sys, SandboxError};
 use crate::lab::plan::sandbox::Limits;
+use crate::lab::procfs::{self, CgroupMembership};
 
 /// Where the hierarchies are mounted.
 const ROOT: &str = "/sys/fs/cgroup";
@@ -264,23 +265,20 @@ fn processes(procs: &Path) -> Vec<Pid> {
         .collect()
 }
 
-/// The calling process's groups, one per hierarchy of [`dirs`], from
-/// `/proc/self/cgroup`.
+/// The calling process's groups, one per hierarchy of [`dirs`].
 fn origin(layout: Layout) -> Vec<PathBuf> {
-    let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    parse_origin(layout, &text)
+    origin_of(layout, &procfs::own_cgroups())
 }
 
-fn parse_origin(layout: Layout, text: &str) -> Vec<PathBuf> {
+fn origin_of(layout: Layout, memberships: &[CgroupMembership]) -> Vec<PathBuf> {
     let path_of = |wanted: &str| {
-        text.lines().find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        memberships.iter().find_map(|membership| {
+            let controllers = &membership.controllers;
             let matches = match layout {
-                Layout::V1 => controllers.split(',').any(|c| c == wanted),
+                Layout::V1 => controllers.iter().any(|c| c == wanted),
                 Layout::V2 => controllers.is_empty(),
             };
-            matches.then(|| path.trim_start_matches('/').to_owned())
+            matches.then(|| membership.path.trim_start_matches('/').to_owned())
         })
     };
     let procs = |base: PathBuf, path: Option<String>| base.join(path.unwrap_or_default());
@@ -351,8 +349,18 @@ mod tests {
 
     #[test]
     fn the_keeper_goes_back_to_the_groups_it_came_from() {
-        let text = "9:name=systemd:/\n4:memory:/api/45d8\n1:cpu,cpuacct:/\n8:pids:/\n0::/\n";
-        let v1 = parse_origin(Layout::V1, text);
+        let of = |controllers: &[&str], path: &str| CgroupMembership {
+            controllers: controllers.iter().map(|c| c.to_string()).collect(),
+            path: path.to_owned(),
+        };
+        let v1 = [
+            of(&["name=systemd"], "/"),
+            of(&["memory"], "/api/45d8"),
+            of(&["cpu", "cpuacct"], "/"),
+            of(&["pids"], "/"),
+            of(&[], "/"),
+        ];
+        let v1 = origin_of(Layout::V1, &v1);
         assert_eq!(
             v1,
             vec![
@@ -361,7 +369,7 @@ mod tests {
                 PathBuf::from("/sys/fs/cgroup/cpu"),
             ]
         );
-        let v2 = parse_origin(Layout::V2, "0::/user.slice/session-2.scope\n");
+        let v2 = origin_of(Layout::V2, &[of(&[], "/user.slice/session-2.scope")]);
         assert_eq!(
             v2,
             vec![PathBuf::from("/sys/fs/cgroup/user.slice/session-2.scope")]

@@ -1,7 +1,7 @@
 //! The keeper's watch on the limits: each hit it sees is appended to the hits
 //! file as a [`LimitHit`] and said on stderr, a few of each kind at most.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -18,6 +18,7 @@ use super::cgroup::{Cgroup, Counters};
 use super::init::Outcome;
 use super::spec::{BoxSpec, LimitHit, LimitKind};
 use crate::lab::plan::sandbox::Limits;
+use crate::lab::procfs;
 use crate::units::format_size;
 
 /// The most hits of one kind reported; past it the program is clearly at
@@ -159,9 +160,10 @@ impl Watch {
             return;
         }
         let most = self.limits.files as usize;
-        let full = group.processes().into_iter().find(|pid| {
-            fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| fds.count() >= most)
-        });
+        let full = group
+            .processes()
+            .into_iter()
+            .find(|pid| procfs::open_files(pid.as_raw()).is_some_and(|open| open >= most));
         if full.is_some() {
             self.report(
                 LimitKind::Files,
@@ -286,15 +288,15 @@ mod tests {
     #[test]
     fn large_files_are_found_below_and_links_are_not_followed() {
         let dir = std::env::temp_dir().join(format!("sdss-large-{}", std::process::id()));
-        fs::create_dir_all(dir.join("a/b")).unwrap();
-        fs::write(dir.join("small"), b"1234").unwrap();
-        fs::write(dir.join("a/b/large"), b"123456").unwrap();
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("small"), b"1234").unwrap();
+        std::fs::write(dir.join("a/b/large"), b"123456").unwrap();
         std::os::unix::fs::symlink(dir.join("a/b/large"), dir.join("link")).unwrap();
         std::os::unix::fs::symlink(dir.join("a"), dir.join("dir-link")).unwrap();
         let fd =
             nix::fcntl::open(&dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         assert_eq!(large_files(&fd, 5), vec![PathBuf::from("a/b/large")]);
         assert_eq!(large_files(&fd, 4).len(), 2);
-        fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
