@@ -179,6 +179,7 @@ pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
             .map(|r| SocketAddr::from((*r, VXLAN_PORT)))
             .collect(),
         netns: Some(format!("/proc/{}/ns/net", std::process::id())),
+        nodes: Vec::new(),
     });
     spec
 }
