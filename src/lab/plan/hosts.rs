@@ -434,4 +434,25 @@ name = "n5"
         );
         assert_eq!(plan.underlay_of("n3", "n2"), None);
     }
+
+    #[test]
+    fn the_underlay_is_added_to_a_pair_set_across_hosts_too() {
+        let plan = Plan::from_text(&format!(
+            "{LAB}[[pair]]\nfrom = \"n2\"\nto = \"n3\"\ndelay = \"7ms\"\n"
+        ));
+        let share = plan.share("a").expect("host a");
+        let us = Duration::from_micros;
+        let plan = plan.with_underlay(vec![UnderlayDelay {
+            from: "a".into(),
+            to: "b".into(),
+            delay: us(300),
+            clock: 0.0,
+        }]);
+        // Host a injects the pair's 7 ms; n3 measures that and the underlay.
+        let cross = plan.expected("n2", "n3").expect("pair");
+        assert!(cross.overridden);
+        assert_eq!(cross.impairment.delay, us(7300));
+        let injected = share.pair_from_here("n2", "n3").expect("pair");
+        assert_eq!(injected.impairment.delay, us(7000));
+    }
 }
