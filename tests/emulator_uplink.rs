@@ -217,6 +217,7 @@ impl Segment {
             vni: VNI,
             remotes,
             netns: Some(self.hosts[h].path().display().to_string()),
+            nodes: Vec::new(),
         });
         spec
     }

@@ -647,7 +647,11 @@ fn a_graded_node_on_the_second_host_is_graded_with_its_probe_beside_it() {
     assert_eq!(code, Some(0), "{}", report.render());
     // The probe's namespace was built on the student's host.
     let probe = format!("sdss-{name}-grader");
-    assert!(hosts.namespaces(1).contains(&probe), "{:?}", hosts.namespaces(1));
+    assert!(
+        hosts.namespaces(1).contains(&probe),
+        "{:?}",
+        hosts.namespaces(1)
+    );
     down_leaves_nothing(&name, &hosts, &reach);
     let _ = std::fs::remove_dir_all(&scratch.0);
 }

@@ -9,8 +9,9 @@
 //! well after the time they carry) are appended to FILE every second, one line
 //! each, for the lab's judge. With `--control
 //! SOCKET`, it takes live link changes on that Unix socket: one JSON line per
-//! connection, the whole matrix of impairments (row: sender port), answered
-//! `ok` once frames follow it. Any failure exits non-zero with nothing left
+//! connection, the whole matrix of impairments (row: sender port; column:
+//! receiving port, then each of the uplink's remote nodes), answered `ok` once
+//! frames follow it. Any failure exits non-zero with nothing left
 //! behind (the TAPs die with the process).
 
 use std::io::Write;

@@ -24,7 +24,11 @@ pub fn phase(plan: &Plan) -> Plan {
     for node in &mut calibrating.nodes {
         node.link = Impairment::default();
     }
-    for pair in &mut calibrating.expected {
+    let remote = calibrating
+        .remote_nodes
+        .iter_mut()
+        .flat_map(|r| &mut r.pairs);
+    for pair in calibrating.expected.iter_mut().chain(remote) {
         pair.impairment = Impairment {
             delay: pair.impairment.delay.min(DELAY),
             ..Impairment::default()

@@ -88,6 +88,7 @@ impl Plan {
             hosts,
             underlay: Vec::new(),
             segment: None,
+            remote_nodes: Vec::new(),
             sandbox: SandboxSettings::from_section(&topology.sandbox),
         };
         options.apply(plan, topology.verify.calibrate == Some(true))

@@ -3,10 +3,13 @@
 //!
 //! The segment is stretched with VXLAN, the design netlab, containerlab and
 //! Mininet's cluster edition converged on: one VNI per lab, frames sent by
-//! unicast to every other host (head-end replication). Each host delays its own
-//! nodes' links, so the egress model still holds across hosts (B -> A =
-//! d_B on B's host + d_A on A's host); what the network between the hosts adds
-//! is measured at `up` and added to every cross-host pair ([`Plan::with_underlay`]).
+//! unicast to every other host (head-end replication). With per-node links
+//! each host delays its own nodes' links, so the egress model still holds
+//! across hosts (B -> A = d_B on B's host + d_A on A's host); in per-pair mode
+//! the sender's host applies the whole pair, telling the remote node a frame
+//! goes to by its address ([`RemoteNode`]). What the network between the
+//! hosts adds is measured at `up` and added to every cross-host pair
+//! ([`Plan::with_underlay`]).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -15,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::segment::Segment;
-use super::{NodePlan, Plan};
+use super::{ExpectedPair, NodePlan, Plan};
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
 
@@ -31,6 +34,22 @@ pub struct HostPlan {
     /// Its own delay backend, if the file gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendChoice>,
+}
+
+/// A node on another host, as one host's share sees it: in per-pair mode a
+/// frame from a node here to it gets the pair's whole impairment here, on the
+/// sender's host, so the share must tell it by its address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteNode {
+    /// Its name in the file.
+    pub name: String,
+    /// Its address on the lab's segment: what frames to it are told by.
+    pub address: Ipv4Addr,
+    /// The pair from each of this host's nodes to it, as the lab expects it
+    /// before the underlay is added: what per-pair mode injects here. Kept
+    /// out of the share's `expected`, which holds what this host's nodes are
+    /// judged on (their own pairs) and which is counted and judged as such.
+    pub pairs: Vec<ExpectedPair>,
 }
 
 /// The one-way delay the network between two hosts adds, measured at `up`.
@@ -140,8 +159,13 @@ impl Plan {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// What `host` builds: its nodes, the pairs between them, and its segment.
-    /// Its nodes keep their addresses and everything else the whole lab gave them.
+    /// What `host` builds: its nodes, the pairs between them, its segment,
+    /// and the nodes on the other hosts with the pairs from its nodes to them.
+    /// Its nodes keep their addresses and everything else the whole lab gave
+    /// them, the timeline included (whose phases hold every pair of the lab).
+    ///
+    /// Cut from the plan as made, before [`Plan::with_underlay`]: the remote
+    /// pairs are what this host injects, which the underlay is not part of.
     pub fn share(&self, host: &str) -> Option<Plan> {
         let me = self.hosts.iter().find(|h| h.name == host)?;
         let nodes: Vec<NodePlan> = self
@@ -157,9 +181,25 @@ impl Plan {
             .filter(|p| local(&p.from) && local(&p.to))
             .cloned()
             .collect();
+        let remote_nodes = self
+            .nodes
+            .iter()
+            .filter(|n| !local(&n.name))
+            .map(|to| RemoteNode {
+                name: to.name.clone(),
+                address: to.address,
+                pairs: self
+                    .expected
+                    .iter()
+                    .filter(|p| p.to == to.name && local(&p.from))
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
         Some(Plan {
             nodes,
             expected,
+            remote_nodes,
             hosts: Vec::new(),
             underlay: Vec::new(),
             segment: Some(Segment {
@@ -201,6 +241,30 @@ impl Plan {
         }
         plan.underlay = measured;
         plan
+    }
+
+    /// The expected pair from `from`, a node here, to `to`, here or (in a
+    /// share) a remote node: what per-pair mode injects on `from`'s side.
+    pub fn pair_from_here(&self, from: &str, to: &str) -> Option<&ExpectedPair> {
+        self.expected(from, to).or_else(|| {
+            self.remote_nodes
+                .iter()
+                .find(|r| r.name == to)?
+                .pairs
+                .iter()
+                .find(|p| p.from == from)
+        })
+    }
+
+    /// Every node a frame from this host's nodes may be addressed to, by
+    /// name and address: its own nodes, then (in a share) the remote ones.
+    pub fn destinations(&self) -> impl Iterator<Item = (&str, Ipv4Addr)> {
+        let here = self.nodes.iter().map(|n| (n.name.as_str(), n.address));
+        here.chain(
+            self.remote_nodes
+                .iter()
+                .map(|r| (r.name.as_str(), r.address)),
+        )
     }
 
     /// The underlay delay a pair crosses, when its ends live on different hosts.
@@ -309,6 +373,63 @@ name = "n5"
     }
 
     #[test]
+    fn a_share_knows_the_remote_nodes_and_the_pairs_its_nodes_send_on() {
+        let plan = Plan::from_text(LAB);
+        let share = plan.share("a").expect("host a");
+        let remote: Vec<(&str, Ipv4Addr)> = share
+            .remote_nodes
+            .iter()
+            .map(|r| (r.name.as_str(), r.address))
+            .collect();
+        let whole = |name: &str| plan.node(name).expect("node").address;
+        assert_eq!(
+            remote,
+            [
+                ("n1", whole("n1")),
+                ("n3", whole("n3")),
+                ("n5", whole("n5"))
+            ],
+            "in the whole lab's order"
+        );
+        for node in &share.remote_nodes {
+            let senders: Vec<&str> = node.pairs.iter().map(|p| p.from.as_str()).collect();
+            assert_eq!(senders, ["n2", "n4"], "from this host's nodes only");
+        }
+        let destinations: Vec<&str> = share.destinations().map(|(name, _)| name).collect();
+        assert_eq!(destinations, ["n2", "n4", "n1", "n3", "n5"]);
+        assert_eq!(
+            share.pair_from_here("n2", "n5"),
+            plan.expected("n2", "n5"),
+            "a remote pair"
+        );
+        assert_eq!(share.pair_from_here("n2", "n4"), plan.expected("n2", "n4"));
+        assert_eq!(share.pair_from_here("n3", "n2"), None, "not sent from here");
+        // What this host's nodes are judged on is unchanged: their own pairs.
+        assert!(share.expected.iter().all(|p| share.node(&p.to).is_some()));
+        // A whole plan has none, and a share stored before them still reads.
+        assert!(plan.remote_nodes.is_empty());
+        let mut json: serde_json::Value = serde_json::to_value(&share).unwrap();
+        json.as_object_mut().unwrap().remove("remote_nodes");
+        let old: Plan = serde_json::from_value(json).unwrap();
+        assert!(old.remote_nodes.is_empty());
+    }
+
+    #[test]
+    fn a_shares_remote_pairs_count_as_impairment_only_in_per_pair_mode() {
+        // Host a's nodes have no delay: per node, it injects nothing.
+        let flat = LAB.replace("delay = \"1ms\"", "delay = \"0ms\"")
+            + "[[node]]\nname = \"n6\"\nhost = \"b\"\ndelay = \"4ms\"\n";
+        let share = Plan::from_text(&flat).share("a").expect("host a");
+        assert!(share.is_unimpaired(), "b's link is delayed on b");
+        let share = Plan::from_text(&flat)
+            .calibrated()
+            .share("a")
+            .expect("host a");
+        assert!(share.per_pair && !share.is_unimpaired());
+        assert!(share.zero_delay().is_unimpaired());
+    }
+
+    #[test]
     fn the_vni_is_stable_nonzero_and_24_bits() {
         let plan = Plan::from_text(LAB);
         assert_eq!(plan.vni(), Plan::from_text(LAB).vni());
@@ -347,5 +468,26 @@ name = "n5"
             us(2000)
         );
         assert_eq!(plan.underlay_of("n3", "n2"), None);
+    }
+
+    #[test]
+    fn the_underlay_is_added_to_a_pair_set_across_hosts_too() {
+        let plan = Plan::from_text(&format!(
+            "{LAB}[[pair]]\nfrom = \"n2\"\nto = \"n3\"\ndelay = \"7ms\"\n"
+        ));
+        let share = plan.share("a").expect("host a");
+        let us = Duration::from_micros;
+        let plan = plan.with_underlay(vec![UnderlayDelay {
+            from: "a".into(),
+            to: "b".into(),
+            delay: us(300),
+            clock: 0.0,
+        }]);
+        // Host a injects the pair's 7 ms; n3 measures that and the underlay.
+        let cross = plan.expected("n2", "n3").expect("pair");
+        assert!(cross.overridden);
+        assert_eq!(cross.impairment.delay, us(7300));
+        let injected = share.pair_from_here("n2", "n3").expect("pair");
+        assert_eq!(injected.impairment.delay, us(7000));
     }
 }

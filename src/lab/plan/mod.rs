@@ -120,6 +120,10 @@ pub struct Plan {
     /// In one host's share of a lab over several: how it joins the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
+    /// In one host's share of a lab over several: the nodes on the other
+    /// hosts, which this host's nodes send to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_nodes: Vec<hosts::RemoteNode>,
     /// How programs nobody here wrote are confined.
     #[serde(default)]
     pub sandbox: sandbox::SandboxSettings,
@@ -270,7 +274,8 @@ impl Plan {
         for node in &mut plan.nodes {
             node.link = Impairment::default();
         }
-        for pair in &mut plan.expected {
+        let remote = plan.remote_nodes.iter_mut().flat_map(|r| &mut r.pairs);
+        for pair in plan.expected.iter_mut().chain(remote) {
             pair.impairment = Impairment::default();
         }
         plan
@@ -305,10 +310,14 @@ impl Plan {
         Ok(told)
     }
 
-    /// Whether nothing in the lab is impaired.
+    /// Whether nothing in the lab is impaired (in a share: nothing this host
+    /// injects; toward remote nodes that is more than the senders' links only
+    /// in per-pair mode).
     pub fn is_unimpaired(&self) -> bool {
+        let mut remote = self.remote_nodes.iter().flat_map(|r| &r.pairs);
         self.nodes.iter().all(|n| n.link.is_none())
             && self.expected.iter().all(|p| p.impairment.is_none())
+            && (!self.per_pair || remote.all(|p| p.impairment.is_none()))
     }
 
     /// A node by name.

@@ -179,59 +179,104 @@ pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
             .map(|r| SocketAddr::from((*r, VXLAN_PORT)))
             .collect(),
         netns: Some(format!("/proc/{}/ns/net", std::process::id())),
+        nodes: plan.remote_nodes.iter().map(|r| r.address).collect(),
     });
     spec
 }
 
-/// The impairment of every ordered pair of the plan's nodes (row: sender, in
-/// the plan's order) in `phase`, or as the lab starts (`None`): what the
-/// emulator is told. A separated pair loses every frame; pairs the phase does
-/// not list (the grading probe's) keep the egress model of the nodes' own links.
+/// What the emulator is told in `phase`, or as the lab starts (`None`): a row
+/// per port (this host's nodes, then in a share the other hosts), a column per
+/// port, then one per remote node ([`local_matrix`]'s columns of the remote
+/// nodes, which an IPv4 frame to that node takes toward any host).
 pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
-    let mut matrix = local_matrix(plan, phase);
-    if let Some(segment) = &plan.segment {
-        // The other hosts are ports after the nodes: a frame to one of them gets
-        // its sender's link here, one from them its receiver's link here (the
-        // egress model split where each half lives); host to host never happens.
-        let remotes = segment.remotes.len();
-        for (row, from) in matrix.iter_mut().zip(&plan.nodes) {
-            row.extend(std::iter::repeat_n(from.link, remotes));
-        }
-        for _ in 0..remotes {
-            let mut row: Vec<Impairment> = plan.nodes.iter().map(|to| to.link).collect();
-            row.extend(std::iter::repeat_n(CUT, remotes));
-            matrix.push(row);
-        }
+    let pairs = local_matrix(plan, phase);
+    let Some(segment) = &plan.segment else {
+        return pairs;
+    };
+    let (here, hosts) = (plan.nodes.len(), segment.remotes.len());
+    let columns = here + hosts + plan.remote_nodes.len();
+    let mut matrix = Vec::with_capacity(here + hosts);
+    for (from, row) in plan.nodes.iter().zip(&pairs) {
+        // What is not IPv4 to a remote node (ARP, broadcasts) takes the
+        // sender's own link, as netem's default class: none once it is cut
+        // off from every node.
+        let own = match phase {
+            Some(phase) if cut_off(plan, &from.name, phase) => CUT,
+            _ => from.link,
+        };
+        let mut wire = Vec::with_capacity(columns);
+        wire.extend_from_slice(&row[..here]);
+        wire.extend(std::iter::repeat_n(own, hosts));
+        wire.extend_from_slice(&row[here..]);
+        matrix.push(wire);
+    }
+    for _ in 0..hosts {
+        // From another host: with per-node links the receiver's link here (its
+        // half of the egress model); in per-pair mode nothing, the sender's
+        // host applied the whole pair. Host to host never happens.
+        let mut row: Vec<Impairment> = plan
+            .nodes
+            .iter()
+            .map(|to| {
+                if plan.per_pair {
+                    Impairment::default()
+                } else {
+                    to.link
+                }
+            })
+            .collect();
+        row.resize(columns, CUT);
+        matrix.push(row);
     }
     matrix
 }
 
-/// [`wire_matrix`] between this host's nodes.
+/// What this host injects on each ordered pair from one of its nodes (row, in
+/// the plan's order) to each destination ([`Plan::destinations`]: its nodes,
+/// then in a share the remote ones) in `phase`, or as the lab starts (`None`).
+/// A separated pair loses every frame; pairs the phase does not list (the
+/// grading probe's) keep the egress model of the nodes' own links. Toward a
+/// remote node, per-node links inject the sender's link only (the receiver's
+/// host adds its own); per-pair mode the whole pair, which the phases of a
+/// share hold as the whole lab's do.
 fn local_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
     plan.nodes
         .iter()
         .map(|from| {
-            plan.nodes
-                .iter()
-                .map(|to| {
-                    if from.name == to.name {
+            plan.destinations()
+                .enumerate()
+                .map(|(index, (to, _))| {
+                    if from.name == to {
                         return Impairment::default();
                     }
+                    let local = plan.nodes.get(index);
+                    if local.is_none() && !plan.per_pair {
+                        return from.link;
+                    }
                     let state = match phase {
-                        Some(phase) => phase.pair(&from.name, &to.name),
+                        Some(phase) => phase.pair(&from.name, to),
                         None => plan
-                            .expected(&from.name, &to.name)
+                            .pair_from_here(&from.name, to)
                             .map(|p| PairState::Linked(p.impairment)),
                     };
-                    match state {
-                        Some(PairState::Linked(impairment)) => impairment,
-                        Some(PairState::Separated) => CUT,
-                        None => in_series(&from.link, &to.link),
+                    match (state, local) {
+                        (Some(PairState::Linked(impairment)), _) => impairment,
+                        (Some(PairState::Separated), _) => CUT,
+                        (None, Some(to)) => in_series(&from.link, &to.link),
+                        (None, None) => from.link,
                     }
                 })
                 .collect()
         })
         .collect()
+}
+
+/// Whether `phase` separates `from` from every other node it sends to, here
+/// or on other hosts (a cut, not merely a partition): its broadcasts stop too.
+fn cut_off(plan: &Plan, from: &str, phase: &Phase) -> bool {
+    plan.destinations()
+        .filter(|(to, _)| *to != from)
+        .all(|(to, _)| phase.pair(from, to) == Some(PairState::Separated))
 }
 
 /// A link that passes nothing.
@@ -295,3 +340,7 @@ mod tests {
         assert_eq!(matrix[0][0], Impairment::default());
     }
 }
+
+#[cfg(test)]
+#[path = "share_tests.rs"]
+mod share_tests;

@@ -1,7 +1,8 @@
 //! Kernel netem, driven by `tc` through one typed wrapper ([`Tc`]):
 //! netlink-packet-route has no netem option type, and `tc` is the tool every
 //! reader knows. A per-pair lab gets an HTB class and a netem leaf per
-//! destination; live changes replace the leaves that differ.
+//! destination (in a host's share, the nodes on the other hosts too); live
+//! changes replace the leaves that differ.
 
 use std::fmt;
 use std::io;
@@ -10,10 +11,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::{wire_matrix, DelayBackend, DelayError, LinkChange, CUT};
+use super::{cut_off, local_matrix, DelayBackend, DelayError, LinkChange, CUT};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::impairment::Impairment;
-use crate::lab::plan::timeline::{PairState, Phase};
+use crate::lab::plan::timeline::Phase;
 use crate::lab::plan::{Plan, NODE_IFNAME};
 
 /// Failures of `tc`.
@@ -150,24 +151,19 @@ impl DelayBackend for Netem {
 }
 
 /// The tc commands that move a per-pair netem lab from `before` to `after`:
-/// the leaf of every pair whose impairment changed, and the default class of
-/// a node whose broadcasts a cut stops or a heal lets pass again.
+/// the leaf of every pair whose impairment changed (toward remote nodes too,
+/// in a share), and the default class of a node whose broadcasts a cut stops
+/// or a heal lets pass again.
 pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcCommand> {
     let mut commands = leaf_changes(
         plan,
-        &wire_matrix(plan, Some(before)),
-        &wire_matrix(plan, Some(after)),
+        &local_matrix(plan, Some(before)),
+        &local_matrix(plan, Some(after)),
     );
     for from in &plan.nodes {
-        // Cut off from every other node (not merely partitioned): its broadcasts stop too.
-        let isolated = |phase: &Phase| {
-            plan.nodes
-                .iter()
-                .filter(|to| to.name != from.name)
-                .all(|to| phase.pair(&from.name, &to.name) == Some(PairState::Separated))
-        };
-        if isolated(before) != isolated(after) {
-            let own = if isolated(after) { CUT } else { from.link };
+        let isolated = cut_off(plan, &from.name, after);
+        if cut_off(plan, &from.name, before) != isolated {
+            let own = if isolated { CUT } else { from.link };
             commands.push(default_class(&from.netns, &own));
         }
     }
@@ -178,7 +174,11 @@ pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcComman
 /// injects to what `after` does: every pair's leaf that differs, and the
 /// default class (broadcasts) of every node whose own link differs.
 pub fn netem_plan_changes(before: &Plan, after: &Plan) -> Vec<TcCommand> {
-    let mut commands = leaf_changes(after, &wire_matrix(before, None), &wire_matrix(after, None));
+    let mut commands = leaf_changes(
+        after,
+        &local_matrix(before, None),
+        &local_matrix(after, None),
+    );
     for (old, new) in before.nodes.iter().zip(&after.nodes) {
         if old.link != new.link {
             commands.push(default_class(&new.netns, &new.link));
@@ -187,7 +187,8 @@ pub fn netem_plan_changes(before: &Plan, after: &Plan) -> Vec<TcCommand> {
     commands
 }
 
-/// Replaces the leaf of every pair whose impairment differs between two matrices.
+/// Replaces the leaf of every pair whose impairment differs between two
+/// matrices of [`local_matrix`]'s shape (a column per destination).
 fn leaf_changes(
     plan: &Plan,
     before: &[Vec<Impairment>],
@@ -195,16 +196,17 @@ fn leaf_changes(
 ) -> Vec<TcCommand> {
     let dev = NODE_IFNAME;
     let mut commands = Vec::new();
-    for (i, from) in plan.nodes.iter().enumerate() {
-        for j in 0..plan.nodes.len() {
-            if i == j || before[i][j] == after[i][j] {
+    let rows = before.iter().zip(after);
+    for (i, (from, (was, is))) in plan.nodes.iter().zip(rows).enumerate() {
+        for (j, (old, new)) in was.iter().zip(is).enumerate() {
+            if i == j || old == new {
                 continue;
             }
             let minor = format!("{:x}", j + 16);
             commands.push(tc_command(
                 &from.netns,
                 &format!("qdisc replace dev {dev} parent 1:{minor} handle {minor}:"),
-                Some(&after[i][j]),
+                Some(new),
             ));
         }
     }
@@ -268,9 +270,11 @@ pub fn netem_args(impairment: &Impairment) -> Vec<String> {
 /// Per-node links: one root netem on the node's `eth0` and one on its bridge
 /// port, each with the node's link impairment, so B -> A crosses d_B then d_A.
 /// With `[[pair]]` overrides: each node's `eth0` gets an htb with one class per
-/// destination (u32 match on the destination address) whose netem leaf carries
-/// that ordered pair's whole expected impairment, and the bridge ports get
-/// nothing; unmatched traffic (ARP, broadcasts) takes the node's own link.
+/// destination (u32 match on the destination address; in a host's share the
+/// remote nodes too, after its own) whose netem leaf carries that ordered
+/// pair's whole expected impairment, and the bridge ports (and the VXLAN
+/// device) get nothing; unmatched traffic (ARP, broadcasts) takes the node's
+/// own link.
 pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
     let mut commands = Vec::new();
     let mut push = |netns: &str, line: String, netem: Option<&Impairment>| {
@@ -311,8 +315,8 @@ pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
                 Some(&from.link),
             );
         }
-        for (index, to) in plan.nodes.iter().enumerate() {
-            let Some(pair) = plan.expected(&from.name, &to.name) else {
+        for (index, (to, address)) in plan.destinations().enumerate() {
+            let Some(pair) = plan.pair_from_here(&from.name, to) else {
                 continue;
             };
             let minor = format!("{:x}", index + 16);
@@ -332,8 +336,7 @@ pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
             push(
                 netns,
                 format!(
-                    "filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip dst {}/32 flowid {class}",
-                    to.address
+                    "filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip dst {address}/32 flowid {class}"
                 ),
                 None,
             );
@@ -344,6 +347,7 @@ pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire_matrix;
     use super::*;
 
     #[test]

@@ -2,6 +2,7 @@
 //! whether each copy is lost, and when each copy is due. Pure: time and randomness
 //! come in as arguments, so the timing rules are tested without a clock.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use fastrand::Rng;
@@ -11,6 +12,9 @@ use crate::lab::plan::impairment::Impairment;
 
 /// Bytes of the Ethernet header the switch needs (destination, source, type).
 pub const ETHERNET_HEADER_LEN: usize = 14;
+
+/// Where an IPv4 header's destination address lies in an untagged frame.
+const IPV4_DESTINATION: std::ops::Range<usize> = ETHERNET_HEADER_LEN + 16..ETHERNET_HEADER_LEN + 20;
 
 /// One direction between two ports: its impairment and the due time of the last
 /// frame it accepted, which keeps it FIFO under jitter.
@@ -93,11 +97,21 @@ pub enum Rejected {
 /// hosts' uplinks: a frame from one of them is never sent to another (each
 /// host replicates its own floods to every host: VXLAN's head-end
 /// replication), so a stretched segment has no loops and no duplicates.
+///
+/// A link per matrix cell: a row per port, a column per port and then one per
+/// remote node (a node on another host). A frame from a local port to another
+/// host that is IPv4 to a remote node takes that node's column, so the sender's
+/// host can apply a cross-host pair whole; any other frame (ARP, broadcasts)
+/// takes the column of the port it goes to.
 #[derive(Debug)]
 pub struct Forwarder {
     ports: usize,
     /// Ports below this are local (TAPs); the others are remote hosts.
     locals: usize,
+    /// The remote nodes' addresses, in their columns' order (after the ports').
+    remote_nodes: Vec<[u8; 4]>,
+    /// Links per row: the ports, then the remote nodes.
+    columns: usize,
     links: Vec<Link>,
     table: MacTable,
     /// Jitter and loss draw from it; a seed makes a lab run reproducible.
@@ -105,32 +119,41 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A switch whose links follow `matrix` (row `from`, column `to`), of which
-    /// the last `remotes` ports are other hosts.
-    pub fn new(matrix: &[Vec<Impairment>], remotes: usize, reorder: bool, seed: u64) -> Self {
+    /// A switch whose links follow `matrix` (row `from`, column `to`, then a
+    /// column per remote node), of which the last `remotes` ports are other
+    /// hosts and `remote_nodes` the addresses of the remote nodes' columns.
+    /// A cell the matrix lacks passes frames unimpaired.
+    pub fn new(
+        matrix: &[Vec<Impairment>],
+        remotes: usize,
+        remote_nodes: &[Ipv4Addr],
+        reorder: bool,
+        seed: u64,
+    ) -> Self {
         let ports = matrix.len();
-        let links = matrix
-            .iter()
-            .flat_map(|row| row.iter().map(|imp| Link::new(*imp, reorder)))
-            .collect();
-        Self {
+        let columns = ports + remote_nodes.len();
+        let mut forwarder = Self {
             ports,
             locals: ports.saturating_sub(remotes),
-            links,
+            remote_nodes: remote_nodes.iter().map(|a| a.octets()).collect(),
+            columns,
+            links: vec![Link::new(Impairment::default(), reorder); ports * columns],
             table: MacTable::default(),
             rng: Rng::with_seed(seed),
-        }
+        };
+        forwarder.set_matrix(matrix);
+        forwarder
     }
 
     /// Follows `matrix` from now on. A link whose impairment is unchanged keeps
     /// its state; a changed one starts afresh (frames already queued keep the
     /// due time they were given).
     pub fn set_matrix(&mut self, matrix: &[Vec<Impairment>]) {
-        let ports = self.ports;
+        let columns = self.columns;
         for (index, link) in self.links.iter_mut().enumerate() {
             let impairment = matrix
-                .get(index / ports)
-                .and_then(|row| row.get(index % ports))
+                .get(index / columns)
+                .and_then(|row| row.get(index % columns))
                 .copied()
                 .unwrap_or_default();
             if link.impairment != impairment {
@@ -155,26 +178,46 @@ impl Forwarder {
             return Err(Rejected::Runt);
         };
         // Split horizon: what came from another host goes to local ports only.
-        let reach = if from < self.locals {
-            self.ports
+        let (reach, node) = if from < self.locals {
+            (self.ports, self.remote_node_column(frame))
         } else {
-            self.locals
+            (self.locals, None)
         };
         match self.table.forward(from, dst, src, arrival) {
             Destination::Filter => return Err(Rejected::Filtered),
             Destination::Port(to) if to >= reach => return Err(Rejected::Filtered),
-            Destination::Port(to) => out.push(self.fate(from, to, arrival)),
+            Destination::Port(to) => out.push(self.fate(from, to, node, arrival)),
             Destination::Flood => {
                 for to in (0..reach).filter(|to| *to != from) {
-                    out.push(self.fate(from, to, arrival));
+                    out.push(self.fate(from, to, node, arrival));
                 }
             }
         }
         Ok(())
     }
 
-    fn fate(&mut self, from: usize, to: usize, arrival: Instant) -> Fate {
-        let link = &mut self.links[from * self.ports + to];
+    /// The column of the remote node an untagged IPv4 frame is addressed to.
+    /// A linear scan: a lab has tens of nodes, and this runs once per frame.
+    fn remote_node_column(&self, frame: &[u8]) -> Option<usize> {
+        if self.remote_nodes.is_empty()
+            || frame.get(12..14) != Some(&[0x08, 0x00][..])
+            || frame.get(ETHERNET_HEADER_LEN).map(|b| b >> 4) != Some(4)
+        {
+            return None;
+        }
+        let destination = frame.get(IPV4_DESTINATION)?;
+        let index = self.remote_nodes.iter().position(|a| a == destination)?;
+        Some(self.ports + index)
+    }
+
+    /// The fate of the copy to port `to`; `node` is the remote node's column
+    /// the frame is addressed to, which a copy to another host takes.
+    fn fate(&mut self, from: usize, to: usize, node: Option<usize>, arrival: Instant) -> Fate {
+        let column = match node {
+            Some(column) if to >= self.locals => column,
+            _ => to,
+        };
+        let link = &mut self.links[from * self.columns + column];
         if link.loses(&mut self.rng) {
             Fate::Lost { to }
         } else {
@@ -287,7 +330,7 @@ mod tests {
                 impairment(0, 0, 0.0),
             ],
         ];
-        let mut forwarder = Forwarder::new(&matrix, 0, false, 5);
+        let mut forwarder = Forwarder::new(&matrix, 0, &[], false, 5);
         let t0 = Instant::now();
         let mut out = Vec::new();
         forwarder
@@ -331,7 +374,7 @@ mod tests {
         let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
         let t0 = Instant::now();
         let fates = |seed: u64| {
-            let mut forwarder = Forwarder::new(&matrix, 0, true, seed);
+            let mut forwarder = Forwarder::new(&matrix, 0, &[], true, seed);
             let mut out = Vec::new();
             for n in 0..200u32 {
                 let at = t0 + n * MS;
@@ -345,7 +388,7 @@ mod tests {
 
     /// Ports 0 and 1 local, 2 and 3 other hosts; the wire everywhere.
     fn stretched() -> Forwarder {
-        Forwarder::new(&vec![vec![Impairment::default(); 4]; 4], 2, false, 9)
+        Forwarder::new(&vec![vec![Impairment::default(); 4]; 4], 2, &[], false, 9)
     }
 
     fn destinations(out: &[Fate]) -> Vec<usize> {
@@ -415,7 +458,7 @@ mod tests {
             delay: Duration::from_millis(30),
             ..Impairment::default()
         };
-        let mut forwarder = Forwarder::new(&[vec![wire, wire], vec![wire, wire]], 0, false, 7);
+        let mut forwarder = Forwarder::new(&[vec![wire, wire], vec![wire, wire]], 0, &[], false, 7);
         let frame = [0xffu8; 14];
         let now = Instant::now();
         let mut out = Vec::new();
@@ -428,5 +471,140 @@ mod tests {
             out.iter().any(|v| matches!(v, Fate::Deliver { due, .. } if *due >= now + Duration::from_millis(30))),
             "{out:?}"
         );
+    }
+
+    /// An IPv4 frame (no options, no payload) from `src` to `dst` at layer 3.
+    fn ipv4(dst: Mac, src: Mac, to: Ipv4Addr) -> Vec<u8> {
+        let mut frame = Vec::from(dst);
+        frame.extend_from_slice(&src);
+        frame.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0]);
+        frame.extend_from_slice(&[198, 18, 0, 1]);
+        frame.extend_from_slice(&to.octets());
+        frame
+    }
+
+    /// Ports 0 and 1 local, 2 and 3 other hosts; remote nodes X (on host 2)
+    /// and Y (on host 3) are columns 4 and 5. From port 0: its own link
+    /// 1 ms, to X 7 ms, to Y cut; from port 1 to X 9 ms. From the hosts:
+    /// the wire (the sender's host applied the pair).
+    fn paired() -> (Forwarder, Ipv4Addr, Ipv4Addr) {
+        let (x, y) = (Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 11));
+        let wire = Impairment::default();
+        let own = impairment(1, 0, 0.0);
+        let matrix = vec![
+            vec![
+                wire,
+                wire,
+                own,
+                own,
+                impairment(7, 0, 0.0),
+                impairment(0, 0, 1.0),
+            ],
+            vec![wire, wire, own, own, impairment(9, 0, 0.0), wire],
+            vec![wire; 6],
+            vec![wire; 6],
+        ];
+        (Forwarder::new(&matrix, 2, &[x, y], false, 3), x, y)
+    }
+
+    #[test]
+    fn a_frame_to_a_remote_node_takes_its_pair_and_anything_else_the_senders_link() {
+        let (a, b, c) = (
+            [0x02, 0, 0, 0, 0, 0xa],
+            [0x02, 0, 0, 0, 0, 0xb],
+            [0x02, 0, 0, 0, 0, 0xc],
+        );
+        let (mut forwarder, x, y) = paired();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // b is learned behind host 2, c behind host 3.
+        forwarder.route(2, &frame(a, b), t0, &mut out).unwrap();
+        forwarder.route(3, &frame(a, c), t0, &mut out).unwrap();
+        out.clear();
+        forwarder.route(0, &ipv4(b, a, x), t0, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [Fate::Deliver {
+                to: 2,
+                due: t0 + 7 * MS
+            }],
+            "pair 0 -> X"
+        );
+        out.clear();
+        forwarder.route(1, &ipv4(b, a, x), t0, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [Fate::Deliver {
+                to: 2,
+                due: t0 + 9 * MS
+            }],
+            "pair 1 -> X"
+        );
+        out.clear();
+        forwarder.route(0, &ipv4(c, a, y), t0, &mut out).unwrap();
+        assert_eq!(out, [Fate::Lost { to: 3 }], "pair 0 -> Y is cut");
+        out.clear();
+        // ARP (and any frame not IPv4 to a remote node) takes the port's column.
+        forwarder.route(0, &frame(b, a), t0, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [Fate::Deliver {
+                to: 2,
+                due: t0 + MS
+            }],
+            "0's own link"
+        );
+        out.clear();
+        let local = Ipv4Addr::new(198, 18, 0, 2);
+        forwarder
+            .route(0, &ipv4(b, a, local), t0, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            [Fate::Deliver {
+                to: 2,
+                due: t0 + MS
+            }],
+            "not a remote node's"
+        );
+        out.clear();
+        // A flood to X: the other hosts' copies take the pair, local ones their port.
+        forwarder
+            .route(0, &ipv4([0xff; 6], a, x), t0, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            [
+                Fate::Deliver { to: 1, due: t0 },
+                Fate::Deliver {
+                    to: 2,
+                    due: t0 + 7 * MS
+                },
+                Fate::Deliver {
+                    to: 3,
+                    due: t0 + 7 * MS
+                },
+            ]
+        );
+        out.clear();
+        // From another host: its row, whatever the frame's address.
+        forwarder.route(2, &ipv4(a, b, x), t0, &mut out).unwrap();
+        assert_eq!(out, [Fate::Deliver { to: 0, due: t0 }]);
+    }
+
+    #[test]
+    fn a_new_matrix_moves_the_remote_nodes_columns_too() {
+        let (b, a) = ([0x02, 0, 0, 0, 0, 0xb], [0x02, 0, 0, 0, 0, 0xa]);
+        let (mut forwarder, x, _) = paired();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        forwarder.route(2, &frame(a, b), t0, &mut out).unwrap();
+        out.clear();
+        let wire = Impairment::default();
+        let mut matrix = vec![vec![wire; 6]; 4];
+        matrix[0][4] = impairment(0, 0, 1.0);
+        forwarder.set_matrix(&matrix);
+        forwarder.route(0, &ipv4(b, a, x), t0, &mut out).unwrap();
+        assert_eq!(out, [Fate::Lost { to: 2 }]);
     }
 }

@@ -109,10 +109,12 @@ pub enum EmulatorError {
     #[error("the link change was not taken within {0:?}")]
     ChangeTimedOut(Duration),
     /// A live link change's matrix does not fit the ports.
-    #[error("a link change needs a {ports}x{ports} matrix")]
+    #[error("a link change needs a {ports}x{columns} matrix (a row per port; a column per port, then per remote node)")]
     ChangeShape {
         /// The emulator's ports.
         ports: usize,
+        /// Its columns: the ports, then the uplink's remote nodes.
+        columns: usize,
     },
 }
 
@@ -135,6 +137,8 @@ struct Shared {
     /// An eventfd that wakes the thread out of its wait to see `stop` or `change`.
     wake: OwnedFd,
     counters: Vec<PortCells>,
+    /// Columns of the matrix: the ports, then the uplink's remote nodes.
+    columns: usize,
     /// Frames with a TCP payload written late, for the lab's judge.
     late: late::LateRing,
     /// A new matrix for the thread, and how many it has applied so far.
@@ -212,6 +216,7 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
         stop: AtomicBool::new(false),
         wake,
         counters: (0..ports).map(|_| PortCells::default()).collect(),
+        columns: spec.column_count(),
         late: late::LateRing::default(),
         change: Mutex::new((None, 0)),
         changed: Condvar::new(),
@@ -219,6 +224,7 @@ pub fn spawn(spec: &EmulatorSpec) -> Result<EmulatorHandle, EmulatorError> {
     let forwarder = Forwarder::new(
         &spec.matrix(),
         ports - spec.ports.len(),
+        spec.remote_nodes(),
         spec.reorder,
         spec.seed.unwrap_or_else(|| fastrand::u64(..)),
     );
@@ -272,16 +278,17 @@ impl EmulatorHandle {
     }
 
     /// Replaces every link's impairment (row `from`, column `to`) while frames
-    /// flow (every port, the uplink's remotes included); returns once the thread
-    /// forwards by it, or after `limit`.
+    /// flow (every port, the uplink's remotes included, and a column per
+    /// remote node after the ports'); returns once the thread forwards by it,
+    /// or after `limit`.
     pub fn set_matrix(
         &self,
         matrix: Vec<Vec<Impairment>>,
         limit: Duration,
     ) -> Result<(), EmulatorError> {
-        let ports = self.shared.counters.len();
-        if matrix.len() != ports || matrix.iter().any(|row| row.len() != ports) {
-            return Err(EmulatorError::ChangeShape { ports });
+        let (ports, columns) = (self.shared.counters.len(), self.shared.columns);
+        if matrix.len() != ports || matrix.iter().any(|row| row.len() != columns) {
+            return Err(EmulatorError::ChangeShape { ports, columns });
         }
         let target = {
             let mut change = self.shared.change_lock();

@@ -1,7 +1,7 @@
 //! What the lab tells the emulator: which namespaces to join and what each ordered
 //! pair of ports does to its frames. Written by the lab as JSON into its state dir.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -80,8 +80,13 @@ impl PortSpec {
 
 /// The lab's segment stretched to other hosts over VXLAN: every other host's
 /// uplink (an emulator's, or a kernel `vxlan` device) is one port of the switch.
-/// With `n` TAP ports, remote `r` is port `n + r` in `impairments`: `i -> n + r`
-/// is the sender's half of a cross-host pair, `n + r -> j` the receiver's half.
+/// With `n` TAP ports and `h` remotes, remote `r` is port `n + r` in
+/// `impairments`: `i -> n + r` is what a frame from `i` to that host gets
+/// (the sender's link: ARP, broadcasts), `n + r -> j` what a frame from it to
+/// `j` gets (the receiver's half of a cross-host pair with per-node links,
+/// nothing in per-pair mode). Remote node `k` is column `n + h + k`: `i -> n +
+/// h + k` is what an IPv4 frame from `i` to that node's address gets on its way
+/// to any host (the pair, in per-pair mode).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkSpec {
@@ -98,6 +103,10 @@ pub struct UplinkSpec {
     /// path (`/proc/PID/ns/net`); absent, the emulator's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// The lab's nodes on the other hosts, by address: matrix columns after
+    /// the ports', so a frame to one can take its ordered pair here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<Ipv4Addr>,
 }
 
 impl UplinkSpec {
@@ -131,6 +140,11 @@ impl UplinkSpec {
             }
             if remote == self.local || self.remotes[..index].contains(&remote) {
                 return Err(SpecError::Remote(remote));
+            }
+        }
+        for (index, node) in self.nodes.iter().enumerate() {
+            if self.nodes[..index].contains(node) {
+                return Err(SpecError::RemoteNode(*node));
             }
         }
         Ok(())
@@ -230,15 +244,17 @@ pub enum SpecError {
         /// The interface.
         ifname: String,
     },
-    /// A pair naming a port that does not exist.
-    #[error("impairment {from}->{to}: there are only {ports} ports")]
+    /// A pair naming a port (or a remote node's column) that does not exist.
+    #[error("impairment {from}->{to}: there are only {ports} ports and {columns} columns")]
     PortOutOfRange {
         /// Sending port.
         from: usize,
-        /// Receiving port.
+        /// Receiving port or remote node's column.
         to: usize,
         /// Number of ports.
         ports: usize,
+        /// Number of columns: the ports, then the remote nodes.
+        columns: usize,
     },
     /// A port paired with itself: frames never go back where they came from.
     #[error("impairment {port}->{port}: a port does not send to itself")]
@@ -280,6 +296,9 @@ pub enum SpecError {
         /// The remote.
         remote: SocketAddr,
     },
+    /// A remote node listed twice: a frame to it would have two pairs.
+    #[error("uplink: node {0} is listed twice")]
+    RemoteNode(Ipv4Addr),
     /// Port 0: a peer could not address it.
     #[error("uplink: {0} has port 0")]
     ZeroPort(SocketAddr),
@@ -350,17 +369,22 @@ impl EmulatorSpec {
             uplink.validate()?;
         }
         check_loss(None, self.default.loss)?;
-        let ports = self.port_count();
-        let mut seen = vec![false; ports * ports];
+        let (ports, columns) = (self.port_count(), self.column_count());
+        let mut seen = vec![false; ports * columns];
         for link in &self.impairments {
             let (from, to) = (link.from, link.to);
-            if from >= ports || to >= ports {
-                return Err(SpecError::PortOutOfRange { from, to, ports });
+            if from >= ports || to >= columns {
+                return Err(SpecError::PortOutOfRange {
+                    from,
+                    to,
+                    ports,
+                    columns,
+                });
             }
             if from == to {
                 return Err(SpecError::SelfLink { port: from });
             }
-            let slot = &mut seen[from * ports + to];
+            let slot = &mut seen[from * columns + to];
             if *slot {
                 return Err(SpecError::DuplicateLink { from, to });
             }
@@ -378,10 +402,21 @@ impl EmulatorSpec {
         self.ports.len() + self.uplink.as_ref().map_or(0, |u| u.remotes.len())
     }
 
-    /// The impairment of every ordered pair, row `from`, column `to`.
+    /// Columns of the matrix: the ports, then the uplink's remote nodes.
+    pub fn column_count(&self) -> usize {
+        self.port_count() + self.remote_nodes().len()
+    }
+
+    /// The addresses of the remote nodes' columns.
+    pub fn remote_nodes(&self) -> &[Ipv4Addr] {
+        self.uplink.as_ref().map_or(&[], |u| u.nodes.as_slice())
+    }
+
+    /// The impairment of every ordered pair, row `from`, column `to` (a port,
+    /// or after the ports a remote node).
     pub fn matrix(&self) -> Vec<Vec<Impairment>> {
-        let ports = self.port_count();
-        let mut matrix = vec![vec![self.default; ports]; ports];
+        let (ports, columns) = (self.port_count(), self.column_count());
+        let mut matrix = vec![vec![self.default; columns]; ports];
         for link in &self.impairments {
             if let Some(cell) = matrix
                 .get_mut(link.from)
@@ -443,11 +478,13 @@ mod tests {
             "local": "10.0.0.1:4789",
             "vni": 42,
             "remotes": ["10.0.0.2:4789", "10.0.0.3"],
-            "netns": "/proc/123/ns/net"
+            "netns": "/proc/123/ns/net",
+            "nodes": ["198.18.0.7", "198.18.0.9"]
         },
         "impairments": [
             {"from": 0, "to": 2, "impairment": {"delay": "3ms", "jitter": "0", "loss": 0.0}},
-            {"from": 3, "to": 1, "impairment": {"delay": "5ms", "jitter": "0", "loss": 0.0}}
+            {"from": 3, "to": 1, "impairment": {"delay": "5ms", "jitter": "0", "loss": 0.0}},
+            {"from": 1, "to": 5, "impairment": {"delay": "8ms", "jitter": "0", "loss": 0.0}}
         ]
     }"#;
 
@@ -459,10 +496,13 @@ mod tests {
         assert_eq!(uplink.remotes[1], "10.0.0.3:4789".parse().unwrap());
         assert_eq!(uplink.netns_path(), Some(PathBuf::from("/proc/123/ns/net")));
         assert_eq!(spec.port_count(), 4);
+        assert_eq!(spec.column_count(), 6, "the ports, then two remote nodes");
         let matrix = spec.matrix();
         assert_eq!(matrix.len(), 4);
+        assert!(matrix.iter().all(|row| row.len() == 6));
         assert_eq!(matrix[0][2].delay, Duration::from_millis(3));
         assert_eq!(matrix[3][1].delay, Duration::from_millis(5));
+        assert_eq!(matrix[1][5].delay, Duration::from_millis(8), "1 -> .9");
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(EmulatorSpec::from_json(&text).unwrap(), spec);
         // Without an uplink nothing is written, so older readers still parse it.
@@ -504,6 +544,10 @@ mod tests {
             SpecError::UplinkNetns(_)
         ));
         assert!(matches!(
+            with(r#"{"local": "10.0.0.1", "vni": 1, "nodes": ["198.18.0.2", "198.18.0.2"]}"#),
+            SpecError::RemoteNode(_)
+        ));
+        assert!(matches!(
             with(r#"{"local": "nowhere", "vni": 1}"#),
             SpecError::Json(_)
         ));
@@ -522,6 +566,14 @@ mod tests {
         assert!(matches!(
             EmulatorSpec::from_json(&link(2)).unwrap_err(),
             SpecError::PortOutOfRange { ports: 2, .. }
+        ));
+        // With a remote node, column 2 is its; column 3 does not exist.
+        let to_node =
+            |to: usize| link(to).replace(r#""remotes""#, r#""nodes": ["198.18.0.2"], "remotes""#);
+        assert!(EmulatorSpec::from_json(&to_node(2)).is_ok());
+        assert!(matches!(
+            EmulatorSpec::from_json(&to_node(3)).unwrap_err(),
+            SpecError::PortOutOfRange { columns: 3, .. }
         ));
     }
 

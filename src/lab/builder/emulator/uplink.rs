@@ -273,6 +273,7 @@ mod tests {
             vni: 42,
             remotes: vec![peer.local_addr().unwrap()],
             netns: None,
+            nodes: Vec::new(),
         };
         (open(&spec, 3).unwrap(), peer)
     }
