@@ -655,3 +655,70 @@ fn a_graded_node_on_the_second_host_is_graded_with_its_probe_beside_it() {
     down_leaves_nothing(&name, &hosts, &reach);
     let _ = std::fs::remove_dir_all(&scratch.0);
 }
+
+#[test]
+fn link_events_and_a_pair_play_across_three_hosts_and_their_expectations_hold() {
+    let Some(_one) =
+        one_at_a_time("link_events_and_a_pair_play_across_three_hosts_and_their_expectations_hold")
+    else {
+        return;
+    };
+    let name = unique("hostsevents");
+    let hosts = Hosts::new(3, &name);
+    let scratch = Scratch::new(&name);
+    let reach = reach_script(&scratch);
+    // Tolerance as in three_hosts_up; every changed delay moves by 16 ms or
+    // more, four times it, so a change applied on the wrong host fails.
+    let (tolerance, link) = (4.0, 8.0);
+    wrong_link_still_fails(link, tolerance);
+    let head = format!(
+        "[defaults]\ninterval = \"250ms\"\nrefresh_every = 4\ndelay = \"{link}ms\"\n\
+         [verify]\nsamples = 5\nwarmup = 1\ntolerance = \"{tolerance}ms\"\n"
+    );
+    let mut body = String::new();
+    for (node, host) in [(1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)] {
+        body.push_str(&format!(
+            "[[node]]\nname = \"n{node}\"\nhost = \"h{host}\"\n"
+        ));
+    }
+    // n2 on h1 -> n5 on h3: the pair's delay, whole on h1.
+    body.push_str("[[pair]]\nfrom = \"n2\"\nto = \"n5\"\ndelay = \"40ms\"\n");
+    // n1 lives on h1, n3 on h2; the partition's groups span every host.
+    body.push_str(
+        "[[event]]\nname = \"slow\"\nat = \"12s\"\naction = \"set\"\nnode = \"n1\"\ndelay = \"24ms\"\n\
+         [[event]]\nname = \"cut\"\nat = \"20s\"\naction = \"cut\"\nnode = \"n3\"\n\
+         [[event]]\nname = \"back\"\nat = \"28s\"\naction = \"heal\"\nnode = \"n3\"\n\
+         [[event]]\nname = \"split\"\nat = \"36s\"\naction = \"partition\"\ngroups = [[\"n1\", \"n3\", \"n5\"], [\"n2\", \"n4\", \"n6\"]]\n\
+         [[event]]\nname = \"join\"\nat = \"46s\"\naction = \"heal\"\n\
+         [[expect]]\nwhat = \"delay\"\nafter = \"slow\"\nwithin = \"8s\"\n\
+         [[expect]]\nwhat = \"removed\"\nnode = \"n3\"\nafter = \"cut\"\nwithin = \"8s\"\n\
+         [[expect]]\nwhat = \"discovered\"\nnode = \"n3\"\nafter = \"back\"\nwithin = \"8s\"\n\
+         [[expect]]\nwhat = \"separated\"\nafter = \"split\"\nwithin = \"8s\"\n\
+         [[expect]]\nwhat = \"rejoined\"\nafter = \"join\"\nwithin = \"8s\"\n",
+    );
+    let (code, report) = hosts_lab_up(&name, &hosts, &scratch, &reach, &head, &body);
+    // The delay table, before the first event: every pair, the [[pair]] at 40 ms.
+    assert_eq!(report.summary.pairs, 30, "{}", report.render());
+    assert_eq!(report.summary.passed, 30, "{}", report.render());
+    let pair = report
+        .pairs
+        .iter()
+        .find(|p| p.from == "n2" && p.to == "n5")
+        .expect("the pair judged");
+    assert!(
+        (pair.expected_ms - 40.0).abs() < 1.0,
+        "expected 40 ms and the underlay: {pair:?}"
+    );
+    let timeline = report.timeline.as_ref().expect("the timeline judged");
+    assert_eq!(timeline.played.len(), 5, "{}", report.render());
+    assert!(
+        timeline.played.iter().all(|p| p.error.is_none()),
+        "{:?}",
+        timeline.played
+    );
+    assert_eq!(timeline.expects.len(), 5);
+    assert!(timeline.ok(), "{}", report.render());
+    assert_eq!(code, Some(0), "{}", report.render());
+    down_leaves_nothing(&name, &hosts, &reach);
+    let _ = std::fs::remove_dir_all(&scratch.0);
+}
