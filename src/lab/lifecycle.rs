@@ -176,7 +176,8 @@ pub fn judge_run(
     progress: &dyn Progress,
 ) -> Result<Report, LabError> {
     let state = &dir.state;
-    let plan = &state.plan;
+    let judged = state.judged_plan();
+    let plan = judged.as_ref();
     let verification = verify_aside(plan, &state.floors, &ran.observed, ran.late.as_ref());
     let mut report = report(dir, verification, ran.elapsed_secs).with_boxes(ran.boxes.clone());
     if !plan.timeline.is_empty() {
@@ -249,7 +250,12 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
         observations.insert(node.name.clone(), seen);
     }
     let mut late = LateFollower::new(&dir);
-    let verification = verify_aside(&state.plan, &state.floors, &observations, late.poll());
+    let verification = verify_aside(
+        &state.judged_plan(),
+        &state.floors,
+        &observations,
+        late.poll(),
+    );
     let elapsed = state.nodes_started_at.map_or(0.0, |t| wall_now() - t);
     Ok(report(&dir, verification, elapsed).with_boxes(outcomes(&dir, &state.plan)))
 }
@@ -258,7 +264,7 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
 pub fn report(dir: &LabDir, verification: Verification, elapsed_secs: f64) -> Report {
     let state = &dir.state;
     Report::new(
-        &state.plan,
+        &state.judged_plan(),
         state.backend.unwrap_or(BackendKind::None),
         state.netem.clone(),
         state.backend_note.clone(),

@@ -6,6 +6,7 @@
 //! `/run/sdss/labs` (mode 0700) or `$SDSS_STATE_DIR`. Creating `<root>/<lab>`
 //! is the lab's lock: a second `up` of the same lab finds it and stops.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -17,6 +18,7 @@ use thiserror::Error;
 
 use crate::lab::builder::netns::NsId;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
+use crate::lab::plan::hosts::UnderlayDelay;
 use crate::lab::plan::Plan;
 use crate::lab::procfs::Stat;
 
@@ -141,6 +143,18 @@ pub struct LabState {
     pub record: Record,
 }
 
+impl LabState {
+    /// The plan as its pairs are judged: with the underlay measured between
+    /// the hosts added to every pair across it (the plan itself as made).
+    pub fn judged_plan(&self) -> Cow<'_, Plan> {
+        if self.record.underlay.is_empty() {
+            Cow::Borrowed(&self.plan)
+        } else {
+            Cow::Owned(self.plan.with_underlay(&self.record.underlay))
+        }
+    }
+}
+
 impl std::ops::Deref for LabState {
     type Target = Record;
 
@@ -187,6 +201,11 @@ pub struct Record {
     /// beside the plan, which stays as it was made. Empty without calibration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub floors: Vec<Option<Duration>>,
+    /// What the network between the hosts of a lab over several adds, as
+    /// measured at `up`: recorded here too, and added to the plan's
+    /// expectations only when they are judged ([`LabState::judged_plan`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub underlay: Vec<UnderlayDelay>,
 }
 
 /// A lab's state directory, held by the process that reads or changes it.
@@ -216,6 +235,7 @@ impl LabState {
                 processes: Vec::new(),
                 cgroups: Vec::new(),
                 floors: Vec::new(),
+                underlay: Vec::new(),
             },
         }
     }
@@ -391,14 +411,6 @@ impl LabDir {
     pub fn record(&mut self, change: impl FnOnce(&mut LabState)) -> Result<(), StateError> {
         change(&mut self.state);
         self.save()
-    }
-
-    /// Replaces the plan: a lab over several hosts learns its underlay's delay
-    /// only once its hosts are up, and its expectations include it.
-    pub fn replace_plan(&mut self, plan: Plan) -> Result<(), StateError> {
-        write_json(&self.dir.join(PLAN_FILE), &plan)?;
-        self.state.plan = plan;
-        Ok(())
     }
 
     fn save(&self) -> Result<(), StateError> {

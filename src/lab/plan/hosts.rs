@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::segment::Segment;
+use super::timeline::PairState;
 use super::{ExpectedPair, NodePlan, Plan};
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
@@ -218,28 +219,41 @@ impl Plan {
         })
     }
 
-    /// The plan with the measured underlay (its delay and the hosts' clock
-    /// difference) added to every cross-host pair's expected delay, and kept
-    /// for the report.
-    pub fn with_underlay(&self, measured: Vec<UnderlayDelay>) -> Plan {
+    /// The plan as its pairs are judged when the hosts' underlay is
+    /// `measured`: its delay and the hosts' clock difference added to every
+    /// cross-host pair's expected delay, in the delay table and in each
+    /// phase of the timeline, and kept for the report. The plan as made is
+    /// what is built and recorded; this is computed where it is judged.
+    pub fn with_underlay(&self, measured: &[UnderlayDelay]) -> Plan {
         let mut plan = self.clone();
         let host = |node: &str| self.node(node).and_then(|n| n.host.clone());
+        let across = |from: &str, to: &str| {
+            let (from, to) = (host(from)?, host(to)?);
+            (from != to)
+                .then(|| measured.iter().find(|u| u.from == from && u.to == to))
+                .flatten()
+        };
+        let added = |delay: Duration, u: &UnderlayDelay| {
+            Duration::from_secs_f64((delay.as_secs_f64() + u.added()).max(0.0))
+        };
         for pair in &mut plan.expected {
-            let (Some(from), Some(to)) = (host(&pair.from), host(&pair.to)) else {
-                continue;
-            };
-            if from == to {
-                continue;
-            }
-            if let Some(u) = measured.iter().find(|u| u.from == from && u.to == to) {
-                let total = pair.impairment.delay.as_secs_f64() + u.added();
-                pair.impairment.delay = Duration::from_secs_f64(total.max(0.0));
+            if let Some(u) = across(&pair.from, &pair.to) {
+                pair.impairment.delay = added(pair.impairment.delay, u);
                 // NTP's bound: a clock difference read from one probe is off by
                 // at most half its round trip (how the way out and back split).
                 pair.slack = u.delay;
             }
         }
-        plan.underlay = measured;
+        for phase in &mut plan.timeline.phases {
+            for pair in &mut phase.pairs {
+                if let (Some(u), PairState::Linked(impairment)) =
+                    (across(&pair.from, &pair.to), &mut pair.state)
+                {
+                    impairment.delay = added(impairment.delay, u);
+                }
+            }
+        }
+        plan.underlay = measured.to_vec();
         plan
     }
 
@@ -442,7 +456,7 @@ name = "n5"
     fn the_underlay_is_added_to_cross_host_pairs_only() {
         let plan = Plan::from_text(LAB);
         let us = |n| Duration::from_micros(n);
-        let plan = plan.with_underlay(vec![UnderlayDelay {
+        let plan = plan.with_underlay(&[UnderlayDelay {
             from: "a".into(),
             to: "b".into(),
             delay: us(300),
@@ -471,13 +485,39 @@ name = "n5"
     }
 
     #[test]
+    fn the_timelines_phases_are_judged_with_the_underlay_too() {
+        let plan = Plan::from_text(&format!(
+            "{LAB}[[event]]\nat = \"5s\"\naction = \"set\"\nnode = \"n2\"\ndelay = \"4ms\"\n"
+        ));
+        let us = Duration::from_micros;
+        let judged = plan.with_underlay(&[UnderlayDelay {
+            from: "a".into(),
+            to: "b".into(),
+            delay: us(300),
+            clock: 0.0,
+        }]);
+        let delay = |plan: &Plan, phase: usize, from: &str, to: &str| {
+            plan.timeline.phases[phase]
+                .expected(from, to)
+                .map(|i| i.delay)
+        };
+        // n2 (a) -> n3 (b), after n2's link became 4 ms: 4 + 1 + 0.3 ms.
+        assert_eq!(delay(&judged, 1, "n2", "n3"), Some(us(5300)));
+        assert_eq!(delay(&judged, 0, "n2", "n3"), Some(us(2300)));
+        // Same host: as made. The plan as made is unchanged.
+        assert_eq!(delay(&judged, 1, "n2", "n4"), Some(us(5000)));
+        assert_eq!(delay(&plan, 1, "n2", "n3"), Some(us(5000)));
+        assert!(plan.underlay.is_empty());
+    }
+
+    #[test]
     fn the_underlay_is_added_to_a_pair_set_across_hosts_too() {
         let plan = Plan::from_text(&format!(
             "{LAB}[[pair]]\nfrom = \"n2\"\nto = \"n3\"\ndelay = \"7ms\"\n"
         ));
         let share = plan.share("a").expect("host a");
         let us = Duration::from_micros;
-        let plan = plan.with_underlay(vec![UnderlayDelay {
+        let plan = plan.with_underlay(&[UnderlayDelay {
             from: "a".into(),
             to: "b".into(),
             delay: us(300),

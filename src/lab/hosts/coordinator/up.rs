@@ -135,11 +135,11 @@ async fn up_on_hosts(
             u.clock * 1e3
         ));
     }
-    let plan = plan.with_underlay(underlay);
-    dir.replace_plan(plan.clone())?;
+    // A measurement, recorded beside the plan, which stays as it was made.
+    dir.record(|s| s.underlay = underlay)?;
 
     let report = if options.verify {
-        Some(watch(&dir, sessions, launched, cancel, progress).await?)
+        Some(run_scenario(&dir, sessions, launched, cancel, progress).await?)
     } else {
         for session in sessions {
             session.close().await;
@@ -250,14 +250,15 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
 /// timeline over the hosts (the scenario's one loop, each host a site) and
 /// judges it as a lab on one machine is judged; a host that stops streaming
 /// is reported, and its nodes' pairs fail with the reason.
-async fn watch(
+async fn run_scenario(
     dir: &LabDir,
     sessions: Vec<Session>,
     launched: Instant,
     cancel: &CancellationToken,
     progress: &Console,
 ) -> Result<Report, LabError> {
-    let plan = &dir.state.plan;
+    let judged = dir.state.judged_plan();
+    let plan = judged.as_ref();
     progress.step(
         "waiting for every pair to be measured",
         plan.expected.len() as u64,

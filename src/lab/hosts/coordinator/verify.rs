@@ -27,7 +27,7 @@ pub async fn verify_again(
     let dir = root
         .open(lab)?
         .ok_or_else(|| StateError::NotUp(lab.to_owned()))?;
-    let plan = dir.state.plan.clone();
+    let plan = dir.state.judged_plan().into_owned();
     for node in &plan.nodes {
         let _ = tokio::fs::remove_file(dir.stdout_log(&node.name)).await;
     }
