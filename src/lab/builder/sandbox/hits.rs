@@ -1,4 +1,4 @@
-//! The keeper's watch on the limits: each hit it sees is appended to the hits
+//! The limits a box's program hits, as its keeper sees them: each hit it sees is appended to the hits
 //! file as a [`LimitHit`] and said on stderr, a few of each kind at most.
 
 use std::fs::{File, OpenOptions};
@@ -43,7 +43,7 @@ struct Disk {
 }
 
 /// What the keeper has seen of the limits so far.
-pub struct Watch {
+pub struct Hits {
     start: Instant,
     limits: Limits,
     hits: PathBuf,
@@ -55,10 +55,10 @@ pub struct Watch {
     disks_seen: Instant,
 }
 
-impl Watch {
-    /// A watch from `start`, the program's start as near as the keeper knows it.
-    pub fn new(spec: &BoxSpec, start: Instant) -> Watch {
-        Watch {
+impl Hits {
+    /// Hits seen from `start`, the program's start as near as the keeper knows it.
+    pub fn new(spec: &BoxSpec, start: Instant) -> Hits {
+        Hits {
             start,
             limits: spec.limits,
             hits: spec.hits.clone(),

@@ -19,7 +19,7 @@ use nix::unistd::pipe2;
 use super::cgroup::Cgroup;
 use super::init::{self, Outcome};
 use super::spec::BoxSpec;
-use super::watch::Watch;
+use super::hits::Hits;
 use super::{sys, SandboxError};
 
 /// How often, in milliseconds, the keeper looks at the limits while it waits.
@@ -114,7 +114,7 @@ fn keep(spec: &BoxSpec, group: &Cgroup, signals: &SigSet) -> Result<Option<Outco
     let signal_fd = SignalFd::with_flags(signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(sys("cannot watch for signals"))?;
     let start = Instant::now();
-    let mut watch = Watch::new(spec, start);
+    let mut hits = Hits::new(spec, start);
     let mut lines = Lines::default();
     let ended = loop {
         let mut fds = [
@@ -137,10 +137,10 @@ fn keep(spec: &BoxSpec, group: &Cgroup, signals: &SigSet) -> Result<Option<Outco
         if lines.read(&status_in) {
             // The program starts once the keeper holds its disks: even one
             // that ends at once is looked at.
-            watch.attach(init, spec);
+            hits.attach(init, spec);
             let _ = nix::unistd::write(&alive_out, b"g");
         }
-        watch.poll(group);
+        hits.poll(group);
         match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
             Ok(status) => break Outcome::of(status),
@@ -149,7 +149,7 @@ fn keep(spec: &BoxSpec, group: &Cgroup, signals: &SigSet) -> Result<Option<Outco
     };
     lines.read(&status_in);
     let outcome = lines.outcome.or(ended);
-    watch.finish(group, outcome);
+    hits.finish(group, outcome);
     drop(alive_out);
     Ok(outcome)
 }

@@ -18,7 +18,7 @@ pub mod program;
 pub mod seccomp;
 pub mod spec;
 pub mod start;
-mod watch;
+mod hits;
 
 use std::io;
 use std::path::PathBuf;
