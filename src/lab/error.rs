@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::builder::delay::DelayError;
+use super::builder::error::BuildError;
 use super::builder::launch::LaunchError;
 use super::builder::links::LinkError;
 use super::builder::netns::NetnsError;
@@ -64,6 +65,10 @@ pub enum LabError {
     /// The terminal (or stdout) of `lab watch` failed.
     #[error("terminal: {0}")]
     Terminal(#[source] io::Error),
+    /// A graded namespace's port range, an unknown node to start, a state
+    /// file to write: the build's own failures.
+    #[error(transparent)]
+    Build(BuildError),
     /// A log could not be read.
     #[error("reading {path}: {source}")]
     Log {
@@ -72,4 +77,22 @@ pub enum LabError {
         /// The OS error.
         source: io::Error,
     },
+}
+
+impl From<BuildError> for LabError {
+    /// The build's failures as every stage's: one variant per cause, so that
+    /// a caller matches `LabError::Cancelled` whichever stage saw Ctrl-C.
+    fn from(error: BuildError) -> LabError {
+        match error {
+            BuildError::State(e) => LabError::State(e),
+            BuildError::Netns(e) => LabError::Netns(e),
+            BuildError::Link(e) => LabError::Link(e),
+            BuildError::Segment(e) => LabError::Segment(e),
+            BuildError::Delay(e) => LabError::Delay(e),
+            BuildError::Launch(e) => LabError::Launch(e),
+            BuildError::Sandbox(e) => LabError::Sandbox(e),
+            BuildError::Cancelled => LabError::Cancelled,
+            other => LabError::Build(other),
+        }
+    }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::super::plan::{Plan, Segment};
-use super::super::LabError;
 use super::delay::{DelayBackend, DelayError};
+use super::error::BuildError;
 use super::launch::{self, Launch, LaunchError};
 use super::links;
 use super::netns::{self, NetnsError, NsId, Presence};
@@ -45,7 +45,7 @@ pub trait Kernel {
         emulated: bool,
         cancel: &CancellationToken,
         progress: &dyn Progress,
-    ) -> Result<(), LabError>;
+    ) -> Result<(), BuildError>;
     /// Joins the bridge in `switch` (named `switch_netns`) to the other hosts
     /// of `segment` with a VXLAN device, whose UDP socket stays in the
     /// caller's namespace (the host's underlay).
@@ -109,9 +109,10 @@ impl Kernel for Host {
         emulated: bool,
         cancel: &CancellationToken,
         progress: &dyn Progress,
-    ) -> Result<(), LabError> {
+    ) -> Result<(), BuildError> {
         // Netlink answers within its calls: off the async worker.
         tokio::task::block_in_place(|| links::wire(plan, switch, nodes, emulated, cancel, progress))
+            .map_err(BuildError::from)
     }
 
     fn join_segment(
@@ -353,7 +354,7 @@ pub mod fake {
             emulated: bool,
             _cancel: &CancellationToken,
             _progress: &dyn Progress,
-        ) -> Result<(), LabError> {
+        ) -> Result<(), BuildError> {
             if !emulated {
                 self.add_link(*switch, BRIDGE_IFNAME);
             }

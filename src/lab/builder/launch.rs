@@ -49,14 +49,6 @@ pub enum LaunchError {
     /// Nothing to run.
     #[error("empty command line")]
     Empty,
-    /// Its confinement could not be prepared.
-    #[error("confining node {node}: {source}")]
-    Box {
-        /// The node.
-        node: String,
-        /// Why.
-        source: super::sandbox::SandboxError,
-    },
     /// The namespace could not be entered.
     #[error("entering namespace {netns}: {source}")]
     Enter {

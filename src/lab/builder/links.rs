@@ -33,7 +33,6 @@ use super::pool;
 use super::rtnl::{Create, Rtnl, RtnlError};
 use crate::lab::plan::{Plan, BRIDGE_IFNAME, NODE_IFNAME};
 use crate::lab::progress::Progress;
-use crate::lab::LabError;
 
 /// The index of `lo` in every network namespace.
 const LOOPBACK_INDEX: u32 = 1;
@@ -52,6 +51,9 @@ pub enum LinkError {
         /// What failed.
         source: RtnlError,
     },
+    /// Ctrl-C or SIGTERM, between two nodes' links.
+    #[error("interrupted")]
+    Cancelled,
     /// A link that should exist does not.
     #[error("link {link} not found in namespace {netns}")]
     Missing {
@@ -81,7 +83,7 @@ pub fn wire(
     emulated: bool,
     cancel: &CancellationToken,
     progress: &dyn Progress,
-) -> Result<(), LabError> {
+) -> Result<(), LinkError> {
     let in_ns = |netns: &str| {
         let netns = netns.to_owned();
         move |source| LinkError::Netlink { netns, source }
@@ -274,10 +276,10 @@ fn each_node<T: Send>(
     names: &[&str],
     cancel: &CancellationToken,
     f: impl Fn(usize, &mut Rtnl) -> Result<T, LinkError> + Sync,
-) -> Result<Vec<T>, LabError> {
-    let step = |i: usize| -> Result<T, LabError> {
+) -> Result<Vec<T>, LinkError> {
+    let step = |i: usize| -> Result<T, LinkError> {
         if cancel.is_cancelled() {
-            return Err(LabError::Cancelled);
+            return Err(LinkError::Cancelled);
         }
         setns(&nodes[i], CloneFlags::CLONE_NEWNET).map_err(|e| {
             LinkError::from(NetnsError::Sys {
@@ -290,7 +292,7 @@ fn each_node<T: Send>(
             netns: names[i].to_owned(),
             source,
         })?;
-        Ok(f(i, &mut rtnl)?)
+        f(i, &mut rtnl)
     };
-    pool::all(nodes.len(), pool::cores(), step, |_| LabError::Cancelled)
+    pool::all(nodes.len(), pool::cores(), step, |_| LinkError::Cancelled)
 }

@@ -7,6 +7,7 @@
 
 pub mod delay;
 pub mod emulator;
+pub mod error;
 pub mod kernel;
 pub mod launch;
 pub mod links;
@@ -33,10 +34,10 @@ use super::file::backend::BackendChoice;
 use super::plan::backend::BackendKind;
 use super::plan::calibration;
 use super::plan::{Plan, Program};
-use super::LabError;
 use crate::lab::progress::Progress;
 use delay::{emulator_spec, DelayBackend, DelayError};
 use emulator::{Counters, PortCounters};
+use error::BuildError;
 use kernel::{Host, Kernel};
 use launch::{Launch, LaunchError};
 use netns::{NetnsError, Presence};
@@ -115,9 +116,9 @@ impl std::fmt::Display for Stages {
     }
 }
 
-fn check(cancel: &CancellationToken) -> Result<(), LabError> {
+fn check(cancel: &CancellationToken) -> Result<(), BuildError> {
     if cancel.is_cancelled() {
-        Err(LabError::Cancelled)
+        Err(BuildError::Cancelled)
     } else {
         Ok(())
     }
@@ -133,7 +134,7 @@ pub async fn build(
     options: &UpOptions,
     cancel: &CancellationToken,
     progress: &dyn Progress,
-) -> Result<Built, LabError> {
+) -> Result<Built, BuildError> {
     build_with(&mut Host, dir, plan, backend, options, cancel, progress).await
 }
 
@@ -146,7 +147,7 @@ pub async fn build_with<K: Kernel>(
     options: &UpOptions,
     cancel: &CancellationToken,
     progress: &dyn Progress,
-) -> Result<Built, LabError> {
+) -> Result<Built, BuildError> {
     let mut stages = Stages::start();
     kernel.prepare()?;
     for name in plan.namespaces() {
@@ -223,8 +224,9 @@ pub async fn build_with<K: Kernel>(
         for (node, ns) in plan.nodes.iter().zip(nodes).filter(|(n, _)| n.grade) {
             kernel
                 .set_port_range(ns, &node.netns, grading.port_range)
-                .map_err(|e| {
-                    LabError::Probe(format!("setting the port range of {}: {e}", node.netns))
+                .map_err(|e| BuildError::PortRange {
+                    netns: node.netns.clone(),
+                    message: e.to_string(),
                 })?;
         }
     }
@@ -299,7 +301,7 @@ fn create_namespaces<K: Kernel>(
     dir: &mut LabDir,
     names: &[String],
     cancel: &CancellationToken,
-) -> Result<Vec<K::Netns>, LabError> {
+) -> Result<Vec<K::Netns>, BuildError> {
     check(cancel)?;
     let mut record = |ids: &[netns::NsId]| {
         let at = now_unix();
@@ -381,11 +383,11 @@ async fn start_emulator<K: Kernel>(
     switch: &K::Netns,
     options: &UpOptions,
     cancel: &CancellationToken,
-) -> Result<(), LabError> {
+) -> Result<(), BuildError> {
     let spec_path = dir.emulator_file("spec.json");
     let spec = serde_json::to_vec_pretty(&emulator_spec(plan)).map_err(io::Error::other);
     spec.and_then(|bytes| std::fs::write(&spec_path, bytes))
-        .map_err(|source| LabError::Log {
+        .map_err(|source| BuildError::Write {
             path: spec_path.clone(),
             source,
         })?;
@@ -449,10 +451,10 @@ pub fn start_node(
     plan: &Plan,
     name: &str,
     sdss: &std::path::Path,
-) -> Result<Child, LabError> {
+) -> Result<Child, BuildError> {
     let node = plan
         .node(name)
-        .ok_or_else(|| LabError::Probe(format!("no node {name}")))?;
+        .ok_or_else(|| BuildError::UnknownNode(name.to_owned()))?;
     let file = node_netns(dir, &node.netns)?;
     let index = plan.nodes.iter().position(|n| n.name == name).unwrap_or(0);
     let start = Launch {
@@ -478,10 +480,10 @@ fn node_argv(
     plan: &Plan,
     index: usize,
     sdss: &std::path::Path,
-) -> Result<Vec<String>, LaunchError> {
+) -> Result<Vec<String>, BuildError> {
     let node = &plan.nodes[index];
     if node.confined(plan, sdss) {
-        sandbox::start::prepare(dir, plan, node, index, sdss)
+        Ok(sandbox::start::prepare(dir, plan, node, index, sdss)?)
     } else {
         Ok(node.argv(plan, sdss))
     }
@@ -532,7 +534,7 @@ mod tests {
         kernel: &mut FakeKernel,
         root: &StateRoot,
         backend: BackendKind,
-    ) -> Result<Built, LabError> {
+    ) -> Result<Built, BuildError> {
         build_plan(kernel, root, backend, Plan::from_text(LAB)).await
     }
 
@@ -541,7 +543,7 @@ mod tests {
         root: &StateRoot,
         backend: BackendKind,
         plan: Plan,
-    ) -> Result<Built, LabError> {
+    ) -> Result<Built, BuildError> {
         let dir = root.create(LabState::creating(plan.clone())).unwrap();
         let progress = crate::lab::progress::Silent;
         let cancel = CancellationToken::new();
@@ -653,7 +655,7 @@ mod tests {
         let root = StateRoot::at(&temp.0);
         kernel.no_vxlan = true;
         let failed = build_plan(&mut kernel, &root, BackendKind::None, joined()).await;
-        let Err(LabError::Segment(error)) = failed else {
+        let Err(BuildError::Segment(error)) = failed else {
             panic!("expected a segment error, got {:?}", failed.err());
         };
         assert!(matches!(error, vxlan::SegmentError::NoVxlan));
@@ -686,7 +688,7 @@ mod tests {
         kernel.fail_spawn = Some(1); // b's
         let failed = build_on(&mut kernel, &root, BackendKind::Netem).await;
         assert!(
-            matches!(failed, Err(LabError::Launch(_))),
+            matches!(failed, Err(BuildError::Launch(_))),
             "{:?}",
             failed.err()
         );
@@ -744,7 +746,7 @@ mod tests {
             &progress,
         )
         .await;
-        assert!(matches!(built, Err(LabError::Cancelled)));
+        assert!(matches!(built, Err(BuildError::Cancelled)));
         assert!(kernel.netns.is_empty() && kernel.spawned == 0);
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::super::plan::PREFIX;
-use super::super::LabError;
+use super::error::BuildError;
 use super::kernel::{Host, Kernel};
 use super::netns::{NetnsError, Presence};
 use super::state::{Phase, ProcessRecord, StateError, StateRoot};
@@ -48,7 +48,7 @@ impl Drop for TeardownGuard<'_> {
 /// Takes a lab down: stops its processes, removes its namespaces (which takes
 /// their links with them) and its state. Idempotent; never touches an object
 /// whose identity differs from the recorded one.
-pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, LabError> {
+pub fn teardown(root: &StateRoot, lab: &str) -> Result<DownOutcome, BuildError> {
     // Its nodes may be busy measuring each other: stopping them waits for the CPU.
     super::launch::raise_priority();
     teardown_with(&mut Host, root, lab)
@@ -59,7 +59,7 @@ pub fn teardown_with(
     kernel: &mut impl Kernel,
     root: &StateRoot,
     lab: &str,
-) -> Result<DownOutcome, LabError> {
+) -> Result<DownOutcome, BuildError> {
     let mut outcome = DownOutcome::default();
     let mut dir = match root.open(lab) {
         Ok(Some(dir)) => dir,

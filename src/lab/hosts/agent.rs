@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::underlay;
 use super::wire::{self, Reply, Request, WireError};
+use crate::lab::builder::error::BuildError;
 use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::builder::teardown;
 use crate::lab::builder::{Built, UpOptions};
@@ -191,12 +192,12 @@ where
                     stopped: outcome.stopped,
                     removed: outcome.removed.len(),
                 },
-                Ok(Err(LabError::State(StateError::NotUp(_)))) => Reply::Down {
+                Ok(Err(BuildError::State(StateError::NotUp(_)))) => Reply::Down {
                     found: false,
                     stopped: 0,
                     removed: 0,
                 },
-                Ok(Err(e)) => failed(&e),
+                Ok(Err(e)) => failed(&e.into()),
                 Err(e) => Reply::Failed {
                     message: format!("teardown panicked: {e}"),
                 },

@@ -17,9 +17,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::pipe2;
 
 use super::cgroup::Cgroup;
+use super::hits::Hits;
 use super::init::{self, Outcome};
 use super::spec::BoxSpec;
-use super::hits::Hits;
 use super::{sys, SandboxError};
 
 /// How often, in milliseconds, the keeper looks at the limits while it waits.

@@ -9,6 +9,7 @@
 //! killed keeper left.
 
 pub mod cgroup;
+mod hits;
 pub mod identity;
 pub mod init;
 pub mod keeper;
@@ -18,12 +19,22 @@ pub mod program;
 pub mod seccomp;
 pub mod spec;
 pub mod start;
-mod hits;
 
 use std::io;
 use std::path::PathBuf;
 
 use thiserror::Error;
+
+/// Why a node's box could not be prepared.
+#[derive(Debug, Error)]
+#[error("confining node {node}: {source}")]
+pub struct ConfineError {
+    /// The node.
+    pub node: String,
+    /// Why.
+    #[source]
+    pub source: SandboxError,
+}
 
 /// Why a box could not be made, or a user not picked.
 #[derive(Debug, Error)]

@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::spec::BoxSpec;
-use super::{sys, SandboxError};
-use crate::lab::builder::launch::LaunchError;
+use super::{sys, ConfineError, SandboxError};
 use crate::lab::builder::state::LabDir;
 use crate::lab::plan::{node_netns, NodePlan, Plan};
 
@@ -69,8 +68,8 @@ pub fn prepare(
     node: &NodePlan,
     index: usize,
     sdss: &Path,
-) -> Result<Vec<String>, LaunchError> {
-    let failed = |source: SandboxError| LaunchError::Box {
+) -> Result<Vec<String>, ConfineError> {
+    let failed = |source: SandboxError| ConfineError {
         node: node.name.clone(),
         source,
     };
