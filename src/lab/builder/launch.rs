@@ -239,23 +239,30 @@ pub fn stop(pids: &[i32], grace: Duration, alive: impl Fn(i32) -> bool) {
     for pid in &live {
         signal(*pid, Signal::SIGTERM);
     }
-    let deadline = Instant::now() + grace;
+    let mut deadline = Instant::now() + grace;
+    let mut killed = false;
     loop {
-        reap(&live);
         let remaining: Vec<i32> = live.iter().copied().filter(|p| alive(*p)).collect();
-        if remaining.is_empty() {
+        // Collected after the check, so that a process seen exited there is
+        // not left a zombie (one that exits after it is seen next round).
+        reap(&live);
+        if remaining.is_empty() || (killed && Instant::now() >= deadline) {
             return;
         }
-        if Instant::now() >= deadline {
+        if !killed && Instant::now() >= deadline {
             for pid in remaining {
                 signal(pid, Signal::SIGKILL);
             }
-            reap(&live);
-            return;
+            killed = true;
+            deadline = Instant::now() + KILL_WAIT;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// How long a SIGKILLed process is waited for, to be collected: it dies at
+/// once unless the kernel holds it (a disk it waits on).
+const KILL_WAIT: Duration = Duration::from_secs(1);
 
 /// Collects those of `pids` that are exited children of ours, so they do not
 /// linger as zombies. Only these: another child's exit status belongs to
