@@ -214,6 +214,65 @@ pub(crate) struct Locator<'a> {
     text: &'a str,
 }
 
+/// A link's shape as a section writes it (`delay`, `jitter`, `loss`), each
+/// value where it stands in the file: what the `[defaults]`, `[[node]]`,
+/// `[[pair]]` and `[[event]]` sections give, checked here in one place and
+/// read by the plan in one place (`plan::impairment`). A view, not a field
+/// the sections flatten in: serde's `flatten` buffers the values and loses
+/// the positions the errors name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkShape<'a> {
+    /// One-way delay.
+    pub delay: Option<DurationValue>,
+    /// Jitter (`delay ± jitter`).
+    pub jitter: Option<DurationValue>,
+    /// Loss probability.
+    pub loss: Option<&'a Spanned<f64>>,
+}
+
+impl LinkShape<'_> {
+    /// Whether it gives nothing.
+    pub fn is_empty(&self) -> bool {
+        self.delay.is_none() && self.jitter.is_none() && self.loss.is_none()
+    }
+
+    /// Checks what it gives: a delay and a jitter both backends schedule, a
+    /// loss that is a probability.
+    fn check(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
+        for DurationValue(duration, start) in [self.delay, self.jitter].into_iter().flatten() {
+            if duration > MAX_DELAY {
+                return Err(at.error(
+                    Some(start..start),
+                    format!(
+                        "{duration:?} is too long for a link: expected at most {} s",
+                        MAX_DELAY.as_secs()
+                    ),
+                ));
+            }
+        }
+        check_loss(at, self.loss)
+    }
+}
+
+/// A section that shapes a link.
+macro_rules! shaped {
+    ($($section:ty),*) => {$(
+        impl $section {
+            /// The link's shape it gives.
+            pub fn shape(&self) -> LinkShape<'_> {
+                LinkShape {
+                    delay: self.delay,
+                    jitter: self.jitter,
+                    loss: self.loss.as_ref(),
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use shaped;
+
+shaped!(Defaults, NodeSection, PairSection);
+
 impl<'a> Locator<'a> {
     pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
         Locator { path, text }
@@ -336,7 +395,7 @@ impl Topology {
                 ),
             ));
         }
-        check_loss(at, self.defaults.loss.as_ref())?;
+        self.defaults.shape().check(at)?;
         for (value, what) in [
             (&self.defaults.interval, "interval"),
             (&self.defaults.exchange_timeout, "exchange_timeout"),
@@ -348,21 +407,6 @@ impl Topology {
                         format!("{what} must be more than zero: sdss node refuses 0"),
                     ));
                 }
-            }
-        }
-        let links = [(&self.defaults.delay, &self.defaults.jitter)]
-            .into_iter()
-            .chain(self.nodes.iter().map(|n| (&n.delay, &n.jitter)))
-            .chain(self.pairs.iter().map(|p| (&p.delay, &p.jitter)));
-        for DurationValue(duration, start) in links.flat_map(|(d, j)| [d, j]).flatten() {
-            if *duration > MAX_DELAY {
-                return Err(at.error(
-                    Some(*start..*start),
-                    format!(
-                        "{duration:?} is too long for a link: expected at most {} s",
-                        MAX_DELAY.as_secs()
-                    ),
-                ));
             }
         }
         if let Some(every) = &self.defaults.refresh_every {
@@ -399,7 +443,7 @@ impl Topology {
                     ),
                 ));
             }
-            check_loss(at, node.loss.as_ref())?;
+            node.shape().check(at)?;
             if let Some(command) = &node.command {
                 if command.get_ref().is_empty() {
                     return Err(at.error(
@@ -464,7 +508,7 @@ impl Topology {
                     "a pair needs two different nodes: expected `to` to differ from `from`",
                 ));
             }
-            check_loss(at, pair.loss.as_ref())?;
+            pair.shape().check(at)?;
             let mut directions = vec![(pair.from.get_ref().as_str(), pair.to.get_ref().as_str())];
             if pair.symmetric {
                 directions.push((pair.to.get_ref().as_str(), pair.from.get_ref().as_str()));

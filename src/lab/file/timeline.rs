@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{check_loss, DurationValue, Locator, Topology, TopologyError};
+use super::{shaped, DurationValue, LinkShape, Locator, Topology, TopologyError};
 
 /// What an `[[event]]` does to the lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Change a node's link (`node`) or an ordered pair (`from`, `to`).
     Set,
@@ -31,32 +32,18 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [(&'static str, Action); 8] = [
-        ("set", Action::Set),
-        ("cut", Action::Cut),
-        ("heal", Action::Heal),
-        ("partition", Action::Partition),
-        ("kill", Action::Kill),
-        ("stop", Action::Stop),
-        ("start", Action::Start),
-        ("restart", Action::Restart),
-    ];
-
-    /// The action named `text` in a lab file.
-    pub fn parse(text: &str) -> Option<Action> {
-        Self::ALL.iter().find(|(n, _)| *n == text).map(|(_, a)| *a)
-    }
-
     /// Its name in a lab file.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("?", |(n, _)| n)
-    }
-
-    fn names() -> String {
-        Self::ALL.map(|(n, _)| n).join(", ")
+        match self {
+            Action::Set => "set",
+            Action::Cut => "cut",
+            Action::Heal => "heal",
+            Action::Partition => "partition",
+            Action::Kill => "kill",
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Restart => "restart",
+        }
     }
 }
 
@@ -79,30 +66,16 @@ pub enum Expectation {
 }
 
 impl Expectation {
-    const ALL: [(&'static str, Expectation); 6] = [
-        ("delay", Expectation::Delay),
-        ("removed", Expectation::Removed),
-        ("discovered", Expectation::Discovered),
-        ("separated", Expectation::Separated),
-        ("rejoined", Expectation::Rejoined),
-        ("measured", Expectation::Measured),
-    ];
-
-    /// The expectation named `text` in a lab file.
-    pub fn parse(text: &str) -> Option<Expectation> {
-        Self::ALL.iter().find(|(n, _)| *n == text).map(|(_, e)| *e)
-    }
-
     /// Its name in a lab file.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, e)| *e == self)
-            .map_or("?", |(n, _)| n)
-    }
-
-    fn names() -> String {
-        Self::ALL.map(|(n, _)| n).join(", ")
+        match self {
+            Expectation::Delay => "delay",
+            Expectation::Removed => "removed",
+            Expectation::Discovered => "discovered",
+            Expectation::Separated => "separated",
+            Expectation::Rejoined => "rejoined",
+            Expectation::Measured => "measured",
+        }
     }
 }
 
@@ -114,8 +87,8 @@ pub struct EventSection {
     pub name: Option<Spanned<String>>,
     /// When, after the nodes start.
     pub at: DurationValue,
-    /// What: one of [`Action`]'s names.
-    pub action: Spanned<String>,
+    /// What: one of [`Action`]'s names (serde names the known ones).
+    pub action: Spanned<Action>,
     /// The node acted on.
     pub node: Option<Spanned<String>>,
     /// Sender of the pair `set` changes.
@@ -135,12 +108,14 @@ pub struct EventSection {
     pub groups: Option<Spanned<Vec<Vec<String>>>>,
 }
 
+shaped!(EventSection);
+
 /// One `[[expect]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectSection {
     /// What: one of [`Expectation`]'s names.
-    pub what: Spanned<String>,
+    pub what: Spanned<Expectation>,
     /// The event it follows (its name); the start when absent.
     pub after: Option<Spanned<String>>,
     /// How long it may take.
@@ -181,16 +156,7 @@ impl Topology {
         };
         let mut names: HashMap<&str, Action> = HashMap::new();
         for event in &self.events {
-            let action = Action::parse(event.action.get_ref()).ok_or_else(|| {
-                at.error(
-                    Some(event.action.span()),
-                    format!(
-                        "{:?} is no action: expected one of {}",
-                        event.action.get_ref(),
-                        Action::names()
-                    ),
-                )
-            })?;
+            let action = *event.action.get_ref();
             let needs = |present: bool, what: &str| -> Result<(), TopologyError> {
                 if present {
                     Ok(())
@@ -208,7 +174,7 @@ impl Topology {
                         "either `node` or both `from` and `to`",
                     )?;
                     needs(
-                        event.delay.is_some() || event.jitter.is_some() || event.loss.is_some(),
+                        !event.shape().is_empty(),
                         "at least one of `delay`, `jitter`, `loss`",
                     )?;
                 }
@@ -238,7 +204,7 @@ impl Topology {
                     );
                 }
             }
-            check_loss(at, event.loss.as_ref())?;
+            event.shape().check(at)?;
             if let Some(name) = &event.name {
                 if names.insert(name.get_ref(), action).is_some() {
                     return Err(at.error(
@@ -252,16 +218,7 @@ impl Topology {
             }
         }
         for expect in &self.expects {
-            let what = Expectation::parse(expect.what.get_ref()).ok_or_else(|| {
-                at.error(
-                    Some(expect.what.span()),
-                    format!(
-                        "{:?} is no expectation: expected one of {}",
-                        expect.what.get_ref(),
-                        Expectation::names()
-                    ),
-                )
-            })?;
+            let what = *expect.what.get_ref();
             let needs = |present: bool, field: &str| -> Result<(), TopologyError> {
                 if present {
                     Ok(())
@@ -355,11 +312,24 @@ mod tests {
         let (line, message) = error("[[event]]\nat = \"1s\"\naction = \"explode\"\nnode = \"a\"\n");
         assert_eq!(line, 8);
         assert!(
-            message.contains("expected one of set, cut, heal"),
+            message.contains("expected one of `set`, `cut`, `heal`"),
             "{message}"
         );
         let (_, message) = error("[[expect]]\nwhat = \"happy\"\nwithin = \"1s\"\n");
-        assert!(message.contains("delay, removed, discovered"), "{message}");
+        assert!(
+            message.contains("`delay`, `removed`, `discovered`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_events_link_is_checked_as_a_nodes_is() {
+        let (_, message) =
+            error("[[event]]\nat = \"1s\"\naction = \"set\"\nnode = \"a\"\ndelay = \"90s\"\n");
+        assert!(message.contains("too long for a link"), "{message}");
+        let (_, message) =
+            error("[[event]]\nat = \"1s\"\naction = \"set\"\nnode = \"a\"\nloss = 1.5\n");
+        assert!(message.contains("loss 1.5 is out of range"), "{message}");
     }
 
     #[test]

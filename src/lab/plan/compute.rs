@@ -7,14 +7,12 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use toml::Spanned;
-
 use super::{
     defaults, hosts, in_series, node_netns, switch_netns, timeline, ExpectedPair, GradeSettings,
     NodePlan, NodeSettings, Plan, Program, VerifySettings,
 };
-use crate::lab::file::{DurationValue, Ipv4Net, LabSubnet, NodeSection, Topology};
-use crate::lab::plan::impairment::Impairment;
+use crate::lab::file::{Ipv4Net, LabSubnet, NodeSection, Topology};
+use crate::lab::plan::impairment::{Impairment, LinkValues};
 use crate::lab::plan::sandbox::SandboxSettings;
 
 /// Which pair a `[[pair]]` entry sets: (from, to).
@@ -40,12 +38,7 @@ impl Plan {
         let lab = topology.name.get_ref().clone();
         let subnet = topology.subnet();
         let defaults = &topology.defaults;
-        let default_link = link(
-            defaults.delay,
-            defaults.jitter,
-            defaults.loss.as_ref(),
-            Impairment::default(),
-        );
+        let default_link = LinkValues::from(defaults.shape()).apply(Impairment::default());
         let mut addresses = FreeAddresses::new(subnet, topology);
         let mut nodes = node_plans(topology, &lab, default_link, &mut addresses);
         let hosts = hosts::place(topology, &mut nodes);
@@ -122,20 +115,6 @@ impl PlanOptions {
     }
 }
 
-/// A link as a file section gives it, what it leaves out from `fallback`.
-fn link(
-    delay: Option<DurationValue>,
-    jitter: Option<DurationValue>,
-    loss: Option<&Spanned<f64>>,
-    fallback: Impairment,
-) -> Impairment {
-    Impairment {
-        delay: delay.map_or(fallback.delay, |d| d.0),
-        jitter: jitter.map_or(fallback.jitter, |d| d.0),
-        loss: loss.map_or(fallback.loss, |l| *l.get_ref()),
-    }
-}
-
 /// Host addresses not fixed by the file, lowest first.
 struct FreeAddresses {
     subnet: Ipv4Net,
@@ -202,7 +181,7 @@ fn node_plans(
             netns: node_netns(lab, &name),
             name,
             address,
-            link: link(node.delay, node.jitter, node.loss.as_ref(), default_link),
+            link: LinkValues::from(node.shape()).apply(default_link),
             bridge_port: format!("p{index}"),
             program,
             graded,
@@ -267,12 +246,7 @@ fn probe_node(
 fn overrides(topology: &Topology) -> Overrides {
     let mut overrides = Overrides::new();
     for pair in &topology.pairs {
-        let impairment = link(
-            pair.delay,
-            pair.jitter,
-            pair.loss.as_ref(),
-            Impairment::default(),
-        );
+        let impairment = LinkValues::from(pair.shape()).apply(Impairment::default());
         let (from, to) = (pair.from.get_ref(), pair.to.get_ref());
         overrides.insert((from.clone(), to.clone()), impairment);
         if pair.symmetric {

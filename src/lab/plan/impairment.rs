@@ -1,9 +1,13 @@
 //! What a link does to the frames that cross it. Shared by the lab plan and both
-//! delay backends, so netem and the userspace emulator are told the same thing.
+//! delay backends, so netem and the userspace emulator are told the same thing;
+//! and the values a lab file's section gives it ([`LinkValues`], read from a
+//! [`LinkShape`] here alone).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::lab::file::LinkShape;
 
 /// Delay, jitter and loss of one direction of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -22,5 +26,55 @@ impl Impairment {
     /// Whether the link is a plain wire.
     pub fn is_none(&self) -> bool {
         self.delay.is_zero() && self.jitter.is_zero() && self.loss == 0.0
+    }
+}
+
+/// New values for a link or a pair; absent ones keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LinkValues {
+    /// Delay.
+    #[serde(default, with = "crate::units::serde_duration_option")]
+    pub delay: Option<Duration>,
+    /// Jitter.
+    #[serde(default, with = "crate::units::serde_duration_option")]
+    pub jitter: Option<Duration>,
+    /// Loss.
+    pub loss: Option<f64>,
+}
+
+impl LinkValues {
+    /// `to` with these values in place of its own.
+    pub fn apply(&self, to: Impairment) -> Impairment {
+        Impairment {
+            delay: self.delay.unwrap_or(to.delay),
+            jitter: self.jitter.unwrap_or(to.jitter),
+            loss: self.loss.unwrap_or(to.loss),
+        }
+    }
+}
+
+impl From<LinkShape<'_>> for LinkValues {
+    fn from(shape: LinkShape<'_>) -> LinkValues {
+        LinkValues {
+            delay: shape.delay.map(|d| d.0),
+            jitter: shape.jitter.map(|d| d.0),
+            loss: shape.loss.map(|l| *l.get_ref()),
+        }
+    }
+}
+
+impl std::fmt::Display for LinkValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(d) = self.delay {
+            parts.push(format!("delay {}", crate::units::format_duration(d)));
+        }
+        if let Some(j) = self.jitter {
+            parts.push(format!("jitter {}", crate::units::format_duration(j)));
+        }
+        if let Some(l) = self.loss {
+            parts.push(format!("loss {}%", l * 100.0));
+        }
+        f.write_str(&parts.join(", "))
     }
 }

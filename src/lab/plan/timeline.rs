@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::impairment::Impairment;
+use super::impairment::{Impairment, LinkValues};
 use super::in_series;
 use super::Plan;
 use crate::lab::file::{Action, Expectation, Topology};
@@ -152,45 +152,6 @@ impl Change {
                 ProbeStep::MalformedBurst => "a burst of malformed datagrams".to_owned(),
             },
         }
-    }
-}
-
-/// New values for a link or a pair; absent ones keep theirs.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct LinkValues {
-    /// Delay.
-    #[serde(default, with = "crate::units::serde_duration_option")]
-    pub delay: Option<Duration>,
-    /// Jitter.
-    #[serde(default, with = "crate::units::serde_duration_option")]
-    pub jitter: Option<Duration>,
-    /// Loss.
-    pub loss: Option<f64>,
-}
-
-impl LinkValues {
-    fn apply(&self, to: Impairment) -> Impairment {
-        Impairment {
-            delay: self.delay.unwrap_or(to.delay),
-            jitter: self.jitter.unwrap_or(to.jitter),
-            loss: self.loss.unwrap_or(to.loss),
-        }
-    }
-}
-
-impl std::fmt::Display for LinkValues {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(d) = self.delay {
-            parts.push(format!("delay {}", crate::units::format_duration(d)));
-        }
-        if let Some(j) = self.jitter {
-            parts.push(format!("jitter {}", crate::units::format_duration(j)));
-        }
-        if let Some(l) = self.loss {
-            parts.push(format!("loss {}%", l * 100.0));
-        }
-        f.write_str(&parts.join(", "))
     }
 }
 
@@ -408,13 +369,13 @@ impl Timeline {
         let expects = topology
             .expects
             .iter()
-            .filter_map(|x| {
-                let what = Expectation::parse(x.what.get_ref())?;
+            .map(|x| {
+                let what = *x.what.get_ref();
                 let pair = match (&x.from, &x.to) {
                     (Some(from), Some(to)) => Some((from.get_ref().clone(), to.get_ref().clone())),
                     _ => None,
                 };
-                Some(Expect {
+                Expect {
                     what,
                     after: x.after.as_ref().and_then(|a| index_of(a.get_ref())),
                     within: x.within.map(|d| d.0),
@@ -422,7 +383,7 @@ impl Timeline {
                     pair,
                     gap: x.gap.map(|d| d.0),
                     until: x.until.map(|d| d.0),
-                })
+                }
             })
             .collect();
         let mut model = LinkModel {
@@ -493,12 +454,8 @@ impl Timeline {
 fn event(section: &crate::lab::file::EventSection) -> Option<Event> {
     let name = |n: &Option<toml::Spanned<String>>| n.as_ref().map(|n| n.get_ref().clone());
     let node = name(&section.node).unwrap_or_default();
-    let values = LinkValues {
-        delay: section.delay.map(|d| d.0),
-        jitter: section.jitter.map(|d| d.0),
-        loss: section.loss.as_ref().map(|l| *l.get_ref()),
-    };
-    let action = Action::parse(section.action.get_ref())?;
+    let values = LinkValues::from(section.shape());
+    let action = *section.action.get_ref();
     let change = match action {
         Action::Set => match (name(&section.from), name(&section.to)) {
             (Some(from), Some(to)) => Change::SetPair {
