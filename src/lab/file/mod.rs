@@ -21,12 +21,15 @@ use toml::Spanned;
 pub mod backend;
 mod grading;
 mod hosts;
+mod link;
 mod sandbox;
 pub mod subnet;
 pub mod timeline;
 
 pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
 pub use hosts::HostSection;
+pub(crate) use link::shaped;
+pub use link::{LinkShape, MAX_DELAY};
 pub use sandbox::{SandboxSection, SizeValue};
 use subnet::RESERVED;
 pub use subnet::{Ipv4Net, LabSubnet, DEFAULT_SUBNET};
@@ -74,10 +77,6 @@ impl<'de> Deserialize<'de> for DurationValue {
             .map_err(serde::de::Error::custom)
     }
 }
-
-/// Longest delay or jitter a link may be given: far beyond any exchange
-/// timeout, well within what netem and the emulator schedule.
-pub const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// A lab file as written. Validated by [`Topology::parse`]; see `labs/README.md`.
 #[derive(Debug, Clone, Deserialize)]
@@ -213,63 +212,6 @@ pub(crate) struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
 }
-
-/// A link's shape as a section writes it (`delay`, `jitter`, `loss`), each
-/// value where it stands in the file: what the `[defaults]`, `[[node]]`,
-/// `[[pair]]` and `[[event]]` sections give, checked here in one place and
-/// read by the plan in one place (`plan::impairment`). A view, not a field
-/// the sections flatten in: serde's `flatten` buffers the values and loses
-/// the positions the errors name.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LinkShape<'a> {
-    /// One-way delay.
-    pub delay: Option<DurationValue>,
-    /// Jitter (`delay ± jitter`).
-    pub jitter: Option<DurationValue>,
-    /// Loss probability.
-    pub loss: Option<&'a Spanned<f64>>,
-}
-
-impl LinkShape<'_> {
-    /// Whether it gives nothing.
-    pub fn is_empty(&self) -> bool {
-        self.delay.is_none() && self.jitter.is_none() && self.loss.is_none()
-    }
-
-    /// Checks what it gives: a delay and a jitter both backends schedule, a
-    /// loss that is a probability.
-    fn check(&self, at: &Locator<'_>) -> Result<(), TopologyError> {
-        for DurationValue(duration, start) in [self.delay, self.jitter].into_iter().flatten() {
-            if duration > MAX_DELAY {
-                return Err(at.error(
-                    Some(start..start),
-                    format!(
-                        "{duration:?} is too long for a link: expected at most {} s",
-                        MAX_DELAY.as_secs()
-                    ),
-                ));
-            }
-        }
-        check_loss(at, self.loss)
-    }
-}
-
-/// A section that shapes a link.
-macro_rules! shaped {
-    ($($section:ty),*) => {$(
-        impl $section {
-            /// The link's shape it gives.
-            pub fn shape(&self) -> LinkShape<'_> {
-                LinkShape {
-                    delay: self.delay,
-                    jitter: self.jitter,
-                    loss: self.loss.as_ref(),
-                }
-            }
-        }
-    )*};
-}
-pub(crate) use shaped;
 
 shaped!(Defaults, NodeSection, PairSection);
 
@@ -556,19 +498,6 @@ fn key_at(text: &str, offset: usize) -> &str {
     let rest = text.get(offset..).unwrap_or_default();
     let end = rest.find(['=', '\n', ']']).unwrap_or(rest.len());
     rest[..end].trim()
-}
-
-fn check_loss(at: &Locator<'_>, loss: Option<&Spanned<f64>>) -> Result<(), TopologyError> {
-    if let Some(loss) = loss {
-        let value = *loss.get_ref();
-        if !(0.0..1.0).contains(&value) {
-            return Err(at.error(
-                Some(loss.span()),
-                format!("loss {value} is out of range: expected a probability from 0 up to (not including) 1, e.g. 0.01 for 1%"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{shaped, DurationValue, LinkShape, Locator, Topology, TopologyError};
+use super::{shaped, DurationValue, Locator, Topology, TopologyError};
 
 /// What an `[[event]]` does to the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
