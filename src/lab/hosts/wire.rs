@@ -14,8 +14,10 @@ use crate::lab::report::LabPhase;
 use crate::lab::scenario::site::Finished;
 
 /// The longest line either side reads: a node's output is sent in chunks
-/// below it, so only a broken peer reaches it.
-pub const MAX_LINE: usize = 1 << 20;
+/// far below it, and the longest line, a grading host's `Finished`, holds at
+/// most 2 x 2400 datagrams of 600 bytes (as hex) per graded node; so only
+/// a broken peer reaches it.
+pub const MAX_LINE: usize = 64 << 20;
 
 /// What the coordinator asks of an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

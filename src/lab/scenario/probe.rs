@@ -9,6 +9,7 @@
 //! the probe's namespace (sockets opened there stay in it); see
 //! [`crate::lab::scenario::grading`]. The output is plain data: [`ProbeLog`].
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
@@ -62,7 +63,7 @@ pub async fn run(
                 tasks.spawn(receive(
                     socket,
                     destination,
-                    spec.own,
+                    spec.clone(),
                     log.clone(),
                     stop.clone(),
                 ));
@@ -172,14 +173,21 @@ async fn recv_stamped(
     }
 }
 
+/// Records the datagrams heard on one address: a graded node's whole (its
+/// checks read them), anyone else's arrival alone (an observer's broadcasts
+/// are timed); at most [`KEPT_PER_GRADED`] of each graded node and
+/// [`KEPT_OF_OTHERS`] of all the others, so a flood cannot grow the log, nor
+/// one graded node's crowd out another's.
 async fn receive(
     socket: UdpSocket,
     destination: Destination,
-    own: Ipv4Addr,
+    spec: ProbeSpec,
     log: Shared,
     stop: CancellationToken,
 ) {
     let mut buffer = vec![0u8; 2048];
+    let mut kept: HashMap<Ipv4Addr, usize> = spec.targets.iter().map(|t| (t.address, 0)).collect();
+    let mut others = 0usize;
     loop {
         let received = tokio::select! {
             _ = stop.cancelled() => return,
@@ -188,17 +196,48 @@ async fn receive(
         let Ok((len, SocketAddr::V4(from), at)) = received else {
             continue;
         };
-        if *from.ip() == own {
+        let source = *from.ip();
+        if source == spec.own {
             continue;
         }
+        let (count, most) = match kept.get_mut(&source) {
+            Some(count) => (count, KEPT_PER_GRADED),
+            None => (&mut others, KEPT_OF_OTHERS),
+        };
+        *count += 1;
+        if *count > most {
+            if *count == most + 1 {
+                let whose = if most == KEPT_PER_GRADED {
+                    format!("{source}")
+                } else {
+                    "the others".to_owned()
+                };
+                lock(&log).errors.push(format!(
+                    "more than {most} datagrams from {whose} on the {destination:?} address: the rest were not kept"
+                ));
+            }
+            continue;
+        }
+        let graded = most == KEPT_PER_GRADED;
         lock(&log).heard.push(Heard {
             at,
-            source: *from.ip(),
+            source,
             destination,
-            payload: buffer[..len.min(600)].to_vec(),
+            payload: if graded {
+                buffer[..len.min(600)].to_vec()
+            } else {
+                Vec::new()
+            },
         });
     }
 }
+
+/// Datagrams kept of each graded node on each address: a hundred a second
+/// over a default run, far beyond any node that announces on time.
+const KEPT_PER_GRADED: usize = 2400;
+
+/// Datagrams kept of everyone else on each address (their times only).
+const KEPT_OF_OTHERS: usize = 50_000;
 
 /// The port to probe on a target: the last one it announced, else one it listens on.
 fn ports_for(target: &Target, log: &Shared) -> (Option<u16>, Option<u16>) {

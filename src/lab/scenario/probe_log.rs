@@ -51,8 +51,35 @@ pub struct Heard {
     pub source: Ipv4Addr,
     /// Where it was sent.
     pub destination: Destination,
-    /// Its bytes (at most 600).
+    /// Its bytes (at most 600), a graded node's; none of another's.
+    #[serde(with = "hex")]
     pub payload: Vec<u8>,
+}
+
+/// Bytes as hex text: a probe log crosses the hosts' wire as JSON, where a
+/// list of numbers takes twice the room.
+mod hex {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex text of odd length"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom("not hex"))
+            })
+            .collect()
+    }
 }
 
 /// Which of the probe's peers a connection reached.
@@ -101,4 +128,27 @@ pub(super) type Shared = Arc<Mutex<ProbeLog>>;
 
 pub(super) fn lock(log: &Shared) -> MutexGuard<'_, ProbeLog> {
     log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_log_crosses_the_wire_whole_with_its_payloads_as_hex() {
+        let mut log = ProbeLog::default();
+        log.heard.push(Heard {
+            at: 1.5,
+            source: Ipv4Addr::new(10, 0, 0, 2),
+            destination: Destination::Limited,
+            payload: vec![0, 255, 10, b'A'],
+        });
+        log.errors.push("one".to_owned());
+        let json = serde_json::to_string(&log).unwrap();
+        assert!(json.contains("\"payload\":\"00ff0a41\""), "{json}");
+        let back: ProbeLog = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, log);
+        let odd = json.replace("00ff0a41", "00ff0a4");
+        assert!(serde_json::from_str::<ProbeLog>(&odd).is_err());
+    }
 }
