@@ -22,6 +22,22 @@ pub struct Impairment {
     pub loss: f64,
 }
 
+/// A link that passes nothing.
+pub const CUT: Impairment = Impairment {
+    delay: Duration::ZERO,
+    jitter: Duration::ZERO,
+    loss: 1.0,
+};
+
+/// Combines two impairments crossed one after the other.
+pub fn in_series(first: &Impairment, second: &Impairment) -> Impairment {
+    Impairment {
+        delay: first.delay + second.delay,
+        jitter: first.jitter + second.jitter,
+        loss: 1.0 - (1.0 - first.loss) * (1.0 - second.loss),
+    }
+}
+
 impl Impairment {
     /// Whether the link is a plain wire.
     pub fn is_none(&self) -> bool {

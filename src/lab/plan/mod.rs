@@ -12,6 +12,7 @@ pub mod calibration;
 mod compute;
 
 pub use compute::PlanOptions;
+pub use impairment::in_series;
 mod grading;
 pub mod hosts;
 pub mod impairment;
@@ -246,15 +247,6 @@ pub fn switch_netns(lab: &str) -> String {
 /// The namespace name of a lab's node.
 pub fn node_netns(lab: &str, node: &str) -> String {
     format!("{PREFIX}{lab}-{node}")
-}
-
-/// Combines two impairments crossed one after the other.
-pub fn in_series(first: &Impairment, second: &Impairment) -> Impairment {
-    Impairment {
-        delay: first.delay + second.delay,
-        jitter: first.jitter + second.jitter,
-        loss: 1.0 - (1.0 - first.loss) * (1.0 - second.loss),
-    }
 }
 
 impl Plan {

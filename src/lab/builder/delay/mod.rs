@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::lab::builder::emulator::{EmulatorSpec, PortSpec, UplinkSpec};
 use crate::lab::plan::backend::BackendKind;
-use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::impairment::{Impairment, CUT};
 use crate::lab::plan::segment::VXLAN_PORT;
 use crate::lab::plan::timeline::{PairState, Phase};
 use crate::lab::plan::{in_series, Plan, NODE_IFNAME};
@@ -278,13 +278,6 @@ fn cut_off(plan: &Plan, from: &str, phase: &Phase) -> bool {
         .filter(|(to, _)| *to != from)
         .all(|(to, _)| phase.pair(from, to) == Some(PairState::Separated))
 }
-
-/// A link that passes nothing.
-const CUT: Impairment = Impairment {
-    delay: Duration::ZERO,
-    jitter: Duration::ZERO,
-    loss: 1.0,
-};
 
 /// Moves a running lab's links as `change` says, through `backend`; returns
 /// how long it took to confirm.
