@@ -254,6 +254,15 @@ where
             Err(e) => return send(output, &failed(&LabError::State(e))).await,
         },
     };
+    // The share's plan does not change while it runs: read once.
+    let Some(plan) = here
+        .as_deref()
+        .map(Local::dir)
+        .or(opened.as_ref())
+        .map(|dir| dir.state.plan.clone())
+    else {
+        return Ok(());
+    };
     let mut offsets: HashMap<String, u64> = from.into_iter().collect();
     let mut exited = HashSet::new();
     let mut line = Vec::new();
@@ -262,7 +271,7 @@ where
         let Some(dir) = here.as_deref().map(Local::dir).or(opened.as_ref()) else {
             return Ok(());
         };
-        for node in &dir.state.plan.nodes {
+        for node in &plan.nodes {
             let node = &node.name;
             let offset = offsets.entry(node.clone()).or_default();
             while let Some((text, next)) = read_from(&dir.stdout_log(node), *offset).await {
@@ -288,7 +297,6 @@ where
         if !follow {
             return send(output, &Reply::End).await;
         }
-        let plan = dir.state.plan.clone();
         tokio::select! {
             request = wire::read::<Request, _>(input, &mut line) => match request {
                 Ok(Some(Request::Play { event })) => {

@@ -200,14 +200,14 @@ async fn receive(
         if source == spec.own {
             continue;
         }
-        let (count, most) = match kept.get_mut(&source) {
-            Some(count) => (count, KEPT_PER_GRADED),
-            None => (&mut others, KEPT_OF_OTHERS),
+        let (count, most, graded) = match kept.get_mut(&source) {
+            Some(count) => (count, KEPT_PER_GRADED, true),
+            None => (&mut others, KEPT_OF_OTHERS, false),
         };
         *count += 1;
         if *count > most {
             if *count == most + 1 {
-                let whose = if most == KEPT_PER_GRADED {
+                let whose = if graded {
                     format!("{source}")
                 } else {
                     "the others".to_owned()
@@ -218,7 +218,6 @@ async fn receive(
             }
             continue;
         }
-        let graded = most == KEPT_PER_GRADED;
         lock(&log).heard.push(Heard {
             at,
             source,
