@@ -49,6 +49,9 @@ pub enum LabError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: the lab was torn down")]
     Cancelled,
+    /// A step that needs the lab built was asked of sites that are not.
+    #[error("the lab is not built here")]
+    NotBuilt,
     /// No such node in the lab.
     #[error("lab {lab} has no node {node}: its nodes are {known}")]
     NoNode {

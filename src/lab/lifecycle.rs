@@ -2,8 +2,10 @@
 //! build -> scenario -> judge -> report), `verify` (judge again), `down`
 //! (the build's exact inverse), `status`, `exec`.
 //!
-//! `up` arms a guard that runs the same teardown as `down` if anything fails,
-//! panics or is cancelled (Ctrl-C), so an interrupted `up` leaves nothing.
+//! `up` is one pipeline over any [`Sites`]: this machine, or several hosts.
+//! If anything fails or is cancelled (Ctrl-C) it takes every site's share
+//! down, as `down` would; a site dropped in a panic takes its own down, so an
+//! interrupted `up` leaves nothing.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,26 +16,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::clock::wall_now;
 
-use super::builder::delay::Tc;
 use super::builder::launch::{self, LaunchError};
 use super::builder::sandbox::outcome::outcomes;
-use super::builder::state::{LabDir, LabState, Phase, ProcessRecord, StateError, StateRoot};
-use super::builder::{build, emulator_totals, node_netns, TeardownGuard, UpOptions};
-use super::builder::{Built, Stages};
+use super::builder::state::{LabDir, Phase, ProcessRecord, StateError, StateRoot};
+use super::builder::Stages;
+use super::builder::{emulator_totals, node_netns, UpOptions};
 use super::judge::delays::{verify_aside, Verification};
 use super::judge::timeline::TimelineVerdicts;
 use super::judge::{self};
 use super::plan::backend::{self, BackendKind};
-use super::plan::calibration;
 use super::plan::Plan;
-use super::report::{LabPhase, LabStatus, Report};
-use super::scenario::calibrate::calibrate;
+use super::report::{HostsReport, LabPhase, LabStatus, Report};
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::late::{LateAnswers, LateFollower};
-use super::scenario::local::Local;
 use super::scenario::played::Played;
+use super::scenario::sites::Sites;
 use super::scenario::stream::Observations;
-use super::scenario::{self, start_probe, Convergence, Measured, Run, Scene};
+use super::scenario::{self, Convergence, Measured, Run, Scene};
 use super::LabError;
 use crate::lab::progress::Progress;
 
@@ -49,92 +48,79 @@ pub struct UpOutcome {
     pub stages: Stages,
     /// From node launch until the grade.
     pub converge_time: Duration,
-    /// The lab as built on this machine, for whoever plays events on it
-    /// later (a host's agent); none when the nodes live on other hosts.
-    pub built: Option<Built>,
 }
 
-/// Brings a lab up: namespaces, links, delays, nodes; then (with `verify`) waits
-/// for convergence and verification. On any error or cancellation the lab is torn down.
-pub async fn up(
+/// Brings a lab up on its `sites` (this machine, or several hosts): the plan
+/// as the backend will inject it, each site's share built, then (with
+/// `verify`) the timeline played and the run judged. On any error or
+/// cancellation every site's share is taken down; on success it stays up.
+pub async fn up<S: Sites>(
     plan: Plan,
+    sites: &mut S,
     options: &UpOptions,
-    root: &StateRoot,
     cancel: &CancellationToken,
     progress: &dyn Progress,
-) -> Result<UpOutcome, LabError> {
+) -> Result<UpOutcome, S::Error> {
+    let result = tokio::select! {
+        result = up_and_judge(plan, sites, options, cancel, progress) => result,
+        _ = cancel.cancelled() => Err(LabError::Cancelled.into()),
+    };
+    match result {
+        Ok(outcome) => {
+            sites.close().await;
+            Ok(outcome)
+        }
+        Err(e) => {
+            progress.line("taking the lab down");
+            sites.teardown(progress).await;
+            Err(e)
+        }
+    }
+}
+
+async fn up_and_judge<S: Sites>(
+    plan: Plan,
+    sites: &mut S,
+    options: &UpOptions,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<UpOutcome, S::Error> {
     let started = Instant::now();
-    launch::raise_priority();
-    // Settled before anything is created: the backend, and with `none` the
-    // plan it implies (every pair at zero delay).
-    let netem = backend::needs_netem(options.backend, &plan)
-        .then(|| tokio::task::block_in_place(|| Tc.probe_netem()));
-    let backend = backend::settle(options.backend, &plan, netem.as_ref())?;
-    let note = (backend == BackendKind::None && !plan.is_unimpaired())
-        .then(|| "zero delay: the delays in the lab file were not injected".to_owned());
-    let plan = if note.is_some() {
-        plan.zero_delay()
-    } else {
-        plan
-    };
-    calibration::check(&plan, backend)?;
-    let lab_name = plan.lab.clone();
-    let mut state = LabState::creating(plan.clone());
-    state.netem = netem;
-    state.backend = Some(backend);
-    state.backend_note = note;
-    let dir = root.create(state)?;
-    let mut guard = TeardownGuard {
-        root,
-        lab: lab_name,
-        armed: true,
-    };
-    let mut built = build(dir, plan, backend, options, cancel, progress).await?;
+    let (plan, note) = backend::as_injected(options.backend, plan);
+    let launched = sites.build(plan, note, cancel, progress).await?;
     let build_time = started.elapsed();
-    let launched = Instant::now();
+    sites.ready(progress).await?;
     let report = if options.verify {
-        // Calibration and a grading probe never meet (calibration::check).
-        let calibrated = if built.dir.state.plan.verify.calibrate {
-            let told = options
-                .injected
-                .clone()
-                .unwrap_or_else(|| built.dir.state.plan.clone());
-            Some(calibrate(&mut built, &told, &Judged, cancel, progress).await?)
-        } else {
-            None
-        };
+        let resume = sites.start(&Judged, cancel, progress).await?;
+        let dir = sites.record().ok_or(LabError::NotBuilt)?;
+        let plan = dir.state.judged_plan().into_owned();
         progress.step(
             "waiting for every pair to be measured",
-            built.dir.state.plan.expected.len() as u64,
+            plan.expected.len() as u64,
         );
-        let probe = match &built.dir.state.plan.grading {
-            Some(_) => Some(start_probe(&built)?),
-            None => None,
-        };
         let scene = Scene {
-            plan: &built.dir.state.plan.clone(),
-            launched: built.launched_at,
-            started_at: built.dir.state.nodes_started_at.unwrap_or_else(wall_now),
-            resume: calibrated,
-            graded_for: probe
-                .as_ref()
-                .and(built.dir.state.plan.grading.as_ref())
-                .map(|g| g.duration),
+            plan: &plan,
+            launched: launched.launched_at,
+            started_at: dir.state.nodes_started_at.unwrap_or_else(wall_now),
+            resume,
+            graded_for: plan.grading.as_ref().map(|g| g.duration),
         };
-        let mut here = [Local::new(&mut built, probe)];
-        let ran = scenario::run(&mut here, scene, &Judged, cancel, progress).await?;
-        Some(judge_run(&built.dir, &ran, built.launched_at, progress)?)
+        let ran = scenario::run(sites.sites(), scene, &Judged, cancel, progress).await?;
+        let dir = sites.record().ok_or(LabError::NotBuilt)?;
+        let mut report = judge_run(dir, &ran, launched.launched_at, progress)?;
+        if plan.spans_hosts() {
+            report = report.with_hosts(HostsReport::new(&plan, ran.lost.clone()));
+        }
+        Some(report)
     } else {
         None
     };
-    guard.armed = false;
     Ok(UpOutcome {
-        backend,
+        backend: launched.backend,
         report,
         build_time,
-        stages: built.stages.clone(),
-        converge_time: launched.elapsed(),
-        built: Some(built),
+        stages: launched.stages,
+        converge_time: launched.launched_at.elapsed(),
     })
 }
 
@@ -443,5 +429,178 @@ mod tests {
         // Asked by name, the cause is the answer.
         assert!(status(&state, Some("broken")).is_err());
         assert!(status(&state, Some("going")).is_err());
+    }
+}
+
+/// `up`'s pipeline against fake sites: what it asks of them, in which order,
+/// and how each way of ending leaves the lab.
+#[cfg(test)]
+mod pipeline_tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::lab::file::backend::BackendChoice;
+    use crate::lab::progress::Silent;
+    use crate::lab::scenario::calibrate::Calibrated;
+    use crate::lab::scenario::{site::Site, sites::Launched};
+
+    /// A site with nothing to play.
+    struct Nowhere;
+
+    impl Site for Nowhere {
+        fn name(&self) -> String {
+            "nowhere".to_owned()
+        }
+        fn holds(&self, _node: &str) -> bool {
+            false
+        }
+        fn stdout_log(&self, _node: &str) -> PathBuf {
+            PathBuf::new()
+        }
+        async fn play(&mut self, _plan: &Plan, _index: usize) -> Result<Option<Duration>, String> {
+            Ok(None)
+        }
+        fn stopped(&mut self, _node: &str) -> Option<String> {
+            None
+        }
+    }
+
+    /// Where a fake's build ends.
+    #[derive(Clone, Copy)]
+    enum Ends {
+        Built,
+        Fails,
+        Hangs,
+        NotReady,
+    }
+
+    /// Sites that record what `up` asks of them.
+    struct Fake {
+        ends: Ends,
+        asked: Arc<Mutex<Vec<&'static str>>>,
+        none: Vec<Nowhere>,
+    }
+
+    impl Fake {
+        fn ask(&self, what: &'static str) {
+            self.asked.lock().unwrap().push(what);
+        }
+    }
+
+    impl Sites for Fake {
+        type Site = Nowhere;
+        type Error = LabError;
+
+        async fn build(
+            &mut self,
+            plan: Plan,
+            note: Option<String>,
+            _cancel: &CancellationToken,
+            _progress: &dyn Progress,
+        ) -> Result<Launched, LabError> {
+            self.ask("build");
+            // `none` asked: the plan comes zero-delayed, and says so.
+            assert!(plan.is_unimpaired());
+            assert!(note.is_some());
+            match self.ends {
+                Ends::Fails => Err(LabError::NotBuilt),
+                Ends::Hangs => std::future::pending().await,
+                Ends::Built | Ends::NotReady => Ok(Launched {
+                    backend: BackendKind::None,
+                    stages: Stages::default(),
+                    launched_at: Instant::now(),
+                }),
+            }
+        }
+
+        async fn ready(&mut self, _progress: &dyn Progress) -> Result<(), LabError> {
+            self.ask("ready");
+            match self.ends {
+                Ends::NotReady => Err(LabError::NotBuilt),
+                _ => Ok(()),
+            }
+        }
+
+        async fn start(
+            &mut self,
+            _convergence: &dyn Convergence,
+            _cancel: &CancellationToken,
+            _progress: &dyn Progress,
+        ) -> Result<Option<Calibrated>, LabError> {
+            self.ask("start");
+            Ok(None)
+        }
+
+        fn record(&self) -> Option<&LabDir> {
+            None
+        }
+
+        fn sites(&mut self) -> &mut [Nowhere] {
+            &mut self.none
+        }
+
+        async fn close(&mut self) {
+            self.ask("close");
+        }
+
+        async fn teardown(&mut self, _progress: &dyn Progress) {
+            self.ask("teardown");
+        }
+    }
+
+    /// What `up` asked of sites that end as `ends`, and whether it succeeded.
+    async fn up_with(ends: Ends, cancel: &CancellationToken) -> (Vec<&'static str>, bool) {
+        let plan = Plan::from_text(
+            "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"5ms\"\n[[node]]\nname = \"b\"\n",
+        );
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let mut sites = Fake {
+            ends,
+            asked: asked.clone(),
+            none: Vec::new(),
+        };
+        let options = UpOptions {
+            backend: BackendChoice::None,
+            sdss: PathBuf::from("sdss"),
+            verify: false,
+            injected: None,
+        };
+        let result = up(plan, &mut sites, &options, cancel, &Silent).await;
+        let asked = asked.lock().unwrap().clone();
+        (asked, result.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_lab_that_comes_up_is_built_readied_and_left_up() {
+        let (asked, ok) = up_with(Ends::Built, &CancellationToken::new()).await;
+        assert!(ok);
+        assert_eq!(asked, ["build", "ready", "close"]);
+    }
+
+    #[tokio::test]
+    async fn a_build_that_fails_is_taken_down_and_never_readied() {
+        let (asked, ok) = up_with(Ends::Fails, &CancellationToken::new()).await;
+        assert!(!ok);
+        assert_eq!(asked, ["build", "teardown"]);
+    }
+
+    #[tokio::test]
+    async fn sites_that_fail_to_get_ready_are_taken_down() {
+        let (asked, ok) = up_with(Ends::NotReady, &CancellationToken::new()).await;
+        assert!(!ok);
+        assert_eq!(asked, ["build", "ready", "teardown"]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_build_is_taken_down() {
+        let cancel = CancellationToken::new();
+        let later = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            later.cancel();
+        });
+        let (asked, ok) = up_with(Ends::Hangs, &cancel).await;
+        assert!(!ok);
+        assert_eq!(asked, ["build", "teardown"]);
     }
 }

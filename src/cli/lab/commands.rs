@@ -15,12 +15,13 @@ use crate::lab::builder::state::StateRoot;
 use crate::lab::builder::UpOptions;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::Topology;
-use crate::lab::hosts::coordinator::{self, SpanError};
+use crate::lab::hosts::coordinator::{Hosts, SpanError};
 use crate::lab::hosts::RemoteExec;
 use crate::lab::lifecycle;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::progress::Console;
 use crate::lab::report::{render_graph, render_html, render_plan, GraphFormat, Report};
+use crate::lab::scenario::machine::Machine;
 use crate::lab::watch::WatchOptions;
 use crate::lab::LabError;
 
@@ -217,9 +218,11 @@ pub(super) fn run_plan(
         });
         let progress = Console::new(&lab, false);
         let result = if spans_hosts {
-            coordinator::up(plan, &options, exec, root, &cancel, &progress).await
+            let mut hosts = Hosts::new(exec, root, options.clone(), progress.printer());
+            lifecycle::up(plan, &mut hosts, &options, &cancel, &progress).await
         } else {
-            lifecycle::up(plan, &options, root, &cancel, &progress)
+            let mut machine = Machine::new(root, options.clone());
+            lifecycle::up(plan, &mut machine, &options, &cancel, &progress)
                 .await
                 .map_err(SpanError::from)
         };

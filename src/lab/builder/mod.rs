@@ -42,7 +42,7 @@ use kernel::{Host, Kernel};
 use launch::{Launch, LaunchError};
 use netns::{NetnsError, Presence};
 use state::{LabDir, LinkRecord, NamespaceRecord, Phase};
-pub use teardown::{teardown, DownOutcome, TeardownGuard};
+pub use teardown::{teardown, DownOutcome};
 
 fn now_unix() -> i64 {
     SystemTime::now()

@@ -24,27 +24,6 @@ pub struct DownOutcome {
     pub stopped: usize,
 }
 
-/// Tears a lab down when dropped while armed: the path every failure, panic and
-/// cancellation of `up` takes.
-pub struct TeardownGuard<'a> {
-    /// Where the lab's state lives.
-    pub root: &'a StateRoot,
-    /// The lab.
-    pub lab: String,
-    /// Whether dropping tears the lab down.
-    pub armed: bool,
-}
-
-impl Drop for TeardownGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            if let Err(e) = teardown(self.root, &self.lab) {
-                eprintln!("sdss: cleaning up lab {} failed: {e}", self.lab);
-            }
-        }
-    }
-}
-
 /// Takes a lab down: stops its processes, removes its namespaces (which takes
 /// their links with them) and its state. Idempotent; never touches an object
 /// whose identity differs from the recorded one.

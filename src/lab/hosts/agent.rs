@@ -16,14 +16,16 @@ use super::wire::{self, Reply, Request, WireError};
 use crate::lab::builder::error::BuildError;
 use crate::lab::builder::state::{StateError, StateRoot};
 use crate::lab::builder::teardown;
-use crate::lab::builder::{Built, UpOptions};
-use crate::lab::lifecycle;
+use crate::lab::builder::UpOptions;
+use crate::lab::lifecycle::{self, Judged};
 use crate::lab::plan::Plan;
+use crate::lab::progress::Silent;
 use crate::lab::report::progress::Console;
 use crate::lab::report::LabPhase;
 use crate::lab::scenario::local::Local;
+use crate::lab::scenario::machine::Machine;
 use crate::lab::scenario::site::{Finished, Site};
-use crate::lab::scenario::start_probe;
+use crate::lab::scenario::sites::Sites;
 use crate::lab::LabError;
 
 /// How often followed output is read.
@@ -72,18 +74,21 @@ where
             let progress = Console::new(&lab, false);
             // The coordinator gone (stdin closed) cancels the build, which tears itself down.
             let building = cancel.child_token();
-            let up = lifecycle::up(*plan, &options, root, &building, &progress);
-            tokio::pin!(up);
-            let mut ignored = Vec::new();
-            let outcome = tokio::select! {
-                outcome = &mut up => outcome,
-                _ = wire::read::<Request, _>(&mut input, &mut ignored) => {
-                    building.cancel();
-                    up.await
+            let mut machine = Machine::new(root, options.clone());
+            let outcome = {
+                let up = lifecycle::up(*plan, &mut machine, &options, &building, &progress);
+                tokio::pin!(up);
+                let mut ignored = Vec::new();
+                tokio::select! {
+                    outcome = &mut up => outcome,
+                    _ = wire::read::<Request, _>(&mut input, &mut ignored) => {
+                        building.cancel();
+                        up.await
+                    }
                 }
             };
             progress.finish();
-            let mut outcome = match outcome {
+            let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(e) => return send(&mut output, &failed(&e)).await,
             };
@@ -153,20 +158,11 @@ where
                         send(&mut output, &reply).await?;
                     }
                     Request::Logs { lab, from, follow } => {
-                        let Some(built) = outcome.built.as_mut() else {
-                            return logs(root, None, &lab, from, follow, &mut input, &mut output)
-                                .await;
-                        };
-                        // The share's grading probe, when the probe node is here.
-                        let probe = match grades_here(built) {
-                            true => match start_probe(built) {
-                                Ok(probe) => Some(probe),
-                                Err(e) => return send(&mut output, &failed(&e)).await,
-                            },
-                            false => None,
-                        };
-                        let mut here = Local::new(built, probe);
-                        let here = Some(&mut here);
+                        // The share's grading probe starts, when the probe node is here.
+                        if let Err(e) = machine.start(&Judged, cancel, &Silent).await {
+                            return send(&mut output, &failed(&e)).await;
+                        }
+                        let here = machine.local();
                         return logs(root, here, &lab, from, follow, &mut input, &mut output).await;
                     }
                     other => {
@@ -232,7 +228,7 @@ where
 /// that built the share (`built`), plays the timeline's events as they come.
 async fn logs<R, W>(
     root: &StateRoot,
-    mut here: Option<&mut Local<'_>>,
+    mut here: Option<&mut Local>,
     lab: &str,
     from: Vec<(String, u64)>,
     follow: bool,
@@ -318,17 +314,9 @@ where
     }
 }
 
-/// Whether this host's share runs the lab's grading probe (its node is here).
-fn grades_here(built: &Built) -> bool {
-    let plan = &built.dir.state.plan;
-    plan.grading
-        .as_ref()
-        .is_some_and(|g| plan.node(&g.probe).is_some())
-}
-
 /// Plays this host's share of timeline event `event` on the share it built,
 /// as `lab up` plays an event on one machine: the same site.
-async fn play(here: Option<&mut Local<'_>>, plan: &Plan, event: usize) -> Reply {
+async fn play(here: Option<&mut Local>, plan: &Plan, event: usize) -> Reply {
     let played = match here {
         None => Err("events are played in the session that built the share".to_owned()),
         Some(_) if event >= plan.timeline.events.len() => {

@@ -81,6 +81,17 @@ fn has_link_changes(plan: &Plan) -> bool {
     plan.timeline.events.iter().any(|e| e.change.is_link())
 }
 
+/// `plan` as `choice` will inject it: under `none`, every pair at zero
+/// delay, with the note that says so; a plan step, taken before anything is built.
+pub fn as_injected(choice: BackendChoice, plan: Plan) -> (Plan, Option<String>) {
+    if choice == BackendChoice::None && !plan.is_unimpaired() {
+        let note = "zero delay: the delays in the lab file were not injected".to_owned();
+        (plan.zero_delay(), Some(note))
+    } else {
+        (plan, None)
+    }
+}
+
 /// The backend for `plan` given the user's `choice` and the kernel's `netem`
 /// (`None`: not probed, as [`needs_netem`] allows): `auto` takes none for a
 /// lab with nothing to inject, netem where the kernel has it, else the emulator.

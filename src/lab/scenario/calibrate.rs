@@ -16,7 +16,6 @@ use super::stream::Observations;
 use super::tail::LogTail;
 use super::{follow_graded, read_tails, Convergence, POLL};
 use crate::lab::builder::delay::{change_links, LinkChange};
-use crate::lab::builder::Built;
 use crate::lab::plan::calibration;
 use crate::lab::plan::Plan;
 use crate::lab::progress::Progress;
@@ -41,24 +40,24 @@ pub struct Calibrated {
 /// own, or those of `--inject-from`). A pair not measured by the time limit
 /// gets no floor (the report says so); the lab goes on.
 pub async fn calibrate(
-    built: &mut Built,
+    here: &mut Local,
     told: &Plan,
     convergence: &dyn Convergence,
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<Calibrated, LabError> {
-    let plan = built.dir.state.plan.clone();
+    let plan = here.dir().state.plan.clone();
     let calibrating = calibration::phase(told);
-    let deadline = built.launched_at + plan.verify.time_limit;
-    let mut here = [Local::new(built, None)];
-    let mut tails = follow_graded(&plan, &here);
+    let deadline = here.built().launched_at + plan.verify.time_limit;
+    let here = std::slice::from_mut(here);
+    let mut tails = follow_graded(&plan, here);
     let mut seen: HashMap<String, Observations> = HashMap::new();
     progress.step(
         "calibrating: every pair measured at 1 ms",
         plan.expected.len() as u64,
     );
     loop {
-        read_tails(&mut here, &mut tails, &mut seen)?;
+        read_tails(here, &mut tails, &mut seen)?;
         let measured = convergence.measured(&calibrating, &seen, None);
         progress.set(measured.complete as u64);
         if measured.converged || Instant::now() >= deadline {
@@ -69,8 +68,8 @@ pub async fn calibrate(
             _ = tokio::time::sleep(POLL) => {}
         }
     }
-    drop(here);
     let floors = convergence.floors(&calibrating, &seen);
+    let built = here[0].built();
     built.dir.record(|s| s.floors = floors)?;
     let change = LinkChange::Plans {
         before: &calibrating,
@@ -80,7 +79,7 @@ pub async fn calibrate(
     let switched_at = Instant::now();
     // What the nodes printed until the links changed is not graded; the one
     // exchange per pair that straddles the change is the warm-up's.
-    read_tails(&mut [Local::new(built, None)], &mut tails, &mut seen)?;
+    read_tails(here, &mut tails, &mut seen)?;
     for observations in seen.values_mut() {
         observations
             .events

@@ -16,24 +16,45 @@ use crate::lab::plan::Plan;
 use crate::lab::LabError;
 
 /// The lab (or a host's share of one) built on this machine.
-pub struct Local<'a> {
-    built: &'a mut Built,
+pub struct Local {
+    built: Built,
     probe: Option<RunningProbe>,
     late: LateFollower,
 }
 
-impl<'a> Local<'a> {
-    /// The site of `built`, with the grading probe that runs around it, if
-    /// any: the site finishes it at the end of the run, or stops it when
-    /// dropped before.
-    pub fn new(built: &'a mut Built, probe: Option<RunningProbe>) -> Local<'a> {
+impl Local {
+    /// The site of `built`.
+    pub fn new(built: Built) -> Local {
         let late = LateFollower::new(&built.dir);
-        Local { built, probe, late }
+        Local {
+            built,
+            probe: None,
+            late,
+        }
     }
 
     /// The lab's state here.
     pub fn dir(&self) -> &LabDir {
         &self.built.dir
+    }
+
+    /// The lab as built here.
+    pub fn built(&mut self) -> &mut Built {
+        &mut self.built
+    }
+
+    /// Starts the lab's grading probe here, when its node is here: the site
+    /// finishes it at the end of the run, or stops it when dropped before.
+    pub fn start_probe(&mut self) -> Result<(), LabError> {
+        let plan = &self.built.dir.state.plan;
+        let here = plan
+            .grading
+            .as_ref()
+            .is_some_and(|g| plan.node(&g.probe).is_some());
+        if here && self.probe.is_none() {
+            self.probe = Some(super::start_probe(&self.built)?);
+        }
+        Ok(())
     }
 
     /// Plays event `index` here, as [`Site::play`] says.
@@ -95,14 +116,14 @@ impl<'a> Local<'a> {
 
     /// Starts a node of the plan again, and follows its process.
     fn start(&mut self, plan: &Plan, name: &str) -> Result<(), LabError> {
-        let built = &mut *self.built;
+        let built = &mut self.built;
         let child = builder::start_node(&mut built.dir, plan, name, &built.sdss)?;
         built.children.insert(name.to_owned(), child);
         Ok(())
     }
 }
 
-impl Site for Local<'_> {
+impl Site for Local {
     fn name(&self) -> String {
         "this machine".to_owned()
     }

@@ -7,11 +7,13 @@ mod fakes;
 pub mod grading;
 pub mod late;
 pub mod local;
+pub mod machine;
 pub mod observe;
 pub mod played;
 pub mod probe;
 pub mod probe_log;
 pub mod site;
+pub mod sites;
 pub mod stream;
 pub mod tail;
 
@@ -82,7 +84,7 @@ pub struct Measured {
 }
 
 /// Starts the grading probe for the lab's graded nodes.
-pub fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
+fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
     let state = &built.dir.state;
     let plan = &state.plan;
     let grading = plan

@@ -8,12 +8,12 @@
 //! and from a killed `up`; the hosts keep theirs.
 
 mod down;
-mod site;
+pub mod site;
 mod up;
 mod verify;
 
 pub use down::{down, status, DownAcross};
-pub use up::up;
+pub use up::Hosts;
 pub use verify::verify_again;
 
 use std::collections::{HashMap, HashSet};

@@ -32,17 +32,17 @@ const FINISH_WAIT: Duration = Duration::from_secs(30);
 pub(super) const ASK_QUEUE: usize = 64;
 
 /// A host of the lab, reached through the task that gathers its stream.
-pub(super) struct Host {
+pub struct Host {
     /// Its name in the lab file.
-    pub name: String,
+    pub(super) name: String,
     /// Its nodes.
-    pub nodes: HashSet<String>,
+    pub(super) nodes: HashSet<String>,
     /// Where each of its nodes' output is gathered here.
-    pub paths: HashMap<String, PathBuf>,
+    pub(super) paths: HashMap<String, PathBuf>,
     /// To the task that holds its session.
-    pub asks: mpsc::Sender<Ask>,
+    pub(super) asks: mpsc::Sender<Ask>,
     /// What its stream said.
-    pub heard: Arc<Heard>,
+    pub(super) heard: Arc<Heard>,
 }
 
 impl Site for Host {

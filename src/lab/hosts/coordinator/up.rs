@@ -1,5 +1,5 @@
-//! `up` over several hosts: each host's share built by its agent, the
-//! underlay measured, then every node's output streamed here and judged.
+//! A lab's hosts as the sites `up` builds and plays: each host's share built
+//! by its agent, the underlay measured, every node's output streamed here.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::site::{Host, ASK_QUEUE};
@@ -16,144 +17,242 @@ use super::{gather, lock, Heard};
 use crate::lab::builder::state::{LabDir, LabState, Phase, StateRoot};
 use crate::lab::builder::Stages;
 use crate::lab::builder::UpOptions;
-use crate::lab::file::backend::BackendChoice;
 use crate::lab::hosts::remote::{HostError, RemoteExec, Session, BUILD_WAIT, MEASURE_WAIT};
 use crate::lab::hosts::wire::{Reply, Request};
-use crate::lab::lifecycle::{judge_run, Judged, UpOutcome};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::calibration::CalibrationRefusal;
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
 use crate::lab::plan::Plan;
 use crate::lab::progress::Progress;
-use crate::lab::report::progress::{Console, Printer};
-use crate::lab::report::{HostsReport, Report};
-use crate::lab::scenario::{self, Scene};
+use crate::lab::report::progress::Printer;
+use crate::lab::scenario::calibrate::Calibrated;
+use crate::lab::scenario::sites::{Launched, Sites};
+use crate::lab::scenario::Convergence;
 use crate::lab::LabError;
 use crate::node::clock::wall_now;
 
-/// Brings a lab up on its hosts; on any failure or Ctrl-C every host's share
-/// is taken down again (each host's own `up` already removed a failed share).
-pub async fn up(
-    plan: Plan,
-    options: &UpOptions,
-    exec: &RemoteExec,
-    root: &StateRoot,
-    cancel: &CancellationToken,
-    progress: &Console,
-) -> Result<UpOutcome, SpanError> {
-    // As on one machine: `none` injects nothing, so nothing is expected.
-    let zeroed = options.backend == BackendChoice::None && !plan.is_unimpaired();
-    let plan = if zeroed { plan.zero_delay() } else { plan };
-    if plan.verify.calibrate {
-        return Err(CalibrationRefusal::Hosts.into());
+/// A lab's hosts, as [`Sites`]: each host's share built by its agent, the
+/// underlay between them measured, their nodes' output streamed here.
+pub struct Hosts<'a> {
+    exec: &'a RemoteExec,
+    root: &'a StateRoot,
+    options: UpOptions,
+    printer: Printer,
+    /// The coordinator's record, once `build` made it.
+    dir: Option<LabDir>,
+    /// The sessions that built each share, until `start` streams them.
+    sessions: Vec<Session>,
+    /// Each host as a site, once streamed.
+    hosts: Vec<Host>,
+    /// Ends the streams.
+    stop: CancellationToken,
+    streams: Vec<JoinHandle<()>>,
+}
+
+impl<'a> Hosts<'a> {
+    /// The hosts of a lab, reached through `exec`, its record under `root`.
+    pub fn new(
+        exec: &'a RemoteExec,
+        root: &'a StateRoot,
+        options: UpOptions,
+        printer: Printer,
+    ) -> Hosts<'a> {
+        Hosts {
+            exec,
+            root,
+            options,
+            printer,
+            dir: None,
+            sessions: Vec::new(),
+            hosts: Vec::new(),
+            stop: CancellationToken::new(),
+            streams: Vec::new(),
+        }
     }
-    let mut state = LabState::creating(plan.clone());
-    state.backend_note =
-        zeroed.then(|| "zero delay: the delays in the lab file were not injected".to_owned());
-    let dir = root.create(state)?;
-    let result = tokio::select! {
-        result = up_on_hosts(dir, options, exec, cancel, progress) => result,
-        _ = cancel.cancelled() => Err(LabError::Cancelled.into()),
-    };
-    if result.is_err() {
-        progress.line("taking every host's share down");
-        if let Err(e) = super::down(root, &plan, exec, &progress.printer()).await {
+
+    /// Ends the streams and closes the sessions.
+    async fn end_streams(&mut self) {
+        self.stop.cancel();
+        for stream in self.streams.drain(..) {
+            let _ = stream.await;
+        }
+        for session in self.sessions.drain(..) {
+            session.close().await;
+        }
+    }
+}
+
+impl Sites for Hosts<'_> {
+    type Site = Host;
+    type Error = SpanError;
+
+    async fn build(
+        &mut self,
+        plan: Plan,
+        note: Option<String>,
+        _cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<Launched, SpanError> {
+        if plan.verify.calibrate {
+            return Err(CalibrationRefusal::Hosts.into());
+        }
+        let mut state = LabState::creating(plan.clone());
+        state.backend_note = note;
+        let dir = self.dir.insert(self.root.create(state)?);
+        progress.step("building every host's share", plan.hosts.len() as u64);
+        let (exec, options, printer) = (self.exec, &self.options, &self.printer);
+        let built = join_all(plan.hosts.iter().map(|host| async {
+            let result = build_on(exec, &plan, host, options, printer.clone()).await;
+            progress.inc();
+            result
+        }))
+        .await;
+        let mut failures = Vec::new();
+        let mut backends = Vec::new();
+        let mut netem = None;
+        for result in built {
+            match result {
+                Ok((session, kind, probed)) => {
+                    netem = netem.or(probed);
+                    backends.push((session.host.clone(), kind));
+                    self.sessions.push(session);
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(SpanError::Hosts(failures));
+        }
+        let backend = backends
+            .first()
+            .map_or(BackendKind::None, |(_, kind)| *kind);
+        // Hosts may settle differently (`auto`, or a host's own `backend`): say so.
+        let differ = backends.iter().any(|(_, kind)| *kind != backend).then(|| {
+            let each: Vec<String> = backends
+                .iter()
+                .map(|(host, kind)| format!("{kind} on {host}"))
+                .collect();
+            format!("the hosts' delay backends differ: {}", each.join(", "))
+        });
+        dir.record(|s| {
+            s.phase = Phase::Running;
+            s.backend = Some(backend);
+            s.backend_note = differ.or(s.backend_note.take());
+            s.netem = netem;
+            s.nodes_started_at = Some(wall_now());
+        })?;
+        Ok(Launched {
+            backend,
+            stages: Stages::default(),
+            launched_at: Instant::now(),
+        })
+    }
+
+    async fn ready(&mut self, progress: &dyn Progress) -> Result<(), SpanError> {
+        let dir = self.dir.as_mut().ok_or(LabError::NotBuilt)?;
+        let plan = dir.state.plan.clone();
+        progress.step(
+            "measuring the underlay between hosts",
+            self.sessions.len() as u64,
+        );
+        let underlay = measure(&plan, &mut self.sessions).await?;
+        for u in &underlay {
+            progress.line(&format!(
+                "underlay {} -> {}: {:.3} ms, clocks {:+.3} ms apart",
+                u.from,
+                u.to,
+                u.delay.as_secs_f64() * 1e3,
+                u.clock * 1e3
+            ));
+        }
+        // A measurement, recorded beside the plan, which stays as it was made.
+        dir.record(|s| s.underlay = underlay)?;
+        Ok(())
+    }
+
+    /// Streams every host's node output into this lab's directory; each
+    /// host, a site, plays its share of the timeline through its stream.
+    async fn start(
+        &mut self,
+        _convergence: &dyn Convergence,
+        _cancel: &CancellationToken,
+        _progress: &dyn Progress,
+    ) -> Result<Option<Calibrated>, SpanError> {
+        let dir = self.dir.as_ref().ok_or(LabError::NotBuilt)?;
+        let plan = dir.state.plan.clone();
+        let paths: HashMap<String, PathBuf> = plan
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
+            .collect();
+        for mut session in self.sessions.drain(..) {
+            let request = Request::Logs {
+                lab: plan.lab.clone(),
+                from: Vec::new(),
+                follow: true,
+            };
+            let heard = Arc::new(Heard::default());
+            let (asks, mut requests) = mpsc::channel(ASK_QUEUE);
+            let name = session.host.clone();
+            self.hosts.push(Host {
+                nodes: plan
+                    .nodes
+                    .iter()
+                    .filter(|n| n.host.as_deref() == Some(name.as_str()))
+                    .map(|n| n.name.clone())
+                    .collect(),
+                name,
+                paths: paths.clone(),
+                asks,
+                heard: heard.clone(),
+            });
+            let (paths, stop) = (paths.clone(), self.stop.clone());
+            self.streams.push(tokio::spawn(async move {
+                let result = async {
+                    session.send(&request).await?;
+                    gather(&mut session, &paths, &heard, Some(&mut requests), &stop).await
+                }
+                .await;
+                if let Err(e) = result {
+                    *lock(&heard.lost) = Some(e.to_string());
+                }
+                session.close().await;
+            }));
+        }
+        Ok(None)
+    }
+
+    fn record(&self) -> Option<&LabDir> {
+        self.dir.as_ref()
+    }
+
+    fn sites(&mut self) -> &mut [Host] {
+        &mut self.hosts
+    }
+
+    async fn close(&mut self) {
+        self.end_streams().await;
+    }
+
+    /// Every host's share taken down (each host's own `up` already removed
+    /// a share that failed), then the coordinator's record.
+    async fn teardown(&mut self, progress: &dyn Progress) {
+        self.end_streams().await;
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        let plan = dir.state.plan.clone();
+        drop(dir);
+        if let Err(e) = super::down(self.root, &plan, self.exec, &self.printer).await {
             progress.line(&format!("{e}"));
         }
     }
-    result
 }
 
-async fn up_on_hosts(
-    mut dir: LabDir,
-    options: &UpOptions,
-    exec: &RemoteExec,
-    cancel: &CancellationToken,
-    progress: &Console,
-) -> Result<UpOutcome, SpanError> {
-    let started = Instant::now();
-    let plan = dir.state.plan.clone();
-    progress.step("building every host's share", plan.hosts.len() as u64);
-    let built = join_all(plan.hosts.iter().map(|host| async {
-        let result = build_on(exec, &plan, host, options, progress.printer()).await;
-        progress.inc();
-        result
-    }))
-    .await;
-    let mut sessions = Vec::new();
-    let mut failures = Vec::new();
-    let mut backends = Vec::new();
-    let mut netem = None;
-    for result in built {
-        match result {
-            Ok((session, kind, probed)) => {
-                netem = netem.or(probed);
-                backends.push((session.host.clone(), kind));
-                sessions.push(session);
-            }
-            Err(e) => failures.push(e),
-        }
+impl Drop for Hosts<'_> {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
-    if !failures.is_empty() {
-        for session in sessions {
-            session.close().await;
-        }
-        return Err(SpanError::Hosts(failures));
-    }
-    let backend = backends
-        .first()
-        .map_or(BackendKind::None, |(_, kind)| *kind);
-    // Hosts may settle differently (`auto`, or a host's own `backend`): say so.
-    let differ = backends.iter().any(|(_, kind)| *kind != backend).then(|| {
-        let each: Vec<String> = backends
-            .iter()
-            .map(|(host, kind)| format!("{kind} on {host}"))
-            .collect();
-        format!("the hosts' delay backends differ: {}", each.join(", "))
-    });
-    let build_time = started.elapsed();
-    dir.record(|s| {
-        s.phase = Phase::Running;
-        s.backend = Some(backend);
-        s.backend_note = differ.or(s.backend_note.take());
-        s.netem = netem;
-        s.nodes_started_at = Some(wall_now());
-    })?;
-    let launched = Instant::now();
-
-    progress.step(
-        "measuring the underlay between hosts",
-        sessions.len() as u64,
-    );
-    let underlay = measure(&plan, &mut sessions).await?;
-    for u in &underlay {
-        progress.line(&format!(
-            "underlay {} -> {}: {:.3} ms, clocks {:+.3} ms apart",
-            u.from,
-            u.to,
-            u.delay.as_secs_f64() * 1e3,
-            u.clock * 1e3
-        ));
-    }
-    // A measurement, recorded beside the plan, which stays as it was made.
-    dir.record(|s| s.underlay = underlay)?;
-
-    let report = if options.verify {
-        Some(run_scenario(&dir, sessions, launched, cancel, progress).await?)
-    } else {
-        for session in sessions {
-            session.close().await;
-        }
-        None
-    };
-    Ok(UpOutcome {
-        backend,
-        report,
-        build_time,
-        stages: Stages::default(),
-        converge_time: launched.elapsed(),
-        built: None,
-    })
 }
 
 /// Starts the agent on `host`, has it build its share; the session stays open.
@@ -244,81 +343,4 @@ async fn measure(plan: &Plan, sessions: &mut [Session]) -> Result<Vec<UnderlayDe
     } else {
         Err(SpanError::Hosts(failures))
     }
-}
-
-/// Streams every host's node output into this lab's directory, plays the
-/// timeline over the hosts (the scenario's one loop, each host a site) and
-/// judges it as a lab on one machine is judged; a host that stops streaming
-/// is reported, and its nodes' pairs fail with the reason.
-async fn run_scenario(
-    dir: &LabDir,
-    sessions: Vec<Session>,
-    launched: Instant,
-    cancel: &CancellationToken,
-    progress: &Console,
-) -> Result<Report, LabError> {
-    let judged = dir.state.judged_plan();
-    let plan = judged.as_ref();
-    progress.step(
-        "waiting for every pair to be measured",
-        plan.expected.len() as u64,
-    );
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    let paths: HashMap<String, PathBuf> = plan
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), dir.stdout_log(&n.name)))
-        .collect();
-    let mut streams = Vec::new();
-    let mut hosts = Vec::new();
-    for mut session in sessions {
-        let request = Request::Logs {
-            lab: plan.lab.clone(),
-            from: Vec::new(),
-            follow: true,
-        };
-        let heard = Arc::new(Heard::default());
-        let (asks, mut requests) = mpsc::channel(ASK_QUEUE);
-        let name = session.host.clone();
-        hosts.push(Host {
-            nodes: plan
-                .nodes
-                .iter()
-                .filter(|n| n.host.as_deref() == Some(name.as_str()))
-                .map(|n| n.name.clone())
-                .collect(),
-            name,
-            paths: paths.clone(),
-            asks,
-            heard: heard.clone(),
-        });
-        let (paths, stop) = (paths.clone(), stop.clone());
-        streams.push(tokio::spawn(async move {
-            let result = async {
-                session.send(&request).await?;
-                gather(&mut session, &paths, &heard, Some(&mut requests), &stop).await
-            }
-            .await;
-            if let Err(e) = result {
-                *lock(&heard.lost) = Some(e.to_string());
-            }
-            session.close().await;
-        }));
-    }
-    let scene = Scene {
-        plan,
-        launched,
-        started_at: dir.state.nodes_started_at.unwrap_or_else(wall_now),
-        resume: None,
-        graded_for: plan.grading.as_ref().map(|g| g.duration),
-    };
-    let ran = scenario::run(&mut hosts, scene, &Judged, cancel, progress).await;
-    stop.cancel();
-    for stream in streams {
-        let _ = stream.await;
-    }
-    let ran = ran?;
-    let report = judge_run(dir, &ran, launched, progress)?;
-    Ok(report.with_hosts(HostsReport::new(plan, ran.lost.clone())))
 }
