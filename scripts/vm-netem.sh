@@ -137,58 +137,8 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])')
 [[ ${#vm_tests[@]} -eq ${#test_args[@]} ]] || { echo "vm-netem: building the tests gave ${#vm_tests[@]} of ${#test_args[@]} binaries" >&2; exit 2; }
 
-# The newest kernel under /boot with netem (and, as a module, its sch_netem.ko).
-netem_kernel() {
-  local config ver
-  for config in $(printf '%s\n' /boot/config-* | sort -V -r); do
-    ver=${config#/boot/config-}
-    [[ -r /boot/vmlinuz-$ver ]] || continue
-    grep -q '^CONFIG_NET_SCH_NETEM=y' "$config" && { echo "$ver"; return; }
-    grep -q '^CONFIG_NET_SCH_NETEM=m' "$config" &&
-      find "/lib/modules/$ver" -name 'sch_netem.ko*' 2>/dev/null | grep -q . && { echo "$ver"; return; }
-  done
-}
-# virtme-ng copies busybox into its initramfs: it must be a static one.
-static_busybox() {
-  local bb
-  bb=$(command -v busybox-static || command -v busybox.static || command -v busybox) || return 1
-  ! ldd "$bb" >/dev/null 2>&1
-}
-scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
-PATH=$scripts_dir:$PATH
-apt=()
-command -v qemu-system-x86_64 >/dev/null || apt+=(qemu-system-x86)
-[[ -n "$(netem_kernel)" ]] || apt+=(linux-image-amd64)
-static_busybox || apt+=(busybox-static)
-pip=()
-command -v vng >/dev/null || pip+=(virtme-ng)
-if ((${#apt[@]} + ${#pip[@]})); then
-  if ((!install)); then
-    echo "vm-netem: missing; install with:${apt[*]:+ apt-get install -y ${apt[*]};}${pip[*]:+ python3 -m pip install ${pip[*]}}" >&2
-    exit 2
-  fi
-  if ((${#apt[@]})); then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${apt[@]}" >/dev/null
-  fi
-  ((${#pip[@]} == 0)) || python3 -m pip install -q --root-user-action=ignore "${pip[@]}"
-  hash -r
-fi
-kver=$(netem_kernel) || true
-[[ -n "$kver" ]] || { echo "vm-netem: no kernel with CONFIG_NET_SCH_NETEM under /boot" >&2; exit 2; }
-
-work=$(mktemp -d /tmp/vm-netem.XXXXXX)
-vm=
-cleanup() {
-  # timeout runs the VM in its own process group and takes it down with itself.
-  [[ -z "$vm" ]] || kill -TERM "$vm" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir "$work/out" "$work/tmp"
+source "$(dirname "$self")/vm.sh"
+vm_prepare vm-netem "$install"
 
 echo "vm-netem: kernel $kver, $(vng --version), $(qemu-system-x86_64 --version | head -1)"
 echo "vm-netem: $rounds round(s) of labs/five-nodes.toml, --delay-backend none then netem, with $bin"
@@ -198,13 +148,7 @@ echo "vm-netem: and these tests: ${vm_tests[*]}"
 psi() { awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/cpu 2>/dev/null || echo 0; }
 psi0=$(psi) start=$SECONDS
 status=0
-# vng's output goes to a file: QEMU reopens and truncates a redirected stdout.
-TMPDIR=$work/tmp timeout -k 10 $((420 + 60 * rounds)) vng --run "/boot/vmlinuz-$kver" --disable-kvm \
-  --user root --memory 2G --cpus 2 --cwd "$PWD" --rwdir "$work/out" \
-  --exec "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds" "$slack" "${vm_tests[@]}")" </dev/null >"$work/vm.log" 2>&1 &
-vm=$!
-wait "$vm" || status=$?
-vm=
+vm_boot $((420 + 60 * rounds)) "$(printf '%q ' "$self" --inside-vm "$bin" "$work/out" "$rounds" "$slack" "${vm_tests[@]}")" || status=$?
 secs=$((SECONDS - start))
 echo "vm-netem: VM ran $secs s, exit $status; host CPU pressure meanwhile $((($(psi) - psi0) / 10000 / (secs > 0 ? secs : 1)))% (load $(cut -d' ' -f1-3 /proc/loadavg))"
 ((status == 0)) || tail -20 "$work/vm.log" >&2

@@ -18,7 +18,7 @@ use crate::lab::plan::Plan;
 
 /// How long a site may take to play its share of an event, unless it says
 /// otherwise: a remote host answers through its stream, and a link change
-/// there is one `tc` per leaf.
+/// of a large lab under emulation takes seconds.
 pub const PLAY_WAIT: Duration = Duration::from_secs(15);
 
 /// A place where some of a lab's nodes run.
