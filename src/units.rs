@@ -79,6 +79,65 @@ pub enum SizeError {
     Syntax(String),
 }
 
+/// `value` rounded to `digits` decimals, for figures people read (`0.06`,
+/// not `0.060000000000000005`).
+pub fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// Parses a rate as tc writes one: bits per second with `bit`, `kbit`,
+/// `mbit`, `gbit` (or `tbit`), bytes per second with `bps`, `kbps`, `mbps`,
+/// `gbps`; the prefixes decimal, `Kibit`-style binary ones too.
+pub fn parse_rate(text: &str) -> Result<u64, RateError> {
+    let syntax = || RateError(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(syntax)?;
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number.parse().map_err(|_| syntax())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let (prefix, per_byte) = if let Some(prefix) = unit.strip_suffix("bit") {
+        (prefix, false)
+    } else if let Some(prefix) = unit.strip_suffix("bps") {
+        (prefix, true)
+    } else {
+        return Err(syntax());
+    };
+    let scale: f64 = match prefix {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        "ki" => 1024.0,
+        "mi" => 1024.0 * 1024.0,
+        "gi" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(syntax()),
+    };
+    let bits = value * scale * if per_byte { 8.0 } else { 1.0 };
+    if !bits.is_finite() || !(1.0..=u64::MAX as f64).contains(&bits) {
+        return Err(syntax());
+    }
+    Ok(bits.round() as u64)
+}
+
+/// Prints a rate as tc would read it back: `10 Mbit/s`, `1.5 Gbit/s`.
+pub fn format_rate(bits_per_second: u64) -> String {
+    for (scale, unit) in [(1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")] {
+        if bits_per_second as f64 >= scale {
+            return format!("{} {unit}", round(bits_per_second as f64 / scale, 3));
+        }
+    }
+    format!("{bits_per_second} bit/s")
+}
+
+/// A rate that is not `<number><unit>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a rate: expected a number and a unit of tc's, e.g. \"10mbit\", \"512kbit\", \"1gbit\" (bits per second) or \"100kbps\" (bytes)")]
+pub struct RateError(String);
+
 /// Parses `<number><unit>`, the unit one of `B`, `KiB`, `MiB`, `GiB` (or the
 /// decimal `kB`, `MB`, `GB`), with an optional space and fraction.
 pub fn parse_size(text: &str) -> Result<u64, SizeError> {
@@ -167,6 +226,20 @@ pub mod serde_duration_option {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_read_as_tc_reads_them() {
+        assert_eq!(parse_rate("10mbit"), Ok(10_000_000));
+        assert_eq!(parse_rate("512kbit"), Ok(512_000));
+        assert_eq!(parse_rate("1.5Gbit"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("100kbps"), Ok(800_000));
+        assert_eq!(parse_rate("1Mibit"), Ok(1_048_576));
+        assert!(parse_rate("10").is_err());
+        assert!(parse_rate("0bit").is_err());
+        assert!(parse_rate("10 parsecs").is_err());
+        assert_eq!(format_rate(10_000_000), "10 Mbit/s");
+        assert_eq!(round(0.060000000000000005, 3), 0.06);
+    }
 
     #[test]
     fn sizes_read_and_print_as_people_write_them() {

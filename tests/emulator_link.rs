@@ -93,7 +93,7 @@ fn link_spec(a: &Netns, b: &Netns, queue_limit: usize) -> EmulatorSpec {
         default: Impairment {
             delay: ONE_WAY,
             jitter: Duration::ZERO,
-            loss: 0.0,
+            ..Default::default()
         },
         reorder: false,
         queue_limit,

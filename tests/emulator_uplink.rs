@@ -193,7 +193,7 @@ impl Segment {
         let delay = |delay| Impairment {
             delay,
             jitter: Duration::ZERO,
-            loss: 0.0,
+            ..Default::default()
         };
         let mut impairments = Vec::new();
         for local in 0..NODES_PER_HOST {

@@ -21,15 +21,15 @@ use toml::Spanned;
 pub mod backend;
 mod grading;
 mod hosts;
-mod link;
+pub mod link;
 mod sandbox;
 pub mod subnet;
 pub mod timeline;
 
 pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
 pub use hosts::HostSection;
-pub(crate) use link::shaped;
-pub use link::{LinkShape, MAX_DELAY};
+pub(crate) use link::shaped_section;
+pub use link::{LinkShape, MAX_DELAY, SHAPE_KEYS};
 pub use sandbox::{SandboxSection, SizeValue};
 use subnet::RESERVED;
 pub use subnet::{Ipv4Net, LabSubnet, DEFAULT_SUBNET};
@@ -116,16 +116,12 @@ pub struct Topology {
     pub expects: Vec<ExpectSection>,
 }
 
-/// `[defaults]`: what every node gets unless it says otherwise.
+shaped_section! {
+/// `[defaults]`: what every node gets unless it says otherwise (its link's
+/// shape, key by key).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
-    /// Link delay of a node that names none.
-    pub delay: Option<DurationValue>,
-    /// Link jitter of a node that names none.
-    pub jitter: Option<DurationValue>,
-    /// Link loss of a node that names none.
-    pub loss: Option<Spanned<f64>>,
     /// `sdss node --interval`.
     pub interval: Option<DurationValue>,
     /// `sdss node --refresh-every`.
@@ -135,6 +131,7 @@ pub struct Defaults {
     /// Extra arguments for every `sdss node`.
     #[serde(default)]
     pub args: Vec<String>,
+}
 }
 
 /// `[verify]`: how measured delays are graded.
@@ -155,18 +152,13 @@ pub struct VerifySection {
     pub calibrate: Option<bool>,
 }
 
-/// One `[[node]]`.
+shaped_section! {
+/// One `[[node]]`, its link's shape applied on each of its two egresses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
     /// Node name: the last part of its namespace name.
     pub name: Spanned<String>,
-    /// One-way delay of the node's link, applied on each of its two egresses.
-    pub delay: Option<DurationValue>,
-    /// Jitter of the node's link (`delay ± jitter`).
-    pub jitter: Option<DurationValue>,
-    /// Loss probability of the node's link, per direction.
-    pub loss: Option<Spanned<f64>>,
     /// A fixed address inside the subnet; otherwise one is assigned.
     pub address: Option<Spanned<String>>,
     /// A program to run instead of `sdss node` (argv, with placeholders).
@@ -187,8 +179,10 @@ pub struct NodeSection {
     /// first argument that names a file.
     pub dir: Option<Spanned<String>>,
 }
+}
 
-/// One `[[pair]]`: the impairment from one node to another, overriding the link model.
+shaped_section! {
+/// One `[[pair]]`: the shape from one node to another, replacing the link model.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairSection {
@@ -196,15 +190,10 @@ pub struct PairSection {
     pub from: Spanned<String>,
     /// Receiver.
     pub to: Spanned<String>,
-    /// One-way delay from `from` to `to`.
-    pub delay: Option<DurationValue>,
-    /// Jitter of that direction.
-    pub jitter: Option<DurationValue>,
-    /// Loss of that direction.
-    pub loss: Option<Spanned<f64>>,
     /// Also set the reverse direction to the same values.
     #[serde(default)]
     pub symmetric: bool,
+}
 }
 
 /// Turns byte offsets into line and column, and wraps messages into errors.
@@ -212,8 +201,6 @@ pub(crate) struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
 }
-
-shaped!(Defaults, NodeSection, PairSection);
 
 impl<'a> Locator<'a> {
     pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
@@ -656,6 +643,61 @@ name = "b"
         let (_, _, message) =
             error("name = \"x\"\nsubnet = \"10.0.0.0\"\n[[node]]\nname = \"a\"\n");
         assert!(message.contains("expected an IPv4 network"), "{message}");
+    }
+
+    #[test]
+    fn every_netem_shape_is_read_and_each_mistake_is_located() {
+        let node = "name = \"x\"\n[[node]]\nname = \"a\"\n";
+        let ok = format!(
+            "{node}delay = \"40ms\"\njitter = \"5ms\"\ndistribution = \"pareto\"\n\
+             loss = 0.01\nloss_correlation = 0.25\nduplicate = 0.01\nreorder = 0.1\n\
+             reorder_gap = 3\ncorrupt = 0.001\nrate = \"10mbit\"\nlimit = 100\n\
+             slot = {{ distribution = \"normal\", delay = \"1ms\", jitter = \"100us\", bytes = 1500 }}\n"
+        );
+        assert!(parse(&ok).is_ok(), "{:?}", parse(&ok));
+        for (text, line, wanted) in [
+            ("duplicate = 1.5\n", 4, "duplicate 1.5 is out of range"),
+            (
+                "loss_correlation = 0.5\n",
+                4,
+                "`loss_correlation` needs `loss`",
+            ),
+            ("reorder = 0.5\n", 4, "`reorder` needs a `delay`"),
+            (
+                "delay = \"1ms\"\ndistribution = \"normal\"\n",
+                5,
+                "`distribution` needs a `delay` and a `jitter`",
+            ),
+            (
+                "distribution = \"gaussian\"\n",
+                4,
+                "unknown variant `gaussian`",
+            ),
+            ("rate = \"fast\"\n", 4, "\"fast\" is not a rate"),
+            ("rate_cell_size = 48\n", 4, "`rate_cell_size` needs `rate`"),
+            ("loss_model = { gemodel = [] }\n", 4, "gemodel takes 1 to 4"),
+            (
+                "loss_model = { markov = [0.1] }\n",
+                4,
+                "unknown variant `markov`",
+            ),
+            (
+                "loss = 0.1\nloss_model = { state = [0.1] }\n",
+                4,
+                "not both",
+            ),
+            (
+                "slot = { min = \"2ms\", max = \"1ms\" }\n",
+                4,
+                "max is shorter than min",
+            ),
+            ("slot = { delay = \"2ms\" }\n", 4, "slot takes { min, max }"),
+            ("limit = 0\n", 4, "limit 0 holds no frame"),
+        ] {
+            let (at, _, message) = error(&format!("{node}{text}"));
+            assert_eq!(at, line, "{text}: {message}");
+            assert!(message.contains(wanted), "{text}: {message}");
+        }
     }
 
     #[test]

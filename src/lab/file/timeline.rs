@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{shaped, DurationValue, Locator, Topology, TopologyError};
+use super::{shaped_section, DurationValue, Locator, Topology, TopologyError};
 
 /// What an `[[event]]` does to the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -79,7 +79,8 @@ impl Expectation {
     }
 }
 
-/// One `[[event]]`.
+shaped_section! {
+/// One `[[event]]`; a `set` gives the link's new shape.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventSection {
@@ -98,17 +99,10 @@ pub struct EventSection {
     /// `set` of a pair: the reverse direction too.
     #[serde(default)]
     pub symmetric: bool,
-    /// `set`: the new delay.
-    pub delay: Option<DurationValue>,
-    /// `set`: the new jitter.
-    pub jitter: Option<DurationValue>,
-    /// `set`: the new loss.
-    pub loss: Option<Spanned<f64>>,
     /// `partition`: the groups of node names.
     pub groups: Option<Spanned<Vec<Vec<String>>>>,
 }
-
-shaped!(EventSection);
+}
 
 /// One `[[expect]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -175,7 +169,7 @@ impl Topology {
                     )?;
                     needs(
                         !event.shape().is_empty(),
-                        "at least one of `delay`, `jitter`, `loss`",
+                        &format!("at least one of {}", super::link::SHAPE_KEYS),
                     )?;
                 }
                 Action::Cut | Action::Kill | Action::Stop | Action::Start | Action::Restart => {
@@ -337,7 +331,10 @@ mod tests {
         let (_, message) = error("[[event]]\nat = \"1s\"\naction = \"kill\"\n");
         assert!(message.contains("needs `node`"), "{message}");
         let (_, message) = error("[[event]]\nat = \"1s\"\naction = \"set\"\nnode = \"a\"\n");
-        assert!(message.contains("delay`, `jitter`, `loss`"), "{message}");
+        assert!(
+            message.contains("`delay`, `jitter`, `distribution`"),
+            "{message}"
+        );
         let (_, message) =
             error("[[event]]\nat = \"1s\"\naction = \"partition\"\ngroups = [[\"a\"]]\n");
         assert!(message.contains("at least two groups"), "{message}");

@@ -19,6 +19,7 @@ pub mod impairment;
 mod node;
 pub mod sandbox;
 pub mod segment;
+pub mod shape;
 pub mod timeline;
 
 pub use grading::GradeSettings;
@@ -427,7 +428,7 @@ address = "10.9.0.1"
         let ab = &plan.expected("a", "b").unwrap().impairment;
         assert_eq!(ab.delay, Duration::from_millis(15));
         assert_eq!(ab.jitter, Duration::from_millis(1));
-        assert!((ab.loss - (1.0 - 0.9 * 0.8)).abs() < 1e-12);
+        assert!((ab.loss.mean() - (1.0 - 0.9 * 0.8)).abs() < 1e-12);
         // c inherits the default 1ms link.
         assert_eq!(
             plan.expected("c", "a").unwrap().impairment.delay,
@@ -449,7 +450,7 @@ address = "10.9.0.1"
         let ab = plan.expected("a", "b").unwrap();
         assert_eq!(ab.impairment.delay, Duration::from_millis(30));
         assert!(ab.overridden);
-        assert_eq!(ab.impairment.loss, 0.0);
+        assert_eq!(ab.impairment.loss.mean(), 0.0);
         assert_eq!(
             plan.expected("b", "a").unwrap().impairment.delay,
             Duration::from_millis(15)

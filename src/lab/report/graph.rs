@@ -10,7 +10,8 @@ use maud::{html, Markup};
 use serde_json::json;
 
 use crate::lab::judge::delays::{PairResult, PairVerdict};
-use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::impairment::{describe_shape, Impairment};
+use crate::lab::plan::shape::Loss;
 use crate::lab::plan::{NodePlan, Plan};
 use crate::units::format_duration;
 
@@ -55,14 +56,20 @@ pub fn render_graph(
     })
 }
 
-/// A link's impairment as people write it: `5ms`, `5ms ±1ms 2% loss`.
+/// A link's impairment as people write it: `5ms`, `5ms ±1ms 2% loss`, then
+/// any other shape it has (`5ms, rate 10 Mbit/s`).
 pub fn describe_link(link: &Impairment) -> String {
     let mut text = format_duration(link.delay);
     if !link.jitter.is_zero() {
         let _ = write!(text, " ±{}", format_duration(link.jitter));
     }
-    if link.loss > 0.0 {
-        let _ = write!(text, " {}% loss", round3(link.loss * 100.0));
+    if let Loss::Random(chance) = link.loss {
+        if chance.is_some() && chance.correlation == 0.0 {
+            let _ = write!(text, " {}% loss", round3(chance.probability * 100.0));
+        }
+    }
+    for part in describe_shape(link) {
+        let _ = write!(text, ", {part}");
     }
     text
 }
@@ -228,7 +235,8 @@ fn graph_json(plan: &Plan, measured: Option<&Report>) -> serde_json::Value {
         json!({
             "delay_ms": ms(link.delay),
             "jitter_ms": ms(link.jitter),
-            "loss_percent": round3(link.loss * 100.0),
+            "loss_percent": round3(link.loss.mean() * 100.0),
+            "shape": describe_shape(link),
         })
     };
     let nodes: Vec<_> = plan

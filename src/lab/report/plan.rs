@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::graph::describe_link;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::plan::timeline::PairState;
 use crate::lab::plan::{Plan, Program};
@@ -75,17 +76,12 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         ("NAMESPACE", Align::Left, 9),
         ("ADDRESS (eth0)", Align::Left, 18),
         ("PORT", Align::Left, 5),
-        ("LINK delay/jitter/loss", Align::Left, 22),
+        ("LINK", Align::Left, 22),
         ("RUNS", Align::Left, 0),
     ])
     .indent("  ");
     for node in &plan.nodes {
-        let link = format!(
-            "{}/{}/{}%",
-            format_duration(node.link.delay),
-            format_duration(node.link.jitter),
-            node.link.loss * 100.0
-        );
+        let link = describe_link(&node.link);
         let runs = match &node.program {
             Program::Sdss { .. } => format!(
                 "{}{}",
@@ -135,8 +131,8 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         out,
         "expected one-way delay in ms, {} (row: sender B, column: receiver A; A measures B -> A){}:",
         if plan.expected.iter().any(|p| p.overridden) { "per-pair entries marked *" } else { "egress model d_B + d_A" },
-        if plan.expected.iter().any(|p| !p.impairment.jitter.is_zero() || p.impairment.loss > 0.0) {
-            ", jitter ±ms and loss % after"
+        if plan.expected.iter().any(|p| shaped(&p.impairment)) {
+            ", each pair's whole shape after"
         } else {
             ""
         }
@@ -169,18 +165,13 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         }
         let _ = writeln!(out);
     }
-    for pair in plan
-        .expected
-        .iter()
-        .filter(|p| !p.impairment.jitter.is_zero() || p.impairment.loss > 0.0)
-    {
+    for pair in plan.expected.iter().filter(|p| shaped(&p.impairment)) {
         let _ = writeln!(
             out,
-            "  {} -> {}: jitter ±{:.3} ms, loss {:.2}%",
+            "  {} -> {}: {}",
             pair.from,
             pair.to,
-            pair.impairment.jitter.as_secs_f64() * 1000.0,
-            pair.impairment.loss * 100.0
+            describe_link(&pair.impairment)
         );
     }
     if let Some(g) = &plan.grading {
@@ -283,4 +274,9 @@ fn cell(delay: std::time::Duration, overridden: bool) -> String {
         delay.as_secs_f64() * 1000.0,
         if overridden { "*" } else { "" }
     )
+}
+
+/// Whether a pair does more than a fixed delay, so its whole shape is listed.
+fn shaped(link: &crate::lab::plan::impairment::Impairment) -> bool {
+    !link.jitter.is_zero() || link.is_shaped() || link.loss.mean() > 0.0
 }

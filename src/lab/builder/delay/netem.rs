@@ -15,6 +15,7 @@ use thiserror::Error;
 use super::{cut_off, local_matrix, DelayBackend, DelayError, LinkChange, CUT};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::shape::{Chance, Distribution};
 use crate::lab::plan::timeline::Phase;
 use crate::lab::plan::{Plan, NODE_IFNAME};
 
@@ -325,20 +326,71 @@ fn tc_command(netns: &str, line: &str, netem: Option<&Impairment>) -> TcCommand 
     }
 }
 
-/// `netem delay D J loss L%` arguments, in microseconds so nothing is rounded.
+/// netem's arguments for an impairment, every option it has, times in
+/// microseconds and probabilities in percent so nothing is rounded away.
 pub fn netem_args(impairment: &Impairment) -> Vec<String> {
     let mut args = vec!["netem".to_owned()];
     let us = |d: Duration| format!("{}us", d.as_micros());
-    if !impairment.delay.is_zero() || !impairment.jitter.is_zero() {
-        args.push("delay".to_owned());
-        args.push(us(impairment.delay));
-        if !impairment.jitter.is_zero() {
-            args.push(us(impairment.jitter));
-        }
+    let percent = |p: f64| format!("{}%", crate::units::round(p * 100.0, 6));
+    let mut push = |words: Vec<String>| args.extend(words);
+    if let Some(limit) = impairment.limit {
+        push(vec!["limit".to_owned(), limit.to_string()]);
     }
-    if impairment.loss > 0.0 {
-        args.push("loss".to_owned());
-        args.push(format!("{}%", impairment.loss * 100.0));
+    if !impairment.delay.is_zero() || !impairment.jitter.is_zero() {
+        let mut words = vec!["delay".to_owned(), us(impairment.delay)];
+        if !impairment.jitter.is_zero() {
+            words.push(us(impairment.jitter));
+            if impairment.delay_correlation > 0.0 {
+                words.push(percent(impairment.delay_correlation));
+            }
+            if impairment.distribution != Distribution::Uniform {
+                words.push("distribution".to_owned());
+                words.push(impairment.distribution.name().to_owned());
+            }
+        }
+        push(words);
+    }
+    if impairment.loss.mean() > 0.0 {
+        push(
+            ["loss".to_owned()]
+                .into_iter()
+                .chain(impairment.loss.netem_args())
+                .collect(),
+        );
+    }
+    let chance = |name: &str, c: Chance| {
+        let mut words = vec![name.to_owned(), percent(c.probability)];
+        if c.correlation > 0.0 {
+            words.push(percent(c.correlation));
+        }
+        words
+    };
+    if impairment.duplicate.is_some() {
+        push(chance("duplicate", impairment.duplicate));
+    }
+    if impairment.reorder.chance.is_some() {
+        let mut words = chance("reorder", impairment.reorder.chance);
+        words.extend(["gap".to_owned(), impairment.reorder.gap.to_string()]);
+        push(words);
+    }
+    if impairment.corrupt.is_some() {
+        push(chance("corrupt", impairment.corrupt));
+    }
+    if let Some(rate) = impairment.rate {
+        push(
+            ["rate".to_owned()]
+                .into_iter()
+                .chain(rate.netem_args())
+                .collect(),
+        );
+    }
+    if let Some(slot) = impairment.slot {
+        push(
+            ["slot".to_owned()]
+                .into_iter()
+                .chain(slot.netem_args())
+                .collect(),
+        );
     }
     args
 }
@@ -427,21 +479,42 @@ pub fn netem_commands(plan: &Plan) -> Vec<TcCommand> {
 mod tests {
     use super::super::wire_matrix;
     use super::*;
+    use crate::lab::plan::shape::Loss;
 
     #[test]
     fn netem_arguments_in_microseconds() {
         let args = netem_args(&Impairment {
             delay: Duration::from_micros(2500),
             jitter: Duration::from_millis(1),
-            loss: 0.01,
+            loss: Loss::random(0.01),
+            ..Default::default()
         });
         assert_eq!(args, ["netem", "delay", "2500us", "1000us", "loss", "1%"]);
         assert_eq!(
             netem_args(&Impairment {
-                loss: 0.5,
+                loss: Loss::random(0.5),
                 ..Default::default()
             }),
             ["netem", "loss", "50%"]
+        );
+    }
+
+    #[test]
+    fn every_shape_is_given_to_netem_in_its_words() {
+        let plan = Plan::from_text(
+            "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"40ms\"\njitter = \"5ms\"\n\
+             distribution = \"normal\"\ndelay_correlation = 0.25\n\
+             loss_model = { gemodel = [0.01, 0.3] }\nduplicate = 0.01\nreorder = 0.25\n\
+             reorder_correlation = 0.5\nreorder_gap = 5\ncorrupt = 0.001\nrate = \"10mbit\"\n\
+             rate_packet_overhead = 14\nlimit = 500\nslot = { min = \"1ms\", max = \"2ms\", packets = 8 }\n\
+             [[node]]\nname = \"b\"\n",
+        );
+        let args = netem_args(&plan.nodes[0].link).join(" ");
+        assert_eq!(
+            args,
+            "netem limit 500 delay 40000us 5000us 25% distribution normal \
+             loss gemodel 1% 30% 100% 0% duplicate 1% reorder 25% 50% gap 5 corrupt 0.1% \
+             rate 10000000bit 14 slot 1000us 2000us packets 8"
         );
     }
 
@@ -567,8 +640,8 @@ mod tests {
         );
         // The emulator is told the same: c's row and column drop every frame.
         let matrix = wire_matrix(&plan, Some(&phases[2]));
-        assert_eq!(matrix[2][0].loss, 1.0);
-        assert_eq!(matrix[0][2].loss, 1.0);
+        assert_eq!(matrix[2][0].loss, Loss::ALL);
+        assert_eq!(matrix[0][2].loss, Loss::ALL);
         assert_eq!(matrix[0][1].delay, Duration::from_millis(3));
     }
 }

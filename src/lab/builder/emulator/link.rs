@@ -37,7 +37,7 @@ impl Link {
 
     /// Whether a frame entering now is lost.
     pub fn loses(&self, rng: &mut Rng) -> bool {
-        let loss = self.impairment.loss;
+        let loss = self.impairment.loss.mean();
         loss > 0.0 && (loss >= 1.0 || rng.f64() < loss)
     }
 
@@ -243,7 +243,8 @@ mod tests {
         Impairment {
             delay: delay_ms * MS,
             jitter: jitter_ms * MS,
-            loss,
+            loss: crate::lab::plan::shape::Loss::random(loss),
+            ..Impairment::default()
         }
     }
 

@@ -368,7 +368,7 @@ impl EmulatorSpec {
         if let Some(uplink) = &self.uplink {
             uplink.validate()?;
         }
-        check_loss(None, self.default.loss)?;
+        check_loss(None, self.default.loss.mean())?;
         let (ports, columns) = (self.port_count(), self.column_count());
         let mut seen = vec![false; ports * columns];
         for link in &self.impairments {
@@ -389,7 +389,7 @@ impl EmulatorSpec {
                 return Err(SpecError::DuplicateLink { from, to });
             }
             *slot = true;
-            check_loss(Some((from, to)), link.impairment.loss)?;
+            check_loss(Some((from, to)), link.impairment.loss.mean())?;
         }
         if self.queue_limit == 0 {
             return Err(SpecError::QueueLimit);
@@ -461,7 +461,7 @@ mod tests {
         let matrix = spec.matrix();
         assert_eq!(matrix[0][1].delay, Duration::from_millis(25));
         assert_eq!(matrix[1][0].delay, Duration::from_millis(1));
-        assert_eq!(matrix[1][0].loss, 0.5);
+        assert_eq!(matrix[1][0].loss.mean(), 0.5);
         assert_eq!(spec.ports[0].netns_path(), Path::new("/run/netns/a"));
     }
 
