@@ -99,6 +99,18 @@ PY
   "$bin" lab run labs/five-nodes.toml --delay-backend netem --calibrate --tolerance "$tolerance" --json \
     >"$out/calibrated.json" 2>"$out/calibrated.err" || status=$?
   echo "$status" >"$out/calibrated.status"
+  # Every netem shape (labs/shapes.toml): tc takes each option (a refused
+  # line fails the build), the kernel holds it (tc qdisc show), and the
+  # nodes' delays still verify.
+  status=0
+  "$bin" lab up labs/shapes.toml --delay-backend netem --tolerance "$tolerance" --json \
+    >"$out/shapes.json" 2>"$out/shapes.err" || status=$?
+  echo "$status" >"$out/shapes.status"
+  for netns in $(ip netns list | awk '/^sdss-shapes-/ { print $1 }'); do
+    echo "== $netns"
+    tc -n "$netns" qdisc show dev eth0
+  done >"$out/shapes.qdisc" 2>&1
+  "$bin" lab down shapes >>"$out/shapes.err" 2>&1 || echo "lab down shapes failed" >>"$out/shapes.status"
   exit 0
 fi
 
@@ -246,6 +258,33 @@ except (OSError, ValueError, KeyError) as e:
     print(f"calibrated: no report ({e})")
 passed += calibrated_ok
 failed += not calibrated_ok
+# Every shape on netem: the lab came up and verified, and each node's qdisc
+# holds the options its link was given.
+shapes_ok = False
+try:
+    status = open(f"{out}/shapes.status").read().strip()
+    report = json.load(open(f"{out}/shapes.json"))
+    held = open(f"{out}/shapes.qdisc").read()
+    s = report["summary"]
+    print(f"labs/shapes.toml on netem: exit {status}, {s['passed']} of {s['pairs']} pairs pass")
+    wanted = {"normal": ["500us"], "bursty": ["loss gemodel p 1%"],
+              "fourstate": ["loss state p13 0.5%"], "noisy": ["loss 1% 25%", "duplicate 1%", "corrupt 0.1%"],
+              "reordered": ["reorder 10%", "gap 5"], "slow": ["limit 500", "rate 10Mbit"], "slotted": ["slot"]}
+    blocks = {b.split("\n", 1)[0].strip().removeprefix("sdss-shapes-"): b for b in held.split("== ")[1:]}
+    missing = [f"{n}: {w}" for n, ws in wanted.items() for w in ws if w not in blocks.get(n, "")]
+    for n in sorted(blocks):
+        for line in blocks[n].splitlines()[1:]:
+            if "netem" in line:
+                print(f"  {n:<10} {line.strip()}")
+    if missing:
+        print(f"  not held by the kernel: {missing}")
+    if status != "0":
+        print(open(f"{out}/shapes.err").read()[-1500:], end="")
+    shapes_ok = status == "0" and not missing and s["passed"] == s["pairs"] > 0
+except (OSError, ValueError, KeyError) as e:
+    print(f"shapes: no report ({e})")
+passed += shapes_ok
+failed += not shapes_ok
 # The integration tests: each test one pass or fail; a binary that did not
 # run (or ran nothing) is one fail.
 import glob
