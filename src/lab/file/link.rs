@@ -76,6 +76,8 @@ macro_rules! shaped_section {
             pub distribution: Option<toml::Spanned<$crate::lab::plan::shape::Distribution>>,
             /// Correlation of successive jitters.
             pub delay_correlation: Option<toml::Spanned<f64>>,
+            /// Whether jitter lets a frame overtake an earlier one.
+            pub jitter_reorders: Option<bool>,
             /// Loss probability.
             pub loss: Option<toml::Spanned<f64>>,
             /// Correlation of successive losses.
@@ -118,6 +120,7 @@ macro_rules! shaped_section {
                     jitter: self.jitter,
                     distribution: self.distribution.clone(),
                     delay_correlation: self.delay_correlation.clone(),
+                    jitter_reorders: self.jitter_reorders,
                     loss: self.loss.clone(),
                     loss_correlation: self.loss_correlation.clone(),
                     loss_model: self.loss_model.clone(),
@@ -150,6 +153,7 @@ pub struct LinkShape {
     pub jitter: Option<DurationValue>,
     pub distribution: Option<Spanned<Distribution>>,
     pub delay_correlation: Option<Spanned<f64>>,
+    pub jitter_reorders: Option<bool>,
     pub loss: Option<Spanned<f64>>,
     pub loss_correlation: Option<Spanned<f64>>,
     pub loss_model: Option<Spanned<LossModelValue>>,
@@ -169,7 +173,8 @@ pub struct LinkShape {
 }
 
 /// The shape keys, for messages that list them.
-pub const SHAPE_KEYS: &str = "`delay`, `jitter`, `distribution`, `delay_correlation`, `loss`, \
+pub const SHAPE_KEYS: &str =
+    "`delay`, `jitter`, `distribution`, `delay_correlation`, `jitter_reorders`, `loss`, \
 `loss_correlation`, `loss_model`, `duplicate`, `reorder`, `corrupt`, `rate`, `limit`, `slot` \
 (and their `_correlation`, `reorder_gap`, `rate_*`)";
 
@@ -180,6 +185,7 @@ impl LinkShape {
             && self.jitter.is_none()
             && self.distribution.is_none()
             && self.delay_correlation.is_none()
+            && self.jitter_reorders.is_none()
             && self.loss.is_none()
             && self.loss_correlation.is_none()
             && self.loss_model.is_none()

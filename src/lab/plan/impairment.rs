@@ -28,6 +28,11 @@ pub struct Impairment {
     /// Weight of the previous frame's jitter in this one's, `0.0..=1.0`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub delay_correlation: f64,
+    /// Each frame's jitter is drawn alone, so a frame may overtake an earlier
+    /// one (netem's way without a rate); false: the link keeps its frames in
+    /// order, as a wire does, a frame held until the one before it has left.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub jitter_reorders: bool,
     /// Which frames are dropped.
     #[serde(default, with = "super::shape::serde_loss")]
     pub loss: Loss,
@@ -61,6 +66,7 @@ pub const CUT: Impairment = Impairment {
     jitter: Duration::ZERO,
     distribution: Distribution::Uniform,
     delay_correlation: 0.0,
+    jitter_reorders: false,
     loss: Loss::ALL,
     duplicate: Chance::NEVER,
     reorder: Reorder {
@@ -101,6 +107,7 @@ pub fn in_series(first: &Impairment, second: &Impairment) -> Impairment {
         jitter: first.jitter + second.jitter,
         distribution,
         delay_correlation: first.delay_correlation.max(second.delay_correlation),
+        jitter_reorders: first.jitter_reorders || second.jitter_reorders,
         loss,
         duplicate: either(first.duplicate, second.duplicate),
         reorder: if first.reorder.chance.is_some() {
@@ -157,6 +164,8 @@ pub struct LinkValues {
     #[serde(default)]
     pub delay_correlation: Option<f64>,
     #[serde(default)]
+    pub jitter_reorders: Option<bool>,
+    #[serde(default)]
     pub loss: Option<Loss>,
     #[serde(default)]
     pub duplicate: Option<Chance>,
@@ -180,6 +189,7 @@ impl LinkValues {
             jitter: self.jitter.unwrap_or(to.jitter),
             distribution: self.distribution.unwrap_or(to.distribution),
             delay_correlation: self.delay_correlation.unwrap_or(to.delay_correlation),
+            jitter_reorders: self.jitter_reorders.unwrap_or(to.jitter_reorders),
             loss: self.loss.unwrap_or(to.loss),
             duplicate: self.duplicate.unwrap_or(to.duplicate),
             reorder: self.reorder.unwrap_or(to.reorder),
@@ -252,6 +262,7 @@ impl From<LinkShape> for LinkValues {
             jitter: shape.jitter.map(|d| d.0),
             distribution: shape.distribution.as_ref().map(|d| *d.get_ref()),
             delay_correlation: value(&shape.delay_correlation),
+            jitter_reorders: shape.jitter_reorders,
             loss,
             duplicate: chance(&shape.duplicate, &shape.duplicate_correlation),
             reorder: chance(&shape.reorder, &shape.reorder_correlation).map(|chance| Reorder {
@@ -276,7 +287,10 @@ impl std::fmt::Display for LinkValues {
         if let Some(j) = self.jitter {
             parts.push(format!("jitter {}", crate::units::format_duration(j)));
         }
-        if self.distribution.is_some() || self.delay_correlation.is_some() {
+        if self.distribution.is_some()
+            || self.delay_correlation.is_some()
+            || self.jitter_reorders.is_some()
+        {
             parts.extend(describe_jitter(&shown));
         }
         if let Some(loss) = self.loss {
@@ -286,6 +300,7 @@ impl std::fmt::Display for LinkValues {
             loss: Loss::default(),
             distribution: Distribution::Uniform,
             delay_correlation: 0.0,
+            jitter_reorders: false,
             ..shown
         }));
         f.write_str(&parts.join(", "))
@@ -306,6 +321,9 @@ fn describe_jitter(link: &Impairment) -> Vec<String> {
             "delay correlation {}",
             percent(link.delay_correlation)
         ));
+    }
+    if link.jitter_reorders {
+        parts.push("jitter reorders".to_owned());
     }
     parts
 }

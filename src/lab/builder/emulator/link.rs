@@ -56,7 +56,7 @@ impl Link {
     /// frame leaves before one that entered earlier.
     pub fn due(&mut self, arrival: Instant, rng: &mut Rng) -> Instant {
         let mut due = arrival + self.sample_delay(rng);
-        if !self.reorder {
+        if !(self.reorder || self.impairment.jitter_reorders) {
             if let Some(last) = self.last_due {
                 due = due.max(last);
             }
