@@ -4,15 +4,41 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
 
 use super::{DurationValue, Locator, TopologyError};
-use crate::lab::plan::shape::Distribution;
 
 /// Longest delay or jitter a link may be given: far beyond any exchange
 /// timeout, well within what netem and the emulator schedule.
 pub const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// How a delay's random part (its jitter) is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    /// Uniform over `delay ± jitter` (netem's default).
+    #[default]
+    Uniform,
+    /// Normal, `jitter` its standard deviation.
+    Normal,
+    /// Pareto, heavy-tailed.
+    Pareto,
+    /// netem's mix of Pareto and normal.
+    Paretonormal,
+}
+
+impl Distribution {
+    /// netem's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distribution::Uniform => "uniform",
+            Distribution::Normal => "normal",
+            Distribution::Pareto => "pareto",
+            Distribution::Paretonormal => "paretonormal",
+        }
+    }
+}
 
 /// A rate written as tc writes one (`"10mbit"`), in bits per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +99,7 @@ macro_rules! shaped_section {
             /// Jitter: `delay ± jitter` (uniform), or the standard deviation.
             pub jitter: Option<$crate::lab::file::DurationValue>,
             /// How the jitter is drawn.
-            pub distribution: Option<toml::Spanned<$crate::lab::plan::shape::Distribution>>,
+            pub distribution: Option<toml::Spanned<$crate::lab::file::link::Distribution>>,
             /// Correlation of successive jitters.
             pub delay_correlation: Option<toml::Spanned<f64>>,
             /// Whether jitter lets a frame overtake an earlier one.

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::impairment::Impairment;
+use super::shape::{Distribution, Loss};
 use super::timeline::PairState;
 use super::Plan;
 use crate::lab::file::backend::BackendChoice;
@@ -128,10 +129,34 @@ pub fn settle(
     }
 }
 
+/// The first option of `link` the userspace emulator does not apply yet.
+fn lacks(link: &Impairment) -> Option<&'static str> {
+    let options = [
+        (
+            "a jitter distribution",
+            link.distribution != Distribution::Uniform,
+        ),
+        ("a delay correlation", link.delay_correlation > 0.0),
+        (
+            "a loss model or correlation",
+            !matches!(link.loss, Loss::Random(c) if c.correlation == 0.0),
+        ),
+        ("duplicate", link.duplicate.is_some()),
+        ("reorder", link.reorder.chance.is_some()),
+        ("corrupt", link.corrupt.is_some()),
+        ("rate", link.rate.is_some()),
+        ("limit", link.limit.is_some()),
+        ("slot", link.slot.is_some()),
+    ];
+    options
+        .into_iter()
+        .find(|(_, has)| *has)
+        .map(|(name, _)| name)
+}
+
 /// The first link of the plan, in any phase, with a shape the emulator does
 /// not apply, named with the option.
 fn emulator_lacks(plan: &Plan) -> Option<String> {
-    let lacks = |link: &Impairment| super::shape::emulator_lacks(link);
     let nodes = plan
         .nodes
         .iter()
