@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::aside::{self, SetAside};
+use super::shaped;
 use crate::lab::plan::Plan;
 use crate::lab::scenario::late::{LateAnswers, Spoil};
 use crate::lab::scenario::stream::Observations;
@@ -212,8 +213,8 @@ pub fn verify_aside(
     };
     let mut pairs = Vec::with_capacity(plan.expected.len());
     for (at, pair) in plan.expected.iter().enumerate() {
-        let expected = pair.impairment.delay;
-        let tolerance = verify.tolerance_for(expected) + pair.slack;
+        let (expected, tolerance) = shaped::judged(verify, &pair.impairment, verify.samples);
+        let tolerance = tolerance + pair.slack;
         let mut row = PairResult {
             from: pair.from.clone(),
             to: pair.to.clone(),

@@ -15,6 +15,7 @@ use crate::lab::scenario::played::Played;
 use crate::node::event::NodeEvent;
 
 use super::delays::median;
+use super::shaped;
 
 /// A delay has settled once the median of this many consecutive samples is within tolerance.
 pub const SETTLED_SAMPLES: usize = 3;
@@ -255,9 +256,10 @@ impl Judge<'_> {
                         check(format!("{label} (not expected to be measured)"), None);
                         continue;
                     };
-                    let expected_ms = expected.delay.as_secs_f64() * 1e3;
-                    let tolerance =
-                        self.plan.verify.tolerance_for(expected.delay).as_secs_f64() * 1e3;
+                    let (delay, tolerance) =
+                        shaped::judged(&self.plan.verify, &expected, SETTLED_SAMPLES as u32);
+                    let (expected_ms, tolerance) =
+                        (delay.as_secs_f64() * 1e3, tolerance.as_secs_f64() * 1e3);
                     let samples = self.samples(&from, &to, t);
                     let settled = samples.windows(SETTLED_SAMPLES).find(|w| {
                         let delays: Vec<f64> = w.iter().map(|(_, d)| *d).collect();
@@ -407,8 +409,10 @@ impl Judge<'_> {
                 continue;
             }
             judged += 1;
-            let expected_ms = expected.delay.as_secs_f64() * 1e3;
-            let tolerance = self.plan.verify.tolerance_for(expected.delay).as_secs_f64() * 1e3;
+            let (delay, tolerance) =
+                shaped::judged(&self.plan.verify, &expected, delays.len() as u32);
+            let (expected_ms, tolerance) =
+                (delay.as_secs_f64() * 1e3, tolerance.as_secs_f64() * 1e3);
             let measured = median(&delays);
             if (measured - expected_ms).abs() <= tolerance {
                 passed += 1;
