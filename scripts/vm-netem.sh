@@ -267,9 +267,12 @@ try:
     held = open(f"{out}/shapes.qdisc").read()
     s = report["summary"]
     print(f"labs/shapes.toml on netem: exit {status}, {s['passed']} of {s['pairs']} pairs pass")
-    wanted = {"normal": ["500us"], "bursty": ["loss gemodel p 1%"],
-              "fourstate": ["loss state p13 0.5%"], "noisy": ["loss 1% 25%", "duplicate 1%", "corrupt 0.1%"],
-              "reordered": ["reorder 10%", "gap 5"], "slow": ["limit 500", "rate 10Mbit"], "slotted": ["slot"]}
+    for p in [p for p in report["pairs"] if p.get("verdict") != "pass"][:12]:
+        print(f"  {p['from']} -> {p['to']}: expected {p.get('expected_ms')} ms, measured {p.get('measured_ms')} ms, "
+              f"tolerance {p.get('tolerance_ms')} ms, {p.get('samples')} samples: {p.get('verdict')} {p.get('reason') or ''}")
+    wanted = {"normal": ["delay 5ms", "25%", "duplicate 1%", "corrupt 0.1%", "rate 100Gbit"],
+              "pareto": ["loss gemodel p 1%"], "reordered": ["loss 1% 25%", "reorder 10%", "gap 5"],
+              "slow": ["limit 500", "rate 10Mbit", "slot", "loss state p13 0.5%"]}
     blocks = {b.split("\n", 1)[0].strip().removeprefix("sdss-shapes-"): b for b in held.split("== ")[1:]}
     missing = [f"{n}: {w}" for n, ws in wanted.items() for w in ws if w not in blocks.get(n, "")]
     for n in sorted(blocks):
