@@ -184,6 +184,15 @@ mod tests {
             settle(BackendChoice::Auto, &shaped, Some(&netem)),
             Ok(BackendKind::Netem)
         );
+        let applied = Plan::from_text(&format!(
+            "{DELAYED}delay = \"10ms\"\njitter = \"5ms\"\ndistribution = \"pareto\"\ndelay_correlation = 0.25\n\
+             loss_model = {{ state = [0.01, 0.3] }}\nduplicate = 0.01\nreorder = 0.25\n\
+             reorder_gap = 5\ncorrupt = 0.001\n"
+        ));
+        assert_eq!(
+            settle(BackendChoice::Emulator, &applied, None),
+            Ok(BackendKind::Emulator)
+        );
     }
 
     #[test]

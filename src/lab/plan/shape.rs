@@ -351,18 +351,6 @@ impl Slot {
 /// The first option of `link` the userspace emulator does not apply yet.
 pub fn emulator_lacks(link: &crate::lab::plan::impairment::Impairment) -> Option<&'static str> {
     let options = [
-        (
-            "a jitter distribution",
-            link.distribution != Distribution::Uniform,
-        ),
-        ("a delay correlation", link.delay_correlation > 0.0),
-        (
-            "a loss model or correlation",
-            !matches!(link.loss, Loss::Random(c) if c.correlation == 0.0),
-        ),
-        ("duplicate", link.duplicate.is_some()),
-        ("reorder", link.reorder.chance.is_some()),
-        ("corrupt", link.corrupt.is_some()),
         ("rate", link.rate.is_some()),
         ("limit", link.limit.is_some()),
         ("slot", link.slot.is_some()),

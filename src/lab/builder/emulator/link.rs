@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use fastrand::Rng;
 
+use super::shape::{Flip, Shaper};
 use super::switch::{Destination, Mac, MacTable};
 use crate::lab::plan::impairment::Impairment;
 
@@ -16,13 +17,15 @@ pub const ETHERNET_HEADER_LEN: usize = 14;
 /// Where an IPv4 header's destination address lies in an untagged frame.
 const IPV4_DESTINATION: std::ops::Range<usize> = ETHERNET_HEADER_LEN + 16..ETHERNET_HEADER_LEN + 20;
 
-/// One direction between two ports: its impairment and the due time of the last
-/// frame it accepted, which keeps it FIFO under jitter.
+/// One direction between two ports: its impairment, netem's state for it
+/// ([`Shaper`]) and the due time of the last frame it delayed, which keeps it
+/// FIFO under jitter.
 #[derive(Debug, Clone)]
 pub struct Link {
     impairment: Impairment,
     reorder: bool,
     last_due: Option<Instant>,
+    shaper: Shaper,
 }
 
 impl Link {
@@ -32,29 +35,27 @@ impl Link {
             impairment,
             reorder,
             last_due: None,
+            shaper: Shaper::new(&impairment),
         }
     }
 
     /// Whether a frame entering now is lost.
-    pub fn loses(&self, rng: &mut Rng) -> bool {
-        let loss = self.impairment.loss.mean();
-        loss > 0.0 && (loss >= 1.0 || rng.f64() < loss)
+    pub fn loses(&mut self, rng: &mut Rng) -> bool {
+        self.shaper.loses(&self.impairment, rng)
     }
 
-    /// The delay of one frame: `delay ± jitter`, uniform like netem without a
-    /// distribution table, never negative.
-    pub fn sample_delay(&self, rng: &mut Rng) -> Duration {
-        let Impairment { delay, jitter, .. } = self.impairment;
-        if jitter.is_zero() {
-            return delay;
-        }
-        let offset = (rng.f64() * 2.0 - 1.0) * jitter.as_secs_f64();
-        Duration::try_from_secs_f64((delay.as_secs_f64() + offset).max(0.0)).unwrap_or(delay)
+    /// The delay of one frame (see [`super::shape::jittered`]).
+    pub fn sample_delay(&mut self, rng: &mut Rng) -> Duration {
+        self.shaper.delay(&self.impairment, rng)
     }
 
     /// When a frame that arrived at `arrival` leaves the link. Without reordering no
-    /// frame leaves before one that entered earlier.
+    /// delayed frame leaves before one that entered earlier; a frame netem's
+    /// reorder sends at once leaves at once all the same, past the others.
     pub fn due(&mut self, arrival: Instant, rng: &mut Rng) -> Instant {
+        if self.shaper.skips_delay(&self.impairment, rng) {
+            return arrival;
+        }
         let mut due = arrival + self.sample_delay(rng);
         if !self.reorder {
             if let Some(last) = self.last_due {
@@ -64,9 +65,43 @@ impl Link {
         }
         due
     }
+
+    /// Appends the fates of a frame of `len` bytes to port `to` entering at
+    /// `arrival`, drawn in netem's order: duplicate, loss, corrupt, reorder,
+    /// delay. A duplicated frame that is also lost still sends one copy, as in
+    /// netem; the two copies of a duplicate share the due time.
+    pub fn carry(
+        &mut self,
+        to: usize,
+        arrival: Instant,
+        len: usize,
+        rng: &mut Rng,
+        out: &mut Vec<Fate>,
+    ) {
+        let link = self.impairment;
+        let twice = self.shaper.duplicates(&link, rng);
+        let lost = self.shaper.loses(&link, rng);
+        let copies = 1 + usize::from(twice) - usize::from(lost);
+        if copies == 0 {
+            out.push(Fate::Lost { to });
+            return;
+        }
+        let mut flips = [None; 2];
+        for flip in &mut flips[..copies] {
+            *flip = self.shaper.corrupts(&link, len, rng);
+        }
+        let due = self.due(arrival, rng);
+        for flip in &flips[..copies] {
+            out.push(Fate::Deliver {
+                to,
+                due,
+                flip: *flip,
+            });
+        }
+    }
 }
 
-/// What happens to one copy of a frame.
+/// What happens to one copy of a frame (a duplicated frame has two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
     /// Write it to port `to` at `due`.
@@ -75,6 +110,8 @@ pub enum Fate {
         to: usize,
         /// When to write it.
         due: Instant,
+        /// A bit to flip in this copy (netem's corrupt).
+        flip: Option<Flip>,
     },
     /// Dropped by the link's loss.
     Lost {
@@ -114,7 +151,7 @@ pub struct Forwarder {
     columns: usize,
     links: Vec<Link>,
     table: MacTable,
-    /// Jitter and loss draw from it; a seed makes a lab run reproducible.
+    /// Every link's draws come from it; a seed makes a lab run reproducible.
     rng: Rng,
 }
 
@@ -130,6 +167,7 @@ impl Forwarder {
         reorder: bool,
         seed: u64,
     ) -> Self {
+        super::shape::prepare();
         let ports = matrix.len();
         let columns = ports + remote_nodes.len();
         let mut forwarder = Self {
@@ -163,7 +201,8 @@ impl Forwarder {
     }
 
     /// Decides the fate of `frame`, which arrived on port `from` at `arrival`; the
-    /// copies' fates are appended to `out` (one per destination port).
+    /// copies' fates are appended to `out` (per destination port, one, or two
+    /// when duplicated).
     pub fn route(
         &mut self,
         from: usize,
@@ -186,10 +225,10 @@ impl Forwarder {
         match self.table.forward(from, dst, src, arrival) {
             Destination::Filter => return Err(Rejected::Filtered),
             Destination::Port(to) if to >= reach => return Err(Rejected::Filtered),
-            Destination::Port(to) => out.push(self.fate(from, to, node, arrival)),
+            Destination::Port(to) => self.fate(from, to, node, frame.len(), arrival, out),
             Destination::Flood => {
                 for to in (0..reach).filter(|to| *to != from) {
-                    out.push(self.fate(from, to, node, arrival));
+                    self.fate(from, to, node, frame.len(), arrival, out);
                 }
             }
         }
@@ -210,22 +249,24 @@ impl Forwarder {
         Some(self.ports + index)
     }
 
-    /// The fate of the copy to port `to`; `node` is the remote node's column
-    /// the frame is addressed to, which a copy to another host takes.
-    fn fate(&mut self, from: usize, to: usize, node: Option<usize>, arrival: Instant) -> Fate {
+    /// Appends the fates of the copies to port `to` of a frame of `len`
+    /// bytes; `node` is the remote node's column the frame is addressed to,
+    /// which a copy to another host takes.
+    fn fate(
+        &mut self,
+        from: usize,
+        to: usize,
+        node: Option<usize>,
+        len: usize,
+        arrival: Instant,
+        out: &mut Vec<Fate>,
+    ) {
         let column = match node {
             Some(column) if to >= self.locals => column,
             _ => to,
         };
         let link = &mut self.links[from * self.columns + column];
-        if link.loses(&mut self.rng) {
-            Fate::Lost { to }
-        } else {
-            Fate::Deliver {
-                to,
-                due: link.due(arrival, &mut self.rng),
-            }
-        }
+        link.carry(to, arrival, len, &mut self.rng, out);
     }
 }
 
@@ -236,6 +277,7 @@ fn mac_at(frame: &[u8], offset: usize) -> Option<Mac> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::plan::shape::{Chance, Loss, Reorder};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -258,9 +300,9 @@ mod tests {
     #[test]
     fn loss_follows_its_probability() {
         let mut rng = Rng::with_seed(7);
-        let never = Link::new(impairment(0, 0, 0.0), false);
-        let always = Link::new(impairment(0, 0, 1.0), false);
-        let half = Link::new(impairment(0, 0, 0.3), false);
+        let mut never = Link::new(impairment(0, 0, 0.0), false);
+        let mut always = Link::new(impairment(0, 0, 1.0), false);
+        let mut half = Link::new(impairment(0, 0, 0.3), false);
         assert!((0..1000).all(|_| !never.loses(&mut rng)));
         assert!((0..1000).all(|_| always.loses(&mut rng)));
         let lost = (0..100_000).filter(|_| half.loses(&mut rng)).count();
@@ -279,11 +321,11 @@ mod tests {
     #[test]
     fn jitter_stays_in_bounds_and_never_goes_negative() {
         let mut rng = Rng::with_seed(3);
-        let link = Link::new(impairment(10, 2, 0.0), true);
+        let mut link = Link::new(impairment(10, 2, 0.0), true);
         let samples: Vec<Duration> = (0..10_000).map(|_| link.sample_delay(&mut rng)).collect();
         assert!(samples.iter().all(|d| (8 * MS..=12 * MS).contains(d)));
         assert!(samples.iter().any(|d| *d < 9 * MS) && samples.iter().any(|d| *d > 11 * MS));
-        let wild = Link::new(impairment(1, 5, 0.0), true);
+        let mut wild = Link::new(impairment(1, 5, 0.0), true);
         let wild: Vec<Duration> = (0..1000).map(|_| wild.sample_delay(&mut rng)).collect();
         assert!(wild.iter().all(|d| *d <= 6 * MS));
         // 1 ms ± 5 ms goes below zero on about 40% of draws: those are clamped to 0.
@@ -342,7 +384,8 @@ mod tests {
             vec![
                 Fate::Deliver {
                     to: 1,
-                    due: t0 + 5 * MS
+                    due: t0 + 5 * MS,
+                    flip: None
                 },
                 Fate::Lost { to: 2 }
             ]
@@ -353,7 +396,8 @@ mod tests {
             out,
             vec![Fate::Deliver {
                 to: 0,
-                due: t0 + 3 * MS
+                due: t0 + 3 * MS,
+                flip: None
             }]
         );
         out.clear();
@@ -452,6 +496,119 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    /// Carries `n` frames of 100 bytes, one per millisecond from `t0`.
+    fn carried(link: &mut Link, t0: Instant, n: u32) -> Vec<Vec<Fate>> {
+        let mut rng = Rng::with_seed(17);
+        (0..n)
+            .map(|i| {
+                let mut out = Vec::new();
+                link.carry(1, t0 + i * MS, 100, &mut rng, &mut out);
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_duplicate_is_a_second_copy_due_with_the_first_and_survives_one_loss() {
+        let t0 = Instant::now();
+        let twice = Impairment {
+            duplicate: Chance::of(1.0),
+            ..impairment(5, 0, 0.0)
+        };
+        let copies = carried(&mut Link::new(twice, false), t0, 1).remove(0);
+        let due = t0 + 5 * MS;
+        let copy = Fate::Deliver {
+            to: 1,
+            due,
+            flip: None,
+        };
+        assert_eq!(copies, [copy, copy]);
+        let lost = Impairment {
+            loss: Loss::ALL,
+            ..twice
+        };
+        assert_eq!(carried(&mut Link::new(lost, false), t0, 1)[0], [copy]);
+        let corrupt = Impairment {
+            corrupt: Chance::of(1.0),
+            ..twice
+        };
+        let copies = carried(&mut Link::new(corrupt, false), t0, 1).remove(0);
+        assert!(
+            copies
+                .iter()
+                .all(|c| matches!(c, Fate::Deliver { flip: Some(f), .. } if f.byte >= 14)),
+            "{copies:?}"
+        );
+    }
+
+    #[test]
+    fn a_frame_reordered_leaves_at_once_even_on_a_fifo_link() {
+        let t0 = Instant::now();
+        let reordering = Impairment {
+            reorder: Reorder {
+                chance: Chance::of(1.0),
+                gap: 5,
+            },
+            ..impairment(10, 4, 0.0)
+        };
+        let fates = carried(&mut Link::new(reordering, false), t0, 20);
+        let dues: Vec<Instant> = fates
+            .iter()
+            .map(|f| match f[..] {
+                [Fate::Deliver { due, .. }] => due,
+                _ => panic!("{f:?}"),
+            })
+            .collect();
+        for (i, due) in (0u32..).zip(&dues) {
+            if i % 5 == 4 {
+                assert_eq!(*due, t0 + i * MS, "frame {i} is sent at once");
+            } else {
+                assert!(*due >= t0 + i * MS + 6 * MS, "frame {i} is delayed");
+            }
+        }
+        let delayed: Vec<&Instant> = (0..)
+            .zip(&dues)
+            .filter(|(i, _)| i % 5 != 4)
+            .map(|(_, d)| d)
+            .collect();
+        assert!(
+            delayed.windows(2).all(|w| w[0] <= w[1]),
+            "the delayed stay FIFO"
+        );
+    }
+
+    #[test]
+    fn a_loss_models_state_lasts_until_the_links_impairment_changes() {
+        // Good to bad on the first frame, never back: the first is delivered
+        // (good loses nothing), every later one lost.
+        let trap = Impairment {
+            loss: Loss::GilbertElliott {
+                p: 1.0,
+                r: 0.0,
+                bad_loss: 1.0,
+                good_loss: 0.0,
+            },
+            ..Impairment::default()
+        };
+        let wire = Impairment::default();
+        let mut forwarder = Forwarder::new(&[vec![wire, trap], vec![wire, wire]], 0, &[], false, 7);
+        let frame = [0xffu8; 60];
+        let now = Instant::now();
+        let send = |forwarder: &mut Forwarder| {
+            let mut out = Vec::new();
+            forwarder.route(0, &frame, now, &mut out).unwrap();
+            matches!(out[..], [Fate::Lost { .. }])
+        };
+        assert!(!send(&mut forwarder));
+        assert!(send(&mut forwarder));
+        forwarder.set_matrix(&[vec![wire, trap], vec![wire, wire]]);
+        assert!(send(&mut forwarder), "unchanged: still in the bad state");
+        let slower = Impairment { delay: MS, ..trap };
+        forwarder.set_matrix(&[vec![wire, slower], vec![wire, wire]]);
+        assert!(!send(&mut forwarder), "changed: good again");
+        assert!(send(&mut forwarder));
+    }
+
     #[test]
     fn a_new_matrix_takes_effect_for_the_next_frame() {
         let wire = Impairment::default();
@@ -527,7 +684,8 @@ mod tests {
             out,
             [Fate::Deliver {
                 to: 2,
-                due: t0 + 7 * MS
+                due: t0 + 7 * MS,
+                flip: None
             }],
             "pair 0 -> X"
         );
@@ -537,7 +695,8 @@ mod tests {
             out,
             [Fate::Deliver {
                 to: 2,
-                due: t0 + 9 * MS
+                due: t0 + 9 * MS,
+                flip: None
             }],
             "pair 1 -> X"
         );
@@ -551,7 +710,8 @@ mod tests {
             out,
             [Fate::Deliver {
                 to: 2,
-                due: t0 + MS
+                due: t0 + MS,
+                flip: None
             }],
             "0's own link"
         );
@@ -564,7 +724,8 @@ mod tests {
             out,
             [Fate::Deliver {
                 to: 2,
-                due: t0 + MS
+                due: t0 + MS,
+                flip: None
             }],
             "not a remote node's"
         );
@@ -576,21 +737,34 @@ mod tests {
         assert_eq!(
             out,
             [
-                Fate::Deliver { to: 1, due: t0 },
+                Fate::Deliver {
+                    to: 1,
+                    due: t0,
+                    flip: None
+                },
                 Fate::Deliver {
                     to: 2,
-                    due: t0 + 7 * MS
+                    due: t0 + 7 * MS,
+                    flip: None
                 },
                 Fate::Deliver {
                     to: 3,
-                    due: t0 + 7 * MS
+                    due: t0 + 7 * MS,
+                    flip: None
                 },
             ]
         );
         out.clear();
         // From another host: its row, whatever the frame's address.
         forwarder.route(2, &ipv4(a, b, x), t0, &mut out).unwrap();
-        assert_eq!(out, [Fate::Deliver { to: 0, due: t0 }]);
+        assert_eq!(
+            out,
+            [Fate::Deliver {
+                to: 0,
+                due: t0,
+                flip: None
+            }]
+        );
     }
 
     #[test]

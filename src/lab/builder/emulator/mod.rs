@@ -10,6 +10,12 @@
 //! copies' fate ([`link::Forwarder`]), queues them ([`queue::TimedQueue`], bounded
 //! per link) and writes each copy to its destination TAP when due.
 //!
+//! Each link shapes its frames as netem would ([`shape`], drawn from one seeded
+//! RNG): jitter uniform or from netem's normal, Pareto and paretonormal
+//! tables, with a delay correlation; random (correlated), Gilbert-Elliott and
+//! 4-state loss; duplicate, corrupt and reorder with a gap. Rate, limit and
+//! slot are not applied yet: the lab refuses a plan with them on this backend.
+//!
 //! A lab stretched over several hosts adds an [`uplink`]: each other host is a
 //! port too, reached in VXLAN's wire format ([`vxlan`]).
 
@@ -30,6 +36,7 @@ mod engine;
 pub mod late;
 pub mod link;
 pub mod queue;
+pub mod shape;
 pub mod spec;
 pub mod spin;
 pub mod stamp;
