@@ -173,10 +173,12 @@ mod tests {
 
     #[test]
     fn a_shape_the_emulator_does_not_apply_is_refused_with_its_name() {
-        let shaped = Plan::from_text(&format!("{DELAYED}rate = \"1mbit\"\n"));
+        let shaped = Plan::from_text(&format!(
+            "{DELAYED}slot = {{ min = \"1ms\", max = \"2ms\" }}\n"
+        ));
         let refusal = settle(BackendChoice::Emulator, &shaped, None);
         assert!(
-            matches!(&refusal, Err(BackendRefusal::EmulatorCannotShape(why)) if why == "b's link has rate"),
+            matches!(&refusal, Err(BackendRefusal::EmulatorCannotShape(why)) if why == "b's link has slot"),
             "{refusal:?}"
         );
         let netem = NetemSupport::Available;
@@ -187,7 +189,7 @@ mod tests {
         let applied = Plan::from_text(&format!(
             "{DELAYED}delay = \"10ms\"\njitter = \"5ms\"\ndistribution = \"pareto\"\ndelay_correlation = 0.25\n\
              loss_model = {{ state = [0.01, 0.3] }}\nduplicate = 0.01\nreorder = 0.25\n\
-             reorder_gap = 5\ncorrupt = 0.001\n"
+             reorder_gap = 5\ncorrupt = 0.001\nrate = \"10mbit\"\nlimit = 100\n"
         ));
         assert_eq!(
             settle(BackendChoice::Emulator, &applied, None),

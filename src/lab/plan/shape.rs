@@ -350,11 +350,7 @@ impl Slot {
 
 /// The first option of `link` the userspace emulator does not apply yet.
 pub fn emulator_lacks(link: &crate::lab::plan::impairment::Impairment) -> Option<&'static str> {
-    let options = [
-        ("rate", link.rate.is_some()),
-        ("limit", link.limit.is_some()),
-        ("slot", link.slot.is_some()),
-    ];
+    let options = [("slot", link.slot.is_some())];
     options
         .into_iter()
         .find(|(_, has)| *has)

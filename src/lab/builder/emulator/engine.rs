@@ -314,6 +314,7 @@ impl Engine<'_> {
         for fate in &self.fates {
             match *fate {
                 Fate::Lost { to } => bump(&counters[to].lost),
+                Fate::Overflowed { to } => bump(&counters[to].overflowed),
                 Fate::Deliver { to, due, flip } if self.queue.admit(from, to) => {
                     flight.copies.push((due, to, flip));
                 }

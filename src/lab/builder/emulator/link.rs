@@ -2,6 +2,8 @@
 //! whether each copy is lost, and when each copy is due. Pure: time and randomness
 //! come in as arguments, so the timing rules are tested without a clock.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -18,24 +20,37 @@ pub const ETHERNET_HEADER_LEN: usize = 14;
 const IPV4_DESTINATION: std::ops::Range<usize> = ETHERNET_HEADER_LEN + 16..ETHERNET_HEADER_LEN + 20;
 
 /// One direction between two ports: its impairment, netem's state for it
-/// ([`Shaper`]) and the due time of the last frame it delayed, which keeps it
-/// FIFO under jitter.
+/// ([`Shaper`]), the due time of the last frame it delayed, which keeps it
+/// FIFO under jitter, when its rate lets the next frame out, and the due
+/// times of the copies it holds, for its limit.
 #[derive(Debug, Clone)]
 pub struct Link {
     impairment: Impairment,
     reorder: bool,
     last_due: Option<Instant>,
     shaper: Shaper,
+    /// With a rate: when the last frame is through.
+    busy_until: Option<Instant>,
+    /// With a limit: the due times of the copies in flight, earliest on
+    /// top; room for the limit is taken once, when the link is made.
+    held: BinaryHeap<Reverse<Instant>>,
 }
+
+/// The most copies a link's limit holds room for ahead (the emulator's own
+/// queue bound caps a link below anything larger).
+const MAX_HELD: usize = 1 << 16;
 
 impl Link {
     /// A link that has carried nothing yet.
     pub fn new(impairment: Impairment, reorder: bool) -> Self {
+        let room = impairment.limit.map_or(0, |l| (l as usize).min(MAX_HELD));
         Self {
             impairment,
             reorder,
             last_due: None,
             shaper: Shaper::new(&impairment),
+            busy_until: None,
+            held: BinaryHeap::with_capacity(room),
         }
     }
 
@@ -49,14 +64,20 @@ impl Link {
         self.shaper.delay(&self.impairment, rng)
     }
 
-    /// When a frame that arrived at `arrival` leaves the link. Without reordering no
-    /// delayed frame leaves before one that entered earlier; a frame netem's
-    /// reorder sends at once leaves at once all the same, past the others.
-    pub fn due(&mut self, arrival: Instant, rng: &mut Rng) -> Instant {
+    /// When a frame of `len` bytes that arrived at `arrival` leaves the link.
+    /// Without reordering no delayed frame leaves before one that entered
+    /// earlier; a frame netem's reorder sends at once leaves at once all the
+    /// same, past the others. With a rate, as in netem, a frame leaves its
+    /// transmit time after the later of its delay and the previous frame.
+    pub fn due(&mut self, arrival: Instant, len: usize, rng: &mut Rng) -> Instant {
         if self.shaper.skips_delay(&self.impairment, rng) {
             return arrival;
         }
         let mut due = arrival + self.sample_delay(rng);
+        if let Some(rate) = self.impairment.rate {
+            due = self.busy_until.map_or(due, |busy| busy.max(due)) + rate.transmit_time(len);
+            self.busy_until = Some(due);
+        }
         if !self.reorder {
             if let Some(last) = self.last_due {
                 due = due.max(last);
@@ -66,10 +87,42 @@ impl Link {
         due
     }
 
+    /// The due time of a duplicate whose first copy is due at `first`: the
+    /// same, or with a rate one transmit time after the link is through.
+    fn again(&mut self, first: Instant, len: usize) -> Instant {
+        let Some(rate) = self.impairment.rate else {
+            return first;
+        };
+        let due = self.busy_until.map_or(first, |busy| busy.max(first)) + rate.transmit_time(len);
+        self.busy_until = Some(due);
+        due
+    }
+
+    /// Whether the link's limit has room for one more copy at `now` (copies
+    /// due by then have left); takes the room if so, with a copy due at `due`
+    /// once it is known ([`Link::hold`]).
+    fn has_room(&mut self, now: Instant) -> bool {
+        let Some(limit) = self.impairment.limit else {
+            return true;
+        };
+        while self.held.peek().is_some_and(|Reverse(due)| *due <= now) {
+            self.held.pop();
+        }
+        self.held.len() < (limit as usize).min(MAX_HELD)
+    }
+
+    fn hold(&mut self, due: Instant) {
+        if self.impairment.limit.is_some() {
+            self.held.push(Reverse(due));
+        }
+    }
+
     /// Appends the fates of a frame of `len` bytes to port `to` entering at
-    /// `arrival`, drawn in netem's order: duplicate, loss, corrupt, reorder,
-    /// delay. A duplicated frame that is also lost still sends one copy, as in
-    /// netem; the two copies of a duplicate share the due time.
+    /// `arrival`, drawn in netem's order: duplicate, loss, corrupt, limit,
+    /// reorder, delay and rate. A duplicated frame that is also lost still
+    /// sends one copy, as in netem; a duplicate is due with its first copy
+    /// (with a rate, one transmit time later). A copy beyond the limit is
+    /// dropped before it takes the link's time.
     pub fn carry(
         &mut self,
         to: usize,
@@ -90,13 +143,19 @@ impl Link {
         for flip in &mut flips[..copies] {
             *flip = self.shaper.corrupts(&link, len, rng);
         }
-        let due = self.due(arrival, rng);
-        for flip in &flips[..copies] {
-            out.push(Fate::Deliver {
-                to,
-                due,
-                flip: *flip,
-            });
+        let mut first = None;
+        for &flip in &flips[..copies] {
+            if !self.has_room(arrival) {
+                out.push(Fate::Overflowed { to });
+                continue;
+            }
+            let due = match first {
+                None => self.due(arrival, len, rng),
+                Some(first) => self.again(first, len),
+            };
+            first = Some(due);
+            self.hold(due);
+            out.push(Fate::Deliver { to, due, flip });
         }
     }
 }
@@ -115,6 +174,11 @@ pub enum Fate {
     },
     /// Dropped by the link's loss.
     Lost {
+        /// Destination port.
+        to: usize,
+    },
+    /// Dropped as the link held its limit.
+    Overflowed {
         /// Destination port.
         to: usize,
     },
@@ -277,7 +341,7 @@ fn mac_at(frame: &[u8], offset: usize) -> Option<Mac> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::shape::{Chance, Loss, Reorder};
+    use crate::lab::plan::shape::{Chance, Loss, Rate, Reorder};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -314,8 +378,8 @@ mod tests {
         let mut rng = Rng::with_seed(1);
         let mut link = Link::new(impairment(25, 0, 0.0), false);
         let t0 = Instant::now();
-        assert_eq!(link.due(t0, &mut rng), t0 + 25 * MS);
-        assert_eq!(link.due(t0 + MS, &mut rng), t0 + 26 * MS);
+        assert_eq!(link.due(t0, 100, &mut rng), t0 + 25 * MS);
+        assert_eq!(link.due(t0 + MS, 100, &mut rng), t0 + 26 * MS);
     }
 
     #[test]
@@ -343,7 +407,7 @@ mod tests {
             let mut rng = Rng::with_seed(11);
             let mut link = Link::new(impairment(10, 5, 0.0), reorder);
             (0..1000u32)
-                .map(|i| link.due(t0 + step * i, &mut rng))
+                .map(|i| link.due(t0 + step * i, 100, &mut rng))
                 .collect::<Vec<_>>()
         };
         let fifo = run(false);
@@ -439,7 +503,7 @@ mod tests {
     fn destinations(out: &[Fate]) -> Vec<usize> {
         out.iter()
             .map(|v| match *v {
-                Fate::Deliver { to, .. } | Fate::Lost { to } => to,
+                Fate::Deliver { to, .. } | Fate::Lost { to } | Fate::Overflowed { to } => to,
             })
             .collect()
     }
@@ -575,6 +639,89 @@ mod tests {
             delayed.windows(2).all(|w| w[0] <= w[1]),
             "the delayed stay FIFO"
         );
+    }
+
+    /// 8 Mbit/s: a frame of 1000 bytes takes 1 ms.
+    const EIGHT_MBIT: Rate = Rate {
+        bits_per_second: 8_000_000,
+        packet_overhead: 0,
+        cell_size: 0,
+        cell_overhead: 0,
+    };
+
+    /// The due times of frames of 1000 bytes entering at `arrivals`.
+    fn dues(link: &mut Link, arrivals: &[Instant]) -> Vec<Fate> {
+        let mut rng = Rng::with_seed(23);
+        let mut out = Vec::new();
+        for at in arrivals {
+            link.carry(1, *at, 1000, &mut rng, &mut out);
+        }
+        out
+    }
+
+    fn deliver(due: Instant) -> Fate {
+        Fate::Deliver {
+            to: 1,
+            due,
+            flip: None,
+        }
+    }
+
+    #[test]
+    fn a_rate_spaces_frames_by_their_transmit_time_after_the_delay() {
+        let t0 = Instant::now();
+        let rated = Impairment {
+            rate: Some(EIGHT_MBIT),
+            ..impairment(5, 0, 0.0)
+        };
+        // Three at once queue behind each other; one after the link went
+        // idle takes its delay and its own transmit time only.
+        let fates = dues(&mut Link::new(rated, false), &[t0, t0, t0, t0 + 20 * MS]);
+        let expected = [6, 7, 8, 26].map(|ms| deliver(t0 + ms * MS));
+        assert_eq!(fates, expected);
+        // A duplicate takes the link's time too.
+        let twice = Impairment {
+            duplicate: Chance::of(1.0),
+            ..rated
+        };
+        let fates = dues(&mut Link::new(twice, true), &[t0]);
+        assert_eq!(fates, [6, 7].map(|ms| deliver(t0 + ms * MS)));
+    }
+
+    #[test]
+    fn a_limit_drops_what_the_link_cannot_hold_before_it_takes_the_rates_time() {
+        let t0 = Instant::now();
+        let limited = Impairment {
+            rate: Some(EIGHT_MBIT),
+            limit: Some(2),
+            ..impairment(5, 0, 0.0)
+        };
+        let mut link = Link::new(limited, false);
+        let fates = dues(&mut link, &[t0, t0, t0, t0 + 6 * MS, t0 + 7 * MS]);
+        let overflowed = Fate::Overflowed { to: 1 };
+        // The third finds two held; at 6 ms the first has left, at 7 ms the
+        // second: each takes the link after the one before it.
+        let expected = [
+            deliver(t0 + 6 * MS),
+            deliver(t0 + 7 * MS),
+            overflowed,
+            deliver(t0 + 12 * MS),
+            deliver(t0 + 13 * MS),
+        ];
+        assert_eq!(fates, expected);
+        let mut plain = Link::new(
+            Impairment {
+                limit: Some(3),
+                ..impairment(10, 0, 0.0)
+            },
+            true,
+        );
+        let fates = dues(&mut plain, &[t0; 5]);
+        let kept = fates
+            .iter()
+            .filter(|f| matches!(f, Fate::Deliver { .. }))
+            .count();
+        assert_eq!(kept, 3, "{fates:?}");
     }
 
     #[test]

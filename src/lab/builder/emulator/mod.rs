@@ -13,8 +13,11 @@
 //! Each link shapes its frames as netem would ([`shape`], drawn from one seeded
 //! RNG): jitter uniform or from netem's normal, Pareto and paretonormal
 //! tables, with a delay correlation; random (correlated), Gilbert-Elliott and
-//! 4-state loss; duplicate, corrupt and reorder with a gap. Rate, limit and
-//! slot are not applied yet: the lab refuses a plan with them on this backend.
+//! 4-state loss; duplicate, corrupt and reorder with a gap; a rate (with its
+//! overheads and cells) and a limit of frames held, beyond which a copy is
+//! dropped and counted as overflowed (the spec's `queue_limit` still bounds
+//! every pair of ports). Slot is not applied yet: the lab refuses a plan with
+//! it on this backend.
 //!
 //! A lab stretched over several hosts adds an [`uplink`]: each other host is a
 //! port too, reached in VXLAN's wire format ([`vxlan`]).
