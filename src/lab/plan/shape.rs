@@ -348,15 +348,6 @@ impl Slot {
     }
 }
 
-/// The first option of `link` the userspace emulator does not apply yet.
-pub fn emulator_lacks(link: &crate::lab::plan::impairment::Impairment) -> Option<&'static str> {
-    let options = [("slot", link.slot.is_some())];
-    options
-        .into_iter()
-        .find(|(_, has)| *has)
-        .map(|(name, _)| name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

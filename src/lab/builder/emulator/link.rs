@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 use fastrand::Rng;
 
 use super::shape::{Flip, Shaper};
+use super::switch::ETHERNET_HEADER_LEN;
 use super::switch::{Destination, Mac, MacTable};
 use crate::lab::plan::impairment::Impairment;
-
-/// Bytes of the Ethernet header the switch needs (destination, source, type).
-pub const ETHERNET_HEADER_LEN: usize = 14;
 
 /// Where an IPv4 header's destination address lies in an untagged frame.
 const IPV4_DESTINATION: std::ops::Range<usize> = ETHERNET_HEADER_LEN + 16..ETHERNET_HEADER_LEN + 20;
@@ -67,8 +65,9 @@ impl Link {
     /// When a frame of `len` bytes that arrived at `arrival` leaves the link.
     /// Without reordering no delayed frame leaves before one that entered
     /// earlier; a frame netem's reorder sends at once leaves at once all the
-    /// same, past the others. With a rate, as in netem, a frame leaves its
-    /// transmit time after the later of its delay and the previous frame.
+    /// same, past the others (and past any slot). With a rate, as in netem,
+    /// a frame leaves its transmit time after the later of its delay and the
+    /// previous frame; with a slot, then in the slot that carries it.
     pub fn due(&mut self, arrival: Instant, len: usize, rng: &mut Rng) -> Instant {
         if self.shaper.skips_delay(&self.impairment, rng) {
             return arrival;
@@ -84,18 +83,19 @@ impl Link {
             }
             self.last_due = Some(due);
         }
-        due
+        self.shaper.slot(&self.impairment, due, len, rng)
     }
 
     /// The due time of a duplicate whose first copy is due at `first`: the
-    /// same, or with a rate one transmit time after the link is through.
-    fn again(&mut self, first: Instant, len: usize) -> Instant {
-        let Some(rate) = self.impairment.rate else {
-            return first;
-        };
-        let due = self.busy_until.map_or(first, |busy| busy.max(first)) + rate.transmit_time(len);
-        self.busy_until = Some(due);
-        due
+    /// same, or with a rate one transmit time after the link is through; it
+    /// takes its place in a slot too.
+    fn again(&mut self, first: Instant, len: usize, rng: &mut Rng) -> Instant {
+        let mut due = first;
+        if let Some(rate) = self.impairment.rate {
+            due = self.busy_until.map_or(first, |busy| busy.max(first)) + rate.transmit_time(len);
+            self.busy_until = Some(due);
+        }
+        self.shaper.slot(&self.impairment, due, len, rng)
     }
 
     /// Whether the link's limit has room for one more copy at `now` (copies
@@ -151,7 +151,7 @@ impl Link {
             }
             let due = match first {
                 None => self.due(arrival, len, rng),
-                Some(first) => self.again(first, len),
+                Some(first) => self.again(first, len, rng),
             };
             first = Some(due);
             self.hold(due);
@@ -341,7 +341,7 @@ fn mac_at(frame: &[u8], offset: usize) -> Option<Mac> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::shape::{Chance, Loss, Rate, Reorder};
+    use crate::lab::plan::shape::{Chance, Loss, Rate, Reorder, Slot, SlotSpacing};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -722,6 +722,34 @@ mod tests {
             .filter(|f| matches!(f, Fate::Deliver { .. }))
             .count();
         assert_eq!(kept, 3, "{fates:?}");
+    }
+
+    #[test]
+    fn a_slot_holds_delayed_frames_for_its_opening_and_a_reordered_one_skips_it() {
+        let t0 = Instant::now();
+        let slotted = Impairment {
+            slot: Some(Slot {
+                spacing: SlotSpacing::Range {
+                    min: 10 * MS,
+                    max: 10 * MS,
+                },
+                packets: None,
+                bytes: None,
+            }),
+            reorder: Reorder {
+                chance: Chance::of(1.0),
+                gap: 3,
+            },
+            ..impairment(5, 0, 0.0)
+        };
+        // Ready at 5 and 6 ms, both in the slot armed at 5 ms; the third is
+        // sent at once; the fourth, ready at 8 ms, still finds that slot.
+        let fates = dues(
+            &mut Link::new(slotted, false),
+            &[t0, t0 + MS, t0 + 2 * MS, t0 + 3 * MS],
+        );
+        let expected = [15, 15, 2, 15].map(|ms| deliver(t0 + ms * MS));
+        assert_eq!(fates, expected);
     }
 
     #[test]

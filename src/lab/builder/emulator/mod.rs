@@ -16,8 +16,8 @@
 //! 4-state loss; duplicate, corrupt and reorder with a gap; a rate (with its
 //! overheads and cells) and a limit of frames held, beyond which a copy is
 //! dropped and counted as overflowed (the spec's `queue_limit` still bounds
-//! every pair of ports). Slot is not applied yet: the lab refuses a plan with
-//! it on this backend.
+//! every pair of ports); slots, decided as a frame enters rather than as it
+//! is dequeued ([`shape::SlotState`] says what that changes).
 //!
 //! A lab stretched over several hosts adds an [`uplink`]: each other host is a
 //! port too, reached in VXLAN's wire format ([`vxlan`]).

@@ -13,12 +13,12 @@
 //! same uncorrelated distribution results and a correlation does correlate.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fastrand::Rng;
 
 use crate::lab::plan::impairment::Impairment;
-use crate::lab::plan::shape::{Chance, Distribution, Loss};
+use crate::lab::plan::shape::{Chance, Distribution, Loss, Slot, SlotSpacing};
 
 /// Entries of a distribution table (netem's size).
 pub const TABLE_SIZE: usize = 4096;
@@ -188,15 +188,22 @@ fn unit(draw: u32) -> f64 {
 /// `± jitter` without a table, else `jitter · t / 8192` for a table entry
 /// `t`. Never negative.
 pub fn jittered(link: &Impairment, draws: &mut Correlated, rng: &mut Rng) -> Duration {
-    let (mu, sigma) = (
-        link.delay.as_nanos() as i128,
-        link.jitter.as_nanos() as i128,
-    );
-    if sigma == 0 {
+    if link.jitter.is_zero() {
         return link.delay;
     }
-    let draw = i128::from(draws.next(rng));
-    let offset = match table(link.distribution) {
+    let draw = draws.next(rng);
+    tabledist(link.delay, link.jitter, link.distribution, draw)
+}
+
+/// netem's `tabledist` for one `u32` draw: `mu ± sigma` uniform, or `mu +
+/// sigma · t / 8192` for the distribution's table entry `t`; never negative.
+fn tabledist(mu: Duration, sigma: Duration, distribution: Distribution, draw: u32) -> Duration {
+    let (mu, sigma, draw) = (
+        mu.as_nanos() as i128,
+        sigma.as_nanos() as i128,
+        i128::from(draw),
+    );
+    let offset = match table(distribution) {
         None => ((draw * 2 * sigma) >> 32) - sigma,
         Some(table) => {
             let t = i128::from(table[(draw as usize * TABLE_SIZE) >> 32]);
@@ -206,6 +213,59 @@ pub fn jittered(link: &Impairment, draws: &mut Correlated, rng: &mut Rng) -> Dur
         }
     };
     Duration::from_nanos(u64::try_from((mu + offset).max(0)).unwrap_or(u64::MAX))
+}
+
+/// netem's `slot`, per link: when the next slot opens and what it still
+/// carries.
+///
+/// netem gates frames as it dequeues them; here a frame's departure is
+/// decided when it enters, from the time it is ready (delay, rate and FIFO
+/// done): a slot that opened before that is re-armed then, one spacing
+/// later, as netem re-arms it at the dequeue that finds the frame not due
+/// (which an arrival in between can make earlier there); a frame ready
+/// before its slot opens leaves when it does, with the others of the slot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlotState {
+    next: Option<Instant>,
+    packets_left: i64,
+    bytes_left: i64,
+}
+
+impl SlotState {
+    /// When a frame of `len` bytes ready at `ready` leaves under `slot`.
+    pub fn gate(&mut self, slot: &Slot, ready: Instant, len: usize, rng: &mut Rng) -> Instant {
+        let next = match self.next {
+            Some(next) if next >= ready => next,
+            _ => self.arm(slot, ready, rng),
+        };
+        self.packets_left -= 1;
+        self.bytes_left -= len as i64;
+        if self.packets_left <= 0 || self.bytes_left <= 0 {
+            self.arm(slot, next, rng);
+        }
+        next
+    }
+
+    /// netem's `get_slot_next`: a slot opens one spacing after `now`, with
+    /// its full allowance (no bound: netem's `INT_MAX`).
+    fn arm(&mut self, slot: &Slot, now: Instant, rng: &mut Rng) -> Instant {
+        let spacing = match slot.spacing {
+            SlotSpacing::Range { min, max } => {
+                let span = max.saturating_sub(min).as_nanos();
+                min + Duration::from_nanos(((u128::from(rng.u32(..)) * span) >> 32) as u64)
+            }
+            SlotSpacing::Distribution {
+                distribution,
+                delay,
+                jitter,
+            } => tabledist(delay, jitter, distribution, rng.u32(..)),
+        };
+        let next = now + spacing;
+        self.next = Some(next);
+        self.packets_left = slot.packets.map_or(i64::from(i32::MAX), i64::from);
+        self.bytes_left = slot.bytes.map_or(i64::from(i32::MAX), i64::from);
+        next
+    }
 }
 
 /// Where a loss model is, per link: netem's `loss_event`.
@@ -317,6 +377,7 @@ pub struct Shaper {
     reorder: Correlated,
     /// netem's `counter`: frames delayed since the last sent at once.
     since_reorder: u32,
+    slot: SlotState,
 }
 
 impl Shaper {
@@ -329,12 +390,28 @@ impl Shaper {
             corrupt: Correlated::new(link.corrupt.correlation),
             reorder: Correlated::new(link.reorder.chance.correlation),
             since_reorder: 0,
+            slot: SlotState::default(),
         }
     }
 
     /// The frame's delay (see [`jittered`]).
     pub fn delay(&mut self, link: &Impairment, rng: &mut Rng) -> Duration {
         jittered(link, &mut self.delay, rng)
+    }
+
+    /// When a frame of `len` bytes ready at `ready` leaves: then, or in the
+    /// link's slot (see [`SlotState`]).
+    pub fn slot(
+        &mut self,
+        link: &Impairment,
+        ready: Instant,
+        len: usize,
+        rng: &mut Rng,
+    ) -> Instant {
+        match &link.slot {
+            Some(slot) => self.slot.gate(slot, ready, len, rng),
+            None => ready,
+        }
     }
 
     /// Whether the frame is lost.
@@ -351,7 +428,7 @@ impl Shaper {
     /// the Ethernet header, so the switch still delivers it and the
     /// receiver's checksum drops it; none for a frame with nothing past it.
     pub fn corrupts(&mut self, link: &Impairment, len: usize, rng: &mut Rng) -> Option<Flip> {
-        let header = super::link::ETHERNET_HEADER_LEN;
+        let header = super::switch::ETHERNET_HEADER_LEN;
         if !self.corrupt.happens(link.corrupt, rng) || len <= header {
             return None;
         }
@@ -714,5 +791,90 @@ mod tests {
             .filter(|_| shaper.skips_delay(&half, &mut rng))
             .count();
         assert!((49_000..51_000).contains(&skipped), "{skipped}");
+    }
+
+    fn every(spacing_ms: u64, packets: Option<u32>, bytes: Option<u32>) -> Slot {
+        let spacing = Duration::from_millis(spacing_ms);
+        Slot {
+            spacing: SlotSpacing::Range {
+                min: spacing,
+                max: spacing,
+            },
+            packets,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn a_slot_carries_the_frames_ready_before_it_opens_up_to_its_allowance() {
+        let t0 = Instant::now();
+        let mut rng = Rng::with_seed(3);
+        let slot = every(10, Some(3), None);
+        let mut state = SlotState::default();
+        // Ten frames ready at once: three a slot, a slot every 10 ms.
+        let left: Vec<Instant> = (0..10)
+            .map(|_| state.gate(&slot, t0, 1000, &mut rng))
+            .collect();
+        let expected: Vec<Instant> = [10, 10, 10, 20, 20, 20, 30, 30, 30, 40]
+            .map(|ms| t0 + ms * MS)
+            .to_vec();
+        assert_eq!(left, expected);
+        // Ready after its slot opened: it waits for the next, a spacing on.
+        assert_eq!(
+            state.gate(&slot, t0 + 45 * MS, 1000, &mut rng),
+            t0 + 55 * MS
+        );
+        // A byte allowance ends a slot at the frame that spends it.
+        let bytes = every(10, None, Some(2500));
+        let mut state = SlotState::default();
+        let left: Vec<Instant> = (0..4)
+            .map(|_| state.gate(&bytes, t0, 1000, &mut rng))
+            .collect();
+        assert_eq!(left, [10, 10, 10, 20].map(|ms| t0 + ms * MS));
+    }
+
+    #[test]
+    fn a_slots_spacing_is_drawn_from_its_range_or_distribution() {
+        let t0 = Instant::now();
+        let mut rng = Rng::with_seed(4);
+        let spacings = |slot: &Slot, rng: &mut Rng| -> Vec<f64> {
+            let mut state = SlotState::default();
+            let mut last = t0;
+            (0..20_000)
+                .map(|_| {
+                    // One frame a slot, each ready as the previous left.
+                    let left = state.gate(slot, last, 100, rng);
+                    let spacing = (left - last).as_secs_f64() * 1e3;
+                    last = left;
+                    spacing
+                })
+                .collect()
+        };
+        let range = Slot {
+            spacing: SlotSpacing::Range {
+                min: MS,
+                max: 2 * MS,
+            },
+            packets: Some(1),
+            bytes: None,
+        };
+        let xs = spacings(&range, &mut rng);
+        let (mean, _) = mean_sd(&xs);
+        assert!(xs.iter().all(|x| (1.0..=2.0).contains(x)));
+        assert!((mean - 1.5).abs() < 0.02, "{mean}");
+        let normal = Slot {
+            spacing: SlotSpacing::Distribution {
+                distribution: Distribution::Normal,
+                delay: 10 * MS,
+                jitter: 2 * MS,
+            },
+            ..range
+        };
+        let (mean, sd) = mean_sd(&spacings(&normal, &mut rng));
+        println!("slot normal 10 ms ± 2 ms: mean {mean:.3} ms, sd {sd:.3} ms");
+        assert!(
+            (mean - 10.0).abs() < 0.1 && (sd - 2.0).abs() < 0.1,
+            "{mean} {sd}"
+        );
     }
 }
