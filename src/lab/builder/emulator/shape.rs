@@ -1,7 +1,8 @@
 //! netem's draws and state machines for one link, so the emulator shapes
 //! frames as the kernel would (sch_netem.c): jitter from a distribution
 //! table, correlated chances, the Gilbert-Elliott and 4-state loss models,
-//! duplication, corruption and reordering with a gap.
+//! duplication, corruption, reordering with a gap and slots (a link's rate
+//! and limit are in [`super::link::Link`], which holds the frames' times).
 //!
 //! Every draw comes from the caller's seeded [`Rng`], so a lab run is
 //! reproducible and the tests need no clock. Nothing here allocates per frame:
