@@ -1,5 +1,7 @@
 //! The link emulator between two real namespaces: a 25 ms/way link must give a
-//! 50 ms round trip, a flood must be survived with its drops counted, and a failed
+//! 50 ms round trip, a flood must be survived with its drops counted, netem's
+//! shapes must reach real frames (a duplicate received twice, a corrupted
+//! frame dropped by the receiver's checksum, a rate and a limit), and a failed
 //! start must leave nothing behind.
 //!
 //! Root only, and only inside `scripts/test.sh`'s private network namespace: each
@@ -20,6 +22,7 @@ mod lab_support;
 
 use emulator_support::{in_netns, ip, round_trips, summary, Echo};
 use sdss::lab::plan::impairment::Impairment;
+use sdss::lab::plan::shape::{Chance, Rate};
 
 const ONE_WAY: Duration = Duration::from_millis(25);
 
@@ -287,4 +290,149 @@ fn a_failed_start_leaves_nothing() {
     );
     assert!(!a.has_eth0());
     let _ = std::fs::remove_file(path);
+}
+
+/// Datagrams to `to`:9100 from inside `netns`, of `size` bytes each (their
+/// number first), `gap` apart; returns when the first was sent.
+fn send_datagrams(
+    netns: &Path,
+    to: &'static str,
+    count: u32,
+    size: usize,
+    gap: Duration,
+) -> Instant {
+    in_netns(netns, move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let mut payload = vec![0u8; size];
+        let started = Instant::now();
+        for seq in 0..count {
+            payload[..4].copy_from_slice(&seq.to_be_bytes());
+            socket.send_to(&payload, (to, 9100)).unwrap();
+            std::thread::sleep(gap);
+        }
+        started
+    })
+    .join()
+    .unwrap()
+}
+
+/// A receiver on `address`:9100 inside `netns`: the number and arrival of
+/// every datagram until none came for 300 ms.
+fn receive_datagrams(
+    netns: &Path,
+    address: &'static str,
+) -> std::thread::JoinHandle<Vec<(u32, Instant)>> {
+    let (bound, is_bound) = mpsc::channel();
+    let receiver = in_netns(netns, move || {
+        let socket = UdpSocket::bind((address, 9100)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        bound.send(()).unwrap();
+        let mut buffer = [0u8; 2048];
+        let mut got = Vec::new();
+        // The first wait is longer: the sender is starting.
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
+        while let Ok(len) = socket.recv(&mut buffer) {
+            let _ = socket.set_read_timeout(Some(Duration::from_millis(300)));
+            if len >= 4 {
+                let seq = u32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+                got.push((seq, Instant::now()));
+            }
+        }
+        got
+    });
+    is_bound.recv_timeout(Duration::from_secs(5)).unwrap();
+    receiver
+}
+
+#[test]
+fn netems_shapes_act_on_real_frames() {
+    if !lab_support::sandboxed("netems_shapes_act_on_real_frames") {
+        return;
+    }
+    let a = Netns::new("shapes", "a");
+    let b = Netns::new("shapes", "b");
+    let wire = Impairment {
+        delay: Duration::from_millis(2),
+        ..Impairment::default()
+    };
+    let spec = EmulatorSpec {
+        default: wire,
+        ..link_spec(&a, &b, 1024)
+    };
+    let handle = emulator::spawn(&spec).expect("spawn emulator");
+    a.address("10.202.0.1/24");
+    b.address("10.202.0.2/24");
+    let _echo = Echo::start(&b.path(), "10.202.0.2");
+    round_trips(&a.path(), "10.202.0.2", 1);
+    let a_to_b = |shape: Impairment| {
+        handle
+            .set_matrix(
+                vec![vec![wire, shape], vec![wire, wire]],
+                Duration::from_secs(5),
+            )
+            .expect("set the link");
+    };
+    let ms = Duration::from_millis(1);
+
+    // Duplicate 100%: every datagram twice.
+    a_to_b(Impairment {
+        duplicate: Chance::of(1.0),
+        ..wire
+    });
+    let receiver = receive_datagrams(&b.path(), "10.202.0.2");
+    send_datagrams(&a.path(), "10.202.0.2", 20, 100, ms);
+    let got = receiver.join().unwrap();
+    eprintln!("duplicate 100%: 20 sent, {} received", got.len());
+    assert_eq!(got.len(), 40);
+    assert!((0..20).all(|seq| got.iter().filter(|(s, _)| *s == seq).count() == 2));
+
+    // Corrupt 100%: every datagram written, every one dropped by a checksum.
+    a_to_b(Impairment {
+        corrupt: Chance::of(1.0),
+        ..wire
+    });
+    let before = handle.counters().ports[1].forwarded;
+    let receiver = receive_datagrams(&b.path(), "10.202.0.2");
+    send_datagrams(&a.path(), "10.202.0.2", 20, 100, ms);
+    let got = receiver.join().unwrap();
+    let written = handle.counters().ports[1].forwarded - before;
+    eprintln!(
+        "corrupt 100%: 20 sent, {written} written, {} received",
+        got.len()
+    );
+    assert!(got.is_empty(), "{got:?}");
+    assert!(written >= 20, "{written}");
+
+    // 8 Mbit/s and a limit of 5: a burst of 30 frames of 1000 bytes keeps
+    // about 5, a millisecond apart.
+    a_to_b(Impairment {
+        rate: Some(Rate {
+            bits_per_second: 8_000_000,
+            packet_overhead: 0,
+            cell_size: 0,
+            cell_overhead: 0,
+        }),
+        limit: Some(5),
+        ..wire
+    });
+    let overflowed = handle.counters().ports[1].overflowed;
+    let receiver = receive_datagrams(&b.path(), "10.202.0.2");
+    // 958 bytes of payload, 8 of UDP, 20 of IPv4, 14 of Ethernet.
+    let started = send_datagrams(&a.path(), "10.202.0.2", 30, 958, Duration::ZERO);
+    let got = receiver.join().unwrap();
+    let dropped = handle.counters().ports[1].overflowed - overflowed;
+    let Some(&(_, last)) = got.last() else {
+        panic!("nothing came through the rated link")
+    };
+    let took = last - started;
+    eprintln!(
+        "rate 8 Mbit/s, limit 5: 30 sent, {} received, {dropped} dropped, the last after {took:?}",
+        got.len()
+    );
+    assert!((5..30).contains(&got.len()));
+    assert_eq!(got.len() as u64 + dropped, 30);
+    assert!(took >= 2 * ms + got.len() as u32 * ms, "{took:?}");
+    drop(handle);
 }

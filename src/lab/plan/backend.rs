@@ -5,9 +5,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::impairment::Impairment;
-use super::shape::{Distribution, Loss};
-use super::timeline::PairState;
 use super::Plan;
 use crate::lab::file::backend::BackendChoice;
 
@@ -67,9 +64,6 @@ pub enum BackendRefusal {
     /// The lab changes links while it runs, which `none` cannot.
     #[error("this lab changes links while it runs ({0}); the `none` backend injects nothing and cannot: use netem or the emulator")]
     CannotChange(String),
-    /// A shape the userspace emulator does not apply yet.
-    #[error("{0}: the userspace emulator does not apply this shape yet; use `--delay-backend netem` on a kernel with sch_netem")]
-    EmulatorCannotShape(String),
 }
 
 /// Whether [`settle`]'s answer depends on the kernel having netem: not for
@@ -116,76 +110,12 @@ pub fn settle(
         BackendChoice::Netem if netem => BackendKind::Netem,
         BackendChoice::Netem => return Err(BackendRefusal::NoNetem),
     };
-    if kind == BackendKind::Emulator {
-        if let Some(why) = emulator_lacks(plan) {
-            return Err(BackendRefusal::EmulatorCannotShape(why));
-        }
-    }
     match changes {
         Some(event) if kind == BackendKind::None => {
             Err(BackendRefusal::CannotChange(event.change.describe()))
         }
         _ => Ok(kind),
     }
-}
-
-/// The first option of `link` the userspace emulator does not apply yet.
-fn lacks(link: &Impairment) -> Option<&'static str> {
-    let options = [
-        (
-            "a jitter distribution",
-            link.distribution != Distribution::Uniform,
-        ),
-        ("a delay correlation", link.delay_correlation > 0.0),
-        (
-            "a loss model or correlation",
-            !matches!(link.loss, Loss::Random(c) if c.correlation == 0.0),
-        ),
-        ("duplicate", link.duplicate.is_some()),
-        ("reorder", link.reorder.chance.is_some()),
-        ("corrupt", link.corrupt.is_some()),
-        ("rate", link.rate.is_some()),
-        ("limit", link.limit.is_some()),
-        ("slot", link.slot.is_some()),
-    ];
-    options
-        .into_iter()
-        .find(|(_, has)| *has)
-        .map(|(name, _)| name)
-}
-
-/// The first link of the plan, in any phase, with a shape the emulator does
-/// not apply, named with the option.
-fn emulator_lacks(plan: &Plan) -> Option<String> {
-    let nodes = plan
-        .nodes
-        .iter()
-        .filter_map(|n| Some(format!("{}'s link has {}", n.name, lacks(&n.link)?)));
-    let pairs = plan.expected.iter().filter_map(|p| {
-        Some(format!(
-            "{} -> {} has {}",
-            p.from,
-            p.to,
-            lacks(&p.impairment)?
-        ))
-    });
-    let phases = plan
-        .timeline
-        .phases
-        .iter()
-        .enumerate()
-        .flat_map(|(i, phase)| {
-            phase.pairs.iter().filter_map(move |p| match p.state {
-                PairState::Linked(link) => Some(format!(
-                    "in phase {i}, {} -> {} has {}",
-                    p.from,
-                    p.to,
-                    lacks(&link)?
-                )),
-                PairState::Separated => None,
-            })
-        });
-    nodes.chain(pairs).chain(phases).next()
 }
 
 #[cfg(test)]
@@ -197,12 +127,16 @@ mod tests {
     const FLAT: &str = "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
 
     #[test]
-    fn a_shape_the_emulator_does_not_apply_is_refused_with_its_name() {
-        let shaped = Plan::from_text(&format!("{DELAYED}rate = \"1mbit\"\n"));
-        let refusal = settle(BackendChoice::Emulator, &shaped, None);
-        assert!(
-            matches!(&refusal, Err(BackendRefusal::EmulatorCannotShape(why)) if why == "b's link has rate"),
-            "{refusal:?}"
+    fn the_emulator_takes_every_shape() {
+        let shaped = Plan::from_text(&format!(
+            "{DELAYED}delay = \"10ms\"\njitter = \"5ms\"\ndistribution = \"pareto\"\ndelay_correlation = 0.25\n\
+             loss_model = {{ state = [0.01, 0.3] }}\nduplicate = 0.01\nreorder = 0.25\n\
+             reorder_gap = 5\ncorrupt = 0.001\nrate = \"10mbit\"\nlimit = 100\n\
+             slot = {{ min = \"1ms\", max = \"2ms\" }}\n"
+        ));
+        assert_eq!(
+            settle(BackendChoice::Emulator, &shaped, None),
+            Ok(BackendKind::Emulator)
         );
         let netem = NetemSupport::Available;
         assert_eq!(

@@ -17,7 +17,8 @@ pub struct PortCounters {
     pub forwarded: u64,
     /// Copies destined to this port dropped by the link's loss.
     pub lost: u64,
-    /// Copies destined to this port dropped because their link's queue was full.
+    /// Copies destined to this port dropped because their link's queue was
+    /// full or held its limit.
     pub overflowed: u64,
     /// Frames from this port not forwarded: runts, or destined to their own port.
     pub rejected: u64,

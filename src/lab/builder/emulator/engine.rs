@@ -6,8 +6,10 @@
 //! One thread, so no frame waits for another thread to be woken or to get a
 //! CPU (a reader at normal priority was starved by busy nodes), and nothing is
 //! locked per frame. A frame is one scheduled [`Flight`] whatever its copies (a
-//! broadcast's n-1 copies are one entry, keyed by its next due copy), and
-//! flights and their buffers are recycled, so the steady state allocates nothing.
+//! broadcast's n-1 copies, a duplicate's two, are one entry, keyed by its next
+//! due copy; a corrupted copy's bit is flipped in the shared buffer while it is
+//! written), and flights and their buffers are recycled, so the steady state
+//! allocates nothing.
 //!
 //! The uplink's socket is one more source beside the TAPs, read the same way;
 //! its remotes are ports after the TAPs', written to by one datagram each.
@@ -26,6 +28,7 @@ use rustix::event::Timespec;
 use super::late::{carried_time, tcp_payload, LateDelivery, HELD};
 use super::link::{Fate, Forwarder};
 use super::queue::{Pending, TimedQueue};
+use super::shape::Flip;
 use super::spin::{SpinBudget, SpinWindow};
 use super::stamp::{self, ArrivalStamps};
 use super::uplink::{Datagram, Uplink};
@@ -52,8 +55,8 @@ const UPLINK: u64 = u64::MAX - 1;
 struct Flight {
     from: usize,
     frame: Vec<u8>,
-    /// (due, destination port), sorted.
-    copies: Vec<(Instant, usize)>,
+    /// (due, destination port, bit to flip in that copy), sorted.
+    copies: Vec<(Instant, usize, Option<Flip>)>,
     next: usize,
     /// How long after the time it carries it arrived, µs (0: no time).
     held_us: u32,
@@ -169,9 +172,14 @@ impl Engine<'_> {
                 return;
             };
             let flight = &mut pending.item;
-            while let Some(&(due, to)) = flight.copies.get(flight.next) {
+            while let Some(&(due, to, flip)) = flight.copies.get(flight.next) {
                 if due > Instant::now() {
                     break;
+                }
+                // A corrupted copy is flipped in place and back: the other
+                // copies share the buffer.
+                if let Some(flip) = flip {
+                    flip.apply(&mut flight.frame);
                 }
                 write_frame(
                     self.shared,
@@ -181,11 +189,14 @@ impl Engine<'_> {
                     flight.held_us,
                     &flight.frame,
                 );
+                if let Some(flip) = flip {
+                    flip.apply(&mut flight.frame);
+                }
                 self.queue.done(flight.from, to);
                 flight.next += 1;
             }
             match flight.copies.get(flight.next) {
-                Some(&(due, _)) => self.queue.push_again(pending, due),
+                Some(&(due, _, _)) => self.queue.push_again(pending, due),
                 None => self.recycle(pending),
             }
         }
@@ -303,14 +314,15 @@ impl Engine<'_> {
         for fate in &self.fates {
             match *fate {
                 Fate::Lost { to } => bump(&counters[to].lost),
-                Fate::Deliver { to, due } if self.queue.admit(from, to) => {
-                    flight.copies.push((due, to));
+                Fate::Overflowed { to } => bump(&counters[to].overflowed),
+                Fate::Deliver { to, due, flip } if self.queue.admit(from, to) => {
+                    flight.copies.push((due, to, flip));
                 }
                 Fate::Deliver { to, .. } => bump(&counters[to].overflowed),
             }
         }
         flight.copies.sort_unstable();
-        let Some(&(first, _)) = flight.copies.first() else {
+        let Some(&(first, _, _)) = flight.copies.first() else {
             self.spare.push(flight);
             return;
         };

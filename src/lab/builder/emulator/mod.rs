@@ -10,6 +10,15 @@
 //! copies' fate ([`link::Forwarder`]), queues them ([`queue::TimedQueue`], bounded
 //! per link) and writes each copy to its destination TAP when due.
 //!
+//! Each link shapes its frames as netem would ([`shape`], drawn from one seeded
+//! RNG): jitter uniform or from netem's normal, Pareto and paretonormal
+//! tables, with a delay correlation; random (correlated), Gilbert-Elliott and
+//! 4-state loss; duplicate, corrupt and reorder with a gap; a rate (with its
+//! overheads and cells) and a limit of frames held, beyond which a copy is
+//! dropped and counted as overflowed (the spec's `queue_limit` still bounds
+//! every pair of ports); slots, decided as a frame enters rather than as it
+//! is dequeued ([`shape::SlotState`] says what that changes).
+//!
 //! A lab stretched over several hosts adds an [`uplink`]: each other host is a
 //! port too, reached in VXLAN's wire format ([`vxlan`]).
 
@@ -30,6 +39,7 @@ mod engine;
 pub mod late;
 pub mod link;
 pub mod queue;
+pub mod shape;
 pub mod spec;
 pub mod spin;
 pub mod stamp;

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// Bytes of the Ethernet header the switch needs (destination, source, type).
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
 /// A MAC address.
 pub type Mac = [u8; 6];
 
