@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::shape::{Distribution, Loss, Reorder};
+use crate::lab::plan::{ExpectedPair, Plan};
 
 /// How the probe sent and how the backend treats jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,12 +44,28 @@ impl Expectation {
 
     /// The links crossed one after the other.
     pub fn in_series(links: &[Impairment]) -> Expectation {
-        let impairment = links.iter().fold(Impairment::default(), |acc, l| {
-            crate::lab::plan::in_series(&acc, l)
-        });
+        let mut each = links.iter();
+        let first = each.next().copied().unwrap_or_default();
+        let impairment = each.fold(first, |acc, l| crate::lab::plan::in_series(&acc, l));
         Expectation {
             impairment,
             jittered_links: links.iter().filter(|l| !l.jitter.is_zero()).count(),
+        }
+    }
+
+    /// What the plan expects of a pair: its impairment as planned, over one
+    /// link when a `[[pair]]` set it, else over the two nodes' links.
+    pub fn of_pair(plan: &Plan, pair: &ExpectedPair) -> Expectation {
+        let links = [&pair.from, &pair.to].map(|n| plan.node(n).map(|n| n.link));
+        let jittered_links = match (pair.overridden, links) {
+            (false, [Some(from), Some(to)]) => {
+                [from, to].iter().filter(|l| !l.jitter.is_zero()).count()
+            }
+            _ => usize::from(!pair.impairment.jitter.is_zero()),
+        };
+        Expectation {
+            impairment: pair.impairment,
+            jittered_links,
         }
     }
 }
