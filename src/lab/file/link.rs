@@ -4,11 +4,38 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
 
 use super::{DurationValue, Locator, TopologyError};
-use crate::lab::plan::shape::Distribution;
+
+/// How a delay's random part (its jitter) is drawn. Here, where the file
+/// names it; the plan's shapes take it from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    /// Uniform over `delay ± jitter` (netem's default).
+    #[default]
+    Uniform,
+    /// Normal, `jitter` its standard deviation.
+    Normal,
+    /// Pareto, heavy-tailed.
+    Pareto,
+    /// netem's mix of Pareto and normal.
+    Paretonormal,
+}
+
+impl Distribution {
+    /// netem's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distribution::Uniform => "uniform",
+            Distribution::Normal => "normal",
+            Distribution::Pareto => "pareto",
+            Distribution::Paretonormal => "paretonormal",
+        }
+    }
+}
 
 /// Longest delay or jitter a link may be given: far beyond any exchange
 /// timeout, well within what netem and the emulator schedule.
@@ -73,7 +100,7 @@ macro_rules! shaped_section {
             /// Jitter: `delay ± jitter` (uniform), or the standard deviation.
             pub jitter: Option<$crate::lab::file::DurationValue>,
             /// How the jitter is drawn.
-            pub distribution: Option<toml::Spanned<$crate::lab::plan::shape::Distribution>>,
+            pub distribution: Option<toml::Spanned<$crate::lab::file::link::Distribution>>,
             /// Correlation of successive jitters.
             pub delay_correlation: Option<toml::Spanned<f64>>,
             /// Loss probability.

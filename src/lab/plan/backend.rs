@@ -131,7 +131,7 @@ pub fn settle(
 /// The first link of the plan, in any phase, with a shape the emulator does
 /// not apply, named with the option.
 fn emulator_lacks(plan: &Plan) -> Option<String> {
-    let lacks = |link: &Impairment| super::shape::emulator_lacks(link);
+    let lacks = |link: &Impairment| super::impairment::emulator_lacks(link);
     let nodes = plan
         .nodes
         .iter()

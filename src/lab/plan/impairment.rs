@@ -144,6 +144,31 @@ impl Impairment {
     }
 }
 
+/// The first option of `link` the userspace emulator does not apply yet.
+pub fn emulator_lacks(link: &Impairment) -> Option<&'static str> {
+    let options = [
+        (
+            "a jitter distribution",
+            link.distribution != Distribution::Uniform,
+        ),
+        ("a delay correlation", link.delay_correlation > 0.0),
+        (
+            "a loss model or correlation",
+            !matches!(link.loss, Loss::Random(c) if c.correlation == 0.0),
+        ),
+        ("duplicate", link.duplicate.is_some()),
+        ("reorder", link.reorder.chance.is_some()),
+        ("corrupt", link.corrupt.is_some()),
+        ("rate", link.rate.is_some()),
+        ("limit", link.limit.is_some()),
+        ("slot", link.slot.is_some()),
+    ];
+    options
+        .into_iter()
+        .find(|(_, has)| *has)
+        .map(|(name, _)| name)
+}
+
 /// New values for a link or a pair; absent ones keep theirs.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[allow(missing_docs)]

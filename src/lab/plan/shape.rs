@@ -7,32 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// How a delay's random part (its jitter) is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distribution {
-    /// Uniform over `delay ± jitter` (netem's default).
-    #[default]
-    Uniform,
-    /// Normal, `jitter` its standard deviation.
-    Normal,
-    /// Pareto, heavy-tailed.
-    Pareto,
-    /// netem's mix of Pareto and normal.
-    Paretonormal,
-}
-
-impl Distribution {
-    /// netem's word for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Distribution::Uniform => "uniform",
-            Distribution::Normal => "normal",
-            Distribution::Pareto => "pareto",
-            Distribution::Paretonormal => "paretonormal",
-        }
-    }
-}
+pub use crate::lab::file::link::Distribution;
 
 /// A probability with netem's correlation to the previous draw.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -346,31 +321,6 @@ impl Slot {
         }
         args
     }
-}
-
-/// The first option of `link` the userspace emulator does not apply yet.
-pub fn emulator_lacks(link: &crate::lab::plan::impairment::Impairment) -> Option<&'static str> {
-    let options = [
-        (
-            "a jitter distribution",
-            link.distribution != Distribution::Uniform,
-        ),
-        ("a delay correlation", link.delay_correlation > 0.0),
-        (
-            "a loss model or correlation",
-            !matches!(link.loss, Loss::Random(c) if c.correlation == 0.0),
-        ),
-        ("duplicate", link.duplicate.is_some()),
-        ("reorder", link.reorder.chance.is_some()),
-        ("corrupt", link.corrupt.is_some()),
-        ("rate", link.rate.is_some()),
-        ("limit", link.limit.is_some()),
-        ("slot", link.slot.is_some()),
-    ];
-    options
-        .into_iter()
-        .find(|(_, has)| *has)
-        .map(|(name, _)| name)
 }
 
 #[cfg(test)]
