@@ -1,4 +1,5 @@
 use super::*;
+use crate::lab::judge::links::law::normal_cdf;
 use crate::lab::plan::shape::{Chance, Rate};
 
 const MS: Duration = Duration::from_millis(1);

@@ -8,6 +8,7 @@
 //! when it is within [`RATE_TOLERANCE`] of the expected one.
 
 pub mod expect;
+mod law;
 
 use std::fmt::Write;
 use std::time::Duration;
