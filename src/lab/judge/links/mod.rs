@@ -118,13 +118,43 @@ impl PairLinks {
     }
 }
 
-/// Judges one pair's record against its path. `jitter_reorders`: whether
-/// the backend lets jitter reorder frames (netem does, the emulator not).
+/// Judges one pair's record against its path at 99% confidence.
+/// `jitter_reorders`: whether the backend lets jitter reorder frames (netem
+/// does, the emulator not).
 pub fn judge(
     record: &PairRecord,
     path: &Expectation,
     jitter_reorders: bool,
     verify: &VerifySettings,
+) -> PairLinks {
+    judge_at(record, path, jitter_reorders, verify, Z99)
+}
+
+/// The normal quantile `z` of a two-sided interval of this confidence, to
+/// four places (`0.99`: [`Z99`]).
+pub fn z_of(confidence: f64) -> f64 {
+    let target = (1.0 + confidence.clamp(0.0, 1.0 - 1e-15)) / 2.0;
+    let (mut low, mut high) = (0.0, 40.0);
+    for _ in 0..200 {
+        let mid = (low + high) / 2.0;
+        if law::normal_cdf(mid) < target {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    high
+}
+
+/// [`judge`] with the intervals of the shares and runs at `z` ([`z_of`]):
+/// a test that judges many figures at once widens them, as a share of the
+/// correct figures equal to one minus the confidence fails by chance.
+pub fn judge_at(
+    record: &PairRecord,
+    path: &Expectation,
+    jitter_reorders: bool,
+    verify: &VerifySettings,
+    z: f64,
 ) -> PairLinks {
     let probing = Probing {
         spacing: record.spacing,
@@ -147,22 +177,22 @@ pub fn judge(
         "loss",
         measured.lost as f64,
         n as f64 / expected.loss_inflation,
-        n,
+        (n, z),
         &expected.loss,
     ));
-    figures.push(burst_figure(&measured, &expected));
+    figures.push(burst_figure(&measured, &expected, z));
     figures.push(share_figure(
         "duplicate",
         measured.duplicated as f64,
         n as f64,
-        n,
+        (n, z),
         &expected.duplicate,
     ));
     figures.push(share_figure(
         "reorder",
         measured.reordered as f64,
         n as f64 / expected.reorder_inflation,
-        n,
+        (n, z),
         &expected.reorder,
     ));
     figures.push(rate_figure(measured.rate, &expected.rate));
@@ -268,11 +298,17 @@ pub fn wilson(successes: f64, trials: f64, z: f64) -> (f64, f64) {
     ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
-/// A share over the packets sent, judged by its Wilson interval over
+/// A share over the packets sent, judged by its Wilson interval at `z` over
 /// `trials` (the packets sent, fewer when events come in runs).
-fn share_figure(name: &str, events: f64, trials: f64, sent: u64, expected: &Estimate) -> Figure {
+fn share_figure(
+    name: &str,
+    events: f64,
+    trials: f64,
+    (sent, z): (u64, f64),
+    expected: &Estimate,
+) -> Figure {
     let measured = (sent > 0).then(|| events / sent as f64);
-    let interval = measured.map(|share| wilson(share * trials, trials, Z99));
+    let interval = measured.map(|share| wilson(share * trials, trials, z));
     verdict_in(name, "share", measured, interval, expected)
 }
 
@@ -333,7 +369,7 @@ fn delay_figure(
 
 /// The mean run of lost packets, judged by a normal interval of the mean of
 /// geometric runs (its spread from the expected chance a run goes on).
-fn burst_figure(measured: &Measured, expected: &Expected) -> Figure {
+fn burst_figure(measured: &Measured, expected: &Expected, z: f64) -> Figure {
     let runs = measured.loss_runs;
     let mean = (runs > 0).then(|| measured.lost as f64 / runs as f64);
     if runs == 0 {
@@ -343,7 +379,7 @@ fn burst_figure(measured: &Measured, expected: &Expected) -> Figure {
         return figure;
     }
     let q = expected.loss_continues;
-    let half = Z99 * q.sqrt() / (1.0 - q).max(1e-9) / (runs as f64).sqrt();
+    let half = z * q.sqrt() / (1.0 - q).max(1e-9) / (runs as f64).sqrt();
     let interval = mean.map(|m| ((m - half).max(1.0), m + half));
     verdict_in(
         "loss.burst",

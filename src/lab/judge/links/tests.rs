@@ -401,6 +401,13 @@ fn counts_follow_arrival_order_and_ignore_sequences_never_sent() {
 }
 
 #[test]
+fn a_confidence_gives_its_normal_quantile() {
+    assert!((z_of(0.99) - Z99).abs() < 1e-4, "{}", z_of(0.99));
+    assert!((z_of(0.999) - 3.290_527).abs() < 1e-4, "{}", z_of(0.999));
+    assert!((z_of(0.95) - 1.959_964).abs() < 1e-4);
+}
+
+#[test]
 fn the_wilson_interval_of_nothing_in_ten_thousand_is_below_a_thousandth() {
     let (low, high) = wilson(0.0, 10_000.0, Z99);
     assert_eq!(low, 0.0);
