@@ -31,6 +31,15 @@ pub const PROBE_PORT: u16 = 31_998;
 /// Most records the probe keeps over all pairs (24 bytes each).
 pub const MAX_RECORDS: u64 = 20_000_000;
 
+/// The time before the streams start, from twice the drain within these:
+/// each sender's first datagram to each peer, which no pair counts, has
+/// the neighbours resolved by then, so no measured packet waits for ARP.
+const WARMUP_MIN: Duration = Duration::from_millis(50);
+const WARMUP_MAX: Duration = Duration::from_secs(2);
+
+/// The pair number of a warm-up datagram: no pair's, so every receiver drops it.
+const WARMUP_PAIR: u32 = u32::MAX;
+
 /// How long receivers have to bind their sockets.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
@@ -167,7 +176,7 @@ pub fn measure(
     for (i, p) in probes.iter().enumerate() {
         by_sender.entry(p.from).or_default().push(i);
     }
-    let start = Instant::now() + Duration::from_millis(20);
+    let start = Instant::now() + (settings.drain * 2).clamp(WARMUP_MIN, WARMUP_MAX);
     let mut senders = Vec::new();
     for (&from, pairs) in &by_sender {
         let end = &endpoints[from];
@@ -372,6 +381,15 @@ impl Sender {
         let spacing = self.settings.spacing();
         let mut sent = vec![0u64; self.peers.len()];
         let mut buf = vec![0u8; self.settings.payload_bytes];
+        for &(_, to) in &self.peers {
+            let warmup = Packet {
+                pair: WARMUP_PAIR,
+                seq: 0,
+                sent_ns: since(self.origin),
+            };
+            warmup.encode(&mut buf);
+            let _ = socket.send_to(&buf, SocketAddrV4::new(to, self.settings.port));
+        }
         for slot in 0..self.packets {
             for (k, &(pair, to)) in self.peers.iter().enumerate() {
                 // Pair k's packets sit k/peers of a spacing after the slot's start.
