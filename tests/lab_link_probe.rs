@@ -135,6 +135,37 @@ fn the_probe_measures_every_figure_of_an_emulated_link_and_catches_a_dropped_los
         pair.figure("delay.p50").unwrap().verdict,
         FigureVerdict::Pass
     );
+
+    // A cancelled probe stops at once and returns what it has.
+    let cancel = CancellationToken::new();
+    let stopper = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.cancel();
+        })
+    };
+    let started = std::time::Instant::now();
+    let long = ProbeSettings {
+        duration: Duration::from_secs(60),
+        ..settings
+    };
+    let records = measure(&endpoints, &probes, &long, &cancel).expect("a cancelled probe");
+    stopper.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for record in &records {
+        assert!(
+            record.sent < long.packets() && record.sent < 100,
+            "{}",
+            record.sent
+        );
+        assert!(record.arrivals.len() as u64 <= record.sent, "{record:?}");
+    }
+
     drop(endpoints);
     drop(down);
     assert_clean(&lab, Some(&emulator_of(&lab)));

@@ -176,6 +176,9 @@ pub fn measure(
     for (i, p) in probes.iter().enumerate() {
         by_sender.entry(p.from).or_default().push(i);
     }
+    // Senders stop on the caller's cancel, or at once if this returns early.
+    let halt = cancel.child_token();
+    let _halt_senders = halt.clone().drop_guard();
     let start = Instant::now() + (settings.drain * 2).clamp(WARMUP_MIN, WARMUP_MAX);
     let mut senders = Vec::new();
     for (&from, pairs) in &by_sender {
@@ -190,7 +193,7 @@ pub fn measure(
             packets,
             origin,
             start,
-            cancel: cancel.clone(),
+            cancel: halt.clone(),
         };
         let handle = spawn_in(&end.netns, "sdss-probe-tx", move || sender.run())
             .map_err(|source| thread_error(end, source))?;
@@ -226,7 +229,11 @@ pub fn measure(
     for (to, pairs, handle) in receivers {
         let kept = match handle.join() {
             Ok(Ok(kept)) => kept,
-            _ => {
+            Ok(Err(source)) => {
+                failure.get_or_insert(thread_error(&endpoints[to], source));
+                continue;
+            }
+            Err(_) => {
                 failure.get_or_insert(ProbeError::Panicked(endpoints[to].node.clone()));
                 continue;
             }
