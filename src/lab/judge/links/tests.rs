@@ -20,6 +20,7 @@ fn verify() -> VerifySettings {
         warmup: 1,
         time_limit: Duration::from_secs(60),
         calibrate: false,
+        link: true,
     }
 }
 
