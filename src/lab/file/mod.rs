@@ -150,6 +150,9 @@ pub struct VerifySection {
     pub time_limit: Option<DurationValue>,
     /// Measure each pair's floor at zero delay first, and subtract it.
     pub calibrate: Option<bool>,
+    /// Probe the links themselves (the link probe): read into the plan;
+    /// `up` does not run the probe yet.
+    pub link: Option<bool>,
 }
 
 shaped_section! {

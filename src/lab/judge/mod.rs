@@ -10,6 +10,7 @@
 pub mod aside;
 pub mod checks;
 pub mod delays;
+pub mod links;
 pub mod shaped;
 pub mod timeline;
 

@@ -326,5 +326,6 @@ fn verify_settings(topology: &Topology, nodes: &NodeSettings) -> VerifySettings 
         warmup,
         time_limit,
         calibrate: false,
+        link: verify.link == Some(true),
     }
 }

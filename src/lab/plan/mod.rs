@@ -230,6 +230,9 @@ pub struct VerifySettings {
     /// Measure every pair's floor first and subtract it (`calibration`).
     #[serde(default)]
     pub calibrate: bool,
+    /// Probe the links themselves (`[verify] link`); not run by `up` yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
 }
 
 impl VerifySettings {
@@ -361,6 +364,10 @@ address = "10.9.0.1"
         let topology = crate::lab::file::Topology::parse(source, THREE).unwrap();
         let plain = Plan::new(&topology, source);
         assert!(!plain.verify.calibrate && plain.sandbox.enabled);
+        assert!(!plain.verify.link);
+        let probed = format!("{THREE}[verify]\nlink = true\n");
+        let probed = crate::lab::file::Topology::parse(source, &probed).unwrap();
+        assert!(Plan::new(&probed, source).verify.link);
         let options = PlanOptions {
             tolerance: Some(Duration::from_micros(700)),
             calibrate: true,

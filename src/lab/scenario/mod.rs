@@ -6,6 +6,7 @@ pub mod calibrate;
 mod fakes;
 pub mod grading;
 pub mod late;
+pub mod link_probe;
 pub mod local;
 pub mod machine;
 pub mod observe;
