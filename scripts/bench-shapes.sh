@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The userspace emulator's CPU per frame with every netem shape on against
-# delay alone, side by side in one run: a two-node lab on the emulator, a
-# paced UDP stream from one node to the other, and the emulator process's
-# CPU time (utime + stime) over the frames it received from the TAPs.
+# delay alone, side by side in one run, two ways:
+#   1. the forwarding decision alone (switching, draws, state machines), in
+#      process: an ignored test, built in release mode, routes 2 million
+#      frames through each (needs cargo);
+#   2. the whole emulator process in a two-node lab on the emulator, a paced
+#      UDP stream from one node to the other: its CPU time (utime + stime)
+#      over the frames it received from the TAPs. The emulator sleeps until
+#      shortly before each due time and spins the rest, so this figure is
+#      mostly that spin (fewer, fuller wake-ups under slots cost less).
 #
 #   sudo scripts/bench-shapes.sh [--pps N] [--seconds S] [SDSS_BINARY]
 #
-# The emulator sleeps until shortly before each due time and spins the rest,
-# so its CPU per frame includes that spin: compare the two rows, not either
-# with another machine's. Exit 0 when both runs measured, 2 on a usage error.
+# Exit 0 when both ran, 1 when one failed, 2 on a usage error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +31,8 @@ done
 [[ $EUID -eq 0 ]] || { echo "bench-shapes: needs root (namespaces)" >&2; exit 2; }
 [[ -x $bin ]] || { echo "bench-shapes: no sdss binary at $bin (cargo build --release)" >&2; exit 2; }
 bin=$(realpath "$bin")
+command -v cargo >/dev/null || { echo "bench-shapes: cargo missing (it builds the in-process benchmark)" >&2; exit 2; }
+cargo test --release --locked --quiet --lib forwarding_cost -- --ignored --nocapture | grep -v '^$\|^running\|^test result\|^\.$'
 work=$(mktemp -d /tmp/bench-shapes.XXXXXX)
 labs=()
 cleanup() {
@@ -121,7 +127,7 @@ python3 - "$pps" "$seconds" "${cpu[benchplain]}" "${frames[benchplain]}" "${cpu[
 import sys
 pps, seconds = int(sys.argv[1]), float(sys.argv[2])
 rows = [("delay only", float(sys.argv[3]), int(sys.argv[4])), ("every shape", float(sys.argv[5]), int(sys.argv[6]))]
-print(f"emulator CPU per frame, {pps} datagrams/s of 64 bytes for {seconds:g} s, two nodes")
+print(f"whole emulator process per frame, {pps} datagrams/s of 64 bytes for {seconds:g} s, two nodes")
 print(f"{'links':<12}{'frames':>10}{'CPU s':>9}{'us/frame':>10}")
 for name, cpu, frames in rows:
     print(f"{name:<12}{frames:>10}{cpu:>9.2f}{cpu / max(frames, 1) * 1e6:>10.2f}")

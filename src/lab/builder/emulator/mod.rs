@@ -34,6 +34,8 @@ use std::time::Duration;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use thiserror::Error;
 
+#[cfg(test)]
+mod cost;
 mod counters;
 mod engine;
 pub mod late;
