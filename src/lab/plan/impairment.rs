@@ -335,7 +335,11 @@ pub fn describe_loss(loss: &Loss) -> String {
         Loss::Random(chance) => {
             let mut text = format!("loss {}", percent(chance.probability));
             if chance.correlation > 0.0 {
-                text += &format!(" (correlation {})", percent(chance.correlation));
+                text += &format!(
+                    " (correlation {}: {} in the long run)",
+                    percent(chance.correlation),
+                    percent(chance.share())
+                );
             }
             text
         }
@@ -377,7 +381,11 @@ pub fn describe_shape(link: &Impairment) -> Vec<String> {
     let chance = |name: &str, c: Chance| {
         let mut text = format!("{name} {}", percent(c.probability));
         if c.correlation > 0.0 {
-            text += &format!(" (correlation {})", percent(c.correlation));
+            text += &format!(
+                " (correlation {}: {} in the long run)",
+                percent(c.correlation),
+                percent(c.share())
+            );
         }
         text
     };

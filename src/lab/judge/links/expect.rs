@@ -143,6 +143,26 @@ pub fn expected(path: &Expectation, probing: &Probing) -> Expected {
         spacing: probing.spacing.div_f64(passing.max(1e-6)),
         ..*probing
     };
+    let rate = rate(link, probing);
+    let (loss, burst) = match rate.value {
+        // A saturated rate passes what it carries and its queue drops the
+        // rest: the loss is the excess, in runs nobody models here.
+        Some(carried) => {
+            let offered = passing / probing.spacing.as_secs_f64().max(1e-9);
+            let through = (carried / offered.max(1e-9)).min(1.0);
+            let lost = 1.0 - (1.0 - loss.value.unwrap_or(0.0)) * through;
+            (
+                Estimate {
+                    value: Some(lost),
+                    note: Some(
+                        "the probe saturates the rate: its queue drops the excess".to_owned(),
+                    ),
+                },
+                Estimate::unknown("runs of drops from a saturated queue are not modelled"),
+            )
+        }
+        None => (loss, burst),
+    };
     Expected {
         delay: QUANTILES.map(|q| delay_quantile(path, &thinned, q)),
         loss,
@@ -152,7 +172,7 @@ pub fn expected(path: &Expectation, probing: &Probing) -> Expected {
         duplicate,
         reorder: reorder_share(path, probing, passing, arriving),
         reorder_inflation: reorder_window(link, probing).max(1.0),
-        rate: rate(link, probing),
+        rate,
     }
 }
 
@@ -161,7 +181,7 @@ pub fn expected(path: &Expectation, probing: &Probing) -> Expected {
 /// stage, where corruption still rides along.
 fn passing_frames(link: &Impairment) -> f64 {
     let l = link.loss.mean();
-    let d = link.duplicate.probability;
+    let d = link.duplicate.share();
     1.0 - (1.0 - d) * l + d * (1.0 - l) * (1.0 - l)
 }
 
@@ -172,8 +192,8 @@ fn passing_frames(link: &Impairment) -> f64 {
 /// UDP checksum turns into a loss.
 fn loss_and_duplicates(link: &Impairment) -> (Estimate, Estimate, Estimate, f64) {
     let l = link.loss.mean();
-    let d = link.duplicate.probability;
-    let c = link.corrupt.probability;
+    let d = link.duplicate.share();
+    let c = link.corrupt.share();
     let clone_bad = l + (1.0 - l) * c;
     let lost = (1.0 - d) * clone_bad + d * l * c + d * (1.0 - l) * c * clone_bad;
     let twice = d * ((1.0 - l) * (1.0 - c)).powi(2);
@@ -295,7 +315,7 @@ fn delay_quantile(path: &Expectation, probing: &Probing, q: f64) -> Estimate {
 /// `gap - 1` frames are delayed, then each goes at once with the chance, so
 /// one frame in `gap - 1 + 1/p`.
 pub fn immediate_share(reorder: &Reorder) -> f64 {
-    let p = reorder.chance.probability;
+    let p = reorder.chance.share();
     if p <= 0.0 {
         return 0.0;
     }
@@ -322,7 +342,7 @@ fn reorder_share(path: &Expectation, probing: &Probing, passing: f64, arriving: 
     // Per packet sent, `passing` frames reach the stage, a corrupted one
     // taking its turn there but arriving as nothing; `arriving` packets
     // have a copy that arrives, the ones that can be seen out of order.
-    let intact = 1.0 - link.corrupt.probability;
+    let intact = 1.0 - link.corrupt.share();
     let mut notes = Vec::new();
     if link.loss.mean() > 0.0 || link.duplicate.is_some() || link.corrupt.is_some() {
         notes
@@ -389,7 +409,7 @@ fn reorder_window(link: &Impairment, probing: &Probing) -> f64 {
 /// chain (state: the counter, capped at `gap - 1`, where each frame goes at
 /// once with the chance).
 fn gap_chain_share(reorder: &Reorder, m: u64, corrupted: f64) -> f64 {
-    let p = reorder.chance.probability.clamp(0.0, 1.0);
+    let p = reorder.chance.share().clamp(0.0, 1.0);
     let top = reorder.gap.max(1) as usize - 1;
     // unseen[c]: no intact frame goes at once among the next steps, from
     // counter c (a corrupted one resets the counter unseen).
