@@ -135,12 +135,13 @@ command -v python3 >/dev/null || { echo "vm-netem: python3 missing" >&2; exit 2;
 command -v cargo >/dev/null || { echo "vm-netem: cargo missing (it builds the tests it runs)" >&2; exit 2; }
 # The integration tests the VM runs, built here (the VM shares this
 # filesystem): tests/lab_vxlan.rs whole, and the ignored tests of
-# tests/lab_hosts.rs (netem across hosts, which this machine's kernel lacks).
-declare -A test_args=([lab_vxlan]="--include-ignored" [lab_hosts]="--ignored")
+# tests/lab_hosts.rs and tests/lab_shapes.rs (netem across hosts, and every shape
+# measured by the link probe on netem, which this machine's kernel lacks).
+declare -A test_args=([lab_vxlan]="--include-ignored" [lab_hosts]="--ignored" [lab_shapes]="--ignored")
 vm_tests=()
 while read -r name path; do
   vm_tests+=("$name=$path:${test_args[$name]}")
-done < <(cargo test --locked --quiet --no-run --test lab_vxlan --test lab_hosts --message-format=json |
+done < <(cargo test --locked --quiet --no-run --test lab_vxlan --test lab_hosts --test lab_shapes --message-format=json |
   python3 -c '
 import json, sys
 for line in sys.stdin:
