@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::timeline::PairState;
 use super::Plan;
 use crate::lab::file::backend::BackendChoice;
 
@@ -64,6 +65,9 @@ pub enum BackendRefusal {
     /// The lab changes links while it runs, which `none` cannot.
     #[error("this lab changes links while it runs ({0}); the `none` backend injects nothing and cannot: use netem or the emulator")]
     CannotChange(String),
+    /// A duplicating netem beside others in one qdisc tree.
+    #[error("{0} duplicates frames in a lab with [[pair]]s, where netem's classes share one qdisc tree per node, and the kernel refuses a duplicating netem beside other netems in a tree (\"cannot mix duplicating netems with other netems in tree\"): use `--delay-backend emulator`, or duplicate on nodes' links in a lab without [[pair]]s")]
+    DuplicateInTree(String),
 }
 
 /// Whether [`settle`]'s answer depends on the kernel having netem: not for
@@ -102,13 +106,17 @@ pub fn settle(
 ) -> Result<BackendKind, BackendRefusal> {
     let changes = plan.timeline.events.iter().find(|e| e.change.is_link());
     let netem = netem == Some(&NetemSupport::Available);
+    let duplicating = duplicating_in_tree(plan);
     let kind = match choice {
         BackendChoice::None => BackendKind::None,
         BackendChoice::Auto if plan.is_unimpaired() && changes.is_none() => BackendKind::None,
-        BackendChoice::Auto if netem => BackendKind::Netem,
+        BackendChoice::Auto if netem && duplicating.is_none() => BackendKind::Netem,
         BackendChoice::Auto | BackendChoice::Emulator => BackendKind::Emulator,
-        BackendChoice::Netem if netem => BackendKind::Netem,
-        BackendChoice::Netem => return Err(BackendRefusal::NoNetem),
+        BackendChoice::Netem if !netem => return Err(BackendRefusal::NoNetem),
+        BackendChoice::Netem => match duplicating {
+            Some(what) => return Err(BackendRefusal::DuplicateInTree(what)),
+            None => BackendKind::Netem,
+        },
     };
     match changes {
         Some(event) if kind == BackendKind::None => {
@@ -118,6 +126,33 @@ pub fn settle(
     }
 }
 
+/// What duplicates frames in a lab whose netem leaves share a qdisc tree
+/// per node (a lab with `[[pair]]`s), in any phase.
+fn duplicating_in_tree(plan: &Plan) -> Option<String> {
+    if !plan.per_pair {
+        return None;
+    }
+    let nodes = plan
+        .nodes
+        .iter()
+        .filter(|n| n.link.duplicate.is_some())
+        .map(|n| format!("{}'s link", n.name));
+    let pairs = plan
+        .expected
+        .iter()
+        .filter(|p| p.impairment.duplicate.is_some())
+        .map(|p| format!("{} -> {}", p.from, p.to));
+    let phases = plan.timeline.phases.iter().flat_map(|phase| {
+        phase.pairs.iter().filter_map(|p| match p.state {
+            PairState::Linked(link) if link.duplicate.is_some() => {
+                Some(format!("{} -> {} (after an event)", p.from, p.to))
+            }
+            _ => None,
+        })
+    });
+    nodes.chain(pairs).chain(phases).next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +160,29 @@ mod tests {
     const DELAYED: &str =
         "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"1ms\"\n[[node]]\nname = \"b\"\n";
     const FLAT: &str = "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
+
+    #[test]
+    fn netem_is_not_given_a_duplicating_leaf_beside_others() {
+        let paired = Plan::from_text(&format!(
+            "{FLAT}[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"5ms\"\nduplicate = 0.01\n"
+        ));
+        let yes = NetemSupport::Available;
+        let refusal = settle(BackendChoice::Netem, &paired, Some(&yes));
+        assert!(
+            matches!(&refusal, Err(BackendRefusal::DuplicateInTree(what)) if what == "a -> b"),
+            "{refusal:?}"
+        );
+        assert_eq!(
+            settle(BackendChoice::Auto, &paired, Some(&yes)),
+            Ok(BackendKind::Emulator)
+        );
+        // On a node's link, netem is alone in each root: fine.
+        let linked = Plan::from_text(&format!("{DELAYED}duplicate = 0.01\n"));
+        assert_eq!(
+            settle(BackendChoice::Netem, &linked, Some(&yes)),
+            Ok(BackendKind::Netem)
+        );
+    }
 
     #[test]
     fn the_emulator_takes_every_shape() {
