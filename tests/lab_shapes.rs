@@ -34,12 +34,12 @@ const SHAPES: &[(&str, &str, &[&str])] = &[
     ("plain", "delay = \"30ms\"", &["delay.p50", "loss"]),
     (
         "normal",
-        "delay = \"30ms\"\njitter = \"3ms\"\ndistribution = \"normal\"",
+        "delay = \"30ms\"\njitter = \"{J1}\"\ndistribution = \"normal\"",
         &["delay.p10", "delay.p50", "delay.p90"],
     ),
     (
         "correlated",
-        "delay = \"30ms\"\njitter = \"3ms\"\ndelay_correlation = 0.5",
+        "delay = \"30ms\"\njitter = \"{J2}\"\ndelay_correlation = 0.5",
         &["delay.p50"],
     ),
     (
@@ -91,7 +91,9 @@ const SHAPES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-fn lab_file(lab: &str, tolerance: &str) -> String {
+/// The lab: each shape's jitters `jitters` (for `{J1}` and `{J2}`), judged
+/// within `tolerance`.
+fn lab_file(lab: &str, tolerance: &str, jitters: [&str; 2]) -> String {
     let node = |name: &str| {
         format!("[[node]]\nname = \"{name}\"\ncommand = [\"sleep\", \"3600\"]\njson = true\n")
     };
@@ -104,7 +106,9 @@ fn lab_file(lab: &str, tolerance: &str) -> String {
     // alone in its qdisc tree (a duplicating netem must be).
     for (name, shape, _) in SHAPES {
         text += &node(name);
-        text += shape;
+        text += &shape
+            .replace("{J1}", jitters[0])
+            .replace("{J2}", jitters[1]);
         text += "\n";
     }
     text
@@ -115,24 +119,26 @@ fn each_shape_alone_and_together_passes_the_probe_on_the_emulator() {
     if !sandboxed("each_shape_alone_and_together_passes_the_probe_on_the_emulator") {
         return;
     }
-    each_shape_passes_the_probe("emulator", "0.5ms");
+    each_shape_passes_the_probe("emulator", "0.5ms", ["6ms", "8ms"]);
 }
 
 /// The same on netem, in the VM `scripts/vm-netem.sh` boots (this machine's
-/// kernel has no netem); a software-emulated VM's own delay needs 2 ms.
+/// kernel has no netem). A software-emulated VM adds a delay of its own, a
+/// few ms at p90: judged within 8 ms, with jitters of 15 and 20 ms that
+/// still tell a shape from a plain link.
 #[test]
 #[ignore = "netem: scripts/vm-netem.sh runs it in a VM whose kernel has sch_netem"]
 fn each_shape_alone_and_together_passes_the_probe_on_netem() {
     if !sandboxed("each_shape_alone_and_together_passes_the_probe_on_netem") {
         return;
     }
-    each_shape_passes_the_probe("netem", "2ms");
+    each_shape_passes_the_probe("netem", "8ms", ["15ms", "20ms"]);
 }
 
-fn each_shape_passes_the_probe(backend: &str, tolerance: &str) {
+fn each_shape_passes_the_probe(backend: &str, tolerance: &str, jitters: [&str; 2]) {
     let scratch = Scratch::new("lshapes");
     let lab = unique("ls");
-    let file = scratch.lab("ls.toml", &lab_file(&lab, tolerance));
+    let file = scratch.lab("ls.toml", &lab_file(&lab, tolerance, jitters));
     let dry = run(&["lab", "up", "--dry-run", "--json", file.to_str().unwrap()]);
     assert!(dry.status.success(), "{}", text(&dry));
     let plan: Plan = serde_json::from_slice(&dry.stdout).expect("the plan as JSON");
@@ -192,13 +198,12 @@ fn each_shape_passes_the_probe(backend: &str, tolerance: &str) {
             failed.push(pair.render());
         }
         for figure in *figures {
-            let verdict = pair.figure(figure).map(|f| f.verdict);
-            assert_eq!(
-                verdict,
-                Some(FigureVerdict::Pass),
-                "{name}: {figure}\n{}",
-                pair.render()
-            );
+            if pair.figure(figure).map(|f| f.verdict) != Some(FigureVerdict::Pass) {
+                failed.push(format!(
+                    "{name}: {figure} not judged a pass\n{}",
+                    pair.render()
+                ));
+            }
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
