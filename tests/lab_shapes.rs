@@ -70,7 +70,9 @@ const SHAPES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "reordered",
-        "delay = \"30ms\"\nreorder = 0.2\nreorder_gap = 3",
+        // 35 ms over frames 10 ms apart: one sent at once overtakes three,
+        // with 5 ms to spare either side (at 30 ms it would tie the fourth).
+        "delay = \"35ms\"\nreorder = 0.2\nreorder_gap = 3",
         &["reorder"],
     ),
     ("corrupt", "delay = \"30ms\"\ncorrupt = 0.05", &["loss"]),
@@ -170,7 +172,7 @@ fn each_shape_passes_the_probe(backend: &str, tolerance: &str, jitters: [&str; 2
             to: index(name),
         })
         .collect();
-    // 10 ms apart, a third of the delay: a frame sent at once overtakes two.
+    // 10 ms apart, a third of the 30 ms delay.
     let settings = ProbeSettings {
         rate: 100.0,
         duration: Duration::from_secs(20),
