@@ -101,9 +101,9 @@ PY
   echo "$status" >"$out/calibrated.status"
   # Every netem shape (labs/shapes.toml): tc takes each option (a refused
   # line fails the build), the kernel holds it (tc qdisc show), and the
-  # nodes' delays still verify.
+  # nodes' delays still verify within the file's own 2 ms (the shapes widen it).
   status=0
-  "$bin" lab up labs/shapes.toml --delay-backend netem --tolerance "$tolerance" --json \
+  "$bin" lab up labs/shapes.toml --delay-backend netem --json \
     >"$out/shapes.json" 2>"$out/shapes.err" || status=$?
   echo "$status" >"$out/shapes.status"
   for netns in $(ip netns list | awk '/^sdss-shapes-/ { print $1 }'); do
