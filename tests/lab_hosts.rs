@@ -248,6 +248,9 @@ struct Spread<'a> {
     /// The nodes' links when delayed, ms: most have the first, every fourth
     /// the second.
     links: (f64, f64),
+    /// Samples per pair the grade takes its median of; the lab's default
+    /// when `None`.
+    samples: Option<u32>,
     timeline: &'a str,
 }
 
@@ -269,6 +272,7 @@ impl Default for Spread<'_> {
             tolerance: 4.0,
             // A pair expects 16, 24 or 32 ms.
             links: (8.0, 16.0),
+            samples: None,
             timeline: "",
         }
     }
@@ -287,6 +291,7 @@ fn three_hosts_up(name: &str, spread: Spread<'_>) -> (Hosts, Scratch, PathBuf, R
         interval,
         tolerance,
         links,
+        samples,
         timeline,
     } = spread;
     if delayed {
@@ -296,12 +301,13 @@ fn three_hosts_up(name: &str, spread: Spread<'_>) -> (Hosts, Scratch, PathBuf, R
     let scratch = Scratch::new(name);
     let reach = reach_script(&scratch);
     let mut file = format!(
-        "name = \"{name}\"\n[defaults]\ninterval = \"{interval}\"\n{}[verify]\ntolerance = \"{tolerance}ms\"\n",
+        "name = \"{name}\"\n[defaults]\ninterval = \"{interval}\"\n{}[verify]\ntolerance = \"{tolerance}ms\"\n{}",
         if delayed {
             format!("delay = \"{}ms\"\n", links.0)
         } else {
             String::new()
-        }
+        },
+        samples.map_or(String::new(), |n| format!("samples = {n}\n")),
     );
     for (i, table) in hosts.tables().iter().enumerate() {
         file.push_str(table);
@@ -562,11 +568,15 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
         Spread {
             backend: "netem",
             // The VM's own floor (TCG, three hosts) took a same-host pair
-            // 3.45 ms over in a fresh-clone CI run, and pairs 4.9 and 6.0 ms
-            // over in a later one; every error was above 0.4.
-            tolerance: 7.0,
+            // 3.45 ms over in a fresh-clone CI run, pairs 4.9 and 6.0 ms
+            // over in a later one, and one 8.1 ms over (a median of 5
+            // samples, so a slow spell of a second or more) in a third;
+            // every error was above 0.4. A median of 15 samples outlasts
+            // such a spell, and the tolerance keeps a margin beyond it.
+            tolerance: 9.0,
+            samples: Some(15),
             // Twice the tolerance or more: a lost link still fails.
-            links: (14.0, 28.0),
+            links: (18.0, 36.0),
             ..Spread::default()
         },
     );
