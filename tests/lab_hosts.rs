@@ -567,16 +567,18 @@ fn a_lab_over_three_hosts_on_netem_is_joined_by_kernel_vxlan() {
         &name,
         Spread {
             backend: "netem",
-            // The VM's own floor (TCG, three hosts) took a same-host pair
-            // 3.45 ms over in a fresh-clone CI run, pairs 4.9 and 6.0 ms
-            // over in a later one, and one 8.1 ms over (a median of 5
-            // samples, so a slow spell of a second or more) in a third;
-            // every error was above 0.4. A median of 15 samples outlasts
-            // such a spell, and the tolerance keeps a margin beyond it.
-            tolerance: 9.0,
+            // The VM's own floor (TCG, three hosts, six nodes on two
+            // emulated CPUs) is all above the links, and grows with the
+            // host's load: a same-host pair 3.45 ms over in one fresh-clone
+            // CI run, 4.9 and 6.0 ms in another, 8.1 ms (a median of 5) in a
+            // third, and, with the host 27% CPU-pressured by builds beside
+            // it, pairs 10.7, 11.6 and 15.7 ms over on a median of 15. This
+            // test is about kernel VXLAN and netem across hosts, not
+            // precision (the emulator's variant above is held to 4 ms).
+            tolerance: 20.0,
             samples: Some(15),
-            // Twice the tolerance or more: a lost link still fails.
-            links: (18.0, 36.0),
+            // Twice the tolerance: a lost link still fails.
+            links: (40.0, 80.0),
             ..Spread::default()
         },
     );

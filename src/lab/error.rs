@@ -15,6 +15,8 @@ use super::builder::state::StateError;
 use super::builder::vxlan::SegmentError;
 use super::plan::backend::BackendRefusal;
 use super::plan::calibration::CalibrationRefusal;
+use super::plan::probing::ProbingRefusal;
+use super::scenario::link_probe::ProbeError;
 
 /// Failures of lab operations.
 #[derive(Debug, Error)]
@@ -40,6 +42,12 @@ pub enum LabError {
     /// The lab cannot be calibrated.
     #[error(transparent)]
     Calibration(#[from] CalibrationRefusal),
+    /// The lab's links cannot be probed as asked.
+    #[error(transparent)]
+    Probing(#[from] ProbingRefusal),
+    /// The link probe could not measure.
+    #[error(transparent)]
+    LinkProbe(#[from] ProbeError),
     /// A node could not be started.
     #[error(transparent)]
     Launch(#[from] LaunchError),

@@ -22,13 +22,15 @@ use super::builder::state::{LabDir, Phase, ProcessRecord, StateError, StateRoot}
 use super::builder::Stages;
 use super::builder::{emulator_totals, node_netns, UpOptions};
 use super::judge::delays::{verify_aside, Verification};
+use super::judge::links::LinkVerdicts;
 use super::judge::timeline::TimelineVerdicts;
 use super::judge::{self};
 use super::plan::backend::{self, BackendKind};
-use super::plan::Plan;
+use super::plan::{probing, Plan};
 use super::report::{HostsReport, LabPhase, LabStatus, Report};
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::late::{LateAnswers, LateFollower};
+use super::scenario::link_probe::{measure_lab, PairSelection, ProbeError};
 use super::scenario::played::Played;
 use super::scenario::sites::Sites;
 use super::scenario::stream::Observations;
@@ -86,6 +88,9 @@ async fn up_and_judge<S: Sites>(
     progress: &dyn Progress,
 ) -> Result<UpOutcome, S::Error> {
     let started = Instant::now();
+    if options.verify {
+        probing::check(&plan, plan.expected.len()).map_err(LabError::from)?;
+    }
     let (plan, note) = backend::as_injected(options.backend, plan);
     let launched = sites.build(plan, note, cancel, progress).await?;
     let build_time = started.elapsed();
@@ -110,6 +115,19 @@ async fn up_and_judge<S: Sites>(
         let mut report = judge_run(dir, &ran, launched.launched_at, progress)?;
         if plan.spans_hosts() {
             report = report.with_hosts(HostsReport::new(&plan, ran.lost.clone()));
+        }
+        if let Some(probing) = plan.verify.link {
+            progress.line(&format!(
+                "probing the links of {} pairs ({} packets/s for {:.1} s each)",
+                plan.expected.len(),
+                probing.rate,
+                probing.duration.as_secs_f64()
+            ));
+            let records = sites.probe_links(&probing, cancel).await?;
+            if cancel.is_cancelled() {
+                return Err(LabError::Cancelled.into());
+            }
+            report.links = Some(judge::links::judge_lab(&plan, probing, &records));
         }
         Some(report)
     } else {
@@ -209,6 +227,61 @@ fn judge_timeline(
     let settle = (plan.node_settings.interval * plan.node_settings.refresh_every).as_secs_f64();
     let end = launched.elapsed().as_secs_f64();
     judge::timeline::judge(plan, played, &events, settle, end)
+}
+
+/// What `lab probe` asks beyond the lab's own `[verify] link`.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeAsked {
+    /// Packets per second of each pair.
+    pub rate: Option<u32>,
+    /// How long each pair sends.
+    pub duration: Option<Duration>,
+    /// Which pairs.
+    pub pairs: PairSelection,
+}
+
+/// Probes the links of the running lab `lab` (its own `[verify] link`, or
+/// the defaults, as `asked` changes them) and judges each pair's against
+/// what the lab asked of it.
+pub fn probe(
+    root: &StateRoot,
+    lab: &str,
+    asked: &ProbeAsked,
+    cancel: &CancellationToken,
+) -> Result<LinkVerdicts, LabError> {
+    let dir = root
+        .open(lab)?
+        .ok_or_else(|| StateError::NotUp(lab.to_owned()))?;
+    let mut plan = dir.state.judged_plan().into_owned();
+    let mut probing = plan.verify.link.unwrap_or_default();
+    probing.rate = asked.rate.unwrap_or(probing.rate);
+    probing.duration = asked.duration.unwrap_or(probing.duration);
+    plan.verify.link = Some(probing);
+    let selected = plan
+        .expected
+        .iter()
+        .filter(|p| asked.pairs.holds(&p.from, &p.to))
+        .count();
+    for node in [&asked.pairs.from, &asked.pairs.to].into_iter().flatten() {
+        if plan.node(node).is_none() {
+            return Err(LabError::NoNode {
+                lab: lab.to_owned(),
+                node: node.clone(),
+                known: plan
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    probing::check(&plan, selected)?;
+    let records = measure_lab(&dir, &probing, &asked.pairs, cancel)?;
+    if cancel.is_cancelled() {
+        return Err(ProbeError::Interrupted.into());
+    }
+    Ok(judge::links::judge_lab(&plan, probing, &records))
 }
 
 /// Verifies a running lab again from everything its nodes have printed so far.
@@ -440,8 +513,10 @@ mod pipeline_tests {
 
     use super::*;
     use crate::lab::file::backend::BackendChoice;
+    use crate::lab::plan::LinkProbing;
     use crate::lab::progress::Silent;
     use crate::lab::scenario::calibrate::Calibrated;
+    use crate::lab::scenario::link_probe::record::PairRecord;
     use crate::lab::scenario::{site::Site, sites::Launched};
 
     /// A site with nothing to play.
@@ -529,6 +604,15 @@ mod pipeline_tests {
         ) -> Result<Option<Calibrated>, LabError> {
             self.ask("start");
             Ok(None)
+        }
+
+        async fn probe_links(
+            &mut self,
+            _probing: &LinkProbing,
+            _cancel: &CancellationToken,
+        ) -> Result<Vec<PairRecord>, LabError> {
+            self.ask("probe links");
+            Ok(Vec::new())
         }
 
         fn record(&self) -> Option<&LabDir> {

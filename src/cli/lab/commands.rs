@@ -86,6 +86,51 @@ pub(super) fn graph(arg: &str, format: GraphFormat, root: &StateRoot) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lab probe`: the running lab's links probed and judged; stops early on
+/// Ctrl-C or SIGTERM.
+pub(super) fn probe(
+    root: &StateRoot,
+    lab: &str,
+    asked: lifecycle::ProbeAsked,
+    json: bool,
+) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let verdicts = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let cancel = CancellationToken::new();
+        // Listening before the probe starts: a signal then stops it, never the process.
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            on_signal.cancel();
+        });
+        eprintln!("sdss lab {lab}: probing the links");
+        let (root, lab) = (root.clone(), lab.to_owned());
+        tokio::task::spawn_blocking(move || lifecycle::probe(&root, &lab, &asked, &cancel))
+            .await
+            .context("the link probe panicked")
+    });
+    let verdicts = verdicts?.with_context(|| format!("probing the links of lab {lab}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdicts)?);
+    } else {
+        print!("{}", verdicts.render());
+    }
+    Ok(if verdicts.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// Writes the report's HTML page.
 pub(super) fn write_html(report: &Report, plan: &Plan, path: &Path) -> Result<()> {
     std::fs::write(path, render_html(report, plan))
@@ -127,6 +172,9 @@ pub(super) fn up(
         tolerance: args.tolerance,
         calibrate: args.calibrate,
         unconfined: args.no_sandbox,
+        link: args.link,
+        link_rate: args.link_rate,
+        link_duration: args.link_duration,
     };
     let plan = Plan::with_options(&topology, &args.file, &options);
     if args.dry_run {

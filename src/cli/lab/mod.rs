@@ -17,7 +17,8 @@ use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
-use commands::{graph, print_report, run_plan, up, verdict, watch, write_html, LabRun};
+use crate::lab::scenario::link_probe::PairSelection;
+use commands::{graph, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun};
 use hosts::{across_hosts, agent, down, here_only, verify};
 use name::lab_name;
 
@@ -76,6 +77,17 @@ struct UpArgs {
     /// no limits), as `[sandbox] enabled = false` does: for programs you trust.
     #[arg(long)]
     no_sandbox: bool,
+    /// Once the nodes are graded, probe the links themselves (loss,
+    /// duplicates, reorders, delay quantiles, rate) and judge each against
+    /// its shape, as `[verify] link = true` does.
+    #[arg(long)]
+    link: bool,
+    /// Packets per second of each ordered pair's probe (probes the links).
+    #[arg(long, value_name = "N")]
+    link_rate: Option<u32>,
+    /// How long each pair's probe sends (probes the links).
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    link_duration: Option<std::time::Duration>,
     /// Testing aid: inject the delays of this other lab file (same nodes) while
     /// grading against FILE's, to prove that verification catches wrong links.
     #[arg(long, hide = true, value_name = "OTHER")]
@@ -129,6 +141,31 @@ enum LabCommand {
         /// Also write the report as one self-contained HTML page to this file.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+    },
+    /// Probe a running lab's links themselves: numbered, timestamped UDP
+    /// packets over every ordered pair from the nodes' namespaces, each
+    /// pair's delay quantiles, loss, duplicates, reorders and rate judged
+    /// against its shape. Exit code 0 when every link does what was asked,
+    /// 1 when one does not, 2 on error.
+    Probe {
+        /// The lab's name, or its file.
+        lab: String,
+        /// Packets per second of each ordered pair (default: the lab's
+        /// `[verify] link_rate`, else 100).
+        #[arg(long, value_name = "N")]
+        rate: Option<u32>,
+        /// How long each pair sends (default: `[verify] link_duration`, else 10s).
+        #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Only the pairs this node sends.
+        #[arg(long, value_name = "NODE")]
+        from: Option<String>,
+        /// Only the pairs this node receives.
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+        /// Print the verdicts as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a lab's topology: its nodes around the switch and each link's
     /// delay, jitter and loss; for a lab that is up, what its nodes measured too.
@@ -271,6 +308,28 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 write_html(&report, &plan, path)?;
             }
             Ok(verdict(&report))
+        }
+        LabCommand::Probe {
+            lab,
+            rate,
+            duration,
+            from,
+            to,
+            json,
+        } => {
+            let lab = lab_name(&lab)?;
+            here_only(
+                &root,
+                &lab,
+                None,
+                "lab probe measures the links of a lab on this machine",
+            )?;
+            let asked = lifecycle::ProbeAsked {
+                rate,
+                duration,
+                pairs: PairSelection { from, to },
+            };
+            probe(&root, &lab, asked, json)
         }
         LabCommand::Watch { lab, count } => {
             here_only(

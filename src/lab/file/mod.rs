@@ -22,6 +22,7 @@ pub mod backend;
 mod grading;
 mod hosts;
 pub mod link;
+pub mod probing;
 mod sandbox;
 pub mod subnet;
 pub mod timeline;
@@ -150,9 +151,14 @@ pub struct VerifySection {
     pub time_limit: Option<DurationValue>,
     /// Measure each pair's floor at zero delay first, and subtract it.
     pub calibrate: Option<bool>,
-    /// Probe the links themselves (the link probe): read into the plan;
-    /// `up` does not run the probe yet.
+    /// Probe the links themselves (the link probe) once the nodes are graded.
     pub link: Option<bool>,
+    /// The link probe's packets per second, each ordered pair.
+    pub link_rate: Option<Spanned<u32>>,
+    /// How long each pair's probe stream runs.
+    pub link_duration: Option<DurationValue>,
+    /// The link probe's UDP payload bytes.
+    pub link_size: Option<Spanned<u16>>,
 }
 
 shaped_section! {
@@ -360,6 +366,7 @@ impl Topology {
                 return Err(at.error(Some(samples.span()), "samples must be at least 1"));
             }
         }
+        self.check_link_probe(at)?;
 
         let mut names: HashMap<&str, Range<usize>> = HashMap::new();
         let mut addresses: HashMap<Ipv4Addr, Range<usize>> = HashMap::new();

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::probing::{self, LinkProbing};
 use super::{
     defaults, hosts, in_series, node_netns, switch_netns, timeline, ExpectedPair, GradeSettings,
     NodePlan, NodeSettings, Plan, Program, VerifySettings,
@@ -98,6 +99,12 @@ pub struct PlanOptions {
     pub calibrate: bool,
     /// Confine no program (`--no-sandbox`).
     pub unconfined: bool,
+    /// Probe the links, as `[verify] link = true` does (`--link`).
+    pub link: bool,
+    /// Each probed pair's packets per second (`--link-rate`): probes the links.
+    pub link_rate: Option<u32>,
+    /// How long each probed pair sends (`--link-duration`): probes the links.
+    pub link_duration: Option<Duration>,
 }
 
 impl PlanOptions {
@@ -110,6 +117,12 @@ impl PlanOptions {
         }
         if self.unconfined {
             plan = plan.unconfined();
+        }
+        if self.link || self.link_rate.is_some() || self.link_duration.is_some() {
+            let mut probing = plan.verify.link.unwrap_or_default();
+            probing.rate = self.link_rate.unwrap_or(probing.rate);
+            probing.duration = self.link_duration.unwrap_or(probing.duration);
+            plan.verify.link = Some(probing);
         }
         plan
     }
@@ -326,6 +339,16 @@ fn verify_settings(topology: &Topology, nodes: &NodeSettings) -> VerifySettings 
         warmup,
         time_limit,
         calibrate: false,
-        link: verify.link == Some(true),
+        link: (verify.link == Some(true)).then(|| LinkProbing {
+            rate: verify
+                .link_rate
+                .as_ref()
+                .map_or(probing::RATE, |r| *r.get_ref()),
+            duration: verify.link_duration.map_or(probing::DURATION, |d| d.0),
+            size: verify
+                .link_size
+                .as_ref()
+                .map_or(probing::SIZE, |s| *s.get_ref()),
+        }),
     }
 }

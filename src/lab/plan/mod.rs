@@ -17,12 +17,14 @@ mod grading;
 pub mod hosts;
 pub mod impairment;
 mod node;
+pub mod probing;
 pub mod sandbox;
 pub mod segment;
 pub mod shape;
 pub mod timeline;
 
 pub use grading::GradeSettings;
+pub use probing::LinkProbing;
 pub use segment::Segment;
 
 use std::net::Ipv4Addr;
@@ -230,9 +232,10 @@ pub struct VerifySettings {
     /// Measure every pair's floor first and subtract it (`calibration`).
     #[serde(default)]
     pub calibrate: bool,
-    /// Probe the links themselves (`[verify] link`); not run by `up` yet.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub link: bool,
+    /// Probe the links themselves after the nodes are graded (`[verify]
+    /// link`), sending as this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkProbing>,
 }
 
 impl VerifySettings {
@@ -364,19 +367,30 @@ address = "10.9.0.1"
         let topology = crate::lab::file::Topology::parse(source, THREE).unwrap();
         let plain = Plan::new(&topology, source);
         assert!(!plain.verify.calibrate && plain.sandbox.enabled);
-        assert!(!plain.verify.link);
+        assert_eq!(plain.verify.link, None);
         let probed = format!("{THREE}[verify]\nlink = true\n");
         let probed = crate::lab::file::Topology::parse(source, &probed).unwrap();
-        assert!(Plan::new(&probed, source).verify.link);
+        assert!(Plan::new(&probed, source).verify.link.is_some());
         let options = PlanOptions {
             tolerance: Some(Duration::from_micros(700)),
             calibrate: true,
             unconfined: true,
+            link: true,
+            link_rate: Some(40),
+            link_duration: Some(Duration::from_secs(3)),
         };
         let asked = Plan::with_options(&topology, source, &options);
         assert_eq!(asked.verify.tolerance, Duration::from_micros(700));
         assert!(asked.verify.calibrate && asked.per_pair);
         assert!(!asked.sandbox.enabled);
+        assert_eq!(
+            asked.verify.link,
+            Some(LinkProbing {
+                rate: 40,
+                duration: Duration::from_secs(3),
+                ..LinkProbing::default()
+            })
+        );
         assert_eq!(
             asked.verify.tolerance_percent,
             plain.verify.tolerance_percent

@@ -59,6 +59,7 @@ pub fn report_for(plan: &Plan) -> Report {
         grading: Vec::new(),
         emulator: None,
         boxes: Vec::new(),
+        links: None,
         set_aside: None,
         timeline: None,
         hosts: None,

@@ -1,6 +1,7 @@
 //! `--html FILE`: the report as one self-contained page (inline CSS and SVG,
 //! no script, nothing fetched): the topology, heat maps of the pairs, each
-//! pair's samples over time, the failures, the timeline and the checklists.
+//! pair's samples over time, the failures, the probed links with their delay
+//! distributions, the timeline and the checklists.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
@@ -10,6 +11,7 @@ use crate::lab::judge::{self, Checklist};
 use crate::lab::plan::Plan;
 
 use super::graph::topology_svg;
+use super::links::links_section;
 use super::plots::{heat_map, plotted, samples_plot, Quantity};
 use super::{emulator_lines, Report};
 
@@ -56,6 +58,9 @@ pub fn render_html(report: &Report, plan: &Plan) -> String {
                 (heat_maps(report, plan))
                 (samples(report))
                 (failures(report))
+                @if let Some(links) = &report.links {
+                    (links_section(links))
+                }
                 @if let Some(timeline) = &report.timeline {
                     (render_timeline(timeline))
                 }

@@ -8,6 +8,7 @@ pub mod boxes;
 mod fixtures;
 pub mod graph;
 pub mod html;
+mod links;
 mod markup;
 mod plan;
 mod plots;
@@ -28,6 +29,7 @@ use crate::lab::builder::emulator::{PortCounters, LATE};
 use crate::lab::builder::sandbox::outcome::BoxOutcome;
 use crate::lab::judge::aside::SetAside;
 use crate::lab::judge::delays::{median, PairResult, PairVerdict, Summary, Verification};
+use crate::lab::judge::links::LinkVerdicts;
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
@@ -86,6 +88,10 @@ pub struct Report {
     /// and what it hit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boxes: Vec<BoxOutcome>,
+    /// What the link probe measured of each pair's link, beside what was
+    /// asked (`[verify] link`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<LinkVerdicts>,
 }
 
 /// The part of a report about the hosts a lab spans.
@@ -256,6 +262,7 @@ impl Report {
             timeline: None,
             hosts: None,
             boxes: Vec::new(),
+            links: None,
         }
     }
 
@@ -283,8 +290,10 @@ impl Report {
     pub fn ok(&self) -> bool {
         let hosts = self.hosts.as_ref().is_none_or(|h| h.lost.is_empty());
         let timeline = self.timeline.as_ref().is_none_or(TimelineVerdicts::ok);
+        let links = self.links.as_ref().is_none_or(LinkVerdicts::ok);
         hosts
             && timeline
+            && links
             && if self.grading.is_empty() {
                 self.summary.ok()
             } else {
@@ -411,6 +420,10 @@ impl Report {
         );
         if let Some(timeline) = &self.timeline {
             out.push_str(&render_timeline(timeline));
+        }
+        if let Some(links) = &self.links {
+            let _ = writeln!(out);
+            out.push_str(&links.render());
         }
         for checklist in &self.grading {
             let _ = writeln!(out);

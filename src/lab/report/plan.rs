@@ -166,13 +166,24 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         let _ = writeln!(out);
     }
     for pair in plan.expected.iter().filter(|p| shaped(&p.impairment)) {
-        let _ = writeln!(
-            out,
-            "  {} -> {}: {}",
-            pair.from,
-            pair.to,
-            describe_link(&pair.impairment)
-        );
+        let links = [&pair.from, &pair.to].map(|n| plan.node(n).map(|n| n.link));
+        let shape = match links {
+            // Without per-pair classes each link applies its own shape in
+            // turn; where both do more than a delay, say both.
+            [Some(from), Some(to)]
+                if !plan.per_pair && !pair.overridden && shaped(&from) && shaped(&to) =>
+            {
+                format!(
+                    "{}'s link: {}; then {}'s link: {}",
+                    pair.from,
+                    describe_link(&from),
+                    pair.to,
+                    describe_link(&to)
+                )
+            }
+            _ => describe_link(&pair.impairment),
+        };
+        let _ = writeln!(out, "  {} -> {}: {shape}", pair.from, pair.to);
     }
     if let Some(g) = &plan.grading {
         let graded: Vec<&str> = plan
@@ -207,6 +218,16 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         format_duration(plan.node_settings.interval),
         plan.node_settings.refresh_every
     );
+    if let Some(p) = &v.link {
+        let _ = writeln!(
+            out,
+            "link probe: {} packets/s of {} bytes for {} on each of {} ordered pairs, once the nodes are graded",
+            p.rate,
+            p.size,
+            format_duration(p.duration),
+            plan.expected.len()
+        );
+    }
     out.push_str(&render_phases(plan, name_w));
     out
 }

@@ -5,13 +5,15 @@
 use tokio_util::sync::CancellationToken;
 
 use super::calibrate::{calibrate, Calibrated};
+use super::link_probe::record::PairRecord;
+use super::link_probe::{measure_lab, PairSelection};
 use super::local::Local;
 use super::sites::{Launched, Sites};
 use super::Convergence;
 use crate::lab::builder::delay::Tc;
 use crate::lab::builder::state::{LabDir, LabState, StateRoot};
 use crate::lab::builder::{build, launch, teardown, UpOptions};
-use crate::lab::plan::{backend, calibration, Plan};
+use crate::lab::plan::{backend, calibration, LinkProbing, Plan};
 use crate::lab::progress::Progress;
 use crate::lab::LabError;
 
@@ -95,6 +97,19 @@ impl Sites for Machine<'_> {
         };
         here.start_probe()?;
         Ok(calibrated)
+    }
+
+    async fn probe_links(
+        &mut self,
+        probing: &LinkProbing,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<PairRecord>, LabError> {
+        let here = self.here.as_ref().ok_or(LabError::NotBuilt)?;
+        // The probe's threads pace and listen for seconds: off the workers.
+        let records = tokio::task::block_in_place(|| {
+            measure_lab(here.dir(), probing, &PairSelection::default(), cancel)
+        })?;
+        Ok(records)
     }
 
     fn record(&self) -> Option<&LabDir> {

@@ -8,12 +8,13 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::calibrate::Calibrated;
+use super::link_probe::record::PairRecord;
 use super::site::Site;
 use super::Convergence;
 use crate::lab::builder::state::LabDir;
 use crate::lab::builder::Stages;
 use crate::lab::plan::backend::BackendKind;
-use crate::lab::plan::Plan;
+use crate::lab::plan::{LinkProbing, Plan};
 use crate::lab::progress::Progress;
 use crate::lab::LabError;
 
@@ -56,6 +57,15 @@ pub trait Sites: Send {
         cancel: &CancellationToken,
         progress: &dyn Progress,
     ) -> impl Future<Output = Result<Option<Calibrated>, Self::Error>> + Send;
+
+    /// Streams the link probe over every ordered pair as `probing` says,
+    /// from the nodes' own namespaces (`[verify] link`), and returns what
+    /// each pair's receiver saw.
+    fn probe_links(
+        &mut self,
+        probing: &LinkProbing,
+        cancel: &CancellationToken,
+    ) -> impl Future<Output = Result<Vec<PairRecord>, Self::Error>> + Send;
 
     /// The lab's state on this machine, once built.
     fn record(&self) -> Option<&LabDir>;

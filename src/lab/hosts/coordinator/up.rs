@@ -22,10 +22,12 @@ use crate::lab::hosts::wire::{Reply, Request};
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 use crate::lab::plan::calibration::CalibrationRefusal;
 use crate::lab::plan::hosts::{HostPlan, UnderlayDelay};
-use crate::lab::plan::Plan;
+use crate::lab::plan::probing::ProbingRefusal;
+use crate::lab::plan::{LinkProbing, Plan};
 use crate::lab::progress::Progress;
 use crate::lab::report::progress::Printer;
 use crate::lab::scenario::calibrate::Calibrated;
+use crate::lab::scenario::link_probe::record::PairRecord;
 use crate::lab::scenario::sites::{Launched, Sites};
 use crate::lab::scenario::Convergence;
 use crate::lab::LabError;
@@ -220,6 +222,15 @@ impl Sites for Hosts<'_> {
             }));
         }
         Ok(None)
+    }
+
+    async fn probe_links(
+        &mut self,
+        _probing: &LinkProbing,
+        _cancel: &CancellationToken,
+    ) -> Result<Vec<PairRecord>, SpanError> {
+        // `up` refuses it before the build (plan::probing::check).
+        Err(LabError::from(ProbingRefusal::Hosts).into())
     }
 
     fn record(&self) -> Option<&LabDir> {

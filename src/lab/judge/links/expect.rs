@@ -23,15 +23,20 @@ pub struct Probing {
     pub jitter_reorders: bool,
 }
 
-/// What the pair's path is: its impairment and how many of the links it
+/// What the pair's path is: its impairment, how many of the links it
 /// crosses in series have jitter (a sum of two jitters is no longer the
-/// distribution either one was drawn from).
+/// distribution either one was drawn from), and, where the backend applies
+/// the two links one after the other, each link's own shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Expectation {
     /// The path's impairment, the links combined ([`crate::lab::plan::in_series`]).
     pub impairment: Impairment,
     /// Links of the path with jitter.
     pub jittered_links: usize,
+    /// The sender's link and the receiver's, applied in turn (netem on a
+    /// lab without per-pair classes); none: the combined impairment is
+    /// applied at once (a `[[pair]]`, a per-pair lab).
+    pub stages: Option<[Impairment; 2]>,
 }
 
 impl Expectation {
@@ -40,33 +45,33 @@ impl Expectation {
         Expectation {
             impairment,
             jittered_links: usize::from(!impairment.jitter.is_zero()),
+            stages: None,
         }
     }
 
-    /// The links crossed one after the other.
-    pub fn in_series(links: &[Impairment]) -> Expectation {
-        let mut each = links.iter();
-        let first = each.next().copied().unwrap_or_default();
-        let impairment = each.fold(first, |acc, l| crate::lab::plan::in_series(&acc, l));
+    /// Two links crossed one after the other, each applied in turn.
+    pub fn in_series(first: Impairment, second: Impairment) -> Expectation {
         Expectation {
-            impairment,
-            jittered_links: links.iter().filter(|l| !l.jitter.is_zero()).count(),
+            impairment: crate::lab::plan::in_series(&first, &second),
+            jittered_links: [first, second]
+                .iter()
+                .filter(|l| !l.jitter.is_zero())
+                .count(),
+            stages: Some([first, second]),
         }
     }
 
-    /// What the plan expects of a pair: its impairment as planned, over one
-    /// link when a `[[pair]]` set it, else over the two nodes' links.
+    /// What the plan expects of a pair: over one stage when a `[[pair]]`
+    /// set it or the lab has a class per pair (which carries the pair's
+    /// combined impairment), else over the two nodes' links in turn.
     pub fn of_pair(plan: &Plan, pair: &ExpectedPair) -> Expectation {
         let links = [&pair.from, &pair.to].map(|n| plan.node(n).map(|n| n.link));
-        let jittered_links = match (pair.overridden, links) {
-            (false, [Some(from), Some(to)]) => {
-                [from, to].iter().filter(|l| !l.jitter.is_zero()).count()
-            }
-            _ => usize::from(!pair.impairment.jitter.is_zero()),
-        };
-        Expectation {
-            impairment: pair.impairment,
-            jittered_links,
+        match (pair.overridden || plan.per_pair, links) {
+            (false, [Some(from), Some(to)]) => Expectation {
+                impairment: pair.impairment,
+                ..Expectation::in_series(from, to)
+            },
+            _ => Expectation::single(pair.impairment),
         }
     }
 }
@@ -81,21 +86,21 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    fn exact(value: f64) -> Estimate {
+    pub(super) fn exact(value: f64) -> Estimate {
         Estimate {
             value: Some(value),
             note: None,
         }
     }
 
-    fn with_notes(value: f64, notes: &[String]) -> Estimate {
+    pub(super) fn with_notes(value: f64, notes: &[String]) -> Estimate {
         Estimate {
             value: Some(value),
             note: (!notes.is_empty()).then(|| notes.join("; ")),
         }
     }
 
-    fn unknown(why: impl Into<String>) -> Estimate {
+    pub(super) fn unknown(why: impl Into<String>) -> Estimate {
         Estimate {
             value: None,
             note: Some(why.into()),
@@ -132,17 +137,15 @@ pub struct Expected {
 /// The quantiles the probe reports.
 pub const QUANTILES: [f64; 3] = [0.10, 0.50, 0.90];
 
-/// What a probe sending as `probing` should measure on `path`.
+/// What a probe sending as `probing` should measure on `path`'s combined
+/// impairment applied at once (`super::expected` follows its stages).
 pub fn expected(path: &Expectation, probing: &Probing) -> Expected {
     let link = &path.impairment;
     let (loss, duplicate, burst, continues) = loss_and_duplicates(link);
     let arriving = 1.0 - loss.value.unwrap_or(0.0);
     // Frames lost before the delay stage leave the others further apart.
     let passing = passing_frames(link);
-    let thinned = Probing {
-        spacing: probing.spacing.div_f64(passing.max(1e-6)),
-        ..*probing
-    };
+    let thinned = thinned(link, probing);
     let rate = rate(link, probing);
     let (loss, burst) = match rate.value {
         // A saturated rate passes what it carries and its queue drops the
@@ -176,10 +179,39 @@ pub fn expected(path: &Expectation, probing: &Probing) -> Expected {
     }
 }
 
+/// The delay quantiles `qs` a probe sending as `probing` should measure on
+/// `path`, seconds: the curve the report draws the measured one against.
+pub fn delay_quantiles(path: &Expectation, probing: &Probing, qs: &[f64]) -> Vec<Estimate> {
+    // A reorder skips its own link's delay only, not the other's.
+    let split = path.stages.is_some_and(|[a, b]| {
+        (a.reorder.chance.is_some() && !b.delay.is_zero())
+            || (b.reorder.chance.is_some() && !a.delay.is_zero())
+    });
+    if split {
+        return qs
+            .iter()
+            .map(|_| Estimate::unknown("a reorder on one of two links in turn"))
+            .collect();
+    }
+    let thinned = thinned(&path.impairment, probing);
+    qs.iter()
+        .map(|&q| delay_quantile(path, &thinned, q))
+        .collect()
+}
+
+/// The probing as the delay stage sees it: frames lost before it leave the
+/// others further apart.
+pub(super) fn thinned(link: &Impairment, probing: &Probing) -> Probing {
+    Probing {
+        spacing: probing.spacing.div_f64(passing_frames(link).max(1e-6)),
+        ..*probing
+    }
+}
+
 /// Frames that pass netem's loss draw per packet sent, a kept duplicate's
 /// clone included (it draws loss again): they reach the delay and reorder
 /// stage, where corruption still rides along.
-fn passing_frames(link: &Impairment) -> f64 {
+pub(super) fn passing_frames(link: &Impairment) -> f64 {
     let l = link.loss.mean();
     let d = link.duplicate.share();
     1.0 - (1.0 - d) * l + d * (1.0 - l) * (1.0 - l)
@@ -190,7 +222,7 @@ fn passing_frames(link: &Impairment) -> f64 {
 /// once, and a kept duplicate's clone goes through the qdisc again, facing
 /// loss and corruption anew; corruption (`c`) flips a bit that the receiving
 /// UDP checksum turns into a loss.
-fn loss_and_duplicates(link: &Impairment) -> (Estimate, Estimate, Estimate, f64) {
+pub(super) fn loss_and_duplicates(link: &Impairment) -> (Estimate, Estimate, Estimate, f64) {
     let l = link.loss.mean();
     let d = link.duplicate.share();
     let c = link.corrupt.share();
@@ -237,7 +269,7 @@ fn loss_and_duplicates(link: &Impairment) -> (Estimate, Estimate, Estimate, f64)
 /// come in runs: `(1 + λ) / (1 - λ)` for a two-state chain whose lag-one
 /// correlation is `λ` (Gilbert: `1 - p - r`; netem's correlated random loss
 /// taken as `λ` = its correlation).
-fn loss_inflation(loss: &Loss) -> f64 {
+pub(super) fn loss_inflation(loss: &Loss) -> f64 {
     let lambda: f64 = match *loss {
         Loss::Random(chance) => chance.correlation,
         Loss::GilbertElliott { p, r, .. } => 1.0 - p - r,
@@ -248,7 +280,7 @@ fn loss_inflation(loss: &Loss) -> f64 {
 }
 
 /// The `q` quantile of one packet's delay.
-fn delay_quantile(path: &Expectation, probing: &Probing, q: f64) -> Estimate {
+pub(super) fn delay_quantile(path: &Expectation, probing: &Probing, q: f64) -> Estimate {
     let link = &path.impairment;
     let mut notes = Vec::new();
     let mut base = link.delay.as_secs_f64();
@@ -332,7 +364,12 @@ pub fn immediate_share(reorder: &Reorder) -> f64 {
 /// Jitter alone on netem: frame `i` is out of order when an earlier one is
 /// due after it, `1 - ∫ f(x) ∏_{k≥1} F(x + k·spacing) dx`. On a FIFO link
 /// nothing overtakes.
-fn reorder_share(path: &Expectation, probing: &Probing, passing: f64, arriving: f64) -> Estimate {
+pub(super) fn reorder_share(
+    path: &Expectation,
+    probing: &Probing,
+    passing: f64,
+    arriving: f64,
+) -> Estimate {
     let link = &path.impairment;
     let jitter = !link.jitter.is_zero();
     let reorder = link.reorder;
@@ -394,7 +431,7 @@ fn reorder_share(path: &Expectation, probing: &Probing, passing: f64, arriving: 
 
 /// Packets sent within the time one can be overtaken: the delay for
 /// netem's reorder, the jitter's width otherwise.
-fn reorder_window(link: &Impairment, probing: &Probing) -> f64 {
+pub(super) fn reorder_window(link: &Impairment, probing: &Probing) -> f64 {
     let spacing = probing.spacing.as_secs_f64().max(1e-9);
     let width = match link.distribution {
         _ if link.reorder.chance.is_some() => link.delay.as_secs_f64(),

@@ -56,7 +56,10 @@ fn pareto_and_summed_jitters_judge_only_the_median_and_say_so() {
     assert!(e.delay[0].note.as_deref().unwrap().contains("pareto"));
     assert!((ms(&e.delay[1]) - 20.0).abs() < 1e-6);
     assert!(e.delay[1].note.is_some());
-    let two = Expectation::in_series(&[jittered(Distribution::Uniform); 2]);
+    let two = Expectation::in_series(
+        jittered(Distribution::Uniform),
+        jittered(Distribution::Uniform),
+    );
     assert_eq!(two.jittered_links, 2);
     let e = expected(&two, &probing(10 * MS, true));
     assert_eq!(e.delay[2].value, None);

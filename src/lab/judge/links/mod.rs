@@ -8,7 +8,11 @@
 //! when it is within [`RATE_TOLERANCE`] of the expected one.
 
 pub mod expect;
+mod lab;
 mod law;
+mod series;
+
+pub use lab::{judge_lab, LinkVerdicts, CONFIDENCE};
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -70,6 +74,27 @@ pub struct PairLinks {
     pub received: u64,
     /// The figures, in a fixed order.
     pub figures: Vec<Figure>,
+    /// The one-way delay's distribution, measured and expected, at the
+    /// quantiles of [`CURVE`]: what the report draws.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<CurvePoint>,
+}
+
+/// The quantiles of a pair's delay curve.
+pub const CURVE: [f64; 21] = [
+    0.01, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75,
+    0.80, 0.85, 0.90, 0.95, 0.99,
+];
+
+/// One point of a pair's delay curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// The quantile, 0 to 1.
+    pub q: f64,
+    /// The measured delay at it, ms.
+    pub measured_ms: Option<f64>,
+    /// The delay the shape gives at it, ms (none where not modelled).
+    pub expected_ms: Option<f64>,
 }
 
 impl PairLinks {
@@ -118,6 +143,16 @@ impl PairLinks {
     }
 }
 
+/// What a probe sending as `probing` should measure on `path`: its
+/// combined impairment's figures, or its links' in turn where it has stages.
+pub fn expected(path: &Expectation, probing: &Probing) -> Expected {
+    let at_once = expect::expected(path, probing);
+    match path.stages {
+        Some(stages) => series::in_turn(at_once, probing, stages),
+        None => at_once,
+    }
+}
+
 /// Judges one pair's record against its path at 99% confidence.
 /// `jitter_reorders`: whether the backend lets jitter reorder frames (netem
 /// does, the emulator not).
@@ -161,7 +196,7 @@ pub fn judge_at(
         wire_bytes: record.wire_bytes(),
         jitter_reorders,
     };
-    let expected = expect::expected(path, &probing);
+    let expected = expected(path, &probing);
     let measured = measure(record);
     let n = record.sent;
     let mut figures = Vec::new();
@@ -196,12 +231,24 @@ pub fn judge_at(
         &expected.reorder,
     ));
     figures.push(rate_figure(measured.rate, &expected.rate));
+    let expected_curve = expect::delay_quantiles(path, &probing, &CURVE);
+    let curve = CURVE
+        .iter()
+        .zip(&measured.curve)
+        .zip(&expected_curve)
+        .map(|((&q, measured), expected)| CurvePoint {
+            q,
+            measured_ms: measured.map(|d| d.as_secs_f64() * 1e3),
+            expected_ms: expected.value.map(|e| e * 1e3),
+        })
+        .collect();
     PairLinks {
         from: record.from.clone(),
         to: record.to.clone(),
         sent: record.sent,
         received: measured.received,
         figures,
+        curve,
     }
 }
 
@@ -222,6 +269,8 @@ pub struct Measured {
     pub reordered: u64,
     /// Packets per second between the first and the last arrival.
     pub rate: Option<f64>,
+    /// One-way delay at each quantile of [`CURVE`].
+    pub curve: Vec<Option<Duration>>,
 }
 
 /// Counts and quantiles of one record. A sequence number at or past `sent`
@@ -270,6 +319,7 @@ pub fn measure(record: &PairRecord) -> Measured {
     };
     Measured {
         delays: QUANTILES.map(|q| quantile(&delays, q)),
+        curve: CURVE.iter().map(|&q| quantile(&delays, q)).collect(),
         received,
         lost: sent - received,
         loss_runs,

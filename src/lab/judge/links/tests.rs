@@ -20,7 +20,7 @@ fn verify() -> VerifySettings {
         warmup: 1,
         time_limit: Duration::from_secs(60),
         calibrate: false,
-        link: true,
+        link: Some(crate::lab::plan::LinkProbing::default()),
     }
 }
 

@@ -7,8 +7,11 @@
 //! one-way delay is a plain difference. Memory is bounded: each pair's room
 //! is allocated before the first packet leaves.
 
+mod lab;
 pub mod packet;
 pub mod record;
+
+pub use lab::{measure_lab, settings, PairSelection};
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -99,6 +102,14 @@ pub enum ProbeError {
         /// Why.
         source: io::Error,
     },
+    /// A node's namespace could not be opened.
+    #[error("link probe: the namespace of {node}: {source}")]
+    Namespace {
+        /// The node.
+        node: String,
+        /// Why.
+        source: crate::lab::builder::netns::NetnsError,
+    },
     /// A socket could not be opened or bound.
     #[error("link probe socket in {node}: {source}")]
     Socket {
@@ -107,6 +118,9 @@ pub enum ProbeError {
         /// Why.
         source: io::Error,
     },
+    /// Ctrl-C or SIGTERM stopped it; the lab is left as it was.
+    #[error("link probe: interrupted; the lab is left as it was")]
+    Interrupted,
     /// A thread ended without its result.
     #[error("link probe thread for {0} panicked")]
     Panicked(String),
