@@ -119,7 +119,7 @@ print(f"{'SHAPE':<10} {'FIGURE':<10} {'ASKED':>10} {'EMULATOR':>16} {'NETEM':>16
 for to in emulator or netem:
     pair = emulator.get(to) or netem.get(to)
     for figure in pair["figures"]:
-        if figure["verdict"] == "not_judged" and figure["expected"] is None:
+        if figure["verdict"] == "not_judged":
             continue
         asked = "-" if figure["expected"] is None else f"{figure['expected']:.4f}"
         print(f"{to:<10} {figure['name']:<10} {asked:>10} {cell(emulator.get(to), figure['name']):>16} {cell(netem.get(to), figure['name']):>16}")

@@ -101,7 +101,8 @@ PY
   echo "$status" >"$out/calibrated.status"
   # Every netem shape (labs/shapes.toml): tc takes each option (a refused
   # line fails the build), the kernel holds it (tc qdisc show), and the
-  # nodes' delays still verify within the file's own 2 ms (the shapes widen it).
+  # nodes' delays still verify within the file's own 2 ms (the shapes widen it),
+  # and the link probe ([verify] link) passes every pair's figures.
   status=0
   "$bin" lab up labs/shapes.toml --delay-backend netem --json \
     >"$out/shapes.json" 2>"$out/shapes.err" || status=$?
@@ -271,6 +272,15 @@ try:
     for p in [p for p in report["pairs"] if p.get("verdict") != "pass"][:12]:
         print(f"  {p['from']} -> {p['to']}: expected {p.get('expected_ms')} ms, measured {p.get('measured_ms')} ms, "
               f"tolerance {p.get('tolerance_ms')} ms, {p.get('samples')} samples: {p.get('verdict')} {p.get('reason') or ''}")
+    links = report.get("links") or {"pairs": []}
+    failing = [p for p in links["pairs"] if any(f["verdict"] == "fail" for f in p["figures"])]
+    print(f"  link probe: {len(links['pairs']) - len(failing)} of {len(links['pairs'])} pairs' links pass")
+    for p in links["pairs"]:
+        shown = {f["name"]: f for f in p["figures"]}
+        cells = [f"{n} {shown[n]['measured']:.4f} ({shown[n]['expected']:.4f})" for n in ("loss", "duplicate", "reorder")
+                 if n in shown and shown[n]["measured"] is not None and shown[n]["expected"] is not None]
+        print(f"    {p['from']:>9} -> {p['to']:<9} {p['received']}/{p['sent']}  " + ", ".join(cells)
+              + ("" if p not in failing else "  FAIL: " + ", ".join(f["name"] for f in p["figures"] if f["verdict"] == "fail")))
     wanted = {"normal": ["delay 5ms", "25%", "duplicate 1%", "corrupt 0.1%", "rate 100Gbit"],
               "pareto": ["loss gemodel p 1%"], "reordered": ["loss 1% 25%", "reorder 10%", "gap 5"],
               "slow": ["limit 500", "rate 10Mbit", "slot", "loss state p13 0.5%"]}
@@ -284,7 +294,8 @@ try:
         print(f"  not held by the kernel: {missing}")
     if status != "0":
         print(open(f"{out}/shapes.err").read()[-1500:], end="")
-    shapes_ok = status == "0" and not missing and s["passed"] == s["pairs"] > 0
+    shapes_ok = (status == "0" and not missing and s["passed"] == s["pairs"] > 0
+                 and len(links["pairs"]) == s["pairs"] and not failing)
 except (OSError, ValueError, KeyError) as e:
     print(f"shapes: no report ({e})")
 passed += shapes_ok

@@ -124,6 +124,50 @@ fn each_shape_alone_and_together_passes_the_probe_on_the_emulator() {
     each_shape_passes_the_probe("emulator", "0.5ms", ["6ms", "8ms"]);
 }
 
+/// The shipped `labs/shapes.toml`, every shape on four nodes' links, each
+/// pair crossing two of them: its nodes' delays verify and the link probe
+/// (`[verify] link`) passes every pair's figures; a pair the probe judges
+/// shows its loss, duplicates and reorders.
+#[test]
+fn the_shipped_shapes_lab_verifies_its_nodes_and_its_links_on_the_emulator() {
+    if !sandboxed("the_shipped_shapes_lab_verifies_its_nodes_and_its_links_on_the_emulator") {
+        return;
+    }
+    let scratch = Scratch::new("shipshapes");
+    let lab = unique("shp");
+    let file = shipped(&scratch, "shapes.toml", &lab);
+    let (output, report) = run_on_emulator(&file, &[]);
+    eprintln!("{}", report.render());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let links = report.links.as_ref().expect("the file asks for the probe");
+    assert_eq!(links.pairs.len(), 12);
+    assert!(links.ok(), "{}", links.render());
+    let figure = |from: &str, to: &str, name: &str| {
+        let pair = links
+            .pairs
+            .iter()
+            .find(|p| p.from == from && p.to == to)
+            .unwrap();
+        pair.figure(name).unwrap().clone()
+    };
+    // Each shape's own figure is judged on a pair through it.
+    for (from, to, name) in [
+        ("reordered", "pareto", "loss"),
+        ("normal", "slow", "duplicate"),
+        ("pareto", "slow", "loss"),
+    ] {
+        let f = figure(from, to, name);
+        assert_eq!(
+            f.verdict,
+            FigureVerdict::Pass,
+            "{from} -> {to} {name}: {f:?}"
+        );
+        assert!(f.expected.unwrap() > 0.0, "{from} -> {to} {name}: {f:?}");
+    }
+    assert_clean(&lab, Some(&emulator_of(&lab)));
+    let _ = std::fs::remove_dir_all(&scratch.0);
+}
+
 /// The same on netem, in the VM `scripts/vm-netem.sh` boots (this machine's
 /// kernel has no netem). A software-emulated VM adds a delay of its own, a
 /// few ms at p90: judged within 8 ms, with jitters of 15 and 20 ms that
