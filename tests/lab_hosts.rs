@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use lab_support::{sandboxed, text, unique, wrong_link_still_fails, Scratch};
+use lab_support::{one_at_a_time, text, unique, wrong_link_still_fails, Scratch};
 use sdss::lab::report::Report;
 
 /// Simulated hosts: namespaces held open by a process each, joined by a bridge.
@@ -220,20 +220,6 @@ fn lab(args: &[&str], reach: &Path) -> std::process::Output {
         .args(["--remote-exec", &format!("sh {} {{ssh}}", reach.display())])
         .output()
         .expect("sdss lab")
-}
-
-/// One lab over hosts at a time: each runs up to twelve nodes, several
-/// emulators and agents, and two cores shared by three such labs made frames
-/// late enough to fail a pair (+0.6 ms against 0.56).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// [`ONE_AT_A_TIME`], held, when `test` may run here (it says why not otherwise).
-fn one_at_a_time(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
-    sandboxed(test).then(|| {
-        ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    })
 }
 
 /// What [`three_hosts_up`] makes.

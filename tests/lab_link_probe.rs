@@ -48,10 +48,11 @@ fn lab_file(lab: &str) -> String {
 
 #[test]
 fn the_probe_measures_every_figure_of_an_emulated_link_and_catches_a_dropped_loss() {
-    if !sandboxed("the_probe_measures_every_figure_of_an_emulated_link_and_catches_a_dropped_loss")
-    {
+    let Some(_one) = one_at_a_time(
+        "the_probe_measures_every_figure_of_an_emulated_link_and_catches_a_dropped_loss",
+    ) else {
         return;
-    }
+    };
     let scratch = Scratch::new("lprobe");
     let lab = unique("lp");
     let file = scratch.lab("lp.toml", &lab_file(&lab));
@@ -191,16 +192,28 @@ fn wired_file(lab: &str, duplicate: bool) -> String {
 
 #[test]
 fn lab_up_probes_every_link_lab_probe_probes_again_and_a_dropped_duplicate_fails() {
-    if !sandboxed("lab_up_probes_every_link_lab_probe_probes_again_and_a_dropped_duplicate_fails") {
+    let Some(_one) = one_at_a_time(
+        "lab_up_probes_every_link_lab_probe_probes_again_and_a_dropped_duplicate_fails",
+    ) else {
         return;
-    }
+    };
     let scratch = Scratch::new("lwired");
     let lab = unique("lw");
     let file = scratch.lab("lw.toml", &wired_file(&lab, true));
     let file = file.to_str().unwrap();
 
     // `up` grades the nodes, then probes the six ordered pairs.
-    let up = run(&["lab", "up", "--json", "--delay-backend", "emulator", file]);
+    let page = scratch.0.join("report.html");
+    let up = run(&[
+        "lab",
+        "up",
+        "--json",
+        "--delay-backend",
+        "emulator",
+        "--html",
+        page.to_str().unwrap(),
+        file,
+    ]);
     let down = Down(lab.clone());
     let report: Report =
         serde_json::from_slice(&up.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&up)));
@@ -231,11 +244,18 @@ fn lab_up_probes_every_link_lab_probe_probes_again_and_a_dropped_duplicate_fails
         pair("b", "c").figure("duplicate").unwrap().expected,
         Some(0.0)
     );
-    // Each pair carries the curve the HTML report draws.
+    // Each pair carries the curve the HTML report draws, over the shape's own.
     assert_eq!(
         pair("a", "b").curve.len(),
         sdss::lab::judge::links::CURVE.len()
     );
+    let html = std::fs::read_to_string(&page).expect("the HTML report");
+    assert_eq!(html.matches("class=\"cdf\"").count(), 6, "a curve per pair");
+    assert!(
+        html.contains("polyline class=\"expected\""),
+        "the asked distribution drawn"
+    );
+    assert!(html.contains("id=\"link-figures\""));
 
     // `lab probe` measures the running lab again, the pairs a sends.
     let probe = run(&[

@@ -118,9 +118,11 @@ fn lab_file(lab: &str, tolerance: &str, jitters: [&str; 2]) -> String {
 
 #[test]
 fn each_shape_alone_and_together_passes_the_probe_on_the_emulator() {
-    if !sandboxed("each_shape_alone_and_together_passes_the_probe_on_the_emulator") {
+    let Some(_one) =
+        one_at_a_time("each_shape_alone_and_together_passes_the_probe_on_the_emulator")
+    else {
         return;
-    }
+    };
     each_shape_passes_the_probe("emulator", "0.5ms", ["6ms", "8ms"]);
 }
 
@@ -130,9 +132,11 @@ fn each_shape_alone_and_together_passes_the_probe_on_the_emulator() {
 /// shows its loss, duplicates and reorders.
 #[test]
 fn the_shipped_shapes_lab_verifies_its_nodes_and_its_links_on_the_emulator() {
-    if !sandboxed("the_shipped_shapes_lab_verifies_its_nodes_and_its_links_on_the_emulator") {
+    let Some(_one) =
+        one_at_a_time("the_shipped_shapes_lab_verifies_its_nodes_and_its_links_on_the_emulator")
+    else {
         return;
-    }
+    };
     let scratch = Scratch::new("shipshapes");
     let lab = unique("shp");
     let file = shipped(&scratch, "shapes.toml", &lab);
@@ -175,9 +179,10 @@ fn the_shipped_shapes_lab_verifies_its_nodes_and_its_links_on_the_emulator() {
 #[test]
 #[ignore = "netem: scripts/vm-netem.sh runs it in a VM whose kernel has sch_netem"]
 fn each_shape_alone_and_together_passes_the_probe_on_netem() {
-    if !sandboxed("each_shape_alone_and_together_passes_the_probe_on_netem") {
+    let Some(_one) = one_at_a_time("each_shape_alone_and_together_passes_the_probe_on_netem")
+    else {
         return;
-    }
+    };
     each_shape_passes_the_probe("netem", "8ms", ["15ms", "20ms"]);
 }
 

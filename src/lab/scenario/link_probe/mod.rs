@@ -17,8 +17,12 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn};
+use nix::sys::time::TimeSpec;
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -344,6 +348,8 @@ impl Receiver {
             }
         };
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
+        // The kernel's receive stamp, not this thread's wake-up, is the arrival.
+        let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
         let mut kept: Vec<(Vec<Arrival>, u64)> = self
             .senders
             .iter()
@@ -352,10 +358,9 @@ impl Receiver {
         let _ = self.ready.send(Ok(()));
         let mut buf = vec![0u8; MAX_LEN + 1];
         while !self.stop.is_cancelled() {
-            let Ok((len, source)) = socket.recv_from(&mut buf) else {
+            let Ok((len, source, received)) = receive(&socket, &mut buf, self.origin) else {
                 continue;
             };
-            let received = since(self.origin);
             let Ok(packet) = Packet::parse(&buf[..len], self.size) else {
                 continue;
             };
@@ -378,6 +383,50 @@ impl Receiver {
         }
         kept
     }
+}
+
+/// Reads one datagram: its length, its sender, and when it arrived in
+/// nanoseconds since `origin`, from the kernel's receive stamp (a realtime
+/// clock, moved onto the monotonic one by reading both at once) when the
+/// socket gave a plausible one, else from now.
+fn receive(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    origin: Instant,
+) -> io::Result<(usize, SocketAddr, u64)> {
+    let mut space = nix::cmsg_space!(TimeSpec);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let message = recvmsg::<SockaddrIn>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let now = since(origin);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampns(at) => u64::try_from(at.tv_sec())
+                .ok()
+                .zip(u64::try_from(at.tv_nsec()).ok())
+                .map(|(s, ns)| s * 1_000_000_000 + ns),
+            _ => None,
+        })
+    });
+    // How long ago the kernel took it; a stamp from the future or from over
+    // a second ago is not this datagram's arrival.
+    let waited = stamp
+        .and_then(|at| wall.checked_sub(at))
+        .filter(|w| *w < 1_000_000_000)
+        .unwrap_or(0);
+    let source = message
+        .address
+        .map(|a| SocketAddr::from((a.ip(), a.port())))
+        .ok_or_else(|| io::Error::other("a datagram without its sender"))?;
+    Ok((message.bytes, source, now.saturating_sub(waited)))
 }
 
 /// The sending side of one namespace.
