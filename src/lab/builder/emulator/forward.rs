@@ -375,6 +375,29 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_of_two_stages_crosses_both_and_a_new_matrix_can_drop_one() {
+        let wire = Stages::default();
+        let two = Stages::in_series(impairment(3, 0, 0.0), impairment(4, 0, 0.0));
+        let mut forwarder = Forwarder::new(&[vec![wire, two], vec![wire, wire]], 0, &[], false, 7);
+        let frame = [0xffu8; 60];
+        let now = Instant::now();
+        let mut out = Vec::new();
+        forwarder.route(0, &frame, now, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [Fate::Deliver {
+                to: 1,
+                due: now + 7 * MS,
+                flip: None
+            }]
+        );
+        out.clear();
+        forwarder.set_matrix(&[vec![wire, two.first.into()], vec![wire, wire]]);
+        forwarder.route(0, &frame, now, &mut out).unwrap();
+        assert!(matches!(out[..], [Fate::Deliver { due, .. }] if due == now + 3 * MS));
+    }
+
+    #[test]
     fn a_new_matrix_takes_effect_for_the_next_frame() {
         let wire = Impairment::default();
         let slow = Impairment {
