@@ -202,11 +202,13 @@ impl Segment {
                     from: local,
                     to: remote,
                     impairment: delay(SENDER),
+                    then: None,
                 });
                 impairments.push(LinkSpec {
                     from: remote,
                     to: local,
                     impairment: delay(RECEIVER),
+                    then: None,
                 });
             }
         }

@@ -10,8 +10,9 @@
 //! each, for the lab's judge. With `--control
 //! SOCKET`, it takes live link changes on that Unix socket: one JSON line per
 //! connection, the whole matrix of impairments (row: sender port; column:
-//! receiving port, then each of the uplink's remote nodes), answered `ok` once
-//! frames follow it. Any failure exits non-zero with nothing left
+//! receiving port, then each of the uplink's remote nodes; a cell is one
+//! impairment, or `{"first": .., "then": ..}` for two stages in series),
+//! answered `ok` once frames follow it. Any failure exits non-zero with nothing left
 //! behind (the TAPs die with the process).
 
 use std::io::Write;
@@ -161,7 +162,7 @@ fn serve_control(listener: &std::os::unix::net::UnixListener, handle: &emulator:
         if BufReader::new(&stream).read_line(&mut line).is_err() {
             continue;
         }
-        let answer = match serde_json::from_str(&line) {
+        let answer = match serde_json::from_str::<Vec<Vec<emulator::Stages>>>(&line) {
             Ok(matrix) => match handle.set_matrix(matrix, Duration::from_secs(2)) {
                 Ok(()) => "ok\n".to_owned(),
                 Err(error) => format!("error: {error}\n"),

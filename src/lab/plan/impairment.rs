@@ -87,6 +87,9 @@ pub const CUT: Impairment = Impairment {
 /// sides have a shape that does not add up to one of its kind (two loss
 /// models, two slots, two reorders, two distributions), the pair's is the
 /// sender's, which is why a lab that needs it exactly gives the pair its own.
+/// Only a pair in per-pair mode is shaped by this combination (netem's leaf,
+/// the emulator's one stage); otherwise both backends cross the two links in
+/// turn, and this is what the pair is expected to show.
 pub fn in_series(first: &Impairment, second: &Impairment) -> Impairment {
     let either = |a: Chance, b: Chance| Chance {
         probability: 1.0 - (1.0 - a.probability) * (1.0 - b.probability),

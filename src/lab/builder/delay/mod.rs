@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::lab::builder::emulator::{EmulatorSpec, PortSpec, UplinkSpec};
+use crate::lab::builder::emulator::{EmulatorSpec, PortSpec, Stages, UplinkSpec};
 use crate::lab::plan::backend::BackendKind;
 use crate::lab::plan::impairment::{Impairment, CUT};
 use crate::lab::plan::segment::VXLAN_PORT;
@@ -88,7 +88,7 @@ pub enum LinkChange<'a> {
 
 impl LinkChange<'_> {
     /// The emulator's matrix after the change.
-    pub fn matrix(&self) -> Vec<Vec<Impairment>> {
+    pub fn matrix(&self) -> Vec<Vec<Stages>> {
         match *self {
             LinkChange::Phases { plan, after, .. } => wire_matrix(plan, Some(after)),
             LinkChange::Plans { after, .. } => wire_matrix(after, None),
@@ -186,10 +186,18 @@ pub fn emulator_spec(plan: &Plan) -> EmulatorSpec {
 
 /// What the emulator is told in `phase`, or as the lab starts (`None`): a row
 /// per port (this host's nodes, then in a share the other hosts), a column per
-/// port, then one per remote node ([`local_matrix`]'s columns of the remote
+/// port, then one per remote node ([`local_stages`]' columns of the remote
 /// nodes, which an IPv4 frame to that node takes toward any host).
-pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
-    let pairs = local_matrix(plan, phase);
+///
+/// A pair of this host's nodes crosses the sender's link, then the
+/// receiver's, in two stages, as netem's two root qdiscs without per-pair
+/// classes; in per-pair mode each pair is one stage, the pair's whole shape,
+/// as netem's one leaf per pair. A pair across hosts is two stages too with
+/// per-node links (the sender's link on its host, the receiver's on the
+/// other, in the remote host's row), and one stage in per-pair mode (the
+/// whole pair on the sender's host).
+pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Stages>> {
+    let pairs = local_stages(plan, phase);
     let Some(segment) = &plan.segment else {
         return pairs;
     };
@@ -206,7 +214,7 @@ pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
         };
         let mut wire = Vec::with_capacity(columns);
         wire.extend_from_slice(&row[..here]);
-        wire.extend(std::iter::repeat_n(own, hosts));
+        wire.extend(std::iter::repeat_n(Stages::from(own), hosts));
         wire.extend_from_slice(&row[here..]);
         matrix.push(wire);
     }
@@ -214,18 +222,18 @@ pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
         // From another host: with per-node links the receiver's link here (its
         // half of the egress model); in per-pair mode nothing, the sender's
         // host applied the whole pair. Host to host never happens.
-        let mut row: Vec<Impairment> = plan
+        let mut row: Vec<Stages> = plan
             .nodes
             .iter()
             .map(|to| {
                 if plan.per_pair {
-                    Impairment::default()
+                    Stages::default()
                 } else {
-                    to.link
+                    to.link.into()
                 }
             })
             .collect();
-        row.resize(columns, CUT);
+        row.resize(columns, CUT.into());
         matrix.push(row);
     }
     matrix
@@ -238,8 +246,31 @@ pub fn wire_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
 /// grading probe's) keep the egress model of the nodes' own links. Toward a
 /// remote node, per-node links inject the sender's link only (the receiver's
 /// host adds its own); per-pair mode the whole pair, which the phases of a
-/// share hold as the whole lab's do.
+/// share hold as the whole lab's do. Two links in series are one impairment
+/// here, their combination ([`in_series`]): what a per-pair netem leaf gets.
 fn local_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
+    pairs(plan, phase, in_series)
+}
+
+/// [`local_matrix`] for the emulator: two links in series are two stages
+/// unless in per-pair mode ([`wire_matrix`]).
+fn local_stages(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Stages>> {
+    pairs(plan, phase, |from, to| {
+        if plan.per_pair {
+            in_series(from, to).into()
+        } else {
+            Stages::in_series(*from, *to)
+        }
+    })
+}
+
+/// [`local_matrix`]'s cells, with `series` for a pair that crosses the
+/// sender's link and then the receiver's.
+fn pairs<C: From<Impairment>>(
+    plan: &Plan,
+    phase: Option<&Phase>,
+    series: impl Fn(&Impairment, &Impairment) -> C,
+) -> Vec<Vec<C>> {
     plan.nodes
         .iter()
         .map(|from| {
@@ -247,11 +278,11 @@ fn local_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
                 .enumerate()
                 .map(|(index, (to, _))| {
                     if from.name == to {
-                        return Impairment::default();
+                        return Impairment::default().into();
                     }
                     let local = plan.nodes.get(index);
                     if local.is_none() && !plan.per_pair {
-                        return from.link;
+                        return from.link.into();
                     }
                     let state = match phase {
                         Some(phase) => phase.pair(&from.name, to),
@@ -259,11 +290,19 @@ fn local_matrix(plan: &Plan, phase: Option<&Phase>) -> Vec<Vec<Impairment>> {
                             .pair_from_here(&from.name, to)
                             .map(|p| PairState::Linked(p.impairment)),
                     };
+                    let overridden = phase.is_none()
+                        && plan
+                            .pair_from_here(&from.name, to)
+                            .is_some_and(|p| p.overridden);
                     match (state, local) {
-                        (Some(PairState::Linked(impairment)), _) => impairment,
-                        (Some(PairState::Separated), _) => CUT,
-                        (None, Some(to)) => in_series(&from.link, &to.link),
-                        (None, None) => from.link,
+                        (Some(PairState::Separated), _) => CUT.into(),
+                        // Without per-pair classes a pair is its two links.
+                        (_, Some(to)) if !plan.per_pair && !overridden => {
+                            series(&from.link, &to.link)
+                        }
+                        (Some(PairState::Linked(impairment)), _) => impairment.into(),
+                        (None, Some(to)) => series(&from.link, &to.link),
+                        (None, None) => from.link.into(),
                     }
                 })
                 .collect()
@@ -291,7 +330,7 @@ pub fn change_links(
 }
 
 /// Gives the emulator behind `control` a new matrix; returns once it forwards by it.
-fn send_matrix(control: &Path, matrix: &[Vec<Impairment>]) -> Result<(), DelayError> {
+fn send_matrix(control: &Path, matrix: &[Vec<Stages>]) -> Result<(), DelayError> {
     let line =
         serde_json::to_string(matrix).map_err(|e| DelayError::EmulatorChange(e.to_string()))?;
     let answer = (|| -> std::io::Result<String> {
@@ -328,9 +367,40 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(EmulatorSpec::from_json(&json).unwrap(), spec);
         let matrix = wire_matrix(&plan, None);
-        assert_eq!(matrix[0][1].delay, Duration::from_millis(5));
-        assert_eq!(matrix[1][0].delay, Duration::from_millis(5));
+        assert_eq!(matrix[0][1].first.delay, Duration::from_millis(5));
+        assert_eq!(matrix[1][0].first.delay, Duration::from_millis(5));
         assert_eq!(matrix[0][0], Impairment::default());
+        // b's link is a wire: a -> b is one stage, a's link.
+        assert_eq!(matrix[0][1], plan.nodes[0].link);
+    }
+
+    #[test]
+    fn a_pair_of_shaped_links_is_two_stages_unless_per_pair() {
+        let nodes = "[[node]]\nname = \"a\"\ndelay = \"5ms\"\n\
+                     loss_model = { gemodel = [0.01, 0.3, 1.0, 0.0] }\n\
+                     [[node]]\nname = \"b\"\ndelay = \"3ms\"\nloss = 0.02\n";
+        let plan = Plan::from_text(&format!("name = \"t\"\n{nodes}"));
+        assert!(!plan.per_pair);
+        let (a, b) = (plan.nodes[0].link, plan.nodes[1].link);
+        let matrix = wire_matrix(&plan, None);
+        assert_eq!(
+            matrix[0][1],
+            Stages {
+                first: a,
+                then: Some(b)
+            },
+            "a's link, then b's"
+        );
+        assert_eq!(matrix[1][0].first, b);
+        assert_eq!(matrix[1][0].then, Some(a));
+        // Netem's leaves, were there any, would take the pair's combination.
+        assert_eq!(local_matrix(&plan, None)[0][1], in_series(&a, &b));
+        let paired = Plan::from_text(&format!(
+            "name = \"t\"\n{nodes}[[pair]]\nfrom = \"a\"\nto = \"b\"\ndelay = \"9ms\"\n"
+        ));
+        assert!(paired.per_pair);
+        let matrix = wire_matrix(&paired, None);
+        assert!(matrix.iter().flatten().all(|cell| cell.then.is_none()));
     }
 }
 

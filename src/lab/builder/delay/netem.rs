@@ -621,7 +621,7 @@ mod tests {
         );
         assert!(netem_plan_changes(&plan, &plan).is_empty());
         assert_eq!(
-            wire_matrix(&plan, None)[0][1].delay,
+            wire_matrix(&plan, None)[0][1].first.delay,
             Duration::from_millis(3)
         );
     }
@@ -660,8 +660,8 @@ mod tests {
         );
         // The emulator is told the same: c's row and column drop every frame.
         let matrix = wire_matrix(&plan, Some(&phases[2]));
-        assert_eq!(matrix[2][0].loss, Loss::ALL);
-        assert_eq!(matrix[0][2].loss, Loss::ALL);
-        assert_eq!(matrix[0][1].delay, Duration::from_millis(3));
+        assert_eq!(matrix[2][0].first.loss, Loss::ALL);
+        assert_eq!(matrix[0][2].first.loss, Loss::ALL);
+        assert_eq!(matrix[0][1].first.delay, Duration::from_millis(3));
     }
 }

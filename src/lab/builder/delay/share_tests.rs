@@ -75,8 +75,9 @@ fn per_node_links_are_split_between_the_senders_host_and_the_receivers() {
     let matrix = wire_matrix(&share, None);
     assert_eq!(matrix.len(), spec.port_count());
     assert!(matrix.iter().all(|row| row.len() == spec.column_count()));
-    // n1 -> n3, both here: 2 + 4 ms.
-    assert_eq!(matrix[0][1], ms(6));
+    // n1 -> n3, both here: n1's link, then n3's (2 + 4 ms).
+    assert_eq!(matrix[0][1], Stages::in_series(ms(2), ms(4)));
+    assert_eq!(matrix[0][1].then, Some(ms(4)));
     // n1 -> anything on other hosts: n1's link here, the receiver's there.
     for column in [HOST_B, HOST_B + 1, N2, N4] {
         assert_eq!(matrix[0][column], ms(2), "column {column}");

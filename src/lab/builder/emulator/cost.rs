@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use super::link::Forwarder;
+use super::forward::Forwarder;
 use crate::lab::plan::impairment::Impairment;
 use crate::lab::plan::shape::{Chance, Distribution, Loss, Rate, Reorder, Slot, SlotSpacing};
 

@@ -25,8 +25,9 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use rustix::event::epoll::{self as rustix_epoll, Event, EventData, EventFlags};
 use rustix::event::Timespec;
 
+use super::forward::Forwarder;
 use super::late::{carried_time, tcp_payload, LateDelivery, HELD};
-use super::link::{Fate, Forwarder};
+use super::link::Fate;
 use super::queue::{Pending, TimedQueue};
 use super::shape::Flip;
 use super::spin::{SpinBudget, SpinWindow};

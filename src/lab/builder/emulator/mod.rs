@@ -7,7 +7,7 @@
 //! [`spin::SpinWindow`] before the earliest due time, then spins.
 //!
 //! One thread ([`engine`]) stamps each frame as it leaves a TAP, decides its
-//! copies' fate ([`link::Forwarder`]), queues them ([`queue::TimedQueue`], bounded
+//! copies' fate ([`forward::Forwarder`]), queues them ([`queue::TimedQueue`], bounded
 //! per link) and writes each copy to its destination TAP when due.
 //!
 //! Each link shapes its frames as netem would ([`shape`], drawn from one seeded
@@ -38,8 +38,10 @@ use thiserror::Error;
 mod cost;
 mod counters;
 mod engine;
+pub mod forward;
 pub mod late;
 pub mod link;
+pub mod path;
 pub mod queue;
 pub mod shape;
 pub mod spec;
@@ -53,14 +55,14 @@ pub mod vxlan;
 use counters::{bump, PortCells};
 pub use counters::{Counters, PortCounters, UplinkCounters};
 pub use late::LateDelivery;
+pub use path::Stages;
 pub use spec::{EmulatorSpec, LinkSpec, PortSpec, SpecError, UplinkSpec};
 pub use switch::Mac;
 pub use tap::TapError;
 use uplink::Uplink;
 pub use uplink::UplinkError;
 
-use crate::lab::plan::impairment::Impairment;
-use link::Forwarder;
+use forward::Forwarder;
 
 /// Frames the thread takes from one TAP before looking at the others, so one
 /// flooding port cannot starve the rest.
@@ -160,7 +162,7 @@ struct Shared {
 }
 
 /// A pending matrix and the count of those applied.
-type Change = (Option<Vec<Vec<Impairment>>>, u64);
+type Change = (Option<Vec<Vec<Stages>>>, u64);
 
 impl Shared {
     fn change_lock(&self) -> MutexGuard<'_, Change> {
@@ -289,19 +291,25 @@ impl EmulatorHandle {
         self.shared.late.drain(cursor, out)
     }
 
-    /// Replaces every link's impairment (row `from`, column `to`) while frames
-    /// flow (every port, the uplink's remotes included, and a column per
-    /// remote node after the ports'); returns once the thread forwards by it,
-    /// or after `limit`.
-    pub fn set_matrix(
+    /// Replaces every pair's stages (row `from`, column `to`; a cell is
+    /// [`Stages`] or an [`Impairment`](crate::lab::plan::impairment::Impairment),
+    /// one stage) while frames flow (every
+    /// port, the uplink's remotes included, and a column per remote node
+    /// after the ports'); returns once the thread forwards by it, or after
+    /// `limit`.
+    pub fn set_matrix<C: Into<Stages>>(
         &self,
-        matrix: Vec<Vec<Impairment>>,
+        matrix: Vec<Vec<C>>,
         limit: Duration,
     ) -> Result<(), EmulatorError> {
         let (ports, columns) = (self.shared.counters.len(), self.shared.columns);
         if matrix.len() != ports || matrix.iter().any(|row| row.len() != columns) {
             return Err(EmulatorError::ChangeShape { ports, columns });
         }
+        let matrix: Vec<Vec<Stages>> = matrix
+            .into_iter()
+            .map(|row| row.into_iter().map(Into::into).collect())
+            .collect();
         let target = {
             let mut change = self.shared.change_lock();
             change.0 = Some(matrix);

@@ -353,20 +353,38 @@ impl LossState {
     }
 }
 
-/// One bit to flip in a copy: netem's `corrupt`.
+/// One bit to flip in a copy: netem's `corrupt`; a copy that two stages in
+/// series both corrupted has a second bit, the later stage's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Flip {
     /// The byte, past the Ethernet header.
     pub byte: u32,
     /// The bit, as a mask.
     pub mask: u8,
+    /// The second stage's bit (byte, mask), if it corrupted the copy too.
+    pub then: Option<(u32, u8)>,
 }
 
 impl Flip {
-    /// Flips the bit of `frame` (again to undo it).
+    /// Flips the bit (or bits) of `frame` (again to undo it).
     pub fn apply(self, frame: &mut [u8]) {
-        if let Some(byte) = frame.get_mut(self.byte as usize) {
-            *byte ^= self.mask;
+        let bits = std::iter::once((self.byte, self.mask)).chain(self.then);
+        for (byte, mask) in bits {
+            if let Some(byte) = frame.get_mut(byte as usize) {
+                *byte ^= mask;
+            }
+        }
+    }
+
+    /// What a copy flipped by `first` (a first stage) and then by `then`
+    /// (a second stage, which drew its own bit) has flipped.
+    pub fn in_series(first: Option<Flip>, then: Option<Flip>) -> Option<Flip> {
+        match (first, then) {
+            (Some(first), Some(then)) => Some(Flip {
+                then: Some((then.byte, then.mask)),
+                ..first
+            }),
+            (first, then) => first.or(then),
         }
     }
 }
@@ -440,6 +458,7 @@ impl Shaper {
         Some(Flip {
             byte: u32::try_from(rng.usize(header..len)).unwrap_or(u32::MAX),
             mask: 1 << rng.u8(..8),
+            then: None,
         })
     }
 

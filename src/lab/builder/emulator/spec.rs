@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
+use super::path::Stages;
 use super::vxlan;
 use crate::lab::plan::impairment::Impairment;
 
@@ -201,8 +202,23 @@ pub struct LinkSpec {
     pub from: usize,
     /// Index of the receiving port.
     pub to: usize,
-    /// The one-way delay, jitter and loss the lab computed for this pair.
+    /// The one-way delay, jitter and loss the lab computed for this pair (its
+    /// first stage, when it has a second).
     pub impairment: Impairment,
+    /// A second stage every copy the first lets through crosses in turn
+    /// ([`Stages`]); absent, the pair is one stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Impairment>,
+}
+
+impl LinkSpec {
+    /// The pair's stages.
+    pub fn stages(&self) -> Stages {
+        Stages {
+            first: self.impairment,
+            then: self.then,
+        }
+    }
 }
 
 /// Why a spec cannot be used. Checked before anything is created.
@@ -390,6 +406,9 @@ impl EmulatorSpec {
             }
             *slot = true;
             check_loss(Some((from, to)), link.impairment.loss.mean())?;
+            if let Some(then) = &link.then {
+                check_loss(Some((from, to)), then.loss.mean())?;
+            }
         }
         if self.queue_limit == 0 {
             return Err(SpecError::QueueLimit);
@@ -412,17 +431,17 @@ impl EmulatorSpec {
         self.uplink.as_ref().map_or(&[], |u| u.nodes.as_slice())
     }
 
-    /// The impairment of every ordered pair, row `from`, column `to` (a port,
+    /// The stages of every ordered pair, row `from`, column `to` (a port,
     /// or after the ports a remote node).
-    pub fn matrix(&self) -> Vec<Vec<Impairment>> {
+    pub fn matrix(&self) -> Vec<Vec<Stages>> {
         let (ports, columns) = (self.port_count(), self.column_count());
-        let mut matrix = vec![vec![self.default; columns]; ports];
+        let mut matrix = vec![vec![Stages::from(self.default); columns]; ports];
         for link in &self.impairments {
             if let Some(cell) = matrix
                 .get_mut(link.from)
                 .and_then(|row| row.get_mut(link.to))
             {
-                *cell = link.impairment;
+                *cell = link.stages();
             }
         }
         matrix
@@ -459,9 +478,10 @@ mod tests {
         assert!(!spec.reorder);
         assert!(spec.realtime);
         let matrix = spec.matrix();
-        assert_eq!(matrix[0][1].delay, Duration::from_millis(25));
-        assert_eq!(matrix[1][0].delay, Duration::from_millis(1));
-        assert_eq!(matrix[1][0].loss.mean(), 0.5);
+        assert_eq!(matrix[0][1].first.delay, Duration::from_millis(25));
+        assert_eq!(matrix[1][0].first.delay, Duration::from_millis(1));
+        assert_eq!(matrix[1][0].first.loss.mean(), 0.5);
+        assert!(matrix.iter().flatten().all(|cell| cell.then.is_none()));
         assert_eq!(spec.ports[0].netns_path(), Path::new("/run/netns/a"));
     }
 
@@ -470,6 +490,32 @@ mod tests {
         let spec = EmulatorSpec::from_json(TWO_PORTS).unwrap();
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(EmulatorSpec::from_json(&text).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_second_stage_round_trips_and_a_spec_without_one_still_parses() {
+        let spec = EmulatorSpec::from_json(TWO_PORTS).unwrap();
+        assert_eq!(spec.impairments[0].then, None, "an old spec: one stage");
+        let text = serde_json::to_string(&spec).unwrap();
+        assert!(!text.contains("then"), "{text}");
+        let two = TWO_PORTS.replace(
+            r#""loss": 0.0}}"#,
+            r#""loss": 0.0}, "then": {"delay": "7ms", "jitter": "0", "loss": 0.25}}"#,
+        );
+        let spec = EmulatorSpec::from_json(&two).unwrap();
+        let then = spec.impairments[0].then.expect("a second stage");
+        assert_eq!(then.delay, Duration::from_millis(7));
+        assert_eq!(then.loss.mean(), 0.25);
+        let text = serde_json::to_string(&spec).unwrap();
+        assert_eq!(EmulatorSpec::from_json(&text).unwrap(), spec);
+        let matrix = spec.matrix();
+        assert_eq!(matrix[0][1].then, Some(then));
+        assert_eq!(matrix[1][0].then, None);
+        let bad = two.replace("0.25", "1.5");
+        assert!(matches!(
+            EmulatorSpec::from_json(&bad).unwrap_err(),
+            SpecError::Loss { .. }
+        ));
     }
 
     const UPLINK: &str = r#"{
@@ -500,9 +546,13 @@ mod tests {
         let matrix = spec.matrix();
         assert_eq!(matrix.len(), 4);
         assert!(matrix.iter().all(|row| row.len() == 6));
-        assert_eq!(matrix[0][2].delay, Duration::from_millis(3));
-        assert_eq!(matrix[3][1].delay, Duration::from_millis(5));
-        assert_eq!(matrix[1][5].delay, Duration::from_millis(8), "1 -> .9");
+        assert_eq!(matrix[0][2].first.delay, Duration::from_millis(3));
+        assert_eq!(matrix[3][1].first.delay, Duration::from_millis(5));
+        assert_eq!(
+            matrix[1][5].first.delay,
+            Duration::from_millis(8),
+            "1 -> .9"
+        );
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(EmulatorSpec::from_json(&text).unwrap(), spec);
         // Without an uplink nothing is written, so older readers still parse it.
