@@ -357,8 +357,10 @@ impl Receiver {
             .collect();
         let _ = self.ready.send(Ok(()));
         let mut buf = vec![0u8; MAX_LEN + 1];
+        let offset = wall_offset(self.origin);
         while !self.stop.is_cancelled() {
-            let Ok((len, source, received)) = receive(&socket, &mut buf, self.origin) else {
+            let Ok((len, source, received)) = receive(&socket, &mut buf, self.origin, offset)
+            else {
                 continue;
             };
             let Ok(packet) = Packet::parse(&buf[..len], self.size) else {
@@ -385,14 +387,40 @@ impl Receiver {
     }
 }
 
+/// Where the realtime clock's zero lies on the probe's monotonic one, in
+/// nanoseconds: `wall - since(origin)`, read in the tightest of a few
+/// brackets so a preemption between the two reads does not skew it. The two
+/// clocks are slewed alike, so one offset holds for the whole probe and
+/// keeps the kernel's stamps in the order they were taken.
+fn wall_offset(origin: Instant) -> i128 {
+    let wall = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128)
+    };
+    (0..8)
+        .map(|_| {
+            let before = since(origin);
+            let at = wall();
+            let after = since(origin);
+            (
+                after - before,
+                at - i128::from(before + (after - before) / 2),
+            )
+        })
+        .min_by_key(|(width, _)| *width)
+        .map_or(0, |(_, offset)| offset)
+}
+
 /// Reads one datagram: its length, its sender, and when it arrived in
-/// nanoseconds since `origin`, from the kernel's receive stamp (a realtime
-/// clock, moved onto the monotonic one by reading both at once) when the
+/// nanoseconds since `origin`, from the kernel's receive stamp (realtime,
+/// moved onto the monotonic clock by `offset`, [`wall_offset`]) when the
 /// socket gave a plausible one, else from now.
 fn receive(
     socket: &UdpSocket,
     buf: &mut [u8],
     origin: Instant,
+    offset: i128,
 ) -> io::Result<(usize, SocketAddr, u64)> {
     let mut space = nix::cmsg_space!(TimeSpec);
     let mut iov = [io::IoSliceMut::new(buf)];
@@ -404,29 +432,25 @@ fn receive(
     )
     .map_err(io::Error::from)?;
     let now = since(origin);
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
         cmsgs.find_map(|cmsg| match cmsg {
-            ControlMessageOwned::ScmTimestampns(at) => u64::try_from(at.tv_sec())
-                .ok()
-                .zip(u64::try_from(at.tv_nsec()).ok())
-                .map(|(s, ns)| s * 1_000_000_000 + ns),
+            ControlMessageOwned::ScmTimestampns(at) => {
+                Some(i128::from(at.tv_sec()) * 1_000_000_000 + i128::from(at.tv_nsec()))
+            }
             _ => None,
         })
     });
-    // How long ago the kernel took it; a stamp from the future or from over
-    // a second ago is not this datagram's arrival.
-    let waited = stamp
-        .and_then(|at| wall.checked_sub(at))
-        .filter(|w| *w < 1_000_000_000)
-        .unwrap_or(0);
+    // A stamp from the future or from over a second ago (a clock step) is
+    // not this datagram's arrival.
+    let received = stamp
+        .map(|at| at - offset)
+        .filter(|at| (0.max(i128::from(now) - 1_000_000_000)..=i128::from(now)).contains(at))
+        .map_or(now, |at| at as u64);
     let source = message
         .address
         .map(|a| SocketAddr::from((a.ip(), a.port())))
         .ok_or_else(|| io::Error::other("a datagram without its sender"))?;
-    Ok((message.bytes, source, now.saturating_sub(waited)))
+    Ok((message.bytes, source, received))
 }
 
 /// The sending side of one namespace.
@@ -505,6 +529,20 @@ fn sleep_until(due: Instant) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_wall_clock_offset_moves_a_realtime_stamp_onto_the_probes_clock() {
+        let origin = Instant::now() - Duration::from_secs(3);
+        let offset = wall_offset(origin);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
+        let moved = wall - offset;
+        let now = i128::from(since(origin));
+        assert!((moved - now).abs() < 1_000_000, "{moved} against {now}");
+    }
+
     use super::*;
 
     fn endpoints() -> Vec<Endpoint> {
