@@ -59,11 +59,11 @@ if [[ "${1:-}" == "--inside-vm" ]]; then
   exit 0
 fi
 
-install=1 vm=1 rate=100 duration=20s sdss=target/release/sdss
+install=1 use_vm=1 rate=100 duration=20s sdss=target/release/sdss
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-install) install=0 ;;
-    --no-vm) vm=0 ;;
+    --no-vm) use_vm=0 ;;
     --rate) rate=$2; shift ;;
     --duration) duration=$2; shift ;;
     -*) echo "usage: $0 [--no-install] [--no-vm] [--rate N] [--duration D] [SDSS]" >&2; exit 2 ;;
@@ -75,7 +75,7 @@ done
 sdss=$(realpath "$sdss")
 [[ -x $sdss ]] || { echo "bench-probe: no sdss binary at $sdss (cargo build --release)" >&2; exit 2; }
 
-if ((vm)); then
+if ((use_vm)); then
   source "$PWD/scripts/vm.sh"
   vm_prepare bench-probe "$install"
 else
@@ -88,7 +88,7 @@ lab_file > "$work/out/probe.toml"
 echo "bench-probe: ${#shapes[@]} shapes, $rate packets/s for $duration each; the emulator here"
 probe_on "$sdss" emulator "$work/out/probe.toml" "$work/out/emulator.json" "$rate" "$duration" 2>"$work/out/emulator.err" ||
   [[ -s "$work/out/emulator.json" ]] || { cat "$work/out/emulator.err" >&2; exit 1; }
-if ((vm)); then
+if ((use_vm)); then
   echo "bench-probe: netem in a VM (kernel $kver)"
   vm_boot 900 "$(printf '%q ' "$self" --inside-vm "$sdss" "$work/out/probe.toml" "$work/out/netem.json" "$rate" "$duration")" ||
     echo "bench-probe: the VM ended with an error (its console: $work/vm.log)" >&2

@@ -28,7 +28,7 @@ pub(super) fn in_turn(
         let one = a[1] * b[1] + a[2] * 2.0 * b[0] * b[1];
         let note = "two links in turn: each copy meets the second link's draws".to_owned();
         at_once.loss = Estimate::with_notes(none, std::slice::from_ref(&note));
-        at_once.duplicate = Estimate::with_notes(1.0 - none - one, &[note]);
+        at_once.duplicate = Estimate::with_notes((1.0 - none - one).max(0.0), &[note]);
         at_once.loss_inflation = loss_inflation(&first.loss).max(loss_inflation(&second.loss));
         at_once.loss_burst = Estimate::unknown("runs of losses over two links in turn");
         at_once.loss_continues = 0.0;
