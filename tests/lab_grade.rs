@@ -50,7 +50,7 @@ const ALL_CHECKS: [&str; 22] = [
 /// Each fixture, its node name, and the checks its fault must fail (all
 /// others must pass). A node nobody hears cannot have its announcements
 /// judged, nor be reached through them.
-const FIXTURES: [(&str, &str, &[&str]); 9] = [
+const FIXTURES: [(&str, &str, &[&str]); 10] = [
     ("correct", "correct.py", &[]),
     ("float32", "fault_float32.py", &["server.encoding"]),
     ("localtime", "fault_local_time.py", &["server.utc"]),
@@ -67,6 +67,13 @@ const FIXTURES: [(&str, &str, &[&str]); 9] = [
         &["server.speaks_first"],
     ),
     ("busy", "fault_busy_loop.py", &["process.cpu"]),
+    // Its connections to itself live under a millisecond, between two
+    // readings of /proc: only their SYNs, seen as they happen, show them.
+    (
+        "selfconn",
+        "fault_self_connect.py",
+        &["announce.own", "server.closes"],
+    ),
     (
         "dest",
         "fault_destination.py",

@@ -76,6 +76,9 @@ class Node:
     def announced_port(self):  # hook: the port put in announcements
         return self.server_port
 
+    def is_own(self, peer):  # hook: whether an announcement is this node's own
+        return peer == self.get_node_uuid()
+
     def exchange_due(self, info, is_new):  # hook: when to connect to a peer
         if is_new:
             return True
@@ -127,7 +130,7 @@ class Node:
                     raise ValueError(data)
             except ValueError:  # includes UnicodeDecodeError
                 continue
-            if peer == self.get_node_uuid():
+            if self.is_own(peer):
                 continue
             with self.lock:
                 info = self.neighbor_information.get(peer)

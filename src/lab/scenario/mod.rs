@@ -16,6 +16,7 @@ pub mod probe_log;
 pub mod site;
 pub mod sites;
 pub mod stream;
+mod syn_watch;
 pub mod tail;
 
 #[cfg(test)]

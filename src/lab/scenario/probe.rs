@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fakes::{burst, fake_peer};
 use super::probe_log::{lock, now, FakePeer, Heard, ProbeLog, ProbeSpec, Shared, Target};
+use super::syn_watch;
 use crate::lab::builder::emulator::stamp::{control_buffer, kernel_stamp};
 use crate::lab::plan::timeline::ProbeStep;
 use crate::lab::procfs;
@@ -74,6 +75,24 @@ pub async fn run(
             )),
         }
     }
+    // Each program's own namespace is watched for the connections it opens.
+    let watches: Vec<_> = spec
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let watched = std::fs::File::open(format!("/proc/{}/ns/net", t.pid))
+                .and_then(|netns| syn_watch::watch(&netns, stop.clone()));
+            match watched {
+                Ok(handle) => Some((t.clone(), handle)),
+                Err(e) => {
+                    lock(&log)
+                        .errors
+                        .push(format!("watching {}'s connections: {e}", t.name));
+                    None
+                }
+            }
+        })
+        .collect();
     let (targets, sampled, sampling) = (spec.targets.clone(), log.clone(), stop.clone());
     tasks.spawn_blocking(move || sample(&targets, &sampled, &sampling));
     tasks.spawn(probe_servers(
@@ -105,8 +124,39 @@ pub async fn run(
     }
     stop.cancel();
     while tasks.join_next().await.is_some() {}
-    let log = lock(&log).clone();
+    let mut log = lock(&log).clone();
+    for (target, handle) in watches {
+        let syns = tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        match syns {
+            Some(Ok(syns)) => count_self_connections(&mut log, &target, &syns),
+            Some(Err(e)) => log
+                .errors
+                .push(format!("watching {}'s connections: {e}", target.name)),
+            None => log.errors.push(format!(
+                "watching {}'s connections: the watch panicked",
+                target.name
+            )),
+        }
+    }
     log
+}
+
+/// Adds to `log` each connection `target` opened to one of its own
+/// listening ports, as its SYN showed it (by the connection's source port,
+/// as the readings of `/proc` count them).
+fn count_self_connections(log: &mut ProbeLog, target: &Target, syns: &[syn_watch::Syn]) {
+    let listening = log.listening.get(&target.name).cloned().unwrap_or_default();
+    let own = syns
+        .iter()
+        .filter(|s| s.is_to_itself(target.address) && listening.contains(&s.to.1))
+        .map(|s| s.from.1);
+    log.self_connections
+        .entry(target.name.clone())
+        .or_default()
+        .extend(own);
 }
 
 /// The time left until `at` (Unix seconds), zero if past.
