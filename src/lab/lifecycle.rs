@@ -264,16 +264,7 @@ pub fn probe(
         .count();
     for node in [&asked.pairs.from, &asked.pairs.to].into_iter().flatten() {
         if plan.node(node).is_none() {
-            return Err(LabError::NoNode {
-                lab: lab.to_owned(),
-                node: node.clone(),
-                known: plan
-                    .nodes
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+            return Err(no_node(lab, node, &plan));
         }
     }
     probing::check(&plan, selected)?;
@@ -422,19 +413,22 @@ pub fn open_node(root: &StateRoot, lab: &str, node: &str) -> Result<(LabDir, usi
         .nodes
         .iter()
         .position(|n| n.name == node)
-        .ok_or_else(|| LabError::NoNode {
-            lab: lab.to_owned(),
-            node: node.to_owned(),
-            known: dir
-                .state
-                .plan
-                .nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        .ok_or_else(|| no_node(lab, node, &dir.state.plan))?;
     Ok((dir, index))
+}
+
+/// Lab `lab` has no node `node`: the error names the nodes it has.
+fn no_node(lab: &str, node: &str, plan: &Plan) -> LabError {
+    LabError::NoNode {
+        lab: lab.to_owned(),
+        node: node.to_owned(),
+        known: plan
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// Runs a command inside a node's namespace, attached to the terminal, and

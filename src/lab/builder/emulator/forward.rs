@@ -182,14 +182,7 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn impairment(delay_ms: u32, jitter_ms: u32, loss: f64) -> Impairment {
-        Impairment {
-            delay: delay_ms * MS,
-            jitter: jitter_ms * MS,
-            loss: Loss::random(loss),
-            ..Impairment::default()
-        }
-    }
+    use super::super::link::tests::impairment;
 
     fn frame(dst: Mac, src: Mac) -> Vec<u8> {
         let mut frame = Vec::from(dst);

@@ -212,17 +212,23 @@ pub enum Fate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::lab::plan::shape::{Chance, Loss, Rate, Reorder, Slot, SlotSpacing};
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn impairment(delay_ms: u32, jitter_ms: u32, loss: f64) -> Impairment {
+    /// A link of `delay_ms` ± `jitter_ms` losing `loss` at random (the
+    /// forwarder's tests use it too).
+    pub(in crate::lab::builder::emulator) fn impairment(
+        delay_ms: u32,
+        jitter_ms: u32,
+        loss: f64,
+    ) -> Impairment {
         Impairment {
             delay: delay_ms * MS,
             jitter: jitter_ms * MS,
-            loss: crate::lab::plan::shape::Loss::random(loss),
+            loss: Loss::random(loss),
             ..Impairment::default()
         }
     }

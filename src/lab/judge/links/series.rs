@@ -102,17 +102,8 @@ fn copies(link: &Impairment) -> [f64; 3] {
 mod tests {
     use std::time::Duration;
 
-    use super::super::expect;
+    use super::super::expected;
     use super::*;
-
-    /// The figures over `path`, its stages in turn where it has them.
-    fn expected(path: &Expectation, probing: &Probing) -> Expected {
-        let at_once = expect::expected(path, probing);
-        match path.stages {
-            Some(stages) => in_turn(at_once, probing, stages),
-            None => at_once,
-        }
-    }
     use crate::lab::plan::shape::{Chance, Reorder};
 
     const MS: Duration = Duration::from_millis(1);

@@ -21,12 +21,12 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn};
-use nix::sys::time::TimeSpec;
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, MsgFlags, SockaddrIn};
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use crate::lab::builder::emulator::stamp::{control_buffer, kernel_stamp};
 use crate::lab::builder::netns::spawn_in;
 use packet::{Packet, HEADER_LEN, MAX_LEN};
 use record::{Arrival, PairRecord};
@@ -422,7 +422,7 @@ fn receive(
     origin: Instant,
     offset: i128,
 ) -> io::Result<(usize, SocketAddr, u64)> {
-    let mut space = nix::cmsg_space!(TimeSpec);
+    let mut space = control_buffer();
     let mut iov = [io::IoSliceMut::new(buf)];
     let message = recvmsg::<SockaddrIn>(
         socket.as_raw_fd(),
@@ -432,14 +432,7 @@ fn receive(
     )
     .map_err(io::Error::from)?;
     let now = since(origin);
-    let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
-        cmsgs.find_map(|cmsg| match cmsg {
-            ControlMessageOwned::ScmTimestampns(at) => {
-                Some(i128::from(at.tv_sec()) * 1_000_000_000 + i128::from(at.tv_nsec()))
-            }
-            _ => None,
-        })
-    });
+    let stamp = kernel_stamp(&message).map(|at| at.as_nanos() as i128);
     // A stamp from the future or from over a second ago (a clock step) is
     // not this datagram's arrival.
     let received = stamp
@@ -448,7 +441,7 @@ fn receive(
         .map_or(now, |at| at as u64);
     let source = message
         .address
-        .map(|a| SocketAddr::from((a.ip(), a.port())))
+        .map(|a| SocketAddr::V4(SocketAddrV4::from(a)))
         .ok_or_else(|| io::Error::other("a datagram without its sender"))?;
     Ok((message.bytes, source, received))
 }
