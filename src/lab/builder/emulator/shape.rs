@@ -357,7 +357,9 @@ impl LossState {
 /// series both corrupted has a second bit, the later stage's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Flip {
-    /// The byte, past the Ethernet header.
+    /// The byte, anywhere in the frame, Ethernet header included (netem
+    /// flips a byte from the MAC header on: a flip in the sender's address
+    /// goes unnoticed).
     pub byte: u32,
     /// The bit, as a mask.
     pub mask: u8,
@@ -447,16 +449,16 @@ impl Shaper {
         self.duplicate.happens(link.duplicate, rng)
     }
 
-    /// The bit a copy of `len` bytes gets flipped, if corrupted: any bit past
-    /// the Ethernet header, so the switch still delivers it and the
-    /// receiver's checksum drops it; none for a frame with nothing past it.
+    /// The bit a copy of `len` bytes gets flipped, if corrupted: any bit of
+    /// the frame, as netem flips one (the switch chose the copy's port
+    /// before; the receiver drops the copy unless the flip is in the
+    /// sender's MAC address).
     pub fn corrupts(&mut self, link: &Impairment, len: usize, rng: &mut Rng) -> Option<Flip> {
-        let header = super::switch::ETHERNET_HEADER_LEN;
-        if !self.corrupt.happens(link.corrupt, rng) || len <= header {
+        if !self.corrupt.happens(link.corrupt, rng) || len == 0 {
             return None;
         }
         Some(Flip {
-            byte: u32::try_from(rng.usize(header..len)).unwrap_or(u32::MAX),
+            byte: u32::try_from(rng.usize(..len)).unwrap_or(u32::MAX),
             mask: 1 << rng.u8(..8),
             then: None,
         })
@@ -762,7 +764,7 @@ mod tests {
     }
 
     #[test]
-    fn a_corruption_flips_exactly_one_bit_past_the_ethernet_header() {
+    fn a_corruption_flips_exactly_one_bit_anywhere_in_the_frame_as_netem() {
         let link = shaped(|l| l.corrupt = Chance::of(1.0));
         let mut rng = Rng::with_seed(13);
         let mut shaper = Shaper::new(&link);
@@ -781,16 +783,15 @@ mod tests {
                 .map(|(a, b)| (a ^ b).count_ones())
                 .sum();
             assert_eq!(bits, 1);
-            assert_eq!(frame[..14], original[..14]);
             hit[flip.byte as usize] = true;
             flip.apply(&mut frame);
             assert_eq!(frame, original, "flipping again undoes it");
         }
         assert!(
-            hit[14..].iter().all(|h| *h),
-            "every payload byte is a target"
+            hit.iter().all(|h| *h),
+            "every byte is a target, the MAC header's included"
         );
-        assert_eq!(shaper.corrupts(&link, 14, &mut rng), None, "no payload");
+        assert_eq!(shaper.corrupts(&link, 0, &mut rng), None, "no frame");
     }
 
     #[test]

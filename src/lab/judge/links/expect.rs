@@ -141,7 +141,7 @@ pub const QUANTILES: [f64; 3] = [0.10, 0.50, 0.90];
 /// impairment applied at once (`super::expected` follows its stages).
 pub fn expected(path: &Expectation, probing: &Probing) -> Expected {
     let link = &path.impairment;
-    let (loss, duplicate, burst, continues) = loss_and_duplicates(link);
+    let (loss, duplicate, burst, continues) = loss_and_duplicates(link, probing.wire_bytes);
     let arriving = 1.0 - loss.value.unwrap_or(0.0);
     // Frames lost before the delay stage leave the others further apart.
     let passing = passing_frames(link);
@@ -217,21 +217,46 @@ pub(super) fn passing_frames(link: &Impairment) -> f64 {
     1.0 - (1.0 - d) * l + d * (1.0 - l) * (1.0 - l)
 }
 
-/// Loss, duplicates and the loss runs. netem draws, per frame: duplicate
-/// (`d`), then loss (`l`); a duplicated frame that loses its draw still goes
-/// once, and a kept duplicate's clone goes through the qdisc again, facing
-/// loss and corruption anew; corruption (`c`) flips a bit that the receiving
-/// UDP checksum turns into a loss.
-pub(super) fn loss_and_duplicates(link: &Impairment) -> (Estimate, Estimate, Estimate, f64) {
+/// Bits of a frame whose flip the receiver does not notice: the sender's
+/// MAC address (48) and the destination's group bit (the frame arrives as
+/// multicast). Every other flip fails the destination MAC, the EtherType or
+/// a checksum (IP header, UDP). Measured in the VM with netem corrupting
+/// every frame: 1121 of 20000 UDP frames of 106 bytes arrived (49/848 =
+/// 5.8% expected), 111 of 20000 of 1042 bytes (0.59%).
+pub const UNNOTICED_BITS: f64 = 49.0;
+
+/// The share of corrupted frames the receiver drops: netem (and the
+/// emulator, as netem) flips one bit anywhere in the frame, Ethernet header
+/// included.
+pub(super) fn corruption_caught(wire_bytes: usize) -> f64 {
+    let bits = 8.0 * wire_bytes as f64;
+    if bits <= UNNOTICED_BITS {
+        return 1.0;
+    }
+    1.0 - UNNOTICED_BITS / bits
+}
+
+/// Loss, duplicates and the loss runs of frames of `wire_bytes`. netem
+/// draws, per frame: duplicate (`d`), then loss (`l`); a duplicated frame
+/// that loses its draw still goes once, and a kept duplicate's clone goes
+/// through the qdisc again, facing loss and corruption anew; corruption
+/// (`c`) flips a bit that the receiver mostly turns into a loss.
+pub(super) fn loss_and_duplicates(
+    link: &Impairment,
+    wire_bytes: usize,
+) -> (Estimate, Estimate, Estimate, f64) {
     let l = link.loss.mean();
     let d = link.duplicate.share();
-    let c = link.corrupt.share();
+    let c = link.corrupt.share() * corruption_caught(wire_bytes);
     let clone_bad = l + (1.0 - l) * c;
     let lost = (1.0 - d) * clone_bad + d * l * c + d * (1.0 - l) * c * clone_bad;
     let twice = d * ((1.0 - l) * (1.0 - c)).powi(2);
     let mut notes = Vec::new();
     if c > 0.0 {
-        notes.push("a corrupted frame counts as lost (UDP checksum)".to_owned());
+        notes.push(
+            "a corrupted frame counts as lost (a checksum), unless the flip is in the sender's MAC address"
+                .to_owned(),
+        );
     }
     if d > 0.0 && l > 0.0 {
         notes.push("a duplicated frame that draws loss still goes once (netem)".to_owned());

@@ -22,7 +22,7 @@ pub(super) fn in_turn(
     [first, second]: [Impairment; 2],
 ) -> Expected {
     if chances_meet(&first, &second) {
-        let [a, b] = [first, second].map(|l| copies(&l));
+        let [a, b] = [first, second].map(|l| copies(&l, probing.wire_bytes));
         // Each copy out of the first stage goes through the second alone.
         let none = a[0] + a[1] * b[0] + a[2] * b[0] * b[0];
         let one = a[1] * b[1] + a[2] * 2.0 * b[0] * b[1];
@@ -90,10 +90,9 @@ fn chances_meet(first: &Impairment, second: &Impairment) -> bool {
 }
 
 /// The chances that one copy entering `link` leaves it as 0, 1 or 2 intact
-/// copies (a corrupted copy is as good as lost: the receiver's checksum
-/// drops it).
-fn copies(link: &Impairment) -> [f64; 3] {
-    let (lost, twice, _, _) = loss_and_duplicates(link);
+/// copies (a corrupted copy is as good as lost: the receiver drops it).
+fn copies(link: &Impairment, wire_bytes: usize) -> [f64; 3] {
+    let (lost, twice, _, _) = loss_and_duplicates(link, wire_bytes);
     let (none, two) = (lost.value.unwrap_or(0.0), twice.value.unwrap_or(0.0));
     [none, (1.0 - none - two).max(0.0), two]
 }

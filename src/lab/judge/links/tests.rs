@@ -111,8 +111,11 @@ impl Sim {
                     due = due.max(last_due);
                     last_due = due;
                 }
-                // A corrupted frame reaches the receiver, whose checksum drops it.
-                if rng.f64() < link.corrupt.probability {
+                // A corrupted frame reaches the receiver, which drops it
+                // unless the bit flipped is one of the few it does not check.
+                if rng.f64() < link.corrupt.probability
+                    && rng.f64() >= expect::UNNOTICED_BITS / (8.0 * wire as f64)
+                {
                     continue;
                 }
                 arrivals.push(Arrival {
