@@ -16,6 +16,7 @@
 //! [`hosts`] runs them over several machines, one share per host.
 
 pub mod builder;
+pub mod class;
 mod error;
 pub mod file;
 pub mod hosts;

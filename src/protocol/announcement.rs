@@ -49,6 +49,12 @@ impl NodeId {
         NodeId(uuid[..8].to_owned())
     }
 
+    /// An ID drawn from `rng`, shaped as [`NodeId::random`]'s: a seeded
+    /// scenario's peers have the same IDs every time.
+    pub fn seeded(rng: &mut fastrand::Rng) -> Self {
+        NodeId(format!("{:08x}", rng.u32(..)))
+    }
+
     /// The ID as it appears on the wire.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -335,7 +335,7 @@ pub(super) fn run_plan(
 }
 
 /// Waits for SIGINT or SIGTERM; returns its number.
-async fn wait_for_signal() -> i32 {
+pub(super) async fn wait_for_signal() -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,

@@ -2,6 +2,7 @@
 //! Parses and dispatches; the work is in [`crate::lab`].
 
 mod commands;
+mod grade;
 mod hosts;
 mod name;
 
@@ -12,13 +13,15 @@ use anyhow::{bail, Context, Result};
 
 use crate::lab::builder::state::StateRoot;
 use crate::lab::file::backend::BackendChoice;
-use crate::lab::file::Topology;
+use crate::lab::file::{BuiltinGrade, Topology};
 use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
+use crate::lab::plan::GradeSettings;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
 use commands::{graph, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun};
+use grade::ClassArgs;
 use hosts::{across_hosts, agent, down, here_only, verify};
 use name::lab_name;
 
@@ -196,8 +199,9 @@ enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Grade one SDSS implementation against the assignment: run it in a default
-    /// lab (three sdss nodes and the grading probe) and print its checklist.
+    /// Grade an SDSS implementation against the assignment: run it in a
+    /// default lab (three sdss nodes and the grading probe) and print its
+    /// checklist; or, with --class, every submission of a class.
     /// Exit code 0 when every check passes (warnings allowed), 1 when one fails, 2 on error.
     Grade {
         /// Print the report, checklist included, as one JSON document.
@@ -207,8 +211,8 @@ enum LabCommand {
         #[arg(long, default_value_t = format!("grade{}", std::process::id()))]
         name: String,
         /// How long the program is watched (at least 12s).
-        #[arg(long, default_value = "24s", value_parser = crate::units::parse_duration)]
-        duration: std::time::Duration,
+        #[arg(long, value_parser = crate::units::parse_duration)]
+        duration: Option<std::time::Duration>,
         /// The program's folder (the submission's): confined, it sees a
         /// private copy of it and starts there. Default: the folder of the
         /// first argument that names a file.
@@ -217,8 +221,17 @@ enum LabCommand {
         /// Run it as sdss itself runs (root, no limits): for a program you trust.
         #[arg(long)]
         no_sandbox: bool,
+        /// The seed of the scenario's random choices (printed; the same seed
+        /// plays the same scenario). Default: drawn at random.
+        #[arg(long)]
+        seed: Option<u32>,
+        /// The lab's subnet (default 198.18.0.0/24).
+        #[arg(long, value_parser = crate::lab::file::subnet::parse)]
+        subnet: Option<crate::lab::file::Ipv4Net>,
+        #[command(flatten)]
+        class: ClassArgs,
         /// The program and its arguments (after `--`), run in its lab namespace.
-        #[arg(last = true, required = true)]
+        #[arg(last = true, required_unless_present = "class")]
         command: Vec<String>,
     },
     /// Print a node's output (its JSON events; `--stderr` for its diagnostics).
@@ -268,9 +281,24 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             duration,
             dir,
             no_sandbox,
+            seed,
+            subnet,
+            class,
             command,
         } => {
-            let (topology, path) = Topology::grading(&name, duration, &command, dir.as_deref())?;
+            if let Some(folder) = class.class.clone() {
+                return grade::class(&folder, &class, duration, seed, no_sandbox);
+            }
+            let seed = seed.unwrap_or_else(|| fastrand::u32(..));
+            let grade = BuiltinGrade {
+                name: &name,
+                duration: duration.unwrap_or(GradeSettings::DEFAULT_DURATION),
+                command: &command,
+                dir: dir.as_deref(),
+                seed,
+                subnet,
+            };
+            let (topology, path) = Topology::grading(&grade)?;
             let options = PlanOptions {
                 unconfined: no_sandbox,
                 ..PlanOptions::default()

@@ -18,6 +18,28 @@ pub struct GradeSection {
     /// The sdss node killed half-way through (default: the last sdss node, when
     /// there are at least two); `""` kills none.
     pub kill: Option<Spanned<String>>,
+    /// The seed of the scenario's random choices (the fake peers' IDs, the
+    /// ephemeral port range): the same seed plays the same scenario.
+    /// Default: one derived from the lab's name.
+    pub seed: Option<u32>,
+}
+
+/// What the built-in lab of `sdss lab grade` is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinGrade<'a> {
+    /// The lab's name.
+    pub name: &'a str,
+    /// How long the program is watched.
+    pub duration: Duration,
+    /// The program and its arguments.
+    pub command: &'a [String],
+    /// Its folder, when not the first argument's.
+    pub dir: Option<&'a Path>,
+    /// The scenario's seed.
+    pub seed: u32,
+    /// The lab's subnet, when not the default (labs graded at once each
+    /// get their own).
+    pub subnet: Option<super::Ipv4Net>,
 }
 
 /// Name of the lab's grading probe node, added to labs with graded nodes.
@@ -28,26 +50,28 @@ pub const MIN_GRADE_DURATION: Duration = Duration::from_secs(12);
 
 impl Topology {
     /// The built-in lab of `sdss lab grade`: three sdss nodes (one killed
-    /// half-way) beside the program `command` (its folder `dir`), graded for `duration`, with
+    /// half-way) beside the program, graded for its duration, with
     /// measurements short enough for the run. A lab file like any other,
     /// so it is checked like one; its path names it in errors.
-    pub fn grading(
-        name: &str,
-        duration: Duration,
-        command: &[String],
-        dir: Option<&Path>,
-    ) -> Result<(Topology, PathBuf), TopologyError> {
+    pub fn grading(grade: &BuiltinGrade<'_>) -> Result<(Topology, PathBuf), TopologyError> {
         let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
-        let argv: Vec<String> = command.iter().map(|a| quote(a)).collect();
+        let argv: Vec<String> = grade.command.iter().map(|a| quote(a)).collect();
         let text = format!(
-            "name = {}\n[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n\
-             [grade]\nduration = {}\n\
+            "name = {}\n{}[defaults]\nrefresh_every = 2\n[verify]\nsamples = 2\nwarmup = 1\n\
+             [grade]\nduration = {}\nseed = {}\n\
              [[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n\
              [[node]]\nname = \"student\"\ncommand = [{}]\ngrade = true\n{}",
-            quote(name),
-            quote(&crate::units::format_duration(duration)),
+            quote(grade.name),
+            grade
+                .subnet
+                .map(|net| format!("subnet = {}\n", quote(&net.to_string())))
+                .unwrap_or_default(),
+            quote(&crate::units::format_duration(grade.duration)),
+            grade.seed,
             argv.join(", "),
-            dir.map(|d| format!("dir = {}\n", quote(&d.to_string_lossy())))
+            grade
+                .dir
+                .map(|d| format!("dir = {}\n", quote(&d.to_string_lossy())))
                 .unwrap_or_default()
         );
         let path = PathBuf::from("(the built-in lab of sdss lab grade)");

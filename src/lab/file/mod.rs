@@ -27,7 +27,7 @@ mod sandbox;
 pub mod subnet;
 pub mod timeline;
 
-pub use grading::{GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
+pub use grading::{BuiltinGrade, GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
 pub use hosts::HostSection;
 pub(crate) use link::shaped_section;
 pub use link::{LinkShape, MAX_DELAY, SHAPE_KEYS};

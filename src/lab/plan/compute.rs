@@ -228,7 +228,11 @@ fn grade_settings(topology: &Topology, lab: &str, nodes: &[NodePlan]) -> Option<
             .grade
             .duration
             .map_or(GradeSettings::DEFAULT_DURATION, |d| d.0);
-        GradeSettings::new(lab, duration, kill)
+        let seed = topology
+            .grade
+            .seed
+            .unwrap_or_else(|| GradeSettings::seed_of(lab));
+        GradeSettings::new(duration, kill, seed)
     })
 }
 

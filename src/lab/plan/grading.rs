@@ -37,6 +37,10 @@ pub struct GradeSettings {
     /// The ephemeral port range set in graded nodes' namespaces: a port chosen
     /// by the OS for `bind(port 0)` falls inside it, a hard-coded one rarely does.
     pub port_range: (u16, u16),
+    /// The seed of the scenario's random choices: the port range, the fake
+    /// peers' IDs. Printed, so that a regrade can play the same scenario.
+    #[serde(default)]
+    pub seed: u32,
 }
 
 impl GradeSettings {
@@ -67,13 +71,17 @@ impl GradeSettings {
     /// Default length of a grading run: long enough for two refreshes per peer.
     pub const DEFAULT_DURATION: Duration = Duration::from_secs(24);
 
+    /// The seed a lab without one gets: its name's hash, so that a lab file
+    /// plays the same scenario every time.
+    pub fn seed_of(lab: &str) -> u32 {
+        lab.bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+    }
+
     /// The scenario for a lab, its steps spread over `duration`.
-    pub fn new(lab: &str, duration: Duration, kill: Option<String>) -> GradeSettings {
-        // A per-lab range, so that no fixed port is inside every lab's range.
-        let hash = lab
-            .bytes()
-            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-        let low = 33_000 + (hash % 26) as u16 * 1000;
+    pub fn new(duration: Duration, kill: Option<String>, seed: u32) -> GradeSettings {
+        // A range per seed, so that no fixed port is inside every lab's range.
+        let low = 33_000 + (seed % 26) as u16 * 1000;
         GradeSettings {
             duration,
             silent_at: duration.mul_f64(0.25),
@@ -84,6 +92,7 @@ impl GradeSettings {
             kill,
             probe: crate::lab::file::PROBE_NODE.to_owned(),
             port_range: (low, low + 999),
+            seed,
         }
     }
 }

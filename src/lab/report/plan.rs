@@ -194,7 +194,7 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "grading {} for {}: silent peer at {}, {} joins at {}, malformed burst at {}, {}; ephemeral ports {}-{}",
+            "grading {} for {}: silent peer at {}, {} joins at {}, malformed burst at {}, {}; ephemeral ports {}-{}; seed {}",
             graded.join(", "),
             format_duration(g.duration),
             format_duration(g.silent_at),
@@ -203,7 +203,8 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             format_duration(g.burst_at),
             g.kill.as_ref().map_or("no node killed".to_owned(), |k| format!("{k} killed at {}", format_duration(g.kill_at))),
             g.port_range.0,
-            g.port_range.1
+            g.port_range.1,
+            g.seed
         );
     }
     let v = &plan.verify;

@@ -44,7 +44,9 @@ pub(super) async fn fake_peer(
         }
     }
     let message = Announcement {
-        id: NodeId::random(),
+        id: NodeId::seeded(&mut fastrand::Rng::with_seed(
+            u64::from(spec.seed) << 8 | kind as u64,
+        )),
         port,
     }
     .encode();

@@ -116,6 +116,7 @@ fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
         targets,
         duration: grading.duration,
         risky_from: grading.risky_from,
+        seed: grading.seed,
     };
     let start = state.nodes_started_at.unwrap_or_else(wall_now);
     RunningProbe::start(&ns, spec, start).map_err(|e| LabError::Probe(e.to_string()))

@@ -40,6 +40,8 @@ pub struct ProbeSpec {
     /// every step of the scenario, so that none is judged on a server the lab
     /// itself broke.
     pub risky_from: Duration,
+    /// The scenario's seed: the fake peers' IDs come from it.
+    pub seed: u32,
 }
 
 /// One datagram heard on the lab link.
