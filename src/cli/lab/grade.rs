@@ -38,6 +38,7 @@ pub(super) struct ClassArgs {
 
 /// Grades the class in `folder`.
 pub(super) fn class(
+    name: &str,
     folder: &Path,
     args: &ClassArgs,
     duration: Option<Duration>,
@@ -57,6 +58,7 @@ pub(super) fn class(
         duration,
         unconfined,
         sdss: std::env::current_exe().context("locating the sdss executable")?,
+        lab_prefix: name.to_owned(),
     };
     let class = Class::prepare(&options)?;
     eprintln!(

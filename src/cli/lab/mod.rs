@@ -207,7 +207,8 @@ enum LabCommand {
         /// Print the report, checklist included, as one JSON document.
         #[arg(long)]
         json: bool,
-        /// The lab's name (namespaces `sdss-<name>-*`).
+        /// The lab's name (namespaces `sdss-<name>-*`); with --class, the
+        /// labs are `<name>x<number>`.
         #[arg(long, default_value_t = format!("grade{}", std::process::id()))]
         name: String,
         /// How long the program is watched (at least 12s).
@@ -287,7 +288,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             command,
         } => {
             if let Some(folder) = class.class.clone() {
-                return grade::class(&folder, &class, duration, seed, no_sandbox);
+                return grade::class(&name, &folder, &class, duration, seed, no_sandbox);
             }
             let seed = seed.unwrap_or_else(|| fastrand::u32(..));
             let grade = BuiltinGrade {

@@ -75,6 +75,8 @@ pub struct ClassOptions {
     pub unconfined: bool,
     /// The sdss executable.
     pub sdss: std::path::PathBuf,
+    /// Lab names are this, `x` and the submission's number.
+    pub lab_prefix: String,
 }
 
 /// Failures of a class run.
@@ -148,7 +150,7 @@ impl Class {
             duration,
             timeout,
             unconfined: options.unconfined,
-            lab_prefix: format!("class{}x", std::process::id()),
+            lab_prefix: format!("{}x", options.lab_prefix),
         };
         Ok(Class {
             file,
