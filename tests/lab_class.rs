@@ -1,7 +1,9 @@
 //! Grading a class: `sdss lab grade --class DIR` over folders made of the
 //! fixtures of `tests/grade/`. A program's verdicts in a class run, labs at
 //! once, are the ones it gets alone (one lab at a time); a result is kept
-//! and reused; a grading past its time bound is stopped, its lab removed.
+//! and reused; a grading past its time bound is stopped, its lab removed; a
+//! submission that floods, forks and crashes stalls no one; Ctrl-C stops
+//! every lab and leaves nothing behind.
 
 mod lab_support;
 
@@ -164,4 +166,91 @@ fn a_grading_past_its_time_bound_is_stopped_its_lab_removed_and_the_class_goes_o
     for index in 0..2 {
         assert_clean(&format!("{name}x{index}"), Some("solution.py"));
     }
+}
+
+#[test]
+fn an_unruly_submission_gets_its_findings_and_stalls_no_one() {
+    let Some(_alone) = one_at_a_time("an_unruly_submission_gets_its_findings_and_stalls_no_one")
+    else {
+        return;
+    };
+    let scratch = Scratch::new("class-unruly");
+    let dir = class(
+        &scratch,
+        &[("alice", "correct.py"), ("unruly", "unruly.py")],
+    );
+    let name = unique("gcu");
+    let output = run(&[
+        "lab",
+        "grade",
+        "--class",
+        dir.to_str().unwrap(),
+        "--name",
+        &name,
+        "--jobs",
+        "3",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let graded = results(&dir.join(".grades"));
+    let by = |name: &str| graded.iter().find(|r| r.submission == name).unwrap();
+    assert_eq!(by("alice").failed().count(), 0, "{:?}", by("alice"));
+    let unruly = by("unruly");
+    assert!(
+        unruly.findings.is_empty(),
+        "graded, not stopped: {unruly:?}"
+    );
+    let alive = unruly.check("process.alive").unwrap();
+    assert_eq!(format!("{:?}", alive.verdict), "Fail", "{alive:?}");
+    assert!(alive.evidence.contains("unruly crashes"), "{alive:?}");
+    for index in 0..3 {
+        assert_clean(&format!("{name}x{index}"), Some("solution.py"));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_every_lab_of_a_class_run_and_leaves_nothing_behind() {
+    let Some(_alone) =
+        one_at_a_time("ctrl_c_stops_every_lab_of_a_class_run_and_leaves_nothing_behind")
+    else {
+        return;
+    };
+    let scratch = Scratch::new("class-int");
+    let dir = class(&scratch, &[("alice", "correct.py"), ("bob", "correct.py")]);
+    let name = unique("gci");
+    let child = sdss()
+        .args(["lab", "grade", "--class", dir.to_str().unwrap()])
+        .args(["--name", &name, "--jobs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both labs up: their namespaces exist.
+    let prefix = format!("sdss-{name}x");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while namespaces(&prefix)
+        .iter()
+        .filter(|n| n.ends_with("-student"))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the labs never came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("interrupted"), "{}", text(&output));
+    for index in 0..3 {
+        assert_clean(&format!("{name}x{index}"), Some("solution.py"));
+    }
+    // Nothing half-graded is kept: the next run grades both.
+    let graded = results(&dir.join(".grades"));
+    assert!(graded.iter().all(|r| r.submission == "empty"), "{graded:?}");
 }

@@ -133,6 +133,10 @@ pub async fn grade_class(
     let seed_file = run.results.join("seed");
     std::fs::write(&seed_file, format!("{}\n", run.seed)).map_err(write_error(&seed_file))?;
 
+    // A result that cannot be kept stops the run, as Ctrl-C does: the
+    // graders running remove their labs before the error is returned.
+    let stop = cancel.child_token();
+    let cancel = &stop;
     let slots = Arc::new(Semaphore::new(run.jobs.max(1)));
     let free_subnets = Arc::new(std::sync::Mutex::new(
         (0..run.jobs.max(1)).collect::<Vec<_>>(),
@@ -143,45 +147,64 @@ pub async fn grade_class(
         if !run.force {
             if let Some(result) = read_result(&file).filter(|r| r.seed == run.seed) {
                 progress.finished(&result, true);
-                graded.push(futures::future::Either::Left(async move { Some(result) }));
+                graded.push(futures::future::Either::Left(async move {
+                    (Some(result), true)
+                }));
                 continue;
             }
         }
         let slots = slots.clone();
         let free_subnets = free_subnets.clone();
         graded.push(futures::future::Either::Right(async move {
-            let _permit = tokio::select! {
-                permit = slots.acquire_owned() => permit.ok()?,
-                () = cancel.cancelled() => return None,
+            let graded = async {
+                let _permit = tokio::select! {
+                    permit = slots.acquire_owned() => permit.ok()?,
+                    () = cancel.cancelled() => return None,
+                };
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                let slot = free_subnets.lock().ok()?.pop().unwrap_or(0);
+                let lab = format!("{}{index}", run.lab_prefix);
+                progress.started(&submission.name, &lab);
+                let started = Instant::now();
+                let mut result =
+                    grade_one(run, submission, &lab, slot, requirements, weights, cancel).await;
+                if let Ok(mut free) = free_subnets.lock() {
+                    free.push(slot);
+                }
+                result.elapsed_s = started.elapsed().as_secs_f64();
+                if cancel.is_cancelled() {
+                    // A grading cut short is not a result: the next run grades it.
+                    return None;
+                }
+                Some(result)
             };
-            if cancel.is_cancelled() {
-                return None;
-            }
-            let slot = free_subnets.lock().ok()?.pop().unwrap_or(0);
-            let lab = format!("{}{index}", run.lab_prefix);
-            progress.started(&submission.name, &lab);
-            let started = Instant::now();
-            let mut result =
-                grade_one(run, submission, &lab, slot, requirements, weights, cancel).await;
-            if let Ok(mut free) = free_subnets.lock() {
-                free.push(slot);
-            }
-            result.elapsed_s = started.elapsed().as_secs_f64();
-            if cancel.is_cancelled() {
-                // A grading cut short is not a result: the next run grades it.
-                return None;
-            }
-            Some(result)
+            (graded.await, false)
         }));
     }
+    // As each ends, not in order: a result is kept the moment it is known.
     let mut results = Vec::new();
-    let mut pending = futures::stream::FuturesOrdered::from_iter(graded);
+    let mut failed = None;
+    let mut pending = futures::stream::FuturesUnordered::from_iter(graded);
     use futures::StreamExt;
-    while let Some(result) = pending.next().await {
+    while let Some((result, reused)) = pending.next().await {
         let Some(result) = result else { continue };
-        write_result(&result_path(&run.results, &result.submission), &result)?;
+        if !reused {
+            if let Err(e) = write_result(&result_path(&run.results, &result.submission), &result) {
+                cancel.cancel();
+                failed.get_or_insert(e);
+                continue;
+            }
+            progress.finished(&result, false);
+        }
         results.push(result);
     }
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let order = |r: &SubmissionResult| submissions.iter().position(|s| s.name == r.submission);
+    results.sort_by_key(order);
     Ok(results)
 }
 

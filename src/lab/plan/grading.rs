@@ -96,3 +96,27 @@ impl GradeSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::NodeId;
+
+    #[test]
+    fn a_seed_plays_the_same_scenario_and_another_seed_another() {
+        let one = GradeSettings::new(Duration::from_secs(24), None, 7);
+        assert_eq!(one, GradeSettings::new(Duration::from_secs(24), None, 7));
+        let ports: std::collections::BTreeSet<(u16, u16)> = (0..40)
+            .map(|seed| GradeSettings::new(Duration::from_secs(24), None, seed).port_range)
+            .collect();
+        assert!(ports.len() > 20, "{ports:?}");
+        let id = |seed| NodeId::seeded(&mut fastrand::Rng::with_seed(seed));
+        assert_eq!(id(7), id(7));
+        assert_ne!(id(7), id(8));
+        assert_eq!(id(7).as_str().len(), crate::protocol::ID_LEN);
+        assert_eq!(
+            GradeSettings::seed_of("grade"),
+            GradeSettings::seed_of("grade")
+        );
+    }
+}
