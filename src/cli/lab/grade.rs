@@ -34,6 +34,10 @@ pub(super) struct ClassArgs {
     /// Write Gradescope's results.json per submission, under DIR/NAME/.
     #[arg(long, value_name = "DIR", requires = "class")]
     pub gradescope: Option<PathBuf>,
+    /// Write one self-contained HTML page: the score distribution, the pass
+    /// rate per check and each submission's checklist with its evidence.
+    #[arg(long, value_name = "FILE", requires = "class")]
+    pub html: Option<PathBuf>,
 }
 
 /// Grades the class in `folder`.
@@ -112,6 +116,7 @@ pub(super) fn class(
     let outputs_asked = ClassOutputs {
         csv: args.csv.clone(),
         gradescope: args.gradescope.clone(),
+        html: args.html.clone(),
     };
     write_outputs(&class, &graded, &outputs_asked).context("writing the class's outputs")?;
     print!("{}", outputs::table(&graded));

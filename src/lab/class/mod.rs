@@ -4,11 +4,12 @@
 //! class folder -> [`file`] (`class.toml`) -> [`submissions`] (how each
 //! starts) -> [`run`] (labs at once, results kept as they come) ->
 //! [`score`] (weights, points) -> [`outputs`] (table, CSV, Gradescope,
-//! feedback).
+//! feedback) and [`page`] (the HTML page).
 
 pub mod bar;
 pub mod file;
 pub mod outputs;
+pub mod page;
 pub mod run;
 pub mod score;
 pub mod submissions;
@@ -173,6 +174,8 @@ pub struct ClassOutputs {
     pub csv: Option<std::path::PathBuf>,
     /// A folder of Gradescope `results.json`, one per submission.
     pub gradescope: Option<std::path::PathBuf>,
+    /// The HTML page: distribution, pass rate per check, each checklist.
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// Writes the feedback files and the outputs asked for.
@@ -187,6 +190,10 @@ pub fn write_outputs(
     }
     if let Some(dir) = &outputs.gradescope {
         write_gradescope(dir, graded, &class.weights())?;
+    }
+    if let Some(path) = &outputs.html {
+        let text = page::page(graded, &class.requirements, class.run.seed);
+        std::fs::write(path, text)?;
     }
     Ok(())
 }

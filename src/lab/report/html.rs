@@ -18,9 +18,9 @@ use super::{emulator_lines, Report};
 /// Failed pairs listed with their reasons, at most (the heat maps show all).
 const LISTED_FAILURES: usize = 100;
 
-/// The page's stylesheet: a constant of this file, so the one text put in
-/// the page unescaped (CSS is no HTML text).
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}\
+/// The page's stylesheet, shared with the class page: a constant, so the one
+/// text put in a page unescaped (CSS is no HTML text).
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}\
 h1{margin-bottom:4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}\
 .pass{color:#276749;font-weight:bold}.fail{color:#c53030;font-weight:bold}.warn{color:#b7791f;font-weight:bold}\
 .maps{display:flex;flex-wrap:wrap;gap:24px}.maps figure{margin:0}figcaption{font-weight:bold;margin-bottom:4px}\

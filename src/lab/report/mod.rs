@@ -9,7 +9,7 @@ mod fixtures;
 pub mod graph;
 pub mod html;
 mod links;
-mod markup;
+pub(crate) mod markup;
 mod plan;
 mod plots;
 pub mod progress;
