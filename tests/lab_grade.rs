@@ -305,3 +305,25 @@ fn a_client_stuck_on_the_silent_peer_is_reported_stuck_since_then() {
         );
     }
 }
+
+#[test]
+fn a_client_that_reaches_the_silent_peer_late_and_waits_there_is_stuck() {
+    let Some(list) = grade_alone(
+        "a_client_that_reaches_the_silent_peer_late_and_waits_there_is_stuck",
+        "gfrl",
+        "fragile_late_stuck.py",
+    ) else {
+        return;
+    };
+    // Behind on the broadcasts, it measured the sdss nodes after the silent
+    // peer appeared (t=6 s) and reached it only then, late in the run.
+    let silent = list.check("client.silent_peer").unwrap();
+    assert_eq!(silent.verdict, Verdict::Fail, "{}", list.render());
+    for part in [
+        "stuck since it connected to the silent peer at t=",
+        "that connection was still open at the end",
+        "connections to sdss nodes)",
+    ] {
+        assert!(silent.evidence.contains(part), "{part}: {}", list.render());
+    }
+}

@@ -52,10 +52,11 @@ pub(super) async fn fake_peer(
     .encode();
     let destination = SocketAddrV4::new(Ipv4Addr::BROADCAST, spec.broadcast_port);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The silent peer's connections: each with its client and when it opened.
     let mut held = Vec::new();
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
             _ = tick.tick() => {
                 if let Err(e) = sender.send_to(&message, destination).await {
                     lock(&log).errors.push(format!("{kind:?} peer announcing: {e}"));
@@ -65,11 +66,13 @@ pub(super) async fn fake_peer(
             }
             accepted = listener.accept() => {
                 let Ok((mut stream, SocketAddr::V4(from))) = accepted else { continue };
-                lock(&log).accepted.push((kind, *from.ip(), now()));
+                let at = now();
+                lock(&log).accepted.push((kind, *from.ip(), at));
                 match kind {
                     FakePeer::Silent => {
-                        if held.len() < SILENT_HOLD {
-                            held.push(stream);
+                        // Off the runtime: only read once, at the end.
+                        if let (true, Ok(stream)) = (held.len() < SILENT_HOLD, stream.into_std()) {
+                            held.push((stream, *from.ip(), at));
                         }
                     }
                     FakePeer::Joiner => {
@@ -81,6 +84,28 @@ pub(super) async fn fake_peer(
                     }
                 }
             }
+        }
+    }
+    let open: Vec<_> = held
+        .into_iter()
+        .filter(|(stream, _, _)| still_open(stream))
+        .map(|(_, from, at)| (from, at))
+        .collect();
+    lock(&log).silent_open.extend(open);
+}
+
+/// Whether the client of a held connection has not closed it: a read finds
+/// no end of stream (what it sent, if anything, is read and dropped).
+fn still_open(mut stream: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut sink = [0u8; 512];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
         }
     }
 }
@@ -131,5 +156,26 @@ pub(super) async fn burst(spec: ProbeSpec, log: Shared) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_connection_is_open_until_its_client_closes_it() {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (held, _) = listener.accept().unwrap();
+        held.set_nonblocking(true).unwrap();
+        assert!(still_open(&held));
+        // What the client wrote is read and dropped: it still waits.
+        std::io::Write::write_all(&mut client, b"1800000000.0").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(still_open(&held));
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!still_open(&held));
     }
 }

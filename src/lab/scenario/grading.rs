@@ -202,6 +202,12 @@ pub fn assemble(plan: &Plan, log: &ProbeLog, lab: &LabSide) -> Vec<Observed> {
                 .filter(|(k, from, _)| *k == FakePeer::Silent && *from == me)
                 .map(|(_, _, t)| *t)
                 .collect(),
+            silent_peer_open: log
+                .silent_open
+                .iter()
+                .filter(|(from, _)| *from == me)
+                .map(|(_, t)| *t)
+                .collect(),
             samples: log.samples.get(&node.name).cloned().unwrap_or_default(),
             exited,
             // A graded node runs confined unless the lab turned that off.

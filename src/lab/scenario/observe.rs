@@ -157,6 +157,10 @@ pub struct Observed {
     pub self_connections: usize,
     /// When it connected to the silent peer.
     pub silent_peer_connections: Vec<f64>,
+    /// When each of its connections to the silent peer still open at the end
+    /// was made: the silent peer never answers nor closes, so it was still
+    /// waiting on them.
+    pub silent_peer_open: Vec<f64>,
     /// Readings of its process tree.
     pub samples: Vec<ProcessSample>,
     /// How it ended before the lab stopped it (`None`: still running at the end).

@@ -102,6 +102,10 @@ pub struct ProbeLog {
     pub probes: HashMap<String, Vec<Probe>>,
     /// Connections accepted by the probe's peers: which peer, from where, when.
     pub accepted: Vec<(FakePeer, Ipv4Addr, f64)>,
+    /// The silent peer's connections still open when it stopped (by whom,
+    /// since when): their clients were still waiting on it.
+    #[serde(default)]
+    pub silent_open: Vec<(Ipv4Addr, f64)>,
     /// When the joining peer announced itself.
     pub joiner_broadcasts: Vec<f64>,
     /// Readings of each target's processes.

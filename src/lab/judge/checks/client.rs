@@ -208,6 +208,14 @@ pub(super) fn steps(seen: &Observed) -> Vec<(String, f64)> {
     steps
 }
 
+/// How long a connection to the silent peer, still open at the end and
+/// followed by no other, must have been open for its client to be called
+/// stuck on it: past a short, bounded wait (sdss gives up after 2 s,
+/// `tests/grade/correct.py` after 3 s) with a settle for each end of it (the
+/// connect, the close) to be seen. The run is too short to wait for a
+/// refresh period instead (see [`stuck`]) when a client reaches it late.
+const STUCK_OPEN_SECS: f64 = 2.0 * SETTLE_SECS + 2.0;
+
 /// A client that stopped connecting to anyone during the run.
 pub(super) struct Stuck {
     /// The step it did not get past, and when.
@@ -216,16 +224,14 @@ pub(super) struct Stuck {
     last_at: f64,
     /// To whom.
     last_to: String,
+    /// How long that connection had been open at the end, when it was to the
+    /// silent peer and still open.
+    waiting: Option<f64>,
 }
 
-/// When its client stopped for good: it connected, then made no connection
-/// after some step although the run went on. The step named is the silent
-/// peer when that is whom it last connected to, else the first step after
-/// its last connection.
-pub(super) fn stuck(seen: &Observed) -> Option<Stuck> {
-    // (when, to whom, whether to the silent peer)
-    let (last_at, last_to, to_silent) = seen
-        .observers
+/// Its last connection: when, to whom, whether to the silent peer.
+fn last_connection(seen: &Observed) -> Option<(f64, String, bool)> {
+    seen.observers
         .iter()
         .flat_map(|o| o.connections.iter().map(|t| (*t, o.name.clone(), false)))
         .chain(
@@ -233,19 +239,78 @@ pub(super) fn stuck(seen: &Observed) -> Option<Stuck> {
                 .iter()
                 .map(|t| (*t, "the silent peer".to_owned(), true)),
         )
-        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// How long its last connection had been open at the end, when it was to the
+/// silent peer and still open.
+fn waiting_on_silent(seen: &Observed, last_at: f64) -> Option<f64> {
+    seen.silent_peer_open
+        .contains(&last_at)
+        .then_some(seen.timeline.ended_at - last_at)
+}
+
+/// Its last connection, to the silent peer, still open at the end: too
+/// young to call it stuck, yet older than sdss's own 2 s wait (younger, it
+/// says nothing). When it was made, and its age.
+fn too_young(seen: &Observed) -> Option<(f64, f64)> {
+    let (last_at, _, _) = last_connection(seen)?;
+    let age = waiting_on_silent(seen, last_at)?;
+    (age >= 2.0 * SETTLE_SECS && stuck(seen).is_none()).then_some((last_at, age))
+}
+
+/// When its client stopped for good: it connected, then made no connection
+/// after some step although the run went on, or it was still waiting on the
+/// silent peer at the end, long enough ([`STUCK_OPEN_SECS`]), connected to
+/// nobody since. The step named is the silent peer when that is whom it last
+/// connected to, else the first step after its last connection.
+pub(super) fn stuck(seen: &Observed) -> Option<Stuck> {
+    let (last_at, last_to, to_silent) = last_connection(seen)?;
     let steps = steps(seen);
     let since = match seen.timeline.silent_at {
         Some(at) if to_silent => steps.iter().find(|(_, t)| *t == at),
         _ => steps.iter().find(|(_, t)| *t >= last_at),
     }?;
-    // It had time to connect again: a refresh period and more.
+    let waiting = waiting_on_silent(seen, last_at);
+    // It had time to connect again: a refresh period and more; or it still
+    // waits, past any bounded wait, on the silent peer.
     let quiet = seen.timeline.ended_at - last_at.max(since.1);
-    (quiet >= 2.0 * SETTLE_SECS + 4.0).then(|| Stuck {
-        since: since.clone(),
-        last_at,
-        last_to,
+    (quiet >= 2.0 * SETTLE_SECS + 4.0 || waiting.is_some_and(|w| w >= STUCK_OPEN_SECS)).then(|| {
+        Stuck {
+            since: since.clone(),
+            last_at,
+            last_to,
+            waiting,
+        }
     })
+}
+
+/// What a stuck client's evidence says: since when, and on what.
+fn stuck_text(s: &Stuck, seen: &Observed) -> String {
+    let late = seen
+        .timeline
+        .silent_at
+        .filter(|at| s.since.1 == *at && s.last_at > at + SETTLE_SECS);
+    let mut text = match late {
+        // It measured others after the silent peer appeared, then reached it.
+        Some(_) => format!(
+            "stuck since it connected to the silent peer at {}: its last connection, none since",
+            secs(s.last_at, seen)
+        ),
+        None => format!(
+            "stuck since {} at {}: its last connection was to {} at {}, none since",
+            s.since.0,
+            secs(s.since.1, seen),
+            s.last_to,
+            secs(s.last_at, seen)
+        ),
+    };
+    if let Some(w) = s.waiting {
+        text.push_str(&format!(
+            "; that connection was still open at the end, {w:.1} s later"
+        ));
+    }
+    text
 }
 
 /// Whether it still broadcast, served and measured others after `event`.
@@ -293,25 +358,34 @@ pub(super) fn survives(
         .filter(|o| o.killed_at.is_none_or(|k| k > after))
         .map(|o| o.connections.iter().filter(|t| **t > after).count())
         .sum();
+    let stuck_here = stuck(seen).filter(|s| s.since.1 <= at);
     if measured > 0 {
         fine.push(format!("{measured} connections to sdss nodes"));
-    } else {
-        broken.push(match stuck(seen).filter(|s| s.since.1 <= at) {
-            Some(s) => format!(
-                "stuck since {} at {}: its last connection was to {} at {}, none since",
-                s.since.0,
-                secs(s.since.1, seen),
-                s.last_to,
-                secs(s.last_at, seen)
-            ),
-            None => "it measured no other node afterwards".to_owned(),
-        });
+    }
+    match stuck_here {
+        // Stuck on this step, even after measuring others since it: a client
+        // that was behind reaches it late.
+        Some(s) if measured == 0 || s.since.1 == at => broken.push(stuck_text(&s, seen)),
+        _ if measured == 0 => broken.push("it measured no other node afterwards".to_owned()),
+        _ => {}
     }
     if let Some(how) = &seen.exited {
         broken.push(format!("it died ({how})"));
     }
     let since = format!("after {what} at {}", secs(at, seen));
-    if broken.is_empty() {
+    let young = too_young(seen).filter(|_| seen.timeline.silent_at == Some(at));
+    if let (true, Some((opened, age))) = (broken.is_empty(), young) {
+        check(
+            id,
+            title,
+            Verdict::Warn,
+            format!(
+                "{since}: {}, but its last connection, to the silent peer at {}, was still open at the end, {age:.1} s later: too young to tell whether it would give up",
+                fine.join(", "),
+                secs(opened, seen)
+            ),
+        )
+    } else if broken.is_empty() {
         check(
             id,
             title,

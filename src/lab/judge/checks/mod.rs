@@ -219,6 +219,7 @@ mod tests {
             listening: [PORT].into(),
             self_connections: 0,
             silent_peer_connections: vec![T0 + 6.1, T0 + 8.2, T0 + 12.3, T0 + 16.4],
+            silent_peer_open: Vec::new(),
             samples: (0..96)
                 .map(|i| ProcessSample {
                     at: T0 + i as f64 * 0.25,
@@ -546,6 +547,68 @@ mod tests {
         assert!(refresh
             .evidence
             .starts_with("one connection per 10.0 broadcasts"));
+    }
+
+    /// `correct()` whose client, behind on the broadcasts, measured the
+    /// others until it reached the silent peer at `at`, and nobody since;
+    /// `open`: it still waits on it at the end.
+    fn reached_late(at: f64, open: bool) -> Observed {
+        let mut seen = correct();
+        seen.silent_peer_connections = vec![at];
+        seen.silent_peer_open = if open { vec![at] } else { Vec::new() };
+        for o in &mut seen.observers {
+            o.connections.retain(|t| *t < at);
+        }
+        seen
+    }
+
+    #[test]
+    fn a_client_still_waiting_on_the_silent_peer_it_reached_late_is_stuck_there() {
+        // Reached at 16 s: 8 s of quiet said stuck, but it measured others
+        // after the silent peer appeared, and passed. At 19 s: 5 s of quiet
+        // say nothing, the connection still open at the end does.
+        for (at, waited) in [(16.0, "8.0"), (19.0, "5.0")] {
+            let list = grade(&reached_late(T0 + at, true));
+            let check = list.check("client.silent_peer").unwrap();
+            assert_eq!(check.verdict, Verdict::Fail, "{}", list.render());
+            let want = format!(
+                "stuck since it connected to the silent peer at t={at:.1}s: its last connection, none since; that connection was still open at the end, {waited} s later"
+            );
+            assert!(check.evidence.contains(&want), "{}", check.evidence);
+            assert!(check.evidence.contains("connections to sdss nodes)"));
+            // The later steps cost it nothing: it measured others after them.
+            for id in ["client.killed", "client.malformed"] {
+                assert_eq!(list.check(id).unwrap().verdict, Verdict::Pass, "{id}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_that_gave_up_on_the_silent_peer_is_not_stuck_on_it() {
+        // It timed out at 19 s and went on measuring the others.
+        let mut seen = correct();
+        seen.silent_peer_connections.push(T0 + 19.0);
+        assert!(failing(&seen).is_empty(), "{:?}", failing(&seen));
+        // Or it closed it and the run ended before its next connection.
+        assert!(failing(&reached_late(T0 + 19.0, false)).is_empty());
+    }
+
+    #[test]
+    fn a_connection_to_the_silent_peer_too_young_at_the_end_is_not_called_stuck() {
+        // Open 0.5 s at the end: an exchange may take that long.
+        let seen = reached_late(T0 + 23.5, true);
+        assert!(failing(&seen).is_empty(), "{:?}", failing(&seen));
+        // Open 2.5 s: longer than sdss waits, too short to be sure.
+        let list = grade(&reached_late(T0 + 21.5, true));
+        let check = list.check("client.silent_peer").unwrap();
+        assert_eq!(check.verdict, Verdict::Warn, "{}", list.render());
+        assert!(
+            check.evidence.contains(
+                "its last connection, to the silent peer at t=21.5s, was still open at the end, 2.5 s later: too young to tell"
+            ),
+            "{}",
+            check.evidence
+        );
     }
 
     #[test]
