@@ -6,76 +6,13 @@
 //! target directory, and in `$SDSS_TEST_REPORTS` when set, for CI's log.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
+mod lab_support;
+
+use lab_support::browser::{browse, chromium, console_errors};
 use sdss::lab::class::page::page;
 use sdss::lab::class::score::{Finding, FindingKind, SubmissionResult, Weights};
 use sdss::lab::judge::{Check, Verdict};
-
-/// The Chromium binary on PATH, if any.
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
-/// Runs headless Chromium on `page` with `extra` flags, in a fresh profile,
-/// killed after a minute.
-fn browse(browser: &Path, page: &Path, profile: &Path, extra: &[String]) -> Output {
-    let _ = std::fs::remove_dir_all(profile);
-    std::fs::create_dir_all(profile).unwrap();
-    let mut command = Command::new(browser);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            // Not in a private network namespace (no root here): no name
-            // resolves, so nothing the page or the browser asks for is fetched.
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().expect("starting chromium");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    // Read while it runs: a DOM beyond a pipe's 64 KiB would hold it.
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let output = match finished.recv_timeout(Duration::from_secs(60)) {
-        Ok(output) => output,
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            finished.recv().expect("the browser's reader")
-        }
-    };
-    output.unwrap()
-}
-
-fn console_errors(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.contains("Uncaught") || l.contains("ERROR:CONSOLE"))
-        .map(str::to_owned)
-        .collect()
-}
 
 fn requirements() -> Vec<(String, String)> {
     ["server.utc", "server.encoding", "client.prompt"]

@@ -6,73 +6,10 @@
 
 mod lab_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
+use lab_support::browser::{browse, chromium, console_errors};
 use lab_support::*;
-
-/// The Chromium binary on PATH, if any.
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
-/// Runs headless Chromium on `page` with `extra` flags, in a fresh profile,
-/// killed after a minute.
-fn browse(browser: &Path, page: &Path, profile: &Path, extra: &[String]) -> Output {
-    let _ = std::fs::remove_dir_all(profile);
-    std::fs::create_dir_all(profile).unwrap();
-    let mut command = Command::new(browser);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().expect("starting chromium");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    // Its output is read while it runs: a page's DOM beyond a pipe's 64 KiB
-    // held a browser that nobody read from until the time limit killed it.
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let output = match finished.recv_timeout(Duration::from_secs(60)) {
-        Ok(output) => output,
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            finished.recv().expect("the browser's reader")
-        }
-    };
-    output.unwrap()
-}
-
-fn console_errors(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.contains("Uncaught") || l.contains("ERROR:CONSOLE"))
-        .map(str::to_owned)
-        .collect()
-}
 
 #[test]
 fn the_five_node_report_renders_in_a_browser() {

@@ -6,6 +6,8 @@
 //! and as root; otherwise it prints why and skips.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
