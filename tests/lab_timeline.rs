@@ -128,7 +128,7 @@ within = "3s"
         expect.evidence
     );
     assert!(
-        rendered.contains("FAIL: 0 of 1 expectations held"),
+        rendered.trim_end().ends_with("0 of 1 expectations held") && rendered.contains("\nFAIL: "),
         "{rendered}"
     );
     assert_clean(&lab, Some(&emulator_of(&lab)));

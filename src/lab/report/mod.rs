@@ -429,15 +429,65 @@ impl Report {
             let _ = writeln!(out);
             out.push_str(&checklist.render());
         }
+        if let Some(line) = self.verdict_line() {
+            let _ = writeln!(out, "\n{line}");
+        }
         out
+    }
+
+    /// The last line of a report with more than pairs to judge: every part
+    /// that decides the exit code, so that its word and the exit code agree
+    /// ([`Report::ok`]). None for a lab of pairs alone, whose summary line
+    /// is that line.
+    pub fn verdict_line(&self) -> Option<String> {
+        let lost = self.hosts.as_ref().map_or(0, |h| h.lost.len());
+        if self.timeline.is_none() && self.links.is_none() && self.grading.is_empty() && lost == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.grading.is_empty() {
+            let s = &self.summary;
+            parts.push(format!("{} of {} pairs pass", s.passed, s.pairs));
+        } else {
+            let passed = self.grading.iter().filter(|c| c.ok()).count();
+            parts.push(format!(
+                "{passed} of {} graded nodes fail no check",
+                self.grading.len()
+            ));
+        }
+        if let Some(timeline) = &self.timeline {
+            let failed = timeline.played.iter().filter(|p| p.error.is_some()).count();
+            if failed > 0 {
+                parts.push(format!("{failed} event(s) not played"));
+            }
+            let held = timeline.expects.iter().filter(|x| x.held).count();
+            parts.push(format!(
+                "{held} of {} expectations held",
+                timeline.expects.len()
+            ));
+        }
+        if let Some(links) = &self.links {
+            parts.push(format!(
+                "{} of {} links as asked",
+                links.pairs.len() - links.failed(),
+                links.pairs.len()
+            ));
+        }
+        if lost > 0 {
+            parts.push(format!("{lost} host(s) lost"));
+        }
+        let word = if self.ok() { "PASS" } else { "FAIL" };
+        Some(format!("{word}: {}", parts.join(", ")))
     }
 }
 
 /// The timeline's part of the report: events as played, each phase's delays,
 /// each expectation with its evidence.
 fn render_timeline(timeline: &TimelineVerdicts) -> String {
-    let mut out =
-        String::from("\ntimeline (the table above is the phase before the first event):\n");
+    let mut out = String::from(
+        "\ntimeline (the table above is the phase before the first event; later phases are \
+         shown for context: the expectations decide):\n",
+    );
     for played in &timeline.played {
         let took = played
             .took_ms
@@ -450,19 +500,16 @@ fn render_timeline(timeline: &TimelineVerdicts) -> String {
             .unwrap_or_default();
         let _ = writeln!(out, "  +{:.1} s  {}{took}{error}", played.at_s, played.what);
     }
+    // Context, not a verdict: no pass or FAIL word, which the exit code
+    // would not follow.
     for phase in &timeline.phases {
-        let verdict = if phase.failures.is_empty() {
-            "pass"
-        } else {
-            "FAIL"
-        };
         let _ = writeln!(
             out,
-            "  phase {} (after {}): {} of {} pairs within tolerance: {verdict}",
+            "  phase {} (after {}): {} of {} pairs within tolerance",
             phase.phase, phase.began, phase.passed, phase.judged
         );
         for failure in &phase.failures {
-            let _ = writeln!(out, "      {failure}");
+            let _ = writeln!(out, "      outside: {failure}");
         }
     }
     for expect in &timeline.expects {
@@ -478,8 +525,7 @@ fn render_timeline(timeline: &TimelineVerdicts) -> String {
     }
     let _ = writeln!(
         out,
-        "{}: {} of {} expectations held",
-        if timeline.ok() { "PASS" } else { "FAIL" },
+        "expectations: {} of {} held",
         timeline.expects.iter().filter(|x| x.held).count(),
         timeline.expects.len()
     );
@@ -489,6 +535,47 @@ fn render_timeline(timeline: &TimelineVerdicts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_line_and_the_exit_code_agree_when_a_pair_fails_and_nothing_is_expected() {
+        let plan =
+            Plan::from_text("name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let mut report = fixtures::report_for(&plan);
+        report.summary.failed = 1;
+        report.summary.passed = 1;
+        report.summary.pairs = 2;
+        // No expectation, so all of them "held": the pairs still decide.
+        report.timeline = Some(TimelineVerdicts::default());
+        assert!(!report.ok());
+        let rendered = report.render();
+        let last = rendered.trim_end().lines().last().unwrap();
+        assert_eq!(last, "FAIL: 1 of 2 pairs pass, 0 of 0 expectations held");
+        assert!(!rendered.contains("PASS: 0 of 0"), "{rendered}");
+        report.summary.failed = 0;
+        report.summary.passed = 2;
+        assert!(report.ok());
+        let rendered = report.render();
+        let last = rendered.trim_end().lines().last().unwrap();
+        assert_eq!(last, "PASS: 2 of 2 pairs pass, 0 of 0 expectations held");
+    }
+
+    #[test]
+    fn a_lab_of_pairs_alone_ends_with_its_summary_line() {
+        let plan =
+            Plan::from_text("name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let report = fixtures::report_for(&plan);
+        assert_eq!(report.verdict_line(), None);
+        let rendered = report.render();
+        assert!(
+            rendered
+                .trim_end()
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("FAIL: 2 pairs"),
+            "{rendered}"
+        );
+    }
 
     fn counters(forwarded: u64, late: u64, overflowed: u64) -> PortCounters {
         PortCounters {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::graph::describe_link;
 use crate::lab::file::backend::BackendChoice;
+use crate::lab::plan::backend::needs_netem;
 use crate::lab::plan::timeline::PairState;
 use crate::lab::plan::{Plan, Program};
 use crate::table::{Align, Table};
@@ -24,9 +25,11 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
         plan.subnet,
         plan.switch_netns
     );
+    // As `backend::settle` chooses: `auto` takes none only when nothing is
+    // injected and no event changes a link.
     let backend = match backend {
         BackendChoice::None => "none: veth links on a bridge, the file's delays not injected",
-        _ if plan.is_unimpaired() => {
+        BackendChoice::Auto if !needs_netem(BackendChoice::Auto, plan) => {
             "none (nothing to inject): veth links on a bridge in the switch namespace"
         }
         BackendChoice::Auto => {
@@ -301,4 +304,33 @@ fn cell(delay: std::time::Duration, overridden: bool) -> String {
 /// Whether a pair does more than a fixed delay, so its whole shape is listed.
 fn shaped(link: &crate::lab::plan::impairment::Impairment) -> bool {
     !link.jitter.is_zero() || link.is_shaped() || link.loss.mean() > 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::file::Topology;
+
+    fn backend_line(text: &str, choice: BackendChoice) -> String {
+        let path = Path::new("lab.toml");
+        let plan = Plan::new(&Topology::parse(path, text).unwrap(), path);
+        let shown = render_plan(&plan, Path::new("sdss"), choice);
+        shown.lines().nth(1).unwrap().to_owned()
+    }
+
+    #[test]
+    fn the_dry_run_names_the_backend_the_run_takes() {
+        let still = "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
+        let cut = format!("{still}[[event]]\nat = \"5s\"\naction = \"cut\"\nnode = \"b\"\n");
+        // No delay, but a cut to make: the run takes netem or the emulator.
+        let line = backend_line(&cut, BackendChoice::Auto);
+        assert!(line.starts_with("delay backend auto: netem"), "{line}");
+        let line = backend_line(still, BackendChoice::Auto);
+        assert!(line.starts_with("delay backend none (nothing"), "{line}");
+        let line = backend_line(still, BackendChoice::Emulator);
+        assert!(
+            line.starts_with("delay backend the userspace emulator"),
+            "{line}"
+        );
+    }
 }
