@@ -321,9 +321,36 @@ fn a_client_that_reaches_the_silent_peer_late_and_waits_there_is_stuck() {
     assert_eq!(silent.verdict, Verdict::Fail, "{}", list.render());
     for part in [
         "stuck since it connected to the silent peer at t=",
-        "that connection was still open at the end",
+        "that connection was still open at the end, 12.0 s later",
         "connections to sdss nodes)",
+        // It reached it less than 12 s before the end: the lab watched on.
+        "; the watch was extended by ",
     ] {
         assert!(silent.evidence.contains(part), "{part}: {}", list.render());
     }
+}
+
+#[test]
+fn a_client_that_gives_up_on_the_silent_peer_after_the_end_is_not_stuck() {
+    let Some(list) = grade_alone(
+        "a_client_that_gives_up_on_the_silent_peer_after_the_end_is_not_stuck",
+        "gfrt",
+        "fragile_slow_timeout.py",
+    ) else {
+        return;
+    };
+    // Behind as fragile_late_stuck.py, it reaches the silent peer late in the
+    // run and gives up on it 6 s later, past the run's end: the watch is
+    // extended until it does, and it is not called stuck there.
+    let silent = list.check("client.silent_peer").unwrap();
+    assert!(
+        silent.verdict != Verdict::Fail || !silent.evidence.contains("stuck"),
+        "{}",
+        list.render()
+    );
+    assert!(
+        !silent.evidence.contains("too young to tell"),
+        "{}",
+        list.render()
+    );
 }

@@ -71,6 +71,23 @@ impl GradeSettings {
     /// Default length of a grading run: long enough for two refreshes per peer.
     pub const DEFAULT_DURATION: Duration = Duration::from_secs(24);
 
+    /// How long a connection to the silent peer must stay open, its client
+    /// connected to nobody since, for that client to be called stuck on it:
+    /// past any timeout a client reasonably sets (students' code often has
+    /// `settimeout(5)` or `10`; sdss gives up after 2 s), with a settle for
+    /// the close to be seen. It is also the most the run is extended by: a
+    /// graded program still waiting on the silent peer at the end, on a
+    /// connection younger than this, is watched until it closes it or the
+    /// connection is this old (see [`GradeSettings::watched_for`]).
+    pub const STUCK_OPEN: Duration = Duration::from_secs(12);
+
+    /// The most a grading run may last: its duration, extended by at most
+    /// [`GradeSettings::STUCK_OPEN`] to tell whether a program waiting on the
+    /// silent peer at the end is stuck there.
+    pub fn watched_for(&self) -> Duration {
+        self.duration + Self::STUCK_OPEN
+    }
+
     /// The seed a lab without one gets: its name's hash, so that a lab file
     /// plays the same scenario every time.
     pub fn seed_of(lab: &str) -> u32 {

@@ -197,9 +197,10 @@ pub fn render_plan(plan: &Plan, sdss: &Path, backend: BackendChoice) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "grading {} for {}: silent peer at {}, {} joins at {}, malformed burst at {}, {}; ephemeral ports {}-{}; seed {}",
+            "grading {} for {} (up to {} more while one waits on the silent peer): silent peer at {}, {} joins at {}, malformed burst at {}, {}; ephemeral ports {}-{}; seed {}",
             graded.join(", "),
             format_duration(g.duration),
+            format_duration(crate::lab::plan::GradeSettings::STUCK_OPEN),
             format_duration(g.silent_at),
             crate::lab::scenario::grading::JOINER,
             format_duration(g.joined_at),

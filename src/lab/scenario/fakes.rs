@@ -52,11 +52,13 @@ pub(super) async fn fake_peer(
     .encode();
     let destination = SocketAddrV4::new(Ipv4Addr::BROADCAST, spec.broadcast_port);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut look = tokio::time::interval(LOOK_EVERY);
     // The silent peer's connections: each with its client and when it opened.
     let mut held = Vec::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = look.tick(), if kind == FakePeer::Silent => look_at(&mut held, &log),
             _ = tick.tick() => {
                 if let Err(e) = sender.send_to(&message, destination).await {
                     lock(&log).errors.push(format!("{kind:?} peer announcing: {e}"));
@@ -86,12 +88,79 @@ pub(super) async fn fake_peer(
             }
         }
     }
-    let open: Vec<_> = held
-        .into_iter()
-        .filter(|(stream, _, _)| still_open(stream))
-        .map(|(_, from, at)| (from, at))
+    // The silent peer's last look: those still open at the end.
+    if kind == FakePeer::Silent {
+        look_at(&mut held, &log);
+    }
+}
+
+/// How often the silent peer looks whether its clients closed what it holds.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
+
+/// The silent peer's look at the connections it holds: those their clients
+/// closed are let go (and logged, with when), the others are logged open.
+fn look_at(held: &mut Vec<(std::net::TcpStream, Ipv4Addr, f64)>, log: &Shared) {
+    let at = now();
+    let mut closed = Vec::new();
+    held.retain(|(stream, from, opened)| {
+        let open = still_open(stream);
+        if !open {
+            closed.push((*from, *opened, at));
+        }
+        open
+    });
+    let mut log = lock(log);
+    log.silent_closed.extend(closed);
+    log.silent_open = held.iter().map(|(_, from, at)| (*from, *at)).collect();
+}
+
+/// Once the run's duration is over (`end`, Unix seconds), watches each
+/// connection of a graded program to the silent peer still open then and
+/// younger than `spec.stuck_open`, until its client closes it or it is that
+/// old, at most until `start + spec.longest`, or until `stop`: a client with a
+/// long but bounded wait gives up on it, a stuck one never does (the lab's
+/// sdss nodes give up after 2 s: theirs are not waited for). Returns by how
+/// much the run was extended, if at all.
+pub(super) async fn watch_open(
+    spec: &ProbeSpec,
+    start: f64,
+    end: f64,
+    log: &Shared,
+    stop: &CancellationToken,
+) -> Option<f64> {
+    let old = spec.stuck_open.as_secs_f64();
+    let watched: Vec<(Ipv4Addr, f64)> = lock(log)
+        .silent_open
+        .iter()
+        .filter(|(from, at)| now() - at < old && spec.targets.iter().any(|t| t.address == *from))
+        .copied()
         .collect();
-    lock(&log).silent_open.extend(open);
+    let until = watched
+        .iter()
+        .map(|(_, at)| at + old)
+        .fold(end, f64::max)
+        .min(start + spec.longest.as_secs_f64());
+    if watched.is_empty() {
+        return None;
+    }
+    while now() < until {
+        // The silent peer's look tells which are still open.
+        let waiting = {
+            let log = lock(log);
+            watched
+                .iter()
+                .any(|c| log.silent_open.contains(c) && now() - c.1 < old)
+        };
+        if !waiting {
+            break;
+        }
+        let left = Duration::from_secs_f64((until - now()).max(0.0));
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(LOOK_EVERY.min(left)) => {}
+        }
+    }
+    Some((now() - end).max(0.0))
 }
 
 /// Whether the client of a held connection has not closed it: a read finds

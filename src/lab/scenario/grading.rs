@@ -30,7 +30,8 @@ pub struct RunningProbe {
 
 impl RunningProbe {
     /// Starts the probe in the namespace `ns`; it stops by itself after
-    /// `spec.duration` from `start` (Unix seconds).
+    /// `spec.duration` from `start` (Unix seconds), or up to
+    /// `spec.stuck_open` later while a program waits on its silent peer.
     pub fn start(ns: &File, spec: ProbeSpec, start: f64) -> io::Result<RunningProbe> {
         let cancel = CancellationToken::new();
         let token = cancel.clone();
@@ -53,6 +54,11 @@ impl RunningProbe {
         self.steps
             .send(step)
             .map_err(|_| io::Error::other("the grading probe has stopped"))
+    }
+
+    /// What stops it: cancelled, its thread ends at once.
+    pub fn stopper(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// Waits for its end and returns what it saw.
@@ -208,6 +214,12 @@ pub fn assemble(plan: &Plan, log: &ProbeLog, lab: &LabSide) -> Vec<Observed> {
                 .filter(|(from, _)| *from == me)
                 .map(|(_, t)| *t)
                 .collect(),
+            silent_peer_closed: log
+                .silent_closed
+                .iter()
+                .filter(|(from, _, _)| *from == me)
+                .map(|(_, opened, closed)| (*opened, *closed))
+                .collect(),
             samples: log.samples.get(&node.name).cloned().unwrap_or_default(),
             exited,
             // A graded node runs confined unless the lab turned that off.
@@ -215,7 +227,9 @@ pub fn assemble(plan: &Plan, log: &ProbeLog, lab: &LabSide) -> Vec<Observed> {
             limits_hit: lab.limits_hit.get(&node.name).cloned().unwrap_or_default(),
             timeline: Timeline {
                 started_at: lab.started_at,
-                ended_at: lab.ended_at,
+                // The probe watches on while a program waits on the silent peer.
+                ended_at: log.ended_at.map_or(lab.ended_at, |e| e.max(lab.ended_at)),
+                extended_by: log.extended_by,
                 joined: log.joined_at.map(|t| (JOINER.to_owned(), t)),
                 killed: lab.killed.clone(),
                 silent_at: log.silent_at,

@@ -153,13 +153,29 @@ impl Site for Local {
     }
 
     async fn finish(&mut self, plan: &Plan) -> Finished {
+        // The probe ends by itself at the end of its run, or up to
+        // GradeSettings::STUCK_OPEN later while a program waits on its silent
+        // peer: the nodes are looked at once it has. Its thread is joined off
+        // the async worker; this future dropped (the run cancelled), it stops.
+        let probe = match self.probe.take() {
+            Some(probe) => {
+                let stopper = probe.stopper().drop_guard();
+                let log = tokio::task::spawn_blocking(move || probe.finish())
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                stopper.disarm();
+                Some(log.map_err(|e| e.to_string()))
+            }
+            None => None,
+        };
         let mut finished = Finished {
             boxes: outcomes(&self.built.dir, plan),
+            probe,
             ..Finished::default()
         };
-        let Some(probe) = self.probe.take() else {
+        if finished.probe.is_none() {
             return finished;
-        };
+        }
         for node in plan.nodes.iter().filter(|n| n.grade) {
             let Some(child) = self.built.children.get_mut(&node.name) else {
                 continue;
@@ -177,9 +193,6 @@ impl Site for Local {
                 finished.limits_hit.insert(node.name.clone(), hit);
             }
         }
-        // The probe ends by itself at the end of its run: its thread is joined.
-        let log = tokio::task::block_in_place(|| probe.finish());
-        finished.probe = Some(log.map_err(|e| e.to_string()));
         finished
     }
 }

@@ -115,6 +115,8 @@ fn start_probe(built: &Built) -> Result<RunningProbe, LabError> {
         own,
         targets,
         duration: grading.duration,
+        stuck_open: crate::lab::plan::GradeSettings::STUCK_OPEN,
+        longest: grading.watched_for(),
         risky_from: grading.risky_from,
         seed: grading.seed,
     };
@@ -234,7 +236,11 @@ pub async fn run<S: Site>(
     let mut boxes = Vec::new();
     let mut probe = None;
     for site in sites.iter_mut() {
-        let finished = site.finish(plan).await;
+        // A graded run may go on there while a program waits on the silent peer.
+        let finished = tokio::select! {
+            _ = cancel.cancelled() => return Err(LabError::Cancelled),
+            finished = site.finish(plan) => finished,
+        };
         boxes.extend(finished.boxes);
         probe = probe.or(finished.probe);
         lab.exited.extend(finished.exited);

@@ -123,6 +123,9 @@ pub struct Timeline {
     pub started_at: f64,
     /// The lab stopped watching.
     pub ended_at: f64,
+    /// How long past the run's duration it watched, to tell whether a program
+    /// waiting on the silent peer at the end would give up on it.
+    pub extended_by: Option<f64>,
     /// The node that joined during the run, and when it was started.
     pub joined: Option<(String, f64)>,
     /// The node killed during the run, and when.
@@ -161,6 +164,9 @@ pub struct Observed {
     /// was made: the silent peer never answers nor closes, so it was still
     /// waiting on them.
     pub silent_peer_open: Vec<f64>,
+    /// Its connections to the silent peer it closed: when each was made, and
+    /// when the silent peer saw it closed (within a quarter of a second).
+    pub silent_peer_closed: Vec<(f64, f64)>,
     /// Readings of its process tree.
     pub samples: Vec<ProcessSample>,
     /// How it ended before the lab stopped it (`None`: still running at the end).

@@ -23,7 +23,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::fakes::{burst, fake_peer};
+use super::fakes::{burst, fake_peer, watch_open};
 use super::probe_log::{lock, now, FakePeer, Heard, ProbeLog, ProbeSpec, Shared, Target};
 use super::syn_watch;
 use crate::lab::builder::emulator::stamp::{control_buffer, kernel_stamp};
@@ -44,7 +44,9 @@ const PROBE_EVERY: Duration = Duration::from_millis(1500);
 /// Time between two readings of `/proc`.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// Runs the probe until `spec.duration` has passed since `start` (Unix
-/// seconds) or `cancel` fires. Must run inside the probe's namespace.
+/// seconds), and on while a program waits on the silent peer (see
+/// [`watch_open`]), or until `cancel` fires. Must run inside the probe's
+/// namespace.
 pub async fn run(
     spec: ProbeSpec,
     start: f64,
@@ -122,16 +124,23 @@ pub async fn run(
             },
         }
     }
+    // A program still waiting on the silent peer at the end is watched on.
+    let extended = match stop.is_cancelled() {
+        true => None,
+        false => watch_open(&spec, start, end, &log, &stop).await,
+    };
+    let ended_at = now();
     stop.cancel();
     while tasks.join_next().await.is_some() {}
     let mut log = lock(&log).clone();
+    (log.ended_at, log.extended_by) = (Some(ended_at), extended);
     for (target, handle) in watches {
         let syns = tokio::task::spawn_blocking(move || handle.join())
             .await
             .ok()
             .and_then(Result::ok);
         match syns {
-            Some(Ok(syns)) => count_self_connections(&mut log, &target, &syns),
+            Some(Ok(syns)) => syn_watch::count_self_connections(&mut log, &target, &syns),
             Some(Err(e)) => log
                 .errors
                 .push(format!("watching {}'s connections: {e}", target.name)),
@@ -142,21 +151,6 @@ pub async fn run(
         }
     }
     log
-}
-
-/// Adds to `log` each connection `target` opened to one of its own
-/// listening ports, as its SYN showed it (by the connection's source port,
-/// as the readings of `/proc` count them).
-fn count_self_connections(log: &mut ProbeLog, target: &Target, syns: &[syn_watch::Syn]) {
-    let listening = log.listening.get(&target.name).cloned().unwrap_or_default();
-    let own = syns
-        .iter()
-        .filter(|s| s.is_to_itself(target.address) && listening.contains(&s.to.1))
-        .map(|s| s.from.1);
-    log.self_connections
-        .entry(target.name.clone())
-        .or_default()
-        .extend(own);
 }
 
 /// The time left until `at` (Unix seconds), zero if past.

@@ -36,6 +36,13 @@ pub struct ProbeSpec {
     pub targets: Vec<Target>,
     /// How long to run.
     pub duration: Duration,
+    /// How long a connection to the silent peer still open at the end is
+    /// watched from its opening, to tell whether its client gives up on it.
+    pub stuck_open: Duration,
+    /// The most the run may last, extended so ([`GradeSettings::watched_for`]).
+    ///
+    /// [`GradeSettings::watched_for`]: crate::lab::plan::GradeSettings::watched_for
+    pub longest: Duration,
     /// From when the probes that may kill a fragile server are made: after
     /// every step of the scenario, so that none is judged on a server the lab
     /// itself broke.
@@ -102,10 +109,22 @@ pub struct ProbeLog {
     pub probes: HashMap<String, Vec<Probe>>,
     /// Connections accepted by the probe's peers: which peer, from where, when.
     pub accepted: Vec<(FakePeer, Ipv4Addr, f64)>,
-    /// The silent peer's connections still open when it stopped (by whom,
-    /// since when): their clients were still waiting on it.
+    /// The silent peer's connections open at its last look (by whom, since
+    /// when); once it stopped, those still open at the end: their clients
+    /// were still waiting on it.
     #[serde(default)]
     pub silent_open: Vec<(Ipv4Addr, f64)>,
+    /// The silent peer's connections their clients closed (by whom, since
+    /// when, when it saw them closed): they gave up on it.
+    #[serde(default)]
+    pub silent_closed: Vec<(Ipv4Addr, f64, f64)>,
+    /// When the probe stopped watching.
+    #[serde(default)]
+    pub ended_at: Option<f64>,
+    /// How long past the run's duration it watched, to tell whether a program
+    /// waiting on the silent peer at the end gives up on it.
+    #[serde(default)]
+    pub extended_by: Option<f64>,
     /// When the joining peer announced itself.
     pub joiner_broadcasts: Vec<f64>,
     /// Readings of each target's processes.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
-use super::probe_log::now;
+use super::probe_log::{now, ProbeLog, Target};
 use crate::lab::builder::netns::spawn_in;
 
 /// Most SYNs kept per program: a flood of them cannot grow the record.
@@ -73,6 +73,21 @@ pub fn watch(
         }
         Ok(syns)
     })
+}
+
+/// Adds to `log` each connection `target` opened to one of its own
+/// listening ports, as its SYN showed it (by the connection's source port,
+/// as the readings of `/proc` count them).
+pub(super) fn count_self_connections(log: &mut ProbeLog, target: &Target, syns: &[Syn]) {
+    let listening = log.listening.get(&target.name).cloned().unwrap_or_default();
+    let own = syns
+        .iter()
+        .filter(|s| s.is_to_itself(target.address) && listening.contains(&s.to.1))
+        .map(|s| s.from.1);
+    log.self_connections
+        .entry(target.name.clone())
+        .or_default()
+        .extend(own);
 }
 
 /// An IPv4 TCP segment with SYN set and ACK not (an opening), and its

@@ -210,11 +210,13 @@ pub(super) fn steps(seen: &Observed) -> Vec<(String, f64)> {
 
 /// How long a connection to the silent peer, still open at the end and
 /// followed by no other, must have been open for its client to be called
-/// stuck on it: past a short, bounded wait (sdss gives up after 2 s,
-/// `tests/grade/correct.py` after 3 s) with a settle for each end of it (the
-/// connect, the close) to be seen. The run is too short to wait for a
-/// refresh period instead (see [`stuck`]) when a client reaches it late.
-const STUCK_OPEN_SECS: f64 = 2.0 * SETTLE_SECS + 2.0;
+/// stuck on it: past any timeout a client reasonably sets (`settimeout(5)`,
+/// `10`: common in students' code; sdss gives up after 2 s,
+/// `tests/grade/correct.py` after 3 s). A 4 s threshold called stuck a client
+/// that reached the silent peer late with such a timeout; the run is extended
+/// instead (by the probe, at most this much) until each connection to the
+/// silent peer open at its end is closed by its client or this old.
+const STUCK_OPEN_SECS: f64 = crate::lab::plan::GradeSettings::STUCK_OPEN.as_secs_f64();
 
 /// A client that stopped connecting to anyone during the run.
 pub(super) struct Stuck {
@@ -229,6 +231,9 @@ pub(super) struct Stuck {
     waiting: Option<f64>,
 }
 
+/// How the silent peer is named as a client's last connection.
+const SILENT: &str = "the silent peer";
+
 /// Its last connection: when, to whom, whether to the silent peer.
 fn last_connection(seen: &Observed) -> Option<(f64, String, bool)> {
     seen.observers
@@ -237,7 +242,7 @@ fn last_connection(seen: &Observed) -> Option<(f64, String, bool)> {
         .chain(
             seen.silent_peer_connections
                 .iter()
-                .map(|t| (*t, "the silent peer".to_owned(), true)),
+                .map(|t| (*t, SILENT.to_owned(), true)),
         )
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
@@ -272,17 +277,59 @@ pub(super) fn stuck(seen: &Observed) -> Option<Stuck> {
         _ => steps.iter().find(|(_, t)| *t >= last_at),
     }?;
     let waiting = waiting_on_silent(seen, last_at);
-    // It had time to connect again: a refresh period and more; or it still
-    // waits, past any bounded wait, on the silent peer.
-    let quiet = seen.timeline.ended_at - last_at.max(since.1);
-    (quiet >= 2.0 * SETTLE_SECS + 4.0 || waiting.is_some_and(|w| w >= STUCK_OPEN_SECS)).then(|| {
-        Stuck {
-            since: since.clone(),
-            last_at,
-            last_to,
-            waiting,
-        }
+    // Still waiting on the silent peer: stuck once past any bounded wait.
+    // Else it had time to connect again: a refresh period and more since its
+    // last connection, or since it gave up on it when that was the silent peer.
+    let gave_up = to_silent.then(|| closed_at(seen, last_at)).flatten();
+    let quiet = seen.timeline.ended_at - gave_up.unwrap_or(last_at).max(since.1);
+    let stuck = match waiting {
+        Some(w) => w >= STUCK_OPEN_SECS,
+        None => quiet >= 2.0 * SETTLE_SECS + 4.0,
+    };
+    stuck.then(|| Stuck {
+        since: since.clone(),
+        last_at,
+        last_to,
+        waiting,
     })
+}
+
+/// When it closed its connection to the silent peer made at `opened`, if
+/// the silent peer saw it closed.
+fn closed_at(seen: &Observed, opened: f64) -> Option<f64> {
+    seen.silent_peer_closed
+        .iter()
+        .find(|(at, _)| *at == opened)
+        .map(|(_, closed)| *closed)
+}
+
+/// When the run was extended to watch it waiting on the silent peer at the
+/// run's planned end: by how much, and what that connection came to.
+fn extension_note(seen: &Observed) -> Option<String> {
+    let by = seen.timeline.extended_by?;
+    let planned_end = seen.timeline.ended_at - by;
+    let opened = seen
+        .silent_peer_connections
+        .iter()
+        .copied()
+        .filter(|at| *at < planned_end)
+        .max_by(f64::total_cmp)?;
+    let closed = closed_at(seen, opened);
+    // Only its own wait there is told: the run is extended for every program.
+    if closed.is_some_and(|c| c < planned_end)
+        || !seen.silent_peer_open.contains(&opened) && closed.is_none()
+    {
+        return None;
+    }
+    let mut note = format!("the watch was extended by {by:.1} s to tell");
+    if let Some(closed) = closed {
+        note.push_str(&format!(
+            ": it gave up on its connection to the silent peer of {} after {:.1} s",
+            secs(opened, seen),
+            closed - opened
+        ));
+    }
+    Some(note)
 }
 
 /// What a stuck client's evidence says: since when, and on what.
@@ -308,6 +355,11 @@ fn stuck_text(s: &Stuck, seen: &Observed) -> String {
     if let Some(w) = s.waiting {
         text.push_str(&format!(
             "; that connection was still open at the end, {w:.1} s later"
+        ));
+    } else if let Some(closed) = closed_at(seen, s.last_at).filter(|_| s.last_to == SILENT) {
+        text.push_str(&format!(
+            "; it gave up on that connection at {}",
+            secs(closed, seen)
         ));
     }
     text
@@ -373,7 +425,28 @@ pub(super) fn survives(
         broken.push(format!("it died ({how})"));
     }
     let since = format!("after {what} at {}", secs(at, seen));
-    let young = too_young(seen).filter(|_| seen.timeline.silent_at == Some(at));
+    let silent_step = seen.timeline.silent_at == Some(at);
+    let mut checked = judged(id, title, seen, since, broken, fine, silent_step);
+    if let Some(note) = extension_note(seen).filter(|_| silent_step) {
+        checked.evidence = format!("{}; {note}", checked.evidence);
+    }
+    checked
+}
+
+/// The verdict on a step: `broken` fails it, else a last connection to the
+/// silent peer still open and too young to tell (`silent_step`) warns.
+fn judged(
+    id: &str,
+    title: &str,
+    seen: &Observed,
+    since: String,
+    broken: Vec<String>,
+    fine: Vec<String>,
+    silent_step: bool,
+) -> Check {
+    // With the run extended, only a connection made during the extension
+    // may still be too young at its end.
+    let young = too_young(seen).filter(|_| silent_step);
     if let (true, Some((opened, age))) = (broken.is_empty(), young) {
         check(
             id,

@@ -220,6 +220,10 @@ mod tests {
             self_connections: 0,
             silent_peer_connections: vec![T0 + 6.1, T0 + 8.2, T0 + 12.3, T0 + 16.4],
             silent_peer_open: Vec::new(),
+            // It gives up on each after 3 s.
+            silent_peer_closed: [6.1, 8.2, 12.3, 16.4]
+                .map(|t| (T0 + t, T0 + t + 3.0))
+                .into(),
             samples: (0..96)
                 .map(|i| ProcessSample {
                     at: T0 + i as f64 * 0.25,
@@ -235,6 +239,7 @@ mod tests {
             timeline: Timeline {
                 started_at: T0,
                 ended_at: T0 + 24.0,
+                extended_by: None,
                 joined: Some(("joiner".into(), T0 + 8.0)),
                 killed: Some(("c".into(), T0 + 12.0)),
                 silent_at: Some(T0 + 6.0),
@@ -556,26 +561,39 @@ mod tests {
         let mut seen = correct();
         seen.silent_peer_connections = vec![at];
         seen.silent_peer_open = if open { vec![at] } else { Vec::new() };
+        seen.silent_peer_closed = Vec::new();
         for o in &mut seen.observers {
             o.connections.retain(|t| *t < at);
         }
         seen
     }
 
+    /// `reached_late(at, ..)` watched until `end` (from 24 s), where the run
+    /// was extended to tell whether it gives up on the silent peer; `closed`:
+    /// it did then.
+    fn watched_on(at: f64, end: f64, closed: Option<f64>) -> Observed {
+        let mut seen = reached_late(T0 + at, closed.is_none());
+        seen.silent_peer_closed = closed.map(|c| (T0 + at, T0 + c)).into_iter().collect();
+        seen.timeline.ended_at = T0 + end;
+        seen.timeline.extended_by = Some(end - 24.0);
+        seen
+    }
+
     #[test]
     fn a_client_still_waiting_on_the_silent_peer_it_reached_late_is_stuck_there() {
-        // Reached at 16 s: 8 s of quiet said stuck, but it measured others
-        // after the silent peer appeared, and passed. At 19 s: 5 s of quiet
-        // say nothing, the connection still open at the end does.
-        for (at, waited) in [(16.0, "8.0"), (19.0, "5.0")] {
-            let list = grade(&reached_late(T0 + at, true));
+        // Reached at 16 s or 19 s, still open 12 s later, when the run was
+        // extended to tell.
+        for (at, by) in [(16.0, "4.0"), (19.0, "7.0")] {
+            let list = grade(&watched_on(at, at + 12.0, None));
             let check = list.check("client.silent_peer").unwrap();
             assert_eq!(check.verdict, Verdict::Fail, "{}", list.render());
             let want = format!(
-                "stuck since it connected to the silent peer at t={at:.1}s: its last connection, none since; that connection was still open at the end, {waited} s later"
+                "stuck since it connected to the silent peer at t={at:.1}s: its last connection, none since; that connection was still open at the end, 12.0 s later"
             );
             assert!(check.evidence.contains(&want), "{}", check.evidence);
             assert!(check.evidence.contains("connections to sdss nodes)"));
+            let note = format!("; the watch was extended by {by} s to tell");
+            assert!(check.evidence.ends_with(&note), "{}", check.evidence);
             // The later steps cost it nothing: it measured others after them.
             for id in ["client.killed", "client.malformed"] {
                 assert_eq!(list.check(id).unwrap().verdict, Verdict::Pass, "{id}");
@@ -591,6 +609,44 @@ mod tests {
         assert!(failing(&seen).is_empty(), "{:?}", failing(&seen));
         // Or it closed it and the run ended before its next connection.
         assert!(failing(&reached_late(T0 + 19.0, false)).is_empty());
+        // Reached at 20 s, it gave up after 5 s (or 10 s: its timeout), in
+        // the run extended to tell, 6 s and more after its last connection.
+        for (timeout, by) in [(5.0, "1.3"), (10.0, "6.3")] {
+            let seen = watched_on(20.0, 20.0 + timeout + 0.3, Some(20.0 + timeout));
+            assert!(failing(&seen).is_empty(), "{:?}", failing(&seen));
+            let list = grade(&seen);
+            let check = list.check("client.silent_peer").unwrap();
+            assert_eq!(check.verdict, Verdict::Pass, "{}", list.render());
+            let note = format!(
+                "; the watch was extended by {by} s to tell: it gave up on its connection to the silent peer of t=20.0s after {timeout:.1} s"
+            );
+            assert!(check.evidence.ends_with(&note), "{}", check.evidence);
+        }
+        // The run extended for another program: nothing is said of it here.
+        let mut seen = correct();
+        seen.timeline.ended_at = T0 + 26.0;
+        seen.timeline.extended_by = Some(2.0);
+        let list = grade(&seen);
+        let check = list.check("client.silent_peer").unwrap();
+        assert_eq!(check.verdict, Verdict::Pass, "{}", list.render());
+        assert!(!check.evidence.contains("extended"), "{}", check.evidence);
+    }
+
+    #[test]
+    fn a_client_that_gave_up_on_the_silent_peer_and_connected_to_nobody_since_is_stuck() {
+        // It gave up at 13 s, then made no connection for 11 s.
+        let mut seen = reached_late(T0 + 10.0, false);
+        seen.silent_peer_closed = vec![(T0 + 10.0, T0 + 13.0)];
+        let list = grade(&seen);
+        let check = list.check("client.silent_peer").unwrap();
+        assert_eq!(check.verdict, Verdict::Fail, "{}", list.render());
+        assert!(
+            check
+                .evidence
+                .contains("none since; it gave up on that connection at t=13.0s"),
+            "{}",
+            check.evidence
+        );
     }
 
     #[test]
@@ -598,17 +654,17 @@ mod tests {
         // Open 0.5 s at the end: an exchange may take that long.
         let seen = reached_late(T0 + 23.5, true);
         assert!(failing(&seen).is_empty(), "{:?}", failing(&seen));
-        // Open 2.5 s: longer than sdss waits, too short to be sure.
-        let list = grade(&reached_late(T0 + 21.5, true));
-        let check = list.check("client.silent_peer").unwrap();
-        assert_eq!(check.verdict, Verdict::Warn, "{}", list.render());
-        assert!(
-            check.evidence.contains(
-                "its last connection, to the silent peer at t=21.5s, was still open at the end, 2.5 s later: too young to tell"
-            ),
-            "{}",
-            check.evidence
-        );
+        // Open 2.5 s or 8 s (the run not extended, as when the extension's
+        // bound came first): longer than sdss waits, too short to be sure.
+        for (at, age) in [(21.5, "2.5"), (16.0, "8.0")] {
+            let list = grade(&reached_late(T0 + at, true));
+            let check = list.check("client.silent_peer").unwrap();
+            assert_eq!(check.verdict, Verdict::Warn, "{}", list.render());
+            let want = format!(
+                "its last connection, to the silent peer at t={at:.1}s, was still open at the end, {age} s later: too young to tell"
+            );
+            assert!(check.evidence.contains(&want), "{}", check.evidence);
+        }
     }
 
     #[test]
