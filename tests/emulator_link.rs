@@ -388,7 +388,10 @@ fn netems_shapes_act_on_real_frames() {
     assert_eq!(got.len(), 40);
     assert!((0..20).all(|seq| got.iter().filter(|(s, _)| *s == seq).count() == 2));
 
-    // Corrupt 100%: every datagram written, every one dropped by a checksum.
+    // Corrupt 100%: every datagram written, each dropped by a checksum or
+    // the MAC unless its flipped bit is one of the 49 nobody checks (the
+    // source MAC, the group bit): 49 of 1136 bits, under one in 20 frames
+    // (seven or more of 20 has a chance under 1e-5).
     a_to_b(Impairment {
         corrupt: Chance::of(1.0),
         ..wire
@@ -402,7 +405,7 @@ fn netems_shapes_act_on_real_frames() {
         "corrupt 100%: 20 sent, {written} written, {} received",
         got.len()
     );
-    assert!(got.is_empty(), "{got:?}");
+    assert!(got.len() <= 6, "{got:?}");
     assert!(written >= 20, "{written}");
 
     // 8 Mbit/s and a limit of 5: a burst of 30 frames of 1000 bytes keeps
