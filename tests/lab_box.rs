@@ -371,6 +371,26 @@ fn memory_and_task_limits_are_hit_and_reported() {
 }
 
 #[test]
+fn a_program_that_wants_two_cpus_is_held_to_one_and_reported() {
+    if !sandboxed("a_program_that_wants_two_cpus_is_held_to_one_and_reported") {
+        return;
+    }
+    let boxed = Boxed::new("cpu", 8);
+    // Two processes spinning for 3 s in a box of one CPU: throttled in
+    // nearly every period, which a lone spinner is not.
+    let spin = "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do :; done";
+    let script = format!("({spin}) & ({spin}); wait");
+    let ran = boxed.run(&["sh", "-c", &script]);
+    assert!(ran.status.success(), "{}", ran.stderr);
+    let hits = boxed.hits();
+    assert!(
+        hits.iter()
+            .any(|h| h.limit == LimitKind::Cpu && h.text.contains("held to 1 CPU")),
+        "{hits:?}"
+    );
+}
+
+#[test]
 fn file_size_disk_and_open_file_limits_are_reported() {
     if !sandboxed("file_size_disk_and_open_file_limits_are_reported") {
         return;

@@ -41,8 +41,18 @@ pub struct Counters {
     pub oom_kills: u64,
     /// Forks refused by the task limit.
     pub forks_refused: u64,
-    /// CFS periods in which the group was throttled.
-    pub throttled: u64,
+    /// CFS periods in which the group ran.
+    pub periods: u64,
+    /// Time its tasks were held back by the quota, microseconds: about the
+    /// CPU time it wanted beyond the quota.
+    pub throttled_us: u64,
+}
+
+impl Counters {
+    /// Wall time of the periods it ran in, microseconds.
+    pub fn periods_us(&self) -> u64 {
+        self.periods * CPU_PERIOD_US
+    }
 }
 
 /// A node's group in each controller, made by [`Cgroup::create`].
@@ -213,10 +223,16 @@ impl Cgroup {
             Layout::V1 => self.file("memory", "memory.oom_control"),
             Layout::V2 => self.file("memory", "memory.events"),
         };
+        let cpu = self.file("cpu", "cpu.stat");
         Counters {
             oom_kills: field(&oom, "oom_kill"),
             forks_refused: field(&self.file("pids", "pids.events"), "max"),
-            throttled: field(&self.file("cpu", "cpu.stat"), "nr_throttled"),
+            periods: field(&cpu, "nr_periods"),
+            // v2 counts microseconds; v1 nanoseconds.
+            throttled_us: match self.layout {
+                Layout::V1 => field(&cpu, "throttled_time") / 1000,
+                Layout::V2 => field(&cpu, "throttled_usec"),
+            },
         }
     }
 
