@@ -133,3 +133,79 @@ within = "3s"
     );
     assert_clean(&lab, Some(&emulator_of(&lab)));
 }
+
+/// Two nodes, no delays, `b` cut at `at`.
+fn cut_lab(scratch: &Scratch, lab: &str, at: &str) -> std::path::PathBuf {
+    scratch.lab(
+        "cut.toml",
+        &format!(
+            "name = \"{lab}\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n\
+             [[event]]\nname = \"cut\"\nat = \"{at}\"\naction = \"cut\"\nnode = \"b\"\n"
+        ),
+    )
+}
+
+#[test]
+fn a_first_event_before_the_pairs_can_have_their_samples_is_refused_with_the_time_needed() {
+    if !sandboxed(
+        "a_first_event_before_the_pairs_can_have_their_samples_is_refused_with_the_time_needed",
+    ) {
+        return;
+    }
+    let scratch = Scratch::new("tlearly");
+    let lab = unique("tlearly");
+    let file = cut_lab(&scratch, &lab, "5s");
+    for dry in [true, false] {
+        let mut args = vec!["lab", "run", file.to_str().unwrap()];
+        if dry {
+            args.push("--dry-run");
+        }
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let said = text(&output);
+        assert!(
+            said.contains("the first event (cut: cut b's link) at 5s")
+                && said.contains("move the event to 7s or later"),
+            "{said}"
+        );
+    }
+    assert_clean(&lab, None);
+}
+
+#[test]
+fn a_cut_lab_is_judged_at_its_first_event_ends_with_its_timeline_and_counts_the_cut_apart() {
+    if !sandboxed(
+        "a_cut_lab_is_judged_at_its_first_event_ends_with_its_timeline_and_counts_the_cut_apart",
+    ) {
+        return;
+    }
+    let _one = ONE_EMULATED_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("tlcut");
+    let lab = unique("tlcut");
+    let file = cut_lab(&scratch, &lab, "8s");
+    // No delay, but a cut: `auto` takes a backend that can cut.
+    let started = std::time::Instant::now();
+    let output = run(&["lab", "run", "--json", file.to_str().unwrap()]);
+    let took = started.elapsed();
+    let report: sdss::lab::report::Report =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    let rendered = report.render();
+    // Judged when the cut came, and over once the timeline was watched: not
+    // held to the 60 s time limit waiting for samples the cut stopped.
+    assert!(took.as_secs() < 40, "{took:?}: {rendered}");
+    let last = rendered.trim_end().lines().last().unwrap();
+    let code = output.status.code();
+    assert_eq!(
+        last.starts_with("PASS"),
+        code == Some(0),
+        "{code:?}: {rendered}"
+    );
+    assert!(
+        last.contains("pairs pass, 0 of 0 expectations held"),
+        "{rendered}"
+    );
+    let emulator = report.emulator.expect("the emulator carried the lab");
+    assert!(emulator.cut > 0, "{rendered}");
+    assert_eq!(emulator.lost, 0, "a cut is no link's loss: {rendered}");
+    assert_clean(&lab, Some(&emulator_of(&lab)));
+}

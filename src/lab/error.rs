@@ -15,6 +15,7 @@ use super::builder::state::StateError;
 use super::builder::vxlan::SegmentError;
 use super::plan::backend::BackendRefusal;
 use super::plan::calibration::CalibrationRefusal;
+use super::plan::phase_zero::TooEarly;
 use super::plan::probing::ProbingRefusal;
 use super::scenario::link_probe::ProbeError;
 
@@ -45,6 +46,9 @@ pub enum LabError {
     /// The lab's links cannot be probed as asked.
     #[error(transparent)]
     Probing(#[from] ProbingRefusal),
+    /// The first event comes before the pairs can have their samples.
+    #[error(transparent)]
+    TooEarly(#[from] TooEarly),
     /// The link probe could not measure.
     #[error(transparent)]
     LinkProbe(#[from] ProbeError),

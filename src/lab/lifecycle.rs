@@ -26,7 +26,7 @@ use super::judge::links::LinkVerdicts;
 use super::judge::timeline::TimelineVerdicts;
 use super::judge::{self};
 use super::plan::backend::{self, BackendKind};
-use super::plan::{probing, Plan};
+use super::plan::{phase_zero, probing, Plan};
 use super::report::{HostsReport, LabPhase, LabStatus, Report};
 use super::scenario::grading::{assemble, LabSide};
 use super::scenario::late::{LateAnswers, LateFollower};
@@ -90,6 +90,7 @@ async fn up_and_judge<S: Sites>(
     let started = Instant::now();
     if options.verify {
         probing::check(&plan, plan.expected.len()).map_err(LabError::from)?;
+        phase_zero::check(&plan).map_err(LabError::from)?;
     }
     let (plan, note) = backend::as_injected(options.backend, plan);
     let launched = sites.build(plan, note, cancel, progress).await?;

@@ -189,6 +189,10 @@ pub(super) fn up(
         } else {
             print!("{}", render_plan(&shown, &sdss, args.backend));
         }
+        // What the run would refuse, the dry run refuses too.
+        if verify {
+            crate::lab::plan::phase_zero::check(&shown)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let injected = match &args.inject_from {

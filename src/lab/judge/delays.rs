@@ -144,6 +144,10 @@ struct PeerView {
     last_removal: Option<(RemovalCause, String)>,
 }
 
+/// A late answer sets its sample aside when its lateness exceeds this share
+/// (one over it) of the pair's tolerance: less cannot move a sample out.
+const SPOIL_SHARE_OF_TOLERANCE: u128 = 4;
+
 /// Verifies every ordered pair of the plan against the nodes' observations
 /// (keyed by node name), setting nothing aside.
 pub fn verify(plan: &Plan, observations: &HashMap<String, Observations>) -> Verification {
@@ -271,11 +275,16 @@ pub fn verify_aside(
         };
         let warmup = verify.warmup as usize;
         let wanted = verify.samples as usize;
-        // How late each sample's answer was, if the emulator delivered it late.
+        // How late each sample's answer was, if the emulator delivered it
+        // late enough to matter: by more than a quarter of the tolerance
+        // (a lateness of 60 us moves no sample of a 500 us tolerance out).
+        let mattering = tolerance.as_micros() / SPOIL_SHARE_OF_TOLERANCE;
         let spoiled = |i: usize| {
             let (ts, port) = view.stamps[i];
             let (from, to) = (index.get(pair.from.as_str())?, index.get(pair.to.as_str())?);
-            late?.spoiled(*from, *to, port, ts?, window)
+            late?
+                .spoiled(*from, *to, port, ts?, window)
+                .filter(|s| u128::from(s.late_us) + u128::from(s.held_us) > mattering)
         };
         let mut on_time = Vec::new();
         let mut spoils = Vec::new();

@@ -17,6 +17,7 @@ mod grading;
 pub mod hosts;
 pub mod impairment;
 mod node;
+pub mod phase_zero;
 pub mod probing;
 pub mod sandbox;
 pub mod segment;

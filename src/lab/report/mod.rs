@@ -215,13 +215,14 @@ fn emulator_lines(counters: &PortCounters, pairs_failed: bool) -> Vec<String> {
         counters.late as f64 / counters.forwarded as f64
     };
     let mut lines = vec![format!(
-        "emulator: {} frames delivered, {} ({:.1}%) late by more than {} us, {} dropped by a full queue, {} by the links' loss",
+        "emulator: {} frames delivered, {} ({:.1}%) late by more than {} us, {} dropped by a full queue, {} by the links' loss, {} by cut links",
         counters.forwarded,
         counters.late,
         late * 100.0,
         LATE.as_micros(),
         counters.overflowed,
         counters.lost,
+        counters.cut,
     )];
     if pairs_failed && (late > LATE_WARNING || counters.overflowed > 0) {
         lines.push(
@@ -502,7 +503,8 @@ fn render_timeline(timeline: &TimelineVerdicts) -> String {
     }
     // Context, not a verdict: no pass or FAIL word, which the exit code
     // would not follow.
-    for phase in &timeline.phases {
+    // Phase 0 is the table above, judged there.
+    for phase in timeline.phases.iter().filter(|p| p.phase > 0) {
         let _ = writeln!(
             out,
             "  phase {} (after {}): {} of {} pairs within tolerance",
@@ -650,7 +652,7 @@ mod tests {
         let lines = emulator_lines(&counters(10_000, 20, 0), true);
         assert_eq!(
             lines,
-            ["emulator: 10000 frames delivered, 20 (0.2%) late by more than 50 us, 0 dropped by a full queue, 3 by the links' loss"]
+            ["emulator: 10000 frames delivered, 20 (0.2%) late by more than 50 us, 0 dropped by a full queue, 3 by the links' loss, 0 by cut links"]
         );
         assert_eq!(emulator_lines(&counters(0, 0, 0), true).len(), 1);
     }

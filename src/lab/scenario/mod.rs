@@ -217,9 +217,11 @@ pub async fn run<S: Site>(
         progress.set(measured.complete as u64);
         let watched = graded_for.is_none_or(|d| launched.elapsed() >= d)
             && played.len() == timeline.events.len()
-            && (timeline.expects.is_empty() || Instant::now() >= timeline_end);
-        converged_since =
-            (measured.converged && watched).then(|| converged_since.unwrap_or_else(Instant::now));
+            && (timeline.is_empty() || Instant::now() >= timeline_end);
+        // Once the first event came, the table's samples are what they are:
+        // a pair short of them is judged so, not waited for to the limit.
+        let judged = measured.converged || before_events.is_some();
+        converged_since = (judged && watched).then(|| converged_since.unwrap_or_else(Instant::now));
         let settled = converged_since.is_some_and(|since| since.elapsed() >= settle);
         if settled || Instant::now() >= deadline {
             break;

@@ -17,6 +17,11 @@ pub struct PortCounters {
     pub forwarded: u64,
     /// Copies destined to this port dropped by the link's loss.
     pub lost: u64,
+    /// Copies destined to this port dropped because their link passes
+    /// nothing (a timeline's cut or partition, or loss 1 with no delay): the
+    /// lab's doing, not a link's chance loss.
+    #[serde(default)]
+    pub cut: u64,
     /// Copies destined to this port dropped because their link's queue was
     /// full or held its limit.
     pub overflowed: u64,
@@ -82,6 +87,7 @@ impl Counters {
                 received: sum.received + port.received,
                 forwarded: sum.forwarded + port.forwarded,
                 lost: sum.lost + port.lost,
+                cut: sum.cut + port.cut,
                 overflowed: sum.overflowed + port.overflowed,
                 rejected: sum.rejected + port.rejected,
                 errors: sum.errors + port.errors,
@@ -96,8 +102,8 @@ impl fmt::Display for Counters {
         let line = |f: &mut fmt::Formatter<'_>, name: &str, c: &PortCounters| {
             writeln!(
                 f,
-                "{name}: received {}, forwarded {}, dropped by loss {}, dropped by full queue {}, rejected {}, errors {}, unstamped {}, late {}",
-                c.received, c.forwarded, c.lost, c.overflowed, c.rejected, c.errors, c.unstamped, c.late
+                "{name}: received {}, forwarded {}, dropped by loss {}, dropped by a cut {}, dropped by full queue {}, rejected {}, errors {}, unstamped {}, late {}",
+                c.received, c.forwarded, c.lost, c.cut, c.overflowed, c.rejected, c.errors, c.unstamped, c.late
             )
         };
         for (index, port) in self.ports.iter().enumerate() {
@@ -121,6 +127,7 @@ pub(super) struct PortCells {
     pub(super) received: AtomicU64,
     pub(super) forwarded: AtomicU64,
     pub(super) lost: AtomicU64,
+    pub(super) cut: AtomicU64,
     pub(super) overflowed: AtomicU64,
     pub(super) rejected: AtomicU64,
     pub(super) errors: AtomicU64,
@@ -140,6 +147,7 @@ impl PortCells {
             received: load(&self.received),
             forwarded: load(&self.forwarded),
             lost: load(&self.lost),
+            cut: load(&self.cut),
             overflowed: load(&self.overflowed),
             rejected: load(&self.rejected),
             errors: load(&self.errors),

@@ -61,6 +61,9 @@ struct Flight {
     next: usize,
     /// How long after the time it carries it arrived, µs (0: no time).
     held_us: u32,
+    /// When the emulator read it: no copy can leave before (None only in a
+    /// spare flight).
+    read_at: Option<Instant>,
 }
 
 /// Everything the thread owns.
@@ -182,11 +185,14 @@ impl Engine<'_> {
                 if let Some(flip) = flip {
                     flip.apply(&mut flight.frame);
                 }
+                // Lateness is what the emulator added: a copy due before its
+                // frame was read (a link shorter than the read path, such
+                // as no delay at all) is timed from the read.
                 write_frame(
                     self.shared,
                     flight.from,
                     to,
-                    due,
+                    flight.read_at.map_or(due, |read| due.max(read)),
                     flight.held_us,
                     &flight.frame,
                 );
@@ -296,6 +302,7 @@ impl Engine<'_> {
 
     /// Routes the frame at `frame` in the buffer and schedules its copies.
     fn forward(&mut self, from: usize, frame: Range<usize>, arrival: Instant) {
+        let read_at = Instant::now();
         let counters = &self.shared.counters;
         bump(&counters[from].received);
         self.fates.clear();
@@ -315,6 +322,7 @@ impl Engine<'_> {
         for fate in &self.fates {
             match *fate {
                 Fate::Lost { to } => bump(&counters[to].lost),
+                Fate::Cut { to } => bump(&counters[to].cut),
                 Fate::Overflowed { to } => bump(&counters[to].overflowed),
                 Fate::Deliver { to, due, flip } if self.queue.admit(from, to) => {
                     flight.copies.push((due, to, flip));
@@ -328,6 +336,7 @@ impl Engine<'_> {
             return;
         };
         flight.held_us = held_us(frame, arrival);
+        flight.read_at = Some(read_at);
         flight.frame.clear();
         flight.frame.extend_from_slice(frame);
         self.queue.push(first, flight);

@@ -278,7 +278,10 @@ mod tests {
     fn destinations(out: &[Fate]) -> Vec<usize> {
         out.iter()
             .map(|v| match *v {
-                Fate::Deliver { to, .. } | Fate::Lost { to } | Fate::Overflowed { to } => to,
+                Fate::Deliver { to, .. }
+                | Fate::Lost { to }
+                | Fate::Cut { to }
+                | Fate::Overflowed { to } => to,
             })
             .collect()
     }
@@ -483,7 +486,7 @@ mod tests {
         );
         out.clear();
         forwarder.route(0, &ipv4(c, a, y), t0, &mut out).unwrap();
-        assert_eq!(out, [Fate::Lost { to: 3 }], "pair 0 -> Y is cut");
+        assert_eq!(out, [Fate::Cut { to: 3 }], "pair 0 -> Y is cut");
         out.clear();
         // ARP (and any frame not IPv4 to a remote node) takes the port's column.
         forwarder.route(0, &frame(b, a), t0, &mut out).unwrap();
@@ -561,6 +564,6 @@ mod tests {
         matrix[0][4] = impairment(0, 0, 1.0);
         forwarder.set_matrix(&matrix);
         forwarder.route(0, &ipv4(b, a, x), t0, &mut out).unwrap();
-        assert_eq!(out, [Fate::Lost { to: 2 }]);
+        assert_eq!(out, [Fate::Cut { to: 2 }]);
     }
 }

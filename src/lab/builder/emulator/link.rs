@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fastrand::Rng;
 
 use super::shape::{Flip, Shaper};
-use crate::lab::plan::impairment::Impairment;
+use crate::lab::plan::impairment::{Impairment, CUT};
 
 /// One stage of one direction between two ports: its impairment, netem's
 /// state for it ([`Shaper`]), when the last frame it delayed entered and is
@@ -158,6 +158,10 @@ impl Link {
         out: &mut Vec<Fate>,
     ) {
         let link = self.impairment;
+        if link == CUT {
+            out.push(Fate::Cut { to });
+            return;
+        }
         let twice = self.shaper.duplicates(&link, rng);
         let lost = self.shaper.loses(&link, rng);
         let copies = 1 + usize::from(twice) - usize::from(lost);
@@ -201,6 +205,11 @@ pub enum Fate {
     },
     /// Dropped by the link's loss.
     Lost {
+        /// Destination port.
+        to: usize,
+    },
+    /// Dropped because the timeline cut the link.
+    Cut {
         /// Destination port.
         to: usize,
     },
@@ -289,6 +298,21 @@ pub(super) mod tests {
     }
 
     /// Carries `n` frames of 100 bytes, one per millisecond from `t0`.
+    #[test]
+    fn a_cut_link_counts_its_frames_cut_and_a_lossy_one_lost() {
+        let t0 = Instant::now();
+        let cut = carried(&mut Link::new(CUT, false), t0, 3);
+        assert!(
+            cut.iter().all(|f| f[..] == [Fate::Cut { to: 1 }]),
+            "{cut:?}"
+        );
+        let lossy = carried(&mut Link::new(impairment(5, 0, 1.0), false), t0, 3);
+        assert!(
+            lossy.iter().all(|f| f[..] == [Fate::Lost { to: 1 }]),
+            "{lossy:?}"
+        );
+    }
+
     fn carried(link: &mut Link, t0: Instant, n: u32) -> Vec<Vec<Fate>> {
         let mut rng = Rng::with_seed(17);
         (0..n)
