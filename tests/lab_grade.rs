@@ -81,6 +81,7 @@ const FIXTURES: [(&str, &str, &[&str]); 10] = [
             "announce.format",
             "announce.port",
             "announce.cadence",
+            "announce.own",
             "announce.heard",
             "server.reachable",
         ],

@@ -193,7 +193,13 @@ pub(super) fn cadence(seen: &Observed) -> Check {
 pub(super) fn own_datagrams(seen: &Observed) -> Check {
     const ID: &str = "announce.own";
     const TITLE: &str = "it ignores its own datagrams";
-    if seen.self_connections == 0 {
+    if seen.self_connections == 0 && seen.datagrams.is_empty() {
+        not_measured(
+            ID,
+            TITLE,
+            "it sent no datagram, so it had none of its own to ignore",
+        )
+    } else if seen.self_connections == 0 {
         check(
             ID,
             TITLE,

@@ -730,6 +730,7 @@ mod tests {
                 "announce.format Fail",
                 "announce.port Fail",
                 "announce.cadence Fail",
+                "announce.own Fail",
                 "announce.heard Fail",
                 "server.reachable Fail"
             ]

@@ -348,6 +348,10 @@ pub(super) fn robust(seen: &Observed) -> Check {
         .filter(|(_, p)| p.kind != ProbeKind::Listen && p.connect_error.is_none())
         .collect();
     let Some(&(first, _)) = risky.first() else {
+        // The lab tries them only on a server that answered it.
+        if !seen.probes.iter().any(Probe::answered) {
+            return not_measured(ID, TITLE, "it never answered the lab");
+        }
         return check(
             ID,
             TITLE,
