@@ -53,11 +53,12 @@ fn verdicts(result: &SubmissionResult) -> Vec<(String, String)> {
         .collect()
 }
 
-const CLASS: [(&str, &str); 4] = [
+/// A correct program, a server fault and a fault only a SYN watch sees: the
+/// class graded twice (one lab at a time, then at once) within CI's time.
+const CLASS: [(&str, &str); 3] = [
     ("alice", "correct.py"),
     ("bob", "fault_wrong_port.py"),
     ("carol", "fault_self_connect.py"),
-    ("dave", "fault_float32.py"),
 ];
 
 #[test]
@@ -97,7 +98,7 @@ fn a_class_run_gives_each_submission_the_verdicts_it_gets_alone() {
     let table = String::from_utf8_lossy(&output.stdout).into_owned();
     println!("{table}");
     let (alone, together) = (results(&alone), results(&together));
-    assert_eq!(alone.len(), 5, "{alone:?}");
+    assert_eq!(alone.len(), 4, "{alone:?}");
     for (one, other) in alone.iter().zip(&together) {
         assert_eq!(one.submission, other.submission);
         assert_eq!(one.seed, 7);
@@ -115,7 +116,6 @@ fn a_class_run_gives_each_submission_the_verdicts_it_gets_alone() {
     assert_eq!(failed("alice"), Vec::<String>::new());
     assert_eq!(failed("bob"), ["announce.port", "server.reachable"]);
     assert_eq!(failed("carol"), ["announce.own", "server.closes"]);
-    assert_eq!(failed("dave"), ["server.encoding"]);
     let empty = together.iter().find(|r| r.submission == "empty").unwrap();
     assert_eq!(empty.findings[0].kind, FindingKind::NothingToStart);
     assert_eq!(empty.percent(), 0.0);
@@ -127,14 +127,14 @@ fn a_class_run_gives_each_submission_the_verdicts_it_gets_alone() {
         scratch.0.join("together/feedback/bob.txt").exists(),
         "a feedback file per submission"
     );
-    for index in 0..5 {
+    for index in 0..4 {
         assert_clean(&format!("{name}x{index}"), None);
     }
 
     // Graded again with the same seed, nothing is regraded.
     let (_, output, took) = grade("together", None);
     let said = text(&output);
-    assert_eq!(said.matches("(graded before)").count(), 5, "{said}");
+    assert_eq!(said.matches("(graded before)").count(), 4, "{said}");
     assert!(took.as_secs() < 10, "{took:?}: {said}");
 }
 
