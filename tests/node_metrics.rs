@@ -191,3 +191,36 @@ fn promtool_check(body: &str) {
     );
     println!("promtool check metrics: exit 0 {said}");
 }
+
+/// `promtool check rules` on the repository's alerting rules (`monitoring/`).
+#[test]
+fn the_alerting_rules_pass_promtool() {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/monitoring/prometheus/sdss-alerts.yml"
+    );
+    let output = match Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "SKIPPED promtool check rules: promtool not found (Debian package prometheus)"
+            );
+            return;
+        }
+        Err(error) => panic!("cannot run promtool: {error}"),
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool check rules failed: {said}"
+    );
+    assert!(said.contains("SUCCESS"), "{said}");
+    println!("promtool check rules: {said}");
+}
