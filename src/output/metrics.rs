@@ -18,7 +18,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
@@ -26,6 +26,8 @@ use serde::Serialize;
 
 use crate::node::event::{NeighborReport, NodeEvent};
 use crate::node::tally::{ExchangeResult, Tally};
+
+use super::process::{Build, ProcessCollector};
 
 /// The smallest bucket of the delay and RTT histograms: a loopback
 /// handshake takes tens of microseconds.
@@ -432,76 +434,6 @@ impl Collector for Counts {
             "kind",
             tally.warning_counts().map(|(kind, n)| (label(kind), n)),
         )
-    }
-}
-
-/// `sdss_build_info`: which sdss this is.
-#[derive(Debug)]
-struct Build;
-
-impl Collector for Build {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let mut family = encoder.encode_descriptor(
-            "sdss_build_info",
-            "The version of sdss serving these metrics (always 1)",
-            None,
-            MetricType::Gauge,
-        )?;
-        let labels = [("version", env!("CARGO_PKG_VERSION"))];
-        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)
-    }
-}
-
-/// The standard `process_*` set, read at each scrape.
-#[derive(Debug)]
-struct ProcessCollector;
-
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let reading = crate::sys::process::myself();
-        if let Some(seconds) = reading.cpu_seconds {
-            let family = encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds.",
-                None,
-                MetricType::Counter,
-            )?;
-            ConstCounter::new(seconds).encode(family)?;
-        }
-        let gauges = [
-            (
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes.",
-                reading.resident_bytes.map(|b| b as f64),
-            ),
-            (
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes.",
-                reading.virtual_bytes.map(|b| b as f64),
-            ),
-            (
-                "process_open_fds",
-                "Number of open file descriptors.",
-                reading.open_fds.map(|n| n as f64),
-            ),
-            (
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                reading.max_fds.map(|n| n as f64),
-            ),
-            (
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds.",
-                reading.start_time_seconds,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            if let Some(value) = value {
-                let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-                ConstGauge::new(value).encode(family)?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -479,3 +479,28 @@ pub fn detach(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::metrics::Format;
+
+    #[test]
+    fn a_lab_that_is_not_up_says_so_and_nothing_else() {
+        let root = StateRoot::at(
+            std::env::temp_dir().join(format!("sdss-lab-metrics-test-{}", std::process::id())),
+        );
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(LabCollector {
+            root,
+            lab: "nolab".to_owned(),
+            source: Mutex::new(None),
+        }));
+        let text = Exposition::new(registry).encode(Format::Text).unwrap();
+        assert!(
+            text.lines().any(|l| l == r#"sdss_lab_up{lab="nolab"} 0.0"#),
+            "{text}"
+        );
+        assert!(!text.contains("sdss_lab_pair"), "{text}");
+    }
+}
