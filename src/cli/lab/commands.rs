@@ -228,6 +228,9 @@ pub(super) fn up(
         }
         None => None,
     };
+    if let Some(addr) = args.metrics.filter(|_| plan.spans_hosts()) {
+        bail!("--metrics {addr}: the lab's figures are read from its nodes' output on this machine, and a lab over several hosts keeps it on each host");
+    }
     if let Some(addr) = args.metrics.filter(|a| a.port() == 0 && !then_down) {
         bail!("--metrics {addr}: give a port; the server that outlives `up` listens on the same address");
     }
