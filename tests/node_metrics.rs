@@ -72,9 +72,13 @@ fn value(body: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
-fn delay_series(peer: &str) -> String {
-    format!(r#"sdss_peer_delay_seconds{{id="{peer}",ip="127.0.0.1"}}"#)
+/// The info series of the peer `id` at 127.0.0.1: 1 once it is a neighbor.
+fn info_series(id: &str) -> String {
+    format!(r#"sdss_peer_info{{ip="127.0.0.1",id="{id}",dialect="binary_be"}}"#)
 }
+
+/// The peer at 127.0.0.1's last delay: per-peer series are labelled by address only.
+const LAST_DELAY: &str = r#"sdss_peer_last_delay_seconds{ip="127.0.0.1"}"#;
 
 #[test]
 fn two_nodes_expose_their_measurements_and_drop_a_removed_peers_series() {
@@ -86,21 +90,36 @@ fn two_nodes_expose_their_measurements_and_drop_a_removed_peers_series() {
     let (id_a, id_b) = (a.id(), b.id());
 
     let body = scrape_until(&a, metrics_a, "measurement of b", |body| {
-        value(body, &delay_series(&id_b)).is_some()
+        value(body, &info_series(&id_b)).is_some() && value(body, LAST_DELAY).is_some()
     });
     scrape_until(&b, metrics_b, "measurement of a", |body| {
-        value(body, &delay_series(&id_a)).is_some()
+        value(body, &info_series(&id_a)).is_some() && value(body, LAST_DELAY).is_some()
     });
-    let labels = format!(r#"id="{id_b}",ip="127.0.0.1""#);
-    let delay = value(&body, &delay_series(&id_b)).unwrap();
+    let labels = r#"ip="127.0.0.1""#;
+    let delay = value(&body, LAST_DELAY).unwrap();
     assert!((0.0..0.05).contains(&delay), "loopback delay {delay} s");
     for series in [
         format!("sdss_peer_offset_seconds{{{labels}}}"),
+        format!("sdss_peer_min_delay_seconds{{{labels}}}"),
+        format!("sdss_peer_mean_delay_seconds{{{labels}}}"),
+        format!(r#"sdss_peer_delay_seconds_bucket{{{labels},le="5e-05"}}"#),
+        format!("sdss_peer_delay_seconds_count{{{labels}}}"),
+        format!(r#"sdss_peer_exchanges_total{{{labels},result="success"}}"#),
+        format!(r#"sdss_peer_exchanges_total{{{labels},result="failure"}}"#),
         format!(r#"sdss_peer_rtt_seconds_bucket{{{labels},le="5e-05"}}"#),
         format!(r#"sdss_peer_rtt_seconds_bucket{{{labels},le="+Inf"}}"#),
         format!("sdss_peer_rtt_seconds_count{{{labels}}}"),
         r#"sdss_exchanges_total{result="refused"}"#.to_owned(),
         r#"sdss_warnings_total{kind="malformed_datagram"}"#.to_owned(),
+        format!(
+            r#"sdss_build_info{{version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        ),
+        "process_cpu_seconds_total".to_owned(),
+        "process_resident_memory_bytes".to_owned(),
+        "process_open_fds".to_owned(),
+        "process_max_fds".to_owned(),
+        "process_start_time_seconds".to_owned(),
     ] {
         assert!(value(&body, &series).is_some(), "no {series} in\n{body}");
     }
@@ -131,7 +150,9 @@ fn two_nodes_expose_their_measurements_and_drop_a_removed_peers_series() {
 
     b.kill();
     scrape_until(&a, metrics_a, "removal of b's series", |body| {
-        !body.contains(&id_b) && value(body, "sdss_peers") == Some(0.0)
+        !body.contains(&id_b)
+            && !body.contains("127.0.0.1")
+            && value(body, "sdss_peers") == Some(0.0)
     });
 }
 
@@ -169,4 +190,37 @@ fn promtool_check(body: &str) {
         output.status
     );
     println!("promtool check metrics: exit 0 {said}");
+}
+
+/// `promtool check rules` on the repository's alerting rules (`monitoring/`).
+#[test]
+fn the_alerting_rules_pass_promtool() {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/monitoring/prometheus/sdss-alerts.yml"
+    );
+    let output = match Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "SKIPPED promtool check rules: promtool not found (Debian package prometheus)"
+            );
+            return;
+        }
+        Err(error) => panic!("cannot run promtool: {error}"),
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool check rules failed: {said}"
+    );
+    assert!(said.contains("SUCCESS"), "{said}");
+    println!("promtool check rules: {said}");
 }

@@ -61,6 +61,9 @@ pub enum LabError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: the lab was torn down")]
     Cancelled,
+    /// The metrics server (`--metrics`) could not listen.
+    #[error(transparent)]
+    Metrics(crate::output::endpoint::EndpointError),
     /// A step that needs the lab built was asked of sites that are not.
     #[error("the lab is not built here")]
     NotBuilt,

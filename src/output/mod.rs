@@ -8,6 +8,7 @@
 pub mod endpoint;
 mod human;
 pub mod metrics;
+mod process;
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;

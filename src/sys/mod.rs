@@ -2,9 +2,11 @@
 //! socket2 wraps safely, each behind a safe function whose comment says what
 //! makes it sound. Everything else is `#![deny(unsafe_code)]`.
 //!
-//! Process calls are here, socket and device ones in [`net`].
+//! Process calls are here, socket and device ones in [`net`]; this process's
+//! own readings for its metrics (no unsafe: the `procfs` crate) in [`process`].
 
 mod net;
+pub mod process;
 
 use std::collections::BTreeSet;
 use std::io;

@@ -1,6 +1,7 @@
 //! The bodies of `sdss lab`'s commands: each turns its arguments into calls
 //! on [`crate::lab`] and its outcome into output and an exit code.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -46,6 +47,28 @@ pub(super) fn watch(root: StateRoot, lab: &str, count: Option<u64>) -> Result<Ex
         crate::lab::watch::watch(root, lab.clone(), &options, &cancel).await
     });
     result.with_context(|| format!("watching lab {lab}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab metrics`: serves until Ctrl-C or SIGTERM (`lab down` sends it).
+pub(super) fn metrics(root: StateRoot, lab: &str, listen: SocketAddr) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            on_signal.cancel();
+        });
+        let endpoint = crate::lab::watch::metrics::bind(root, lab.to_owned(), listen).await?;
+        let addr = endpoint.local_addr().unwrap_or(listen);
+        eprintln!("sdss lab {lab}: metrics at http://{addr}/metrics; Ctrl-C stops");
+        endpoint.serve(cancel).await;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -205,6 +228,12 @@ pub(super) fn up(
         }
         None => None,
     };
+    if let Some(addr) = args.metrics.filter(|_| plan.spans_hosts()) {
+        bail!("--metrics {addr}: the lab's figures are read from its nodes' output on this machine, and a lab over several hosts keeps it on each host");
+    }
+    if let Some(addr) = args.metrics.filter(|a| a.port() == 0 && !then_down) {
+        bail!("--metrics {addr}: give a port; the server that outlives `up` listens on the same address");
+    }
     let options = LabRun {
         backend: args.backend,
         injected,
@@ -212,6 +241,7 @@ pub(super) fn up(
         html: args.html,
         verify,
         then_down,
+        metrics: args.metrics,
     };
     run_plan(plan, options, root, exec)
 }
@@ -225,6 +255,9 @@ pub(super) struct LabRun {
     pub(super) html: Option<PathBuf>,
     pub(super) verify: bool,
     pub(super) then_down: bool,
+    /// Where to serve the lab's metrics: during `up`, then (when the lab is
+    /// left running) from a process of its own that `down` stops.
+    pub(super) metrics: Option<SocketAddr>,
 }
 
 /// Brings a planned lab up, prints its report, and takes it down with `then_down`.
@@ -241,6 +274,7 @@ pub(super) fn run_plan(
         html,
         verify,
         then_down,
+        metrics,
     } = run;
     // The page draws the links as injected: zero delay when `up` settles on
     // the `none` backend (the report then carries a note).
@@ -268,6 +302,17 @@ pub(super) fn run_plan(
             eprintln!("sdss lab: interrupted, tearing the lab down");
             on_signal.cancel();
         });
+        // Bound before anything is built: a bad address fails first.
+        let served = CancellationToken::new();
+        let server = match metrics {
+            Some(addr) => {
+                let endpoint = crate::lab::watch::metrics::bind(root.clone(), lab.clone(), addr)
+                    .await
+                    .map_err(|e| SpanError::Lab(LabError::Metrics(e)))?;
+                Some(tokio::spawn(endpoint.serve(served.clone())))
+            }
+            None => None,
+        };
         let progress = Console::new(&lab, false);
         let result = if spans_hosts {
             let mut hosts = Hosts::new(exec, root, options.clone(), progress.printer());
@@ -279,6 +324,10 @@ pub(super) fn run_plan(
                 .map_err(SpanError::from)
         };
         progress.finish();
+        served.cancel();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
         result
     });
     let outcome = match outcome {
@@ -331,6 +380,18 @@ pub(super) fn run_plan(
     };
     if then_down {
         super::hosts::down(root, &lab, exec)?;
+    } else if let Some(addr) = metrics {
+        let sdss = std::env::current_exe().context("locating the sdss executable")?;
+        match crate::lab::watch::metrics::detach(root, &lab, addr, &sdss) {
+            Ok(pid) => eprintln!(
+                "sdss lab {lab}: left running, its metrics at http://{addr}/metrics (process {pid}); `sdss lab down {lab}` removes it"
+            ),
+            Err(e) => {
+                // A lab that cannot be watched as asked is taken down, as any failed `up`.
+                super::hosts::down(root, &lab, exec)?;
+                return Err(anyhow::Error::new(e).context(format!("serving lab {lab}'s metrics")));
+            }
+        }
     } else {
         eprintln!("sdss lab {lab}: left running; `sdss lab down {lab}` removes it");
     }

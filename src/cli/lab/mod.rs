@@ -20,7 +20,9 @@ use crate::lab::plan::GradeSettings;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
-use commands::{graph, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun};
+use commands::{
+    graph, metrics, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun,
+};
 use grade::ClassArgs;
 use hosts::{across_hosts, agent, down, here_only, verify};
 use name::lab_name;
@@ -95,6 +97,13 @@ struct UpArgs {
     /// grading against FILE's, to prove that verification catches wrong links.
     #[arg(long, hide = true, value_name = "OTHER")]
     inject_from: Option<PathBuf>,
+    /// Serve the lab's figures for Prometheus at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9499, on this machine): per ordered pair the injected and
+    /// the measured delay, the error, the verdict and the samples, the phase,
+    /// the emulator's counters. After `up`, `sdss lab metrics` serves them
+    /// until `sdss lab down`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -188,6 +197,17 @@ enum LabCommand {
         /// Stop after this many refreshes.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
+    },
+    /// Serve a running lab's figures for Prometheus at http://ADDR/metrics
+    /// until Ctrl-C (what `lab up --metrics` starts, and `lab down` stops):
+    /// per ordered pair the injected and the measured delay, the error, the
+    /// verdict and the samples; the phase; the nodes; the emulator's counters.
+    Metrics {
+        /// The lab's name, or its file.
+        lab: String,
+        /// Where to listen (port 0: the system chooses; the address is printed).
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
     },
     /// Run a command inside a node's namespace.
     Exec {
@@ -312,6 +332,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 html: None,
                 verify: true,
                 then_down: true,
+                metrics: None,
             };
             run_plan(plan, run, &root, exec)
         }
@@ -368,6 +389,16 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 "lab watch follows a lab's output as it grows here",
             )?;
             watch(root, &lab, count)
+        }
+        LabCommand::Metrics { lab, listen } => {
+            let lab = lab_name(&lab)?;
+            here_only(
+                &root,
+                &lab,
+                None,
+                "lab metrics reads a lab's output as it grows here",
+            )?;
+            metrics(root, &lab, listen)
         }
         LabCommand::Exec { lab, node, command } => {
             here_only(

@@ -413,6 +413,23 @@ impl LabDir {
         self.save()
     }
 
+    /// Reads the record again, as another process left it (the plan stays):
+    /// what a reader that outlives a step sees of the lab now.
+    pub fn reload(&mut self) -> Result<(), StateError> {
+        let file = self.dir.join(STATE_FILE);
+        let text = fs::read_to_string(&file).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => StateError::NotUp(self.state.plan.lab.clone()),
+            _ => StateError::Io {
+                action: "reading",
+                path: file.clone(),
+                source,
+            },
+        })?;
+        self.state.record = serde_json::from_str(&text)
+            .map_err(|source| StateError::Corrupt { path: file, source })?;
+        Ok(())
+    }
+
     fn save(&self) -> Result<(), StateError> {
         write_json(&self.dir.join(STATE_FILE), &self.state.record)
     }

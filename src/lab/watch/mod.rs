@@ -7,6 +7,7 @@
 //! async side only waits; reading the logs and writing the output run on the
 //! blocking pool. What is shown is [`crate::lab::report::watch::render`]'s.
 
+pub mod metrics;
 mod terminal;
 
 use std::collections::HashMap;
