@@ -72,13 +72,23 @@ fn value(body: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// The info series of the peer `id` at 127.0.0.1: 1 once it is a neighbor.
-fn info_series(id: &str) -> String {
-    format!(r#"sdss_peer_info{{ip="127.0.0.1",id="{id}",dialect="binary_be"}}"#)
+/// The labels of the peer `id` at 127.0.0.1 (`ip` and `port`: per-peer
+/// series are labelled by address), once its info series is there.
+fn peer_labels(body: &str, id: &str) -> Option<String> {
+    let tail = format!(r#"",id="{id}",dialect="binary_be"}} 1"#);
+    body.lines().find_map(|line| {
+        let port = line
+            .strip_prefix(r#"sdss_peer_info{ip="127.0.0.1",port=""#)?
+            .strip_suffix(&tail)?;
+        Some(format!(r#"ip="127.0.0.1",port="{port}""#))
+    })
 }
 
-/// The peer at 127.0.0.1's last delay: per-peer series are labelled by address only.
-const LAST_DELAY: &str = r#"sdss_peer_last_delay_seconds{ip="127.0.0.1"}"#;
+/// The peer's last delay, once it has one.
+fn last_delay(body: &str, id: &str) -> Option<f64> {
+    let labels = peer_labels(body, id)?;
+    value(body, &format!("sdss_peer_last_delay_seconds{{{labels}}}"))
+}
 
 #[test]
 fn two_nodes_expose_their_measurements_and_drop_a_removed_peers_series() {
@@ -90,13 +100,13 @@ fn two_nodes_expose_their_measurements_and_drop_a_removed_peers_series() {
     let (id_a, id_b) = (a.id(), b.id());
 
     let body = scrape_until(&a, metrics_a, "measurement of b", |body| {
-        value(body, &info_series(&id_b)).is_some() && value(body, LAST_DELAY).is_some()
+        last_delay(body, &id_b).is_some()
     });
     scrape_until(&b, metrics_b, "measurement of a", |body| {
-        value(body, &info_series(&id_a)).is_some() && value(body, LAST_DELAY).is_some()
+        last_delay(body, &id_a).is_some()
     });
-    let labels = r#"ip="127.0.0.1""#;
-    let delay = value(&body, LAST_DELAY).unwrap();
+    let labels = peer_labels(&body, &id_b).unwrap();
+    let delay = last_delay(&body, &id_b).unwrap();
     assert!((0.0..0.05).contains(&delay), "loopback delay {delay} s");
     for series in [
         format!("sdss_peer_offset_seconds{{{labels}}}"),

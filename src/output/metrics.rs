@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -35,16 +35,20 @@ const FIRST_BUCKET: f64 = 50e-6;
 /// Buckets double from 50 us; the last is 0.82 s (then `+Inf`).
 const BUCKETS: u16 = 15;
 
-/// Which peer a series is about: its address, which outlives its ID.
+/// Which peer a series is about: its address (IP and TCP port), which
+/// outlives its ID. The port tells apart peers that share an IP (nodes on
+/// loopback).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PeerLabels {
     ip: String,
+    port: u16,
 }
 
 /// A peer's exchanges by how they ended.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ExchangeLabels {
     ip: String,
+    port: u16,
     result: &'static str,
 }
 
@@ -52,6 +56,7 @@ struct ExchangeLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct InfoLabels {
     ip: String,
+    port: u16,
     id: String,
     dialect: String,
 }
@@ -205,7 +210,7 @@ struct Series {
 pub struct PeerMetrics {
     families: Families,
     /// Each address with series.
-    series: HashMap<IpAddr, Series>,
+    series: HashMap<SocketAddr, Series>,
     /// Most addresses with series: the table's bound.
     capacity: usize,
     next_touch: u64,
@@ -218,13 +223,15 @@ impl PeerMetrics {
             NodeEvent::Neighbor(report) => self.measured(report),
             // Only the peer the series are about: the removal of an old ID
             // at an address a new one answers from leaves them.
+            // (A removal names the IP, not the port: the ID tells which.)
             NodeEvent::Removed { id, ip, .. } => {
-                if self
+                let gone = self
                     .series
-                    .get(ip)
-                    .is_some_and(|s| s.info.id == id.as_str())
-                {
-                    self.remove(ip);
+                    .iter()
+                    .find(|(addr, s)| addr.ip() == *ip && s.info.id == id.as_str())
+                    .map(|(addr, _)| *addr);
+                if let Some(addr) = gone {
+                    self.remove(&addr);
                 }
             }
             _ => return,
@@ -233,21 +240,24 @@ impl PeerMetrics {
     }
 
     fn measured(&mut self, report: &NeighborReport) {
+        let addr = SocketAddr::new(report.ip, report.port);
         let labels = PeerLabels {
             ip: report.ip.to_string(),
+            port: report.port,
         };
         let info = InfoLabels {
             ip: labels.ip.clone(),
+            port: report.port,
             id: report.id.to_string(),
             dialect: label(report.dialect),
         };
-        if !self.series.contains_key(&report.ip) && self.series.len() >= self.capacity {
+        if !self.series.contains_key(&addr) && self.series.len() >= self.capacity {
             // The table never holds more neighbors than its capacity; only a
             // `removed` event lost in a full queue could make room short here.
             self.remove_stalest();
         }
         self.next_touch += 1;
-        let series = self.series.entry(report.ip).or_insert_with(|| Series {
+        let series = self.series.entry(addr).or_insert_with(|| Series {
             info: info.clone(),
             successes: 0,
             failures: 0,
@@ -270,6 +280,7 @@ impl PeerMetrics {
         ] {
             let exchanges = ExchangeLabels {
                 ip: labels.ip.clone(),
+                port: labels.port,
                 result,
             };
             f.exchanges
@@ -294,16 +305,20 @@ impl PeerMetrics {
         f.rtt.get_or_create(&labels).observe(seconds(report.rtt_ms));
     }
 
-    fn remove(&mut self, ip: &IpAddr) {
-        let Some(series) = self.series.remove(ip) else {
+    fn remove(&mut self, addr: &SocketAddr) {
+        let Some(series) = self.series.remove(addr) else {
             return;
         };
         let f = &self.families;
-        let labels = PeerLabels { ip: ip.to_string() };
+        let labels = PeerLabels {
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+        };
         f.info.remove(&series.info);
         for result in ["success", "failure"] {
             f.exchanges.remove(&ExchangeLabels {
                 ip: labels.ip.clone(),
+                port: labels.port,
                 result,
             });
         }
@@ -325,9 +340,9 @@ impl PeerMetrics {
             .series
             .iter()
             .min_by_key(|(_, series)| series.touched)
-            .map(|(ip, _)| *ip);
-        if let Some(ip) = stalest {
-            self.remove(&ip);
+            .map(|(addr, _)| *addr);
+        if let Some(addr) = stalest {
+            self.remove(&addr);
         }
     }
 }
@@ -513,23 +528,23 @@ mod tests {
         for line in [
             "# TYPE sdss_peer_delay_seconds histogram",
             "# UNIT sdss_peer_delay_seconds seconds",
-            r#"sdss_peer_delay_seconds_bucket{le="0.0016",ip="10.0.0.2"} 1"#,
-            r#"sdss_peer_delay_seconds_count{ip="10.0.0.3"} 2"#,
-            r#"sdss_peer_delay_seconds_sum{ip="10.0.0.3"} 0.007"#,
-            r#"sdss_peer_last_delay_seconds{ip="10.0.0.2"} 0.0015"#,
-            r#"sdss_peer_last_delay_seconds{ip="10.0.0.3"} 0.004"#,
-            r#"sdss_peer_min_delay_seconds{ip="10.0.0.3"} 0.004"#,
-            r#"sdss_peer_mean_delay_seconds{ip="10.0.0.3"} 0.004"#,
-            r#"sdss_peer_jitter_seconds{ip="10.0.0.3"} 0.001"#,
-            r#"sdss_peer_offset_seconds{ip="10.0.0.3"} 0.002"#,
+            r#"sdss_peer_delay_seconds_bucket{le="0.0016",ip="10.0.0.2",port="6758"} 1"#,
+            r#"sdss_peer_delay_seconds_count{ip="10.0.0.3",port="6758"} 2"#,
+            r#"sdss_peer_delay_seconds_sum{ip="10.0.0.3",port="6758"} 0.007"#,
+            r#"sdss_peer_last_delay_seconds{ip="10.0.0.2",port="6758"} 0.0015"#,
+            r#"sdss_peer_last_delay_seconds{ip="10.0.0.3",port="6758"} 0.004"#,
+            r#"sdss_peer_min_delay_seconds{ip="10.0.0.3",port="6758"} 0.004"#,
+            r#"sdss_peer_mean_delay_seconds{ip="10.0.0.3",port="6758"} 0.004"#,
+            r#"sdss_peer_jitter_seconds{ip="10.0.0.3",port="6758"} 0.001"#,
+            r#"sdss_peer_offset_seconds{ip="10.0.0.3",port="6758"} 0.002"#,
             "# TYPE sdss_peer_rtt_seconds histogram",
-            r#"sdss_peer_rtt_seconds_bucket{le="0.00005",ip="10.0.0.2"} 0"#,
-            r#"sdss_peer_rtt_seconds_bucket{le="0.0001",ip="10.0.0.2"} 0"#,
-            r#"sdss_peer_rtt_seconds_bucket{le="0.0002",ip="10.0.0.3"} 2"#,
-            r#"sdss_peer_rtt_seconds_count{ip="10.0.0.3"} 2"#,
-            r#"sdss_peer_exchanges_total{ip="10.0.0.3",result="success"} 2"#,
-            r#"sdss_peer_exchanges_total{ip="10.0.0.3",result="failure"} 1"#,
-            r#"sdss_peer_info{ip="10.0.0.2",id="aaaaaaaa",dialect="binary_be"} 1"#,
+            r#"sdss_peer_rtt_seconds_bucket{le="0.00005",ip="10.0.0.2",port="6758"} 0"#,
+            r#"sdss_peer_rtt_seconds_bucket{le="0.0001",ip="10.0.0.2",port="6758"} 0"#,
+            r#"sdss_peer_rtt_seconds_bucket{le="0.0002",ip="10.0.0.3",port="6758"} 2"#,
+            r#"sdss_peer_rtt_seconds_count{ip="10.0.0.3",port="6758"} 2"#,
+            r#"sdss_peer_exchanges_total{ip="10.0.0.3",port="6758",result="success"} 2"#,
+            r#"sdss_peer_exchanges_total{ip="10.0.0.3",port="6758",result="failure"} 1"#,
+            r#"sdss_peer_info{ip="10.0.0.2",port="6758",id="aaaaaaaa",dialect="binary_be"} 1"#,
             "sdss_peers 2",
             "# TYPE sdss_datagrams counter",
             r#"sdss_datagrams_total{kind="heard"} 2"#,
@@ -559,7 +574,7 @@ mod tests {
         for line in [
             "# TYPE sdss_exchanges_total counter",
             r#"sdss_exchanges_total{result="no_answer"} 1"#,
-            r#"sdss_peer_last_delay_seconds{ip="10.0.0.2"} 0.0015"#,
+            r#"sdss_peer_last_delay_seconds{ip="10.0.0.2",port="6758"} 0.0015"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -585,6 +600,27 @@ mod tests {
     }
 
     #[test]
+    fn peers_sharing_an_ip_keep_series_of_their_own() {
+        let (mut peers, exposition) = metrics(Arc::new(Tally::default()), 16);
+        let NodeEvent::Neighbor(mut other) = report("bbbbbbbb", "127.0.0.1", Some(2.0)) else {
+            unreachable!()
+        };
+        other.port = 6759;
+        peers.observe(&report("aaaaaaaa", "127.0.0.1", Some(1.0)));
+        peers.observe(&NodeEvent::Neighbor(other));
+        peers.observe(&removed("aaaaaaaa", "127.0.0.1"));
+        let text = exposition.encode(Format::OpenMetrics).unwrap();
+        assert!(!text.contains("aaaaaaaa"), "{text}");
+        for line in [
+            r#"sdss_peer_last_delay_seconds{ip="127.0.0.1",port="6759"} 0.002"#,
+            "sdss_peers 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert!(!text.contains(r#"port="6758""#), "{text}");
+    }
+
+    #[test]
     fn a_peer_back_with_a_new_id_keeps_its_series_and_changes_its_info() {
         let (mut peers, exposition) = metrics(Arc::new(Tally::default()), 16);
         peers.observe(&report("aaaaaaaa", "10.0.0.2", Some(1.5)));
@@ -594,10 +630,10 @@ mod tests {
         let text = exposition.encode(Format::OpenMetrics).unwrap();
         assert!(!text.contains("aaaaaaaa"), "{text}");
         for line in [
-            r#"sdss_peer_info{ip="10.0.0.2",id="cccccccc",dialect="binary_be"} 1"#,
-            r#"sdss_peer_delay_seconds_count{ip="10.0.0.2"} 2"#,
+            r#"sdss_peer_info{ip="10.0.0.2",port="6758",id="cccccccc",dialect="binary_be"} 1"#,
+            r#"sdss_peer_delay_seconds_count{ip="10.0.0.2",port="6758"} 2"#,
             // The new table entry counts from zero: the counter still grows.
-            r#"sdss_peer_exchanges_total{ip="10.0.0.2",result="success"} 2"#,
+            r#"sdss_peer_exchanges_total{ip="10.0.0.2",port="6758",result="success"} 2"#,
             "sdss_peers 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
@@ -612,8 +648,8 @@ mod tests {
         let text = exposition.encode(Format::OpenMetrics).unwrap();
         assert!(!text.contains("sdss_peer_last_delay_seconds{"), "{text}");
         assert!(!text.contains("sdss_peer_offset_seconds{"), "{text}");
-        assert!(text.contains(r#"sdss_peer_delay_seconds_count{ip="10.0.0.2"} 1"#));
-        assert!(text.contains(r#"sdss_peer_rtt_seconds_count{ip="10.0.0.2"} 2"#));
+        assert!(text.contains(r#"sdss_peer_delay_seconds_count{ip="10.0.0.2",port="6758"} 1"#));
+        assert!(text.contains(r#"sdss_peer_rtt_seconds_count{ip="10.0.0.2",port="6758"} 2"#));
     }
 
     #[test]
