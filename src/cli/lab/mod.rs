@@ -5,6 +5,7 @@ mod commands;
 mod grade;
 mod hosts;
 mod name;
+mod set;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -189,6 +190,10 @@ enum LabCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
+    /// Change a running lab's links live, as a timeline's `set` event does
+    /// (and checked as one): a node's link, or with --from and --to an
+    /// ordered pair. `watch`, `verify` and `graph` then judge by the new shape.
+    Set(set::SetArgs),
     /// Run a command inside a node's namespace.
     Exec {
         /// The lab's name.
@@ -369,6 +374,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             )?;
             watch(root, &lab, count)
         }
+        LabCommand::Set(args) => set::set(&root, args),
         LabCommand::Exec { lab, node, command } => {
             here_only(
                 &root,

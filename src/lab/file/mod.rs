@@ -22,6 +22,7 @@ pub mod backend;
 mod grading;
 mod hosts;
 pub mod link;
+pub mod live;
 pub mod probing;
 mod sandbox;
 pub mod subnet;

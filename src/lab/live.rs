@@ -1,0 +1,169 @@
+//! A running lab changed and looked into on day two: `lab set` moves its
+//! links live, through the delay backend's change path (the one a timeline's
+//! `set` takes), and records the new plan for `watch`, `verify` and `graph`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::builder::delay::{self, change_links, LinkChange};
+use super::builder::state::{Phase, ProcessRecord, StateError, StateRoot};
+use super::builder::CONTROL_SOCKET;
+use super::file::live::{parse_set, SetTarget};
+use super::plan::backend::BackendKind;
+use super::plan::live::Moved;
+use super::plan::timeline::{change_of, Change};
+use super::plan::Program;
+use super::LabError;
+
+/// Why `lab set` leaves a lab alone.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SetRefusal {
+    /// The `none` backend puts nothing on the links.
+    #[error("lab {0} runs the `none` delay backend, which puts nothing on its links: bring it up with netem or the emulator to set them")]
+    NoBackend(String),
+    /// Its `up` still builds or plays it.
+    #[error(
+        "lab {lab} is still driven by its `sdss lab up` (PID {pid}): set it once that has finished"
+    )]
+    Busy {
+        /// The lab.
+        lab: String,
+        /// The `up`.
+        pid: i32,
+    },
+    /// Not built, or being removed.
+    #[error("lab {0} is not running (being built, removed, or left half-way)")]
+    NotRunning(String),
+    /// Its links are on several hosts.
+    #[error("lab {0} spans several hosts: lab set changes the links of a lab on this machine")]
+    Hosts(String),
+    /// netem without a class per pair has no pair to change.
+    #[error("lab {0} runs netem with one qdisc per link end (no class per pair): set a node's link, or give the lab a [[pair]] or a link event so that it gets a class per pair")]
+    NoPairClasses(String),
+}
+
+/// What a live `set` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetOutcome {
+    /// The lab.
+    pub lab: String,
+    /// The change, in the timeline's words.
+    pub change: String,
+    /// The backend that made it.
+    pub backend: BackendKind,
+    /// How long the backend took to confirm.
+    #[serde(with = "crate::units::serde_duration")]
+    pub took: Duration,
+    /// The pairs whose expectation moved.
+    pub moved: Vec<Moved>,
+}
+
+/// Sets `target`'s links in running lab `lab` to `keys` (shape keys as
+/// typed, checked as the file's `set` event is), records the new plan
+/// first, then moves the links; the old plan is recorded again if the
+/// backend fails. Live changes of one lab take turns.
+///
+/// The links move from the plan as recorded (its start, with earlier
+/// `lab set`s): cuts and sets a timeline played are not kept.
+pub fn set(
+    root: &StateRoot,
+    lab: &str,
+    target: &SetTarget,
+    keys: &[(String, String)],
+) -> Result<SetOutcome, LabError> {
+    let open = || -> Result<_, LabError> {
+        Ok(root
+            .open(lab)?
+            .ok_or_else(|| StateError::NotUp(lab.to_owned()))?)
+    };
+    let _turn = open()?.lock_changes()?;
+    // Read again under the lock: the last `set` is in it.
+    let mut dir = open()?;
+    let state = &dir.state;
+    if let Some(owner) = state.owner.as_ref().filter(|o| other_alive(o)) {
+        return Err(SetRefusal::Busy {
+            lab: lab.to_owned(),
+            pid: owner.pid,
+        }
+        .into());
+    }
+    if state.phase != Phase::Running {
+        return Err(SetRefusal::NotRunning(lab.to_owned()).into());
+    }
+    if !state.plan.hosts.is_empty() || state.plan.segment.is_some() {
+        return Err(SetRefusal::Hosts(lab.to_owned()).into());
+    }
+    let kind = match state.backend {
+        Some(kind @ (BackendKind::Netem | BackendKind::Emulator)) => kind,
+        _ => return Err(SetRefusal::NoBackend(lab.to_owned()).into()),
+    };
+    let nodes: Vec<&str> = state
+        .plan
+        .nodes
+        .iter()
+        .filter(|n| n.program != Program::Probe)
+        .map(|n| n.name.as_str())
+        .collect();
+    let change = change_of(&parse_set(&nodes, target, keys)?);
+    let before = state.plan.clone();
+    let after = before.with_change(&change)?;
+    if kind == BackendKind::Netem && !before.per_pair && matches!(change, Change::SetPair { .. }) {
+        return Err(SetRefusal::NoPairClasses(lab.to_owned()).into());
+    }
+    let moved = after.moved_from(&before);
+    dir.replace_plan(after.clone())?;
+    let backend = delay::backend(kind, dir.emulator_file(CONTROL_SOCKET));
+    let moving = LinkChange::Plans {
+        before: &before,
+        after: &after,
+    };
+    let took = match change_links(backend.as_ref(), &moving) {
+        Ok(took) => took,
+        Err(error) => {
+            // The links stayed (or are as far as the backend got): the
+            // record says what was asked before.
+            let _ = dir.replace_plan(before);
+            return Err(error.into());
+        }
+    };
+    Ok(SetOutcome {
+        lab: lab.to_owned(),
+        change: change.describe(),
+        backend: kind,
+        took,
+        moved,
+    })
+}
+
+impl SetOutcome {
+    /// What changed, for people: the change, then each moved pair.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "sdss lab {}: {} ({}, applied in {:.1} ms)\n",
+            self.lab,
+            self.change,
+            self.backend,
+            self.took.as_secs_f64() * 1000.0
+        );
+        if self.moved.is_empty() {
+            out.push_str("no pair's expected delay changed\n");
+        }
+        for pair in &self.moved {
+            out.push_str(&format!(
+                "  {} -> {}: expected {} -> {}\n",
+                pair.from,
+                pair.to,
+                crate::units::format_duration(pair.before),
+                crate::units::format_duration(pair.after),
+            ));
+        }
+        out
+    }
+}
+
+/// Whether `record` is a process other than this one that still runs.
+fn other_alive(record: &ProcessRecord) -> bool {
+    record.alive() && record.pid != std::process::id() as i32
+}
