@@ -1,7 +1,9 @@
 //! A running lab changed and looked into on day two: `lab set` moves its
 //! links live, through the delay backend's change path (the one a timeline's
-//! `set` takes), and records the new plan for `watch`, `verify` and `graph`.
+//! `set` takes), and records the new plan for `watch`, `verify` and `graph`;
+//! `lab status --nodes` reads each node's process and its own events.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,7 +17,13 @@ use super::plan::backend::BackendKind;
 use super::plan::live::Moved;
 use super::plan::timeline::{change_of, Change};
 use super::plan::Program;
+use super::report::{NodeState, NodeStatus};
+use super::scenario::stream::Observations;
+use super::scenario::tail::Lines;
 use super::LabError;
+use crate::node::clock::wall_now;
+use crate::node::event::NodeEvent;
+use crate::protocol::NodeId;
 
 /// Why `lab set` leaves a lab alone.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -166,4 +174,111 @@ impl SetOutcome {
 /// Whether `record` is a process other than this one that still runs.
 fn other_alive(record: &ProcessRecord) -> bool {
     record.alive() && record.pid != std::process::id() as i32
+}
+
+/// One row per node of running lab `lab` (the grading probe, no process,
+/// aside): its process as recorded, and what its own events say, read in
+/// bounded chunks however long its log.
+pub fn nodes(root: &StateRoot, lab: &str) -> Result<Vec<NodeStatus>, LabError> {
+    let dir = root
+        .open(lab)?
+        .ok_or_else(|| StateError::NotUp(lab.to_owned()))?;
+    let plan = &dir.state.plan;
+    let now = wall_now();
+    let mut rows = Vec::new();
+    for node in plan.nodes.iter().filter(|n| n.program != Program::Probe) {
+        let process = dir
+            .state
+            .processes
+            .iter()
+            .rev()
+            .find(|p| p.node.as_deref() == Some(node.name.as_str()));
+        let state = match process {
+            Some(p) if p.alive() => NodeState::Running,
+            Some(_) => NodeState::Exited,
+            None => NodeState::NotStarted,
+        };
+        let told = if node.graded {
+            Some(NodeLog::read(&dir.stdout_log(&node.name))?)
+        } else {
+            None
+        };
+        let name_of = |ip: std::net::IpAddr| {
+            plan.nodes
+                .iter()
+                .find(|n| std::net::IpAddr::V4(n.address) == ip)
+                .map_or_else(|| ip.to_string(), |n| n.name.clone())
+        };
+        let last = told.as_ref().and_then(|t| t.last);
+        rows.push(NodeStatus {
+            lab: lab.to_owned(),
+            node: node.name.clone(),
+            pid: process.map(|p| p.pid),
+            address: node.address.to_string(),
+            state,
+            ended: (state == NodeState::Exited).then(|| {
+                match told.as_ref().is_some_and(|t| t.stopped) {
+                    true => "stopped".to_owned(),
+                    false => "no stop event: killed or crashed".to_owned(),
+                }
+            }),
+            neighbours: told.as_ref().map(|t| t.neighbours.len()),
+            last_peer: last.map(|(ip, _, _)| name_of(ip)),
+            last_delay_ms: last.map(|(_, ms, _)| ms),
+            last_age_s: last.and_then(|(_, _, at)| Some(now - at?)),
+        });
+    }
+    Ok(rows)
+}
+
+/// What a node's events say of it, folded as they are read.
+#[derive(Debug, Default)]
+struct NodeLog {
+    /// Peers in its table.
+    neighbours: HashSet<NodeId>,
+    /// Its last sample: the peer's address, the delay, when (Unix seconds).
+    last: Option<(std::net::IpAddr, f64, Option<f64>)>,
+    /// Whether its last lifetime ended with a clean stop.
+    stopped: bool,
+}
+
+impl NodeLog {
+    /// Reads `path` (missing: nothing said yet) a chunk at a time.
+    fn read(path: &std::path::Path) -> Result<NodeLog, LabError> {
+        let mut lines = Lines::new(path.to_owned());
+        let mut log = NodeLog::default();
+        loop {
+            let chunk = lines.read().map_err(|source| LabError::Log {
+                path: path.to_owned(),
+                source,
+            })?;
+            if chunk.bytes == 0 {
+                return Ok(log);
+            }
+            let seen = Observations::parse(&chunk.complete);
+            for (event, at) in seen.events.iter().zip(&seen.times) {
+                log.fold(event, *at);
+            }
+        }
+    }
+
+    fn fold(&mut self, event: &NodeEvent, at: Option<f64>) {
+        match event {
+            NodeEvent::Started { .. } => *self = NodeLog::default(),
+            NodeEvent::Discovered { id, .. } => {
+                self.neighbours.insert(id.clone());
+            }
+            NodeEvent::Neighbor(report) => {
+                self.neighbours.insert(report.id.clone());
+                if let Some(ms) = report.delay_ms {
+                    self.last = Some((report.ip, ms, at));
+                }
+            }
+            NodeEvent::Removed { id, .. } => {
+                self.neighbours.remove(id);
+            }
+            NodeEvent::Stopped => self.stopped = true,
+            _ => {}
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub mod hosts;
 pub mod judge;
 pub mod lifecycle;
 pub mod live;
+pub mod logs;
 pub mod plan;
 pub mod procfs;
 pub mod progress;

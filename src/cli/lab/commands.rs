@@ -49,6 +49,30 @@ pub(super) fn watch(root: StateRoot, lab: &str, count: Option<u64>) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lab logs`: until shown, or following, until Ctrl-C or SIGTERM.
+pub(super) fn logs(
+    root: StateRoot,
+    lab: &str,
+    node: &str,
+    options: crate::lab::logs::LogsOptions,
+) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            on_signal.cancel();
+        });
+        crate::lab::logs::logs(&root, lab, node, options, &cancel, std::io::stdout()).await
+    });
+    result.with_context(|| format!("reading the output of lab {lab} node {node}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `lab graph`: the topology of a lab file, or of a lab that is up (then with
 /// what its nodes measured, graded now as `lab verify` would).
 pub(super) fn graph(arg: &str, format: GraphFormat, root: &StateRoot) -> Result<ExitCode> {

@@ -19,7 +19,7 @@ use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
 use crate::lab::plan::GradeSettings;
 use crate::lab::plan::{Plan, PlanOptions};
-use crate::lab::report::{render_status, GraphFormat, StatusFormat};
+use crate::lab::report::{render_nodes, render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
 use commands::{graph, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun};
 use grade::ClassArgs;
@@ -123,10 +123,14 @@ enum LabCommand {
         /// The lab's name, or its file.
         lab: String,
     },
-    /// List running labs.
+    /// List running labs; with --nodes, one lab's nodes.
     Status {
-        /// Only this lab.
+        /// Only this lab (its name, or its file).
         lab: Option<String>,
+        /// One row per node of the lab: its PID, address, whether it runs,
+        /// its neighbours and its last sample (from its own events).
+        #[arg(long, requires = "lab")]
+        nodes: bool,
         /// How to print the labs: for people, or for programs (json and csv
         /// have the same fields).
         #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
@@ -196,7 +200,7 @@ enum LabCommand {
     Set(set::SetArgs),
     /// Run a command inside a node's namespace.
     Exec {
-        /// The lab's name.
+        /// The lab's name, or its file.
         lab: String,
         /// The node.
         node: String,
@@ -240,15 +244,25 @@ enum LabCommand {
         #[arg(last = true, required_unless_present = "class")]
         command: Vec<String>,
     },
-    /// Print a node's output (its JSON events; `--stderr` for its diagnostics).
+    /// Print a node's output as `sdss node` shows it on a terminal (`--json`:
+    /// its JSON event stream as written; `--stderr`: its diagnostics).
     Logs {
-        /// The lab's name.
+        /// The lab's name, or its file.
         lab: String,
         /// The node.
         node: String,
         /// Print the node's stderr instead of its stdout.
         #[arg(long)]
         stderr: bool,
+        /// Print the raw JSON event stream, one event per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing what the node writes, until Ctrl-C.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines (events).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        tail: Option<u64>,
     },
 }
 
@@ -324,10 +338,28 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             down(&root, &lab, exec)?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Status { lab, format, json } => {
+        LabCommand::Status {
+            lab,
+            nodes,
+            format,
+            json,
+        } => {
+            let format = if json { StatusFormat::Json } else { format };
+            let lab = lab.as_deref().map(lab_name).transpose()?;
+            if let (true, Some(lab)) = (nodes, &lab) {
+                here_only(
+                    &root,
+                    lab,
+                    None,
+                    "lab status --nodes reads the nodes of this machine",
+                )?;
+                let nodes = crate::lab::live::nodes(&root, lab)
+                    .with_context(|| format!("reading the nodes of lab {lab}"))?;
+                print!("{}", render_nodes(&nodes, format)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut labs = lifecycle::status(&root, lab.as_deref())?;
             across_hosts(&root, &mut labs, exec)?;
-            let format = if json { StatusFormat::Json } else { format };
             print!("{}", render_status(&labs, format)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -376,6 +408,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
         }
         LabCommand::Set(args) => set::set(&root, args),
         LabCommand::Exec { lab, node, command } => {
+            let lab = lab_name(&lab)?;
             here_only(
                 &root,
                 &lab,
@@ -388,7 +421,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
-        LabCommand::Logs { lab, node, stderr } => {
+        LabCommand::Logs {
+            lab,
+            node,
+            stderr,
+            json,
+            follow,
+            tail,
+        } => {
+            let lab = lab_name(&lab)?;
             if stderr {
                 here_only(
                     &root,
@@ -397,17 +438,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                     "only a node's output is gathered here",
                 )?;
             }
-            let (dir, _) = lifecycle::open_node(&root, &lab, &node)?;
-            let path = if stderr {
-                dir.stderr_log(&node)
-            } else {
-                dir.stdout_log(&node)
+            use std::io::IsTerminal;
+            let options = crate::lab::logs::LogsOptions {
+                stderr,
+                raw: json,
+                tail,
+                follow,
+                color: std::io::stdout().is_terminal(),
             };
-            let text =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            use std::io::Write;
-            std::io::stdout().write_all(&text)?;
-            Ok(ExitCode::SUCCESS)
+            commands::logs(root, &lab, &node, options)
         }
     }
 }
