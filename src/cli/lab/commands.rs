@@ -191,7 +191,7 @@ pub(super) fn up(
     root: &StateRoot,
     exec: &RemoteExec,
 ) -> Result<ExitCode> {
-    let topology = Topology::load(&args.file)?;
+    let topology = Topology::load(&args.file)?.renamed(args.name.as_deref(), args.subnet)?;
     let options = PlanOptions {
         tolerance: args.tolerance,
         calibrate: args.calibrate,

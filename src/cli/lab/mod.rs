@@ -51,6 +51,13 @@ struct UpArgs {
     /// Print the plan and the expected delay matrix; touch nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Bring the lab up under this name instead of the file's (namespaces
+    /// `sdss-<NAME>-*`): a copy of a lab beside one already up.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The lab's subnet instead of the file's (e.g. 198.18.9.0/24).
+    #[arg(long, value_name = "CIDR", value_parser = crate::lab::file::subnet::parse)]
+    subnet: Option<crate::lab::file::Ipv4Net>,
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     json: bool,
