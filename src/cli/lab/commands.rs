@@ -73,6 +73,79 @@ pub(super) fn logs(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lab verify --wait`: the report once every pair has its samples, or
+/// once `timeout` (default: the lab's time limit) has passed; `None` when
+/// Ctrl-C or SIGTERM stopped the wait.
+pub(super) fn verify_when_measured(
+    root: &StateRoot,
+    lab: &str,
+    timeout: Option<std::time::Duration>,
+    exec: &RemoteExec,
+) -> Result<Option<Report>> {
+    let plan = lifecycle::running_plan(root, lab)?
+        .with_context(|| format!("verifying lab {lab}: lab {lab} is not up"))?;
+    let timeout = timeout.unwrap_or(plan.verify.time_limit);
+    // The signal is awaited on a runtime of its own: the waiting below
+    // blocks this thread between grades.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signals = std::thread::spawn(move || {
+        runtime.block_on(async {
+            tokio::select! {
+                _ = wait_for_signal() => on_signal.cancel(),
+                _ = on_signal.cancelled() => {}
+            }
+        })
+    });
+    let stop = |result| {
+        cancel.cancel();
+        let _ = signals.join();
+        result
+    };
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let report = match super::hosts::verify(root, lab, exec) {
+            Ok(report) => report,
+            Err(e) => return stop(Err(e.context(format!("verifying lab {lab}")))),
+        };
+        if report.converged {
+            return stop(Ok(Some(report)));
+        }
+        if started.elapsed() >= timeout {
+            eprintln!(
+                "sdss lab {lab}: not every pair had its samples after {}: graded as it is",
+                crate::units::format_duration(timeout)
+            );
+            return stop(Ok(Some(report)));
+        }
+        if !said {
+            let done = report
+                .pairs
+                .iter()
+                .filter(|p| p.samples >= report.samples as usize)
+                .count();
+            eprintln!(
+                "sdss lab {lab}: waiting for every pair's samples ({done} of {} pairs have them)",
+                report.pairs.len()
+            );
+            said = true;
+        }
+        // Waits for the next look, or for Ctrl-C.
+        for _ in 0..5 {
+            if cancel.is_cancelled() {
+                eprintln!("sdss lab {lab}: interrupted; the lab stays up");
+                return stop(Ok(None));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 /// `lab graph`: the topology of a lab file, or of a lab that is up (then with
 /// what its nodes measured, graded now as `lab verify` would).
 pub(super) fn graph(arg: &str, format: GraphFormat, root: &StateRoot) -> Result<ExitCode> {
@@ -187,7 +260,7 @@ pub(super) fn verdict(report: &Report) -> ExitCode {
 pub(super) fn up(
     args: UpArgs,
     verify: bool,
-    then_down: bool,
+    ending: Ending,
     root: &StateRoot,
     exec: &RemoteExec,
 ) -> Result<ExitCode> {
@@ -235,7 +308,7 @@ pub(super) fn up(
         json: args.json,
         html: args.html,
         verify,
-        then_down,
+        ending,
     };
     run_plan(plan, options, root, exec)
 }
@@ -248,7 +321,18 @@ pub(super) struct LabRun {
     /// Where to write the report's HTML page.
     pub(super) html: Option<PathBuf>,
     pub(super) verify: bool,
-    pub(super) then_down: bool,
+    pub(super) ending: Ending,
+}
+
+/// What becomes of a lab once `run_plan` has its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// Left running (`up`).
+    Up,
+    /// Taken down (`run`).
+    Down,
+    /// Taken down when it passed; left to inspect when not (`run --keep-on-fail`).
+    DownUnlessFailed,
 }
 
 /// Brings a planned lab up, prints its report, and takes it down with `then_down`.
@@ -264,7 +348,7 @@ pub(super) fn run_plan(
         json,
         html,
         verify,
-        then_down,
+        ending,
     } = run;
     // The page draws the links as injected: zero delay when `up` settles on
     // the `none` backend (the report then carries a note).
@@ -353,10 +437,16 @@ pub(super) fn run_plan(
         }
         _ => Ok(()),
     };
-    if then_down {
-        super::hosts::down(root, &lab, exec)?;
-    } else {
-        eprintln!("sdss lab {lab}: left running; `sdss lab down {lab}` removes it");
+    let failed = outcome.report.as_ref().is_some_and(|r| !r.ok());
+    match ending {
+        Ending::Down => super::hosts::down(root, &lab, exec)?,
+        Ending::DownUnlessFailed if !failed => super::hosts::down(root, &lab, exec)?,
+        Ending::DownUnlessFailed => eprintln!(
+            "sdss lab {lab}: the verdict failed; left running to inspect: \
+             `sdss lab watch {lab}`, `sdss lab status {lab} --nodes`, `sdss lab logs {lab} NODE`, \
+             `sdss lab verify {lab}`; `sdss lab down {lab}` removes it"
+        ),
+        Ending::Up => eprintln!("sdss lab {lab}: left running; `sdss lab down {lab}` removes it"),
     }
     page?;
     Ok(code)

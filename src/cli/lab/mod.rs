@@ -21,7 +21,9 @@ use crate::lab::plan::GradeSettings;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_nodes, render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
-use commands::{graph, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun};
+use commands::{
+    graph, print_report, probe, run_plan, up, verdict, watch, write_html, Ending, LabRun,
+};
 use grade::ClassArgs;
 use hosts::{across_hosts, agent, down, here_only, verify};
 use name::lab_name;
@@ -120,6 +122,10 @@ enum LabCommand {
     Run {
         #[command(flatten)]
         args: UpArgs,
+        /// When the verdict fails, leave the lab up to inspect (and say how
+        /// to look into it and take it down).
+        #[arg(long)]
+        keep_on_fail: bool,
     },
     /// Serve one host's part of a lab over several hosts, on stdin and stdout:
     /// the coordinator (`sdss lab up` of a file with [[host]]) starts it
@@ -156,6 +162,13 @@ enum LabCommand {
         /// Also write the report as one self-contained HTML page to this file.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// First wait until every pair has its samples (Ctrl-C stops waiting).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: grade after this long even if some pair still lacks
+        /// samples (default: the lab's `[verify] time_limit`).
+        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = crate::units::parse_duration)]
+        timeout: Option<std::time::Duration>,
     },
     /// Probe a running lab's links themselves: numbered, timestamped UDP
     /// packets over every ordered pair from the nodes' namespaces, each
@@ -288,8 +301,7 @@ pub fn run(args: LabArgs) -> ExitCode {
 }
 
 fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
-    let dry_run =
-        matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args } if args.dry_run);
+    let dry_run = matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args, .. } if args.dry_run);
     let root = StateRoot::from_env();
     if let LabCommand::Graph { lab, format } = &command {
         return graph(lab, *format, &root);
@@ -299,8 +311,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
     }
     match command {
         LabCommand::Graph { lab, format } => graph(&lab, format, &root),
-        LabCommand::Up { args, no_verify } => up(args, !no_verify, false, &root, exec),
-        LabCommand::Run { args } => up(args, true, true, &root, exec),
+        LabCommand::Up { args, no_verify } => up(args, !no_verify, Ending::Up, &root, exec),
+        LabCommand::Run { args, keep_on_fail } => {
+            let ending = if keep_on_fail {
+                Ending::DownUnlessFailed
+            } else {
+                Ending::Down
+            };
+            up(args, true, ending, &root, exec)
+        }
         LabCommand::Agent => agent(&root),
         LabCommand::Grade {
             json,
@@ -337,7 +356,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 json,
                 html: None,
                 verify: true,
-                then_down: true,
+                ending: Ending::Down,
             };
             run_plan(plan, run, &root, exec)
         }
@@ -370,10 +389,22 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             print!("{}", render_status(&labs, format)?);
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Verify { lab, json, html } => {
+        LabCommand::Verify {
+            lab,
+            json,
+            html,
+            wait,
+            timeout,
+        } => {
             let lab = lab_name(&lab)?;
-            let report =
-                verify(&root, &lab, exec).with_context(|| format!("verifying lab {lab}"))?;
+            let report = if wait {
+                match commands::verify_when_measured(&root, &lab, timeout, exec)? {
+                    Some(report) => report,
+                    None => return Ok(ExitCode::from(130)),
+                }
+            } else {
+                verify(&root, &lab, exec).with_context(|| format!("verifying lab {lab}"))?
+            };
             print_report(&report, json)?;
             if let Some(path) = &html {
                 let plan = lifecycle::running_plan(&root, &lab)?
@@ -455,5 +486,58 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             };
             commands::logs(root, &lab, &node, options)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        lab: LabArgs,
+    }
+
+    fn parse(line: &str) -> Result<LabCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lab").chain(line.split_whitespace()))
+            .map(|c| c.lab.command)
+    }
+
+    #[test]
+    fn the_day_two_options_parse_and_need_what_they_qualify() {
+        assert!(matches!(
+            parse("run labs/five-nodes.toml --keep-on-fail --name five2 --subnet 198.18.9.0/24"),
+            Ok(LabCommand::Run { keep_on_fail: true, args }) if args.name.as_deref() == Some("five2")
+                && args.subnet == Some("198.18.9.0/24".parse().unwrap())
+        ));
+        assert!(
+            parse("up five.toml --subnet 198.18.9.1/24").is_err(),
+            "host bits"
+        );
+        assert!(matches!(
+            parse("verify five --wait --timeout 30s"),
+            Ok(LabCommand::Verify { wait: true, timeout: Some(t), .. }) if t.as_secs() == 30
+        ));
+        assert!(
+            parse("verify five --timeout 30s").is_err(),
+            "--timeout needs --wait"
+        );
+        assert!(matches!(
+            parse("status five --nodes --format csv"),
+            Ok(LabCommand::Status { nodes: true, .. })
+        ));
+        assert!(parse("status --nodes").is_err(), "--nodes needs a lab");
+        assert!(matches!(
+            parse("logs five a -f --tail 5 --json"),
+            Ok(LabCommand::Logs {
+                follow: true,
+                tail: Some(5),
+                json: true,
+                ..
+            })
+        ));
     }
 }
