@@ -66,7 +66,7 @@ pub enum LabError {
     Live(#[from] crate::lab::plan::live::LiveError),
     /// A lab `lab set` leaves alone.
     #[error(transparent)]
-    SetRefused(#[from] super::live::SetRefusal),
+    SetRefused(#[from] crate::lab::plan::live::SetRefusal),
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: the lab was torn down")]
     Cancelled,

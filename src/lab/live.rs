@@ -7,14 +7,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Serialize;
-use thiserror::Error;
 
 use super::builder::delay::{self, change_links, LinkChange};
 use super::builder::state::{Phase, ProcessRecord, StateError, StateRoot};
 use super::builder::CONTROL_SOCKET;
 use super::file::live::{parse_set, SetTarget};
 use super::plan::backend::BackendKind;
-use super::plan::live::Moved;
+use super::plan::live::{Moved, SetRefusal};
 use super::plan::timeline::{change_of, Change};
 use super::plan::Program;
 use super::report::{NodeState, NodeStatus};
@@ -24,33 +23,6 @@ use super::LabError;
 use crate::node::clock::wall_now;
 use crate::node::event::NodeEvent;
 use crate::protocol::NodeId;
-
-/// Why `lab set` leaves a lab alone.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum SetRefusal {
-    /// The `none` backend puts nothing on the links.
-    #[error("lab {0} runs the `none` delay backend, which puts nothing on its links: bring it up with netem or the emulator to set them")]
-    NoBackend(String),
-    /// Its `up` still builds or plays it.
-    #[error(
-        "lab {lab} is still driven by its `sdss lab up` (PID {pid}): set it once that has finished"
-    )]
-    Busy {
-        /// The lab.
-        lab: String,
-        /// The `up`.
-        pid: i32,
-    },
-    /// Not built, or being removed.
-    #[error("lab {0} is not running (being built, removed, or left half-way)")]
-    NotRunning(String),
-    /// Its links are on several hosts.
-    #[error("lab {0} spans several hosts: lab set changes the links of a lab on this machine")]
-    Hosts(String),
-    /// netem without a class per pair has no pair to change.
-    #[error("lab {0} runs netem with one qdisc per link end (no class per pair): set a node's link, or give the lab a [[pair]] or a link event so that it gets a class per pair")]
-    NoPairClasses(String),
-}
 
 /// What a live `set` did.
 #[derive(Debug, Clone, Serialize)]

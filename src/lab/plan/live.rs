@@ -35,6 +35,33 @@ pub enum LiveError {
     NotSet(String),
 }
 
+/// Why `lab set` leaves a lab alone.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SetRefusal {
+    /// The `none` backend puts nothing on the links.
+    #[error("lab {0} runs the `none` delay backend, which puts nothing on its links: bring it up with netem or the emulator to set them")]
+    NoBackend(String),
+    /// Its `up` still builds or plays it.
+    #[error(
+        "lab {lab} is still driven by its `sdss lab up` (PID {pid}): set it once that has finished"
+    )]
+    Busy {
+        /// The lab.
+        lab: String,
+        /// The `up`.
+        pid: i32,
+    },
+    /// Not built, or being removed.
+    #[error("lab {0} is not running (being built, removed, or left half-way)")]
+    NotRunning(String),
+    /// Its links are on several hosts.
+    #[error("lab {0} spans several hosts: lab set changes the links of a lab on this machine")]
+    Hosts(String),
+    /// netem without a class per pair has no pair to change.
+    #[error("lab {0} runs netem with one qdisc per link end (no class per pair): set a node's link, or give the lab a [[pair]] or a link event so that it gets a class per pair")]
+    NoPairClasses(String),
+}
+
 /// One ordered pair whose expected delay a live change moved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Moved {
