@@ -19,6 +19,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 pub mod backend;
+mod copy;
 mod grading;
 mod hosts;
 pub mod link;
@@ -489,7 +490,7 @@ fn check_name(at: &Locator<'_>, name: &Spanned<String>, what: &str) -> Result<()
 }
 
 /// What is wrong with `text` as a `what` (lab, node) name, if anything.
-fn name_problem(text: &str, what: &str) -> Option<String> {
+pub(super) fn name_problem(text: &str, what: &str) -> Option<String> {
     let ok = !text.is_empty()
         && text.len() <= MAX_NAME_LEN
         && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -502,74 +503,6 @@ fn name_problem(text: &str, what: &str) -> Option<String> {
             "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} letters, digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
         )
     })
-}
-
-impl Topology {
-    /// The same lab under another name and subnet (`--name`, `--subnet`),
-    /// checked by the file's rules: a copy of a lab can run beside it.
-    pub fn renamed(
-        mut self,
-        name: Option<&str>,
-        subnet: Option<Ipv4Net>,
-    ) -> Result<Topology, TopologyError> {
-        let refuse = |option: &'static str, given: String, message: String| {
-            Err(TopologyError::Option {
-                option,
-                given,
-                message,
-            })
-        };
-        if let Some(name) = name {
-            if let Some(message) = name_problem(name, "lab") {
-                return refuse("--name", name.to_owned(), message);
-            }
-            self.name = Spanned::new(self.name.span(), name.to_owned());
-        }
-        let Some(net) = subnet else {
-            return Ok(self);
-        };
-        let given = net.to_string();
-        if let Some((_, what)) = RESERVED.iter().find(|(r, _)| r.overlaps(&net)) {
-            return refuse(
-                "--subnet",
-                given,
-                format!("it overlaps {what}: expected a private or benchmarking range such as {DEFAULT_SUBNET}"),
-            );
-        }
-        if self.nodes.len() as u64 > net.host_count() {
-            return refuse(
-                "--subnet",
-                given,
-                format!(
-                    "it has {} host addresses for {} nodes: expected a larger subnet (smaller prefix)",
-                    net.host_count(),
-                    self.nodes.len()
-                ),
-            );
-        }
-        for node in &self.nodes {
-            let Some(ip) = node
-                .address
-                .as_ref()
-                .and_then(|a| a.get_ref().parse::<Ipv4Addr>().ok())
-            else {
-                continue;
-            };
-            if !net.contains(&ip) || ip == net.network() || ip == net.broadcast() {
-                return refuse(
-                    "--subnet",
-                    given,
-                    format!(
-                        "node {} has the fixed address {ip}, no host address of it: expected a subnet that holds it, or a file without `address`",
-                        node.name.get_ref()
-                    ),
-                );
-            }
-        }
-        let span = self.subnet.as_ref().map_or(0..0, Spanned::span);
-        self.subnet = Some(Spanned::new(span, given));
-        Ok(self)
-    }
 }
 
 /// The key that starts at `offset` of `text` (bare or quoted).
@@ -844,48 +777,5 @@ name = "b"
         assert!(net.overlaps(&"10.0.0.128/25".parse().unwrap()));
         assert!(net.overlaps(&"10.0.0.0/8".parse().unwrap()));
         assert!(!net.overlaps(&"10.0.1.0/24".parse().unwrap()));
-    }
-}
-
-#[cfg(test)]
-mod renamed_tests {
-    use super::*;
-
-    fn lab(extra: &str) -> Topology {
-        let text =
-            format!("name = \"five\"\n[[node]]\nname = \"a\"\n{extra}[[node]]\nname = \"b\"\n");
-        Topology::parse(Path::new("five.toml"), &text).unwrap()
-    }
-
-    #[test]
-    fn a_copy_takes_another_name_and_subnet_by_the_files_rules() {
-        let net: Ipv4Net = "198.18.9.0/24".parse().unwrap();
-        let copy = lab("").renamed(Some("five2"), Some(net)).unwrap();
-        assert_eq!(copy.name.get_ref(), "five2");
-        assert_eq!(copy.subnet(), net);
-        let kept = lab("").renamed(None, None).unwrap();
-        assert_eq!(
-            (kept.name.get_ref().as_str(), kept.subnet()),
-            ("five", DEFAULT_SUBNET)
-        );
-        let error = lab("").renamed(Some("five-2"), None).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("--name five-2: \"five-2\" is not a valid lab name"),
-            "{error}"
-        );
-        let tiny = lab("").renamed(None, Some("198.18.9.0/31".parse().unwrap()));
-        assert!(tiny
-            .unwrap_err()
-            .to_string()
-            .contains("host addresses for 2 nodes"));
-        let fixed = lab("address = \"198.18.0.7\"\n").renamed(None, Some(net));
-        assert!(fixed
-            .unwrap_err()
-            .to_string()
-            .contains("node a has the fixed address 198.18.0.7"));
-        let reserved = lab("").renamed(None, Some("127.0.0.0/24".parse().unwrap()));
-        assert!(reserved.unwrap_err().to_string().contains("overlaps"));
     }
 }
