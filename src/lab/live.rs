@@ -254,3 +254,40 @@ impl NodeLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(lines: &[&str]) -> NodeLog {
+        let mut log = NodeLog::default();
+        let seen = Observations::parse(&lines.join("\n"));
+        for (event, at) in seen.events.iter().zip(&seen.times) {
+            log.fold(event, *at);
+        }
+        log
+    }
+
+    const NEIGHBOR: &str = r#"{"ts":"2026-12-04T20:00:02Z","event":"neighbor","id":"aaaaaaaa","ip":"198.18.5.2","port":1,"delay_ms":35.5,"rtt_ms":71.0,"offset_ms":0.0,"min_ms":35.5,"mean_ms":35.5,"jitter_ms":null,"samples":1,"successes":1,"failures":0,"dialect":"binary_be"}"#;
+
+    #[test]
+    fn a_nodes_events_give_its_neighbours_last_sample_and_how_it_ended() {
+        let discovered = r#"{"ts":"2026-12-04T20:00:01Z","event":"discovered","id":"bbbbbbbb","ip":"198.18.5.3","port":2}"#;
+        let removed = r#"{"ts":"2026-12-04T20:00:03Z","event":"removed","id":"bbbbbbbb","ip":"198.18.5.3","cause":"refused","reason":"gone"}"#;
+        let log = events(&[discovered, NEIGHBOR, removed]);
+        assert_eq!(log.neighbours.len(), 1);
+        let (ip, ms, at) = log.last.unwrap();
+        assert_eq!((ip.to_string().as_str(), ms), ("198.18.5.2", 35.5));
+        assert!(at.is_some_and(|t| t > 1.7e9));
+        assert!(!log.stopped);
+        let stopped = events(&[
+            NEIGHBOR,
+            r#"{"ts":"2026-12-04T20:00:04Z","event":"stopped"}"#,
+        ]);
+        assert!(stopped.stopped);
+        // A node started again forgets its last life.
+        let started = r#"{"ts":"2026-12-04T20:00:05Z","event":"started","id":"cccccccc","tcp_port":1,"broadcast_port":2,"destinations":[],"interval_ms":250,"refresh_every":4}"#;
+        let again = events(&[NEIGHBOR, r#"{"event":"stopped"}"#, started]);
+        assert!(!again.stopped && again.neighbours.is_empty() && again.last.is_none());
+    }
+}
