@@ -191,7 +191,7 @@ pub fn nodes(root: &StateRoot, lab: &str) -> Result<Vec<NodeStatus>, LabError> {
             ended: (state == NodeState::Exited).then(|| {
                 match told.as_ref().is_some_and(|t| t.stopped) {
                     true => "stopped".to_owned(),
-                    false => "no stop event: killed or crashed".to_owned(),
+                    false => "killed or crashed".to_owned(),
                 }
             }),
             neighbours: told.as_ref().map(|t| t.neighbours.len()),

@@ -21,8 +21,9 @@ pub struct NodeStatus {
     pub address: String,
     /// `running`, `exited`, or `not started`.
     pub state: NodeState,
-    /// How it ended, when its events say (`stopped`: a clean stop); its exit
-    /// code is its parent's to collect, and `up` is gone.
+    /// How it ended: `stopped` when its events end with a clean stop, else
+    /// `killed or crashed`. Its exit code was its parent's to collect, and
+    /// that `up` is gone.
     pub ended: Option<String>,
     /// Peers in its table after its last event (an sdss node's events only).
     pub neighbours: Option<usize>,
