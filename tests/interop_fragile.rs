@@ -28,9 +28,8 @@ impl Drop for Lab {
 
 fn logs(lab: &str, node: &str, stderr: bool) -> String {
     let mut args = vec!["lab", "logs", lab, node];
-    if stderr {
-        args.push("--stderr");
-    }
+    // Its events as written (the lines a terminal shows are for people).
+    args.push(if stderr { "--stderr" } else { "--json" });
     String::from_utf8_lossy(&run(&args).stdout).into_owned()
 }
 

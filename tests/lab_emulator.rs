@@ -86,8 +86,40 @@ fn an_emulator_told_other_delays_than_the_file_claims_fails_verification() {
     let lab = unique("emulie");
     let claimed = shipped(&scratch, "five-nodes.toml", &lab);
     let told = e_at_twenty_ms(&scratch, &claimed);
-    let (output, report) = run_on_emulator(&claimed, &["--inject-from", told.to_str().unwrap()]);
+    // Under another name and subnet than the file's, and left up when it fails.
+    let copy = format!("{lab}k");
+    let (output, report) = run_on_emulator(
+        &claimed,
+        &[
+            "--inject-from",
+            told.to_str().unwrap(),
+            "--name",
+            &copy,
+            "--subnet",
+            "198.18.77.0/24",
+            "--keep-on-fail",
+        ],
+    );
+    let kept = run(&["lab", "status", &copy, "--format", "csv"]);
+    let waited = run(&["lab", "verify", &copy, "--wait", "--timeout", "20s"]);
+    let down = run(&["lab", "down", &copy]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_clean(&copy, Some(&emulator_of(&copy)));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("left running to inspect") && said.contains(&format!("sdss lab down {copy}")),
+        "{said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&kept.stdout).contains(&format!("\n{copy},running,5,5,emulator,")),
+        "{}",
+        text(&kept)
+    );
+    // Every pair has its samples already: graded at once, failing as the run did.
+    assert_eq!(waited.status.code(), Some(1), "{}", text(&waited));
+    assert!(!text(&waited).contains("waiting for"), "{}", text(&waited));
     assert_eq!(output.status.code(), Some(1), "{}", report.render());
+    assert_eq!(report.lab, copy);
     assert_eq!(report.summary.failed, 8, "{}", report.render());
     for pair in &report.pairs {
         let touches_e = pair.from == "e" || pair.to == "e";

@@ -66,11 +66,18 @@ fn up_verify_logs_then_down() {
     let verify = run(&["lab", "verify", &lab, "--json"]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
     assert_eq!(report(&verify).summary.passed, 2);
+    // As the node shows itself on a terminal, and as it wrote its events.
     let logs = run(&["lab", "logs", &lab, "n0"]);
     assert!(
-        String::from_utf8_lossy(&logs.stdout).contains("\"event\":\"started\""),
+        String::from_utf8_lossy(&logs.stdout).contains(" started node "),
         "{}",
         text(&logs)
+    );
+    let raw = run(&["lab", "logs", &lab, "n0", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&raw.stdout).contains("\"event\":\"started\""),
+        "{}",
+        text(&raw)
     );
     let down = run(&["lab", "down", file.to_str().unwrap()]);
     assert!(down.status.success(), "{}", text(&down));

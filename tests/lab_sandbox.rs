@@ -59,7 +59,8 @@ fn a_hostile_submission_is_refused_everything_while_the_lab_goes_on() {
         .map(|n| {
             (
                 n,
-                String::from_utf8_lossy(&run(&["lab", "logs", &lab, n]).stdout).into_owned(),
+                String::from_utf8_lossy(&run(&["lab", "logs", &lab, n, "--json"]).stdout)
+                    .into_owned(),
             )
         })
         .collect();

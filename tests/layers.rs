@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const STAGES: [&str; 6] = ["file", "plan", "builder", "scenario", "judge", "report"];
 
 /// What composes the stages: no stage may import it.
-const ABOVE: [&str; 4] = ["lifecycle", "hosts", "watch", "class"];
+const ABOVE: [&str; 6] = ["lifecycle", "hosts", "watch", "class", "live", "logs"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {

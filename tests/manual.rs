@@ -50,7 +50,13 @@ fn man_dir_writes_one_page_per_command() {
     let output = run(&["man", "--dir", dir.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
     let listed = String::from_utf8(output.stdout).unwrap();
-    for page in ["sdss.1", "sdss-node.1", "sdss-lab.1", "sdss-lab-status.1"] {
+    for page in [
+        "sdss.1",
+        "sdss-node.1",
+        "sdss-lab.1",
+        "sdss-lab-status.1",
+        "sdss-lab-set.1",
+    ] {
         let path = dir.join(page);
         assert!(listed.contains(path.to_str().unwrap()), "{listed}");
         let roff = std::fs::read_to_string(&path).unwrap();

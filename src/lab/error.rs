@@ -58,6 +58,15 @@ pub enum LabError {
     /// A box's cgroup could not be removed.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// A live `set` the file's rules refuse.
+    #[error(transparent)]
+    SetInvalid(#[from] crate::lab::file::live::SetError),
+    /// A live `set` the running lab cannot take.
+    #[error(transparent)]
+    Live(#[from] crate::lab::plan::live::LiveError),
+    /// A lab `lab set` leaves alone.
+    #[error(transparent)]
+    SetRefused(#[from] crate::lab::plan::live::SetRefusal),
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: the lab was torn down")]
     Cancelled,

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! [`lifecycle`] composes the stages into `up`, `verify`, `down` and `status`;
-//! [`hosts`] runs them over several machines, one share per host.
+//! [`hosts`] runs them over several machines, one share per host; [`live`]
+//! changes and inspects a running lab (`lab set`, `lab status --nodes`).
 
 pub mod builder;
 pub mod class;
@@ -22,6 +23,8 @@ pub mod file;
 pub mod hosts;
 pub mod judge;
 pub mod lifecycle;
+pub mod live;
+pub mod logs;
 pub mod plan;
 pub mod procfs;
 pub mod progress;

@@ -72,6 +72,103 @@ pub(super) fn metrics(root: StateRoot, lab: &str, listen: SocketAddr) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lab logs`: until shown, or following, until Ctrl-C or SIGTERM.
+pub(super) fn logs(
+    root: StateRoot,
+    lab: &str,
+    node: &str,
+    options: crate::lab::logs::LogsOptions,
+) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            on_signal.cancel();
+        });
+        crate::lab::logs::logs(&root, lab, node, options, &cancel, std::io::stdout()).await
+    });
+    result.with_context(|| format!("reading the output of lab {lab} node {node}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab verify --wait`: the report once every pair has its samples, or
+/// once `timeout` (default: the lab's time limit) has passed; `None` when
+/// Ctrl-C or SIGTERM stopped the wait.
+pub(super) fn verify_when_measured(
+    root: &StateRoot,
+    lab: &str,
+    timeout: Option<std::time::Duration>,
+    exec: &RemoteExec,
+) -> Result<Option<Report>> {
+    let plan = lifecycle::running_plan(root, lab)?
+        .with_context(|| format!("verifying lab {lab}: lab {lab} is not up"))?;
+    let timeout = timeout.unwrap_or(plan.verify.time_limit);
+    // The signal is awaited on a runtime of its own: the waiting below
+    // blocks this thread between grades.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signals = std::thread::spawn(move || {
+        runtime.block_on(async {
+            tokio::select! {
+                _ = wait_for_signal() => on_signal.cancel(),
+                _ = on_signal.cancelled() => {}
+            }
+        })
+    });
+    let stop = |result| {
+        cancel.cancel();
+        let _ = signals.join();
+        result
+    };
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let report = match super::hosts::verify(root, lab, exec) {
+            Ok(report) => report,
+            Err(e) => return stop(Err(e.context(format!("verifying lab {lab}")))),
+        };
+        if report.converged {
+            return stop(Ok(Some(report)));
+        }
+        if started.elapsed() >= timeout {
+            eprintln!(
+                "sdss lab {lab}: not every pair had its samples after {}: graded as it is",
+                crate::units::format_duration(timeout)
+            );
+            return stop(Ok(Some(report)));
+        }
+        if !said {
+            let done = report
+                .pairs
+                .iter()
+                .filter(|p| p.samples >= report.samples as usize)
+                .count();
+            eprintln!(
+                "sdss lab {lab}: waiting for every pair's samples ({done} of {} pairs have them)",
+                report.pairs.len()
+            );
+            said = true;
+        }
+        // Waits for the next look, or for Ctrl-C.
+        for _ in 0..5 {
+            if cancel.is_cancelled() {
+                eprintln!("sdss lab {lab}: interrupted; the lab stays up");
+                return stop(Ok(None));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 /// `lab graph`: the topology of a lab file, or of a lab that is up (then with
 /// what its nodes measured, graded now as `lab verify` would).
 pub(super) fn graph(arg: &str, format: GraphFormat, root: &StateRoot) -> Result<ExitCode> {
@@ -186,11 +283,11 @@ pub(super) fn verdict(report: &Report) -> ExitCode {
 pub(super) fn up(
     args: UpArgs,
     verify: bool,
-    then_down: bool,
+    ending: Ending,
     root: &StateRoot,
     exec: &RemoteExec,
 ) -> Result<ExitCode> {
-    let topology = Topology::load(&args.file)?;
+    let topology = Topology::load(&args.file)?.renamed(args.name.as_deref(), args.subnet)?;
     let options = PlanOptions {
         tolerance: args.tolerance,
         calibrate: args.calibrate,
@@ -231,7 +328,10 @@ pub(super) fn up(
     if let Some(addr) = args.metrics.filter(|_| plan.spans_hosts()) {
         bail!("--metrics {addr}: the lab's figures are read from its nodes' output on this machine, and a lab over several hosts keeps it on each host");
     }
-    if let Some(addr) = args.metrics.filter(|a| a.port() == 0 && !then_down) {
+    if let Some(addr) = args
+        .metrics
+        .filter(|a| a.port() == 0 && ending != Ending::Down)
+    {
         bail!("--metrics {addr}: give a port; the server that outlives `up` listens on the same address");
     }
     let options = LabRun {
@@ -240,7 +340,7 @@ pub(super) fn up(
         json: args.json,
         html: args.html,
         verify,
-        then_down,
+        ending,
         metrics: args.metrics,
     };
     run_plan(plan, options, root, exec)
@@ -254,13 +354,24 @@ pub(super) struct LabRun {
     /// Where to write the report's HTML page.
     pub(super) html: Option<PathBuf>,
     pub(super) verify: bool,
-    pub(super) then_down: bool,
+    pub(super) ending: Ending,
     /// Where to serve the lab's metrics: during `up`, then (when the lab is
     /// left running) from a process of its own that `down` stops.
     pub(super) metrics: Option<SocketAddr>,
 }
 
-/// Brings a planned lab up, prints its report, and takes it down with `then_down`.
+/// What becomes of a lab once `run_plan` has its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// Left running (`up`).
+    Up,
+    /// Taken down (`run`).
+    Down,
+    /// Taken down when it passed; left to inspect when not (`run --keep-on-fail`).
+    DownUnlessFailed,
+}
+
+/// Brings a planned lab up, prints its report, and ends it as `ending` says.
 pub(super) fn run_plan(
     plan: Plan,
     run: LabRun,
@@ -273,7 +384,7 @@ pub(super) fn run_plan(
         json,
         html,
         verify,
-        then_down,
+        ending,
         metrics,
     } = run;
     // The page draws the links as injected: zero delay when `up` settles on
@@ -378,9 +489,25 @@ pub(super) fn run_plan(
         }
         _ => Ok(()),
     };
-    if then_down {
+    let failed = outcome.report.as_ref().is_some_and(|r| !r.ok());
+    let left_running = match ending {
+        Ending::Down => false,
+        Ending::DownUnlessFailed => failed,
+        Ending::Up => true,
+    };
+    if !left_running {
         super::hosts::down(root, &lab, exec)?;
-    } else if let Some(addr) = metrics {
+        page?;
+        return Ok(code);
+    }
+    if ending == Ending::DownUnlessFailed {
+        eprintln!(
+            "sdss lab {lab}: the verdict failed; left running to inspect: \
+             `sdss lab watch {lab}`, `sdss lab status {lab} --nodes`, `sdss lab logs {lab} NODE`, \
+             `sdss lab verify {lab}`"
+        );
+    }
+    if let Some(addr) = metrics {
         let sdss = std::env::current_exe().context("locating the sdss executable")?;
         match crate::lab::watch::metrics::detach(root, &lab, addr, &sdss) {
             Ok(pid) => eprintln!(

@@ -5,6 +5,7 @@ mod commands;
 mod grade;
 mod hosts;
 mod name;
+mod set;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,10 +19,10 @@ use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
 use crate::lab::plan::GradeSettings;
 use crate::lab::plan::{Plan, PlanOptions};
-use crate::lab::report::{render_status, GraphFormat, StatusFormat};
+use crate::lab::report::{render_nodes, render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
 use commands::{
-    graph, metrics, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun,
+    graph, metrics, print_report, probe, run_plan, up, verdict, watch, write_html, Ending, LabRun,
 };
 use grade::ClassArgs;
 use hosts::{across_hosts, agent, down, here_only, verify};
@@ -52,6 +53,13 @@ struct UpArgs {
     /// Print the plan and the expected delay matrix; touch nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Bring the lab up under this name instead of the file's (namespaces
+    /// `sdss-<NAME>-*`): a copy of a lab beside one already up.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The lab's subnet instead of the file's (e.g. 198.18.9.0/24).
+    #[arg(long, value_name = "CIDR", value_parser = crate::lab::file::subnet::parse)]
+    subnet: Option<crate::lab::file::Ipv4Net>,
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -121,6 +129,10 @@ enum LabCommand {
     Run {
         #[command(flatten)]
         args: UpArgs,
+        /// When the verdict fails, leave the lab up to inspect (and say how
+        /// to look into it and take it down).
+        #[arg(long)]
+        keep_on_fail: bool,
     },
     /// Serve one host's part of a lab over several hosts, on stdin and stdout:
     /// the coordinator (`sdss lab up` of a file with [[host]]) starts it
@@ -131,10 +143,14 @@ enum LabCommand {
         /// The lab's name, or its file.
         lab: String,
     },
-    /// List running labs.
+    /// List running labs; with --nodes, one lab's nodes.
     Status {
-        /// Only this lab.
+        /// Only this lab (its name, or its file).
         lab: Option<String>,
+        /// One row per node of the lab: its PID, address, whether it runs,
+        /// its neighbours and its last sample (from its own events).
+        #[arg(long, requires = "lab")]
+        nodes: bool,
         /// How to print the labs: for people, or for programs (json and csv
         /// have the same fields).
         #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
@@ -153,6 +169,13 @@ enum LabCommand {
         /// Also write the report as one self-contained HTML page to this file.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// First wait until every pair has its samples (Ctrl-C stops waiting).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: grade after this long even if some pair still lacks
+        /// samples (default: the lab's `[verify] time_limit`).
+        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = crate::units::parse_duration)]
+        timeout: Option<std::time::Duration>,
     },
     /// Probe a running lab's links themselves: numbered, timestamped UDP
     /// packets over every ordered pair from the nodes' namespaces, each
@@ -209,9 +232,13 @@ enum LabCommand {
         #[arg(long, value_name = "ADDR")]
         listen: std::net::SocketAddr,
     },
+    /// Change a running lab's links live, as a timeline's `set` event does
+    /// (and checked as one): a node's link, or with --from and --to an
+    /// ordered pair. `watch`, `verify` and `graph` then judge by the new shape.
+    Set(set::SetArgs),
     /// Run a command inside a node's namespace.
     Exec {
-        /// The lab's name.
+        /// The lab's name, or its file.
         lab: String,
         /// The node.
         node: String,
@@ -255,15 +282,25 @@ enum LabCommand {
         #[arg(last = true, required_unless_present = "class")]
         command: Vec<String>,
     },
-    /// Print a node's output (its JSON events; `--stderr` for its diagnostics).
+    /// Print a node's output as `sdss node` shows it on a terminal (`--json`:
+    /// its JSON event stream as written; `--stderr`: its diagnostics).
     Logs {
-        /// The lab's name.
+        /// The lab's name, or its file.
         lab: String,
         /// The node.
         node: String,
         /// Print the node's stderr instead of its stdout.
         #[arg(long)]
         stderr: bool,
+        /// Print the raw JSON event stream, one event per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing what the node writes, until Ctrl-C.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines (events).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        tail: Option<u64>,
     },
 }
 
@@ -282,8 +319,7 @@ pub fn run(args: LabArgs) -> ExitCode {
 }
 
 fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
-    let dry_run =
-        matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args } if args.dry_run);
+    let dry_run = matches!(&command, LabCommand::Up { args, .. } | LabCommand::Run { args, .. } if args.dry_run);
     let root = StateRoot::from_env();
     if let LabCommand::Graph { lab, format } = &command {
         return graph(lab, *format, &root);
@@ -293,8 +329,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
     }
     match command {
         LabCommand::Graph { lab, format } => graph(&lab, format, &root),
-        LabCommand::Up { args, no_verify } => up(args, !no_verify, false, &root, exec),
-        LabCommand::Run { args } => up(args, true, true, &root, exec),
+        LabCommand::Up { args, no_verify } => up(args, !no_verify, Ending::Up, &root, exec),
+        LabCommand::Run { args, keep_on_fail } => {
+            let ending = if keep_on_fail {
+                Ending::DownUnlessFailed
+            } else {
+                Ending::Down
+            };
+            up(args, true, ending, &root, exec)
+        }
         LabCommand::Agent => agent(&root),
         LabCommand::Grade {
             json,
@@ -331,7 +374,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 json,
                 html: None,
                 verify: true,
-                then_down: true,
+                ending: Ending::Down,
                 metrics: None,
             };
             run_plan(plan, run, &root, exec)
@@ -340,17 +383,47 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             down(&root, &lab, exec)?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Status { lab, format, json } => {
+        LabCommand::Status {
+            lab,
+            nodes,
+            format,
+            json,
+        } => {
+            let format = if json { StatusFormat::Json } else { format };
+            let lab = lab.as_deref().map(lab_name).transpose()?;
+            if let (true, Some(lab)) = (nodes, &lab) {
+                here_only(
+                    &root,
+                    lab,
+                    None,
+                    "lab status --nodes reads the nodes of this machine",
+                )?;
+                let nodes = crate::lab::live::nodes(&root, lab)
+                    .with_context(|| format!("reading the nodes of lab {lab}"))?;
+                print!("{}", render_nodes(&nodes, format)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut labs = lifecycle::status(&root, lab.as_deref())?;
             across_hosts(&root, &mut labs, exec)?;
-            let format = if json { StatusFormat::Json } else { format };
             print!("{}", render_status(&labs, format)?);
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Verify { lab, json, html } => {
+        LabCommand::Verify {
+            lab,
+            json,
+            html,
+            wait,
+            timeout,
+        } => {
             let lab = lab_name(&lab)?;
-            let report =
-                verify(&root, &lab, exec).with_context(|| format!("verifying lab {lab}"))?;
+            let report = if wait {
+                match commands::verify_when_measured(&root, &lab, timeout, exec)? {
+                    Some(report) => report,
+                    None => return Ok(ExitCode::from(130)),
+                }
+            } else {
+                verify(&root, &lab, exec).with_context(|| format!("verifying lab {lab}"))?
+            };
             print_report(&report, json)?;
             if let Some(path) = &html {
                 let plan = lifecycle::running_plan(&root, &lab)?
@@ -400,7 +473,9 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             )?;
             metrics(root, &lab, listen)
         }
+        LabCommand::Set(args) => set::set(&root, args),
         LabCommand::Exec { lab, node, command } => {
+            let lab = lab_name(&lab)?;
             here_only(
                 &root,
                 &lab,
@@ -413,7 +488,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
-        LabCommand::Logs { lab, node, stderr } => {
+        LabCommand::Logs {
+            lab,
+            node,
+            stderr,
+            json,
+            follow,
+            tail,
+        } => {
+            let lab = lab_name(&lab)?;
             if stderr {
                 here_only(
                     &root,
@@ -422,17 +505,68 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                     "only a node's output is gathered here",
                 )?;
             }
-            let (dir, _) = lifecycle::open_node(&root, &lab, &node)?;
-            let path = if stderr {
-                dir.stderr_log(&node)
-            } else {
-                dir.stdout_log(&node)
+            use std::io::IsTerminal;
+            let options = crate::lab::logs::LogsOptions {
+                stderr,
+                raw: json,
+                tail,
+                follow,
+                color: std::io::stdout().is_terminal(),
             };
-            let text =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            use std::io::Write;
-            std::io::stdout().write_all(&text)?;
-            Ok(ExitCode::SUCCESS)
+            commands::logs(root, &lab, &node, options)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        lab: LabArgs,
+    }
+
+    fn parse(line: &str) -> Result<LabCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lab").chain(line.split_whitespace()))
+            .map(|c| c.lab.command)
+    }
+
+    #[test]
+    fn the_day_two_options_parse_and_need_what_they_qualify() {
+        assert!(matches!(
+            parse("run labs/five-nodes.toml --keep-on-fail --name five2 --subnet 198.18.9.0/24"),
+            Ok(LabCommand::Run { keep_on_fail: true, args }) if args.name.as_deref() == Some("five2")
+                && args.subnet == Some("198.18.9.0/24".parse().unwrap())
+        ));
+        assert!(
+            parse("up five.toml --subnet 198.18.9.1/24").is_err(),
+            "host bits"
+        );
+        assert!(matches!(
+            parse("verify five --wait --timeout 30s"),
+            Ok(LabCommand::Verify { wait: true, timeout: Some(t), .. }) if t.as_secs() == 30
+        ));
+        assert!(
+            parse("verify five --timeout 30s").is_err(),
+            "--timeout needs --wait"
+        );
+        assert!(matches!(
+            parse("status five --nodes --format csv"),
+            Ok(LabCommand::Status { nodes: true, .. })
+        ));
+        assert!(parse("status --nodes").is_err(), "--nodes needs a lab");
+        assert!(matches!(
+            parse("logs five a -f --tail 5 --json"),
+            Ok(LabCommand::Logs {
+                follow: true,
+                tail: Some(5),
+                json: true,
+                ..
+            })
+        ));
     }
 }

@@ -430,6 +430,36 @@ impl LabDir {
         Ok(())
     }
 
+    /// Records the plan a live change (`sdss lab set`) moved the running
+    /// lab to, whole or not at all: what later commands judge by.
+    pub fn replace_plan(&mut self, plan: Plan) -> Result<(), StateError> {
+        write_json(&self.dir.join(PLAN_FILE), &plan)?;
+        self.state.plan = plan;
+        Ok(())
+    }
+
+    /// When the plan was last written (at `up`, or by a live change).
+    pub fn plan_written(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(self.dir.join(PLAN_FILE))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Takes the lab's lock for live changes, held until the guard drops:
+    /// two `lab set` at once take turns, each reading what the other wrote.
+    pub fn lock_changes(&self) -> Result<nix::fcntl::Flock<fs::File>, StateError> {
+        let path = self.dir.join("changes.lock");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io("opening", &path))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io("locking", &path)(errno.into()))
+    }
+
     fn save(&self) -> Result<(), StateError> {
         write_json(&self.dir.join(STATE_FILE), &self.state.record)
     }

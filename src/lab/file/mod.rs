@@ -19,9 +19,11 @@ use thiserror::Error;
 use toml::Spanned;
 
 pub mod backend;
+mod copy;
 mod grading;
 mod hosts;
 pub mod link;
+pub mod live;
 pub mod probing;
 mod sandbox;
 pub mod subnet;
@@ -50,6 +52,17 @@ pub enum TopologyError {
         /// What the OS said.
         #[source]
         source: std::io::Error,
+    },
+    /// A command-line option that changes the file (`--name`, `--subnet`)
+    /// gives what the file's rules refuse.
+    #[error("{option} {given}: {message}")]
+    Option {
+        /// The option.
+        option: &'static str,
+        /// Its value.
+        given: String,
+        /// What is wrong and what is expected instead.
+        message: String,
     },
     /// The file was read but says something wrong, at a known place.
     #[error("{path}:{line}:{column}: {message}")]
@@ -470,7 +483,14 @@ impl Topology {
 }
 
 fn check_name(at: &Locator<'_>, name: &Spanned<String>, what: &str) -> Result<(), TopologyError> {
-    let text = name.get_ref();
+    match name_problem(name.get_ref(), what) {
+        Some(message) => Err(at.error(Some(name.span()), message)),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with `text` as a `what` (lab, node) name, if anything.
+pub(super) fn name_problem(text: &str, what: &str) -> Option<String> {
     let ok = !text.is_empty()
         && text.len() <= MAX_NAME_LEN
         && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -478,16 +498,11 @@ fn check_name(at: &Locator<'_>, name: &Spanned<String>, what: &str) -> Result<()
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(at.error(
-            Some(name.span()),
-            format!(
-                "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} letters, digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
-            ),
-        ))
-    }
+    (!ok).then(|| {
+        format!(
+            "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} letters, digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
+        )
+    })
 }
 
 /// The key that starts at `offset` of `text` (bare or quoted).

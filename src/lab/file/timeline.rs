@@ -134,71 +134,10 @@ impl Topology {
             .iter()
             .map(|n| n.name.get_ref().as_str())
             .collect();
-        let node = |name: &Spanned<String>| -> Result<(), TopologyError> {
-            if nodes.contains(&name.get_ref().as_str()) {
-                Ok(())
-            } else {
-                Err(at.error(
-                    Some(name.span()),
-                    format!(
-                        "no node is named {:?}: expected one of {}",
-                        name.get_ref(),
-                        nodes.join(", ")
-                    ),
-                ))
-            }
-        };
         let mut names: HashMap<&str, Action> = HashMap::new();
         for event in &self.events {
             let action = *event.action.get_ref();
-            let needs = |present: bool, what: &str| -> Result<(), TopologyError> {
-                if present {
-                    Ok(())
-                } else {
-                    Err(at.error(
-                        Some(event.action.span()),
-                        format!("action {:?} needs {what}", action.name()),
-                    ))
-                }
-            };
-            match action {
-                Action::Set => {
-                    needs(
-                        event.node.is_some() != (event.from.is_some() && event.to.is_some()),
-                        "either `node` or both `from` and `to`",
-                    )?;
-                    needs(
-                        !event.shape().is_empty(),
-                        &format!("at least one of {}", super::link::SHAPE_KEYS),
-                    )?;
-                }
-                Action::Cut | Action::Kill | Action::Stop | Action::Start | Action::Restart => {
-                    needs(event.node.is_some(), "`node`")?
-                }
-                Action::Partition => needs(event.groups.is_some(), "`groups`")?,
-                Action::Heal => {}
-            }
-            for name in [&event.node, &event.from, &event.to].into_iter().flatten() {
-                node(name)?;
-            }
-            if let Some(groups) = &event.groups {
-                let mut seen = Vec::new();
-                for name in groups.get_ref().iter().flatten() {
-                    if !nodes.contains(&name.as_str()) || seen.contains(&name) {
-                        return Err(at.error(
-                            Some(groups.span()),
-                            format!("groups: {name:?} is no node or is in two groups"),
-                        ));
-                    }
-                    seen.push(name);
-                }
-                if groups.get_ref().len() < 2 {
-                    return Err(
-                        at.error(Some(groups.span()), "a partition needs at least two groups")
-                    );
-                }
-            }
-            event.shape().check(at)?;
+            check_event(event, &nodes, at)?;
             if let Some(name) = &event.name {
                 if names.insert(name.get_ref(), action).is_some() {
                     return Err(at.error(
@@ -267,11 +206,88 @@ impl Topology {
                 .into_iter()
                 .flatten()
             {
-                node(name)?;
+                check_node(name, &nodes, at)?;
             }
         }
         Ok(())
     }
+}
+
+/// Fails unless `name` is one of `nodes`.
+fn check_node(
+    name: &Spanned<String>,
+    nodes: &[&str],
+    at: &Locator<'_>,
+) -> Result<(), TopologyError> {
+    if nodes.contains(&name.get_ref().as_str()) {
+        Ok(())
+    } else {
+        Err(at.error(
+            Some(name.span()),
+            format!(
+                "no node is named {:?}: expected one of {}",
+                name.get_ref(),
+                nodes.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Checks one event against the lab's `nodes`: what its action needs, the
+/// nodes it names, its groups and its link's shape. The file's events and
+/// `sdss lab set` (see [`super::live`]) both pass here.
+pub(super) fn check_event(
+    event: &EventSection,
+    nodes: &[&str],
+    at: &Locator<'_>,
+) -> Result<(), TopologyError> {
+    let action = *event.action.get_ref();
+    let needs = |present: bool, what: &str| -> Result<(), TopologyError> {
+        if present {
+            Ok(())
+        } else {
+            Err(at.error(
+                Some(event.action.span()),
+                format!("action {:?} needs {what}", action.name()),
+            ))
+        }
+    };
+    match action {
+        Action::Set => {
+            needs(
+                event.node.is_some() != (event.from.is_some() && event.to.is_some()),
+                "either `node` or both `from` and `to`",
+            )?;
+            needs(
+                !event.shape().is_empty(),
+                &format!("at least one of {}", super::link::SHAPE_KEYS),
+            )?;
+        }
+        Action::Cut | Action::Kill | Action::Stop | Action::Start | Action::Restart => {
+            needs(event.node.is_some(), "`node`")?
+        }
+        Action::Partition => needs(event.groups.is_some(), "`groups`")?,
+        Action::Heal => {}
+    }
+    for name in [&event.node, &event.from, &event.to].into_iter().flatten() {
+        check_node(name, nodes, at)?;
+    }
+    if let Some(groups) = &event.groups {
+        let mut seen = Vec::new();
+        for name in groups.get_ref().iter().flatten() {
+            if !nodes.contains(&name.as_str()) || seen.contains(&name) {
+                return Err(at.error(
+                    Some(groups.span()),
+                    format!("groups: {name:?} is no node or is in two groups"),
+                ));
+            }
+            seen.push(name);
+        }
+        if groups.get_ref().len() < 2 {
+            return Err(at.error(Some(groups.span()), "a partition needs at least two groups"));
+        }
+    }
+    event.shape().check(at)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub use impairment::in_series;
 mod grading;
 pub mod hosts;
 pub mod impairment;
+pub mod live;
 mod node;
 pub mod phase_zero;
 pub mod probing;

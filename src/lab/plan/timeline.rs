@@ -362,7 +362,7 @@ impl Timeline {
         builtin: Vec<Event>,
     ) -> Timeline {
         // Validated by the file: every action has a name we know.
-        let mut events: Vec<Event> = topology.events.iter().filter_map(event).collect();
+        let mut events: Vec<Event> = topology.events.iter().map(event).collect();
         events.extend(builtin);
         // Stable: events at the same time keep the file's order.
         events.sort_by_key(|e| e.at);
@@ -452,7 +452,12 @@ impl Timeline {
     }
 }
 
-fn event(section: &crate::lab::file::EventSection) -> Option<Event> {
+/// What an `[[event]]` (of the file, or `sdss lab set`'s) does.
+pub fn change_of(section: &crate::lab::file::EventSection) -> Change {
+    event(section).change
+}
+
+fn event(section: &crate::lab::file::EventSection) -> Event {
     let name = |n: &Option<toml::Spanned<String>>| n.as_ref().map(|n| n.get_ref().clone());
     let node = name(&section.node).unwrap_or_default();
     let values = LinkValues::from(section.shape());
@@ -483,11 +488,11 @@ fn event(section: &crate::lab::file::EventSection) -> Option<Event> {
         Action::Start => Change::Start { node },
         Action::Restart => Change::Restart { node },
     };
-    Some(Event {
+    Event {
         name: name(&section.name),
         at: section.at.0,
         change,
-    })
+    }
 }
 
 /// A change's word for the report's timeline.

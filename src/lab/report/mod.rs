@@ -10,6 +10,7 @@ pub mod graph;
 pub mod html;
 mod links;
 pub(crate) mod markup;
+mod nodes;
 mod plan;
 mod plots;
 pub mod progress;
@@ -18,6 +19,7 @@ pub mod watch;
 
 pub use graph::{render_graph, GraphFormat};
 pub use html::render_html;
+pub use nodes::{render_nodes, NodeState, NodeStatus, NODE_FIELDS};
 pub use plan::render_plan;
 pub use status::{render_status, LabPhase, LabStatus, StatusFormat, STATUS_FIELDS};
 

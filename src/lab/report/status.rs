@@ -147,7 +147,7 @@ fn status_csv(labs: &[LabStatus]) -> String {
 
 /// A CSV field, quoted when it holds a comma, a quote, a line break or edge
 /// spaces; quotes inside are doubled (RFC 4180).
-fn csv_field(field: &str) -> Cow<'_, str> {
+pub(super) fn csv_field(field: &str) -> Cow<'_, str> {
     let plain = !field.contains([',', '"', '\n', '\r']) && field.trim() == field;
     if plain {
         Cow::Borrowed(field)

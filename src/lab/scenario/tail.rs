@@ -45,6 +45,15 @@ impl Lines {
         }
     }
 
+    /// Follows `path` from byte `offset` (the start of a line).
+    pub fn at(path: PathBuf, offset: u64) -> Lines {
+        Lines {
+            path,
+            offset,
+            partial: String::new(),
+        }
+    }
+
     /// The file it follows.
     pub fn path(&self) -> &std::path::Path {
         &self.path

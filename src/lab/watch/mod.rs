@@ -56,6 +56,11 @@ struct Source {
     keep: usize,
     /// The emulator's late answers: samples they spoiled are set aside, as `up` does.
     late: LateFollower,
+    /// Where the lab's state is, to read it again.
+    root: StateRoot,
+    /// When the plan was written: a `lab set` writes it again, and the
+    /// view then judges by the new expectations.
+    plan_written: Option<std::time::SystemTime>,
 }
 
 impl Source {
@@ -72,7 +77,10 @@ impl Source {
             .collect();
         let keep = (plan.verify.warmup + plan.verify.samples) as usize;
         let late = LateFollower::new(&dir);
+        let plan_written = dir.plan_written();
         Ok(Source {
+            root: root.clone(),
+            plan_written,
             dir,
             tails,
             observations: HashMap::new(),
@@ -84,10 +92,18 @@ impl Source {
 
     /// Reads what the nodes wrote since the last refresh and grades it. Blocking.
     fn refresh(&mut self) -> Result<Verification, LabError> {
-        let state = &self.dir.state;
         if !self.dir.path().is_dir() {
-            return Err(StateError::NotUp(state.plan.lab.clone()).into());
+            return Err(StateError::NotUp(self.dir.state.plan.lab.clone()).into());
         }
+        let written = self.dir.plan_written();
+        if written != self.plan_written {
+            let lab = self.dir.state.plan.lab.clone();
+            if let Some(dir) = self.root.open(&lab)? {
+                self.dir = dir;
+                self.plan_written = written;
+            }
+        }
+        let state = &self.dir.state;
         for (name, tail) in &mut self.tails {
             let seen = self.observations.entry(name.clone()).or_default();
             while tail.poll(seen)? > 0 {

@@ -249,10 +249,31 @@ pub fn netem_changes(plan: &Plan, before: &Phase, after: &Phase) -> Vec<TcComman
     commands
 }
 
-/// The tc commands that move a per-pair netem lab from what plan `before`
-/// injects to what `after` does: every pair's leaf that differs, and the
-/// default class (broadcasts) of every node whose own link differs.
+/// The tc commands that move a netem lab from what plan `before` injects to
+/// what `after` does. Per pair: every pair's leaf that differs, and the
+/// default class (broadcasts) of every node whose own link differs. With
+/// per-node links (a live `set` of a node's link): both root qdiscs of each
+/// node whose link differs, as [`netem_commands`] made them.
 pub fn netem_plan_changes(before: &Plan, after: &Plan) -> Vec<TcCommand> {
+    if !after.per_pair {
+        let moved = before.nodes.iter().zip(&after.nodes);
+        return moved
+            .filter(|(old, new)| old.link != new.link)
+            .flat_map(|(_, node)| {
+                [
+                    (node.netns.as_str(), NODE_IFNAME),
+                    (after.switch_netns.as_str(), node.bridge_port.as_str()),
+                ]
+                .map(|(netns, dev)| {
+                    tc_command(
+                        netns,
+                        &format!("qdisc replace dev {dev} root"),
+                        Some(&node.link),
+                    )
+                })
+            })
+            .collect();
+    }
     let mut commands = leaf_changes(
         after,
         &local_matrix(before, None),
@@ -623,6 +644,29 @@ mod tests {
         assert_eq!(
             wire_matrix(&plan, None)[0][1].first.delay,
             Duration::from_millis(3)
+        );
+    }
+
+    #[test]
+    fn a_set_node_of_a_lab_with_per_node_links_gets_both_root_qdiscs_again() {
+        let plan = Plan::from_text(
+            "name = \"t\"\n[[node]]\nname = \"a\"\ndelay = \"1ms\"\n[[node]]\nname = \"b\"\n",
+        );
+        assert!(!plan.per_pair);
+        let change = crate::lab::plan::timeline::Change::SetLink {
+            node: "b".to_owned(),
+            values: crate::lab::plan::impairment::LinkValues {
+                delay: Some(Duration::from_millis(40)),
+                ..Default::default()
+            },
+        };
+        let after = plan.with_change(&change).unwrap();
+        assert_eq!(
+            lines(netem_plan_changes(&plan, &after)),
+            [
+                "tc -n sdss-t-b qdisc replace dev eth0 root netem delay 40000us",
+                "tc -n sdss-t qdisc replace dev p1 root netem delay 40000us",
+            ]
         );
     }
 
