@@ -620,7 +620,7 @@ name = "b"
         assert!(message.contains("not a unit"), "{message}");
         let (line, _, message) = error("name = \"x\"\n[[node]]\nname = \"a\"\ndelay = \"5\"\n");
         assert_eq!(line, 4);
-        assert!(message.contains("number and a unit"), "{message}");
+        assert!(message.contains("number with a unit"), "{message}");
     }
 
     #[test]

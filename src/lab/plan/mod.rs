@@ -242,7 +242,9 @@ pub struct VerifySettings {
 impl VerifySettings {
     /// The tolerance for a given expected delay: `max(floor, percent of expected)`.
     pub fn tolerance_for(&self, expected: Duration) -> Duration {
-        let relative = expected.mul_f64(self.tolerance_percent / 100.0);
+        // Rounded to the nanosecond, so 5% of 41ms is 2.05ms exactly.
+        let nanos = (expected.as_nanos() as f64 * self.tolerance_percent / 100.0).round();
+        let relative = Duration::from_nanos(nanos as u64);
         relative.max(self.tolerance)
     }
 }
