@@ -170,6 +170,7 @@ pub(super) fn up(
     let topology = Topology::load(&args.file)?;
     let options = PlanOptions {
         tolerance: args.tolerance,
+        tolerance_percent: args.tolerance_percent,
         calibrate: args.calibrate,
         unconfined: args.no_sandbox,
         link: args.link,

@@ -66,11 +66,19 @@ struct UpArgs {
         env = "SDSS_LAB_DELAY_BACKEND"
     )]
     backend: BackendChoice,
-    /// Judge with this absolute tolerance instead of the lab file's
-    /// `[verify] tolerance`: for a machine that adds delay of its own (a VM
-    /// under software emulation, a loaded host), measured with `--delay-backend none`.
-    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    /// The absolute part of every pair's tolerance, instead of the lab file's
+    /// `[verify] tolerance`: a pair passes within max(DURATION,
+    /// tolerance_percent of its expected delay), so a pair whose percentage
+    /// is larger keeps it (add `--tolerance-percent 0` to judge with exactly
+    /// DURATION). For a machine that adds delay of its own (a VM under
+    /// software emulation, a loaded host), measured with `--delay-backend none`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
     tolerance: Option<std::time::Duration>,
+    /// The relative part of every pair's tolerance, in percent of its
+    /// expected delay, instead of the lab file's `[verify] tolerance_percent`;
+    /// 0 leaves the absolute part alone.
+    #[arg(long, value_name = "PERCENT", value_parser = percent, allow_hyphen_values = true)]
+    tolerance_percent: Option<f64>,
     /// Measure each pair's floor first, with every pair at 1 ms (what the
     /// kernel's path and the nodes add by themselves), then apply the delays
     /// and subtract it, as `[verify] calibrate = true` does; the report shows it.
@@ -403,5 +411,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             std::io::stdout().write_all(&text)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `--tolerance-percent`: a percentage between 0 and 100, as the lab file's.
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{text:?} is not a percentage: write a number between 0 and 100, e.g. 5 or 2.5"
+        )),
     }
 }

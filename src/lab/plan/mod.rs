@@ -376,6 +376,7 @@ address = "10.9.0.1"
         assert!(Plan::new(&probed, source).verify.link.is_some());
         let options = PlanOptions {
             tolerance: Some(Duration::from_micros(700)),
+            tolerance_percent: None,
             calibrate: true,
             unconfined: true,
             link: true,
@@ -397,6 +398,17 @@ address = "10.9.0.1"
         assert_eq!(
             asked.verify.tolerance_percent,
             plain.verify.tolerance_percent
+        );
+        let exact = PlanOptions {
+            tolerance: Some(Duration::from_micros(50)),
+            tolerance_percent: Some(0.0),
+            ..PlanOptions::default()
+        };
+        let exact = Plan::with_options(&topology, source, &exact);
+        assert_eq!(
+            exact.verify.tolerance_for(Duration::from_millis(40)),
+            Duration::from_micros(50),
+            "--tolerance 50us --tolerance-percent 0 judges with exactly 50us"
         );
     }
 
