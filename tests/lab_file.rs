@@ -122,3 +122,27 @@ fn every_example_lab_fails_a_link_that_lost_its_delay() {
         }
     }
 }
+
+/// A bad value on the command line is refused at once, saying what it expects
+/// (a negative duration reaches the parser rather than reading as an option).
+#[test]
+fn bad_command_line_values_say_what_they_expect() {
+    let lab = format!("{}/labs/two-nodes.toml", env!("CARGO_MANIFEST_DIR"));
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["lab", "run", "--dry-run", "--tolerance", "-1s", &lab],
+            "a duration is a non-negative number with a unit: 500us, 20ms, 1.5s, 2m",
+        ),
+        (
+            &["node", "--interval", "-1s"],
+            "a duration is a non-negative number with a unit",
+        ),
+    ];
+    for (args, says) in cases {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("-- -1"), "{args:?}: a misleading tip: {stderr}");
+    }
+}

@@ -27,7 +27,7 @@ pub struct NodeArgs {
     pub broadcast_port: u16,
 
     /// Time between two announcements (e.g. 1s, 200ms).
-    #[arg(long, env = "SDSS_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "SDSS_INTERVAL", default_value = "1s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
     /// Broadcasts heard from a peer between two measurements of it.
@@ -50,7 +50,7 @@ pub struct NodeArgs {
     pub interfaces: Vec<String>,
 
     /// Bound on one timestamp exchange (connect and answer).
-    #[arg(long, env = "SDSS_EXCHANGE_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "SDSS_EXCHANGE_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub exchange_timeout: Duration,
 
     /// Most peers tracked at once; a flood of fake IDs cannot grow the table past it.
@@ -70,7 +70,7 @@ pub struct NodeArgs {
     pub verbose: bool,
 
     /// Period of the neighbor table in human output.
-    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub table_every: Duration,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9498).

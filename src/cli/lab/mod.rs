@@ -97,7 +97,7 @@ struct UpArgs {
     #[arg(long, value_name = "N")]
     link_rate: Option<u32>,
     /// How long each pair's probe sends (probes the links).
-    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
     link_duration: Option<std::time::Duration>,
     /// Testing aid: inject the delays of this other lab file (same nodes) while
     /// grading against FILE's, to prove that verification catches wrong links.
@@ -166,7 +166,7 @@ enum LabCommand {
         #[arg(long, value_name = "N")]
         rate: Option<u32>,
         /// How long each pair sends (default: `[verify] link_duration`, else 10s).
-        #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
         duration: Option<std::time::Duration>,
         /// Only the pairs this node sends.
         #[arg(long, value_name = "NODE")]
@@ -220,7 +220,7 @@ enum LabCommand {
         #[arg(long, default_value_t = format!("grade{}", std::process::id()))]
         name: String,
         /// How long the program is watched (at least 12s).
-        #[arg(long, value_parser = crate::units::parse_duration)]
+        #[arg(long, value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
         duration: Option<std::time::Duration>,
         /// The program's folder (the submission's): confined, it sees a
         /// private copy of it and starts there. Default: the folder of the
