@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::lab::builder::launch::LaunchError;
 use crate::lab::builder::state::StateRoot;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::{BuiltinGrade, Topology};
@@ -20,6 +21,7 @@ use crate::lab::plan::GradeSettings;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
+use crate::lab::LabError;
 use commands::{graph, print_report, probe, run_plan, up, verdict, watch, write_html, LabRun};
 use grade::ClassArgs;
 use hosts::{across_hosts, agent, down, here_only, verify};
@@ -385,9 +387,29 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 "lab exec enters a namespace of this machine",
             )?;
             let sdss = std::env::current_exe().context("locating the sdss executable")?;
-            let code = lifecycle::exec(&root, &lab, &node, &command, &sdss).with_context(|| {
-                format!("running {:?} in lab {lab} node {node}", command.join(" "))
-            })?;
+            let code = match lifecycle::exec(&root, &lab, &node, &command, &sdss) {
+                Ok(code) => code,
+                // As a shell says it: one line, 127 for a command not found, 126 for one that cannot run.
+                Err(LabError::Launch(LaunchError::Spawn {
+                    program, source, ..
+                })) => {
+                    let (code, why) = match source.kind() {
+                        std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
+                        std::io::ErrorKind::PermissionDenied => {
+                            (126, "permission denied (not an executable)".to_owned())
+                        }
+                        _ => (126, source.to_string()),
+                    };
+                    eprintln!("sdss: lab {lab} node {node}: {program}: {why}");
+                    return Ok(ExitCode::from(code));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "running {:?} in lab {lab} node {node}",
+                        command.join(" ")
+                    )))
+                }
+            };
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         LabCommand::Logs { lab, node, stderr } => {
