@@ -137,12 +137,19 @@ fn bad_command_line_values_say_what_they_expect() {
             &["node", "--interval", "-1s"],
             "a duration is a non-negative number with a unit",
         ),
+        (
+            &["node", "--broadcast-port", "0"],
+            "port 0 is no port peers can reach",
+        ),
     ];
     for (args, says) in cases {
         let output = run(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
-        assert!(!stderr.contains("-- -1"), "{args:?}: a misleading tip: {stderr}");
+        assert!(
+            !stderr.contains("-- -1"),
+            "{args:?}: a misleading tip: {stderr}"
+        );
     }
 }

@@ -23,7 +23,7 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
     /// UDP port announcements go to: the one constant every implementation shares.
-    #[arg(long, env = "SDSS_BROADCAST_PORT", default_value_t = DEFAULT_BROADCAST_PORT)]
+    #[arg(long, env = "SDSS_BROADCAST_PORT", default_value_t = DEFAULT_BROADCAST_PORT, value_parser = parse_port)]
     pub broadcast_port: u16,
 
     /// Time between two announcements (e.g. 1s, 200ms).
@@ -77,6 +77,20 @@ pub struct NodeArgs {
     /// Off by default.
     #[arg(long, env = "SDSS_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+}
+
+/// A UDP port peers can send to: 0 would let the kernel pick one nobody else knows.
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(0) => Err(format!(
+            "port 0 is no port peers can reach (the kernel would pick one at random): \
+             give one between 1 and 65535, e.g. the default {DEFAULT_BROADCAST_PORT}"
+        )),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!(
+            "{text:?} is not a port: give a number between 1 and 65535"
+        )),
+    }
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
