@@ -138,6 +138,10 @@ fn bad_command_line_values_say_what_they_expect() {
             "a duration is a non-negative number with a unit",
         ),
         (
+            &["lab", "grade", "--duration", "5s", "--", "true"],
+            "sdss: --duration: duration 5s is too short: expected at least 12 s",
+        ),
+        (
             &["node", "--broadcast-port", "0"],
             "port 0 is no port peers can reach",
         ),

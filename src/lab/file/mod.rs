@@ -63,6 +63,15 @@ pub enum TopologyError {
         /// What is wrong and what is expected instead.
         message: String,
     },
+    /// The built-in lab of `sdss lab grade` is wrong: by a value of the
+    /// command line (`--name`), named, or by something of its own.
+    #[error("{what}: {message}")]
+    Builtin {
+        /// The option the wrong value came from, or the lab itself.
+        what: String,
+        /// What is wrong and what is expected instead.
+        message: String,
+    },
 }
 
 /// A duration written as text in the file (`"5ms"`), parsed with [`crate::units`].
