@@ -62,6 +62,16 @@ fn errors_name_file_line_column_and_exit_2() {
             "name = \"x\"\n[[node]]\nname = \"a\"\nloss = 1.5\n",
             ":4:8: loss 1.5 is out of range",
         ),
+        (
+            "name = \"x\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n\
+             [[event]]\nat = \"9s\"\naction = \"partition\"\ngroups = [[\"a\", \"b\"], [\"b\"]]\n",
+            ":9:10: groups: node \"b\" is in group 1 and group 2",
+        ),
+        (
+            "name = \"x\"\n[[node]]\nname = \"server\"\n\
+             [[event]]\nat = \"9s\"\naction = \"kill\"\nnode = \"sever\"\n",
+            ":7:8: no node is named \"sever\": did you mean \"server\"? expected one of server",
+        ),
     ];
     for (index, (body, expected)) in cases.iter().enumerate() {
         let file = scratch.lab(&format!("bad{index}.toml"), body);

@@ -439,13 +439,12 @@ impl Topology {
                     return Err(at.error(
                         Some(end.span()),
                         format!(
-                            "no node is named {:?}: expected one of {}",
+                            "no node is named {:?}: {}",
                             end.get_ref(),
-                            self.nodes
-                                .iter()
-                                .map(|n| n.name.get_ref().as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            one_of(
+                                end.get_ref(),
+                                self.nodes.iter().map(|n| n.name.get_ref().as_str())
+                            )
                         ),
                     ));
                 }
@@ -493,7 +492,7 @@ fn check_name(at: &Locator<'_>, name: &Spanned<String>, what: &str) -> Result<()
         Err(at.error(
             Some(name.span()),
             format!(
-                "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} letters, digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
+                "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} ASCII letters (a-z, A-Z), digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
             ),
         ))
     }
@@ -504,6 +503,43 @@ fn key_at(text: &str, offset: usize) -> &str {
     let rest = text.get(offset..).unwrap_or_default();
     let end = rest.find(['=', '\n', ']']).unwrap_or(rest.len());
     rest[..end].trim()
+}
+
+/// What a misspelt name could have been: the closest known name (by edit
+/// distance, when close), then every known one.
+pub(super) fn one_of<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    if known.is_empty() {
+        return "there is none".to_owned();
+    }
+    let closest = known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .min()
+        .filter(|(distance, k)| {
+            *distance <= (k.len() / 3).max(1) && *distance < k.len().min(name.len())
+        });
+    let listed = format!("expected one of {}", known.join(", "));
+    match closest {
+        Some((_, k)) => format!("did you mean {k:?}? {listed}"),
+        None => listed,
+    }
+}
+
+/// Levenshtein distance: names are short, so the quadratic table is tiny.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
