@@ -19,6 +19,7 @@ use crate::lab::hosts::coordinator::{Hosts, SpanError};
 use crate::lab::hosts::RemoteExec;
 use crate::lab::lifecycle;
 use crate::lab::plan::{Plan, PlanOptions};
+use crate::lab::report::paint;
 use crate::lab::report::progress::Console;
 use crate::lab::report::{render_graph, render_html, render_plan, GraphFormat, Report};
 use crate::lab::scenario::machine::Machine;
@@ -147,7 +148,12 @@ pub(super) fn print_report(report: &Report, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.render());
+        let text = report.render();
+        if paint::wanted() {
+            print!("{}", paint::paint(&text));
+        } else {
+            print!("{text}");
+        }
     }
     Ok(())
 }
@@ -269,7 +275,7 @@ pub(super) fn run_plan(
             eprintln!("sdss lab: interrupted, tearing the lab down");
             on_signal.cancel();
         });
-        let progress = Console::new(&lab, false);
+        let progress = Console::new(&lab, false).reported(verify && !json);
         let result = if spans_hosts {
             let mut hosts = Hosts::new(exec, root, options.clone(), progress.printer());
             lifecycle::up(plan, &mut hosts, &options, &cancel, &progress).await

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod html;
 mod links;
 pub(crate) mod markup;
+pub mod paint;
 mod plan;
 mod plots;
 pub mod progress;
