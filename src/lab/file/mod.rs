@@ -25,6 +25,7 @@ pub mod link;
 pub mod probing;
 mod sandbox;
 pub mod subnet;
+mod suggest;
 pub mod timeline;
 
 pub use grading::{BuiltinGrade, GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
@@ -34,6 +35,7 @@ pub use link::{LinkShape, MAX_DELAY, SHAPE_KEYS};
 pub use sandbox::{SandboxSection, SizeValue};
 use subnet::RESERVED;
 pub use subnet::{Ipv4Net, LabSubnet, DEFAULT_SUBNET};
+use suggest::one_of;
 pub use timeline::{Action, EventSection, ExpectSection, Expectation};
 
 /// Longest lab or node name: namespace names stay short and readable.
@@ -503,43 +505,6 @@ fn key_at(text: &str, offset: usize) -> &str {
     let rest = text.get(offset..).unwrap_or_default();
     let end = rest.find(['=', '\n', ']']).unwrap_or(rest.len());
     rest[..end].trim()
-}
-
-/// What a misspelt name could have been: the closest known name (by edit
-/// distance, when close), then every known one.
-pub(super) fn one_of<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
-    let known: Vec<&str> = known.into_iter().collect();
-    if known.is_empty() {
-        return "there is none".to_owned();
-    }
-    let closest = known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .min()
-        .filter(|(distance, k)| {
-            *distance <= (k.len() / 3).max(1) && *distance < k.len().min(name.len())
-        });
-    let listed = format!("expected one of {}", known.join(", "));
-    match closest {
-        Some((_, k)) => format!("did you mean {k:?}? {listed}"),
-        None => listed,
-    }
-}
-
-/// Levenshtein distance: names are short, so the quadratic table is tiny.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
