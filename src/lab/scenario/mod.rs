@@ -382,7 +382,7 @@ async fn play<S: Site>(sites: &mut [S], plan: &Plan, index: usize, launched: Ins
     for result in results {
         match result {
             Ok(took) => {
-                if let Some(took) = took.map(|t| t.as_secs_f64() * 1e3) {
+                if let Some(took) = took.map(crate::units::millis) {
                     played.took_ms = Some(played.took_ms.map_or(took, |t| t.max(took)));
                 }
             }
