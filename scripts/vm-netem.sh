@@ -99,6 +99,28 @@ PY
   "$bin" lab run labs/five-nodes.toml --delay-backend netem --calibrate --tolerance "$tolerance" --json \
     >"$out/calibrated.json" 2>"$out/calibrated.err" || status=$?
   echo "$status" >"$out/calibrated.status"
+  # `sdss lab set` on netem: a running five-node lab's node a moves from 1 ms
+  # to 30 ms live; its root qdisc holds the new delay and the lab verifies
+  # against the new expectations once fresh samples replace the old ones.
+  status=0
+  "$bin" lab up labs/five-nodes.toml --delay-backend netem --tolerance "$tolerance" --json \
+    >"$out/set.up.json" 2>"$out/set.err" || status=$?
+  echo "up $status" >"$out/set.status"
+  if [[ $status -le 1 ]]; then
+    status=0
+    "$bin" lab set five a --delay 30ms >>"$out/set.err" 2>&1 || status=$?
+    echo "set $status" >>"$out/set.status"
+    tc -n sdss-five-a qdisc show dev eth0 >"$out/set.qdisc" 2>&1 || true
+    start=$(date +%s.%N) status=1
+    for _ in $(seq 30); do
+      status=0
+      "$bin" lab verify five --json >"$out/set.json" 2>>"$out/set.err" || status=$?
+      [[ $status -ne 0 ]] || break
+      sleep 1
+    done
+    echo "verify $status $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")" >>"$out/set.status"
+  fi
+  "$bin" lab down five >>"$out/set.err" 2>&1 || echo "down failed" >>"$out/set.status"
   # Every netem shape (labs/shapes.toml): tc takes each option (a refused
   # line fails the build), the kernel holds it (tc qdisc show), and the
   # nodes' delays still verify within the file's own 2 ms (the shapes widen it),
@@ -260,6 +282,26 @@ except (OSError, ValueError, KeyError) as e:
     print(f"calibrated: no report ({e})")
 passed += calibrated_ok
 failed += not calibrated_ok
+# `lab set` on netem: applied, held by the kernel, and verified against.
+set_ok = False
+try:
+    steps = dict(line.split(" ", 1) for line in open(f"{out}/set.status").read().splitlines())
+    qdisc = open(f"{out}/set.qdisc").read()
+    verify, after = (steps.get("verify", "- -").split() + ["-"])[:2]
+    report = json.load(open(f"{out}/set.json"))
+    s = report["summary"]
+    a_b = next(p for p in report["pairs"] if (p["from"], p["to"]) == ("a", "b"))
+    print(f"lab set five a --delay 30ms on netem: up {steps.get('up')}, set {steps.get('set')}, "
+          f"verify exit {verify} {after} s after, {s['passed']} of {s['pairs']} pairs pass "
+          f"(a -> b expected {a_b.get('expected_ms')} ms, measured {a_b.get('measured_ms')} ms); "
+          f"a's qdisc: {' '.join(l.strip() for l in qdisc.splitlines() if 'netem' in l)[:160]}")
+    set_ok = steps.get("set") == "0" and verify == "0" and "delay 30ms" in qdisc and "down" not in steps
+    if not set_ok:
+        print(open(f"{out}/set.err").read()[-1500:], end="")
+except (OSError, ValueError, KeyError, StopIteration) as e:
+    print(f"lab set: no report ({e})")
+passed += set_ok
+failed += not set_ok
 # Every shape on netem: the lab came up and verified, and each node's qdisc
 # holds the options its link was given.
 shapes_ok = False

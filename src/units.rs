@@ -10,7 +10,7 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DurationError {
     /// Missing number or unit, or something that is neither.
-    #[error("{0:?} is not a duration: write a number and a unit, e.g. 10ms, 1.5s, 250us")]
+    #[error("{0:?} is not a duration: a duration is a non-negative number with a unit: 500us, 20ms, 1.5s, 2m")]
     Syntax(String),
     /// A unit outside `ns`, `us`, `ms`, `s`, `m`.
     #[error("{unit:?} in {text:?} is not a unit: use ns, us, ms, s or m")]
@@ -38,15 +38,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if number.is_empty() || number.chars().filter(|c| *c == '.').count() > 1 {
         return Err(DurationError::Syntax(text.to_owned()));
     }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| DurationError::Syntax(text.to_owned()))?;
-    let seconds_per_unit = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
+    let nanos_per_unit: u128 = match unit.trim() {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
         other => {
             return Err(DurationError::Unit {
                 text: text.to_owned(),
@@ -54,8 +51,43 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             })
         }
     };
-    Duration::try_from_secs_f64(value * seconds_per_unit)
-        .map_err(|_| DurationError::Range(text.to_owned()))
+    // In integers, so `60us` is 60000 ns exactly, not the float nearest 6e-5 s.
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let range = || DurationError::Range(text.to_owned());
+    let digits = |s: &str| -> Result<u128, DurationError> {
+        if s.is_empty() {
+            Ok(0)
+        } else {
+            s.parse().map_err(|_| range())
+        }
+    };
+    let fraction = &fraction[..fraction.len().min(18)];
+    let scale = 10u128.pow(fraction.len() as u32);
+    let part = (digits(fraction)? * nanos_per_unit + scale / 2) / scale;
+    let nanos = digits(whole)?
+        .checked_mul(nanos_per_unit)
+        .and_then(|n| n.checked_add(part))
+        .ok_or_else(range)?;
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| range())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+/// A duration in milliseconds for JSON and tables, computed from its integer
+/// nanoseconds so `60us` is `0.06`, not `0.060000000000000005`.
+pub fn millis(duration: Duration) -> f64 {
+    duration.as_nanos() as f64 / 1e6
+}
+
+/// A figure in milliseconds as people read it: at most three decimals (the
+/// microsecond), trailing zeros dropped (`0.06`, `2.05`, `5`).
+pub fn format_ms(ms: f64) -> String {
+    let text = format!("{:.3}", round(ms, 3));
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Prints a duration in the unit people would write it in (`1s`, `2.5ms`, `40us`).
@@ -267,6 +299,30 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration(" 0 "), Ok(Duration::ZERO));
         assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("60us"), Ok(Duration::from_micros(60)));
+        assert_eq!(parse_duration("0.1ms"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn milliseconds_carry_no_float_noise() {
+        assert_eq!(millis(parse_duration("60us").unwrap()), 0.06);
+        assert_eq!(millis(Duration::from_micros(2050)), 2.05);
+        assert_eq!(format_ms(0.060000000000000005), "0.06");
+        assert_eq!(format_ms(2.0500000000000003), "2.05");
+        assert_eq!(format_ms(5.0), "5");
+        assert_eq!(format_ms(-0.0001), "0");
+        assert_eq!(format_ms(12.3456), "12.346");
+    }
+
+    #[test]
+    fn a_bad_duration_says_what_a_duration_is() {
+        let message = parse_duration("-1s").unwrap_err().to_string();
+        assert!(
+            message.contains("a non-negative number with a unit: 500us"),
+            "{message}"
+        );
     }
 
     #[test]

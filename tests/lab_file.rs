@@ -62,6 +62,16 @@ fn errors_name_file_line_column_and_exit_2() {
             "name = \"x\"\n[[node]]\nname = \"a\"\nloss = 1.5\n",
             ":4:8: loss 1.5 is out of range",
         ),
+        (
+            "name = \"x\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n\
+             [[event]]\nat = \"9s\"\naction = \"partition\"\ngroups = [[\"a\", \"b\"], [\"b\"]]\n",
+            ":9:10: groups: node \"b\" is in group 1 and group 2",
+        ),
+        (
+            "name = \"x\"\n[[node]]\nname = \"server\"\n\
+             [[event]]\nat = \"9s\"\naction = \"kill\"\nnode = \"sever\"\n",
+            ":7:8: no node is named \"sever\": did you mean \"server\"? expected one of server",
+        ),
     ];
     for (index, (body, expected)) in cases.iter().enumerate() {
         let file = scratch.lab(&format!("bad{index}.toml"), body);
@@ -120,5 +130,40 @@ fn every_example_lab_fails_a_link_that_lost_its_delay() {
                 pair.to
             );
         }
+    }
+}
+
+/// A bad value on the command line is refused at once, saying what it expects
+/// (a negative duration reaches the parser rather than reading as an option).
+#[test]
+fn bad_command_line_values_say_what_they_expect() {
+    let lab = format!("{}/labs/two-nodes.toml", env!("CARGO_MANIFEST_DIR"));
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["lab", "run", "--dry-run", "--tolerance", "-1s", &lab],
+            "a duration is a non-negative number with a unit: 500us, 20ms, 1.5s, 2m",
+        ),
+        (
+            &["node", "--interval", "-1s"],
+            "a duration is a non-negative number with a unit",
+        ),
+        (
+            &["lab", "grade", "--duration", "5s", "--", "true"],
+            "sdss: --duration: duration 5s is too short: expected at least 12 s",
+        ),
+        (
+            &["node", "--broadcast-port", "0"],
+            "port 0 is no port peers can reach",
+        ),
+    ];
+    for (args, says) in cases {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("-- -1"),
+            "{args:?}: a misleading tip: {stderr}"
+        );
     }
 }

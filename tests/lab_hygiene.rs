@@ -247,6 +247,17 @@ fn two_labs_side_by_side_and_a_second_up_is_refused() {
     ]);
     assert!(exec.status.success(), "{}", text(&exec));
     assert_eq!(String::from_utf8_lossy(&exec.stdout), "198.18.0.1\n1\n");
+    // As a shell: 127 for a command not found, 126 for a file that cannot run, one line each.
+    for (argv, code, says) in [
+        ("nosuchcmd", 127, "nosuchcmd: command not found"),
+        ("/etc/passwd", 126, "/etc/passwd: permission denied"),
+    ] {
+        let exec = run(&["lab", "exec", &first, "n0", "--", argv]);
+        assert_eq!(exec.status.code(), Some(code), "{}", text(&exec));
+        let said = String::from_utf8_lossy(&exec.stderr);
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(said.contains(says), "{said}");
+    }
     for lab in [&first, &second] {
         let down = run(&["lab", "down", lab]);
         assert!(down.status.success(), "{}", text(&down));

@@ -65,6 +65,52 @@ fn man_dir_writes_one_page_per_command() {
     let status = std::fs::read_to_string(dir.join("sdss-lab-status.1")).unwrap();
     assert!(status.contains("List running labs"), "{status}");
     assert_renders(&status);
+    // Section 5 goes beside section 1.
+    let lab_file = scratch.0.join("man5/sdss-lab-file.5");
+    assert!(listed.contains(lab_file.to_str().unwrap()), "{listed}");
+}
+
+#[test]
+fn pages_say_exit_status_environment_files_and_examples() {
+    let page = String::from_utf8(run(&["man"]).stdout).unwrap();
+    for section in [
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXAMPLES",
+    ] {
+        assert!(page.contains(section), "no {section} in {page}");
+    }
+    // The options' variables are found on the command, at every depth.
+    for variable in [
+        "SDSS_INTERVAL",
+        "SDSS_LAB_DELAY_BACKEND",
+        "SDSS_STATE_DIR",
+        "NO_COLOR",
+    ] {
+        assert!(page.contains(variable), "no {variable} in {page}");
+    }
+    assert!(
+        page.contains("\\fB126, 127\\fR"),
+        "lab exec's 126 and 127: {page}"
+    );
+    assert_renders(&page);
+}
+
+#[test]
+fn the_lab_file_format_is_a_page_of_section_5() {
+    let output = run(&["man", "--lab-file"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let page = String::from_utf8(output.stdout).unwrap();
+    assert!(page.starts_with(".TH sdss\\-lab\\-file 5 "), "{page}");
+    for part in [
+        ".SH \"FORMAT\"",
+        "tolerance_percent",
+        ".SH \"TIMELINES: EVENTS AND EXPECTATIONS\"",
+    ] {
+        assert!(page.contains(part), "no {part} in the page");
+    }
+    assert_renders(&page);
 }
 
 /// `man -l` renders `page` without error or warning, where man-db is installed.

@@ -11,12 +11,16 @@ use crate::manual;
 
 /// Arguments of `sdss man`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples: sdss man | man -l -    sdss man --dir /usr/local/share/man/man1")]
 pub struct ManArgs {
     /// Write one page per command (sdss.1, sdss-lab.1, sdss-lab-up.1, ...) into
-    /// this folder, created if missing, and print their paths.
+    /// this folder, created if missing, and the lab file's page
+    /// (sdss-lab-file.5) into `man5` beside it when the folder is `man1`
+    /// (else into it too); print their paths.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Print the lab file's page, sdss-lab-file(5), instead of sdss(1).
+    #[arg(long, conflicts_with = "dir")]
+    lab_file: bool,
 }
 
 /// Prints the man page, or writes them all.
@@ -32,6 +36,11 @@ pub fn run(args: ManArgs) -> ExitCode {
 
 fn write(args: ManArgs) -> anyhow::Result<()> {
     let command = super::Cli::command();
+    if args.lab_file {
+        let source = format!("sdss {}", env!("CARGO_PKG_VERSION"));
+        return super::print_bytes(manual::lab_file_page(&source).as_bytes())
+            .context("writing the man page");
+    }
     let Some(dir) = args.dir else {
         return super::print_bytes(&manual::page(command)).context("writing the man page");
     };

@@ -23,11 +23,11 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
     /// UDP port announcements go to: the one constant every implementation shares.
-    #[arg(long, env = "SDSS_BROADCAST_PORT", default_value_t = DEFAULT_BROADCAST_PORT)]
+    #[arg(long, env = "SDSS_BROADCAST_PORT", default_value_t = DEFAULT_BROADCAST_PORT, value_parser = parse_port)]
     pub broadcast_port: u16,
 
     /// Time between two announcements (e.g. 1s, 200ms).
-    #[arg(long, env = "SDSS_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "SDSS_INTERVAL", default_value = "1s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
     /// Broadcasts heard from a peer between two measurements of it.
@@ -50,7 +50,7 @@ pub struct NodeArgs {
     pub interfaces: Vec<String>,
 
     /// Bound on one timestamp exchange (connect and answer).
-    #[arg(long, env = "SDSS_EXCHANGE_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "SDSS_EXCHANGE_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub exchange_timeout: Duration,
 
     /// Most peers tracked at once; a flood of fake IDs cannot grow the table past it.
@@ -70,13 +70,27 @@ pub struct NodeArgs {
     pub verbose: bool,
 
     /// Period of the neighbor table in human output.
-    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub table_every: Duration,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9498).
     /// Off by default.
     #[arg(long, env = "SDSS_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+}
+
+/// A UDP port peers can send to: 0 would let the kernel pick one nobody else knows.
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(0) => Err(format!(
+            "port 0 is no port peers can reach (the kernel would pick one at random): \
+             give one between 1 and 65535, e.g. the default {DEFAULT_BROADCAST_PORT}"
+        )),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!(
+            "{text:?} is not a port: give a number between 1 and 65535"
+        )),
+    }
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {

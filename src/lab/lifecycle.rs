@@ -451,7 +451,11 @@ pub fn exec(
         netns: node.netns.clone(),
         source,
     })?;
-    Ok(status.code().unwrap_or(128))
+    // A command killed by a signal ends as a shell's would: 128 + its number.
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 #[cfg(test)]

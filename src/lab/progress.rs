@@ -12,6 +12,15 @@ pub trait Progress: Send + Sync {
     fn set(&self, position: u64);
     /// A line that stays.
     fn line(&self, message: &str);
+    /// A line the report printed after repeats (the delay backend): where
+    /// both go to one terminal, the sink may leave it out.
+    fn note(&self, message: &str) {
+        self.line(message);
+    }
+    /// Where a long wait is now (the phase of a timeline, its next event),
+    /// replacing the current step's count; shown only where it can be
+    /// overwritten (a terminal), since it changes every second.
+    fn status(&self, _message: &str) {}
 }
 
 /// Shows nothing.

@@ -20,6 +20,7 @@ use crate::lab::hosts::coordinator::{Hosts, SpanError};
 use crate::lab::hosts::RemoteExec;
 use crate::lab::lifecycle;
 use crate::lab::plan::{Plan, PlanOptions};
+use crate::lab::report::paint;
 use crate::lab::report::progress::Console;
 use crate::lab::report::{render_graph, render_html, render_plan, GraphFormat, Report};
 use crate::lab::scenario::machine::Machine;
@@ -267,7 +268,12 @@ pub(super) fn print_report(report: &Report, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.render());
+        let text = report.render();
+        if paint::wanted() {
+            print!("{}", paint::paint(&text));
+        } else {
+            print!("{text}");
+        }
     }
     Ok(())
 }
@@ -290,6 +296,7 @@ pub(super) fn up(
     let topology = Topology::load(&args.file)?.renamed(args.name.as_deref(), args.subnet)?;
     let options = PlanOptions {
         tolerance: args.tolerance,
+        tolerance_percent: args.tolerance_percent,
         calibrate: args.calibrate,
         unconfined: args.no_sandbox,
         link: args.link,
@@ -424,7 +431,7 @@ pub(super) fn run_plan(
             }
             None => None,
         };
-        let progress = Console::new(&lab, false);
+        let progress = Console::new(&lab, false).reported(verify && !json);
         let result = if spans_hosts {
             let mut hosts = Hosts::new(exec, root, options.clone(), progress.printer());
             lifecycle::up(plan, &mut hosts, &options, &cancel, &progress).await

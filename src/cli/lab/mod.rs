@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::lab::builder::launch::LaunchError;
 use crate::lab::builder::state::StateRoot;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::file::{BuiltinGrade, Topology};
@@ -21,6 +22,7 @@ use crate::lab::plan::GradeSettings;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_nodes, render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
+use crate::lab::LabError;
 use commands::{
     graph, metrics, print_report, probe, run_plan, up, verdict, watch, write_html, Ending, LabRun,
 };
@@ -76,11 +78,19 @@ struct UpArgs {
         env = "SDSS_LAB_DELAY_BACKEND"
     )]
     backend: BackendChoice,
-    /// Judge with this absolute tolerance instead of the lab file's
-    /// `[verify] tolerance`: for a machine that adds delay of its own (a VM
-    /// under software emulation, a loaded host), measured with `--delay-backend none`.
-    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    /// The absolute part of every pair's tolerance, instead of the lab file's
+    /// `[verify] tolerance`: a pair passes within max(DURATION,
+    /// tolerance_percent of its expected delay), so a pair whose percentage
+    /// is larger keeps it (add `--tolerance-percent 0` to judge with exactly
+    /// DURATION). For a machine that adds delay of its own (a VM under
+    /// software emulation, a loaded host), measured with `--delay-backend none`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
     tolerance: Option<std::time::Duration>,
+    /// The relative part of every pair's tolerance, in percent of its
+    /// expected delay, instead of the lab file's `[verify] tolerance_percent`;
+    /// 0 leaves the absolute part alone.
+    #[arg(long, value_name = "PERCENT", value_parser = percent, allow_hyphen_values = true)]
+    tolerance_percent: Option<f64>,
     /// Measure each pair's floor first, with every pair at 1 ms (what the
     /// kernel's path and the nodes add by themselves), then apply the delays
     /// and subtract it, as `[verify] calibrate = true` does; the report shows it.
@@ -99,7 +109,7 @@ struct UpArgs {
     #[arg(long, value_name = "N")]
     link_rate: Option<u32>,
     /// How long each pair's probe sends (probes the links).
-    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
     link_duration: Option<std::time::Duration>,
     /// Testing aid: inject the delays of this other lab file (same nodes) while
     /// grading against FILE's, to prove that verification catches wrong links.
@@ -190,7 +200,7 @@ enum LabCommand {
         #[arg(long, value_name = "N")]
         rate: Option<u32>,
         /// How long each pair sends (default: `[verify] link_duration`, else 10s).
-        #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
         duration: Option<std::time::Duration>,
         /// Only the pairs this node sends.
         #[arg(long, value_name = "NODE")]
@@ -259,7 +269,7 @@ enum LabCommand {
         #[arg(long, default_value_t = format!("grade{}", std::process::id()))]
         name: String,
         /// How long the program is watched (at least 12s).
-        #[arg(long, value_parser = crate::units::parse_duration)]
+        #[arg(long, value_parser = crate::units::parse_duration, allow_hyphen_values = true)]
         duration: Option<std::time::Duration>,
         /// The program's folder (the submission's): confined, it sees a
         /// private copy of it and starts there. Default: the folder of the
@@ -483,9 +493,29 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 "lab exec enters a namespace of this machine",
             )?;
             let sdss = std::env::current_exe().context("locating the sdss executable")?;
-            let code = lifecycle::exec(&root, &lab, &node, &command, &sdss).with_context(|| {
-                format!("running {:?} in lab {lab} node {node}", command.join(" "))
-            })?;
+            let code = match lifecycle::exec(&root, &lab, &node, &command, &sdss) {
+                Ok(code) => code,
+                // As a shell says it: one line, 127 for a command not found, 126 for one that cannot run.
+                Err(LabError::Launch(LaunchError::Spawn {
+                    program, source, ..
+                })) => {
+                    let (code, why) = match source.kind() {
+                        std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
+                        std::io::ErrorKind::PermissionDenied => {
+                            (126, "permission denied (not an executable)".to_owned())
+                        }
+                        _ => (126, source.to_string()),
+                    };
+                    eprintln!("sdss: lab {lab} node {node}: {program}: {why}");
+                    return Ok(ExitCode::from(code));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "running {:?} in lab {lab} node {node}",
+                        command.join(" ")
+                    )))
+                }
+            };
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         LabCommand::Logs {
@@ -515,6 +545,16 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             };
             commands::logs(root, &lab, &node, options)
         }
+    }
+}
+
+/// `--tolerance-percent`: a percentage between 0 and 100, as the lab file's.
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{text:?} is not a percentage: write a number between 0 and 100, e.g. 5 or 2.5"
+        )),
     }
 }
 

@@ -171,7 +171,7 @@ pub async fn build_with<K: Kernel>(
         .ok_or_else(|| NetnsError::Exists(plan.switch_netns.clone()))?;
 
     let backend = delay::backend(backend, dir.emulator_file(CONTROL_SOCKET));
-    progress.line(&format!(
+    progress.note(&format!(
         "delay backend {}; netem {}",
         backend.kind(),
         dir.state

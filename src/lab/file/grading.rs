@@ -42,6 +42,24 @@ pub struct BuiltinGrade<'a> {
     pub subnet: Option<super::Ipv4Net>,
 }
 
+/// The command line's name for what line `line` of the built-in lab's text came from.
+fn builtin_option(text: &str, line: usize) -> &'static str {
+    let key = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.split_once(" = "))
+        .map(|(key, _)| key);
+    match (line, key) {
+        (1, Some("name")) => "--name",
+        (_, Some("subnet")) => "--subnet",
+        (_, Some("duration")) => "--duration",
+        (_, Some("seed")) => "--seed",
+        (_, Some("command")) => "the command after --",
+        (_, Some("dir")) => "--dir",
+        _ => "the built-in lab of sdss lab grade",
+    }
+}
+
 /// Name of the lab's grading probe node, added to labs with graded nodes.
 pub const PROBE_NODE: &str = "grader";
 
@@ -74,8 +92,18 @@ impl Topology {
                 .map(|d| format!("dir = {}\n", quote(&d.to_string_lossy())))
                 .unwrap_or_default()
         );
-        let path = PathBuf::from("(the built-in lab of sdss lab grade)");
-        Topology::parse(&path, &text).map(|topology| (topology, path))
+        // No file: its plan's source is empty (`lab status` shows "built in"),
+        // and an error names the option its line came from, not a position.
+        let path = PathBuf::new();
+        Topology::parse(&path, &text)
+            .map(|topology| (topology, path))
+            .map_err(|e| match e {
+                TopologyError::Invalid { line, message, .. } => TopologyError::Builtin {
+                    what: builtin_option(&text, line).to_owned(),
+                    message,
+                },
+                other => other,
+            })
     }
 
     /// Whether some node is graded against the assignment.
@@ -102,9 +130,9 @@ impl Topology {
         if let Some(duration) = self.grade.duration {
             if duration.0 < MIN_GRADE_DURATION {
                 return Err(at.error(
-                    None,
+                    Some(duration.1..duration.1),
                     format!(
-                        "[grade] duration {} is too short: expected at least {} s",
+                        "duration {} is too short: expected at least {} s",
                         crate::units::format_duration(duration.0),
                         MIN_GRADE_DURATION.as_secs()
                     ),

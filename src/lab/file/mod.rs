@@ -27,6 +27,7 @@ pub mod live;
 pub mod probing;
 mod sandbox;
 pub mod subnet;
+mod suggest;
 pub mod timeline;
 
 pub use grading::{BuiltinGrade, GradeSection, MIN_GRADE_DURATION, PROBE_NODE};
@@ -36,6 +37,7 @@ pub use link::{LinkShape, MAX_DELAY, SHAPE_KEYS};
 pub use sandbox::{SandboxSection, SizeValue};
 use subnet::RESERVED;
 pub use subnet::{Ipv4Net, LabSubnet, DEFAULT_SUBNET};
+use suggest::one_of;
 pub use timeline::{Action, EventSection, ExpectSection, Expectation};
 
 /// Longest lab or node name: namespace names stay short and readable.
@@ -73,6 +75,15 @@ pub enum TopologyError {
         line: usize,
         /// 1-based column (in characters).
         column: usize,
+        /// What is wrong and what is expected instead.
+        message: String,
+    },
+    /// The built-in lab of `sdss lab grade` is wrong: by a value of the
+    /// command line (`--name`), named, or by something of its own.
+    #[error("{what}: {message}")]
+    Builtin {
+        /// The option the wrong value came from, or the lab itself.
+        what: String,
         /// What is wrong and what is expected instead.
         message: String,
     },
@@ -443,13 +454,12 @@ impl Topology {
                     return Err(at.error(
                         Some(end.span()),
                         format!(
-                            "no node is named {:?}: expected one of {}",
+                            "no node is named {:?}: {}",
                             end.get_ref(),
-                            self.nodes
-                                .iter()
-                                .map(|n| n.name.get_ref().as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            one_of(
+                                end.get_ref(),
+                                self.nodes.iter().map(|n| n.name.get_ref().as_str())
+                            )
                         ),
                     ));
                 }
@@ -500,7 +510,7 @@ pub(super) fn name_problem(text: &str, what: &str) -> Option<String> {
             .is_some_and(|c| c.is_ascii_alphanumeric());
     (!ok).then(|| {
         format!(
-            "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} letters, digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
+            "{text:?} is not a valid {what} name: expected 1 to {MAX_NAME_LEN} ASCII letters (a-z, A-Z), digits or '_', starting with a letter or digit (no '-': it separates the parts of namespace names)"
         )
     })
 }
@@ -635,7 +645,7 @@ name = "b"
         assert!(message.contains("not a unit"), "{message}");
         let (line, _, message) = error("name = \"x\"\n[[node]]\nname = \"a\"\ndelay = \"5\"\n");
         assert_eq!(line, 4);
-        assert!(message.contains("number and a unit"), "{message}");
+        assert!(message.contains("number with a unit"), "{message}");
     }
 
     #[test]

@@ -164,9 +164,14 @@ impl Topology {
             };
             let after = match &expect.after {
                 Some(name) => Some(*names.get(name.get_ref().as_str()).ok_or_else(|| {
+                    let named = self.events.iter().filter_map(|e| e.name.as_ref());
                     at.error(
                         Some(name.span()),
-                        format!("no event is named {:?}", name.get_ref()),
+                        format!(
+                            "no event is named {:?}: {}",
+                            name.get_ref(),
+                            super::one_of(name.get_ref(), named.map(|n| n.get_ref().as_str()))
+                        ),
                     )
                 })?),
                 None => None,
@@ -225,9 +230,9 @@ fn check_node(
         Err(at.error(
             Some(name.span()),
             format!(
-                "no node is named {:?}: expected one of {}",
+                "no node is named {:?}: {}",
                 name.get_ref(),
-                nodes.join(", ")
+                super::one_of(name.get_ref(), nodes.iter().copied())
             ),
         ))
     }
@@ -273,15 +278,27 @@ pub(super) fn check_event(
         check_node(name, nodes, at)?;
     }
     if let Some(groups) = &event.groups {
-        let mut seen = Vec::new();
-        for name in groups.get_ref().iter().flatten() {
-            if !nodes.contains(&name.as_str()) || seen.contains(&name) {
-                return Err(at.error(
-                    Some(groups.span()),
-                    format!("groups: {name:?} is no node or is in two groups"),
-                ));
-            }
-            seen.push(name);
+        let mut seen: Vec<(&String, usize)> = Vec::new();
+        for (group, name) in groups
+            .get_ref()
+            .iter()
+            .enumerate()
+            .flat_map(|(g, names)| names.iter().map(move |n| (g + 1, n)))
+        {
+            let message = if !nodes.contains(&name.as_str()) {
+                format!(
+                    "groups: no node is named {name:?}: {}",
+                    super::one_of(name, nodes.iter().copied())
+                )
+            } else if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                format!(
+                    "groups: node {name:?} is in group {first} and group {group}: a partition puts each node in one group"
+                )
+            } else {
+                seen.push((name, group));
+                continue;
+            };
+            return Err(at.error(Some(groups.span()), message));
         }
         if groups.get_ref().len() < 2 {
             return Err(at.error(Some(groups.span()), "a partition needs at least two groups"));
@@ -356,6 +373,19 @@ mod tests {
         assert!(message.contains("at least two groups"), "{message}");
         let (_, message) = error("[[event]]\nat = \"1s\"\naction = \"stop\"\nnode = \"z\"\n");
         assert!(message.contains("no node is named \"z\""), "{message}");
+        let (_, message) = error(
+            "[[event]]\nat = \"1s\"\naction = \"partition\"\ngroups = [[\"a\", \"b\"], [\"b\"]]\n",
+        );
+        assert!(
+            message.ends_with("groups: node \"b\" is in group 1 and group 2: a partition puts each node in one group"),
+            "{message}"
+        );
+        let (_, message) =
+            error("[[event]]\nat = \"1s\"\naction = \"partition\"\ngroups = [[\"a\"], [\"c\"]]\n");
+        assert!(
+            message.ends_with("groups: no node is named \"c\": expected one of a, b"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -364,6 +394,17 @@ mod tests {
             "[[expect]]\nwhat = \"removed\"\nnode = \"a\"\nafter = \"boom\"\nwithin = \"1s\"\n",
         );
         assert!(message.contains("no event is named \"boom\""), "{message}");
+        let (_, message) = error(
+            "[[event]]\nname = \"split\"\nat = \"1s\"\naction = \"partition\"\ngroups = [[\"a\"], [\"b\"]]\n\
+             [[event]]\nname = \"heal\"\nat = \"2s\"\naction = \"heal\"\n\
+             [[expect]]\nwhat = \"separated\"\nafter = \"splt\"\nwithin = \"1s\"\n",
+        );
+        assert!(
+            message.ends_with(
+                "no event is named \"splt\": did you mean \"split\"? expected one of split, heal"
+            ),
+            "{message}"
+        );
         let (_, message) = error(
             "[[event]]\nname = \"k\"\nat = \"1s\"\naction = \"kill\"\nnode = \"a\"\n\
              [[expect]]\nwhat = \"separated\"\nafter = \"k\"\nwithin = \"1s\"\n",

@@ -329,7 +329,7 @@ async fn play(here: Option<&mut Local>, plan: &Plan, event: usize) -> Reply {
         took_ms: played
             .as_ref()
             .ok()
-            .and_then(|took| took.map(|t| t.as_secs_f64() * 1e3)),
+            .and_then(|took| took.map(crate::units::millis)),
         error: played.err(),
     }
 }

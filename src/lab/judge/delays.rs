@@ -421,7 +421,7 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
+    crate::units::millis(duration)
 }
 
 fn round3(value: f64) -> f64 {

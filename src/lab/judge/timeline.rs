@@ -13,6 +13,7 @@ use crate::lab::plan::timeline::{Expect, PairState, Phase};
 use crate::lab::plan::Plan;
 use crate::lab::scenario::played::Played;
 use crate::node::event::NodeEvent;
+use crate::units::{format_ms, millis};
 
 use super::delays::median;
 use super::shaped;
@@ -258,15 +259,18 @@ impl Judge<'_> {
                     };
                     let (delay, tolerance) =
                         shaped::judged(&self.plan.verify, &expected, SETTLED_SAMPLES as u32);
-                    let (expected_ms, tolerance) =
-                        (delay.as_secs_f64() * 1e3, tolerance.as_secs_f64() * 1e3);
+                    let (expected_ms, tolerance) = (millis(delay), millis(tolerance));
                     let samples = self.samples(&from, &to, t);
                     let settled = samples.windows(SETTLED_SAMPLES).find(|w| {
                         let delays: Vec<f64> = w.iter().map(|(_, d)| *d).collect();
                         (median(&delays) - expected_ms).abs() <= tolerance
                     });
                     check(
-                        format!("{label} ({expected_ms:.1} ms ± {tolerance:.1})"),
+                        format!(
+                            "{label} ({} ms ± {})",
+                            format_ms(expected_ms),
+                            format_ms(tolerance)
+                        ),
                         settled.and_then(|w| w.last()).map(|(t, _)| *t),
                     );
                 }
@@ -411,14 +415,15 @@ impl Judge<'_> {
             judged += 1;
             let (delay, tolerance) =
                 shaped::judged(&self.plan.verify, &expected, delays.len() as u32);
-            let (expected_ms, tolerance) =
-                (delay.as_secs_f64() * 1e3, tolerance.as_secs_f64() * 1e3);
+            let (expected_ms, tolerance) = (millis(delay), millis(tolerance));
             let measured = median(&delays);
             if (measured - expected_ms).abs() <= tolerance {
                 passed += 1;
             } else {
                 failures.push(format!(
-                    "{sender} -> {receiver}: {measured:.2} ms, expected {expected_ms:.2} ± {tolerance:.2}"
+                    "{sender} -> {receiver}: {measured:.2} ms, expected {} ± {}",
+                    format_ms(expected_ms),
+                    format_ms(tolerance)
                 ));
             }
         }
@@ -527,7 +532,7 @@ mod tests {
         let delay = &verdicts.expects[0];
         assert_eq!(
             delay.evidence,
-            ["c -> a (21.0 ms ± 1.1): at +3.0 s"],
+            ["c -> a (21 ms ± 1.05): at +3.0 s"],
             "two of three new samples"
         );
         let removed = &verdicts.expects[1];
@@ -583,6 +588,6 @@ mod tests {
         let verdicts = judge(&plan, &played(), &seen, 1.0, 25.0);
         assert!(!verdicts.expects[0].held);
         assert_eq!(verdicts.phases[1].failures.len(), 1);
-        assert!(verdicts.phases[1].failures[0].starts_with("c -> a: 5.00 ms, expected 21.00"));
+        assert!(verdicts.phases[1].failures[0].starts_with("c -> a: 5.00 ms, expected 21 ± "));
     }
 }

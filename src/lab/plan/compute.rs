@@ -90,11 +90,14 @@ impl Plan {
 }
 
 /// What the command line asks of a lab beyond its file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PlanOptions {
-    /// Judge every pair with this absolute tolerance instead of the file's
-    /// `[verify] tolerance` (`--tolerance`).
+    /// The absolute floor of every pair's tolerance instead of the file's
+    /// `[verify] tolerance` (`--tolerance`); the relative part stays.
     pub tolerance: Option<Duration>,
+    /// The relative part instead of the file's `[verify] tolerance_percent`
+    /// (`--tolerance-percent`; 0 judges with exactly the floor).
+    pub tolerance_percent: Option<f64>,
     /// Calibrate, as `[verify] calibrate = true` does (`--calibrate`).
     pub calibrate: bool,
     /// Confine no program (`--no-sandbox`).
@@ -111,6 +114,9 @@ impl PlanOptions {
     fn apply(&self, mut plan: Plan, file_calibrates: bool) -> Plan {
         if let Some(tolerance) = self.tolerance {
             plan.verify.tolerance = tolerance;
+        }
+        if let Some(percent) = self.tolerance_percent {
+            plan.verify.tolerance_percent = percent;
         }
         if file_calibrates || self.calibrate {
             plan = plan.calibrated();

@@ -243,7 +243,9 @@ pub struct VerifySettings {
 impl VerifySettings {
     /// The tolerance for a given expected delay: `max(floor, percent of expected)`.
     pub fn tolerance_for(&self, expected: Duration) -> Duration {
-        let relative = expected.mul_f64(self.tolerance_percent / 100.0);
+        // Rounded to the nanosecond, so 5% of 41ms is 2.05ms exactly.
+        let nanos = (expected.as_nanos() as f64 * self.tolerance_percent / 100.0).round();
+        let relative = Duration::from_nanos(nanos as u64);
         relative.max(self.tolerance)
     }
 }
@@ -375,6 +377,7 @@ address = "10.9.0.1"
         assert!(Plan::new(&probed, source).verify.link.is_some());
         let options = PlanOptions {
             tolerance: Some(Duration::from_micros(700)),
+            tolerance_percent: None,
             calibrate: true,
             unconfined: true,
             link: true,
@@ -396,6 +399,17 @@ address = "10.9.0.1"
         assert_eq!(
             asked.verify.tolerance_percent,
             plain.verify.tolerance_percent
+        );
+        let exact = PlanOptions {
+            tolerance: Some(Duration::from_micros(50)),
+            tolerance_percent: Some(0.0),
+            ..PlanOptions::default()
+        };
+        let exact = Plan::with_options(&topology, source, &exact);
+        assert_eq!(
+            exact.verify.tolerance_for(Duration::from_millis(40)),
+            Duration::from_micros(50),
+            "--tolerance 50us --tolerance-percent 0 judges with exactly 50us"
         );
     }
 

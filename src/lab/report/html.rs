@@ -9,6 +9,7 @@ use crate::lab::judge::delays::PairVerdict;
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::{self, Checklist};
 use crate::lab::plan::Plan;
+use crate::units::format_ms;
 
 use super::graph::topology_svg;
 use super::links::links_section;
@@ -96,8 +97,8 @@ fn summary(report: &Report) -> Markup {
             ", " (s.skipped) " skipped. Delay backend "
             b { (report.backend) }
             "; netem " (netem) ". Graded on the median of the last " (report.samples)
-            " samples after " (report.warmup) " warm-up, tolerance max(" (report.tolerance_ms)
-            " ms, " (report.tolerance_percent) "%), " (format!("{:.1}", report.elapsed_s))
+            " samples after " (report.warmup) " warm-up, tolerance max(" (format_ms(report.tolerance_ms))
+            " ms, " (format_ms(report.tolerance_percent)) "%), " (format!("{:.1}", report.elapsed_s))
             " s after the nodes started"
             @if !report.converged { " (time limit reached)" }
             "."

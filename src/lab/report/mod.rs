@@ -11,6 +11,7 @@ pub mod html;
 mod links;
 pub(crate) mod markup;
 mod nodes;
+pub mod paint;
 mod plan;
 mod plots;
 pub mod progress;
@@ -251,7 +252,7 @@ impl Report {
             backend,
             backend_note,
             netem,
-            tolerance_ms: plan.verify.tolerance.as_secs_f64() * 1000.0,
+            tolerance_ms: crate::units::millis(plan.verify.tolerance),
             tolerance_percent: plan.verify.tolerance_percent,
             samples: plan.verify.samples,
             warmup: plan.verify.warmup,
@@ -339,8 +340,8 @@ impl Report {
             "graded: median of the last {} samples after {} warm-up, tolerance max({} ms, {}%), after {:.1} s{}",
             self.samples,
             self.warmup,
-            self.tolerance_ms,
-            self.tolerance_percent,
+            crate::units::format_ms(self.tolerance_ms),
+            crate::units::format_ms(self.tolerance_percent),
             self.elapsed_s,
             if self.converged { "" } else { " (time limit reached)" }
         );

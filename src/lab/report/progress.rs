@@ -13,6 +13,15 @@ use crate::lab::progress::Progress;
 pub struct Console {
     lab: String,
     bar: Option<ProgressBar>,
+    /// The report follows on the same terminal: notes it repeats are left out.
+    reported: bool,
+}
+
+const STEP: &str = "{spinner} lab {prefix}: {msg} {pos}/{len} [{elapsed}]";
+const STATUS: &str = "{spinner} lab {prefix}: {msg} [{elapsed}]";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 impl Console {
@@ -20,12 +29,7 @@ impl Console {
     pub fn new(lab: &str, quiet: bool) -> Console {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} lab {prefix}: {msg} {pos}/{len} [{elapsed}]",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            bar.set_style(style(STEP));
             bar.set_prefix(lab.to_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -33,7 +37,15 @@ impl Console {
         Console {
             lab: lab.to_owned(),
             bar,
+            reported: false,
         }
+    }
+
+    /// Says whether a text report will follow on stdout: when it goes to
+    /// the terminal the bar is on, the notes it repeats are not printed twice.
+    pub fn reported(mut self, report_follows: bool) -> Console {
+        self.reported = report_follows && std::io::stdout().is_terminal();
+        self
     }
 
     /// A handle that prints lines like [`Progress::line`], for other tasks.
@@ -56,6 +68,7 @@ impl Progress for Console {
     fn step(&self, message: &str, total: u64) {
         match &self.bar {
             Some(bar) => {
+                bar.set_style(style(STEP));
                 bar.set_message(message.to_owned());
                 bar.set_length(total);
                 bar.set_position(0);
@@ -79,6 +92,19 @@ impl Progress for Console {
     /// Above the bar on a terminal.
     fn line(&self, message: &str) {
         self.printer().line(message);
+    }
+
+    fn note(&self, message: &str) {
+        if !(self.reported && self.bar.is_some()) {
+            self.line(message);
+        }
+    }
+
+    fn status(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_style(style(STATUS));
+            bar.set_message(message.to_owned());
+        }
     }
 }
 

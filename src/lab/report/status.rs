@@ -119,7 +119,12 @@ fn status_table(labs: &[LabStatus]) -> String {
             format!("{}/{}", s.nodes_running, s.nodes),
             s.backend.map_or("-".to_owned(), |b| b.to_string()),
             since(&s.created_at),
-            s.source.display().to_string(),
+            // `lab grade`'s lab has no file (its source is empty in JSON and CSV).
+            if s.source.as_os_str().is_empty() {
+                "(built in: sdss lab grade)".to_owned()
+            } else {
+                s.source.display().to_string()
+            },
         ]);
     }
     table.render()
@@ -218,6 +223,21 @@ mod tests {
         assert_eq!(
             render_status(&[], StatusFormat::Table).unwrap(),
             "no lab is up\n"
+        );
+    }
+
+    #[test]
+    fn a_lab_without_a_file_says_so_not_a_path() {
+        let mut labs = labs();
+        labs[0].source = PathBuf::new();
+        let table = render_status(&labs, StatusFormat::Table).unwrap();
+        assert!(
+            table
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("  (built in: sdss lab grade)"),
+            "{table}"
         );
     }
 

@@ -215,6 +215,10 @@ pub async fn run<S: Site>(
         let observed = before_events.as_ref().unwrap_or(&observations);
         let measured = convergence.measured(plan, observed, answers);
         progress.set(measured.complete as u64);
+        if !timeline.is_empty() && (measured.converged || !played.is_empty()) {
+            // The count is full or no longer what is waited for: say where the timeline is.
+            progress.status(&timeline_status(plan, played.len(), launched.elapsed()));
+        }
         let watched = graded_for.is_none_or(|d| launched.elapsed() >= d)
             && played.len() == timeline.events.len()
             && (timeline.is_empty() || Instant::now() >= timeline_end);
@@ -282,6 +286,41 @@ pub async fn run<S: Site>(
     })
 }
 
+/// Where a timeline is, `elapsed` after the nodes' launch with `played`
+/// events played: its phase and what comes next, for the progress bar
+/// (`phase 1 'cut b' — next: heal at 20s (in 7s)`).
+fn timeline_status(plan: &Plan, played: usize, elapsed: Duration) -> String {
+    let timeline = &plan.timeline;
+    let named = |index: usize| {
+        let event = &timeline.events[index];
+        event
+            .name
+            .clone()
+            .unwrap_or_else(|| event.change.describe())
+    };
+    let seconds = |d: Duration| format!("{}s", d.as_secs());
+    let phase = match played.checked_sub(1) {
+        Some(last) => format!("phase {played} '{}'", named(last)),
+        None => "phase 0".to_owned(),
+    };
+    match timeline.events.get(played) {
+        Some(next) => format!(
+            "{phase} — next: {} at {} (in {})",
+            named(played),
+            crate::units::format_duration(next.at),
+            seconds(next.at.saturating_sub(elapsed))
+        ),
+        None => {
+            let end = timeline.length();
+            format!(
+                "{phase} — no event left: watching the expectations to {} (in {})",
+                crate::units::format_duration(end),
+                seconds(end.saturating_sub(elapsed))
+            )
+        }
+    }
+}
+
 /// What a run of the scenario came to, for the caller to judge and report.
 pub struct Run {
     /// What the nodes said that the delays are judged on: up to the first
@@ -343,7 +382,7 @@ async fn play<S: Site>(sites: &mut [S], plan: &Plan, index: usize, launched: Ins
     for result in results {
         match result {
             Ok(took) => {
-                if let Some(took) = took.map(|t| t.as_secs_f64() * 1e3) {
+                if let Some(took) = took.map(crate::units::millis) {
                     played.took_ms = Some(played.took_ms.map_or(took, |t| t.max(took)));
                 }
             }
@@ -384,4 +423,32 @@ fn read_tails<S: Site>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn the_status_names_the_phase_and_the_next_event() {
+        let plan = Plan::from_text(
+            "name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n\
+             [[event]]\nat = \"10s\"\naction = \"cut\"\nnode = \"b\"\n\
+             [[event]]\nname = \"heal\"\nat = \"20s\"\naction = \"heal\"\nnode = \"b\"\n\
+             [[expect]]\nwhat = \"delay\"\nafter = \"heal\"\nwithin = \"5s\"\n",
+        );
+        let at = Duration::from_millis;
+        assert_eq!(
+            timeline_status(&plan, 0, at(6_500)),
+            "phase 0 — next: cut b's link at 10s (in 3s)"
+        );
+        assert_eq!(
+            timeline_status(&plan, 1, at(13_000)),
+            "phase 1 'cut b's link' — next: heal at 20s (in 7s)"
+        );
+        assert_eq!(
+            timeline_status(&plan, 2, at(21_000)),
+            "phase 2 'heal' — no event left: watching the expectations to 25s (in 4s)"
+        );
+    }
 }

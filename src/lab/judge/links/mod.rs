@@ -238,7 +238,7 @@ pub fn judge_at(
         .zip(&expected_curve)
         .map(|((&q, measured), expected)| CurvePoint {
             q,
-            measured_ms: measured.map(|d| d.as_secs_f64() * 1e3),
+            measured_ms: measured.map(crate::units::millis),
             expected_ms: expected.value.map(|e| e * 1e3),
         })
         .collect();
@@ -406,7 +406,7 @@ fn delay_figure(
     expected: &Estimate,
     verify: &VerifySettings,
 ) -> Figure {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ms = crate::units::millis;
     let interval = expected.value.map(|e| {
         let e = Duration::from_secs_f64(e.max(0.0));
         let tolerance = verify.tolerance_for(e);
