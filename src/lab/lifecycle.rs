@@ -314,6 +314,10 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
 /// The report of a lab as its state and files tell, with `verification`.
 pub fn report(dir: &LabDir, verification: Verification, elapsed_secs: f64) -> Report {
     let state = &dir.state;
+    let verification = match state.nodes_started_at {
+        Some(started_at) => verification.since(started_at),
+        None => verification,
+    };
     Report::new(
         &state.judged_plan(),
         state.backend.unwrap_or(BackendKind::None),

@@ -1,11 +1,11 @@
 //! `--html FILE`: the report as one self-contained page (inline CSS and SVG,
 //! no script, nothing fetched): the topology, heat maps of the pairs, each
-//! pair's samples over time, the failures, the probed links with their delay
+//! pair's samples over time, the pairs' table, the probed links with their delay
 //! distributions, the timeline and the checklists.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use crate::lab::judge::delays::PairVerdict;
+use crate::lab::judge::delays::{PairVerdict, SPREAD_FLOOR_MS, SPREAD_TOLERANCES};
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::{self, Checklist};
 use crate::lab::plan::Plan;
@@ -15,8 +15,8 @@ use super::links::links_section;
 use super::plots::{heat_map, plotted, samples_plot, Quantity};
 use super::{emulator_lines, Report};
 
-/// Failed pairs listed with their reasons, at most (the heat maps show all).
-const LISTED_FAILURES: usize = 100;
+/// Pairs listed in the table, at most (the heat maps show all).
+const LISTED_PAIRS: usize = 100;
 
 /// The page's stylesheet, shared with the class page: a constant, so the one
 /// text put in a page unescaped (CSS is no HTML text).
@@ -57,7 +57,7 @@ pub fn render_html(report: &Report, plan: &Plan) -> String {
                 "\n"
                 (heat_maps(report, plan))
                 (samples(report))
-                (failures(report))
+                (pairs_table(report))
                 @if let Some(links) = &report.links {
                     (links_section(links))
                 }
@@ -103,6 +103,10 @@ fn summary(report: &Report) -> Markup {
             "."
         }
         "\n"
+        p class="note" id="made" {
+            "Made by sdss " (report.version) " at " (report.created) "."
+        }
+        "\n"
         @if let Some(note) = &report.backend_note {
             p class="note" { "note: " (note) }
             "\n"
@@ -119,7 +123,7 @@ fn summary(report: &Report) -> Markup {
 }
 
 fn heat_maps(report: &Report, plan: &Plan) -> Markup {
-    let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+    let names = measured_nodes(report, plan);
     let maps = [
         (Quantity::Expected, "expected (injected)"),
         (Quantity::Measured, "measured (median)"),
@@ -141,6 +145,16 @@ fn heat_maps(report: &Report, plan: &Plan) -> Markup {
         }
         "\n"
     }
+}
+
+/// The nodes in some measured pair, in the plan's order: a graded lab's
+/// grader is no pair, and would be an empty row and column.
+fn measured_nodes<'a>(report: &Report, plan: &'a Plan) -> Vec<&'a str> {
+    plan.nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| report.pairs.iter().any(|p| p.from == *n || p.to == *n))
+        .collect()
 }
 
 fn samples(report: &Report) -> Markup {
@@ -184,37 +198,58 @@ fn samples(report: &Report) -> Markup {
     }
 }
 
-fn failures(report: &Report) -> Markup {
-    let failed: Vec<_> = report
+/// Every pair with its median, p95 and maximum, when there are at most
+/// [`LISTED_PAIRS`]; else the pairs that did not pass or spread, as many.
+fn pairs_table(report: &Report) -> Markup {
+    let all = report.pairs.len() <= LISTED_PAIRS;
+    let listed: Vec<_> = report
         .pairs
         .iter()
-        .filter(|p| p.verdict != PairVerdict::Pass)
+        .filter(|p| all || p.verdict != PairVerdict::Pass || p.spread)
         .collect();
-    if failed.is_empty() {
+    if listed.is_empty() {
         return html! {};
     }
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
     html! {
-        h2 { "Pairs that did not pass" }
-        table id="failures" {
-            tr { th { "from" } th { "to" } th { "expected" } th { "measured" } th { "verdict" } th { "why" } }
+        h2 { @if all { "Pairs" } @else { "Pairs that did not pass or spread" } }
+        p class="note" {
+            "Delays in ms. SPREAD: the median passes, but the p95 is more than "
+            (SPREAD_TOLERANCES) " tolerances and " (SPREAD_FLOOR_MS) " ms from the expected delay."
+        }
+        table id="pairs" {
+            tr {
+                th { "from" } th { "to" } th { "expected" } th { "median" } th { "p95" } th { "max" }
+                th { "error" } th { "tolerance" } th { "verdict" } th { "why" }
+            }
             "\n"
-            @for pair in failed.iter().take(LISTED_FAILURES) {
-                @let fail = pair.verdict == PairVerdict::Fail;
+            @for pair in listed.iter().take(LISTED_PAIRS) {
                 tr {
                     td { (pair.from) }
                     td { (pair.to) }
                     td { (format!("{:.3}", pair.expected_ms)) }
-                    td { (pair.measured_ms.map_or("-".to_owned(), |m| format!("{m:.3}"))) }
-                    td class=(if fail { "fail" } else { "note" }) { (if fail { "FAIL" } else { "skipped" }) }
+                    td { (ms(pair.measured_ms)) }
+                    td { (ms(pair.p95_ms)) }
+                    td { (ms(pair.max_ms)) }
+                    td { (pair.error_ms.map_or("-".to_owned(), |e| format!("{e:+.3}"))) }
+                    td { (format!("{:.3}", pair.tolerance_ms)) }
+                    td {
+                        @match pair.verdict {
+                            PairVerdict::Pass => { span class="pass" { "pass" } }
+                            PairVerdict::Fail => { span class="fail" { "FAIL" } }
+                            PairVerdict::Skipped => { span class="note" { "skipped" } }
+                        }
+                        @if pair.spread { " " span class="warn spread" { "SPREAD" } }
+                    }
                     td { (pair.reason.as_deref().unwrap_or("")) }
                 }
                 "\n"
             }
         }
         "\n"
-        @if failed.len() > LISTED_FAILURES {
+        @if listed.len() > LISTED_PAIRS {
             p class="note" {
-                "and " (failed.len() - LISTED_FAILURES) " more (the JSON report lists them all)"
+                "and " (listed.len() - LISTED_PAIRS) " more (the JSON report lists them all)"
             }
             "\n"
         }
@@ -277,6 +312,7 @@ fn render_timeline(timeline: &TimelineVerdicts) -> Markup {
             }
         }
         "\n"
+        @if !timeline.expects.is_empty() {
         table {
             tr { th { "expectation" } th { "verdict" } th { "evidence" } }
             @for expect in &timeline.expects {
@@ -289,6 +325,7 @@ fn render_timeline(timeline: &TimelineVerdicts) -> Markup {
             }
         }
         "\n"
+        }
     }
 }
 
@@ -413,6 +450,28 @@ mod tests {
         assert!(page.contains("graded node s&lt;1&gt;"));
         assert!(page.contains("sent &quot;1.0&quot; &amp; closed"));
         assert!(page.contains("<span class=\"warn\">WARN</span>"));
+    }
+
+    #[test]
+    fn a_node_in_no_pair_has_no_row_and_a_spread_pair_is_flagged() {
+        // A graded lab's grader measures no pair and is measured by none.
+        let plan = five();
+        let mut report = report_for(&plan);
+        report.pairs.retain(|p| p.from != "e" && p.to != "e");
+        report.pairs[0].spread = true;
+        report.pairs[0].p95_ms = Some(23.8);
+        report.timeline = Some(TimelineVerdicts::default());
+        let page = render_html(&report, &plan);
+        assert_eq!(page.matches("<rect class=\"cell\"").count(), 3 * 12);
+        assert!(!page.contains("dominant-baseline=\"middle\">e</text>"));
+        assert!(page.contains("<th>p95</th><th>max</th>"));
+        assert!(page.contains("<td>23.800</td>"));
+        assert_eq!(
+            page.matches("class=\"warn spread\">SPREAD</span>").count(),
+            1
+        );
+        assert!(page.contains("Made by sdss 0.1.0 at 2026-12-04T20:00:00Z."));
+        assert!(!page.contains("expectation"), "no empty expectations table");
     }
 
     #[test]

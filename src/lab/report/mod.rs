@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::lab::builder::emulator::{PortCounters, LATE};
 use crate::lab::builder::sandbox::outcome::BoxOutcome;
 use crate::lab::judge::aside::SetAside;
-use crate::lab::judge::delays::{median, PairResult, PairVerdict, Summary, Verification};
+use crate::lab::judge::delays::{
+    median, PairResult, PairVerdict, Summary, Verification, SPREAD_FLOOR_MS, SPREAD_TOLERANCES,
+};
 use crate::lab::judge::links::LinkVerdicts;
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
@@ -43,6 +45,12 @@ use crate::table::{Align, Table};
 pub struct Report {
     /// The lab.
     pub lab: String,
+    /// The sdss version that made the report.
+    #[serde(default)]
+    pub version: String,
+    /// When the report was made (RFC 3339, UTC).
+    #[serde(default)]
+    pub created: String,
     /// The backend that injected the delays.
     pub backend: BackendKind,
     /// Why this backend, when it was not the file's intent (e.g. a zero-delay run).
@@ -202,6 +210,14 @@ fn calibration_line(pairs: &[PairResult]) -> String {
     )
 }
 
+/// The sdss version that makes reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Now, as the report says when it was made.
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Share of late frames beyond which the report warns that the machine did not
 /// keep up with the emulator (a healthy five-node lab stays far below it).
 const LATE_WARNING: f64 = 0.01;
@@ -244,8 +260,25 @@ impl Report {
         verification: Verification,
         elapsed_s: f64,
     ) -> Report {
+        let converged = verification.converged();
+        let mut pairs = verification.pairs;
+        // Only the plotted pairs keep their samples: bounded JSON and pages.
+        let plotted: Vec<(String, String)> = plots::plotted(&pairs)
+            .iter()
+            .map(|p| (p.from.clone(), p.to.clone()))
+            .collect();
+        for pair in &mut pairs {
+            if !plotted
+                .iter()
+                .any(|(f, t)| *f == pair.from && *t == pair.to)
+            {
+                pair.series = Vec::new();
+            }
+        }
         Report {
             lab: plan.lab.clone(),
+            version: VERSION.to_owned(),
+            created: now_rfc3339(),
             backend,
             backend_note,
             netem,
@@ -254,9 +287,9 @@ impl Report {
             samples: plan.verify.samples,
             warmup: plan.verify.warmup,
             elapsed_s: (elapsed_s * 10.0).round() / 10.0,
-            converged: verification.converged(),
+            converged,
             set_aside: verification.set_aside,
-            pairs: verification.pairs,
+            pairs,
             summary: verification.summary,
             grading: Vec::new(),
             emulator: None,
@@ -309,10 +342,11 @@ impl Report {
             .netem
             .as_ref()
             .map_or("not probed".to_owned(), ToString::to_string);
+        // Who made it and when goes first: the last line is the verdict.
         let _ = writeln!(
             out,
-            "lab {}: delay backend {}; netem {}",
-            self.lab, self.backend, netem
+            "lab {}: delay backend {}; netem {} (sdss {}, {})",
+            self.lab, self.backend, netem, self.version, self.created
         );
         if let Some(note) = &self.backend_note {
             let _ = writeln!(out, "  note: {note}");
@@ -352,6 +386,8 @@ impl Report {
             ("TO", Align::Left, 4),
             ("EXPECTED", Align::Right, 9),
             ("MEASURED", Align::Right, 9),
+            ("P95", Align::Right, 7),
+            ("MAX", Align::Right, 7),
         ];
         if calibrated {
             columns.push(("FLOOR", Align::Right, 7));
@@ -389,6 +425,8 @@ impl Report {
                 pair.to.clone(),
                 format!("{:.3}", pair.expected_ms),
                 num(pair.measured_ms, false),
+                num(pair.p95_ms, false),
+                num(pair.max_ms, false),
             ];
             if calibrated {
                 cells.push(num(pair.floor_ms, false));
@@ -401,7 +439,8 @@ impl Report {
             if aside {
                 cells.push(pair.set_aside.to_string());
             }
-            cells.push(format!("{verdict}{reason}"));
+            let spread = if pair.spread { ", SPREAD" } else { "" };
+            cells.push(format!("{verdict}{spread}{reason}"));
             table.row(cells);
         }
         out.push_str(&table.render());
@@ -419,6 +458,9 @@ impl Report {
                 String::new()
             }
         );
+        if let Some(line) = spread_line(&self.pairs) {
+            let _ = writeln!(out, "{line}");
+        }
         if let Some(timeline) = &self.timeline {
             out.push_str(&render_timeline(timeline));
         }
@@ -462,10 +504,12 @@ impl Report {
                 parts.push(format!("{failed} event(s) not played"));
             }
             let held = timeline.expects.iter().filter(|x| x.held).count();
-            parts.push(format!(
-                "{held} of {} expectations held",
-                timeline.expects.len()
-            ));
+            if !timeline.expects.is_empty() {
+                parts.push(format!(
+                    "{held} of {} expectations held",
+                    timeline.expects.len()
+                ));
+            }
         }
         if let Some(links) = &self.links {
             parts.push(format!(
@@ -525,13 +569,49 @@ fn render_timeline(timeline: &TimelineVerdicts) -> String {
             let _ = writeln!(out, "      {evidence}");
         }
     }
-    let _ = writeln!(
-        out,
-        "expectations: {} of {} held",
-        timeline.expects.iter().filter(|x| x.held).count(),
-        timeline.expects.len()
-    );
+    if !timeline.expects.is_empty() {
+        let _ = writeln!(
+            out,
+            "expectations: {} of {} held",
+            timeline.expects.iter().filter(|x| x.held).count(),
+            timeline.expects.len()
+        );
+    }
     out
+}
+
+/// Pairs named in the spread warning, at most.
+const SPREAD_NAMED: usize = 5;
+
+/// The warning about passing pairs whose spread is far beyond their tolerance
+/// (a warning: the median is graded, and it held), if any.
+fn spread_line(pairs: &[PairResult]) -> Option<String> {
+    let flagged: Vec<&PairResult> = pairs.iter().filter(|p| p.spread).collect();
+    if flagged.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = flagged
+        .iter()
+        .take(SPREAD_NAMED)
+        .map(|p| {
+            format!(
+                "{} -> {} p95 {:.3} ms, expected {:.3}",
+                p.from,
+                p.to,
+                p.p95_ms.unwrap_or(0.0),
+                p.expected_ms
+            )
+        })
+        .collect();
+    let more = flagged.len().saturating_sub(SPREAD_NAMED);
+    Some(format!(
+        "warning: {} pair(s) pass on their median but spread far beyond it (SPREAD: p95 more than {} tolerances and {} ms from the expected delay): {}{}",
+        flagged.len(),
+        SPREAD_TOLERANCES,
+        SPREAD_FLOOR_MS,
+        named.join("; "),
+        if more > 0 { format!("; and {more} more") } else { String::new() }
+    ))
 }
 
 #[cfg(test)]
@@ -551,14 +631,44 @@ mod tests {
         assert!(!report.ok());
         let rendered = report.render();
         let last = rendered.trim_end().lines().last().unwrap();
-        assert_eq!(last, "FAIL: 1 of 2 pairs pass, 0 of 0 expectations held");
-        assert!(!rendered.contains("PASS: 0 of 0"), "{rendered}");
+        assert_eq!(last, "FAIL: 1 of 2 pairs pass");
+        assert!(!rendered.contains("0 of 0"), "{rendered}");
         report.summary.failed = 0;
         report.summary.passed = 2;
         assert!(report.ok());
         let rendered = report.render();
         let last = rendered.trim_end().lines().last().unwrap();
-        assert_eq!(last, "PASS: 2 of 2 pairs pass, 0 of 0 expectations held");
+        assert_eq!(last, "PASS: 2 of 2 pairs pass");
+        assert!(!rendered.contains("0 of 0"), "{rendered}");
+    }
+
+    #[test]
+    fn the_table_has_p95_and_max_and_flags_a_spread_pair_that_passes() {
+        let plan =
+            Plan::from_text("name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let mut report = fixtures::report_for(&plan);
+        report.pairs[0].p95_ms = Some(23.8);
+        report.pairs[0].max_ms = Some(23.8);
+        report.pairs[0].spread = true;
+        let text = report.render();
+        assert!(text.starts_with("lab t: delay backend emulator; netem not probed (sdss 0.1.0, 2026-12-04T20:00:00Z)"), "{text}");
+        let header = text.lines().find(|l| l.starts_with("FROM")).unwrap();
+        assert!(header.contains("MEASURED      P95      MAX"), "{text}");
+        let ab = text.lines().find(|l| l.starts_with("a ")).unwrap();
+        assert!(
+            ab.contains("23.800   23.800") && ab.ends_with("pass, SPREAD"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warning: 1 pair(s) pass on their median but spread far beyond it"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["pairs"][0]["spread"], true);
+        assert_eq!(json["pairs"][0]["p95_ms"], 23.8);
+        assert_eq!(json["pairs"][1]["spread"], false);
+        assert_eq!(json["version"], "0.1.0");
+        assert_eq!(json["pairs"][0]["series"][0]["at_s"], 1.0);
     }
 
     #[test]
@@ -606,6 +716,9 @@ mod tests {
             set_aside,
             verdict: PairVerdict::Pass,
             reason: None,
+            p95_ms: None,
+            max_ms: None,
+            spread: false,
             series: Vec::new(),
         };
         let verification = |set_aside| Verification {

@@ -210,14 +210,13 @@ pub fn plotted(pairs: &[PairResult]) -> Vec<&PairResult> {
 pub fn samples_plot(pair: &PairResult, warmup: usize) -> Markup {
     let (width, height, pad) = (260.0, 110.0, 24.0);
     let tolerance = pair.tolerance_ms;
-    let low = pair
-        .series
+    let values: Vec<f64> = pair.series.iter().map(|s| s.ms).collect();
+    let low = values
         .iter()
         .copied()
         .chain([pair.expected_ms - tolerance])
         .fold(f64::INFINITY, f64::min);
-    let high = pair
-        .series
+    let high = values
         .iter()
         .copied()
         .chain([pair.expected_ms + tolerance])
@@ -227,8 +226,7 @@ pub fn samples_plot(pair: &PairResult, warmup: usize) -> Markup {
     let count = pair.series.len().max(2);
     let x = |i: usize| pad * 1.5 + i as f64 * (width - pad * 2.0) / (count - 1) as f64;
     let first = pair.total_samples.saturating_sub(pair.series.len());
-    let points: Vec<String> = pair
-        .series
+    let points: Vec<String> = values
         .iter()
         .enumerate()
         .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
@@ -241,7 +239,7 @@ pub fn samples_plot(pair: &PairResult, warmup: usize) -> Markup {
             rect x=(fixed(pad * 1.5, 1)) y=(fixed(band, 1)) width=(fixed(width - pad * 2.0, 1)) height=(fixed((y(pair.expected_ms - tolerance) - band).max(0.5), 1)) fill="#e6f4ea" {}
             line x1=(fixed(pad * 1.5, 1)) x2=(fixed(width - pad / 2.0, 1)) y1=(expected) y2=(expected) stroke="#2f855a" stroke-dasharray="4 3" {}
             polyline points=(points.join(" ")) fill="none" stroke="#2b6cb0" stroke-width="1.2" {}
-            @for (i, v) in pair.series.iter().enumerate() {
+            @for (i, v) in values.iter().enumerate() {
                 @let warm = first + i < warmup;
                 circle cx=(fixed(x(i), 1)) cy=(fixed(y(*v), 1)) r="2.2" fill=(if warm { "#fff" } else { "#2b6cb0" }) stroke="#2b6cb0" {
                     title { "sample " (first + i + 1) ": " (fixed(*v, 3)) " ms" @if warm { " (warm-up)" } }
