@@ -44,6 +44,28 @@ pub struct PhaseDelays {
     pub passed: usize,
     /// The others, in words.
     pub failures: Vec<String>,
+    /// Every ordered pair's delays in the phase, for its heat map.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<PhaseCell>,
+}
+
+/// One ordered pair in one phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseCell {
+    /// Sender.
+    pub from: String,
+    /// Receiver, who measures.
+    pub to: String,
+    /// The delay expected then, ms; none when the pair is cut or partitioned
+    /// or one end does not run: nothing is to be measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_ms: Option<f64>,
+    /// The median of the phase's samples, ms, when it had enough to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_ms: Option<f64>,
+    /// The tolerance it was judged with, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_ms: Option<f64>,
 }
 
 /// Everything judged of a timeline.
@@ -394,11 +416,22 @@ impl Judge<'_> {
         let mut judged = 0;
         let mut passed = 0;
         let mut failures = Vec::new();
+        let mut cells = Vec::with_capacity(phase.pairs.len());
         for pair in &phase.pairs {
             let (sender, receiver) = (&pair.from, &pair.to);
+            let mut cell = PhaseCell {
+                from: sender.clone(),
+                to: receiver.clone(),
+                expected_ms: None,
+                measured_ms: None,
+                tolerance_ms: None,
+            };
             let Some(expected) = phase.expected(sender, receiver) else {
+                cells.push(cell);
                 continue;
             };
+            let (delay, _) = shaped::judged(&self.plan.verify, &expected, SETTLED_SAMPLES as u32);
+            cell.expected_ms = Some(delay.as_secs_f64() * 1e3);
             let delays: Vec<f64> = self
                 .samples(sender, receiver, from)
                 .into_iter()
@@ -406,6 +439,7 @@ impl Judge<'_> {
                 .map(|(_, d)| d)
                 .collect();
             if delays.len() < SETTLED_SAMPLES {
+                cells.push(cell);
                 continue;
             }
             judged += 1;
@@ -414,6 +448,12 @@ impl Judge<'_> {
             let (expected_ms, tolerance) =
                 (delay.as_secs_f64() * 1e3, tolerance.as_secs_f64() * 1e3);
             let measured = median(&delays);
+            cells.push(PhaseCell {
+                expected_ms: Some(expected_ms),
+                measured_ms: Some(measured),
+                tolerance_ms: Some(tolerance),
+                ..cell
+            });
             if (measured - expected_ms).abs() <= tolerance {
                 passed += 1;
             } else {
@@ -428,6 +468,7 @@ impl Judge<'_> {
             judged,
             passed,
             failures,
+            cells,
         }
     }
 }
@@ -584,5 +625,19 @@ mod tests {
         assert!(!verdicts.expects[0].held);
         assert_eq!(verdicts.phases[1].failures.len(), 1);
         assert!(verdicts.phases[1].failures[0].starts_with("c -> a: 5.00 ms, expected 21.00"));
+        // Each phase's cells, for its heat map: c -> a's median and expected
+        // delay in the step; nothing to measure of c once it is killed.
+        let cell = |phase: usize, from: &str, to: &str| {
+            verdicts.phases[phase]
+                .cells
+                .iter()
+                .find(|c| c.from == from && c.to == to)
+                .cloned()
+                .unwrap()
+        };
+        let ca = cell(1, "c", "a");
+        assert_eq!((ca.measured_ms, ca.expected_ms), (Some(5.0), Some(21.0)));
+        assert_eq!(cell(2, "c", "a").expected_ms, None);
+        assert_eq!(verdicts.phases[0].cells.len(), 6);
     }
 }

@@ -12,7 +12,8 @@ use crate::lab::plan::Plan;
 
 use super::graph::topology_svg;
 use super::links::links_section;
-use super::plots::{heat_map, plotted, samples_plot, Quantity};
+use super::plots::{heat_map, phase_map, plotted, Quantity};
+use super::time_plot::{hatch_defs, samples_plot, Timing};
 use super::{emulator_lines, Report};
 
 /// Pairs listed in the table, at most (the heat maps show all).
@@ -41,6 +42,7 @@ pub fn render_html(report: &Report, plan: &Plan) -> String {
                 style { (PreEscaped(STYLE)) }
             }
             body {
+                (hatch_defs())
                 "\n"
                 h1 id="title" {
                     "lab " (report.lab) " "
@@ -56,13 +58,14 @@ pub fn render_html(report: &Report, plan: &Plan) -> String {
                 section id="topology" { (topology_svg(plan, Some(report))) }
                 "\n"
                 (heat_maps(report, plan))
-                (samples(report))
+                (samples(report, plan))
                 (pairs_table(report))
                 @if let Some(links) = &report.links {
                     (links_section(links))
                 }
                 @if let Some(timeline) = &report.timeline {
                     (render_timeline(timeline))
+                    (phase_maps(timeline, &measured_nodes(report, plan)))
                 }
                 @if !report.grading.is_empty() {
                     h2 { "Grading" }
@@ -157,7 +160,34 @@ fn measured_nodes<'a>(report: &Report, plan: &'a Plan) -> Vec<&'a str> {
         .collect()
 }
 
-fn samples(report: &Report) -> Markup {
+/// One small heat map per phase of the timeline.
+fn phase_maps(timeline: &TimelineVerdicts, names: &[&str]) -> Markup {
+    let phases: Vec<_> = timeline
+        .phases
+        .iter()
+        .filter(|p| !p.cells.is_empty())
+        .collect();
+    if phases.is_empty() {
+        return html! {};
+    }
+    html! {
+        h3 { "Error per phase" }
+        p class="note" {
+            "Each phase's median minus the delay expected then, in ms (red above, blue below, outlined beyond the tolerance); hatched: cut, partitioned or stopped; grey: too few samples."
+        }
+        div class="maps" id="phases" {
+            @for phase in phases {
+                figure {
+                    figcaption { "phase " (phase.phase) ": after " (phase.began) }
+                    (phase_map(names, phase))
+                }
+            }
+        }
+        "\n"
+    }
+}
+
+fn samples(report: &Report, plan: &Plan) -> Markup {
     let shown = plotted(&report.pairs);
     if shown.is_empty() {
         return html! {};
@@ -171,10 +201,11 @@ fn samples(report: &Report) -> Markup {
             shown.len()
         )
     };
+    let timing = Timing::new(report, plan);
     html! {
         h2 { "Samples over time" }
         p class="note" {
-            (which) ": each sample in ms in arrival order (hollow: warm-up), the expected delay dashed, the tolerance shaded."
+            (which) ": each sample in ms against seconds after the nodes started (hollow: warm-up; red: outside the tolerance), the expected delay dashed and its tolerance green, following the timeline; its events are vertical lines, its phases shaded in turn, and a pair cut or stopped hatched."
         }
         "\n"
         div class="multiples" id="samples" {
@@ -190,7 +221,7 @@ fn samples(report: &Report) -> Markup {
                             }
                         }
                     }
-                    (samples_plot(pair, report.warmup as usize))
+                    (samples_plot(pair, report.warmup as usize, &timing))
                 }
             }
         }

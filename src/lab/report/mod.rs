@@ -14,6 +14,7 @@ mod plan;
 mod plots;
 pub mod progress;
 mod status;
+mod time_plot;
 pub mod watch;
 
 pub use graph::{render_graph, GraphFormat};
