@@ -126,19 +126,30 @@ fn dot(plan: &Plan, measured: Option<&Report>) -> String {
         dot_quote(&format!("switch\n{}", plan.switch_netns))
     );
     for node in &plan.nodes {
+        let fill = measured
+            .map(|r| match NodeVerdict::of(&node.name, r) {
+                NodeVerdict::Pass => ", style=\"rounded,filled\", fillcolor=\"#c6f6d5\"",
+                NodeVerdict::Fail => ", style=\"rounded,filled\", fillcolor=\"#fed7d7\"",
+                NodeVerdict::Unmeasured => ", style=\"rounded,filled\", fillcolor=\"#edf2f7\"",
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} [label={}];",
+            "  {} [label={}{fill}];",
             dot_quote(&node.name),
             dot_quote(&format!("{}\n{}", node.name, node.address))
         );
     }
     for node in &plan.nodes {
+        let mut label = describe_link(&node.link);
+        if let Some(error) = measured.and_then(|r| mean_error(node, r)) {
+            let _ = write!(label, "\nmean error {error:+.2}ms");
+        }
         let _ = writeln!(
             out,
             "  {} -> switch [dir=none, label={}];",
             dot_quote(&node.name),
-            dot_quote(&describe_link(&node.link))
+            dot_quote(&label)
         );
     }
     for pair in plan.expected.iter().filter(|p| p.overridden) {
@@ -150,22 +161,86 @@ fn dot(plan: &Plan, measured: Option<&Report>) -> String {
             dot_quote(&format!("pair {}", describe_link(&pair.impairment)))
         );
     }
-    for pair in measured.map_or(&[][..], |r| &r.pairs) {
-        let color = if pair.verdict == PairVerdict::Fail {
-            "red"
-        } else {
-            "gray"
-        };
-        let _ = writeln!(
-            out,
-            "  {} -> {} [style=dotted, color={color}, constraint=false, label={}];",
-            dot_quote(&pair.from),
-            dot_quote(&pair.to),
-            dot_quote(&measured_label(pair))
-        );
+    // What was measured: one matrix beside the star, not a label per
+    // ordered pair (20 overlapping labels for five nodes).
+    if let Some(report) = measured {
+        out.push_str(&dot_matrix(plan, report));
     }
     out.push_str("}\n");
     out
+}
+
+/// Nodes up to which the DOT graph of a running lab has its matrix of pairs.
+const DOT_MATRIX: usize = 16;
+
+/// Text inside a Graphviz HTML-like label.
+fn dot_html(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            c if c.is_control() => " ".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The measured delays as one table node beside the star (row: sender,
+/// column: receiver, ms; failed cells red), or, past [`DOT_MATRIX`] nodes,
+/// a count in a note.
+fn dot_matrix(plan: &Plan, report: &Report) -> String {
+    let s = &report.summary;
+    let names: Vec<&str> = plan
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| report.pairs.iter().any(|p| p.from == *n || p.to == *n))
+        .collect();
+    if names.len() > DOT_MATRIX {
+        return format!(
+            "  measured [shape=note, label={}];\n",
+            dot_quote(&format!(
+                "measured: {} of {} pairs pass (sdss lab verify lists them)",
+                s.passed, s.pairs
+            ))
+        );
+    }
+    let mut table =
+        String::from("<table border=\"0\" cellborder=\"1\" cellspacing=\"0\" cellpadding=\"3\">");
+    let _ = write!(
+        table,
+        "<tr><td colspan=\"{}\"><b>measured ms (row: sender, column: receiver): {} of {} pass</b></td></tr><tr><td></td>",
+        names.len() + 1,
+        s.passed,
+        s.pairs
+    );
+    for name in &names {
+        let _ = write!(table, "<td><b>{}</b></td>", dot_html(name));
+    }
+    table.push_str("</tr>");
+    for from in &names {
+        let _ = write!(table, "<tr><td><b>{}</b></td>", dot_html(from));
+        for to in &names {
+            let pair = report.pairs.iter().find(|p| p.from == *from && p.to == *to);
+            let (text, colour) = match pair {
+                None => (String::new(), ""),
+                Some(p) => (
+                    p.measured_ms.map_or("-".to_owned(), |m| format!("{m:.2}")),
+                    if p.verdict == PairVerdict::Fail {
+                        " bgcolor=\"#fed7d7\""
+                    } else {
+                        ""
+                    },
+                ),
+            };
+            let _ = write!(table, "<td{colour}>{text}</td>");
+        }
+        table.push_str("</tr>");
+    }
+    table.push_str("</table>");
+    format!("  measured [shape=plaintext, label=<{table}>];\n")
 }
 
 /// Text inside a Mermaid `"..."` label.
@@ -295,9 +370,71 @@ fn mean_error(node: &NodePlan, report: &Report) -> Option<f64> {
     (!errors.is_empty()).then(|| errors.iter().sum::<f64>() / errors.len() as f64)
 }
 
+/// How a node's pairs went, for its colour in the star.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeVerdict {
+    /// Every pair it is in passed.
+    Pass,
+    /// Some pair it is in failed.
+    Fail,
+    /// It is in no measured pair (a grader, or nothing was measured).
+    Unmeasured,
+}
+
+impl NodeVerdict {
+    fn of(node: &str, report: &Report) -> NodeVerdict {
+        let mut pairs = report
+            .pairs
+            .iter()
+            .filter(|p| p.from == node || p.to == node)
+            .filter(|p| p.verdict != PairVerdict::Skipped)
+            .peekable();
+        if pairs.peek().is_none() {
+            return NodeVerdict::Unmeasured;
+        }
+        if pairs.any(|p| p.verdict == PairVerdict::Fail) {
+            NodeVerdict::Fail
+        } else {
+            NodeVerdict::Pass
+        }
+    }
+
+    fn colour(self) -> &'static str {
+        match self {
+            NodeVerdict::Pass => "#2f855a",
+            NodeVerdict::Fail => "#c53030",
+            NodeVerdict::Unmeasured => "#a0aec0",
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            NodeVerdict::Pass => "every pair passes",
+            NodeVerdict::Fail => "some pair fails",
+            NodeVerdict::Unmeasured => "not measured",
+        }
+    }
+}
+
+/// Width of `text` in pixels at `size`, as a sans-serif font sets it at
+/// most (a wide estimate, so that nothing is cut).
+fn text_width(text: &str, size: f64) -> f64 {
+    text.chars().count() as f64 * size * 0.62
+}
+
+/// The box `[x0, y0, x1, y1]` grown to hold `other`.
+fn grow(extent: &mut [f64; 4], other: [f64; 4]) {
+    extent[0] = extent[0].min(other[0]);
+    extent[1] = extent[1].min(other[1]);
+    extent[2] = extent[2].max(other[2]);
+    extent[3] = extent[3].max(other[3]);
+}
+
 /// The star: the switch in the middle, the nodes on a circle around it, each
-/// link labelled with its injected impairment (and, with `measured`, the mean
-/// error of the pairs through it). Labels are left out past 40 nodes.
+/// link labelled along it with its injected impairment (and, with
+/// `measured`, the mean error of the pairs through it), each node coloured by
+/// its pairs' verdicts. The picture's box is computed from its labels, so
+/// none is cut at an edge. Labels are left out past 40 nodes.
 pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
     let count = plan.nodes.len().max(1);
     let size = if count > 40 { 720.0 } else { 560.0 };
@@ -305,31 +442,92 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
     let radius = size / 2.0 - 60.0;
     let labelled = count <= 40;
     let node_r = if labelled { 20.0 } else { 6.0 };
+    let (font, small) = (12.0, 10.0);
     let position = |i: usize| {
         let angle = 2.0 * PI * i as f64 / count as f64 - PI / 2.0;
         (center + radius * angle.cos(), center + radius * angle.sin())
     };
-    let link_label = |node: &NodePlan| {
-        let mut label = describe_link(&node.link);
-        if let Some(error) = measured.and_then(|r| mean_error(node, r)) {
-            let _ = write!(label, " (mean error {error:+.2}ms)");
+    let error = |node: &NodePlan| measured.and_then(|r| mean_error(node, r));
+    // Link labels run along their link, upright, centred between the
+    // switch's box and the node's circle.
+    let along = |i: usize| {
+        let angle = 2.0 * PI * i as f64 / count as f64 - PI / 2.0;
+        let mut degrees = angle.to_degrees().rem_euclid(360.0);
+        if degrees > 90.0 && degrees < 270.0 {
+            degrees -= 180.0;
         }
-        label
+        let middle = (50.0 + radius - node_r) / 2.0;
+        (
+            center + middle * angle.cos(),
+            center + middle * angle.sin(),
+            degrees,
+        )
     };
+    let name_at = |i: usize| {
+        let (x, y) = position(i);
+        let out = (node_r + 8.0) / radius;
+        let (dx, dy) = ((x - center) * out, (y - center) * out);
+        // Left of the star, a name ends at its node; right, it starts there.
+        let anchor = if dx < -1.0 {
+            "end"
+        } else if dx > 1.0 {
+            "start"
+        } else {
+            "middle"
+        };
+        (x + dx, y + dy + 4.0, anchor)
+    };
+    let mut extent = [center - 50.0, center - 20.0, center + 50.0, center + 20.0];
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let (x, y) = position(i);
+        grow(
+            &mut extent,
+            [x - node_r, y - node_r, x + node_r, y + node_r],
+        );
+        if labelled {
+            let (nx, ny, anchor) = name_at(i);
+            let w = text_width(&node.name, font);
+            let x0 = match anchor {
+                "end" => nx - w,
+                "start" => nx,
+                _ => nx - w / 2.0,
+            };
+            grow(&mut extent, [x0, ny - font, x0 + w, ny + 4.0]);
+            // A rotated label stays within its half length of its middle.
+            let (lx, ly, _) = along(i);
+            let half = text_width(&describe_link(&node.link), font) / 2.0 + small;
+            grow(&mut extent, [lx - half, ly - half, lx + half, ly + half]);
+        }
+    }
+    let legend_y = extent[3] + 18.0;
+    if measured.is_some() {
+        let legend = [extent[0], extent[1], extent[0] + 420.0, legend_y + 6.0];
+        grow(&mut extent, legend);
+    }
+    let pad = 8.0;
+    let (x0, y0) = (extent[0] - pad, extent[1] - pad);
+    let (width, height) = (
+        extent[2] - extent[0] + 2.0 * pad,
+        extent[3] - extent[1] + 2.0 * pad,
+    );
     let c = fixed(center, 1);
     html! {
-        svg xmlns="http://www.w3.org/2000/svg" class="topology" width=(size) height=(size) viewBox={ "0 0 " (size) " " (size) } font-family="sans-serif" font-size="12" {
+        svg xmlns="http://www.w3.org/2000/svg" class="topology" width=(fixed(width, 0)) height=(fixed(height, 0)) viewBox={ (fixed(x0, 1)) " " (fixed(y0, 1)) " " (fixed(width, 1)) " " (fixed(height, 1)) } font-family="sans-serif" font-size=(font) {
             title { "lab " (plan.lab) " topology" }
             @for (i, node) in plan.nodes.iter().enumerate() {
                 @let (x, y) = position(i);
-                @let label = link_label(node);
+                @let label = describe_link(&node.link);
                 line class="link" x1=(c) y1=(c) x2=(fixed(x, 1)) y2=(fixed(y, 1)) stroke="#888" stroke-width="1.5" {
                     title { (node.name) " link: " (label) }
                 }
                 @if labelled {
-                    // Alternate distances from the switch, so neighbouring labels do not collide.
-                    @let along = if i % 2 == 0 { 0.5 } else { 0.72 };
-                    text class="link-label" x=(fixed(center + (x - center) * along, 1)) y=(fixed(center + (y - center) * along, 1)) text-anchor="middle" fill="#333" stroke="#fff" stroke-width="3" paint-order="stroke" { (label) }
+                    @let (lx, ly, degrees) = along(i);
+                    g transform={ "translate(" (fixed(lx, 1)) "," (fixed(ly, 1)) ") rotate(" (fixed(degrees, 1)) ")" } {
+                        text class="link-label" y="-4" text-anchor="middle" fill="#333" stroke="#fff" stroke-width="3" paint-order="stroke" { (label) }
+                        @if let Some(error) = error(node) {
+                            text class="link-error" y=(fixed(small + 2.0, 1)) font-size=(small) text-anchor="middle" fill="#555" stroke="#fff" stroke-width="3" paint-order="stroke" { "mean error " (format!("{error:+.2}")) " ms" }
+                        }
+                    }
                 }
             }
             g class="switch" {
@@ -339,11 +537,25 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
             }
             @for (i, node) in plan.nodes.iter().enumerate() {
                 @let (x, y) = position(i);
+                @let verdict = measured.map(|r| NodeVerdict::of(&node.name, r));
                 g class="node" {
-                    circle cx=(fixed(x, 1)) cy=(fixed(y, 1)) r=(node_r) fill="#2b6cb0" {}
-                    title { (node.name) " " (node.address) }
+                    circle cx=(fixed(x, 1)) cy=(fixed(y, 1)) r=(node_r) fill=(verdict.map_or("#2b6cb0", NodeVerdict::colour)) {}
+                    title {
+                        (node.name) " " (node.address)
+                        @if let Some(verdict) = verdict { ": " (verdict.word()) }
+                    }
                     @if labelled {
-                        text x=(fixed(center + (x - center) * 1.16, 1)) y=(fixed(center + (y - center) * 1.16 + 4.0, 1)) text-anchor="middle" font-weight="bold" { (node.name) }
+                        @let (nx, ny, anchor) = name_at(i);
+                        text x=(fixed(nx, 1)) y=(fixed(ny, 1)) text-anchor=(anchor) font-weight="bold" { (node.name) }
+                    }
+                }
+            }
+            @if measured.is_some() {
+                g class="legend" font-size=(small) {
+                    @for (k, verdict) in [NodeVerdict::Pass, NodeVerdict::Fail, NodeVerdict::Unmeasured].into_iter().enumerate() {
+                        @let lx = extent[0] + k as f64 * 130.0;
+                        circle cx=(fixed(lx + 6.0, 1)) cy=(fixed(legend_y - 3.0, 1)) r="5" fill=(verdict.colour()) {}
+                        text x=(fixed(lx + 15.0, 1)) y=(fixed(legend_y, 1)) { "node: " (verdict.word()) }
                     }
                 }
             }
@@ -399,7 +611,17 @@ mod tests {
             dot.contains("\"a\" -> \"b\" [style=dashed, constraint=false, label=\"pair 7ms\"];"),
             "{dot}"
         );
-        assert!(dot.contains("style=dotted"), "{dot}");
+        assert!(
+            !dot.contains("style=dotted"),
+            "no label per ordered pair: {dot}"
+        );
+        assert!(
+            dot.contains("  measured [shape=plaintext, label=<<table"),
+            "{dot}"
+        );
+        assert!(dot.contains("19 of 20 pass"), "the summary's count: {dot}");
+        assert!(dot.contains("mean error +0.10ms"), "{dot}");
+        assert!(dot.contains("fillcolor=\"#c6f6d5\""), "{dot}");
         let mermaid = render_graph(&plan, Some(&report), GraphFormat::Mermaid).unwrap();
         assert!(mermaid.contains("n0 -.->|\"pair 7ms\"| n1"), "{mermaid}");
         let json: serde_json::Value =
@@ -408,6 +630,40 @@ mod tests {
         assert_eq!(json["pair_overrides"][0]["impairment"]["delay_ms"], 7.0);
         assert_eq!(json["nodes"][1]["link"]["jitter_ms"], 1.0);
         assert_eq!(json["measured"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn no_name_is_cut_at_the_edge_and_nodes_take_their_verdicts_colour() {
+        // Four nodes: the last sits left of the switch, with a long name.
+        let long = "grader_with_a_long_name";
+        let plan = Plan::from_text(&format!(
+            "name = \"g\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n[[node]]\nname = \"{long}\"\n"
+        ));
+        let mut report = super::super::fixtures::report_for(&plan);
+        report.pairs.retain(|p| p.from != long && p.to != long);
+        report.pairs.last_mut().unwrap().verdict = PairVerdict::Fail;
+        let svg = topology_svg(&plan, Some(&report)).into_string();
+        let view: Vec<f64> = svg
+            .split("viewBox=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        // The name ends 28 px left of its node at x = 60.
+        assert!(view[0] <= 32.0 - text_width(long, 12.0), "{view:?}");
+        assert!(svg.contains(&format!(
+            "text-anchor=\"end\" font-weight=\"bold\">{long}</text>"
+        )));
+        let fills = |colour: &str| svg.matches(&format!("r=\"20\" fill=\"{colour}\"")).count();
+        assert_eq!(fills(NodeVerdict::Unmeasured.colour()), 1, "{svg}");
+        assert_eq!(fills(NodeVerdict::Fail.colour()), 2, "{svg}");
+        assert_eq!(fills(NodeVerdict::Pass.colour()), 1, "{svg}");
+        let dot = render_graph(&plan, Some(&report), GraphFormat::Dot).unwrap();
+        assert_eq!(dot.matches("<td bgcolor=\"#fed7d7\">").count(), 1, "{dot}");
     }
 
     #[test]
@@ -424,6 +680,7 @@ mod tests {
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;"), "{svg}");
         assert!(svg.contains("lab &lt;x&amp;y&gt; topology"), "{svg}");
+        assert_eq!(dot_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
     }
 
     #[test]
