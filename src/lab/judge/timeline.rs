@@ -14,7 +14,7 @@ use crate::lab::plan::Plan;
 use crate::lab::scenario::played::Played;
 use crate::node::event::NodeEvent;
 
-use super::delays::median;
+use super::delays::{median, Sample};
 use super::shaped;
 
 /// A delay has settled once the median of this many consecutive samples is within tolerance.
@@ -88,6 +88,27 @@ impl TimelineVerdicts {
 
 /// The stamped events of every observer (seconds after the nodes started).
 pub type Stamped = HashMap<String, Vec<(f64, NodeEvent)>>;
+
+/// The last `keep` samples `to` took of `from` over the whole run, for the
+/// plots of a timeline lab (the delays' table stops at the first event).
+pub fn series(plan: &Plan, events: &Stamped, from: &str, to: &str, keep: usize) -> Vec<Sample> {
+    let Some(ip) = plan.node(from).map(|n| IpAddr::V4(n.address)) else {
+        return Vec::new();
+    };
+    let all: Vec<Sample> = events
+        .get(to)
+        .into_iter()
+        .flatten()
+        .filter_map(|(t, e)| match e {
+            NodeEvent::Neighbor(r) if r.ip == ip => r.delay_ms.map(|ms| Sample {
+                at_s: Some((t * 1e3).round() / 1e3),
+                ms: (ms * 1e3).round() / 1e3,
+            }),
+            _ => None,
+        })
+        .collect();
+    all[all.len().saturating_sub(keep)..].to_vec()
+}
 
 /// Judges the timeline. `settle` is how long after a change samples still
 /// show the old state (one refresh period); `end_s` when watching stopped.
@@ -431,7 +452,7 @@ impl Judge<'_> {
                 continue;
             };
             let (delay, _) = shaped::judged(&self.plan.verify, &expected, SETTLED_SAMPLES as u32);
-            cell.expected_ms = Some(delay.as_secs_f64() * 1e3);
+            cell.expected_ms = Some((delay.as_secs_f64() * 1e6).round() / 1e3);
             let delays: Vec<f64> = self
                 .samples(sender, receiver, from)
                 .into_iter()
@@ -448,10 +469,11 @@ impl Judge<'_> {
             let (expected_ms, tolerance) =
                 (delay.as_secs_f64() * 1e3, tolerance.as_secs_f64() * 1e3);
             let measured = median(&delays);
+            let round3 = |ms: f64| (ms * 1000.0).round() / 1000.0;
             cells.push(PhaseCell {
-                expected_ms: Some(expected_ms),
-                measured_ms: Some(measured),
-                tolerance_ms: Some(tolerance),
+                expected_ms: Some(round3(expected_ms)),
+                measured_ms: Some(round3(measured)),
+                tolerance_ms: Some(round3(tolerance)),
                 ..cell
             });
             if (measured - expected_ms).abs() <= tolerance {

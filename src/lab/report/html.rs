@@ -171,9 +171,9 @@ fn phase_maps(timeline: &TimelineVerdicts, names: &[&str]) -> Markup {
         return html! {};
     }
     html! {
-        h3 { "Error per phase" }
+        h3 { "Delays per phase" }
         p class="note" {
-            "Each phase's median minus the delay expected then, in ms (red above, blue below, outlined beyond the tolerance); hatched: cut, partitioned or stopped; grey: too few samples."
+            "Each phase's median in ms, coloured by its error against the delay expected then (red above, blue below, outlined beyond the tolerance); hatched: cut, partitioned or stopped; grey: too few samples."
         }
         div class="maps" id="phases" {
             @for phase in phases {
@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn timelines_and_checklists_are_rendered_escaped() {
-        use crate::lab::judge::timeline::ExpectVerdict;
+        use crate::lab::judge::timeline::{ExpectVerdict, PhaseCell, PhaseDelays};
         use crate::lab::scenario::played::Played;
         let plan = five();
         let mut report = report_for(&plan);
@@ -462,7 +462,29 @@ mod tests {
                 held: true,
                 evidence: vec!["a removed c at 6.1 s".to_owned()],
             }],
-            phases: Vec::new(),
+            phases: vec![PhaseDelays {
+                phase: 1,
+                began: "kill <c> at 5s".to_owned(),
+                judged: 1,
+                passed: 1,
+                failures: Vec::new(),
+                cells: vec![
+                    PhaseCell {
+                        from: "a".to_owned(),
+                        to: "b".to_owned(),
+                        expected_ms: Some(6.0),
+                        measured_ms: Some(6.02),
+                        tolerance_ms: Some(0.5),
+                    },
+                    PhaseCell {
+                        from: "c".to_owned(),
+                        to: "a".to_owned(),
+                        expected_ms: None,
+                        measured_ms: None,
+                        tolerance_ms: None,
+                    },
+                ],
+            }],
         });
         report.grading = vec![Checklist::new(
             "s<1>".to_owned(),
@@ -477,6 +499,14 @@ mod tests {
         let page = render_html(&report, &plan);
         assert!(page.contains("id=\"timeline\""));
         assert!(page.contains("kill &lt;c&gt;"));
+        assert!(page.contains("phase 1: after kill &lt;c&gt; at 5s"));
+        assert_eq!(page.matches("class=\"phasemap\"").count(), 1);
+        assert!(page.contains(">6.0</text>"), "the phase's median");
+        assert!(
+            page.contains("fill=\"url(#cut-hatch) #fbe3e3\""),
+            "a cut pair hatched"
+        );
+        assert_eq!(page.matches("<pattern id=\"cut-hatch\"").count(), 1);
         assert!(page.contains("a removed c at 6.1 s"));
         assert!(page.contains("graded node s&lt;1&gt;"));
         assert!(page.contains("sent &quot;1.0&quot; &amp; closed"));

@@ -210,8 +210,8 @@ pub fn plotted(pairs: &[PairResult]) -> Vec<&PairResult> {
 /// Side of a phase's heat map, pixels.
 const PHASE_GRID: f64 = 200.0;
 
-/// One phase's heat map: each pair's error (the phase's median minus the
-/// delay expected then), hatched where the pair was cut or stopped, grey
+/// One phase's heat map: each pair's median (written in a small lab),
+/// coloured by its error (minus the delay expected then), hatched where the pair was cut or stopped, grey
 /// where it had too few samples to judge.
 pub fn phase_map(names: &[&str], phase: &PhaseDelays) -> Markup {
     let n = names.len().max(1);
@@ -257,6 +257,9 @@ pub fn phase_map(names: &[&str], phase: &PhaseDelays) -> Markup {
                                 }
                             }
                         }
+                    }
+                    @if let Some(m) = c.measured_ms.filter(|_| names.len() <= 8) {
+                        text x=(fixed(margin + (*col as f64 + 0.5) * cell, 1)) y=(fixed(margin + (*row as f64 + 0.5) * cell, 1)) text-anchor="middle" dominant-baseline="middle" { (fixed(m, 1)) }
                     }
                 }
             }

@@ -216,7 +216,7 @@ pub fn samples_plot(pair: &PairResult, warmup: usize, timing: &Timing) -> Markup
     html! {
         svg xmlns="http://www.w3.org/2000/svg" class="samples" width=(width) height=(height) font-family="sans-serif" font-size="10" {
             title {
-                (pair.from) " -> " (pair.to) ": samples " (first + 1) " to " (pair.total_samples)
+                (pair.from) " -> " (pair.to) ": samples " (first + 1) " to " (first + pair.series.len())
                 @if timed { " against seconds after the nodes started" } @else { " by number" }
             }
             @if timed {
@@ -265,7 +265,7 @@ pub fn samples_plot(pair: &PairResult, warmup: usize, timing: &Timing) -> Markup
                 }
                 text x=(fixed(width - right, 1)) y=(fixed(height - 5.0, 1)) text-anchor="end" fill="#555" { "s" }
             } @else {
-                text x=(fixed(width - right, 1)) y=(fixed(height - 5.0, 1)) text-anchor="end" { "sample " (first + 1) " .. " (pair.total_samples) }
+                text x=(fixed(width - right, 1)) y=(fixed(height - 5.0, 1)) text-anchor="end" { "sample " (first + 1) " .. " (first + pair.series.len()) }
             }
             text x="2" y=(fixed(plot_top + 4.0, 1)) { (fixed(high, 1)) }
             text x="2" y=(fixed(plot_bottom, 1)) { (fixed(low, 1)) }
