@@ -550,10 +550,18 @@ fn render_timeline(timeline: &TimelineVerdicts) -> String {
     // would not follow.
     // Phase 0 is the table above, judged there.
     for phase in timeline.phases.iter().filter(|p| p.phase > 0) {
+        let judged = if phase.judged == 0 {
+            "no pair to judge (cut, stopped or too few samples)".to_owned()
+        } else {
+            format!(
+                "{} of {} pairs within tolerance",
+                phase.passed, phase.judged
+            )
+        };
         let _ = writeln!(
             out,
-            "  phase {} (after {}): {} of {} pairs within tolerance",
-            phase.phase, phase.began, phase.passed, phase.judged
+            "  phase {} (after {}): {judged}",
+            phase.phase, phase.began
         );
         for failure in &phase.failures {
             let _ = writeln!(out, "      outside: {failure}");
