@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aside::{self, SetAside};
 use super::shaped;
+pub use super::spread::{percentile, spread_beyond, SPREAD_FLOOR_MS, SPREAD_TOLERANCES};
 use crate::lab::plan::Plan;
 use crate::lab::scenario::late::{LateAnswers, Spoil};
 use crate::lab::scenario::stream::Observations;
@@ -95,31 +96,6 @@ const SERIES_BUDGET: usize = 16_384;
 /// up to 512 in a small lab, so that a timeline's plot spans its phases.
 pub fn series_kept(pairs: usize) -> usize {
     (SERIES_BUDGET / pairs.max(1)).clamp(32, 512)
-}
-
-/// How many tolerances a passing pair's p95 may be away from its expected
-/// delay before the report flags its spread.
-pub const SPREAD_TOLERANCES: f64 = 3.0;
-
-/// The least distance, ms, that flags a spread: a loaded 2-core machine
-/// delays single samples by a scheduler tick (4 ms at 250 Hz) when a node
-/// or the emulator waits for a core, which says nothing of the link.
-pub const SPREAD_FLOOR_MS: f64 = 4.0;
-
-/// Whether a p95 `error` (ms, from the expected delay) is far beyond `tolerance`:
-/// more than [`SPREAD_TOLERANCES`] of it and more than [`SPREAD_FLOOR_MS`].
-/// A partition lab whose 6 ms pair measured single samples of 23.8 ms
-/// (0.5 ms tolerance) is flagged; a tick's hiccup is not.
-pub fn spread_beyond(error: f64, tolerance: f64) -> bool {
-    error.abs() > (SPREAD_TOLERANCES * tolerance).max(SPREAD_FLOOR_MS)
-}
-
-/// The `share` (0..=1) percentile of non-empty `values`, by nearest rank.
-pub fn percentile(values: &[f64], share: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = (share * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Counts over all pairs.

@@ -11,11 +11,11 @@ use serde_json::json;
 
 use crate::lab::judge::delays::{PairResult, PairVerdict};
 use crate::lab::plan::impairment::{describe_shape, Impairment};
-use crate::lab::plan::shape::Loss;
 use crate::lab::plan::{NodePlan, Plan};
-use crate::units::format_duration;
 
 use super::markup::fixed;
+pub use super::star::describe_link;
+use super::star::{mean_error, ms, round3, NodeVerdict};
 use super::Report;
 
 /// How `lab graph` prints the topology.
@@ -40,7 +40,7 @@ pub fn render_graph(
     format: GraphFormat,
 ) -> serde_json::Result<String> {
     Ok(match format {
-        GraphFormat::Dot => dot(plan, measured),
+        GraphFormat::Dot => super::dot::dot(plan, measured),
         GraphFormat::Mermaid => mermaid(plan, measured),
         GraphFormat::Svg => {
             let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -56,32 +56,6 @@ pub fn render_graph(
     })
 }
 
-/// A link's impairment as people write it: `5ms`, `5ms ±1ms 2% loss`, then
-/// any other shape it has (`5ms, rate 10 Mbit/s`).
-pub fn describe_link(link: &Impairment) -> String {
-    let mut text = format_duration(link.delay);
-    if !link.jitter.is_zero() {
-        let _ = write!(text, " ±{}", format_duration(link.jitter));
-    }
-    if let Loss::Random(chance) = link.loss {
-        if chance.is_some() && chance.correlation == 0.0 {
-            let _ = write!(text, " {}% loss", round3(chance.probability * 100.0));
-        }
-    }
-    for part in describe_shape(link) {
-        let _ = write!(text, ", {part}");
-    }
-    text
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-fn ms(duration: std::time::Duration) -> f64 {
-    round3(duration.as_secs_f64() * 1000.0)
-}
-
 /// A measured pair's label: `15ms -> 15.102ms` or `15ms -> not measured`.
 fn measured_label(pair: &PairResult) -> String {
     let measured = pair
@@ -93,154 +67,6 @@ fn measured_label(pair: &PairResult) -> String {
         PairVerdict::Skipped => " skipped",
     };
     format!("{}ms -> {measured}{verdict}", round3(pair.expected_ms))
-}
-
-/// A string inside Graphviz double quotes.
-fn dot_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn dot(plan: &Plan, measured: Option<&Report>) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "digraph {} {{", dot_quote(&plan.lab));
-    let _ = writeln!(
-        out,
-        "  label={};\n  layout=neato;\n  overlap=false;\n  node [shape=box, style=rounded];",
-        dot_quote(&format!("lab {} on {}", plan.lab, plan.subnet))
-    );
-    let _ = writeln!(
-        out,
-        "  switch [shape=ellipse, label={}];",
-        dot_quote(&format!("switch\n{}", plan.switch_netns))
-    );
-    for node in &plan.nodes {
-        let fill = measured
-            .map(|r| match NodeVerdict::of(&node.name, r) {
-                NodeVerdict::Pass => ", style=\"rounded,filled\", fillcolor=\"#c6f6d5\"",
-                NodeVerdict::Fail => ", style=\"rounded,filled\", fillcolor=\"#fed7d7\"",
-                NodeVerdict::Unmeasured => ", style=\"rounded,filled\", fillcolor=\"#edf2f7\"",
-            })
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {} [label={}{fill}];",
-            dot_quote(&node.name),
-            dot_quote(&format!("{}\n{}", node.name, node.address))
-        );
-    }
-    for node in &plan.nodes {
-        let mut label = describe_link(&node.link);
-        if let Some(error) = measured.and_then(|r| mean_error(node, r)) {
-            let _ = write!(label, "\nmean error {error:+.2}ms");
-        }
-        let _ = writeln!(
-            out,
-            "  {} -> switch [dir=none, label={}];",
-            dot_quote(&node.name),
-            dot_quote(&label)
-        );
-    }
-    for pair in plan.expected.iter().filter(|p| p.overridden) {
-        let _ = writeln!(
-            out,
-            "  {} -> {} [style=dashed, constraint=false, label={}];",
-            dot_quote(&pair.from),
-            dot_quote(&pair.to),
-            dot_quote(&format!("pair {}", describe_link(&pair.impairment)))
-        );
-    }
-    // What was measured: one matrix beside the star, not a label per
-    // ordered pair (20 overlapping labels for five nodes).
-    if let Some(report) = measured {
-        out.push_str(&dot_matrix(plan, report));
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// Nodes up to which the DOT graph of a running lab has its matrix of pairs.
-const DOT_MATRIX: usize = 16;
-
-/// Text inside a Graphviz HTML-like label.
-fn dot_html(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            c if c.is_control() => " ".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-/// The measured delays as one table node beside the star (row: sender,
-/// column: receiver, ms; failed cells red), or, past [`DOT_MATRIX`] nodes,
-/// a count in a note.
-fn dot_matrix(plan: &Plan, report: &Report) -> String {
-    let s = &report.summary;
-    let names: Vec<&str> = plan
-        .nodes
-        .iter()
-        .map(|n| n.name.as_str())
-        .filter(|n| report.pairs.iter().any(|p| p.from == *n || p.to == *n))
-        .collect();
-    if names.len() > DOT_MATRIX {
-        return format!(
-            "  measured [shape=note, label={}];\n",
-            dot_quote(&format!(
-                "measured: {} of {} pairs pass (sdss lab verify lists them)",
-                s.passed, s.pairs
-            ))
-        );
-    }
-    let mut table =
-        String::from("<table border=\"0\" cellborder=\"1\" cellspacing=\"0\" cellpadding=\"3\">");
-    let _ = write!(
-        table,
-        "<tr><td colspan=\"{}\"><b>measured ms (row: sender, column: receiver): {} of {} pass</b></td></tr><tr><td></td>",
-        names.len() + 1,
-        s.passed,
-        s.pairs
-    );
-    for name in &names {
-        let _ = write!(table, "<td><b>{}</b></td>", dot_html(name));
-    }
-    table.push_str("</tr>");
-    for from in &names {
-        let _ = write!(table, "<tr><td><b>{}</b></td>", dot_html(from));
-        for to in &names {
-            let pair = report.pairs.iter().find(|p| p.from == *from && p.to == *to);
-            let (text, colour) = match pair {
-                None => (String::new(), ""),
-                Some(p) => (
-                    p.measured_ms.map_or("-".to_owned(), |m| format!("{m:.2}")),
-                    if p.verdict == PairVerdict::Fail {
-                        " bgcolor=\"#fed7d7\""
-                    } else {
-                        ""
-                    },
-                ),
-            };
-            let _ = write!(table, "<td{colour}>{text}</td>");
-        }
-        table.push_str("</tr>");
-    }
-    table.push_str("</table>");
-    format!("  measured [shape=plaintext, label=<{table}>];\n")
 }
 
 /// Text inside a Mermaid `"..."` label.
@@ -357,63 +183,6 @@ fn graph_json(plan: &Plan, measured: Option<&Report>) -> serde_json::Value {
         value["measured"] = json!(pairs);
     }
     value
-}
-
-/// Mean error (measured - expected, ms) of the measured pairs `node` is in.
-fn mean_error(node: &NodePlan, report: &Report) -> Option<f64> {
-    let errors: Vec<f64> = report
-        .pairs
-        .iter()
-        .filter(|p| p.from == node.name || p.to == node.name)
-        .filter_map(|p| p.error_ms)
-        .collect();
-    (!errors.is_empty()).then(|| errors.iter().sum::<f64>() / errors.len() as f64)
-}
-
-/// How a node's pairs went, for its colour in the star.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NodeVerdict {
-    /// Every pair it is in passed.
-    Pass,
-    /// Some pair it is in failed.
-    Fail,
-    /// It is in no measured pair (a grader, or nothing was measured).
-    Unmeasured,
-}
-
-impl NodeVerdict {
-    fn of(node: &str, report: &Report) -> NodeVerdict {
-        let mut pairs = report
-            .pairs
-            .iter()
-            .filter(|p| p.from == node || p.to == node)
-            .filter(|p| p.verdict != PairVerdict::Skipped)
-            .peekable();
-        if pairs.peek().is_none() {
-            return NodeVerdict::Unmeasured;
-        }
-        if pairs.any(|p| p.verdict == PairVerdict::Fail) {
-            NodeVerdict::Fail
-        } else {
-            NodeVerdict::Pass
-        }
-    }
-
-    fn colour(self) -> &'static str {
-        match self {
-            NodeVerdict::Pass => "#2f855a",
-            NodeVerdict::Fail => "#c53030",
-            NodeVerdict::Unmeasured => "#a0aec0",
-        }
-    }
-
-    fn word(self) -> &'static str {
-        match self {
-            NodeVerdict::Pass => "every pair passes",
-            NodeVerdict::Fail => "some pair fails",
-            NodeVerdict::Unmeasured => "not measured",
-        }
-    }
 }
 
 /// Width of `text` in pixels at `size`, as a sans-serif font sets it at
@@ -565,6 +334,7 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    use super::super::dot::{dot_html, dot_quote};
     use super::*;
 
     const FIVE: &str = "name = \"five\"\nsubnet = \"198.18.5.0/24\"\n[[node]]\nname = \"a\"\ndelay = \"1ms\"\n[[node]]\nname = \"b\"\ndelay = \"5ms\"\njitter = \"1ms\"\n[[node]]\nname = \"c\"\ndelay = \"10ms\"\n[[node]]\nname = \"d\"\ndelay = \"20ms\"\n[[node]]\nname = \"e\"\ndelay = \"40ms\"\nloss = 0.02\n";

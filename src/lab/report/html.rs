@@ -336,7 +336,9 @@ fn render_timeline(timeline: &TimelineVerdicts) -> Markup {
                 tr {
                     td { (phase.phase) " " (pass_fail(phase.failures.is_empty())) }
                     td { (phase.began) }
-                    td { (phase.passed) " of " (phase.judged) }
+                    td {
+                        @if phase.judged == 0 { "none to judge" } @else { (phase.passed) " of " (phase.judged) }
+                    }
                     td class="evidence" { (lines(&phase.failures)) }
                 }
                 "\n"

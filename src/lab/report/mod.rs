@@ -4,20 +4,25 @@
 //! ([`html`]), and the lab's topology for `lab graph` ([`graph`]).
 
 pub mod boxes;
+mod dot;
 #[cfg(test)]
 mod fixtures;
 pub mod graph;
+mod hosts;
 pub mod html;
 mod links;
 pub(crate) mod markup;
 mod plan;
 mod plots;
 pub mod progress;
+mod star;
 mod status;
 mod time_plot;
+mod timeline_text;
 pub mod watch;
 
 pub use graph::{render_graph, GraphFormat};
+pub use hosts::HostsReport;
 pub use html::render_html;
 pub use plan::render_plan;
 pub use status::{render_status, LabPhase, LabStatus, StatusFormat, STATUS_FIELDS};
@@ -29,17 +34,16 @@ use serde::{Deserialize, Serialize};
 use crate::lab::builder::emulator::{PortCounters, LATE};
 use crate::lab::builder::sandbox::outcome::BoxOutcome;
 use crate::lab::judge::aside::SetAside;
-use crate::lab::judge::delays::{
-    median, PairResult, PairVerdict, Summary, Verification, SPREAD_FLOOR_MS, SPREAD_TOLERANCES,
-};
+use crate::lab::judge::delays::{median, PairResult, PairVerdict, Summary, Verification};
 use crate::lab::judge::links::LinkVerdicts;
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 
-use crate::lab::plan::hosts::UnderlayDelay;
 use crate::lab::plan::Plan;
 use crate::table::{Align, Table};
+
+use timeline_text::{render_timeline, spread_line};
 
 /// The verification report of a lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,96 +105,6 @@ pub struct Report {
     /// asked (`[verify] link`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<LinkVerdicts>,
-}
-
-/// The part of a report about the hosts a lab spans.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostsReport {
-    /// Each host and its nodes.
-    pub placement: Vec<(String, Vec<String>)>,
-    /// The measured one-way underlay delay of each host pair, added to the
-    /// expected delay of every pair across it.
-    pub underlay: Vec<UnderlayDelay>,
-    /// Ordered pairs whose ends live on different hosts.
-    pub cross_pairs: Vec<(String, String)>,
-    /// Hosts lost while the lab was judged, with the reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lost: Vec<String>,
-}
-
-impl HostsReport {
-    /// The hosts part of `plan`'s report; `lost` names hosts that stopped answering.
-    pub fn new(plan: &Plan, lost: Vec<String>) -> HostsReport {
-        let host = |node: &str| plan.node(node).and_then(|n| n.host.clone());
-        HostsReport {
-            placement: plan
-                .hosts
-                .iter()
-                .map(|h| {
-                    let nodes = plan
-                        .nodes
-                        .iter()
-                        .filter(|n| n.host.as_deref() == Some(h.name.as_str()))
-                        .map(|n| n.name.clone())
-                        .collect();
-                    (h.name.clone(), nodes)
-                })
-                .collect(),
-            underlay: plan.underlay.clone(),
-            cross_pairs: plan
-                .expected
-                .iter()
-                .filter(|p| host(&p.from) != host(&p.to))
-                .map(|p| (p.from.clone(), p.to.clone()))
-                .collect(),
-            lost,
-        }
-    }
-
-    /// Lines for the text report.
-    fn render(&self, pairs: &[PairResult]) -> String {
-        let mut out = String::new();
-        for (host, nodes) in &self.placement {
-            let _ = writeln!(out, "  host {host}: {}", nodes.join(", "));
-        }
-        for u in &self.underlay {
-            let _ = writeln!(
-                out,
-                "  underlay {} -> {}: {:.3} ms, clock {:+.3} ms (added to each pair across it, whose tolerance grows by the delay: the clocks are known to half a round trip)",
-                u.from,
-                u.to,
-                u.delay.as_secs_f64() * 1e3,
-                u.clock * 1e3
-            );
-        }
-        let cross: Vec<&PairResult> = pairs
-            .iter()
-            .filter(|p| {
-                self.cross_pairs
-                    .iter()
-                    .any(|(f, t)| *f == p.from && *t == p.to)
-            })
-            .collect();
-        let passed = cross
-            .iter()
-            .filter(|p| p.verdict == PairVerdict::Pass)
-            .count();
-        let _ = writeln!(
-            out,
-            "  cross-host pairs: {passed} of {} pass; same-host pairs: {} of {} pass",
-            cross.len(),
-            pairs
-                .iter()
-                .filter(|p| p.verdict == PairVerdict::Pass)
-                .count()
-                - passed,
-            pairs.len() - cross.len()
-        );
-        for lost in &self.lost {
-            let _ = writeln!(out, "  LOST {lost}");
-        }
-        out
-    }
 }
 
 /// What calibration measured, in one line: the floors' spread, and the pairs
@@ -525,102 +439,6 @@ impl Report {
         let word = if self.ok() { "PASS" } else { "FAIL" };
         Some(format!("{word}: {}", parts.join(", ")))
     }
-}
-
-/// The timeline's part of the report: events as played, each phase's delays,
-/// each expectation with its evidence.
-fn render_timeline(timeline: &TimelineVerdicts) -> String {
-    let mut out = String::from(
-        "\ntimeline (the table above is the phase before the first event; later phases are \
-         shown for context: the expectations decide):\n",
-    );
-    for played in &timeline.played {
-        let took = played
-            .took_ms
-            .map(|ms| format!(" (links changed in {ms:.1} ms)"))
-            .unwrap_or_default();
-        let error = played
-            .error
-            .as_ref()
-            .map(|e| format!(" FAILED: {e}"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "  +{:.1} s  {}{took}{error}", played.at_s, played.what);
-    }
-    // Context, not a verdict: no pass or FAIL word, which the exit code
-    // would not follow.
-    // Phase 0 is the table above, judged there.
-    for phase in timeline.phases.iter().filter(|p| p.phase > 0) {
-        let judged = if phase.judged == 0 {
-            "no pair to judge (cut, stopped or too few samples)".to_owned()
-        } else {
-            format!(
-                "{} of {} pairs within tolerance",
-                phase.passed, phase.judged
-            )
-        };
-        let _ = writeln!(
-            out,
-            "  phase {} (after {}): {judged}",
-            phase.phase, phase.began
-        );
-        for failure in &phase.failures {
-            let _ = writeln!(out, "      outside: {failure}");
-        }
-    }
-    for expect in &timeline.expects {
-        let _ = writeln!(
-            out,
-            "  {} expect {}",
-            if expect.held { "pass" } else { "FAIL" },
-            expect.what
-        );
-        for evidence in &expect.evidence {
-            let _ = writeln!(out, "      {evidence}");
-        }
-    }
-    if !timeline.expects.is_empty() {
-        let _ = writeln!(
-            out,
-            "expectations: {} of {} held",
-            timeline.expects.iter().filter(|x| x.held).count(),
-            timeline.expects.len()
-        );
-    }
-    out
-}
-
-/// Pairs named in the spread warning, at most.
-const SPREAD_NAMED: usize = 5;
-
-/// The warning about passing pairs whose spread is far beyond their tolerance
-/// (a warning: the median is graded, and it held), if any.
-fn spread_line(pairs: &[PairResult]) -> Option<String> {
-    let flagged: Vec<&PairResult> = pairs.iter().filter(|p| p.spread).collect();
-    if flagged.is_empty() {
-        return None;
-    }
-    let named: Vec<String> = flagged
-        .iter()
-        .take(SPREAD_NAMED)
-        .map(|p| {
-            format!(
-                "{} -> {} p95 {:.3} ms, expected {:.3}",
-                p.from,
-                p.to,
-                p.p95_ms.unwrap_or(0.0),
-                p.expected_ms
-            )
-        })
-        .collect();
-    let more = flagged.len().saturating_sub(SPREAD_NAMED);
-    Some(format!(
-        "warning: {} pair(s) pass on their median but spread far beyond it (SPREAD: p95 more than {} tolerances and {} ms from the expected delay): {}{}",
-        flagged.len(),
-        SPREAD_TOLERANCES,
-        SPREAD_FLOOR_MS,
-        named.join("; "),
-        if more > 0 { format!("; and {more} more") } else { String::new() }
-    ))
 }
 
 #[cfg(test)]
