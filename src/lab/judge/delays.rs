@@ -400,7 +400,7 @@ pub fn verify_aside(
         } else if error.abs() <= row.tolerance_ms {
             row.verdict = PairVerdict::Pass;
             let p95_error = p95 - row.floor_ms.unwrap_or(0.0) - row.expected_ms;
-            row.spread = spread_beyond(p95_error, row.tolerance_ms);
+            row.spread = spread_beyond(p95_error, row.tolerance_ms, ms(pair.impairment.jitter));
         } else {
             row.reason = Some(format!(
                 "off by {:+.3} ms, more than the {:.3} ms tolerance",
@@ -532,10 +532,14 @@ mod tests {
         assert!(ba.spread, "{ba:?}");
         assert_eq!(ba.series[2].at_s, Some(12.0), "seconds after the start");
         // 4 ms late once, a scheduler tick: no flag.
-        assert!(!spread_beyond(3.9, 0.5));
-        assert!(spread_beyond(17.8, 0.5));
+        assert!(!spread_beyond(3.9, 0.5, 0.0));
+        assert!(spread_beyond(17.8, 0.5, 0.0));
         assert!(
-            !spread_beyond(25.0, 10.0),
+            !spread_beyond(17.8, 0.5, 8.0),
+            "a link jittered by 8 ms spreads so"
+        );
+        assert!(
+            !spread_beyond(25.0, 10.0, 0.0),
             "within 3 tolerances of a long delay"
         );
     }

@@ -11,11 +11,13 @@ pub const SPREAD_TOLERANCES: f64 = 3.0;
 pub const SPREAD_FLOOR_MS: f64 = 4.0;
 
 /// Whether a p95 `error` (ms, from the expected delay) is far beyond `tolerance`:
-/// more than [`SPREAD_TOLERANCES`] of it and more than [`SPREAD_FLOOR_MS`].
-/// A partition lab whose 6 ms pair measured single samples of 23.8 ms
-/// (0.5 ms tolerance) is flagged; a tick's hiccup is not.
-pub fn spread_beyond(error: f64, tolerance: f64) -> bool {
-    error.abs() > (SPREAD_TOLERANCES * tolerance).max(SPREAD_FLOOR_MS)
+/// more than [`SPREAD_TOLERANCES`] of it and more than [`SPREAD_FLOOR_MS`],
+/// beyond what the injected `jitter` (ms) spreads by itself (twice it: a
+/// normal draw's p95 is 1.64 of its deviation). A partition lab whose 6 ms
+/// pair measured single samples of 23.8 ms (0.5 ms tolerance) is flagged; a
+/// tick's hiccup, or a jittered link's own spread, is not.
+pub fn spread_beyond(error: f64, tolerance: f64, jitter: f64) -> bool {
+    error.abs() > (SPREAD_TOLERANCES * tolerance).max(SPREAD_FLOOR_MS) + 2.0 * jitter
 }
 
 /// The `share` (0..=1) percentile of non-empty `values`, by nearest rank.

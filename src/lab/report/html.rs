@@ -246,7 +246,7 @@ fn pairs_table(report: &Report) -> Markup {
         h2 { @if all { "Pairs" } @else { "Pairs that did not pass or spread" } }
         p class="note" {
             "Delays in ms. SPREAD: the median passes, but the p95 is more than "
-            (SPREAD_TOLERANCES) " tolerances and " (SPREAD_FLOOR_MS) " ms from the expected delay."
+            (SPREAD_TOLERANCES) " tolerances and " (SPREAD_FLOOR_MS) " ms (plus twice the injected jitter) from the expected delay."
         }
         table id="pairs" {
             tr {

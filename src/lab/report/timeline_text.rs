@@ -93,7 +93,7 @@ pub(super) fn spread_line(pairs: &[PairResult]) -> Option<String> {
         .collect();
     let more = flagged.len().saturating_sub(SPREAD_NAMED);
     Some(format!(
-        "warning: {} pair(s) pass on their median but spread far beyond it (SPREAD: p95 more than {} tolerances and {} ms from the expected delay): {}{}",
+        "warning: {} pair(s) pass on their median but spread far beyond it (SPREAD: p95 more than {} tolerances and {} ms, plus twice any jitter, from the expected delay): {}{}",
         flagged.len(),
         SPREAD_TOLERANCES,
         SPREAD_FLOOR_MS,
