@@ -222,7 +222,7 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
     let along = |i: usize| {
         let angle = 2.0 * PI * i as f64 / count as f64 - PI / 2.0;
         let mut degrees = angle.to_degrees().rem_euclid(360.0);
-        if degrees > 90.0 && degrees < 270.0 {
+        if (90.0..270.0).contains(&degrees) {
             degrees -= 180.0;
         }
         let middle = (50.0 + radius - node_r) / 2.0;
