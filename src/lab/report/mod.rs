@@ -359,6 +359,10 @@ impl Report {
             table.row(cells);
         }
         out.push_str(&table.render());
+        // Under the table, above the summary line: a lab of pairs alone ends with that.
+        if let Some(line) = spread_line(&self.pairs) {
+            let _ = writeln!(out, "{line}");
+        }
         let s = &self.summary;
         let _ = writeln!(
             out,
@@ -373,9 +377,6 @@ impl Report {
                 String::new()
             }
         );
-        if let Some(line) = spread_line(&self.pairs) {
-            let _ = writeln!(out, "{line}");
-        }
         if let Some(timeline) = &self.timeline {
             out.push_str(&render_timeline(timeline));
         }
@@ -489,6 +490,11 @@ mod tests {
         assert!(
             text.contains("warning: 1 pair(s) pass on their median but spread far beyond it"),
             "{text}"
+        );
+        let last = text.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("FAIL: 2 pairs"),
+            "the summary stays last: {text}"
         );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["pairs"][0]["spread"], true);
