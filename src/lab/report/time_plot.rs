@@ -197,9 +197,22 @@ pub fn samples_plot(pair: &PairResult, warmup: usize, timing: &Timing) -> Markup
     let y = |v: f64| top + (high - v) / span * (height - top - bottom);
     let x = |t: f64| left + t.clamp(0.0, end) / end.max(1e-3) * (width - left - right);
     let first = pair.total_samples.saturating_sub(pair.series.len());
-    let points: Vec<String> = (0..pair.series.len())
-        .map(|i| format!("{:.1},{:.1}", x(at(i)), y(pair.series[i].ms)))
-        .collect();
+    // The line breaks where the pair was cut between two samples: nothing
+    // was measured there.
+    let cut_between = |a: f64, b: f64| {
+        timed
+            && segments
+                .iter()
+                .any(|s| s.cut.is_some() && s.from_s < b && s.to_s > a)
+    };
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    for i in 0..pair.series.len() {
+        let point = format!("{:.1},{:.1}", x(at(i)), y(pair.series[i].ms));
+        match lines.last_mut() {
+            Some(line) if i > 0 && !cut_between(at(i - 1), at(i)) => line.push(point),
+            _ => lines.push(vec![point]),
+        }
+    }
     let step = tick_step(end);
     let ticks: Vec<f64> = (0..=(end / step) as usize)
         .map(|k| k as f64 * step)
@@ -246,7 +259,9 @@ pub fn samples_plot(pair: &PairResult, warmup: usize, timing: &Timing) -> Markup
                 line class="event" x1=(fixed(x(*t), 1)) x2=(fixed(x(*t), 1)) y1=(fixed(plot_top - 10.0, 1)) y2=(fixed(plot_bottom, 1)) stroke="#555" stroke-dasharray="2 2" {}
                 text x=(fixed(x(*t) + 2.0, 1)) y=(fixed(plot_top - 12.0, 1)) fill="#333" { (name) }
             }
-            polyline points=(points.join(" ")) fill="none" stroke="#2b6cb0" stroke-width="1" stroke-opacity="0.7" {}
+            @for line in lines.iter().filter(|l| l.len() > 1) {
+                polyline points=(line.join(" ")) fill="none" stroke="#2b6cb0" stroke-width="1" stroke-opacity="0.7" {}
+            }
             @for i in 0..pair.series.len() {
                 @let warm = first + i < warmup;
                 @let colour = if outside(i) { "#c53030" } else { "#2b6cb0" };
@@ -324,6 +339,11 @@ mod tests {
             "no step where cut"
         );
         assert!(svg.contains("class=\"cut\"") && svg.contains(">cut</text>"));
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            1,
+            "the line stops at the cut (the sample after it stands alone)"
+        );
         assert!(svg.contains("against seconds after the nodes started"));
     }
 
