@@ -58,7 +58,11 @@ fn the_five_node_report_renders_in_a_browser() {
         "class=\"heatmap measured\"".to_owned(),
         "class=\"heatmap error\"".to_owned(),
         "<div class=\"multiples\" id=\"samples\">".to_owned(),
-        "paint-order=\"stroke\">40ms (mean error ".to_owned(),
+        "paint-order=\"stroke\">40ms</text>".to_owned(),
+        "paint-order=\"stroke\">mean error ".to_owned(),
+        "<table id=\"pairs\">".to_owned(),
+        "<th>p95</th><th>max</th>".to_owned(),
+        "id=\"made\">Made by sdss ".to_owned(),
     ] {
         assert!(
             html.contains(&expected),

@@ -185,7 +185,15 @@ fn a_cut_lab_is_judged_at_its_first_event_ends_with_its_timeline_and_counts_the_
     let file = cut_lab(&scratch, &lab, "8s");
     // No delay, but a cut: `auto` takes a backend that can cut.
     let started = std::time::Instant::now();
-    let output = run(&["lab", "run", "--json", file.to_str().unwrap()]);
+    let page = scratch.0.join("cut.html");
+    let output = run(&[
+        "lab",
+        "run",
+        "--json",
+        "--html",
+        page.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
     let took = started.elapsed();
     let report: sdss::lab::report::Report =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
@@ -201,9 +209,20 @@ fn a_cut_lab_is_judged_at_its_first_event_ends_with_its_timeline_and_counts_the_
         "{code:?}: {rendered}"
     );
     assert!(
-        last.contains("pairs pass, 0 of 0 expectations held"),
-        "{rendered}"
+        last.ends_with("of 2 pairs pass") && !rendered.contains("0 of 0"),
+        "no expectation, no count of them: {rendered}"
     );
+    // The page plots the pairs against time: the cut as a named line, the
+    // pairs hatched after it, in their plots and in the phase's map.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("class=\"event\"") && html.contains(">cut</text>"));
+    assert_eq!(
+        html.matches("<rect class=\"cut\"").count(),
+        2,
+        "{}",
+        page.display()
+    );
+    assert!(html.contains("class=\"phasemap\""), "{}", page.display());
     let emulator = report.emulator.expect("the emulator carried the lab");
     assert!(emulator.cut > 0, "{rendered}");
     assert_eq!(emulator.lost, 0, "a cut is no link's loss: {rendered}");

@@ -21,9 +21,9 @@ use super::builder::sandbox::outcome::outcomes;
 use super::builder::state::{LabDir, Phase, ProcessRecord, StateError, StateRoot};
 use super::builder::Stages;
 use super::builder::{emulator_totals, node_netns, UpOptions};
-use super::judge::delays::{verify_aside, Verification};
+use super::judge::delays::{series_kept, verify_aside, Verification};
 use super::judge::links::LinkVerdicts;
-use super::judge::timeline::TimelineVerdicts;
+use super::judge::timeline::{Stamped, TimelineVerdicts};
 use super::judge::{self};
 use super::plan::backend::{self, BackendKind};
 use super::plan::{phase_zero, probing, Plan};
@@ -186,7 +186,13 @@ pub fn judge_run(
     let verification = verify_aside(plan, &state.floors, &ran.observed, ran.late.as_ref());
     let mut report = report(dir, verification, ran.elapsed_secs).with_boxes(ran.boxes.clone());
     if !plan.timeline.is_empty() {
-        report.timeline = Some(judge_timeline(plan, &ran.played, &ran.lab, launched));
+        let events = relative_events(plan, &ran.lab);
+        report.timeline = Some(judge_timeline(plan, &ran.played, &events, launched));
+        // The plotted pairs follow the whole timeline, not the first phase alone.
+        let keep = series_kept(plan.expected.len());
+        for pair in report.pairs.iter_mut().filter(|p| !p.series.is_empty()) {
+            pair.series = judge::timeline::series(plan, &events, &pair.from, &pair.to, keep);
+        }
     }
     match &ran.probe {
         Some(Ok(log)) => {
@@ -205,15 +211,10 @@ pub fn judge_run(
     Ok(report)
 }
 
-/// Judges the timeline from every observer's stamped events (read by the scenario).
-fn judge_timeline(
-    plan: &Plan,
-    played: &[Played],
-    lab: &LabSide,
-    launched: Instant,
-) -> TimelineVerdicts {
-    let events = plan
-        .nodes
+/// Every graded node's stamped events (read by the scenario), in seconds
+/// after the nodes started.
+fn relative_events(plan: &Plan, lab: &LabSide) -> Stamped {
+    plan.nodes
         .iter()
         .filter(|n| n.graded)
         .map(|n| {
@@ -224,10 +225,19 @@ fn judge_timeline(
                 .collect();
             (n.name.clone(), relative)
         })
-        .collect();
+        .collect()
+}
+
+/// Judges the timeline from every observer's stamped events.
+fn judge_timeline(
+    plan: &Plan,
+    played: &[Played],
+    events: &Stamped,
+    launched: Instant,
+) -> TimelineVerdicts {
     let settle = (plan.node_settings.interval * plan.node_settings.refresh_every).as_secs_f64();
     let end = launched.elapsed().as_secs_f64();
-    judge::timeline::judge(plan, played, &events, settle, end)
+    judge::timeline::judge(plan, played, events, settle, end)
 }
 
 /// What `lab probe` asks beyond the lab's own `[verify] link`.
@@ -314,6 +324,10 @@ pub fn verify(root: &StateRoot, lab: &str) -> Result<Report, LabError> {
 /// The report of a lab as its state and files tell, with `verification`.
 pub fn report(dir: &LabDir, verification: Verification, elapsed_secs: f64) -> Report {
     let state = &dir.state;
+    let verification = match state.nodes_started_at {
+        Some(started_at) => verification.since(started_at),
+        None => verification,
+    };
     Report::new(
         &state.judged_plan(),
         state.backend.unwrap_or(BackendKind::None),

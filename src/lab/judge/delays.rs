@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aside::{self, SetAside};
 use super::shaped;
+pub use super::spread::{percentile, spread_beyond, SPREAD_FLOOR_MS, SPREAD_TOLERANCES};
 use crate::lab::plan::Plan;
 use crate::lab::scenario::late::{LateAnswers, Spoil};
 use crate::lab::scenario::stream::Observations;
@@ -45,6 +46,17 @@ pub struct PairResult {
     pub floor_ms: Option<f64>,
     /// Allowed absolute error, ms.
     pub tolerance_ms: f64,
+    /// 95th percentile (nearest rank) of the graded samples, ms: with the
+    /// default five samples, their maximum.
+    #[serde(default)]
+    pub p95_ms: Option<f64>,
+    /// Largest graded sample, ms.
+    #[serde(default)]
+    pub max_ms: Option<f64>,
+    /// A passing pair whose p95 is far from its expected delay ([`spread_beyond`]):
+    /// a warning, not a failure, as the median is what is graded.
+    #[serde(default)]
+    pub spread: bool,
     /// Samples the median was taken over.
     pub samples: usize,
     /// All samples received, warm-up included.
@@ -58,15 +70,33 @@ pub struct PairResult {
     /// Why it failed or was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The last [`SERIES_KEPT`] samples in arrival order, warm-up included, for
-    /// the HTML page's plots; not in the JSON report, where 100 nodes would make
-    /// it megabytes (sample `i` is number `total_samples - series.len() + i`).
-    #[serde(skip)]
-    pub series: Vec<f64>,
+    /// The last samples in arrival order, warm-up included ([`series_kept`] of
+    /// them), for the plots (sample `i` is number `total_samples - series.len() + i`).
+    /// The report keeps them only for the pairs it plots, so that 100 nodes
+    /// do not make the JSON report megabytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Sample>,
 }
 
-/// Samples kept per pair for plotting: bounded, whatever the lab's length.
-pub const SERIES_KEPT: usize = 32;
+/// One sample of a pair: when the node printed it and what it measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds after the nodes started (Unix seconds until
+    /// [`Verification::since`]); none when the node printed no time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_s: Option<f64>,
+    /// The delay, ms.
+    pub ms: f64,
+}
+
+/// Samples kept per pair over all pairs, for plotting.
+const SERIES_BUDGET: usize = 16_384;
+
+/// Samples kept per pair for plotting: bounded, whatever the lab's length;
+/// up to 512 in a small lab, so that a timeline's plot spans its phases.
+pub fn series_kept(pairs: usize) -> usize {
+    (SERIES_BUDGET / pairs.max(1)).clamp(32, 512)
+}
 
 /// Counts over all pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -130,6 +160,17 @@ impl Verification {
                     .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3))
             })
             .collect()
+    }
+
+    /// The samples' times as seconds after the nodes started at `started_at`
+    /// (Unix seconds), as the report shows them.
+    pub fn since(mut self, started_at: f64) -> Verification {
+        for pair in &mut self.pairs {
+            for sample in &mut pair.series {
+                sample.at_s = sample.at_s.map(|t| round3(t - started_at));
+            }
+        }
+        self
     }
 }
 
@@ -227,6 +268,9 @@ pub fn verify_aside(
             error_ms: None,
             floor_ms: floors.get(at).copied().flatten().map(ms),
             tolerance_ms: ms(tolerance),
+            p95_ms: None,
+            max_ms: None,
+            spread: false,
             samples: 0,
             total_samples: 0,
             set_aside: 0,
@@ -253,8 +297,18 @@ pub fn verify_aside(
         let view = views.get(&(pair.from.as_str(), pair.to.as_str()));
         row.total_samples = view.map_or(0, |v| v.delays.len());
         if let Some(view) = view {
-            let kept = view.delays.len().saturating_sub(SERIES_KEPT);
-            row.series = view.delays[kept..].to_vec();
+            let kept = view
+                .delays
+                .len()
+                .saturating_sub(series_kept(plan.expected.len()));
+            row.series = view.delays[kept..]
+                .iter()
+                .zip(&view.stamps[kept..])
+                .map(|(ms, (at_s, _))| Sample {
+                    at_s: *at_s,
+                    ms: *ms,
+                })
+                .collect();
         }
         if !started {
             let exited = seen.and_then(|s| s.exited.clone());
@@ -330,8 +384,11 @@ pub fn verify_aside(
         }
         let measured = median(graded);
         let error = measured - row.floor_ms.unwrap_or(0.0) - row.expected_ms;
+        let p95 = percentile(graded, 0.95);
         row.measured_ms = Some(round3(measured));
         row.error_ms = Some(round3(error));
+        row.p95_ms = Some(round3(p95));
+        row.max_ms = Some(round3(graded.iter().copied().fold(f64::MIN, f64::max)));
         if let Some(reason) = machine {
             row.reason = Some(reason);
         } else if graded.len() < wanted {
@@ -342,6 +399,8 @@ pub fn verify_aside(
             ));
         } else if error.abs() <= row.tolerance_ms {
             row.verdict = PairVerdict::Pass;
+            let p95_error = p95 - row.floor_ms.unwrap_or(0.0) - row.expected_ms;
+            row.spread = spread_beyond(p95_error, row.tolerance_ms, ms(pair.impairment.jitter));
         } else {
             row.reason = Some(format!(
                 "off by {:+.3} ms, more than the {:.3} ms tolerance",
@@ -451,6 +510,50 @@ mod tests {
     }
 
     #[test]
+    fn a_passing_pair_with_a_far_sample_is_flagged_and_a_ticks_hiccup_is_not() {
+        // The partition lab: 6 ms expected, one sample of 23.8 ms among five.
+        let plan = Plan::from_text(&TWO.replace("samples = 3", "samples = 5"));
+        let mut obs = HashMap::new();
+        let stamped = |delay: f64, second: u32| {
+            neighbor("bbbbbbbb", "10.0.0.2", delay).replace(
+                "\"ts\":\"x\"",
+                &format!("\"ts\":\"2026-01-01T00:00:{second:02}Z\""),
+            )
+        };
+        let mut lines = vec![started("aaaaaaaa")];
+        for (i, delay) in [15.0, 15.1, 33.0, 14.9, 15.0, 15.2].into_iter().enumerate() {
+            lines.push(stamped(delay, 10 + i as u32));
+        }
+        obs.insert("a".to_owned(), observed(&lines));
+        let start = 1_767_225_600.0; // 2026-01-01T00:00:00Z
+        let ba = verify(&plan, &obs).since(start).pairs[1].clone();
+        assert_eq!(ba.verdict, PairVerdict::Pass, "the median holds: {ba:?}");
+        assert_eq!((ba.p95_ms, ba.max_ms), (Some(33.0), Some(33.0)));
+        assert!(ba.spread, "{ba:?}");
+        assert_eq!(ba.series[2].at_s, Some(12.0), "seconds after the start");
+        // 4 ms late once, a scheduler tick: no flag.
+        assert!(!spread_beyond(3.9, 0.5, 0.0));
+        assert!(spread_beyond(17.8, 0.5, 0.0));
+        assert!(
+            !spread_beyond(17.8, 0.5, 8.0),
+            "a link jittered by 8 ms spreads so"
+        );
+        assert!(
+            !spread_beyond(25.0, 10.0, 0.0),
+            "within 3 tolerances of a long delay"
+        );
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let five = [1.0, 5.0, 2.0, 4.0, 3.0];
+        assert_eq!(percentile(&five, 0.95), 5.0);
+        assert_eq!(percentile(&five, 0.5), 3.0);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 0.95), 95.0);
+    }
+
+    #[test]
     fn median_of_odd_and_even() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
@@ -489,7 +592,12 @@ mod tests {
         assert_eq!(ba.measured_ms, Some(15.1));
         assert_eq!(ba.samples, 3);
         assert_eq!(ba.total_samples, 4);
-        assert_eq!(ba.series, [80.0, 15.1, 14.9, 15.2]);
+        let series: Vec<f64> = ba.series.iter().map(|s| s.ms).collect();
+        assert_eq!(series, [80.0, 15.1, 14.9, 15.2]);
+        assert_eq!(
+            (ba.p95_ms, ba.max_ms, ba.spread),
+            (Some(15.2), Some(15.2), false)
+        );
         let ab = &verification.pairs[0];
         assert_eq!(ab.verdict, PairVerdict::Fail);
         assert_eq!(ab.error_ms, Some(10.0));
@@ -730,7 +838,7 @@ mod tests {
         assert_eq!((ba.samples, ba.set_aside, ba.total_samples), (3, 2, 6));
         assert_eq!(ba.measured_ms, Some(15.1), "graded on 15.0, 15.1, 15.2");
         assert_eq!(
-            ba.series,
+            ba.series.iter().map(|s| s.ms).collect::<Vec<_>>(),
             [80.0, 15.0, 15.1, 40.0, 55.0, 15.2],
             "plots keep all"
         );

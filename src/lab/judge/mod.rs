@@ -12,6 +12,7 @@ pub mod checks;
 pub mod delays;
 pub mod links;
 pub mod shaped;
+pub mod spread;
 pub mod timeline;
 
 use std::fmt::Write;

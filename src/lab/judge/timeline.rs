@@ -15,7 +15,7 @@ use crate::lab::scenario::played::Played;
 use crate::node::event::NodeEvent;
 use crate::units::{format_ms, millis};
 
-use super::delays::median;
+use super::delays::{median, Sample};
 use super::shaped;
 
 /// A delay has settled once the median of this many consecutive samples is within tolerance.
@@ -45,6 +45,28 @@ pub struct PhaseDelays {
     pub passed: usize,
     /// The others, in words.
     pub failures: Vec<String>,
+    /// Every ordered pair's delays in the phase, for its heat map.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<PhaseCell>,
+}
+
+/// One ordered pair in one phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseCell {
+    /// Sender.
+    pub from: String,
+    /// Receiver, who measures.
+    pub to: String,
+    /// The delay expected then, ms; none when the pair is cut or partitioned
+    /// or one end does not run: nothing is to be measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_ms: Option<f64>,
+    /// The median of the phase's samples, ms, when it had enough to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_ms: Option<f64>,
+    /// The tolerance it was judged with, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_ms: Option<f64>,
 }
 
 /// Everything judged of a timeline.
@@ -67,6 +89,27 @@ impl TimelineVerdicts {
 
 /// The stamped events of every observer (seconds after the nodes started).
 pub type Stamped = HashMap<String, Vec<(f64, NodeEvent)>>;
+
+/// The last `keep` samples `to` took of `from` over the whole run, for the
+/// plots of a timeline lab (the delays' table stops at the first event).
+pub fn series(plan: &Plan, events: &Stamped, from: &str, to: &str, keep: usize) -> Vec<Sample> {
+    let Some(ip) = plan.node(from).map(|n| IpAddr::V4(n.address)) else {
+        return Vec::new();
+    };
+    let all: Vec<Sample> = events
+        .get(to)
+        .into_iter()
+        .flatten()
+        .filter_map(|(t, e)| match e {
+            NodeEvent::Neighbor(r) if r.ip == ip => r.delay_ms.map(|ms| Sample {
+                at_s: Some((t * 1e3).round() / 1e3),
+                ms: (ms * 1e3).round() / 1e3,
+            }),
+            _ => None,
+        })
+        .collect();
+    all[all.len().saturating_sub(keep)..].to_vec()
+}
 
 /// Judges the timeline. `settle` is how long after a change samples still
 /// show the old state (one refresh period); `end_s` when watching stopped.
@@ -398,11 +441,22 @@ impl Judge<'_> {
         let mut judged = 0;
         let mut passed = 0;
         let mut failures = Vec::new();
+        let mut cells = Vec::with_capacity(phase.pairs.len());
         for pair in &phase.pairs {
             let (sender, receiver) = (&pair.from, &pair.to);
+            let mut cell = PhaseCell {
+                from: sender.clone(),
+                to: receiver.clone(),
+                expected_ms: None,
+                measured_ms: None,
+                tolerance_ms: None,
+            };
             let Some(expected) = phase.expected(sender, receiver) else {
+                cells.push(cell);
                 continue;
             };
+            let (delay, _) = shaped::judged(&self.plan.verify, &expected, SETTLED_SAMPLES as u32);
+            cell.expected_ms = Some((delay.as_secs_f64() * 1e6).round() / 1e3);
             let delays: Vec<f64> = self
                 .samples(sender, receiver, from)
                 .into_iter()
@@ -410,6 +464,7 @@ impl Judge<'_> {
                 .map(|(_, d)| d)
                 .collect();
             if delays.len() < SETTLED_SAMPLES {
+                cells.push(cell);
                 continue;
             }
             judged += 1;
@@ -417,6 +472,13 @@ impl Judge<'_> {
                 shaped::judged(&self.plan.verify, &expected, delays.len() as u32);
             let (expected_ms, tolerance) = (millis(delay), millis(tolerance));
             let measured = median(&delays);
+            let round3 = |ms: f64| (ms * 1000.0).round() / 1000.0;
+            cells.push(PhaseCell {
+                expected_ms: Some(round3(expected_ms)),
+                measured_ms: Some(round3(measured)),
+                tolerance_ms: Some(round3(tolerance)),
+                ..cell
+            });
             if (measured - expected_ms).abs() <= tolerance {
                 passed += 1;
             } else {
@@ -433,6 +495,7 @@ impl Judge<'_> {
             judged,
             passed,
             failures,
+            cells,
         }
     }
 }
@@ -589,5 +652,19 @@ mod tests {
         assert!(!verdicts.expects[0].held);
         assert_eq!(verdicts.phases[1].failures.len(), 1);
         assert!(verdicts.phases[1].failures[0].starts_with("c -> a: 5.00 ms, expected 21 ± "));
+        // Each phase's cells, for its heat map: c -> a's median and expected
+        // delay in the step; nothing to measure of c once it is killed.
+        let cell = |phase: usize, from: &str, to: &str| {
+            verdicts.phases[phase]
+                .cells
+                .iter()
+                .find(|c| c.from == from && c.to == to)
+                .cloned()
+                .unwrap()
+        };
+        let ca = cell(1, "c", "a");
+        assert_eq!((ca.measured_ms, ca.expected_ms), (Some(5.0), Some(21.0)));
+        assert_eq!(cell(2, "c", "a").expected_ms, None);
+        assert_eq!(verdicts.phases[0].cells.len(), 6);
     }
 }

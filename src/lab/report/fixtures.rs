@@ -1,6 +1,6 @@
 //! Reports for the tests of the report's renderings.
 
-use crate::lab::judge::delays::{PairResult, PairVerdict, Summary};
+use crate::lab::judge::delays::{PairResult, PairVerdict, Sample, Summary};
 use crate::lab::plan::backend::BackendKind;
 use crate::lab::plan::Plan;
 
@@ -34,12 +34,24 @@ pub fn report_for(plan: &Plan) -> Report {
                     PairVerdict::Pass
                 },
                 reason: (i + 1 == count).then(|| "off by <9 ms> & more".to_owned()),
-                series: vec![expected + 3.0, expected, expected + error, expected],
+                p95_ms: Some(expected + error),
+                max_ms: Some(expected + error),
+                spread: false,
+                series: [expected + 3.0, expected, expected + error, expected]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ms)| Sample {
+                        at_s: Some(1.0 + i as f64),
+                        ms: *ms,
+                    })
+                    .collect(),
             }
         })
         .collect();
     Report {
         lab: plan.lab.clone(),
+        version: "0.1.0".to_owned(),
+        created: "2026-12-04T20:00:00Z".to_owned(),
         backend: BackendKind::Emulator,
         backend_note: None,
         netem: None,

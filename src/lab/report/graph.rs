@@ -11,11 +11,11 @@ use serde_json::json;
 
 use crate::lab::judge::delays::{PairResult, PairVerdict};
 use crate::lab::plan::impairment::{describe_shape, Impairment};
-use crate::lab::plan::shape::Loss;
 use crate::lab::plan::{NodePlan, Plan};
-use crate::units::format_duration;
 
 use super::markup::fixed;
+pub use super::star::describe_link;
+use super::star::{mean_error, ms, round3, NodeVerdict};
 use super::Report;
 
 /// How `lab graph` prints the topology.
@@ -40,7 +40,7 @@ pub fn render_graph(
     format: GraphFormat,
 ) -> serde_json::Result<String> {
     Ok(match format {
-        GraphFormat::Dot => dot(plan, measured),
+        GraphFormat::Dot => super::dot::dot(plan, measured),
         GraphFormat::Mermaid => mermaid(plan, measured),
         GraphFormat::Svg => {
             let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -56,32 +56,6 @@ pub fn render_graph(
     })
 }
 
-/// A link's impairment as people write it: `5ms`, `5ms ±1ms 2% loss`, then
-/// any other shape it has (`5ms, rate 10 Mbit/s`).
-pub fn describe_link(link: &Impairment) -> String {
-    let mut text = format_duration(link.delay);
-    if !link.jitter.is_zero() {
-        let _ = write!(text, " ±{}", format_duration(link.jitter));
-    }
-    if let Loss::Random(chance) = link.loss {
-        if chance.is_some() && chance.correlation == 0.0 {
-            let _ = write!(text, " {}% loss", round3(chance.probability * 100.0));
-        }
-    }
-    for part in describe_shape(link) {
-        let _ = write!(text, ", {part}");
-    }
-    text
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-fn ms(duration: std::time::Duration) -> f64 {
-    round3(duration.as_secs_f64() * 1000.0)
-}
-
 /// A measured pair's label: `15ms -> 15.102ms` or `15ms -> not measured`.
 fn measured_label(pair: &PairResult) -> String {
     let measured = pair
@@ -93,79 +67,6 @@ fn measured_label(pair: &PairResult) -> String {
         PairVerdict::Skipped => " skipped",
     };
     format!("{}ms -> {measured}{verdict}", round3(pair.expected_ms))
-}
-
-/// A string inside Graphviz double quotes.
-fn dot_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn dot(plan: &Plan, measured: Option<&Report>) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "digraph {} {{", dot_quote(&plan.lab));
-    let _ = writeln!(
-        out,
-        "  label={};\n  layout=neato;\n  overlap=false;\n  node [shape=box, style=rounded];",
-        dot_quote(&format!("lab {} on {}", plan.lab, plan.subnet))
-    );
-    let _ = writeln!(
-        out,
-        "  switch [shape=ellipse, label={}];",
-        dot_quote(&format!("switch\n{}", plan.switch_netns))
-    );
-    for node in &plan.nodes {
-        let _ = writeln!(
-            out,
-            "  {} [label={}];",
-            dot_quote(&node.name),
-            dot_quote(&format!("{}\n{}", node.name, node.address))
-        );
-    }
-    for node in &plan.nodes {
-        let _ = writeln!(
-            out,
-            "  {} -> switch [dir=none, label={}];",
-            dot_quote(&node.name),
-            dot_quote(&describe_link(&node.link))
-        );
-    }
-    for pair in plan.expected.iter().filter(|p| p.overridden) {
-        let _ = writeln!(
-            out,
-            "  {} -> {} [style=dashed, constraint=false, label={}];",
-            dot_quote(&pair.from),
-            dot_quote(&pair.to),
-            dot_quote(&format!("pair {}", describe_link(&pair.impairment)))
-        );
-    }
-    for pair in measured.map_or(&[][..], |r| &r.pairs) {
-        let color = if pair.verdict == PairVerdict::Fail {
-            "red"
-        } else {
-            "gray"
-        };
-        let _ = writeln!(
-            out,
-            "  {} -> {} [style=dotted, color={color}, constraint=false, label={}];",
-            dot_quote(&pair.from),
-            dot_quote(&pair.to),
-            dot_quote(&measured_label(pair))
-        );
-    }
-    out.push_str("}\n");
-    out
 }
 
 /// Text inside a Mermaid `"..."` label.
@@ -284,20 +185,25 @@ fn graph_json(plan: &Plan, measured: Option<&Report>) -> serde_json::Value {
     value
 }
 
-/// Mean error (measured - expected, ms) of the measured pairs `node` is in.
-fn mean_error(node: &NodePlan, report: &Report) -> Option<f64> {
-    let errors: Vec<f64> = report
-        .pairs
-        .iter()
-        .filter(|p| p.from == node.name || p.to == node.name)
-        .filter_map(|p| p.error_ms)
-        .collect();
-    (!errors.is_empty()).then(|| errors.iter().sum::<f64>() / errors.len() as f64)
+/// Width of `text` in pixels at `size`, as a sans-serif font sets it at
+/// most (a wide estimate, so that nothing is cut).
+fn text_width(text: &str, size: f64) -> f64 {
+    text.chars().count() as f64 * size * 0.62
+}
+
+/// The box `[x0, y0, x1, y1]` grown to hold `other`.
+fn grow(extent: &mut [f64; 4], other: [f64; 4]) {
+    extent[0] = extent[0].min(other[0]);
+    extent[1] = extent[1].min(other[1]);
+    extent[2] = extent[2].max(other[2]);
+    extent[3] = extent[3].max(other[3]);
 }
 
 /// The star: the switch in the middle, the nodes on a circle around it, each
-/// link labelled with its injected impairment (and, with `measured`, the mean
-/// error of the pairs through it). Labels are left out past 40 nodes.
+/// link labelled along it with its injected impairment (and, with
+/// `measured`, the mean error of the pairs through it), each node coloured by
+/// its pairs' verdicts. The picture's box is computed from its labels, so
+/// none is cut at an edge. Labels are left out past 40 nodes.
 pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
     let count = plan.nodes.len().max(1);
     let size = if count > 40 { 720.0 } else { 560.0 };
@@ -305,31 +211,92 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
     let radius = size / 2.0 - 60.0;
     let labelled = count <= 40;
     let node_r = if labelled { 20.0 } else { 6.0 };
+    let (font, small) = (12.0, 10.0);
     let position = |i: usize| {
         let angle = 2.0 * PI * i as f64 / count as f64 - PI / 2.0;
         (center + radius * angle.cos(), center + radius * angle.sin())
     };
-    let link_label = |node: &NodePlan| {
-        let mut label = describe_link(&node.link);
-        if let Some(error) = measured.and_then(|r| mean_error(node, r)) {
-            let _ = write!(label, " (mean error {error:+.2}ms)");
+    let error = |node: &NodePlan| measured.and_then(|r| mean_error(node, r));
+    // Link labels run along their link, upright, centred between the
+    // switch's box and the node's circle.
+    let along = |i: usize| {
+        let angle = 2.0 * PI * i as f64 / count as f64 - PI / 2.0;
+        let mut degrees = angle.to_degrees().rem_euclid(360.0);
+        if (90.0..270.0).contains(&degrees) {
+            degrees -= 180.0;
         }
-        label
+        let middle = (50.0 + radius - node_r) / 2.0;
+        (
+            center + middle * angle.cos(),
+            center + middle * angle.sin(),
+            degrees,
+        )
     };
+    let name_at = |i: usize| {
+        let (x, y) = position(i);
+        let out = (node_r + 8.0) / radius;
+        let (dx, dy) = ((x - center) * out, (y - center) * out);
+        // Left of the star, a name ends at its node; right, it starts there.
+        let anchor = if dx < -1.0 {
+            "end"
+        } else if dx > 1.0 {
+            "start"
+        } else {
+            "middle"
+        };
+        (x + dx, y + dy + 4.0, anchor)
+    };
+    let mut extent = [center - 50.0, center - 20.0, center + 50.0, center + 20.0];
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let (x, y) = position(i);
+        grow(
+            &mut extent,
+            [x - node_r, y - node_r, x + node_r, y + node_r],
+        );
+        if labelled {
+            let (nx, ny, anchor) = name_at(i);
+            let w = text_width(&node.name, font);
+            let x0 = match anchor {
+                "end" => nx - w,
+                "start" => nx,
+                _ => nx - w / 2.0,
+            };
+            grow(&mut extent, [x0, ny - font, x0 + w, ny + 4.0]);
+            // A rotated label stays within its half length of its middle.
+            let (lx, ly, _) = along(i);
+            let half = text_width(&describe_link(&node.link), font) / 2.0 + small;
+            grow(&mut extent, [lx - half, ly - half, lx + half, ly + half]);
+        }
+    }
+    let legend_y = extent[3] + 18.0;
+    if measured.is_some() {
+        let legend = [extent[0], extent[1], extent[0] + 420.0, legend_y + 6.0];
+        grow(&mut extent, legend);
+    }
+    let pad = 8.0;
+    let (x0, y0) = (extent[0] - pad, extent[1] - pad);
+    let (width, height) = (
+        extent[2] - extent[0] + 2.0 * pad,
+        extent[3] - extent[1] + 2.0 * pad,
+    );
     let c = fixed(center, 1);
     html! {
-        svg xmlns="http://www.w3.org/2000/svg" class="topology" width=(size) height=(size) viewBox={ "0 0 " (size) " " (size) } font-family="sans-serif" font-size="12" {
+        svg xmlns="http://www.w3.org/2000/svg" class="topology" width=(fixed(width, 0)) height=(fixed(height, 0)) viewBox={ (fixed(x0, 1)) " " (fixed(y0, 1)) " " (fixed(width, 1)) " " (fixed(height, 1)) } font-family="sans-serif" font-size=(font) {
             title { "lab " (plan.lab) " topology" }
             @for (i, node) in plan.nodes.iter().enumerate() {
                 @let (x, y) = position(i);
-                @let label = link_label(node);
+                @let label = describe_link(&node.link);
                 line class="link" x1=(c) y1=(c) x2=(fixed(x, 1)) y2=(fixed(y, 1)) stroke="#888" stroke-width="1.5" {
                     title { (node.name) " link: " (label) }
                 }
                 @if labelled {
-                    // Alternate distances from the switch, so neighbouring labels do not collide.
-                    @let along = if i % 2 == 0 { 0.5 } else { 0.72 };
-                    text class="link-label" x=(fixed(center + (x - center) * along, 1)) y=(fixed(center + (y - center) * along, 1)) text-anchor="middle" fill="#333" stroke="#fff" stroke-width="3" paint-order="stroke" { (label) }
+                    @let (lx, ly, degrees) = along(i);
+                    g transform={ "translate(" (fixed(lx, 1)) "," (fixed(ly, 1)) ") rotate(" (fixed(degrees, 1)) ")" } {
+                        text class="link-label" y="-4" text-anchor="middle" fill="#333" stroke="#fff" stroke-width="3" paint-order="stroke" { (label) }
+                        @if let Some(error) = error(node) {
+                            text class="link-error" y=(fixed(small + 2.0, 1)) font-size=(small) text-anchor="middle" fill="#555" stroke="#fff" stroke-width="3" paint-order="stroke" { "mean error " (format!("{error:+.2}")) " ms" }
+                        }
+                    }
                 }
             }
             g class="switch" {
@@ -339,11 +306,25 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
             }
             @for (i, node) in plan.nodes.iter().enumerate() {
                 @let (x, y) = position(i);
+                @let verdict = measured.map(|r| NodeVerdict::of(&node.name, r));
                 g class="node" {
-                    circle cx=(fixed(x, 1)) cy=(fixed(y, 1)) r=(node_r) fill="#2b6cb0" {}
-                    title { (node.name) " " (node.address) }
+                    circle cx=(fixed(x, 1)) cy=(fixed(y, 1)) r=(node_r) fill=(verdict.map_or("#2b6cb0", NodeVerdict::colour)) {}
+                    title {
+                        (node.name) " " (node.address)
+                        @if let Some(verdict) = verdict { ": " (verdict.word()) }
+                    }
                     @if labelled {
-                        text x=(fixed(center + (x - center) * 1.16, 1)) y=(fixed(center + (y - center) * 1.16 + 4.0, 1)) text-anchor="middle" font-weight="bold" { (node.name) }
+                        @let (nx, ny, anchor) = name_at(i);
+                        text x=(fixed(nx, 1)) y=(fixed(ny, 1)) text-anchor=(anchor) font-weight="bold" { (node.name) }
+                    }
+                }
+            }
+            @if measured.is_some() {
+                g class="legend" font-size=(small) {
+                    @for (k, verdict) in [NodeVerdict::Pass, NodeVerdict::Fail, NodeVerdict::Unmeasured].into_iter().enumerate() {
+                        @let lx = extent[0] + k as f64 * 130.0;
+                        circle cx=(fixed(lx + 6.0, 1)) cy=(fixed(legend_y - 3.0, 1)) r="5" fill=(verdict.colour()) {}
+                        text x=(fixed(lx + 15.0, 1)) y=(fixed(legend_y, 1)) { "node: " (verdict.word()) }
                     }
                 }
             }
@@ -353,6 +334,7 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    use super::super::dot::{dot_html, dot_quote};
     use super::*;
 
     const FIVE: &str = "name = \"five\"\nsubnet = \"198.18.5.0/24\"\n[[node]]\nname = \"a\"\ndelay = \"1ms\"\n[[node]]\nname = \"b\"\ndelay = \"5ms\"\njitter = \"1ms\"\n[[node]]\nname = \"c\"\ndelay = \"10ms\"\n[[node]]\nname = \"d\"\ndelay = \"20ms\"\n[[node]]\nname = \"e\"\ndelay = \"40ms\"\nloss = 0.02\n";
@@ -399,7 +381,17 @@ mod tests {
             dot.contains("\"a\" -> \"b\" [style=dashed, constraint=false, label=\"pair 7ms\"];"),
             "{dot}"
         );
-        assert!(dot.contains("style=dotted"), "{dot}");
+        assert!(
+            !dot.contains("style=dotted"),
+            "no label per ordered pair: {dot}"
+        );
+        assert!(
+            dot.contains("  measured [shape=plaintext, label=<<table"),
+            "{dot}"
+        );
+        assert!(dot.contains("19 of 20 pass"), "the summary's count: {dot}");
+        assert!(dot.contains("mean error +0.10ms"), "{dot}");
+        assert!(dot.contains("fillcolor=\"#c6f6d5\""), "{dot}");
         let mermaid = render_graph(&plan, Some(&report), GraphFormat::Mermaid).unwrap();
         assert!(mermaid.contains("n0 -.->|\"pair 7ms\"| n1"), "{mermaid}");
         let json: serde_json::Value =
@@ -408,6 +400,40 @@ mod tests {
         assert_eq!(json["pair_overrides"][0]["impairment"]["delay_ms"], 7.0);
         assert_eq!(json["nodes"][1]["link"]["jitter_ms"], 1.0);
         assert_eq!(json["measured"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn no_name_is_cut_at_the_edge_and_nodes_take_their_verdicts_colour() {
+        // Four nodes: the last sits left of the switch, with a long name.
+        let long = "grader_with_a_long_name";
+        let plan = Plan::from_text(&format!(
+            "name = \"g\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n[[node]]\nname = \"{long}\"\n"
+        ));
+        let mut report = super::super::fixtures::report_for(&plan);
+        report.pairs.retain(|p| p.from != long && p.to != long);
+        report.pairs.last_mut().unwrap().verdict = PairVerdict::Fail;
+        let svg = topology_svg(&plan, Some(&report)).into_string();
+        let view: Vec<f64> = svg
+            .split("viewBox=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        // The name ends 28 px left of its node at x = 60.
+        assert!(view[0] <= 32.0 - text_width(long, 12.0), "{view:?}");
+        assert!(svg.contains(&format!(
+            "text-anchor=\"end\" font-weight=\"bold\">{long}</text>"
+        )));
+        let fills = |colour: &str| svg.matches(&format!("r=\"20\" fill=\"{colour}\"")).count();
+        assert_eq!(fills(NodeVerdict::Unmeasured.colour()), 1, "{svg}");
+        assert_eq!(fills(NodeVerdict::Fail.colour()), 2, "{svg}");
+        assert_eq!(fills(NodeVerdict::Pass.colour()), 1, "{svg}");
+        let dot = render_graph(&plan, Some(&report), GraphFormat::Dot).unwrap();
+        assert_eq!(dot.matches("<td bgcolor=\"#fed7d7\">").count(), 1, "{dot}");
     }
 
     #[test]
@@ -424,6 +450,7 @@ mod tests {
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;"), "{svg}");
         assert!(svg.contains("lab &lt;x&amp;y&gt; topology"), "{svg}");
+        assert_eq!(dot_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
     }
 
     #[test]

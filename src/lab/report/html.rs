@@ -1,11 +1,11 @@
 //! `--html FILE`: the report as one self-contained page (inline CSS and SVG,
 //! no script, nothing fetched): the topology, heat maps of the pairs, each
-//! pair's samples over time, the failures, the probed links with their delay
+//! pair's samples over time, the pairs' table, the probed links with their delay
 //! distributions, the timeline and the checklists.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use crate::lab::judge::delays::PairVerdict;
+use crate::lab::judge::delays::{PairVerdict, SPREAD_FLOOR_MS, SPREAD_TOLERANCES};
 use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::{self, Checklist};
 use crate::lab::plan::Plan;
@@ -13,11 +13,12 @@ use crate::units::format_ms;
 
 use super::graph::topology_svg;
 use super::links::links_section;
-use super::plots::{heat_map, plotted, samples_plot, Quantity};
+use super::plots::{heat_map, phase_map, plotted, Quantity};
+use super::time_plot::{hatch_defs, samples_plot, Timing};
 use super::{emulator_lines, Report};
 
-/// Failed pairs listed with their reasons, at most (the heat maps show all).
-const LISTED_FAILURES: usize = 100;
+/// Pairs listed in the table, at most (the heat maps show all).
+const LISTED_PAIRS: usize = 100;
 
 /// The page's stylesheet, shared with the class page: a constant, so the one
 /// text put in a page unescaped (CSS is no HTML text).
@@ -42,6 +43,7 @@ pub fn render_html(report: &Report, plan: &Plan) -> String {
                 style { (PreEscaped(STYLE)) }
             }
             body {
+                (hatch_defs())
                 "\n"
                 h1 id="title" {
                     "lab " (report.lab) " "
@@ -57,13 +59,14 @@ pub fn render_html(report: &Report, plan: &Plan) -> String {
                 section id="topology" { (topology_svg(plan, Some(report))) }
                 "\n"
                 (heat_maps(report, plan))
-                (samples(report))
-                (failures(report))
+                (samples(report, plan))
+                (pairs_table(report))
                 @if let Some(links) = &report.links {
                     (links_section(links))
                 }
                 @if let Some(timeline) = &report.timeline {
                     (render_timeline(timeline))
+                    (phase_maps(timeline, &measured_nodes(report, plan)))
                 }
                 @if !report.grading.is_empty() {
                     h2 { "Grading" }
@@ -104,6 +107,10 @@ fn summary(report: &Report) -> Markup {
             "."
         }
         "\n"
+        p class="note" id="made" {
+            "Made by sdss " (report.version) " at " (report.created) "."
+        }
+        "\n"
         @if let Some(note) = &report.backend_note {
             p class="note" { "note: " (note) }
             "\n"
@@ -120,7 +127,7 @@ fn summary(report: &Report) -> Markup {
 }
 
 fn heat_maps(report: &Report, plan: &Plan) -> Markup {
-    let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+    let names = measured_nodes(report, plan);
     let maps = [
         (Quantity::Expected, "expected (injected)"),
         (Quantity::Measured, "measured (median)"),
@@ -144,7 +151,44 @@ fn heat_maps(report: &Report, plan: &Plan) -> Markup {
     }
 }
 
-fn samples(report: &Report) -> Markup {
+/// The nodes in some measured pair, in the plan's order: a graded lab's
+/// grader is no pair, and would be an empty row and column.
+fn measured_nodes<'a>(report: &Report, plan: &'a Plan) -> Vec<&'a str> {
+    plan.nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| report.pairs.iter().any(|p| p.from == *n || p.to == *n))
+        .collect()
+}
+
+/// One small heat map per phase of the timeline.
+fn phase_maps(timeline: &TimelineVerdicts, names: &[&str]) -> Markup {
+    let phases: Vec<_> = timeline
+        .phases
+        .iter()
+        .filter(|p| !p.cells.is_empty())
+        .collect();
+    if phases.is_empty() {
+        return html! {};
+    }
+    html! {
+        h3 { "Delays per phase" }
+        p class="note" {
+            "Each phase's median in ms, coloured by its error against the delay expected then (red above, blue below, outlined beyond the tolerance); hatched: cut, partitioned or stopped; grey: too few samples."
+        }
+        div class="maps" id="phases" {
+            @for phase in phases {
+                figure {
+                    figcaption { "phase " (phase.phase) ": after " (phase.began) }
+                    (phase_map(names, phase))
+                }
+            }
+        }
+        "\n"
+    }
+}
+
+fn samples(report: &Report, plan: &Plan) -> Markup {
     let shown = plotted(&report.pairs);
     if shown.is_empty() {
         return html! {};
@@ -158,10 +202,11 @@ fn samples(report: &Report) -> Markup {
             shown.len()
         )
     };
+    let timing = Timing::new(report, plan);
     html! {
         h2 { "Samples over time" }
         p class="note" {
-            (which) ": each sample in ms in arrival order (hollow: warm-up), the expected delay dashed, the tolerance shaded."
+            (which) ": each sample in ms against seconds after the nodes started (hollow: warm-up; red: outside the tolerance), the expected delay dashed and its tolerance green, following the timeline; its events are vertical lines, its phases shaded in turn, and a pair cut or stopped hatched."
         }
         "\n"
         div class="multiples" id="samples" {
@@ -177,7 +222,7 @@ fn samples(report: &Report) -> Markup {
                             }
                         }
                     }
-                    (samples_plot(pair, report.warmup as usize))
+                    (samples_plot(pair, report.warmup as usize, &timing))
                 }
             }
         }
@@ -185,37 +230,58 @@ fn samples(report: &Report) -> Markup {
     }
 }
 
-fn failures(report: &Report) -> Markup {
-    let failed: Vec<_> = report
+/// Every pair with its median, p95 and maximum, when there are at most
+/// [`LISTED_PAIRS`]; else the pairs that did not pass or spread, as many.
+fn pairs_table(report: &Report) -> Markup {
+    let all = report.pairs.len() <= LISTED_PAIRS;
+    let listed: Vec<_> = report
         .pairs
         .iter()
-        .filter(|p| p.verdict != PairVerdict::Pass)
+        .filter(|p| all || p.verdict != PairVerdict::Pass || p.spread)
         .collect();
-    if failed.is_empty() {
+    if listed.is_empty() {
         return html! {};
     }
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
     html! {
-        h2 { "Pairs that did not pass" }
-        table id="failures" {
-            tr { th { "from" } th { "to" } th { "expected" } th { "measured" } th { "verdict" } th { "why" } }
+        h2 { @if all { "Pairs" } @else { "Pairs that did not pass or spread" } }
+        p class="note" {
+            "Delays in ms. SPREAD: the median passes, but the p95 is more than "
+            (SPREAD_TOLERANCES) " tolerances and " (SPREAD_FLOOR_MS) " ms (plus twice the injected jitter) from the expected delay."
+        }
+        table id="pairs" {
+            tr {
+                th { "from" } th { "to" } th { "expected" } th { "median" } th { "p95" } th { "max" }
+                th { "error" } th { "tolerance" } th { "verdict" } th { "why" }
+            }
             "\n"
-            @for pair in failed.iter().take(LISTED_FAILURES) {
-                @let fail = pair.verdict == PairVerdict::Fail;
+            @for pair in listed.iter().take(LISTED_PAIRS) {
                 tr {
                     td { (pair.from) }
                     td { (pair.to) }
                     td { (format!("{:.3}", pair.expected_ms)) }
-                    td { (pair.measured_ms.map_or("-".to_owned(), |m| format!("{m:.3}"))) }
-                    td class=(if fail { "fail" } else { "note" }) { (if fail { "FAIL" } else { "skipped" }) }
+                    td { (ms(pair.measured_ms)) }
+                    td { (ms(pair.p95_ms)) }
+                    td { (ms(pair.max_ms)) }
+                    td { (pair.error_ms.map_or("-".to_owned(), |e| format!("{e:+.3}"))) }
+                    td { (format!("{:.3}", pair.tolerance_ms)) }
+                    td {
+                        @match pair.verdict {
+                            PairVerdict::Pass => { span class="pass" { "pass" } }
+                            PairVerdict::Fail => { span class="fail" { "FAIL" } }
+                            PairVerdict::Skipped => { span class="note" { "skipped" } }
+                        }
+                        @if pair.spread { " " span class="warn spread" { "SPREAD" } }
+                    }
                     td { (pair.reason.as_deref().unwrap_or("")) }
                 }
                 "\n"
             }
         }
         "\n"
-        @if failed.len() > LISTED_FAILURES {
+        @if listed.len() > LISTED_PAIRS {
             p class="note" {
-                "and " (failed.len() - LISTED_FAILURES) " more (the JSON report lists them all)"
+                "and " (listed.len() - LISTED_PAIRS) " more (the JSON report lists them all)"
             }
             "\n"
         }
@@ -271,13 +337,16 @@ fn render_timeline(timeline: &TimelineVerdicts) -> Markup {
                 tr {
                     td { (phase.phase) " " (pass_fail(phase.failures.is_empty())) }
                     td { (phase.began) }
-                    td { (phase.passed) " of " (phase.judged) }
+                    td {
+                        @if phase.judged == 0 { "none to judge" } @else { (phase.passed) " of " (phase.judged) }
+                    }
                     td class="evidence" { (lines(&phase.failures)) }
                 }
                 "\n"
             }
         }
         "\n"
+        @if !timeline.expects.is_empty() {
         table {
             tr { th { "expectation" } th { "verdict" } th { "evidence" } }
             @for expect in &timeline.expects {
@@ -290,6 +359,7 @@ fn render_timeline(timeline: &TimelineVerdicts) -> Markup {
             }
         }
         "\n"
+        }
     }
 }
 
@@ -378,7 +448,7 @@ mod tests {
 
     #[test]
     fn timelines_and_checklists_are_rendered_escaped() {
-        use crate::lab::judge::timeline::ExpectVerdict;
+        use crate::lab::judge::timeline::{ExpectVerdict, PhaseCell, PhaseDelays};
         use crate::lab::scenario::played::Played;
         let plan = five();
         let mut report = report_for(&plan);
@@ -395,7 +465,29 @@ mod tests {
                 held: true,
                 evidence: vec!["a removed c at 6.1 s".to_owned()],
             }],
-            phases: Vec::new(),
+            phases: vec![PhaseDelays {
+                phase: 1,
+                began: "kill <c> at 5s".to_owned(),
+                judged: 1,
+                passed: 1,
+                failures: Vec::new(),
+                cells: vec![
+                    PhaseCell {
+                        from: "a".to_owned(),
+                        to: "b".to_owned(),
+                        expected_ms: Some(6.0),
+                        measured_ms: Some(6.02),
+                        tolerance_ms: Some(0.5),
+                    },
+                    PhaseCell {
+                        from: "c".to_owned(),
+                        to: "a".to_owned(),
+                        expected_ms: None,
+                        measured_ms: None,
+                        tolerance_ms: None,
+                    },
+                ],
+            }],
         });
         report.grading = vec![Checklist::new(
             "s<1>".to_owned(),
@@ -410,10 +502,40 @@ mod tests {
         let page = render_html(&report, &plan);
         assert!(page.contains("id=\"timeline\""));
         assert!(page.contains("kill &lt;c&gt;"));
+        assert!(page.contains("phase 1: after kill &lt;c&gt; at 5s"));
+        assert_eq!(page.matches("class=\"phasemap\"").count(), 1);
+        assert!(page.contains(">6.0</text>"), "the phase's median");
+        assert!(
+            page.contains("fill=\"url(#cut-hatch) #fbe3e3\""),
+            "a cut pair hatched"
+        );
+        assert_eq!(page.matches("<pattern id=\"cut-hatch\"").count(), 1);
         assert!(page.contains("a removed c at 6.1 s"));
         assert!(page.contains("graded node s&lt;1&gt;"));
         assert!(page.contains("sent &quot;1.0&quot; &amp; closed"));
         assert!(page.contains("<span class=\"warn\">WARN</span>"));
+    }
+
+    #[test]
+    fn a_node_in_no_pair_has_no_row_and_a_spread_pair_is_flagged() {
+        // A graded lab's grader measures no pair and is measured by none.
+        let plan = five();
+        let mut report = report_for(&plan);
+        report.pairs.retain(|p| p.from != "e" && p.to != "e");
+        report.pairs[0].spread = true;
+        report.pairs[0].p95_ms = Some(23.8);
+        report.timeline = Some(TimelineVerdicts::default());
+        let page = render_html(&report, &plan);
+        assert_eq!(page.matches("<rect class=\"cell\"").count(), 3 * 12);
+        assert!(!page.contains("dominant-baseline=\"middle\">e</text>"));
+        assert!(page.contains("<th>p95</th><th>max</th>"));
+        assert!(page.contains("<td>23.800</td>"));
+        assert_eq!(
+            page.matches("class=\"warn spread\">SPREAD</span>").count(),
+            1
+        );
+        assert!(page.contains("Made by sdss 0.1.0 at 2026-12-04T20:00:00Z."));
+        assert!(!page.contains("expectation"), "no empty expectations table");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! ([`html`]), and the lab's topology for `lab graph` ([`graph`]).
 
 pub mod boxes;
+mod dot;
 #[cfg(test)]
 mod fixtures;
 pub mod graph;
+mod hosts;
 pub mod html;
 mod links;
 pub(crate) mod markup;
@@ -15,10 +17,14 @@ pub mod paint;
 mod plan;
 mod plots;
 pub mod progress;
+mod star;
 mod status;
+mod time_plot;
+mod timeline_text;
 pub mod watch;
 
 pub use graph::{render_graph, GraphFormat};
+pub use hosts::HostsReport;
 pub use html::render_html;
 pub use nodes::{render_nodes, NodeState, NodeStatus, NODE_FIELDS};
 pub use plan::render_plan;
@@ -37,15 +43,22 @@ use crate::lab::judge::timeline::TimelineVerdicts;
 use crate::lab::judge::Checklist;
 use crate::lab::plan::backend::{BackendKind, NetemSupport};
 
-use crate::lab::plan::hosts::UnderlayDelay;
 use crate::lab::plan::Plan;
 use crate::table::{Align, Table};
+
+use timeline_text::{render_timeline, spread_line};
 
 /// The verification report of a lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The lab.
     pub lab: String,
+    /// The sdss version that made the report.
+    #[serde(default)]
+    pub version: String,
+    /// When the report was made (RFC 3339, UTC).
+    #[serde(default)]
+    pub created: String,
     /// The backend that injected the delays.
     pub backend: BackendKind,
     /// Why this backend, when it was not the file's intent (e.g. a zero-delay run).
@@ -97,96 +110,6 @@ pub struct Report {
     pub links: Option<LinkVerdicts>,
 }
 
-/// The part of a report about the hosts a lab spans.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostsReport {
-    /// Each host and its nodes.
-    pub placement: Vec<(String, Vec<String>)>,
-    /// The measured one-way underlay delay of each host pair, added to the
-    /// expected delay of every pair across it.
-    pub underlay: Vec<UnderlayDelay>,
-    /// Ordered pairs whose ends live on different hosts.
-    pub cross_pairs: Vec<(String, String)>,
-    /// Hosts lost while the lab was judged, with the reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lost: Vec<String>,
-}
-
-impl HostsReport {
-    /// The hosts part of `plan`'s report; `lost` names hosts that stopped answering.
-    pub fn new(plan: &Plan, lost: Vec<String>) -> HostsReport {
-        let host = |node: &str| plan.node(node).and_then(|n| n.host.clone());
-        HostsReport {
-            placement: plan
-                .hosts
-                .iter()
-                .map(|h| {
-                    let nodes = plan
-                        .nodes
-                        .iter()
-                        .filter(|n| n.host.as_deref() == Some(h.name.as_str()))
-                        .map(|n| n.name.clone())
-                        .collect();
-                    (h.name.clone(), nodes)
-                })
-                .collect(),
-            underlay: plan.underlay.clone(),
-            cross_pairs: plan
-                .expected
-                .iter()
-                .filter(|p| host(&p.from) != host(&p.to))
-                .map(|p| (p.from.clone(), p.to.clone()))
-                .collect(),
-            lost,
-        }
-    }
-
-    /// Lines for the text report.
-    fn render(&self, pairs: &[PairResult]) -> String {
-        let mut out = String::new();
-        for (host, nodes) in &self.placement {
-            let _ = writeln!(out, "  host {host}: {}", nodes.join(", "));
-        }
-        for u in &self.underlay {
-            let _ = writeln!(
-                out,
-                "  underlay {} -> {}: {:.3} ms, clock {:+.3} ms (added to each pair across it, whose tolerance grows by the delay: the clocks are known to half a round trip)",
-                u.from,
-                u.to,
-                u.delay.as_secs_f64() * 1e3,
-                u.clock * 1e3
-            );
-        }
-        let cross: Vec<&PairResult> = pairs
-            .iter()
-            .filter(|p| {
-                self.cross_pairs
-                    .iter()
-                    .any(|(f, t)| *f == p.from && *t == p.to)
-            })
-            .collect();
-        let passed = cross
-            .iter()
-            .filter(|p| p.verdict == PairVerdict::Pass)
-            .count();
-        let _ = writeln!(
-            out,
-            "  cross-host pairs: {passed} of {} pass; same-host pairs: {} of {} pass",
-            cross.len(),
-            pairs
-                .iter()
-                .filter(|p| p.verdict == PairVerdict::Pass)
-                .count()
-                - passed,
-            pairs.len() - cross.len()
-        );
-        for lost in &self.lost {
-            let _ = writeln!(out, "  LOST {lost}");
-        }
-        out
-    }
-}
-
 /// What calibration measured, in one line: the floors' spread, and the pairs
 /// that have none (not measured while calibrating, so graded without).
 fn calibration_line(pairs: &[PairResult]) -> String {
@@ -203,6 +126,14 @@ fn calibration_line(pairs: &[PairResult]) -> String {
             String::new()
         }
     )
+}
+
+/// The sdss version that makes reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Now, as the report says when it was made.
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Share of late frames beyond which the report warns that the machine did not
@@ -247,8 +178,25 @@ impl Report {
         verification: Verification,
         elapsed_s: f64,
     ) -> Report {
+        let converged = verification.converged();
+        let mut pairs = verification.pairs;
+        // Only the plotted pairs keep their samples: bounded JSON and pages.
+        let plotted: Vec<(String, String)> = plots::plotted(&pairs)
+            .iter()
+            .map(|p| (p.from.clone(), p.to.clone()))
+            .collect();
+        for pair in &mut pairs {
+            if !plotted
+                .iter()
+                .any(|(f, t)| *f == pair.from && *t == pair.to)
+            {
+                pair.series = Vec::new();
+            }
+        }
         Report {
             lab: plan.lab.clone(),
+            version: VERSION.to_owned(),
+            created: now_rfc3339(),
             backend,
             backend_note,
             netem,
@@ -257,9 +205,9 @@ impl Report {
             samples: plan.verify.samples,
             warmup: plan.verify.warmup,
             elapsed_s: (elapsed_s * 10.0).round() / 10.0,
-            converged: verification.converged(),
+            converged,
             set_aside: verification.set_aside,
-            pairs: verification.pairs,
+            pairs,
             summary: verification.summary,
             grading: Vec::new(),
             emulator: None,
@@ -312,10 +260,11 @@ impl Report {
             .netem
             .as_ref()
             .map_or("not probed".to_owned(), ToString::to_string);
+        // Who made it and when goes first: the last line is the verdict.
         let _ = writeln!(
             out,
-            "lab {}: delay backend {}; netem {}",
-            self.lab, self.backend, netem
+            "lab {}: delay backend {}; netem {} (sdss {}, {})",
+            self.lab, self.backend, netem, self.version, self.created
         );
         if let Some(note) = &self.backend_note {
             let _ = writeln!(out, "  note: {note}");
@@ -355,6 +304,8 @@ impl Report {
             ("TO", Align::Left, 4),
             ("EXPECTED", Align::Right, 9),
             ("MEASURED", Align::Right, 9),
+            ("P95", Align::Right, 7),
+            ("MAX", Align::Right, 7),
         ];
         if calibrated {
             columns.push(("FLOOR", Align::Right, 7));
@@ -392,6 +343,8 @@ impl Report {
                 pair.to.clone(),
                 format!("{:.3}", pair.expected_ms),
                 num(pair.measured_ms, false),
+                num(pair.p95_ms, false),
+                num(pair.max_ms, false),
             ];
             if calibrated {
                 cells.push(num(pair.floor_ms, false));
@@ -404,10 +357,15 @@ impl Report {
             if aside {
                 cells.push(pair.set_aside.to_string());
             }
-            cells.push(format!("{verdict}{reason}"));
+            let spread = if pair.spread { ", SPREAD" } else { "" };
+            cells.push(format!("{verdict}{spread}{reason}"));
             table.row(cells);
         }
         out.push_str(&table.render());
+        // Under the table, above the summary line: a lab of pairs alone ends with that.
+        if let Some(line) = spread_line(&self.pairs) {
+            let _ = writeln!(out, "{line}");
+        }
         let s = &self.summary;
         let _ = writeln!(
             out,
@@ -465,10 +423,12 @@ impl Report {
                 parts.push(format!("{failed} event(s) not played"));
             }
             let held = timeline.expects.iter().filter(|x| x.held).count();
-            parts.push(format!(
-                "{held} of {} expectations held",
-                timeline.expects.len()
-            ));
+            if !timeline.expects.is_empty() {
+                parts.push(format!(
+                    "{held} of {} expectations held",
+                    timeline.expects.len()
+                ));
+            }
         }
         if let Some(links) = &self.links {
             parts.push(format!(
@@ -483,58 +443,6 @@ impl Report {
         let word = if self.ok() { "PASS" } else { "FAIL" };
         Some(format!("{word}: {}", parts.join(", ")))
     }
-}
-
-/// The timeline's part of the report: events as played, each phase's delays,
-/// each expectation with its evidence.
-fn render_timeline(timeline: &TimelineVerdicts) -> String {
-    let mut out = String::from(
-        "\ntimeline (the table above is the phase before the first event; later phases are \
-         shown for context: the expectations decide):\n",
-    );
-    for played in &timeline.played {
-        let took = played
-            .took_ms
-            .map(|ms| format!(" (links changed in {ms:.1} ms)"))
-            .unwrap_or_default();
-        let error = played
-            .error
-            .as_ref()
-            .map(|e| format!(" FAILED: {e}"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "  +{:.1} s  {}{took}{error}", played.at_s, played.what);
-    }
-    // Context, not a verdict: no pass or FAIL word, which the exit code
-    // would not follow.
-    // Phase 0 is the table above, judged there.
-    for phase in timeline.phases.iter().filter(|p| p.phase > 0) {
-        let _ = writeln!(
-            out,
-            "  phase {} (after {}): {} of {} pairs within tolerance",
-            phase.phase, phase.began, phase.passed, phase.judged
-        );
-        for failure in &phase.failures {
-            let _ = writeln!(out, "      outside: {failure}");
-        }
-    }
-    for expect in &timeline.expects {
-        let _ = writeln!(
-            out,
-            "  {} expect {}",
-            if expect.held { "pass" } else { "FAIL" },
-            expect.what
-        );
-        for evidence in &expect.evidence {
-            let _ = writeln!(out, "      {evidence}");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "expectations: {} of {} held",
-        timeline.expects.iter().filter(|x| x.held).count(),
-        timeline.expects.len()
-    );
-    out
 }
 
 #[cfg(test)]
@@ -554,14 +462,49 @@ mod tests {
         assert!(!report.ok());
         let rendered = report.render();
         let last = rendered.trim_end().lines().last().unwrap();
-        assert_eq!(last, "FAIL: 1 of 2 pairs pass, 0 of 0 expectations held");
-        assert!(!rendered.contains("PASS: 0 of 0"), "{rendered}");
+        assert_eq!(last, "FAIL: 1 of 2 pairs pass");
+        assert!(!rendered.contains("0 of 0"), "{rendered}");
         report.summary.failed = 0;
         report.summary.passed = 2;
         assert!(report.ok());
         let rendered = report.render();
         let last = rendered.trim_end().lines().last().unwrap();
-        assert_eq!(last, "PASS: 2 of 2 pairs pass, 0 of 0 expectations held");
+        assert_eq!(last, "PASS: 2 of 2 pairs pass");
+        assert!(!rendered.contains("0 of 0"), "{rendered}");
+    }
+
+    #[test]
+    fn the_table_has_p95_and_max_and_flags_a_spread_pair_that_passes() {
+        let plan =
+            Plan::from_text("name = \"t\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n");
+        let mut report = fixtures::report_for(&plan);
+        report.pairs[0].p95_ms = Some(23.8);
+        report.pairs[0].max_ms = Some(23.8);
+        report.pairs[0].spread = true;
+        let text = report.render();
+        assert!(text.starts_with("lab t: delay backend emulator; netem not probed (sdss 0.1.0, 2026-12-04T20:00:00Z)"), "{text}");
+        let header = text.lines().find(|l| l.starts_with("FROM")).unwrap();
+        assert!(header.contains("MEASURED      P95      MAX"), "{text}");
+        let ab = text.lines().find(|l| l.starts_with("a ")).unwrap();
+        assert!(
+            ab.contains("23.800   23.800") && ab.ends_with("pass, SPREAD"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warning: 1 pair(s) pass on their median but spread far beyond it"),
+            "{text}"
+        );
+        let last = text.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("FAIL: 2 pairs"),
+            "the summary stays last: {text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["pairs"][0]["spread"], true);
+        assert_eq!(json["pairs"][0]["p95_ms"], 23.8);
+        assert_eq!(json["pairs"][1]["spread"], false);
+        assert_eq!(json["version"], "0.1.0");
+        assert_eq!(json["pairs"][0]["series"][0]["at_s"], 1.0);
     }
 
     #[test]
@@ -609,6 +552,9 @@ mod tests {
             set_aside,
             verdict: PairVerdict::Pass,
             reason: None,
+            p95_ms: None,
+            max_ms: None,
+            spread: false,
             series: Vec::new(),
         };
         let verification = |set_aside| Verification {

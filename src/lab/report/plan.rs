@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::graph::describe_link;
+use super::star::describe_link;
 use crate::lab::file::backend::BackendChoice;
 use crate::lab::plan::backend::needs_netem;
 use crate::lab::plan::timeline::PairState;

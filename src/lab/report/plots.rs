@@ -1,6 +1,6 @@
 //! The HTML report's inline SVG plots: heat maps of the ordered pairs
-//! (expected, measured, error) with their legends, and each pair's samples over
-//! time as small multiples. Sizes are bounded whatever the lab's size: cells
+//! (expected, measured, error) with their legends, one per phase of a
+//! timeline, and which pairs are plotted against time ([`super::time_plot`]). Sizes are bounded whatever the lab's size: cells
 //! shrink, and labels and tooltips are left out past [`DETAILED`] nodes.
 
 use std::collections::HashMap;
@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use maud::{html, Markup};
 
 use crate::lab::judge::delays::{PairResult, PairVerdict};
+use crate::lab::judge::timeline::{PhaseCell, PhaseDelays};
 
 use super::markup::fixed;
+use super::time_plot::hatched;
 
 /// Nodes up to which the heat maps name their rows and columns and every cell has a tooltip.
 pub const DETAILED: usize = 40;
@@ -205,51 +207,62 @@ pub fn plotted(pairs: &[PairResult]) -> Vec<&PairResult> {
     ranked
 }
 
-/// One pair's samples as a small plot: the tolerance band around the expected
-/// delay, the expected line, and the samples (warm-up ones hollow).
-pub fn samples_plot(pair: &PairResult, warmup: usize) -> Markup {
-    let (width, height, pad) = (260.0, 110.0, 24.0);
-    let tolerance = pair.tolerance_ms;
-    let low = pair
-        .series
+/// Side of a phase's heat map, pixels.
+const PHASE_GRID: f64 = 200.0;
+
+/// One phase's heat map: each pair's median (written in a small lab),
+/// coloured by its error (minus the delay expected then), hatched where the pair was cut or stopped, grey
+/// where it had too few samples to judge.
+pub fn phase_map(names: &[&str], phase: &PhaseDelays) -> Markup {
+    let n = names.len().max(1);
+    let detailed = names.len() <= DETAILED;
+    let margin = if detailed { 40.0 } else { 6.0 };
+    let cell = PHASE_GRID / n as f64;
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let error = |c: &PhaseCell| Some(c.measured_ms? - c.expected_ms?);
+    let max = phase
+        .cells
         .iter()
-        .copied()
-        .chain([pair.expected_ms - tolerance])
-        .fold(f64::INFINITY, f64::min);
-    let high = pair
-        .series
-        .iter()
-        .copied()
-        .chain([pair.expected_ms + tolerance])
-        .fold(f64::NEG_INFINITY, f64::max);
-    let span = (high - low).max(1e-3);
-    let y = |v: f64| pad / 2.0 + (high - v) / span * (height - pad * 1.5);
-    let count = pair.series.len().max(2);
-    let x = |i: usize| pad * 1.5 + i as f64 * (width - pad * 2.0) / (count - 1) as f64;
-    let first = pair.total_samples.saturating_sub(pair.series.len());
-    let points: Vec<String> = pair
-        .series
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
-        .collect();
-    let band = y(pair.expected_ms + tolerance);
-    let expected = fixed(y(pair.expected_ms), 1);
+        .flat_map(|c| [error(c).map(f64::abs), c.tolerance_ms])
+        .flatten()
+        .fold(0.0, f64::max);
+    let size = margin + PHASE_GRID + 6.0;
+    let side = fixed(cell, 2);
     html! {
-        svg xmlns="http://www.w3.org/2000/svg" class="samples" width=(width) height=(height) font-family="sans-serif" font-size="10" {
-            title { (pair.from) " -> " (pair.to) ": samples " (first + 1) " to " (pair.total_samples) }
-            rect x=(fixed(pad * 1.5, 1)) y=(fixed(band, 1)) width=(fixed(width - pad * 2.0, 1)) height=(fixed((y(pair.expected_ms - tolerance) - band).max(0.5), 1)) fill="#e6f4ea" {}
-            line x1=(fixed(pad * 1.5, 1)) x2=(fixed(width - pad / 2.0, 1)) y1=(expected) y2=(expected) stroke="#2f855a" stroke-dasharray="4 3" {}
-            polyline points=(points.join(" ")) fill="none" stroke="#2b6cb0" stroke-width="1.2" {}
-            @for (i, v) in pair.series.iter().enumerate() {
-                @let warm = first + i < warmup;
-                circle cx=(fixed(x(i), 1)) cy=(fixed(y(*v), 1)) r="2.2" fill=(if warm { "#fff" } else { "#2b6cb0" }) stroke="#2b6cb0" {
-                    title { "sample " (first + i + 1) ": " (fixed(*v, 3)) " ms" @if warm { " (warm-up)" } }
+        svg xmlns="http://www.w3.org/2000/svg" class="phasemap" width=(size) height=(size) font-family="sans-serif" font-size="10" {
+            title { "phase " (phase.phase) ": error per ordered pair (row: sender, column: receiver)" }
+            @if detailed {
+                @for (i, name) in names.iter().enumerate() {
+                    @let middle = fixed(margin + (i as f64 + 0.5) * cell, 1);
+                    text x=(fixed(margin - 3.0, 1)) y=(middle) text-anchor="end" dominant-baseline="middle" { (name) }
+                    text x=(middle) y=(fixed(margin - 4.0, 1)) text-anchor="middle" { (name) }
                 }
             }
-            text x="2" y=(fixed(pad / 2.0 + 4.0, 1)) { (fixed(high, 1)) }
-            text x="2" y=(fixed(height - pad + 2.0, 1)) { (fixed(low, 1)) }
-            text x=(fixed(width - pad / 2.0, 1)) y=(fixed(height - 3.0, 1)) text-anchor="end" { "sample " (first + 1) " .. " (pair.total_samples) }
+            @for c in &phase.cells {
+                @if let (Some(row), Some(col)) = (index.get(c.from.as_str()), index.get(c.to.as_str())) {
+                    @let fill = match (c.expected_ms, error(c)) {
+                        (None, _) => hatched(),
+                        (Some(_), Some(e)) => color(Quantity::Error, e, max),
+                        (Some(_), None) => "#cccccc".to_owned(),
+                    };
+                    @let failed = error(c).zip(c.tolerance_ms).is_some_and(|(e, t)| e.abs() > t);
+                    rect class="cell" x=(fixed(margin + *col as f64 * cell, 2)) y=(fixed(margin + *row as f64 * cell, 2)) width=(side) height=(side) fill=(fill) stroke=[failed.then_some("#d00")] stroke-width=[failed.then_some("2")] {
+                        @if detailed {
+                            title {
+                                (c.from) " -> " (c.to) ": "
+                                @match (c.expected_ms, c.measured_ms) {
+                                    (None, _) => { "cut or stopped: nothing to measure" }
+                                    (Some(e), Some(m)) => { (fixed(m, 3)) " ms, expected " (fixed(e, 3)) }
+                                    (Some(e), None) => { "too few samples (expected " (fixed(e, 3)) " ms)" }
+                                }
+                            }
+                        }
+                    }
+                    @if let Some(m) = c.measured_ms.filter(|_| names.len() <= 8) {
+                        text x=(fixed(margin + (*col as f64 + 0.5) * cell, 1)) y=(fixed(margin + (*row as f64 + 0.5) * cell, 1)) text-anchor="middle" dominant-baseline="middle" { (fixed(m, 1)) }
+                    }
+                }
+            }
         }
     }
 }

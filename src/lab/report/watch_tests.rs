@@ -35,6 +35,9 @@ fn measured(plan: &Plan, error: impl Fn(usize) -> Option<f64>) -> Verification {
                     _ => PairVerdict::Fail,
                 },
                 reason: error_ms.is_none().then(|| "not discovered".to_owned()),
+                p95_ms: None,
+                max_ms: None,
+                spread: false,
                 series: Vec::new(),
             }
         })

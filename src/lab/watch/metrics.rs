@@ -165,7 +165,7 @@ impl LabCollector {
                     to: pair.to.clone(),
                     expected: if separated { None } else { expected },
                     measured: pair.measured_ms.map(seconds),
-                    last: pair.series.last().copied().map(seconds),
+                    last: pair.series.last().map(|s| seconds(s.ms)),
                     error: pair.error_ms.map(seconds),
                     tolerance: seconds(pair.tolerance_ms),
                     pass: match pair.verdict {
