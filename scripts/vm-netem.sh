@@ -11,7 +11,10 @@
 # is judged by its own expectations (it passes when every one holds), with
 # `--tolerance` the lab's 0.5 ms plus the largest floor those rounds measured
 # plus the slack, and five-nodes runs calibrated (`--calibrate`: live `tc`
-# changes from 1 ms per pair to its delays) within that tolerance. The same VM also runs tests/lab_vxlan.rs (a lab's bridge
+# changes from 1 ms per pair to its delays) within that tolerance, and
+# `sdss lab set` moves node a of a running five-node lab from 1 ms to 30 ms on
+# netem (its root qdisc must hold the new delay, and the lab must verify
+# against the new expectations within 30 s). The same VM also runs tests/lab_vxlan.rs (a lab's bridge
 # joined to another host's by a kernel VXLAN device) and the ignored tests of
 # tests/lab_hosts.rs (a lab over three simulated hosts on netem with kernel
 # VXLAN), built here first with `cargo
