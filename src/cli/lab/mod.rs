@@ -5,6 +5,7 @@ mod commands;
 mod grade;
 mod hosts;
 mod name;
+mod running;
 mod set;
 
 use std::path::PathBuf;
@@ -23,12 +24,11 @@ use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::{render_nodes, render_status, GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
 use crate::lab::LabError;
-use commands::{
-    graph, metrics, print_report, probe, run_plan, up, verdict, watch, write_html, Ending, LabRun,
-};
+use commands::{graph, print_report, probe, run_plan, up, verdict, write_html, Ending, LabRun};
 use grade::ClassArgs;
 use hosts::{across_hosts, agent, down, here_only, verify};
 use name::lab_name;
+use running::{metrics, watch};
 
 /// Arguments of `sdss lab`.
 #[derive(Debug, clap::Args)]
@@ -427,7 +427,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
         } => {
             let lab = lab_name(&lab)?;
             let report = if wait {
-                match commands::verify_when_measured(&root, &lab, timeout, exec)? {
+                match running::verify_when_measured(&root, &lab, timeout, exec)? {
                     Some(report) => report,
                     None => return Ok(ExitCode::from(130)),
                 }
@@ -543,7 +543,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
                 follow,
                 color: std::io::stdout().is_terminal(),
             };
-            commands::logs(root, &lab, &node, options)
+            running::logs(root, &lab, &node, options)
         }
     }
 }
