@@ -10,7 +10,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
+use super::hosts::{across_hosts, here_only};
+use super::name::lab_name;
 use super::UpArgs;
+use crate::lab::builder::launch::LaunchError;
 use crate::lab::builder::state::StateRoot;
 use crate::lab::builder::UpOptions;
 use crate::lab::file::backend::BackendChoice;
@@ -21,7 +24,10 @@ use crate::lab::lifecycle;
 use crate::lab::plan::{Plan, PlanOptions};
 use crate::lab::report::paint;
 use crate::lab::report::progress::Console;
-use crate::lab::report::{render_graph, render_html, render_plan, GraphFormat, Report};
+use crate::lab::report::{
+    render_graph, render_html, render_nodes, render_plan, render_status, GraphFormat, Report,
+    StatusFormat,
+};
 use crate::lab::scenario::machine::Machine;
 use crate::lab::LabError;
 
@@ -402,4 +408,73 @@ pub(super) async fn wait_for_signal() -> i32 {
         _ = tokio::signal::ctrl_c() => libc::SIGINT,
         _ = term.recv() => libc::SIGTERM,
     }
+}
+
+/// `lab status`: the labs, or with `nodes` one lab's nodes.
+pub(super) fn status(
+    root: &StateRoot,
+    lab: Option<&str>,
+    nodes: bool,
+    format: StatusFormat,
+    exec: &RemoteExec,
+) -> Result<ExitCode> {
+    let lab = lab.map(lab_name).transpose()?;
+    if let (true, Some(lab)) = (nodes, &lab) {
+        here_only(
+            root,
+            lab,
+            None,
+            "lab status --nodes reads the nodes of this machine",
+        )?;
+        let nodes = crate::lab::live::nodes(root, lab)
+            .with_context(|| format!("reading the nodes of lab {lab}"))?;
+        print!("{}", render_nodes(&nodes, format)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut labs = lifecycle::status(root, lab.as_deref())?;
+    across_hosts(root, &mut labs, exec)?;
+    print!("{}", render_status(&labs, format)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab exec`: the command's exit code, or as a shell says it when it
+/// cannot start: one line, 127 for a command not found, 126 for one that
+/// cannot run.
+pub(super) fn exec(
+    root: &StateRoot,
+    lab: &str,
+    node: &str,
+    command: &[String],
+) -> Result<ExitCode> {
+    let lab = lab_name(lab)?;
+    here_only(
+        root,
+        &lab,
+        Some(node),
+        "lab exec enters a namespace of this machine",
+    )?;
+    let sdss = std::env::current_exe().context("locating the sdss executable")?;
+    let code = match lifecycle::exec(root, &lab, node, command, &sdss) {
+        Ok(code) => code,
+        Err(LabError::Launch(LaunchError::Spawn {
+            program, source, ..
+        })) => {
+            let (code, why) = match source.kind() {
+                std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
+                std::io::ErrorKind::PermissionDenied => {
+                    (126, "permission denied (not an executable)".to_owned())
+                }
+                _ => (126, source.to_string()),
+            };
+            eprintln!("sdss: lab {lab} node {node}: {program}: {why}");
+            return Ok(ExitCode::from(code));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "running {:?} in lab {lab} node {node}",
+                command.join(" ")
+            )))
+        }
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

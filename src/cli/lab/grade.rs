@@ -7,8 +7,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
+use super::commands::{run_plan, Ending, LabRun};
+use crate::lab::builder::state::StateRoot;
 use crate::lab::class::bar::ClassBar;
 use crate::lab::class::{outputs, run, write_outputs, Class, ClassOptions, ClassOutputs};
+use crate::lab::file::backend::BackendChoice;
+use crate::lab::file::{BuiltinGrade, Topology};
+use crate::lab::hosts::RemoteExec;
+use crate::lab::plan::{Plan, PlanOptions};
 
 /// The flags of a class run.
 #[derive(Debug, Clone, clap::Args)]
@@ -133,4 +139,30 @@ pub(super) fn class(
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lab grade -- COMMAND`: one program graded in the built-in lab.
+pub(super) fn builtin(
+    grade: &BuiltinGrade<'_>,
+    json: bool,
+    no_sandbox: bool,
+    root: &StateRoot,
+    exec: &RemoteExec,
+) -> Result<ExitCode> {
+    let (topology, path) = Topology::grading(grade)?;
+    let options = PlanOptions {
+        unconfined: no_sandbox,
+        ..PlanOptions::default()
+    };
+    let plan = Plan::with_options(&topology, &path, &options);
+    let run = LabRun {
+        backend: BackendChoice::None,
+        injected: None,
+        json,
+        html: None,
+        verify: true,
+        ending: Ending::Down,
+        metrics: None,
+    };
+    run_plan(plan, run, root, exec)
 }

@@ -13,20 +13,17 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use crate::lab::builder::launch::LaunchError;
 use crate::lab::builder::state::StateRoot;
 use crate::lab::file::backend::BackendChoice;
-use crate::lab::file::{BuiltinGrade, Topology};
+use crate::lab::file::BuiltinGrade;
 use crate::lab::hosts::{RemoteExec, DEFAULT_REMOTE_EXEC};
 use crate::lab::lifecycle;
 use crate::lab::plan::GradeSettings;
-use crate::lab::plan::{Plan, PlanOptions};
-use crate::lab::report::{render_nodes, render_status, GraphFormat, StatusFormat};
+use crate::lab::report::{GraphFormat, StatusFormat};
 use crate::lab::scenario::link_probe::PairSelection;
-use crate::lab::LabError;
-use commands::{graph, print_report, probe, run_plan, up, verdict, write_html, Ending, LabRun};
+use commands::{graph, print_report, probe, up, verdict, write_html, Ending};
 use grade::ClassArgs;
-use hosts::{across_hosts, agent, down, here_only, verify};
+use hosts::{agent, down, here_only, verify};
 use name::lab_name;
 use running::{metrics, watch};
 
@@ -363,31 +360,15 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             if let Some(folder) = class.class.clone() {
                 return grade::class(&name, &folder, &class, duration, seed, no_sandbox);
             }
-            let seed = seed.unwrap_or_else(|| fastrand::u32(..));
             let grade = BuiltinGrade {
                 name: &name,
                 duration: duration.unwrap_or(GradeSettings::DEFAULT_DURATION),
                 command: &command,
                 dir: dir.as_deref(),
-                seed,
+                seed: seed.unwrap_or_else(|| fastrand::u32(..)),
                 subnet,
             };
-            let (topology, path) = Topology::grading(&grade)?;
-            let options = PlanOptions {
-                unconfined: no_sandbox,
-                ..PlanOptions::default()
-            };
-            let plan = Plan::with_options(&topology, &path, &options);
-            let run = LabRun {
-                backend: BackendChoice::None,
-                injected: None,
-                json,
-                html: None,
-                verify: true,
-                ending: Ending::Down,
-                metrics: None,
-            };
-            run_plan(plan, run, &root, exec)
+            grade::builtin(&grade, json, no_sandbox, &root, exec)
         }
         LabCommand::Down { lab } => {
             down(&root, &lab, exec)?;
@@ -400,23 +381,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             json,
         } => {
             let format = if json { StatusFormat::Json } else { format };
-            let lab = lab.as_deref().map(lab_name).transpose()?;
-            if let (true, Some(lab)) = (nodes, &lab) {
-                here_only(
-                    &root,
-                    lab,
-                    None,
-                    "lab status --nodes reads the nodes of this machine",
-                )?;
-                let nodes = crate::lab::live::nodes(&root, lab)
-                    .with_context(|| format!("reading the nodes of lab {lab}"))?;
-                print!("{}", render_nodes(&nodes, format)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut labs = lifecycle::status(&root, lab.as_deref())?;
-            across_hosts(&root, &mut labs, exec)?;
-            print!("{}", render_status(&labs, format)?);
-            Ok(ExitCode::SUCCESS)
+            commands::status(&root, lab.as_deref(), nodes, format, exec)
         }
         LabCommand::Verify {
             lab,
@@ -484,40 +449,7 @@ fn dispatch(command: LabCommand, exec: &RemoteExec) -> Result<ExitCode> {
             metrics(root, &lab, listen)
         }
         LabCommand::Set(args) => set::set(&root, args),
-        LabCommand::Exec { lab, node, command } => {
-            let lab = lab_name(&lab)?;
-            here_only(
-                &root,
-                &lab,
-                Some(&node),
-                "lab exec enters a namespace of this machine",
-            )?;
-            let sdss = std::env::current_exe().context("locating the sdss executable")?;
-            let code = match lifecycle::exec(&root, &lab, &node, &command, &sdss) {
-                Ok(code) => code,
-                // As a shell says it: one line, 127 for a command not found, 126 for one that cannot run.
-                Err(LabError::Launch(LaunchError::Spawn {
-                    program, source, ..
-                })) => {
-                    let (code, why) = match source.kind() {
-                        std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
-                        std::io::ErrorKind::PermissionDenied => {
-                            (126, "permission denied (not an executable)".to_owned())
-                        }
-                        _ => (126, source.to_string()),
-                    };
-                    eprintln!("sdss: lab {lab} node {node}: {program}: {why}");
-                    return Ok(ExitCode::from(code));
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "running {:?} in lab {lab} node {node}",
-                        command.join(" ")
-                    )))
-                }
-            };
-            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-        }
+        LabCommand::Exec { lab, node, command } => commands::exec(&root, &lab, &node, &command),
         LabCommand::Logs {
             lab,
             node,
