@@ -9,9 +9,14 @@ use crate::lab::judge::timeline::TimelineVerdicts;
 /// The timeline's part of the report: events as played, each phase's delays,
 /// each expectation with its evidence.
 pub(super) fn render_timeline(timeline: &TimelineVerdicts) -> String {
-    let mut out = String::from(
+    let decides = if timeline.expects.is_empty() {
+        "the table decides"
+    } else {
+        "the table and the expectations decide"
+    };
+    let mut out = format!(
         "\ntimeline (the table above is the phase before the first event; later phases are \
-         shown for context: the expectations decide):\n",
+         shown for context: {decides}):\n"
     );
     for played in &timeline.played {
         let took = played
