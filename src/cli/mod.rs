@@ -49,7 +49,25 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 
 /// Prints an error with its chain of causes, the way every command reports failure.
 pub fn report_error(error: &anyhow::Error) {
-    eprintln!("sdss: {error:#}");
+    eprintln!("sdss: {}", chain(error));
+}
+
+/// The error and its causes, joined by `: `. A cause that its error's
+/// message already ends with is said once: many library errors name their
+/// OS error in their message and give it as their source too.
+fn chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Writes `bytes` to stdout. A reader that went away (`sdss man | head`) is no
@@ -60,5 +78,28 @@ pub fn print_bytes(bytes: &[u8]) -> std::io::Result<()> {
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         result => result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting x: {source}")]
+    struct Spawn {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_its_errors_message_is_said_once() {
+        let os = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let error = anyhow::Error::new(Spawn { source: os }).context("running x in lab l");
+        assert_eq!(
+            chain(&error),
+            "running x in lab l: starting x: entity not found"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain(&plain), "outer: inner");
     }
 }
