@@ -98,17 +98,24 @@ fn mermaid(plan: &Plan, measured: Option<&Report>) -> String {
         mermaid_text(&plan.switch_netns)
     );
     for (i, node) in plan.nodes.iter().enumerate() {
+        let class = measured
+            .map(|r| match NodeVerdict::of(&node.name, r) {
+                NodeVerdict::Pass => ":::pass",
+                NodeVerdict::Fail => ":::fail",
+                NodeVerdict::Unmeasured => ":::unmeasured",
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  n{i}[\"{}<br/>{}\"]",
+            "  n{i}[\"{}<br/>{}\"]{class}",
             mermaid_text(&node.name),
             node.address
         );
-        let _ = writeln!(
-            out,
-            "  n{i} ---|\"{}\"| switch",
-            mermaid_text(&describe_link(&node.link))
-        );
+        let mut label = mermaid_text(&describe_link(&node.link));
+        if let Some(error) = measured.and_then(|r| mean_error(node, r)) {
+            let _ = write!(label, "<br/>mean error {error:+.2}ms");
+        }
+        let _ = writeln!(out, "  n{i} ---|\"{label}\"| switch");
     }
     for pair in plan.expected.iter().filter(|p| p.overridden) {
         let _ = writeln!(
@@ -119,13 +126,25 @@ fn mermaid(plan: &Plan, measured: Option<&Report>) -> String {
             id(&pair.to)
         );
     }
-    for pair in measured.map_or(&[][..], |r| &r.pairs) {
-        let _ = writeln!(
-            out,
-            "  {} -.->|\"{}\"| {}",
-            id(&pair.from),
-            mermaid_text(&measured_label(pair)),
-            id(&pair.to)
+    // What was measured: a node's colour and its link's mean error, and an
+    // edge only for a pair that failed (an edge per ordered pair is 20
+    // overlapping labels for five nodes).
+    if let Some(report) = measured {
+        for pair in report
+            .pairs
+            .iter()
+            .filter(|p| p.verdict == PairVerdict::Fail)
+        {
+            let _ = writeln!(
+                out,
+                "  {} -.->|\"{}\"| {}",
+                id(&pair.from),
+                mermaid_text(&measured_label(pair)),
+                id(&pair.to)
+            );
+        }
+        out.push_str(
+            "  classDef pass fill:#c6f6d5\n  classDef fail fill:#fed7d7\n  classDef unmeasured fill:#edf2f7\n",
         );
     }
     out
@@ -394,6 +413,13 @@ mod tests {
         assert!(dot.contains("fillcolor=\"#c6f6d5\""), "{dot}");
         let mermaid = render_graph(&plan, Some(&report), GraphFormat::Mermaid).unwrap();
         assert!(mermaid.contains("n0 -.->|\"pair 7ms\"| n1"), "{mermaid}");
+        assert!(mermaid.contains(":::pass"), "{mermaid}");
+        assert!(mermaid.contains("<br/>mean error +0.10ms"), "{mermaid}");
+        assert_eq!(
+            mermaid.matches("-.->").count(),
+            1,
+            "the pair override alone: no edge per passing pair: {mermaid}"
+        );
         let json: serde_json::Value =
             serde_json::from_str(&render_graph(&plan, Some(&report), GraphFormat::Json).unwrap())
                 .unwrap();
