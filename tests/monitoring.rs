@@ -9,23 +9,15 @@
 mod common;
 mod lab_support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{sdss_node, unique_port};
+use common::{free_tcp_port, http_get, sdss_node, unique_port};
 use lab_support::{run, sandboxed, text, unique, Scratch};
 use serde_json::Value;
 
 const PROMETHEUS: &str = "prometheus";
-
-/// A TCP port free on loopback now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
-    listener.local_addr().expect("local address").port()
-}
 
 /// Prometheus, killed and its storage removed on drop, whatever happened.
 struct Server {
@@ -53,24 +45,9 @@ impl Drop for Lab {
     }
 }
 
-/// `GET path` of the server at `port` (HTTP/1.0: no chunks), its body.
+/// `GET path` of the server at `port`, its body.
 fn get(port: u16, path: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no end of head in {response:?}"))?;
-    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
-        return Err(format!("{head}\n{body}"));
-    }
-    Ok(body.to_owned())
+    http_get(port, path, "")
 }
 
 fn percent_encode(text: &str) -> String {
@@ -175,8 +152,12 @@ fn prometheus_answers_every_dashboard_query_and_rule_of_a_lab_and_a_node() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let rules = repo.join("monitoring/prometheus/sdss-alerts.yml");
     let scratch = Scratch::new("monitoring");
-    let (lab_port, a_port, b_port, prometheus_port) =
-        (free_port(), free_port(), free_port(), free_port());
+    let (lab_port, a_port, b_port, prometheus_port) = (
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+    );
     let config = scratch.0.join("prometheus.yml");
     std::fs::write(
         &config,

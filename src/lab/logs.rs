@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::builder::state::StateRoot;
 use super::lifecycle::open_node;
 use super::scenario::tail::Lines;
+use super::watch::blocking;
 use super::LabError;
 use crate::node::event::StampedEvent;
 use crate::output::Human;
@@ -83,15 +84,6 @@ pub async fn logs(
             return Ok(());
         }
     }
-}
-
-/// Runs `work` on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, LabError> + Send + 'static,
-) -> Result<T, LabError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| LabError::Terminal(io::Error::other(e)))?
 }
 
 /// A log read forward and written out.

@@ -222,3 +222,37 @@ pub fn root_or_skip(test: &str) -> bool {
     eprintln!("SKIPPED {test}: needs root (network namespaces and devices)");
     false
 }
+
+/// A TCP port free on loopback now (the OS picks it).
+pub fn free_tcp_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// `GET path` of the HTTP server on loopback at `port`, with `headers`
+/// (each ending in CRLF): its body when it answers 200, else why not.
+/// HTTP/1.0, so that no server answers in chunks.
+pub fn http_get(port: u16, path: &str, headers: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of head in {response:?}"))?;
+    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+        return Err(format!("answered {head:?}\n{body}"));
+    }
+    Ok(body.to_owned())
+}

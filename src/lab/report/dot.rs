@@ -42,10 +42,9 @@ pub(super) fn dot(plan: &Plan, measured: Option<&Report>) -> String {
     );
     for node in &plan.nodes {
         let fill = measured
-            .map(|r| match NodeVerdict::of(&node.name, r) {
-                NodeVerdict::Pass => ", style=\"rounded,filled\", fillcolor=\"#c6f6d5\"",
-                NodeVerdict::Fail => ", style=\"rounded,filled\", fillcolor=\"#fed7d7\"",
-                NodeVerdict::Unmeasured => ", style=\"rounded,filled\", fillcolor=\"#edf2f7\"",
+            .map(|r| {
+                let fill = NodeVerdict::of(&node.name, r).fill();
+                format!(", style=\"rounded,filled\", fillcolor=\"{fill}\"")
             })
             .unwrap_or_default();
         let _ = writeln!(

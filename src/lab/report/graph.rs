@@ -99,11 +99,7 @@ fn mermaid(plan: &Plan, measured: Option<&Report>) -> String {
     );
     for (i, node) in plan.nodes.iter().enumerate() {
         let class = measured
-            .map(|r| match NodeVerdict::of(&node.name, r) {
-                NodeVerdict::Pass => ":::pass",
-                NodeVerdict::Fail => ":::fail",
-                NodeVerdict::Unmeasured => ":::unmeasured",
-            })
+            .map(|r| format!(":::{}", NodeVerdict::of(&node.name, r).class()))
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -143,9 +139,14 @@ fn mermaid(plan: &Plan, measured: Option<&Report>) -> String {
                 id(&pair.to)
             );
         }
-        out.push_str(
-            "  classDef pass fill:#c6f6d5\n  classDef fail fill:#fed7d7\n  classDef unmeasured fill:#edf2f7\n",
-        );
+        for verdict in NodeVerdict::ALL {
+            let _ = writeln!(
+                out,
+                "  classDef {} fill:{}",
+                verdict.class(),
+                verdict.fill()
+            );
+        }
     }
     out
 }
@@ -340,7 +341,7 @@ pub fn topology_svg(plan: &Plan, measured: Option<&Report>) -> Markup {
             }
             @if measured.is_some() {
                 g class="legend" font-size=(small) {
-                    @for (k, verdict) in [NodeVerdict::Pass, NodeVerdict::Fail, NodeVerdict::Unmeasured].into_iter().enumerate() {
+                    @for (k, verdict) in NodeVerdict::ALL.into_iter().enumerate() {
                         @let lx = extent[0] + k as f64 * 130.0;
                         circle cx=(fixed(lx + 6.0, 1)) cy=(fixed(legend_y - 3.0, 1)) r="5" fill=(verdict.colour()) {}
                         text x=(fixed(lx + 15.0, 1)) y=(fixed(legend_y, 1)) { "node: " (verdict.word()) }

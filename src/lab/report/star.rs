@@ -85,6 +85,31 @@ impl NodeVerdict {
         }
     }
 
+    /// Every verdict, in the legends' order.
+    pub(super) const ALL: [NodeVerdict; 3] = [
+        NodeVerdict::Pass,
+        NodeVerdict::Fail,
+        NodeVerdict::Unmeasured,
+    ];
+
+    /// The light fill of a text graph's node box (DOT, Mermaid).
+    pub(super) fn fill(self) -> &'static str {
+        match self {
+            NodeVerdict::Pass => "#c6f6d5",
+            NodeVerdict::Fail => "#fed7d7",
+            NodeVerdict::Unmeasured => "#edf2f7",
+        }
+    }
+
+    /// Its name as a class (Mermaid's `classDef`).
+    pub(super) fn class(self) -> &'static str {
+        match self {
+            NodeVerdict::Pass => "pass",
+            NodeVerdict::Fail => "fail",
+            NodeVerdict::Unmeasured => "unmeasured",
+        }
+    }
+
     pub(super) fn word(self) -> &'static str {
         match self {
             NodeVerdict::Pass => "every pair passes",

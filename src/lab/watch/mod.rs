@@ -190,8 +190,9 @@ fn quits(event: &Event) -> bool {
         || (*code == KeyCode::Char('c') && modifiers.contains(KeyModifiers::CONTROL))
 }
 
-/// Runs `work` on the blocking pool.
-async fn blocking<T: Send + 'static>(
+/// Runs `work` on the blocking pool (`watch`, `metrics` and `logs` read
+/// files there).
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, LabError> + Send + 'static,
 ) -> Result<T, LabError> {
     tokio::task::spawn_blocking(work)
